@@ -1,0 +1,109 @@
+# dml: deep metric learning in C11.
+#   make            static + shared library and the dml CLI (objects under build/)
+#   make test       build and run every tests/test_*.c (cmocka)
+#   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
+#   make bench      dml against PyTorch and FAISS, side by side (bench/)
+#   make deps       install the Debian packages the build, tests and benchmarks need
+#   make install    PREFIX=/usr/local DESTDIR=
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC ?= cc
+PREFIX ?= /usr/local
+BUILD ?= build
+OPT ?= -O2
+PYTHON ?= /usr/bin/python3
+
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
+HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null || echo -lhdf5)
+
+CPPFLAGS += -I. -Iinclude $(HDF5_CFLAGS) -D_XOPEN_SOURCE=700 \
+            -DDML_VERSION_STRING='"$(VERSION)"'
+CFLAGS += -std=c11 $(OPT) -Wall -Wextra -Werror -MMD -MP -fPIC -fvisibility=hidden
+LIBS := $(HDF5_LIBS) -lopenblas -lyaml -lz -lm -lpthread
+
+LIB_DIRS := data nn losses optim eval train
+LIB_SRC := $(filter-out train/cli%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+CLI_SRC := $(wildcard train/cli*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
+
+.PHONY: all test sanitize bench deps install uninstall clean valgrind
+all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libdml.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libdml.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libdml.so.$(VERSION_MAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/dml: $(CLI_OBJ) $(BUILD)/libdml.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdml.a $(LIBS)
+
+# Tests may need extra link flags: LDFLAGS_test_<name> (e.g. --wrap=malloc to count allocations).
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(BUILD)/libdml.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libdml.a $(LIBS) -lcmocka
+
+LDFLAGS_test_nn_arena := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
+
+test: all $(TEST_BIN)
+	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+sanitize:
+	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
+
+valgrind: all $(TEST_BIN)
+	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
+
+bench:
+	$(MAKE) all
+	$(PYTHON) bench/run.py --dml $(BUILD)/dml
+
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
+    zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
+    python3-h5py python3-onnx python3-sklearn chromium
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	else echo "deps: all packages installed"; fi
+
+$(BUILD)/dml.pc: Makefile
+	@mkdir -p $(BUILD)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	    'Name: dml' 'Description: deep metric learning encoders and product quantizers' \
+	    'Version: $(VERSION)' 'Libs: -L$${libdir} -ldml' \
+	    'Libs.private: $(LIBS)' 'Cflags: -I$${includedir}' > $@
+
+install: all $(BUILD)/dml.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/dml $(DESTDIR)$(PREFIX)/bin/dml
+	install -m 644 $(BUILD)/libdml.a $(DESTDIR)$(PREFIX)/lib/libdml.a
+	install -m 755 $(BUILD)/libdml.so $(DESTDIR)$(PREFIX)/lib/libdml.so.$(VERSION)
+	ln -sf libdml.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libdml.so.$(VERSION_MAJOR)
+	ln -sf libdml.so.$(VERSION_MAJOR) $(DESTDIR)$(PREFIX)/lib/libdml.so
+	install -m 644 include/dml.h $(DESTDIR)$(PREFIX)/include/dml.h
+	install -m 644 $(BUILD)/dml.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/dml.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dml $(DESTDIR)$(PREFIX)/lib/libdml.* \
+	    $(DESTDIR)$(PREFIX)/include/dml.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/dml.pc
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,11 @@
+/* data/: the bottom layer. The shared basics every layer uses (error record, RNG,
+ * atomic files) and the datasets: readers, normalisation, splits, samplers. */
+#ifndef DML_DATA_H
+#define DML_DATA_H
+
+#include "data/error.h"
+#include "data/fileio.h"
+#include "data/rng.h"
+#include "data/dataset.h"
+
+#endif

@@ -1,0 +1,21 @@
+/* Atomic output files: write to a temporary name beside the target, flush it to
+ * disk, then rename over the target. A crash leaves the old file or the new one. */
+#ifndef DML_DATA_FILEIO_H
+#define DML_DATA_FILEIO_H
+
+#include <stddef.h>
+#include "data/error.h"
+
+/* The temporary name used for path: "<dir>/.<base>.tmp.<pid>". */
+void dml_tmp_path(const char *path, char *tmp, size_t n);
+
+/* fsync tmp, rename it to path, fsync the folder. On failure tmp is removed. */
+dml_status dml_file_commit(const char *tmp, const char *path, dml_error *err);
+
+/* Create a folder and its parents (mkdir -p). */
+dml_status dml_mkdirs(const char *dir, dml_error *err);
+
+/* 1 if a regular file exists at path. */
+int dml_file_exists(const char *path);
+
+#endif

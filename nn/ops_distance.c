@@ -1,0 +1,96 @@
+/* The pairwise distance matrix of two row sets from one GEMM, shared by every loss and
+ * miner that needs distances: D[i,j]^2 = |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0. */
+#include <math.h>
+
+#include "nn/nn.h"
+
+typedef struct dist_cache {
+    float *sq_a, *sq_b; /* [n], [m]: squared row norms */
+    float *w;           /* [n, m]: backward scratch, d(loss)/d(squared distance) */
+} dist_cache;
+
+static void row_sq_norms(float *out, const dml_tensor *x)
+{
+    for (int i = 0; i < x->rows; i++) {
+        const float *r = x->data + (size_t)i * x->cols;
+        float s = 0.0f;
+        for (int j = 0; j < x->cols; j++)
+            s += r[j] * r[j];
+        out[i] = s;
+    }
+}
+
+static void pairwise_dist_forward(dml_tensor *out)
+{
+    dml_tensor *a = out->src[0], *b = out->src[1];
+    dist_cache *c = out->cache;
+    int n = out->rows, m = out->cols, squared = out->iparam[0], self = a == b;
+    row_sq_norms(c->sq_a, a);
+    row_sq_norms(c->sq_b, b);
+    dml_gemm(0, 1, n, m, a->cols, -2.0f, a->data, a->cols, b->data, b->cols, 0.0f, out->data, m);
+    for (int i = 0; i < n; i++) {
+        float *row = out->data + (size_t)i * m;
+        for (int j = 0; j < m; j++) {
+            float d2 = row[j] + c->sq_a[i] + c->sq_b[j];
+            if (d2 < 0.0f || (self && i == j))
+                d2 = 0.0f;
+            row[j] = squared ? d2 : sqrtf(d2);
+        }
+    }
+}
+
+static void pairwise_dist_backward(dml_tensor *out)
+{
+    dml_tensor *a = out->src[0], *b = out->src[1];
+    dist_cache *c = out->cache;
+    int n = out->rows, m = out->cols, d = a->cols, squared = out->iparam[0];
+    float *w = c->w;
+    for (size_t k = 0; k < (size_t)n * m; k++) {
+        float dist = out->data[k];
+        w[k] = dist > 0.0f ? out->grad[k] * (squared ? 1.0f : 0.5f / dist) : 0.0f;
+    }
+    /* d|a_i - b_j|^2 / da_i = 2 (a_i - b_j), summed over j with weights w_ij. */
+    if (a->grad) {
+        dml_gemm(0, 0, n, d, m, -2.0f, w, m, b->data, d, 1.0f, a->grad, d);
+        for (int i = 0; i < n; i++) {
+            float s = 0.0f;
+            for (int j = 0; j < m; j++)
+                s += w[(size_t)i * m + j];
+            for (int k = 0; k < d; k++)
+                a->grad[(size_t)i * d + k] += 2.0f * s * a->data[(size_t)i * d + k];
+        }
+    }
+    if (b->grad) {
+        dml_gemm(1, 0, m, d, n, -2.0f, w, m, a->data, d, 1.0f, b->grad, d);
+        for (int j = 0; j < m; j++) {
+            float s = 0.0f;
+            for (int i = 0; i < n; i++)
+                s += w[(size_t)i * m + j];
+            for (int k = 0; k < d; k++)
+                b->grad[(size_t)j * d + k] += 2.0f * s * b->data[(size_t)j * d + k];
+        }
+    }
+}
+
+const dml_op_def dml_op_pairwise_dist = {"pairwise_dist", pairwise_dist_forward,
+                                         pairwise_dist_backward};
+
+dml_tensor *dml_pairwise_dist(dml_graph *g, dml_tensor *a, dml_tensor *b, int squared)
+{
+    if (!a || !b)
+        return NULL;
+    DML_ASSERT(a->cols == b->cols);
+    dml_tensor *out = dml_graph_node(g, &dml_op_pairwise_dist, a->rows, b->rows, a, b, NULL);
+    if (!out)
+        return NULL;
+    out->iparam[0] = squared != 0;
+    dist_cache *c = dml_graph_alloc(g, sizeof *c);
+    if (!c || !(c->sq_a = dml_graph_alloc(g, (size_t)a->rows * sizeof(float))) ||
+        !(c->sq_b = dml_graph_alloc(g, (size_t)b->rows * sizeof(float))))
+        return NULL;
+    c->w = NULL;
+    if (out->grad && !(c->w = dml_graph_alloc(g, (size_t)a->rows * b->rows * sizeof(float))))
+        return NULL;
+    out->cache = c;
+    return dml_graph_run(g, out);
+}

@@ -1,0 +1,119 @@
+/* Row-wise ops: L2 normalisation, column slices and concatenation (two-view inputs). */
+#include <math.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+/* ---- l2_normalize: y = x / max(|x|, eps); cache holds the per-row divisor ---- */
+static void l2_normalize_forward(dml_tensor *out)
+{
+    const dml_tensor *x = out->src[0];
+    float *divisor = out->cache;
+    for (int i = 0; i < out->rows; i++) {
+        const float *xi = x->data + (size_t)i * x->cols;
+        double ss = 0.0;
+        for (int j = 0; j < x->cols; j++)
+            ss += (double)xi[j] * xi[j];
+        float norm = (float)sqrt(ss);
+        divisor[i] = norm > DML_NORM_EPS ? norm : DML_NORM_EPS;
+        for (int j = 0; j < x->cols; j++)
+            out->data[(size_t)i * out->cols + j] = xi[j] / divisor[i];
+    }
+}
+
+/* Where the norm is above eps: dx = (dy - y (y.dy)) / |x|. Below it the op is x / eps, a
+ * linear map, so dx = dy / eps. */
+static void l2_normalize_backward(dml_tensor *out)
+{
+    dml_tensor *x = out->src[0];
+    const float *divisor = out->cache;
+    for (int i = 0; i < out->rows; i++) {
+        const float *y = out->data + (size_t)i * out->cols, *dy = out->grad + (size_t)i * out->cols;
+        float *dx = x->grad + (size_t)i * x->cols;
+        float dot = 0.0f;
+        if (divisor[i] > DML_NORM_EPS)
+            for (int j = 0; j < out->cols; j++)
+                dot += y[j] * dy[j];
+        for (int j = 0; j < out->cols; j++)
+            dx[j] += (dy[j] - y[j] * dot) / divisor[i];
+    }
+}
+
+const dml_op_def dml_op_l2_normalize = {"l2_normalize", l2_normalize_forward,
+                                        l2_normalize_backward};
+
+dml_tensor *dml_l2_normalize(dml_graph *g, dml_tensor *x)
+{
+    if (!x)
+        return NULL;
+    dml_tensor *out = dml_graph_node(g, &dml_op_l2_normalize, x->rows, x->cols, x, NULL, NULL);
+    if (out && !(out->cache = dml_graph_alloc(g, (size_t)x->rows * sizeof(float))))
+        return NULL;
+    return dml_graph_run(g, out);
+}
+
+/* ---- slice_cols: columns [iparam[0], iparam[0] + cols) of x ---- */
+static void slice_cols_forward(dml_tensor *out)
+{
+    const dml_tensor *x = out->src[0];
+    for (int i = 0; i < out->rows; i++)
+        memcpy(out->data + (size_t)i * out->cols, x->data + (size_t)i * x->cols + out->iparam[0],
+               (size_t)out->cols * sizeof(float));
+}
+
+static void slice_cols_backward(dml_tensor *out)
+{
+    dml_tensor *x = out->src[0];
+    for (int i = 0; i < out->rows; i++) {
+        float *dx = x->grad + (size_t)i * x->cols + out->iparam[0];
+        for (int j = 0; j < out->cols; j++)
+            dx[j] += out->grad[(size_t)i * out->cols + j];
+    }
+}
+
+const dml_op_def dml_op_slice_cols = {"slice_cols", slice_cols_forward, slice_cols_backward};
+
+dml_tensor *dml_slice_cols(dml_graph *g, dml_tensor *x, int offset, int n)
+{
+    if (!x)
+        return NULL;
+    DML_ASSERT(offset >= 0 && n >= 0 && offset + n <= x->cols);
+    dml_tensor *out = dml_graph_node(g, &dml_op_slice_cols, x->rows, n, x, NULL, NULL);
+    if (out)
+        out->iparam[0] = offset;
+    return dml_graph_run(g, out);
+}
+
+/* ---- concat_cols: [a | b] ---- */
+static void concat_cols_forward(dml_tensor *out)
+{
+    const dml_tensor *a = out->src[0], *b = out->src[1];
+    for (int i = 0; i < out->rows; i++) {
+        float *row = out->data + (size_t)i * out->cols;
+        memcpy(row, a->data + (size_t)i * a->cols, (size_t)a->cols * sizeof(float));
+        memcpy(row + a->cols, b->data + (size_t)i * b->cols, (size_t)b->cols * sizeof(float));
+    }
+}
+
+static void concat_cols_backward(dml_tensor *out)
+{
+    for (int s = 0, offset = 0; s < 2; offset += out->src[s]->cols, s++) {
+        dml_tensor *x = out->src[s];
+        if (!x->grad)
+            continue;
+        for (int i = 0; i < out->rows; i++)
+            for (int j = 0; j < x->cols; j++)
+                x->grad[(size_t)i * x->cols + j] += out->grad[(size_t)i * out->cols + offset + j];
+    }
+}
+
+const dml_op_def dml_op_concat_cols = {"concat_cols", concat_cols_forward, concat_cols_backward};
+
+dml_tensor *dml_concat_cols(dml_graph *g, dml_tensor *a, dml_tensor *b)
+{
+    if (!a || !b)
+        return NULL;
+    DML_ASSERT(a->rows == b->rows);
+    return dml_graph_run(g, dml_graph_node(g, &dml_op_concat_cols, a->rows, a->cols + b->cols, a, b,
+                                           NULL));
+}

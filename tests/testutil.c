@@ -1,0 +1,153 @@
+#include "tests/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+void tu_fill_normal(float *x, size_t n, float scale, uint64_t seed)
+{
+    dml_rng r;
+    dml_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * dml_rng_normal(&r);
+}
+
+/* sum(out * R) in double, after a fresh forward pass from the given input values. */
+static double forward_loss(dml_graph *g, tu_build_fn build, void *ctx, int n_in, const tu_input *in,
+                           float **vals, const float *r, dml_tensor **leaves, dml_tensor **out_node)
+{
+    dml_graph_reset(g);
+    for (int k = 0; k < n_in; k++)
+        leaves[k] = dml_leaf_copy(g, vals[k], in[k].rows, in[k].cols, !in[k].no_grad);
+    dml_tensor *out = build(g, leaves, ctx);
+    assert_non_null(out);
+    double acc = 0.0;
+    for (size_t i = 0; i < (size_t)out->rows * out->cols; i++)
+        acc += (double)out->data[i] * r[i];
+    if (out_node)
+        *out_node = out;
+    return acc;
+}
+
+double tu_gradcheck(tu_build_fn build, void *ctx, int n_in, const tu_input *in, float eps,
+                    double tol)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    float **vals = calloc((size_t)n_in, sizeof *vals);
+    dml_tensor **leaves = calloc((size_t)n_in, sizeof *leaves);
+    for (int k = 0; k < n_in; k++) {
+        size_t n = (size_t)in[k].rows * in[k].cols;
+        vals[k] = malloc((n ? n : 1) * sizeof(float));
+        memcpy(vals[k], in[k].data, n * sizeof(float));
+    }
+    /* The output's shape, then a fixed random R to weight it. */
+    dml_tensor *out;
+    float probe = 0.0f;
+    forward_loss(&g, build, ctx, n_in, in, vals, &probe, leaves, &out);
+    size_t n_out = (size_t)out->rows * out->cols;
+    float *r = malloc(n_out * sizeof(float));
+    tu_fill_normal(r, n_out, 1.0f, 1234);
+    if (n_out == 1)
+        r[0] = 1.0f;
+
+    /* Analytic gradients, copied out before the graph is reused. */
+    forward_loss(&g, build, ctx, n_in, in, vals, r, leaves, &out);
+    float **analytic = calloc((size_t)n_in, sizeof *analytic);
+    if (out->grad) {
+        memcpy(out->grad, r, n_out * sizeof(float));
+        assert_int_equal(dml_backward_from(&g, out), DML_OK);
+    }
+    for (int k = 0; k < n_in; k++) {
+        size_t n = (size_t)in[k].rows * in[k].cols;
+        analytic[k] = calloc(n ? n : 1, sizeof(float));
+        if (!in[k].no_grad)
+            memcpy(analytic[k], leaves[k]->grad, n * sizeof(float));
+    }
+
+    double worst = 0.0;
+    for (int k = 0; k < n_in; k++) {
+        if (in[k].no_grad)
+            continue;
+        for (size_t i = 0; i < (size_t)in[k].rows * in[k].cols; i++) {
+            float saved = vals[k][i];
+            vals[k][i] = saved + eps;
+            double up = forward_loss(&g, build, ctx, n_in, in, vals, r, leaves, NULL);
+            vals[k][i] = saved - eps;
+            double down = forward_loss(&g, build, ctx, n_in, in, vals, r, leaves, NULL);
+            vals[k][i] = saved;
+            double numeric = (up - down) / (2.0 * eps), a = analytic[k][i];
+            double scaled = fabs(a - numeric) / (1.0 + fmax(fabs(a), fabs(numeric)));
+            if (scaled > worst)
+                worst = scaled;
+            if (scaled > tol)
+                fail_msg("gradient of input %d element %zu: analytic %.6g, numeric %.6g", k, i, a,
+                         numeric);
+        }
+    }
+    for (int k = 0; k < n_in; k++) {
+        free(vals[k]);
+        free(analytic[k]);
+    }
+    free(vals);
+    free(analytic);
+    free(leaves);
+    free(r);
+    dml_graph_free(&g);
+    return worst;
+}
+
+void tu_mkdtemp(char *out, size_t n)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, n, "%s/dml-test-XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(out));
+}
+
+static const char *python(void)
+{
+    const char *p = getenv("PYTHON");
+    return p && *p ? p : "/usr/bin/python3";
+}
+
+static int vsystem(const char *fmt, va_list ap)
+{
+    char cmd[8192];
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    int rc = system(cmd);
+    if (rc == -1 || !WIFEXITED(rc))
+        return -1;
+    return WEXITSTATUS(rc);
+}
+
+int tu_system(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsystem(fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tu_python_has(const char *modules)
+{
+    return tu_system("%s -c 'import %s' >/dev/null 2>&1", python(), modules) == 0;
+}
+
+int tu_python_run(const char *fmt, ...)
+{
+    char args[7000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return tu_system("%s %s", python(), args);
+}
+
+const char *tu_dml_path(void)
+{
+    const char *p = getenv("DML");
+    return p && *p ? p : "build/dml";
+}

@@ -1,0 +1,47 @@
+/* Shared helpers for the cmocka tests: gradient checks, temporary folders, Python probes. */
+#ifndef DML_TESTUTIL_H
+#define DML_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "nn/nn.h"
+
+/* Builds the function under test from its input leaves; returns the output node. */
+typedef dml_tensor *(*tu_build_fn)(dml_graph *g, dml_tensor **in, void *ctx);
+
+typedef struct tu_input {
+    int rows, cols;
+    const float *data; /* initial values; copied */
+    int no_grad;       /* 1: a constant input (labels-like data), not checked */
+} tu_input;
+
+/* Central finite differences (the loss is sum(out * R) for a fixed random R, accumulated in
+ * double) against dml_backward, for every element of every input with a gradient. Fails the
+ * test when |analytic - numeric| > tol * (1 + max(|analytic|, |numeric|)). Returns the largest
+ * such scaled error. */
+double tu_gradcheck(tu_build_fn build, void *ctx, int n_in, const tu_input *in, float eps,
+                    double tol);
+
+/* Fill with N(0, scale^2) values from a seeded generator. */
+void tu_fill_normal(float *x, size_t n, float scale, uint64_t seed);
+
+/* A fresh folder under $TMPDIR (or /tmp); the path is static storage per call site. */
+void tu_mkdtemp(char *out, size_t n);
+
+/* 1 if Debian's /usr/bin/python3 (or $PYTHON) imports every module named (comma-separated). */
+int tu_python_has(const char *modules);
+/* Run "$PYTHON <args>" through the shell; returns its exit status. */
+int tu_python_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Path of the dml CLI under test ($DML, default build/dml). */
+const char *tu_dml_path(void);
+/* Run a shell command; returns its exit status (0-255), or -1. */
+int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Skip the current test with a visible note (cmocka's skip() prints nothing of why). */
+#define TU_SKIP(why) do { print_message("[  SKIP    ] %s\n", (why)); skip(); } while (0)
+
+#endif
