@@ -1,0 +1,51 @@
+/* dml: the command line. Each command lives in its own train/cli_<command>.c; main only
+ * dispatches and maps nothing itself: every command returns its exit code. */
+#include <stdio.h>
+#include <string.h>
+
+#include "dml.h"
+
+static const char USAGE[] =
+    "dml " DML_VERSION_STRING ": deep metric learning encoders and product quantizers\n"
+    "\n"
+    "usage: dml <command> [options]   (dml <command> --help for its options)\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG.yaml [--out DIR] [--set key.path=value ...] [--resume]\n"
+    "                       train an encoder; writes model.h5, checkpoint.h5, metrics.jsonl, report.html\n"
+    "  eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--json]\n"
+    "                       retrieval metrics of a trained model on float embeddings and PQ codes\n"
+    "  encode MODEL.h5 INPUT OUTPUT.h5 [--pq]\n"
+    "                       embed a data set (and encode it with the model's PQ codebooks)\n"
+    "  export MODEL.h5 --faiss OUT.index --db SPEC [--pq | --flat] | --onnx OUT.onnx\n"
+    "                       files a search library or runtime loads\n"
+    "  info MODEL.h5        what a model file holds\n"
+    "\n"
+    "exit codes: 0 success, 1 runtime failure (divergence, I/O), 2 bad usage, config or input data\n";
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command COMMANDS[] = {
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("dml %s\n", DML_VERSION_STRING);
+        return 0;
+    }
+    for (const command *c = COMMANDS; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "dml: unknown command '%s'\n\n%s", argv[1], USAGE);
+    return 2;
+}
