@@ -14,7 +14,7 @@ void tu_fill_normal(float *x, size_t n, float scale, uint64_t seed)
         x[i] = scale * dml_rng_normal(&r);
 }
 
-/* sum(out * R) in double, after a fresh forward pass from the given input values. */
+/* sum(out * R) in double (0 when r is NULL), after a fresh forward pass from the given values. */
 static double forward_loss(dml_graph *g, tu_build_fn build, void *ctx, int n_in, const tu_input *in,
                            float **vals, const float *r, dml_tensor **leaves, dml_tensor **out_node)
 {
@@ -24,7 +24,7 @@ static double forward_loss(dml_graph *g, tu_build_fn build, void *ctx, int n_in,
     dml_tensor *out = build(g, leaves, ctx);
     assert_non_null(out);
     double acc = 0.0;
-    for (size_t i = 0; i < (size_t)out->rows * out->cols; i++)
+    for (size_t i = 0; r && i < (size_t)out->rows * out->cols; i++)
         acc += (double)out->data[i] * r[i];
     if (out_node)
         *out_node = out;
@@ -45,8 +45,7 @@ double tu_gradcheck(tu_build_fn build, void *ctx, int n_in, const tu_input *in, 
     }
     /* The output's shape, then a fixed random R to weight it. */
     dml_tensor *out;
-    float probe = 0.0f;
-    forward_loss(&g, build, ctx, n_in, in, vals, &probe, leaves, &out);
+    forward_loss(&g, build, ctx, n_in, in, vals, NULL, leaves, &out);
     size_t n_out = (size_t)out->rows * out->cols;
     float *r = malloc(n_out * sizeof(float));
     tu_fill_normal(r, n_out, 1.0f, 1234);
