@@ -2,6 +2,7 @@
 #   make            static + shared library and the dml CLI (objects under build/)
 #   make test       build and run every tests/test_*.c (cmocka)
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
+#   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side (bench/)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -33,7 +34,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test sanitize bench deps install uninstall clean valgrind
+.PHONY: all test sanitize bench deps demo install uninstall clean valgrind
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
 
 $(BUILD)/%.o: %.c
@@ -65,6 +66,10 @@ sanitize:
 
 valgrind: all $(TEST_BIN)
 	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
+
+# The main job: train and evaluate the demo config on Fashion-MNIST (from a Debian package).
+demo: all
+	$(BUILD)/dml train configs/demo.yaml
 
 bench:
 	$(MAKE) all

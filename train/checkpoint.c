@@ -1,0 +1,123 @@
+#include "train/checkpoint.h"
+
+#include <hdf5.h>
+#include <string.h>
+#include <unistd.h>
+
+static hid_t mem_type(dml_ckpt_type t)
+{
+    switch (t) {
+    case DML_CKPT_F32: return H5T_NATIVE_FLOAT;
+    case DML_CKPT_F64: return H5T_NATIVE_DOUBLE;
+    case DML_CKPT_I64: return H5T_NATIVE_INT64;
+    case DML_CKPT_U8: return H5T_NATIVE_UINT8;
+    }
+    return H5T_NATIVE_UINT8;
+}
+
+static hid_t file_type(dml_ckpt_type t)
+{
+    switch (t) {
+    case DML_CKPT_F32: return H5T_IEEE_F32LE;
+    case DML_CKPT_F64: return H5T_IEEE_F64LE;
+    case DML_CKPT_I64: return H5T_STD_I64LE;
+    case DML_CKPT_U8: return H5T_STD_U8LE;
+    }
+    return H5T_STD_U8LE;
+}
+
+static int write_entry(hid_t file, const dml_ckpt_entry *e)
+{
+    hsize_t dims[1] = {e->n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t ds = H5Dcreate2(file, e->name, file_type(e->type), space, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    int ok = ds >= 0 && (e->n == 0 || H5Dwrite(ds, mem_type(e->type), H5S_ALL, H5S_ALL,
+                                               H5P_DEFAULT, e->data) >= 0);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Sclose(space);
+    return ok;
+}
+
+static int write_format(hid_t file)
+{
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_cset(str, H5T_CSET_UTF8);
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    const char *name = DML_CHECKPOINT_FORMAT;
+    long long version = DML_CHECKPOINT_VERSION;
+    hid_t a = H5Acreate2(file, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t b = H5Acreate2(file, "format_version", H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = a >= 0 && b >= 0 && H5Awrite(a, str, &name) >= 0 &&
+             H5Awrite(b, H5T_NATIVE_LLONG, &version) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    if (b >= 0)
+        H5Aclose(b);
+    H5Sclose(scalar);
+    H5Tclose(str);
+    return ok;
+}
+
+dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries, int n_entries,
+                                dml_error *err)
+{
+    char tmp[4096];
+    dml_tmp_path(path, tmp, sizeof tmp);
+    int ok;
+    H5E_BEGIN_TRY { /* report our own messages, not the HDF5 error stack */
+        hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        ok = file >= 0 && write_format(file);
+        for (int i = 0; ok && i < n_entries; i++)
+            ok = write_entry(file, &entries[i]);
+        if (file >= 0 && H5Fclose(file) < 0)
+            ok = 0;
+    } H5E_END_TRY;
+    if (!ok) {
+        unlink(tmp);
+        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the checkpoint");
+    }
+    return dml_file_commit(tmp, path, err);
+}
+
+static dml_status read_entry(hid_t file, const char *path, const dml_ckpt_entry *e, dml_error *err)
+{
+    hid_t ds = H5Dopen2(file, e->name, H5P_DEFAULT);
+    if (ds < 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             "the checkpoint has no '%s': it was written by another kind of run",
+                             e->name);
+    hid_t space = H5Dget_space(ds);
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    H5Sclose(space);
+    dml_status st = DML_OK;
+    if (n != (hssize_t)e->n)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' holds %lld values where this run needs %zu: the config no longer "
+                           "matches the checkpoint",
+                           e->name, (long long)n, e->n);
+    else if (n > 0 && H5Dread(ds, mem_type(e->type), H5S_ALL, H5S_ALL, H5P_DEFAULT, e->data) < 0)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read '%s'", e->name);
+    H5Dclose(ds);
+    return st;
+}
+
+dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
+                               dml_error *err)
+{
+    dml_status st = DML_OK;
+    H5E_BEGIN_TRY {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (file < 0) {
+            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                               "cannot open the checkpoint (missing, or not an HDF5 file)");
+        } else {
+            for (int i = 0; st == DML_OK && i < n_entries; i++)
+                st = read_entry(file, path, &entries[i], err);
+            H5Fclose(file);
+        }
+    } H5E_END_TRY;
+    return st;
+}

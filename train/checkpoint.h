@@ -1,0 +1,29 @@
+/* checkpoint.h5: everything a run needs to continue exactly where it stopped, as a flat list
+ * of named arrays. The trainer decides what goes in; this file only moves bytes, atomically. */
+#ifndef DML_TRAIN_CHECKPOINT_H
+#define DML_TRAIN_CHECKPOINT_H
+
+#include <stddef.h>
+#include "data/data.h"
+
+#define DML_CHECKPOINT_FORMAT "dml-checkpoint"
+#define DML_CHECKPOINT_VERSION 1
+
+typedef enum dml_ckpt_type { DML_CKPT_F32, DML_CKPT_F64, DML_CKPT_I64, DML_CKPT_U8 } dml_ckpt_type;
+
+typedef struct dml_ckpt_entry {
+    char name[64];      /* dataset name, unique in the file */
+    dml_ckpt_type type;
+    void *data;         /* [n] elements of type */
+    size_t n;
+} dml_ckpt_entry;
+
+/* Writes every entry to path (temporary name, fsync, rename). */
+dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries, int n_entries,
+                                dml_error *err);
+/* Reads every entry into its buffer; a missing dataset or a size other than n is an error that
+ * names the file and the entry (the run's config no longer matches the checkpoint). */
+dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
+                               dml_error *err);
+
+#endif

@@ -1,0 +1,27 @@
+/* Progress of a long run: a bar redrawn in place on a terminal, plain lines otherwise. */
+#ifndef DML_TRAIN_PROGRESS_H
+#define DML_TRAIN_PROGRESS_H
+
+#include <stdio.h>
+
+typedef struct dml_progress {
+    FILE *out;
+    int is_tty;
+    long total;          /* steps in the run */
+    long start_step;     /* the step the run (or resume) began at */
+    double t_start;      /* monotonic seconds */
+    double t_last_draw;
+    long line_every;     /* plain mode: one line per this many steps */
+    int bar_drawn;       /* a bar is on the current terminal line */
+} dml_progress;
+
+void dml_progress_init(dml_progress *p, FILE *out, long total, long start_step);
+/* Called after every step; draws at most ~10 times a second (tty) or every line_every steps. */
+void dml_progress_update(dml_progress *p, long step, float loss, float lr);
+/* A message that must not be overwritten by the bar (validation results, warnings). */
+void dml_progress_note(dml_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dml_progress_finish(dml_progress *p, long step);
+/* Monotonic seconds. */
+double dml_now(void);
+
+#endif
