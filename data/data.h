@@ -7,5 +7,6 @@
 #include "data/fileio.h"
 #include "data/rng.h"
 #include "data/dataset.h"
+#include "data/sampler.h"
 
 #endif

@@ -115,6 +115,8 @@ dml_tensor *dml_add_bias(dml_graph *g, dml_tensor *x, dml_tensor *bias);
 /* a + b, same shape. */
 dml_tensor *dml_add(dml_graph *g, dml_tensor *a, dml_tensor *b);
 dml_tensor *dml_scale(dml_graph *g, dml_tensor *x, float s);
+/* s * x + b, element-wise (the same op as scale). */
+dml_tensor *dml_affine(dml_graph *g, dml_tensor *x, float s, float b);
 dml_tensor *dml_sum(dml_graph *g, dml_tensor *x);  /* [1,1] */
 dml_tensor *dml_mean(dml_graph *g, dml_tensor *x); /* [1,1] */
 /* mean((a - b)^2) over all elements, [1,1]. */

@@ -99,11 +99,11 @@ dml_tensor *dml_add(dml_graph *g, dml_tensor *a, dml_tensor *b)
     return dml_graph_run(g, dml_graph_node(g, &dml_op_add, a->rows, a->cols, a, b, NULL));
 }
 
-/* ---- scale: out = s * x, s in fparam[0] ---- */
+/* ---- scale: out = s * x + b, s and b in fparam ---- */
 static void scale_forward(dml_tensor *out)
 {
     for (size_t i = 0; i < N(out); i++)
-        out->data[i] = out->fparam[0] * out->src[0]->data[i];
+        out->data[i] = out->fparam[0] * out->src[0]->data[i] + out->fparam[1];
 }
 
 static void scale_backward(dml_tensor *out)
@@ -114,14 +114,21 @@ static void scale_backward(dml_tensor *out)
 
 const dml_op_def dml_op_scale = {"scale", scale_forward, scale_backward};
 
-dml_tensor *dml_scale(dml_graph *g, dml_tensor *x, float s)
+dml_tensor *dml_affine(dml_graph *g, dml_tensor *x, float s, float b)
 {
     if (!x)
         return NULL;
     dml_tensor *out = dml_graph_node(g, &dml_op_scale, x->rows, x->cols, x, NULL, NULL);
-    if (out)
+    if (out) {
         out->fparam[0] = s;
+        out->fparam[1] = b;
+    }
     return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_scale(dml_graph *g, dml_tensor *x, float s)
+{
+    return dml_affine(g, x, s, 0.0f);
 }
 
 /* ---- sum and mean: one op, fparam[0] is the factor (1 or 1/n) ---- */

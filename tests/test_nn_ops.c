@@ -10,6 +10,7 @@ static dml_tensor *b_matmul_t(dml_graph *g, dml_tensor **in, void *c) { (void)c;
 static dml_tensor *b_add_bias(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_add_bias(g, in[0], in[1]); }
 static dml_tensor *b_add(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_add(g, in[0], in[1]); }
 static dml_tensor *b_scale(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_scale(g, in[0], -1.7f); }
+static dml_tensor *b_affine(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_affine(g, in[0], 0.5f, 2.0f); }
 static dml_tensor *b_sum(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_sum(g, in[0]); }
 static dml_tensor *b_mean(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_mean(g, in[0]); }
 static dml_tensor *b_mse(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_mse(g, in[0], in[1]); }
@@ -40,6 +41,7 @@ static const op_case CASES[] = {
     {"add_bias", b_add_bias, 2, {{4, 3}, {1, 3}}, 1e-2f, 2e-3},
     {"add", b_add, 2, {{3, 4}, {3, 4}}, 1e-2f, 2e-3},
     {"scale", b_scale, 1, {{3, 4}}, 1e-2f, 2e-3},
+    {"scale", b_affine, 1, {{3, 4}}, 1e-2f, 2e-3},
     {"sum", b_sum, 1, {{3, 4}}, 1e-2f, 2e-3},
     {"sum", b_mean, 1, {{3, 4}}, 1e-2f, 2e-3},
     {"mse", b_mse, 2, {{3, 4}, {3, 4}}, 1e-2f, 2e-3},

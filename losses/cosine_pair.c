@@ -1,0 +1,48 @@
+/* DQN's pairwise cosine loss (Cao et al. 2016): mean over i != j of (s_ij - cos_ij)^2. */
+#include "losses/losses.h"
+
+/* src[0] = C [B,B], the cosine matrix; ctx = labels. */
+static void cosine_pair_forward(dml_tensor *out)
+{
+    const dml_tensor *c = out->src[0];
+    const int32_t *y = out->ctx;
+    int b = c->rows;
+    double sum = 0.0;
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++)
+            if (i != j) {
+                float e = (y[i] == y[j] ? 1.0f : -1.0f) - c->data[(size_t)i * b + j];
+                sum += (double)e * e;
+            }
+    out->data[0] = b > 1 ? (float)(sum / ((double)b * (b - 1))) : 0.0f;
+}
+
+static void cosine_pair_backward(dml_tensor *out)
+{
+    dml_tensor *c = out->src[0];
+    const int32_t *y = out->ctx;
+    int b = c->rows;
+    if (b < 2)
+        return;
+    float g = out->grad[0] / ((float)b * (float)(b - 1));
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++)
+            if (i != j) {
+                float e = (y[i] == y[j] ? 1.0f : -1.0f) - c->data[(size_t)i * b + j];
+                c->grad[(size_t)i * b + j] -= 2.0f * g * e;
+            }
+}
+
+const dml_op_def dml_op_cosine_pair = {"cosine_pair", cosine_pair_forward, cosine_pair_backward};
+
+dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels)
+{
+    dml_tensor *zn = dml_l2_normalize(g, z);
+    dml_tensor *c = dml_matmul(g, zn, zn, 1);
+    if (!c)
+        return NULL;
+    dml_tensor *out = dml_graph_node(g, &dml_op_cosine_pair, 1, 1, c, NULL, NULL);
+    if (out)
+        out->ctx = labels;
+    return dml_graph_run(g, out);
+}

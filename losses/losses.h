@@ -1,0 +1,66 @@
+/* losses/: metric losses, miners and the joint quantization term, as losses.md defines them.
+ * Each maps embedding tensors (plus labels or pairs) to a [1,1] loss node on the tape; miners
+ * work on the shared pairwise distance matrix. Labels are int32 per row, not copied: they must
+ * outlive the step.
+ *
+ * Edge cases (all give a zero loss with zero gradient, never NaN): a batch with no positive
+ * pair, a batch with no negative (one class only), every hinge inactive (mean_nonzero then
+ * divides by nothing and returns 0), duplicate rows (distance 0 has a zero gradient), B = 2. */
+#ifndef DML_LOSSES_H
+#define DML_LOSSES_H
+
+#include "nn/nn.h"
+
+typedef enum dml_distance {
+    DML_DIST_EUCLIDEAN,
+    DML_DIST_SQUARED_EUCLIDEAN,
+    DML_DIST_COSINE /* 1 - cos */
+} dml_distance;
+
+typedef enum dml_miner { DML_MINER_ALL, DML_MINER_HARD, DML_MINER_SEMIHARD } dml_miner;
+
+typedef enum dml_reduction { DML_REDUCE_MEAN, DML_REDUCE_MEAN_NONZERO } dml_reduction;
+
+/* The loss ops, one table the gradient tests walk (see losses/ops.c). */
+extern const dml_op_def *const dml_loss_ops[];
+extern const int dml_loss_op_count;
+
+/* D[i,j] between the rows of a and b under the configured distance. */
+dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_distance dist);
+
+/* Contrastive (Hadsell et al. 2006) over all ordered pairs i != j of d [B,B]:
+ * positives [d - pos_margin]+^p, negatives [neg_margin - d]+^p. */
+dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                 float pos_margin, float neg_margin, int power,
+                                 dml_reduction reduction);
+
+/* Triplet [d(a,p) - d(a,n) + margin]+ (or softplus when soft) over the triplets a miner picks
+ * from d [B,B]: all (every valid triplet), hard (farthest positive, nearest negative per
+ * anchor), semihard (FaceNet: the nearest negative farther than the positive within the
+ * margin, else the hardest negative). */
+dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
+                             dml_miner miner, int soft, dml_reduction reduction);
+/* The same over explicit triplets: rows anchor[t], positive[t], negative[t] of d. */
+dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,
+                                      const int32_t *positive, const int32_t *negative, int n,
+                                      float margin, int soft, dml_reduction reduction);
+
+/* Multiple negatives ranking (Henderson et al. 2017): S = scale * cos(a_i, p_j); cross-entropy
+ * with target i. hard_neg [B,D] (may be NULL) adds candidates for every anchor; labels (may be
+ * NULL) drop off-diagonal candidates of the anchor's label; symmetric adds p_i -> a_i. */
+dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *hard_neg,
+                         const int32_t *labels, float scale, int symmetric);
+
+/* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
+ * same label, -1 otherwise. */
+dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
+
+/* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
+ * computed stably from the logits. */
+dml_tensor *dml_loss_bce_logits(dml_graph *g, dml_tensor *logits, dml_tensor *target);
+
+/* The quantization term of the joint loss: (1/B) sum_i |z_i - q(z_i)|^2, q the nearest
+ * codeword under pq (codes reassigned in forward). The gradient flows into z only. */
+dml_tensor *dml_loss_quantization(dml_graph *g, dml_tensor *z, const dml_pq *pq);
+
+#endif

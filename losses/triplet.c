@@ -1,0 +1,225 @@
+/* Triplet loss over the batch distance matrix, with its miners. Batch-all walks, per anchor,
+ * its positives x its negatives from two short index lists (no B x B x B mask), so it costs
+ * about what batch-hard does when batches hold few rows per class. */
+#include <math.h>
+#include <string.h>
+
+#include "losses/losses.h"
+
+typedef struct triplet_ctx {
+    const int32_t *labels;  /* [B]; NULL with an explicit list */
+    dml_miner miner;        /* DML_MINER_ALL walks every triplet; otherwise the list is used */
+    int soft;
+    dml_reduction reduction;
+    int n;                  /* triplets in the list */
+    const int32_t *a, *p, *neg; /* [n] each: the list (mined into arena memory, or given) */
+    int32_t *pos_idx, *neg_idx; /* [B] scratch for batch-all */
+    float denom;            /* what forward divided by (0: the loss is 0) */
+} triplet_ctx;
+
+static float hinge(float x, int soft)
+{
+    if (soft)
+        return x > 20.0f ? x : log1pf(expf(x));
+    return x > 0.0f ? x : 0.0f;
+}
+
+/* d(hinge)/dx */
+static float hinge_slope(float x, int soft)
+{
+    if (soft)
+        return 1.0f / (1.0f + expf(-x));
+    return x > 0.0f ? 1.0f : 0.0f;
+}
+
+/* Calls visit(ctx, a, p, n, x) for every triplet the op covers; x = d(a,p) - d(a,n) + margin. */
+typedef void (*visit_fn)(void *acc, int a, int p, int n, float x);
+
+static void for_each_triplet(const dml_tensor *out, visit_fn visit, void *acc)
+{
+    const triplet_ctx *c = out->cache;
+    const dml_tensor *d = out->src[0];
+    int b = d->rows;
+    float margin = out->fparam[0];
+    if (c->miner != DML_MINER_ALL || !c->labels) {
+        for (int t = 0; t < c->n; t++)
+            visit(acc, c->a[t], c->p[t], c->neg[t],
+                  d->data[(size_t)c->a[t] * b + c->p[t]] - d->data[(size_t)c->a[t] * b + c->neg[t]] +
+                      margin);
+        return;
+    }
+    for (int a = 0; a < b; a++) {
+        int np = 0, nn = 0;
+        for (int j = 0; j < b; j++) {
+            if (c->labels[j] != c->labels[a])
+                c->neg_idx[nn++] = j;
+            else if (j != a)
+                c->pos_idx[np++] = j;
+        }
+        const float *row = d->data + (size_t)a * b;
+        for (int i = 0; i < np; i++) {
+            float base = row[c->pos_idx[i]] + margin;
+            for (int k = 0; k < nn; k++)
+                visit(acc, a, c->pos_idx[i], c->neg_idx[k], base - row[c->neg_idx[k]]);
+        }
+    }
+}
+
+typedef struct forward_acc {
+    double sum;
+    long count, nonzero;
+    int soft;
+} forward_acc;
+
+static void forward_visit(void *p, int a, int pos, int n, float x)
+{
+    (void)a, (void)pos, (void)n;
+    forward_acc *acc = p;
+    float l = hinge(x, acc->soft);
+    acc->sum += l;
+    acc->count++;
+    acc->nonzero += l > 0.0f;
+}
+
+static void triplet_forward(dml_tensor *out)
+{
+    triplet_ctx *c = out->cache;
+    forward_acc acc = {0.0, 0, 0, c->soft};
+    for_each_triplet(out, forward_visit, &acc);
+    long denom = c->reduction == DML_REDUCE_MEAN_NONZERO && !c->soft ? acc.nonzero : acc.count;
+    c->denom = (float)denom;
+    out->data[0] = denom > 0 ? (float)(acc.sum / (double)denom) : 0.0f;
+}
+
+typedef struct backward_acc {
+    float *dd;
+    int b, soft;
+    float g;
+} backward_acc;
+
+static void backward_visit(void *p, int a, int pos, int n, float x)
+{
+    backward_acc *acc = p;
+    float w = acc->g * hinge_slope(x, acc->soft);
+    acc->dd[(size_t)a * acc->b + pos] += w;
+    acc->dd[(size_t)a * acc->b + n] -= w;
+}
+
+static void triplet_backward(dml_tensor *out)
+{
+    triplet_ctx *c = out->cache;
+    if (c->denom == 0.0f)
+        return;
+    backward_acc acc = {out->src[0]->grad, out->src[0]->rows, c->soft, out->grad[0] / c->denom};
+    for_each_triplet(out, backward_visit, &acc);
+}
+
+const dml_op_def dml_op_triplet = {"triplet", triplet_forward, triplet_backward};
+
+/* Hard and semihard mining: one (a, p, n) per anchor (hard) or per positive pair (semihard). */
+static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta, int32_t *tp,
+                 int32_t *tn)
+{
+    int b = d->rows;
+    c->n = 0;
+    c->a = ta;
+    c->p = tp;
+    c->neg = tn;
+    for (int a = 0; a < b; a++) {
+        const float *row = d->data + (size_t)a * b;
+        int hardest_pos = -1, hardest_neg = -1;
+        for (int j = 0; j < b; j++) {
+            if (j == a)
+                continue;
+            if (c->labels[j] == c->labels[a]) {
+                if (hardest_pos < 0 || row[j] > row[hardest_pos])
+                    hardest_pos = j;
+            } else if (hardest_neg < 0 || row[j] < row[hardest_neg]) {
+                hardest_neg = j;
+            }
+        }
+        if (hardest_pos < 0 || hardest_neg < 0)
+            continue; /* no positive or no negative: this anchor has no triplet */
+        if (c->miner == DML_MINER_HARD) {
+            ta[c->n] = a;
+            tp[c->n] = hardest_pos;
+            tn[c->n++] = hardest_neg;
+            continue;
+        }
+        for (int p = 0; p < b; p++) {
+            if (p == a || c->labels[p] != c->labels[a])
+                continue;
+            int semi = -1;
+            for (int j = 0; j < b; j++)
+                if (c->labels[j] != c->labels[a] && row[j] > row[p] && row[j] < row[p] + margin &&
+                    (semi < 0 || row[j] < row[semi]))
+                    semi = j;
+            ta[c->n] = a;
+            tp[c->n] = p;
+            tn[c->n++] = semi >= 0 ? semi : hardest_neg;
+        }
+    }
+}
+
+static dml_tensor *triplet_node(dml_graph *g, dml_tensor *d, triplet_ctx **ctx)
+{
+    if (!d)
+        return NULL;
+    DML_ASSERT(d->rows == d->cols);
+    dml_tensor *out = dml_graph_node(g, &dml_op_triplet, 1, 1, d, NULL, NULL);
+    *ctx = out ? dml_graph_alloc(g, sizeof **ctx) : NULL;
+    if (!*ctx)
+        return NULL;
+    memset(*ctx, 0, sizeof **ctx);
+    out->cache = *ctx;
+    return out;
+}
+
+dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
+                             dml_miner miner, int soft, dml_reduction reduction)
+{
+    triplet_ctx *c;
+    dml_tensor *out = triplet_node(g, d, &c);
+    if (!out)
+        return NULL;
+    int b = d->rows;
+    c->labels = labels;
+    c->miner = miner;
+    c->soft = soft;
+    c->reduction = reduction;
+    out->fparam[0] = margin;
+    if (miner == DML_MINER_ALL) {
+        c->pos_idx = dml_graph_alloc(g, (size_t)b * sizeof(int32_t));
+        c->neg_idx = dml_graph_alloc(g, (size_t)b * sizeof(int32_t));
+        if (!c->pos_idx || !c->neg_idx)
+            return NULL;
+    } else {
+        size_t cap = miner == DML_MINER_HARD ? (size_t)b : (size_t)b * b;
+        int32_t *ta = dml_graph_alloc(g, cap * sizeof(int32_t));
+        int32_t *tp = dml_graph_alloc(g, cap * sizeof(int32_t));
+        int32_t *tn = dml_graph_alloc(g, cap * sizeof(int32_t));
+        if (!ta || !tp || !tn)
+            return NULL;
+        mine(c, d, margin, ta, tp, tn);
+    }
+    return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,
+                                      const int32_t *positive, const int32_t *negative, int n,
+                                      float margin, int soft, dml_reduction reduction)
+{
+    triplet_ctx *c;
+    dml_tensor *out = triplet_node(g, d, &c);
+    if (!out)
+        return NULL;
+    c->miner = DML_MINER_HARD; /* any value but ALL: walk the list */
+    c->soft = soft;
+    c->reduction = reduction;
+    c->n = n;
+    c->a = anchor;
+    c->p = positive;
+    c->neg = negative;
+    out->fparam[0] = margin;
+    return dml_graph_run(g, out);
+}
