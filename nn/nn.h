@@ -228,6 +228,15 @@ dml_status dml_kmeans(const float *x, int n, int d, int k, int iters, dml_kmeans
                       dml_rng *rng, float *centroids, int *assign, double *inertia,
                       dml_error *err);
 
+/* The same iterations from the given centroids[k,d] (a refit of existing codebooks). */
+dml_status dml_kmeans_from(const float *x, int n, int d, int k, int iters, float *centroids,
+                           int *assign, double *inertia, dml_error *err);
+/* One assignment pass: nearest of the k centroids (squared norms c_norms[k]) for each row;
+ * assign[n] and dist[n] (squared) may be NULL; scratch holds min(n, 4096) * k floats.
+ * Returns the summed squared distance. */
+double dml_kmeans_assign(const float *x, int n, int d, const float *c, int k, const float *c_norms,
+                         int *assign, float *dist, float *scratch);
+
 /* M sub-quantizers of ksub = 2^nbits centroids over dsub = d/M consecutive dimensions, laid
  * out as FAISS's ProductQuantizer (centroids[M][ksub][dsub]); codes packed as FAISS packs them. */
 struct dml_pq {
@@ -241,10 +250,14 @@ void dml_pq_free(dml_pq *pq);
 /* k-means per sub-space on x[n,d]. */
 dml_status dml_pq_train(dml_pq *pq, const float *x, int n, int iters, dml_kmeans_init init,
                         dml_rng *rng, dml_error *err);
+/* More k-means iterations per sub-space, starting from the current codebooks. */
+dml_status dml_pq_refine(dml_pq *pq, const float *x, int n, int iters, dml_error *err);
 /* Nearest-centroid indices per sub-vector, unpacked: idx[n, m]. */
 void dml_pq_assign(const dml_pq *pq, const float *x, size_t n, int32_t *idx);
 void dml_pq_pack(const dml_pq *pq, const int32_t *idx, size_t n, uint8_t *codes);
 void dml_pq_unpack(const dml_pq *pq, const uint8_t *codes, size_t n, int32_t *idx);
+/* x[n, d] from unpacked indices idx[n, m]. */
+void dml_pq_decode_idx(const dml_pq *pq, const int32_t *idx, size_t n, float *x);
 /* Mean over rows of |x - decode(encode(x))|^2. */
 double dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n);
 /* ADC: table[m, ksub] of squared distances from the query's sub-vectors to every centroid. */

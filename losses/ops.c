@@ -1,0 +1,13 @@
+/* The table of the losses' ops: the list tests/test_losses.c walks, so a loss op added
+ * without a row here (and a gradient check there) is caught. */
+#include "losses/losses.h"
+
+extern const dml_op_def dml_op_triplet, dml_op_contrastive, dml_op_mnr, dml_op_cosine_pair,
+    dml_op_bce_logits, dml_op_quantization;
+
+const dml_op_def *const dml_loss_ops[] = {
+    &dml_op_triplet,     &dml_op_contrastive, &dml_op_mnr,
+    &dml_op_cosine_pair, &dml_op_bce_logits,  &dml_op_quantization,
+};
+
+const int dml_loss_op_count = (int)(sizeof dml_loss_ops / sizeof dml_loss_ops[0]);

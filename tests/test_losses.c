@@ -1,0 +1,208 @@
+/* Finite-difference gradient checks for every loss, miner and option (through the shared
+ * distance matrix), hand-computed values, and the edge cases of losses.h. */
+#include "tests/testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "losses/losses.h"
+
+#define B 8
+#define D 5
+
+static const int32_t LABELS[B] = {0, 0, 1, 1, 2, 2, 0, 1};
+static const int32_t ONE_CLASS[B] = {3, 3, 3, 3, 3, 3, 3, 3};
+static const int32_t ALL_DIFFERENT[B] = {0, 1, 2, 3, 4, 5, 6, 7};
+
+typedef struct loss_case {
+    const char *op;
+    const char *what;
+    dml_distance dist;
+    dml_miner miner;
+    int soft, power, symmetric;
+    dml_reduction reduction;
+    const int32_t *labels;
+} loss_case;
+
+static dml_pq test_pq;
+
+static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
+{
+    const loss_case *c = ctx;
+    dml_tensor *z = in[0];
+    if (!strcmp(c->op, "triplet"))
+        return dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.3f, c->miner,
+                                c->soft, c->reduction);
+    if (!strcmp(c->op, "contrastive"))
+        return dml_loss_contrastive(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.1f, 1.2f,
+                                    c->power, c->reduction);
+    if (!strcmp(c->op, "mnr"))
+        return dml_loss_mnr(g, z, in[1], c->miner == DML_MINER_HARD ? in[2] : NULL, c->labels, 5.0f,
+                            c->symmetric);
+    if (!strcmp(c->op, "cosine_pair"))
+        return dml_loss_cosine_pair(g, z, c->labels);
+    if (!strcmp(c->op, "bce_logits"))
+        return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
+    if (!strcmp(c->op, "quantization"))
+        return dml_loss_quantization(g, z, &test_pq);
+    return NULL;
+}
+
+static const loss_case CASES[] = {
+    {"triplet", "all, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LABELS},
+    {"triplet", "all, mean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
+    {"triplet", "hard, squared", DML_DIST_SQUARED_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
+    {"triplet", "semihard, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_SEMIHARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
+    {"triplet", "soft all, cosine", DML_DIST_COSINE, DML_MINER_ALL, 1, 0, 0, DML_REDUCE_MEAN, LABELS},
+    {"triplet", "one class only", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, ONE_CLASS},
+    {"triplet", "no positive pair", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, ALL_DIFFERENT},
+    {"contrastive", "p = 2, mean", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS},
+    {"contrastive", "p = 1, mean_nonzero", DML_DIST_EUCLIDEAN, 0, 0, 1, 0, DML_REDUCE_MEAN_NONZERO, LABELS},
+    {"contrastive", "cosine", DML_DIST_COSINE, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS},
+    {"mnr", "plain", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL},
+    {"mnr", "symmetric, masked", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS},
+    {"mnr", "hard negatives", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS},
+    {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS},
+    {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL},
+    {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL},
+};
+#define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+static void setup_pq(void)
+{
+    dml_pq_init(&test_pq, D, 5, 2, NULL);
+    tu_fill_normal(test_pq.centroids, (size_t)D * 4, 1.0f, 77);
+}
+
+static void test_every_loss_op_has_a_gradient_check(void **state)
+{
+    (void)state;
+    setup_pq();
+    float z[3][B * D];
+    for (int k = 0; k < 3; k++)
+        tu_fill_normal(z[k], B * D, 1.0f, 40 + (uint64_t)k);
+    for (int i = 0; i < dml_loss_op_count; i++) {
+        const dml_op_def *def = dml_loss_ops[i];
+        assert_non_null(def->name);
+        assert_non_null(def->forward);
+        assert_non_null(def->backward);
+        int checked = 0;
+        for (int k = 0; k < N_CASES; k++) {
+            if (strcmp(CASES[k].op, def->name) != 0)
+                continue;
+            tu_input in[3] = {{B, D, z[0], 0}, {B, D, z[1], 0}, {B, D, z[2], 0}};
+            double worst = tu_gradcheck(build, (void *)&CASES[k], 3, in, 1e-3f, 5e-3);
+            print_message("  %-12s %-22s worst scaled error %.2e\n", def->name, CASES[k].what, worst);
+            checked = 1;
+        }
+        if (!checked)
+            fail_msg("loss op '%s' has no gradient check in tests/test_losses.c", def->name);
+    }
+    dml_pq_free(&test_pq);
+}
+
+/* Runs a loss on fixed embeddings and returns its value (and checks the gradient is finite). */
+static float loss_value(const loss_case *c, const float *z, int rows)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *in[3];
+    for (int k = 0; k < 3; k++)
+        in[k] = dml_leaf_copy(&g, z, rows, 2, 1);
+    dml_tensor *loss = build(&g, in, (void *)c);
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    for (int i = 0; i < rows * 2; i++)
+        assert_true(isfinite(in[0]->grad[i]));
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+/* Four points on a line: 0 and 1 class 0 at x = 0, 1; 2 and 3 class 1 at x = 3, 3.5. */
+static const float LINE[8] = {0, 0, 1, 0, 3, 0, 3.5f, 0};
+static const int32_t LINE_LABELS[4] = {0, 0, 1, 1};
+
+static void test_triplet_hand_computed(void **state)
+{
+    (void)state;
+    /* margin 0.3. Hard: anchor 0: pos 1 (d 1), neg 2 (d 3) -> 0; anchor 1: pos 0 (1), neg 2 (2)
+     * -> 0; anchor 2: pos 3 (0.5), neg 1 (2) -> 0; anchor 3: pos 2 (0.5), neg 1 (2.5) -> 0. */
+    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    assert_float_equal(loss_value(&c, LINE, 4), 0.0f, 1e-6);
+    /* All hinges inactive: mean_nonzero divides by nothing and gives 0, not NaN. */
+    c.miner = DML_MINER_ALL;
+    c.reduction = DML_REDUCE_MEAN_NONZERO;
+    assert_float_equal(loss_value(&c, LINE, 4), 0.0f, 0.0);
+    /* Move point 1 to x = 2.5: anchor 0 has d(0,1) = 2.5 against negatives at 3 and 3.5, so
+     * [2.5 - 3 + 0.3]+ = 0 and [2.5 - 3.5 + 0.3]+ = 0; anchor 1 (x 2.5): d(1,0) = 2.5, negatives
+     * at 0.5 and 1.0 -> 2.3 and 1.8. Anchors 2, 3: positive 0.5 away, negatives 2.5/3 and 1/3.5:
+     * anchor 2 vs 1: [0.5 - 0.5 + 0.3]+ = 0.3; anchor 3 vs 1: [0.5 - 1 + 0.3]+ = 0. */
+    float moved[8] = {0, 0, 2.5f, 0, 3, 0, 3.5f, 0};
+    assert_float_equal(loss_value(&c, moved, 4), (2.3f + 1.8f + 0.3f) / 3.0f, 1e-5);
+    c.reduction = DML_REDUCE_MEAN; /* 8 valid triplets */
+    assert_float_equal(loss_value(&c, moved, 4), (2.3f + 1.8f + 0.3f) / 8.0f, 1e-5);
+}
+
+static void test_contrastive_hand_computed(void **state)
+{
+    (void)state;
+    /* pos_margin 0.1, neg_margin 1.2, p = 2 over 12 ordered pairs: positives (0,1) d 1 ->
+     * 0.81, (2,3) d 0.5 -> 0.16, each twice; negatives all >= 2 apart -> 0. */
+    loss_case c = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    assert_float_equal(loss_value(&c, LINE, 4), 2.0f * (0.81f + 0.16f) / 12.0f, 1e-5);
+    c.reduction = DML_REDUCE_MEAN_NONZERO;
+    assert_float_equal(loss_value(&c, LINE, 4), 2.0f * (0.81f + 0.16f) / 4.0f, 1e-5);
+}
+
+static void test_mnr_hand_computed(void **state)
+{
+    (void)state;
+    /* B = 2, a = p: cosines [[1, c], [c, 1]], c = cos(row 0, row 1). Loss per row:
+     * log(e^s + e^(s c)) - s, with s = 5. */
+    float z[4] = {1, 0, 0.6f, 0.8f};
+    loss_case c = {"mnr", "", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL};
+    float expect = logf(expf(5.0f) + expf(5.0f * 0.6f)) - 5.0f;
+    assert_float_equal(loss_value(&c, z, 2), expect, 1e-5);
+    /* Masking a same-label candidate leaves only the positive: loss 0. */
+    static const int32_t same[2] = {4, 4};
+    c.labels = same;
+    assert_float_equal(loss_value(&c, z, 2), 0.0f, 1e-6);
+}
+
+static void test_cosine_pair_hand_computed(void **state)
+{
+    (void)state;
+    /* cos = 0.6 between two rows of one class: (1 - 0.6)^2 for both ordered pairs. */
+    float z[4] = {1, 0, 0.6f, 0.8f};
+    static const int32_t same[2] = {0, 0};
+    loss_case c = {"cosine_pair", "", 0, 0, 0, 0, 0, 0, same};
+    assert_float_equal(loss_value(&c, z, 2), 0.16f, 1e-5);
+}
+
+/* Duplicate rows give distance 0 and a finite gradient; B = 2 works. */
+static void test_duplicates_and_two_rows(void **state)
+{
+    (void)state;
+    float dup[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LINE_LABELS};
+    assert_float_equal(loss_value(&c, dup, 4), 0.3f, 1e-6); /* every hinge at the margin */
+    loss_case k = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    assert_true(isfinite(loss_value(&k, dup, 4)));
+    static const int32_t two[2] = {0, 1};
+    c.labels = two;
+    assert_float_equal(loss_value(&c, LINE, 2), 0.0f, 0.0); /* no positive pair */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_loss_op_has_a_gradient_check),
+        cmocka_unit_test(test_triplet_hand_computed),
+        cmocka_unit_test(test_contrastive_hand_computed),
+        cmocka_unit_test(test_mnr_hand_computed),
+        cmocka_unit_test(test_cosine_pair_hand_computed),
+        cmocka_unit_test(test_duplicates_and_two_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
