@@ -1,4 +1,5 @@
-/* Opening a data SPEC: dispatch on its form, then validate what the reader produced. */
+/* Opening a data SPEC (dispatch on its form, then validation of what the reader produced),
+ * and the dataset's own operations: subsets, the halves view, gathering batch rows. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,7 +9,7 @@
 #include "data/data.h"
 #include "data/readers.h"
 
-#define MAX_LABEL 1000000
+#define FMNIST_PREFIX "fashion-mnist:"
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -19,16 +20,15 @@ static int ends_with(const char *s, const char *suffix)
 /* "file.h5:/path" names a dataset inside an HDF5 file; any other ':' belongs to the path. */
 static int split_h5_spec(const char *spec, char *file, size_t n, const char **inner)
 {
-    const char *colon = strstr(spec, ".h5:");
-    size_t skip = 3;
-    if (!colon) {
-        colon = strstr(spec, ".hdf5:");
-        skip = 5;
-    }
-    if (colon) {
-        snprintf(file, n, "%.*s", (int)(colon - spec + (ptrdiff_t)skip), spec);
-        *inner = colon + skip + 1;
-        return 1;
+    static const char *const exts[] = {".h5:", ".hdf5:"};
+    for (int i = 0; i < 2; i++) {
+        const char *at = strstr(spec, exts[i]);
+        if (at) {
+            size_t len = (size_t)(at - spec) + strlen(exts[i]) - 1; /* up to the ':' */
+            snprintf(file, n, "%.*s", (int)len, spec);
+            *inner = spec[len + 1] ? spec + len + 1 : NULL;
+            return 1;
+        }
     }
     if (ends_with(spec, ".h5") || ends_with(spec, ".hdf5")) {
         snprintf(file, n, "%s", spec);
@@ -38,54 +38,82 @@ static int split_h5_spec(const char *spec, char *file, size_t n, const char **in
     return 0;
 }
 
+static dml_status check_finite(const char *source, const float *x, int n, int d, const char *view,
+                               dml_error *err)
+{
+    for (size_t i = 0; i < (size_t)n * (size_t)d; i++)
+        if (!isfinite(x[i]))
+            return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
+                                 "%s row %zu, column %zu (0-based) is %s: expected finite numbers",
+                                 view, i / (size_t)d, i % (size_t)d, isnan(x[i]) ? "NaN" : "Inf");
+    return DML_OK;
+}
+
 static dml_status validate(const char *source, dml_dataset *ds, dml_error *err)
 {
-    if (ds->n == 0 || ds->d == 0)
+    if (ds->n < 1 || ds->d < 1)
         return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
                              "the data set is empty (%d rows of width %d)", ds->n, ds->d);
-    for (size_t i = 0; i < (size_t)ds->n * ds->d; i++)
-        if (!isfinite(ds->x[i]))
-            return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
-                                 "row %zu, column %zu (0-based) is %s: expected finite numbers",
-                                 i / (size_t)ds->d, i % (size_t)ds->d,
-                                 isnan(ds->x[i]) ? "NaN" : "Inf");
+    dml_status st = check_finite(source, ds->x, ds->n, ds->d, ds->x_b ? "anchor" : "data", err);
+    if (st == DML_OK && ds->x_b)
+        st = check_finite(source, ds->x_b, ds->n, ds->d_b, "positive", err);
     ds->n_classes = 0;
-    for (int i = 0; ds->y && i < ds->n; i++) {
-        if (ds->y[i] < 0 || ds->y[i] > MAX_LABEL)
-            return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
-                                 "label %d of row %d (0-based): expected 0..%d", (int)ds->y[i], i,
-                                 MAX_LABEL);
+    for (int i = 0; ds->y && i < ds->n; i++)
         if (ds->y[i] + 1 > ds->n_classes)
             ds->n_classes = ds->y[i] + 1;
+    return st;
+}
+
+/* The path a spec reads, or NULL (err set) for a fashion-mnist: name that is not a split. */
+static const char *fmnist_path(const char *spec, char *buf, size_t n, dml_error *err)
+{
+    const char *split = spec + strlen(FMNIST_PREFIX);
+    if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0) {
+        dml_error_set(err, DML_ERR_DATA, spec, 0, 0,
+                      "expected fashion-mnist:train or fashion-mnist:test");
+        return NULL;
     }
-    return DML_OK;
+    snprintf(buf, n, "%s/%s-images-idx3-ubyte.gz", DML_FASHION_MNIST_DIR,
+             strcmp(split, "train") == 0 ? "train" : "t10k");
+    return buf;
+}
+
+static dml_status dispatch(const char *spec, dml_dataset *ds, dml_error *err)
+{
+    char file[4096];
+    const char *inner = NULL, *path = spec;
+    int is_fmnist = strncmp(spec, FMNIST_PREFIX, strlen(FMNIST_PREFIX)) == 0;
+    int is_h5 = !is_fmnist && split_h5_spec(spec, file, sizeof file, &inner);
+    if (is_fmnist && !(path = fmnist_path(spec, file, sizeof file, err)))
+        return DML_ERR_DATA;
+    if (is_h5)
+        path = file;
+    if (!*path)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "an empty data spec");
+    if (!dml_file_exists(path))
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no such file%s",
+                             is_fmnist ? " (the Debian package dataset-fashion-mnist provides it)"
+                                       : "");
+    if (is_h5)
+        return dml_read_hdf5(path, inner, ds, err);
+    if (is_fmnist || ends_with(path, "idx3-ubyte") || ends_with(path, "idx3-ubyte.gz"))
+        return dml_read_idx(path, ds, err);
+    if (ends_with(path, ".npy"))
+        return dml_read_npy(path, ds, err);
+    if (ends_with(path, ".fvecs") || ends_with(path, ".ivecs") || ends_with(path, ".bvecs"))
+        return dml_read_vecs(path, ds, err);
+    if (ends_with(path, ".csv"))
+        return dml_read_csv(path, ds, err);
+    return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                         "unknown data format: expected .h5[:/dataset], .hdf5, .npy, "
+                         ".fvecs/.ivecs/.bvecs, .csv, an IDX file (*-idx3-ubyte[.gz]) or "
+                         "fashion-mnist:train|test");
 }
 
 dml_status dml_dataset_open(const char *spec, dml_dataset *ds, dml_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    char file[4096];
-    const char *inner = NULL;
-    dml_status st;
-    if (!strcmp(spec, "fashion-mnist:train"))
-        st = dml_read_idx(DML_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", ds, err);
-    else if (!strcmp(spec, "fashion-mnist:test"))
-        st = dml_read_idx(DML_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz", ds, err);
-    else if (split_h5_spec(spec, file, sizeof file, &inner))
-        st = dml_read_hdf5(file, inner, ds, err);
-    else if (strstr(spec, "idx3-ubyte"))
-        st = dml_read_idx(spec, ds, err);
-    else if (ends_with(spec, ".npy"))
-        st = dml_read_npy(spec, ds, err);
-    else if (ends_with(spec, ".fvecs") || ends_with(spec, ".ivecs") || ends_with(spec, ".bvecs"))
-        st = dml_read_vecs(spec, ds, err);
-    else if (ends_with(spec, ".csv"))
-        st = dml_read_csv(spec, ds, err);
-    else
-        st = dml_error_set(err, DML_ERR_DATA, spec, 0, 0,
-                           "unknown data format: expected .h5[:/dataset], an IDX file "
-                           "(*-idx3-ubyte[.gz]), .npy, .fvecs/.ivecs/.bvecs, .csv or "
-                           "fashion-mnist:train|test");
+    dml_status st = dispatch(spec, ds, err);
     if (st == DML_OK)
         st = validate(spec, ds, err);
     if (st != DML_OK) {
@@ -104,6 +132,19 @@ void dml_dataset_free(dml_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
+dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char *file,
+                             dml_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < 0 || v[i] > DML_MAX_LABEL)
+            return dml_error_set(err, DML_ERR_DATA, file, 0, 0,
+                                 "label %lld of row %zu (0-based): expected 0..%d",
+                                 (long long)v[i], i, DML_MAX_LABEL);
+        y[i] = (int32_t)v[i];
+    }
+    return DML_OK;
+}
+
 /* malloc(0) may return NULL; every buffer gets at least one element. */
 static void *alloc_array(size_t n, size_t size)
 {
@@ -115,13 +156,13 @@ dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_er
     memset(ds, 0, sizeof *ds);
     ds->n = n;
     ds->d = d;
-    ds->x = alloc_array((size_t)n * d, sizeof(float));
+    ds->x = alloc_array((size_t)n * (size_t)d, sizeof(float));
     if (labelled)
         ds->y = alloc_array((size_t)n, sizeof(int32_t));
     if (!ds->x || (labelled && !ds->y)) {
         dml_dataset_free(ds);
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %d x %d rows", n,
-                             d);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %d rows of %d",
+                             n, d);
     }
     return DML_OK;
 }
@@ -132,25 +173,75 @@ dml_status dml_dataset_subset(const dml_dataset *src, const int32_t *rows, int n
     dml_status st = dml_dataset_alloc(out, n, src->d, src->y != NULL, err);
     if (st != DML_OK)
         return st;
-    for (int i = 0; i < n; i++) {
-        memcpy(out->x + (size_t)i * src->d, src->x + (size_t)rows[i] * src->d,
-               (size_t)src->d * sizeof(float));
-        if (src->y)
-            out->y[i] = src->y[rows[i]];
+    if (src->x_b && !(out->x_b = alloc_array((size_t)n * (size_t)src->d_b, sizeof(float)))) {
+        dml_dataset_free(out);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a subset");
     }
-    if (src->x_b) {
-        out->d_b = src->d_b;
-        out->x_b = alloc_array((size_t)n * src->d_b, sizeof(float));
-        if (!out->x_b) {
-            dml_dataset_free(out);
-            return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a subset");
-        }
-        for (int i = 0; i < n; i++)
-            memcpy(out->x_b + (size_t)i * src->d_b, src->x_b + (size_t)rows[i] * src->d_b,
-                   (size_t)src->d_b * sizeof(float));
-    }
+    out->d_b = src->d_b;
+    dml_dataset_gather(out->x, src, rows, n);
+    if (src->x_b)
+        dml_dataset_gather_b(out->x_b, src, rows, n);
+    if (src->y)
+        dml_dataset_gather_labels(out->y, src, rows, n);
     out->n_classes = src->n_classes;
     out->from_bytes = src->from_bytes;
+    out->from_bytes_b = src->from_bytes_b;
     snprintf(out->source, sizeof out->source, "%s", src->source);
     return DML_OK;
+}
+
+dml_status dml_dataset_halves(const dml_dataset *src, dml_dataset *out, dml_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (src->x_b)
+        return dml_error_set(err, DML_ERR_USAGE, src->source, 0, 0,
+                             "pairs: halves needs one view, and this data set has two");
+    if (src->d < 2)
+        return dml_error_set(err, DML_ERR_DATA, src->source, 0, 0,
+                             "pairs: halves needs at least 2 features per row, got %d", src->d);
+    int d_a = src->d / 2, d_b = src->d - d_a;
+    dml_status st = dml_dataset_alloc(out, src->n, d_a, src->y != NULL, err);
+    if (st != DML_OK)
+        return st;
+    if (!(out->x_b = alloc_array((size_t)src->n * (size_t)d_b, sizeof(float)))) {
+        dml_dataset_free(out);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the halves");
+    }
+    out->d_b = d_b;
+    for (size_t i = 0; i < (size_t)src->n; i++) {
+        const float *row = src->x + i * (size_t)src->d;
+        memcpy(out->x + i * (size_t)d_a, row, (size_t)d_a * sizeof(float));
+        memcpy(out->x_b + i * (size_t)d_b, row + d_a, (size_t)d_b * sizeof(float));
+    }
+    if (src->y)
+        memcpy(out->y, src->y, (size_t)src->n * sizeof(int32_t));
+    out->n_classes = src->n_classes;
+    out->from_bytes = out->from_bytes_b = src->from_bytes;
+    snprintf(out->source, sizeof out->source, "%s", src->source);
+    return DML_OK;
+}
+
+static void gather_rows(float *out, const float *x, int d, const int32_t *idx, int n)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(out + (size_t)i * (size_t)d, x + (size_t)idx[i] * (size_t)d,
+               (size_t)d * sizeof(float));
+}
+
+void dml_dataset_gather(float *out, const dml_dataset *ds, const int32_t *idx, int n)
+{
+    gather_rows(out, ds->x, ds->d, idx, n);
+}
+
+void dml_dataset_gather_b(float *out, const dml_dataset *ds, const int32_t *idx, int n)
+{
+    DML_ASSERT(ds->x_b != NULL);
+    gather_rows(out, ds->x_b, ds->d_b, idx, n);
+}
+
+void dml_dataset_gather_labels(int32_t *out, const dml_dataset *ds, const int32_t *idx, int n)
+{
+    DML_ASSERT(ds->y != NULL);
+    for (int i = 0; i < n; i++)
+        out[i] = ds->y[idx[i]];
 }

@@ -1,63 +1,92 @@
-/* Input normalisation, fitted on training rows and stored with the model. */
+/* Input normalisation, fitted on the training rows and stored with the model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/data.h"
 
-#define STD_FLOOR 1e-6f
+#define STD_MIN 1e-6
 
-dml_status dml_input_norm_fit(dml_norm_kind kind, const dml_dataset *ds, dml_input_norm *norm,
-                              dml_error *err)
+static dml_status alloc_norm(dml_input_norm *norm, int d, dml_error *err)
 {
-    memset(norm, 0, sizeof *norm);
-    if (kind == DML_NORM_NONE || (kind == DML_NORM_UNIT && !ds->from_bytes))
-        return DML_OK;
-    int d = ds->d;
-    norm->mean = calloc((size_t)d, sizeof(float));
+    norm->mean = malloc((size_t)d * sizeof(float));
     norm->std = malloc((size_t)d * sizeof(float));
     if (!norm->mean || !norm->std) {
         dml_input_norm_free(norm);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for normalisation");
     }
     norm->d = d;
-    if (kind == DML_NORM_UNIT) {
-        for (int j = 0; j < d; j++)
-            norm->std[j] = 255.0f;
-        return DML_OK;
-    }
-    double *sum = calloc((size_t)d, sizeof(double)), *sq = calloc((size_t)d, sizeof(double));
-    if (!sum || !sq) {
-        free(sum);
-        free(sq);
-        dml_input_norm_free(norm);
+    return DML_OK;
+}
+
+/* Per-feature mean, then the mean squared deviation (two passes: no cancellation). */
+static dml_status standardize(dml_input_norm *norm, const float *x, int d, const int32_t *rows,
+                              int n, dml_error *err)
+{
+    double *sum = calloc((size_t)d, sizeof *sum);
+    if (!sum)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for normalisation");
+    for (int i = 0; i < n; i++) {
+        const float *row = x + (size_t)(rows ? rows[i] : i) * (size_t)d;
+        for (int j = 0; j < d; j++)
+            sum[j] += row[j];
     }
-    for (int i = 0; i < ds->n; i++)
-        for (int j = 0; j < d; j++) {
-            double v = ds->x[(size_t)i * d + j];
-            sum[j] += v;
-            sq[j] += v * v;
-        }
     for (int j = 0; j < d; j++) {
-        double mean = sum[j] / ds->n, var = sq[j] / ds->n - mean * mean;
-        norm->mean[j] = (float)mean;
-        norm->std[j] = var > (double)STD_FLOOR * STD_FLOOR ? (float)sqrt(var) : STD_FLOOR;
+        norm->mean[j] = (float)(sum[j] / n);
+        sum[j] = 0.0;
+    }
+    for (int i = 0; i < n; i++) {
+        const float *row = x + (size_t)(rows ? rows[i] : i) * (size_t)d;
+        for (int j = 0; j < d; j++) {
+            double dev = (double)row[j] - norm->mean[j];
+            sum[j] += dev * dev;
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        double std = sqrt(sum[j] / n);
+        norm->std[j] = std < STD_MIN ? 1.0f : (float)std;
     }
     free(sum);
-    free(sq);
     return DML_OK;
+}
+
+dml_status dml_input_norm_fit(dml_input_norm *norm, dml_norm_kind kind, const dml_dataset *ds,
+                              int view, const int32_t *rows, int n_rows, dml_error *err)
+{
+    memset(norm, 0, sizeof *norm);
+    DML_ASSERT(view == 0 || (view == 1 && ds->x_b));
+    const float *x = view ? ds->x_b : ds->x;
+    int d = view ? ds->d_b : ds->d, bytes = view ? ds->from_bytes_b : ds->from_bytes;
+    int n = rows ? n_rows : ds->n;
+    if (kind == DML_NORM_NONE || (kind == DML_NORM_UNIT && !bytes))
+        return DML_OK;
+    if (kind == DML_NORM_STANDARDIZE && n < 1)
+        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                             "normalize: standardize needs at least one training row");
+    dml_status st = alloc_norm(norm, d, err);
+    if (st != DML_OK)
+        return st;
+    if (kind == DML_NORM_UNIT) {
+        for (int j = 0; j < d; j++) {
+            norm->mean[j] = 0.0f;
+            norm->std[j] = 255.0f;
+        }
+        return DML_OK;
+    }
+    if ((st = standardize(norm, x, d, rows, n, err)) != DML_OK)
+        dml_input_norm_free(norm);
+    return st;
 }
 
 void dml_input_norm_apply(const dml_input_norm *norm, float *x, size_t n)
 {
     if (norm->d == 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < norm->d; j++) {
-            float *v = &x[i * (size_t)norm->d + j];
-            *v = (*v - norm->mean[j]) / norm->std[j];
-        }
+    for (size_t i = 0; i < n; i++) {
+        float *row = x + i * (size_t)norm->d;
+        for (int j = 0; j < norm->d; j++)
+            row[j] = (row[j] - norm->mean[j]) / norm->std[j];
+    }
 }
 
 void dml_input_norm_free(dml_input_norm *norm)

@@ -1,103 +1,177 @@
-/* CSV: comma-separated numbers, the last column an integer label; a first line that is not
- * numeric is a header. Errors give the line and column. */
-#include <errno.h>
+/* CSV: comma-separated numbers, one row per line, the last column an integer label. A first
+ * line that is not all numbers is a header. Blank lines are skipped. Errors carry the line and
+ * character column (1-based) and the field number. */
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/readers.h"
 
-/* Parses one line into vals (up to cap); returns the field count, or -(column) of a bad field. */
-static int parse_line(char *line, double *vals, int cap)
+typedef struct csv {
+    const char *path;
+    int width;            /* fields per line, fixed by the first line */
+    int header;           /* 1 when the first line was a header */
+    size_t n, cap;        /* rows read, rows allocated */
+    float *x;             /* [cap, width - 1] */
+    int32_t *y;           /* [cap] */
+} csv;
+
+/* Splits line in place at the commas; fields[i] trimmed of blanks. Returns the field count. */
+static int split_fields(char *line, char ***fields, int *cap)
 {
     int n = 0;
-    char *p = line;
-    for (;;) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-            end++;
-        if (end == p || errno == ERANGE || (*end != ',' && *end != '\0'))
-            return -(n + 1);
-        if (n < cap)
-            vals[n] = v;
-        n++;
-        if (*end == '\0')
+    for (char *p = line;; p++) {
+        char *start = p;
+        while (*p && *p != ',')
+            p++;
+        int last = *p == '\0';
+        *p = '\0';
+        while (isspace((unsigned char)*start))
+            start++;
+        for (char *e = start + strlen(start); e > start && isspace((unsigned char)e[-1]); e--)
+            e[-1] = '\0';
+        if (n == *cap) {
+            int grown = *cap ? 2 * *cap : 64;
+            char **f = realloc(*fields, (size_t)grown * sizeof *f);
+            if (!f)
+                return -1;
+            *fields = f;
+            *cap = grown;
+        }
+        (*fields)[n++] = start;
+        if (last)
             return n;
-        p = end + 1;
     }
+}
+
+static int parse_number(const char *s, double *v)
+{
+    char *end;
+    *v = strtod(s, &end); /* out of range gives +-HUGE_VAL, refused later as not finite */
+    return *s != '\0' && *end == '\0';
+}
+
+static dml_status grow(csv *c, dml_error *err)
+{
+    size_t cap = c->cap ? 2 * c->cap : 1024;
+    float *x = realloc(c->x, cap * (size_t)(c->width - 1) * sizeof *x);
+    if (x)
+        c->x = x;
+    int32_t *y = x ? realloc(c->y, cap * sizeof *y) : NULL;
+    if (y)
+        c->y = y;
+    if (!x || !y)
+        return dml_error_set(err, DML_ERR_NOMEM, c->path, 0, 0, "out of memory after %zu rows",
+                             c->n);
+    c->cap = cap;
+    return DML_OK;
+}
+
+/* One data line; fields point into line (split in place), which gives their columns. */
+static dml_status add_row(csv *c, char **fields, int count, int line_no, const char *line,
+                          dml_error *err)
+{
+    if (count != c->width)
+        return dml_error_set(err, DML_ERR_DATA, c->path, line_no, 0,
+                             "%d fields, expected %d as on the %s line", count, c->width,
+                             c->header ? "header" : "first");
+    if (c->n == c->cap && grow(c, err) != DML_OK)
+        return DML_ERR_NOMEM;
+    if (c->n >= INT_MAX)
+        return dml_error_set(err, DML_ERR_DATA, c->path, line_no, 0, "too many rows");
+    for (int j = 0; j < count; j++) {
+        int col = (int)(fields[j] - line) + 1;
+        double v;
+        if (!*fields[j])
+            return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col, "field %d is empty",
+                                 j + 1);
+        if (!parse_number(fields[j], &v))
+            return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
+                                 "field %d: \"%s\" is not a number", j + 1, fields[j]);
+        if (j == count - 1) {
+            if (v != floor(v) || !isfinite(v))
+                return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
+                                     "field %d (the label): \"%s\" is not an integer", j + 1,
+                                     fields[j]);
+            if (v < 0 || v > DML_MAX_LABEL)
+                return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
+                                     "field %d (the label): %s: expected 0..%d", j + 1,
+                                     fields[j], DML_MAX_LABEL);
+            c->y[c->n] = (int32_t)v;
+        } else {
+            float f = (float)v;
+            if (!isfinite(f))
+                return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
+                                     "field %d (row %zu, column %d, 0-based) is %s: expected "
+                                     "finite numbers", j + 1, c->n, j, isnan(f) ? "NaN" : "Inf");
+            c->x[c->n * (size_t)(c->width - 1) + (size_t)j] = f;
+        }
+    }
+    c->n++;
+    return DML_OK;
+}
+
+static int all_numbers(char **fields, int count)
+{
+    double v;
+    for (int j = 0; j < count; j++)
+        if (!parse_number(fields[j], &v))
+            return 0;
+    return 1;
 }
 
 dml_status dml_read_csv(const char *path, dml_dataset *ds, dml_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open: no such file");
-    char *line = NULL;
-    size_t cap = 0;
-    int width = 0, rows = 0, row_cap = 0, line_no = 0;
-    double *vals = NULL;
-    float *x = NULL;
-    int32_t *y = NULL;
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open the file");
+    csv c = {.path = path};
+    char *line = NULL, **fields = NULL;
+    size_t line_cap = 0;
+    int fields_cap = 0, line_no = 0;
+    ssize_t len;
     dml_status st = DML_OK;
-    while (getline(&line, &cap, f) > 0) {
+    while (st == DML_OK && (len = getline(&line, &line_cap, f)) >= 0) {
         line_no++;
+        if (line_no == 1 && !strncmp(line, "\xEF\xBB\xBF", 3)) /* a UTF-8 byte order mark */
+            memmove(line, line + 3, (size_t)len - 2);
         if (line[strspn(line, " \t\r\n")] == '\0')
             continue;
-        if (!width) { /* the first line fixes the width, or is a header */
-            int n = parse_line(line, NULL, 0);
-            if (n < 0 && rows == 0 && line_no == 1)
-                continue;
-            if (n < 2) {
+        int count = split_fields(line, &fields, &fields_cap);
+        if (count < 0) {
+            st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+            break;
+        }
+        if (!c.width) {
+            if (count < 2) {
                 st = dml_error_set(err, DML_ERR_DATA, path, line_no, 0,
-                                   "expected at least one feature and a label, comma-separated");
+                                   "1 field: expected at least one feature and a label "
+                                   "(comma-separated)");
                 break;
             }
-            width = n;
-            vals = malloc((size_t)width * sizeof *vals);
+            c.width = count;
+            if ((c.header = !all_numbers(fields, count)))
+                continue;
         }
-        int n = parse_line(line, vals, width);
-        if (n < 0 || n != width) {
-            st = n < 0 ? dml_error_set(err, DML_ERR_DATA, path, line_no, -n, "not a number")
-                       : dml_error_set(err, DML_ERR_DATA, path, line_no, 0,
-                                       "%d fields where the first row has %d", n, width);
-            break;
-        }
-        if (rows == row_cap) {
-            row_cap = row_cap ? 2 * row_cap : 1024;
-            float *nx = realloc(x, (size_t)row_cap * (width - 1) * sizeof *x);
-            int32_t *ny = realloc(y, (size_t)row_cap * sizeof *y);
-            if (nx)
-                x = nx;
-            if (ny)
-                y = ny;
-            if (!nx || !ny) {
-                st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
-                break;
-            }
-        }
-        double label = vals[width - 1];
-        if (label != (double)(int32_t)label) {
-            st = dml_error_set(err, DML_ERR_DATA, path, line_no, width,
-                               "the label (last column) must be an integer, got %g", label);
-            break;
-        }
-        for (int j = 0; j < width - 1; j++)
-            x[(size_t)rows * (width - 1) + j] = (float)vals[j];
-        y[rows++] = (int32_t)label;
+        st = add_row(&c, fields, count, line_no, line, err);
     }
     free(line);
-    free(vals);
+    free(fields);
     fclose(f);
+    if (st == DML_OK && c.n == 0)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no data rows%s",
+                           c.header ? " after the header" : "");
     if (st != DML_OK) {
-        free(x);
-        free(y);
+        free(c.x);
+        free(c.y);
         return st;
     }
-    ds->x = x ? x : malloc(sizeof(float));
-    ds->y = y ? y : malloc(sizeof(int32_t));
-    ds->n = rows;
-    ds->d = width > 0 ? width - 1 : 0;
+    ds->x = c.x;
+    ds->y = c.y;
+    ds->n = (int)c.n;
+    ds->d = c.width - 1;
     return DML_OK;
 }

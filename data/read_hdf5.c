@@ -1,7 +1,9 @@
-/* HDF5 data: X [n, d] (float or integer) with optional integer labels y [n]; another dataset
- * named by file.h5:/path (labels from a sibling y); ann-benchmarks files (train / test);
- * paired files (anchor / positive). HDF5 converts the stored type to float on read. */
+/* HDF5 data: X [n, d] (float32, float64 or uint8) with optional integer labels y [n]; another
+ * dataset named by file.h5:/path (labels from a sibling y); ann-benchmarks files (train, or
+ * file.h5:/test); paired files (anchor / positive). HDF5 converts the stored type to float. */
 #include <hdf5.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,52 +12,153 @@
 
 static int exists(hid_t file, const char *name)
 {
-    return H5Lexists(file, name, H5P_DEFAULT) > 0;
+    return H5Lexists(file, name, H5P_DEFAULT) > 0; /* < 0 when a parent group is missing */
 }
 
-/* Reads a numeric dataset of rank want_rank into a malloc'ed buffer of mem_type. */
-static dml_status read_array(hid_t file, const char *path, const char *name, int want_rank,
-                             hid_t mem_type, void **out, hsize_t dims[2], dml_error *err)
+/* "float32", "uint8", "int64", ... for messages. */
+static void type_name(hid_t type, char *buf, size_t n)
 {
-    dml_status st = DML_OK;
-    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-    if (ds < 0)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no dataset '%s'", name);
-    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
-    H5T_class_t cls = H5Tget_class(type);
-    int rank = H5Sget_simple_extent_ndims(space);
-    dims[0] = dims[1] = 1;
-    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is not numeric", name);
-    else if (rank != want_rank && !(want_rank == 1 && rank == 2))
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' has %d dimensions: expected %d",
-                           name, rank, want_rank);
-    if (st == DML_OK) {
-        H5Sget_simple_extent_dims(space, dims, NULL);
-        if (want_rank == 1 && rank == 2 && dims[1] != 1)
-            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                               "'%s' is %llu x %llu: expected one label per row", name,
-                               (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    size_t bits = H5Tget_size(type) * 8;
+    switch (H5Tget_class(type)) {
+    case H5T_FLOAT: snprintf(buf, n, "float%zu", bits); break;
+    case H5T_INTEGER:
+        snprintf(buf, n, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bits);
+        break;
+    case H5T_STRING: snprintf(buf, n, "strings"); break;
+    default: snprintf(buf, n, "a non-numeric type"); break;
     }
-    if (st == DML_OK) {
-        size_t count = (size_t)dims[0] * (want_rank == 2 ? dims[1] : 1);
-        *out = malloc((count ? count : 1) * H5Tget_size(mem_type));
-        if (!*out)
-            st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s'", name);
-        else if (count && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read '%s'", name);
-        if (st != DML_OK && *out) {
-            free(*out);
-            *out = NULL;
-        }
+}
+
+/* An open dataset with its type and shape; ids < 0 when not open. */
+typedef struct h5_array {
+    hid_t ds, type, space;
+    int rank;
+    hsize_t dims[H5S_MAX_RANK];
+    char type_name[32];
+} h5_array;
+
+static dml_status array_open(hid_t file, const char *path, const char *name, h5_array *a,
+                             dml_error *err)
+{
+    a->type = a->space = -1;
+    a->ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (a->ds < 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is not a dataset", name);
+    a->type = H5Dget_type(a->ds);
+    a->space = H5Dget_space(a->ds);
+    a->rank = H5Sget_simple_extent_ndims(a->space);
+    if (a->type < 0 || a->space < 0 || a->rank < 0 || a->rank > H5S_MAX_RANK ||
+        H5Sget_simple_extent_dims(a->space, a->dims, NULL) < 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read the shape of '%s'", name);
+    type_name(a->type, a->type_name, sizeof a->type_name);
+    return DML_OK;
+}
+
+static void array_close(h5_array *a)
+{
+    if (a->space >= 0)
+        H5Sclose(a->space);
+    if (a->type >= 0)
+        H5Tclose(a->type);
+    if (a->ds >= 0)
+        H5Dclose(a->ds);
+}
+
+/* Rows [n, d] as floats; *from_bytes when stored as uint8. */
+static dml_status read_matrix(hid_t file, const char *path, const char *name, float **x, int *n,
+                              int *d, int *from_bytes, dml_error *err)
+{
+    h5_array a;
+    dml_status st = array_open(file, path, name, &a, err);
+    if (st != DML_OK)
+        goto done;
+    H5T_class_t cls = H5Tget_class(a.type);
+    size_t size = H5Tget_size(a.type);
+    int is_byte = cls == H5T_INTEGER && size == 1 && H5Tget_sign(a.type) == H5T_SGN_NONE;
+    if (!is_byte && !(cls == H5T_FLOAT && (size == 4 || size == 8))) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' holds %s: expected float32, float64 or uint8", name, a.type_name);
+        goto done;
     }
-    H5Tclose(type);
-    H5Sclose(space);
-    H5Dclose(ds);
+    if (a.rank != 2) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' has %d dimensions: expected 2 ([rows, features])", name, a.rank);
+        goto done;
+    }
+    unsigned long long rows = a.dims[0], cols = a.dims[1];
+    if (rows == 0 || cols == 0) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is empty (%llu x %llu)", name,
+                           rows, cols);
+        goto done;
+    }
+    if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / sizeof(float) / cols) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is too large (%llu x %llu)", name,
+                           rows, cols);
+        goto done;
+    }
+    if (!(*x = malloc((size_t)rows * (size_t)cols * sizeof(float)))) {
+        st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s' (%llu x %llu)",
+                           name, rows, cols);
+        goto done;
+    }
+    if (H5Dread(a.ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "cannot read '%s': the file is truncated or corrupt", name);
+        goto done;
+    }
+    *n = (int)rows;
+    *d = (int)cols;
+    *from_bytes = is_byte;
+done:
+    array_close(&a);
     return st;
 }
 
-/* The labels beside a dataset: "/group/X" -> "/group/y". */
+/* Integer labels [n] (or [n, 1]) for the n rows of xname. */
+static dml_status read_labels(hid_t file, const char *path, const char *name, const char *xname,
+                              int n, int32_t **y, dml_error *err)
+{
+    int64_t *v = NULL;
+    h5_array a;
+    dml_status st = array_open(file, path, name, &a, err);
+    if (st != DML_OK)
+        goto done;
+    if (H5Tget_class(a.type) != H5T_INTEGER) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' holds %s: expected integer labels", name, a.type_name);
+        goto done;
+    }
+    if (a.rank != 1 && !(a.rank == 2 && a.dims[1] == 1)) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' has %d dimensions: expected one label per row ([rows])", name,
+                           a.rank);
+        goto done;
+    }
+    if (a.dims[0] != (hsize_t)n) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' has %llu labels but '%s' has %d rows", name,
+                           (unsigned long long)a.dims[0], xname, n);
+        goto done;
+    }
+    v = malloc((size_t)n * sizeof *v);
+    *y = malloc((size_t)n * sizeof **y);
+    if (!v || !*y) {
+        st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s'", name);
+        goto done;
+    }
+    if (H5Dread(a.ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "cannot read '%s': the file is truncated or corrupt", name);
+        goto done;
+    }
+    st = dml_labels_narrow(*y, v, (size_t)n, path, err);
+done:
+    free(v);
+    array_close(&a);
+    return st;
+}
+
+/* The labels beside a dataset: "/group/X" -> "/group/y", "X" -> "y". */
 static void sibling_labels(const char *name, char *out, size_t n)
 {
     const char *slash = strrchr(name, '/');
@@ -65,53 +168,65 @@ static void sibling_labels(const char *name, char *out, size_t n)
 static dml_status read_rows(hid_t file, const char *path, const char *name, dml_dataset *ds,
                             dml_error *err)
 {
-    hsize_t dims[2];
-    void *x = NULL;
-    dml_status st = read_array(file, path, name, 2, H5T_NATIVE_FLOAT, &x, dims, err);
-    if (st != DML_OK)
-        return st;
-    if (dims[0] > INT32_MAX || dims[1] > INT32_MAX) {
-        free(x);
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is too large", name);
-    }
-    ds->x = x;
-    ds->n = (int)dims[0];
-    ds->d = (int)dims[1];
-    hid_t h = H5Dopen2(file, name, H5P_DEFAULT);
-    hid_t t = H5Dget_type(h);
-    ds->from_bytes = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1;
-    H5Tclose(t);
-    H5Dclose(h);
+    dml_status st = read_matrix(file, path, name, &ds->x, &ds->n, &ds->d, &ds->from_bytes, err);
     char yname[1024];
     sibling_labels(name, yname, sizeof yname);
-    if (!exists(file, yname))
-        return DML_OK;
-    void *y = NULL;
-    if ((st = read_array(file, path, yname, 1, H5T_NATIVE_INT32, &y, dims, err)) != DML_OK)
-        return st;
-    ds->y = y;
-    if ((int)dims[0] != ds->n)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                             "'%s' has %llu labels for %d rows in '%s'", yname,
-                             (unsigned long long)dims[0], ds->n, name);
-    return DML_OK;
+    if (st == DML_OK && strcmp(yname, name) != 0 && exists(file, yname))
+        st = read_labels(file, path, yname, name, ds->n, &ds->y, err);
+    return st;
 }
 
 static dml_status read_pairs(hid_t file, const char *path, dml_dataset *ds, dml_error *err)
 {
-    dml_dataset b = {0};
     dml_status st = read_rows(file, path, "anchor", ds, err);
+    int n_b = 0;
     if (st == DML_OK)
-        st = read_rows(file, path, "positive", &b, err);
-    if (st == DML_OK && b.n != ds->n)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "%d anchors but %d positives", ds->n, b.n);
-    if (st == DML_OK) {
-        ds->x_b = b.x;
-        ds->d_b = b.d;
-        b.x = NULL;
-    }
-    dml_dataset_free(&b);
+        st = read_matrix(file, path, "positive", &ds->x_b, &n_b, &ds->d_b, &ds->from_bytes_b, err);
+    if (st == DML_OK && n_b != ds->n)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'anchor' has %d rows but 'positive' has %d: expected one pair per row",
+                           ds->n, n_b);
     return st;
+}
+
+typedef struct names {
+    char buf[256];
+    int count;
+} names;
+
+static herr_t add_name(hid_t group, const char *name, const H5L_info_t *info, void *ctx)
+{
+    (void)group;
+    (void)info;
+    names *n = ctx;
+    size_t used = strlen(n->buf);
+    snprintf(n->buf + used, sizeof n->buf - used, "%s'%s'", n->count++ ? ", " : "", name);
+    return 0;
+}
+
+static dml_status read_file(hid_t file, const char *path, const char *inner, dml_dataset *ds,
+                            dml_error *err)
+{
+    if (inner)
+        return exists(file, inner) ? read_rows(file, path, inner, ds, err)
+                                   : dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                                   "no dataset '%s' in the file", inner);
+    if (exists(file, "X"))
+        return read_rows(file, path, "X", ds, err);
+    if (exists(file, "anchor") || exists(file, "positive")) {
+        if (!exists(file, "anchor") || !exists(file, "positive"))
+            return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                 "a paired file needs both 'anchor' and 'positive' datasets");
+        return read_pairs(file, path, ds, err);
+    }
+    if (exists(file, "train"))
+        return read_rows(file, path, "train", ds, err);
+    names found = {{0}, 0};
+    hsize_t at = 0;
+    H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &at, add_name, &found);
+    return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                         "no dataset 'X' (nor 'anchor'/'positive', nor ann-benchmarks' 'train'); "
+                         "the file has %s", found.count ? found.buf : "nothing at its root");
 }
 
 dml_status dml_read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err)
@@ -121,21 +236,9 @@ dml_status dml_read_hdf5(const char *path, const char *inner, dml_dataset *ds, d
         hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) {
             st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                               "cannot open: no such file, or not an HDF5 file");
+                               "not an HDF5 file, or a truncated one");
         } else {
-            if (inner && !exists(file, inner))
-                st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no dataset '%s'", inner);
-            else if (inner)
-                st = read_rows(file, path, inner, ds, err);
-            else if (exists(file, "X"))
-                st = read_rows(file, path, "X", ds, err);
-            else if (exists(file, "anchor"))
-                st = read_pairs(file, path, ds, err);
-            else if (exists(file, "train"))
-                st = read_rows(file, path, "train", ds, err);
-            else
-                st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                                   "no dataset X (nor ann-benchmarks' train, nor anchor/positive)");
+            st = read_file(file, path, inner, ds, err);
             H5Fclose(file);
         }
     } H5E_END_TRY;

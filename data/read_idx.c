@@ -1,5 +1,7 @@
-/* IDX files (MNIST, Fashion-MNIST): a big-endian header (magic 0x0000 type ndim, then ndim
- * uint32 sizes) and the raw values. zlib reads .gz and plain files alike. */
+/* IDX files (MNIST, Fashion-MNIST): magic bytes 0, 0, a type code and the number of dimensions,
+ * then one big-endian uint32 size per dimension and the raw values. Only unsigned bytes (type
+ * 0x08) occur in these sets. zlib reads .gz and plain files alike. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +10,13 @@
 #include "data/readers.h"
 
 #define IDX_UBYTE 0x08
+#define IDX_MAX_DIMS 4
 
 typedef struct idx_file {
     int ndim;
-    uint32_t dims[4];
-    uint8_t *values; /* [prod(dims)] */
+    uint32_t dims[IDX_MAX_DIMS];
+    size_t rows, cols; /* dims[0] and the product of the others */
+    uint8_t *values;   /* [rows * cols] */
 } idx_file;
 
 static uint32_t be32(const uint8_t *b)
@@ -20,38 +24,91 @@ static uint32_t be32(const uint8_t *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-static dml_status read_idx_file(const char *path, int want_ndim, idx_file *f, dml_error *err)
+/* gzread in pieces (its length is an unsigned int); returns the bytes read, or -1 on error. */
+static long long read_all(gzFile gz, uint8_t *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        size_t want = n - done < (1u << 30) ? n - done : (1u << 30);
+        int got = gzread(gz, buf + done, (unsigned)want);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return (long long)done;
+}
+
+static dml_status gz_failure(gzFile gz, const char *path, const char *what, dml_error *err)
+{
+    int code;
+    const char *msg = gzerror(gz, &code);
+    return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read the %s: %s", what,
+                         code != Z_OK && msg ? msg : "read error");
+}
+
+/* Images want ndim >= 2 (rows, then the feature dimensions), labels ndim == 1. */
+static dml_status read_idx_file(const char *path, int labels, idx_file *f, dml_error *err)
 {
     memset(f, 0, sizeof *f);
     gzFile gz = gzopen(path, "rb");
     if (!gz)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open: no such file or not readable");
-    uint8_t head[4 + 4 * 4];
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open the file");
+    uint8_t head[4 * (1 + IDX_MAX_DIMS)];
     dml_status st = DML_OK;
-    if (gzread(gz, head, 4) != 4 || head[0] != 0 || head[1] != 0 || head[2] != IDX_UBYTE ||
-        head[3] != want_ndim) {
+    long long got = read_all(gz, head, 4);
+    if (got < 0) {
+        st = gz_failure(gz, path, "header", err);
+        goto done;
+    }
+    if (got != 4 || head[0] != 0 || head[1] != 0) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not an IDX file (bad magic number)");
+        goto done;
+    }
+    if (head[2] != IDX_UBYTE) {
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "not an IDX file of unsigned bytes with %d dimensions (bad magic number)",
-                           want_ndim);
+                           "IDX data type 0x%02X: only unsigned bytes (0x08) are supported",
+                           head[2]);
         goto done;
     }
-    f->ndim = want_ndim;
-    if (gzread(gz, head + 4, (unsigned)(4 * want_ndim)) != 4 * want_ndim) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "truncated IDX header");
+    f->ndim = head[3];
+    if (labels ? f->ndim != 1 : (f->ndim < 2 || f->ndim > IDX_MAX_DIMS)) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "an IDX %s file with %d dimensions: "
+                           "expected %s", labels ? "labels" : "images", f->ndim,
+                           labels ? "1" : "2 to 4 (rows, then the features)");
         goto done;
     }
-    size_t total = 1;
-    for (int i = 0; i < want_ndim; i++) {
+    got = read_all(gz, head + 4, 4 * (size_t)f->ndim);
+    if (got != 4 * f->ndim) {
+        st = got < 0 ? gz_failure(gz, path, "header", err)
+                     : dml_error_set(err, DML_ERR_DATA, path, 0, 0, "truncated IDX header");
+        goto done;
+    }
+    f->cols = 1;
+    for (int i = 0; i < f->ndim; i++) {
         f->dims[i] = be32(head + 4 + 4 * i);
-        total *= f->dims[i];
+        if (i > 0)
+            f->cols *= f->dims[i]; /* at most 3 factors below 2^32: fits in 64 bits */
     }
-    if (total > ((size_t)1 << 34) || !(f->values = malloc(total ? total : 1))) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "IDX sizes too large (%zu values)", total);
+    f->rows = f->dims[0];
+    if (f->rows > INT_MAX || f->cols > INT_MAX || (f->cols && f->rows > SIZE_MAX / 4 / f->cols)) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "IDX sizes too large (%zu x %zu)",
+                           f->rows, f->cols);
         goto done;
     }
-    if ((size_t)gzread(gz, f->values, (unsigned)total) != total)
+    size_t total = f->rows * f->cols;
+    if (!(f->values = malloc(total ? total : 1))) {
+        st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for %zu bytes", total);
+        goto done;
+    }
+    got = read_all(gz, f->values, total);
+    if (got < 0)
+        st = gz_failure(gz, path, "values", err);
+    else if ((size_t)got != total)
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "truncated: the header promises %zu values", total);
+                           "truncated: the header promises %zu bytes of values, the file has %lld",
+                           total, got);
 done:
     gzclose(gz);
     if (st != DML_OK) {
@@ -61,45 +118,51 @@ done:
     return st;
 }
 
-/* "…/train-images-idx3-ubyte.gz" -> "…/train-labels-idx1-ubyte.gz" */
+/* The labels file beside an images file: "images" -> "labels" and "idx3" -> "idx1" in the
+ * file name (train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz), compressed or not.
+ * 0 when the name has no such parts or no such file exists. */
 static int labels_path(const char *images, char *out, size_t n)
 {
-    const char *at = strstr(images, "images-idx3-ubyte");
-    if (!at)
+    const char *base = strrchr(images, '/');
+    base = base ? base + 1 : images;
+    const char *img = strstr(base, "images"), *idx = strstr(base, "idx3-ubyte");
+    if (!img || !idx || idx < img)
         return 0;
-    snprintf(out, n, "%.*slabels-idx1-ubyte%s", (int)(at - images), images,
-             at + strlen("images-idx3-ubyte"));
-    return 1;
+    char name[4096];
+    snprintf(name, sizeof name, "%.*slabels%.*sidx1-ubyte", (int)(img - images), images,
+             (int)(idx - img - 6), img + 6);
+    static const char *const tails[] = {".gz", ""};
+    for (int i = 0; i < 2; i++) {
+        if (snprintf(out, n, "%s%s", name, tails[i]) < (int)n && dml_file_exists(out))
+            return 1;
+    }
+    return 0;
 }
 
 dml_status dml_read_idx(const char *images_path, dml_dataset *ds, dml_error *err)
 {
-    idx_file img, lab;
-    dml_status st = read_idx_file(images_path, 3, &img, err);
+    idx_file img, lab = {0};
+    dml_status st = read_idx_file(images_path, 0, &img, err);
     if (st != DML_OK)
         return st;
     char lpath[4096];
     int labelled = labels_path(images_path, lpath, sizeof lpath);
-    if (labelled && (st = read_idx_file(lpath, 1, &lab, err)) != DML_OK) {
-        free(img.values);
-        return st;
-    }
-    if (labelled && lab.dims[0] != img.dims[0]) {
-        st = dml_error_set(err, DML_ERR_DATA, lpath, 0, 0, "%u labels for %u images in %s",
-                           lab.dims[0], img.dims[0], images_path);
+    if (labelled && (st = read_idx_file(lpath, 1, &lab, err)) != DML_OK)
+        goto done;
+    if (labelled && lab.rows != img.rows) {
+        st = dml_error_set(err, DML_ERR_DATA, lpath, 0, 0, "%zu labels for the %zu images of %s",
+                           lab.rows, img.rows, images_path);
         goto done;
     }
-    int n = (int)img.dims[0], d = (int)(img.dims[1] * img.dims[2]);
-    if ((st = dml_dataset_alloc(ds, n, d, labelled, err)) != DML_OK)
+    if ((st = dml_dataset_alloc(ds, (int)img.rows, (int)img.cols, labelled, err)) != DML_OK)
         goto done;
-    for (size_t i = 0; i < (size_t)n * d; i++)
+    for (size_t i = 0; i < img.rows * img.cols; i++)
         ds->x[i] = (float)img.values[i];
-    for (int i = 0; labelled && i < n; i++)
+    for (size_t i = 0; labelled && i < img.rows; i++)
         ds->y[i] = lab.values[i];
     ds->from_bytes = 1;
 done:
     free(img.values);
-    if (labelled)
-        free(lab.values);
+    free(lab.values);
     return st;
 }

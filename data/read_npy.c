@@ -1,147 +1,270 @@
-/* NumPy .npy (format versions 1-3): a magic string, a header dict with descr, fortran_order
- * and shape, then the values. float32, float64 and uint8 rows, C order; labels from a sibling
- * <stem>.labels.npy of int32 or int64 when one exists. */
+/* NumPy .npy (format versions 1 to 3): the magic "\x93NUMPY", a version, a little-endian header
+ * length (uint16 in v1, uint32 after), a Python dict literal with descr, fortran_order and shape,
+ * then the values. Rows are float32, float64 or uint8 [n, d] in C order; labels come from a
+ * sibling <stem>.labels.npy of int32 or int64 [n] when one exists. */
+#include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/readers.h"
 
-typedef struct npy_header {
-    char descr[8];   /* "<f4", "<f8", "|u1", "<i4", "<i8" */
-    long shape[2];
-    int rank;
-} npy_header;
+#define NPY_MAX_RANK 8
+#define CHUNK 65536 /* values converted per read */
 
-static dml_status parse_header(FILE *f, const char *path, npy_header *h, dml_error *err)
+typedef struct npy_array {
+    FILE *f;          /* positioned at the first value */
+    char descr[16];   /* "<f4", "<f8", "|u1", "<i4", "<i8", ... */
+    int fortran;
+    int rank;
+    unsigned long long shape[NPY_MAX_RANK];
+    size_t count, elem; /* values, bytes per value */
+} npy_array;
+
+/* The value of 'key' in the header dict, or NULL. */
+static const char *dict_value(const char *text, const char *key)
 {
-    unsigned char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "\x93NUMPY", 6) != 0)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not a .npy file (bad magic)");
-    size_t len = 0;
-    unsigned char b[4] = {0};
-    int wide = magic[6] >= 2;
-    if (fread(b, 1, wide ? 4 : 2, f) != (wide ? 4u : 2u))
+    char quoted[32];
+    for (int q = 0; q < 2; q++) {
+        snprintf(quoted, sizeof quoted, q ? "\"%s\"" : "'%s'", key);
+        const char *p = strstr(text, quoted);
+        if (!p)
+            continue;
+        p += strlen(quoted);
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p++ != ':')
+            return NULL;
+        while (isspace((unsigned char)*p))
+            p++;
+        return p;
+    }
+    return NULL;
+}
+
+/* "(3, 4)", "(3,)", "()": returns 1 and fills rank/shape when well formed. */
+static int parse_shape(const char *p, npy_array *a)
+{
+    if (*p++ != '(')
+        return 0;
+    a->rank = 0;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == ')')
+            return 1;
+        if (!isdigit((unsigned char)*p) || a->rank == NPY_MAX_RANK)
+            return 0;
+        char *end;
+        a->shape[a->rank++] = strtoull(p, &end, 10);
+        p = end;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p != ')')
+            return 0;
+    }
+}
+
+static dml_status parse_header(const char *text, const char *path, npy_array *a, dml_error *err)
+{
+    const char *descr = dict_value(text, "descr"), *order = dict_value(text, "fortran_order"),
+               *shape = dict_value(text, "shape");
+    if (!descr || !order || !shape || (*descr != '\'' && *descr != '"'))
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             "malformed .npy header (expected descr, fortran_order and shape): %s",
+                             text);
+    size_t len = strcspn(descr + 1, "'\"");
+    snprintf(a->descr, sizeof a->descr, "%.*s", (int)(len < 15 ? len : 15), descr + 1);
+    a->fortran = strncmp(order, "True", 4) == 0;
+    if (!a->fortran && strncmp(order, "False", 5) != 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed fortran_order in: %s", text);
+    if (!parse_shape(shape, a))
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed shape in: %s", text);
+    return DML_OK;
+}
+
+/* The dtypes read: uint8, float32 and float64 rows; int32 and int64 labels. 0 for others. */
+static size_t elem_size(const char *descr)
+{
+    static const struct { const char *descr; size_t size; } known[] = {
+        {"|u1", 1}, {"<u1", 1}, {"<f4", 4}, {"<f8", 8}, {"<i4", 4}, {"<i8", 8}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(descr, known[i].descr))
+            return known[i].size;
+    return 0;
+}
+
+/* Opens path and reads its header; checks the file holds exactly the values it promises. */
+static dml_status npy_open(const char *path, npy_array *a, dml_error *err)
+{
+    memset(a, 0, sizeof *a);
+    char *text = NULL;
+    dml_status st = DML_OK;
+    struct stat sb;
+    if (!(a->f = fopen(path, "rb")) || fstat(fileno(a->f), &sb) != 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open the file");
+    uint8_t magic[8], b[4] = {0};
+    if (fread(magic, 1, 8, a->f) != 8 || memcmp(magic, "\x93NUMPY", 6) != 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not a .npy file (bad magic string)");
+    if (magic[6] < 1 || magic[6] > 3)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             ".npy format version %d: expected 1 to 3", magic[6]);
+    size_t wide = magic[6] >= 2 ? 4 : 2;
+    if (fread(b, 1, wide, a->f) != wide)
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "truncated .npy header");
-    len = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
-    char *text = malloc(len + 1);
-    if (!text || fread(text, 1, len, f) != len) {
+    size_t len = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
+    if (len > (size_t)sb.st_size || !(text = malloc(len + 1)) || fread(text, 1, len, a->f) != len) {
         free(text);
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "truncated .npy header");
     }
     text[len] = '\0';
-    dml_status st = DML_OK;
-    const char *descr = strstr(text, "'descr':"), *order = strstr(text, "'fortran_order':"),
-               *shape = strstr(text, "'shape':");
-    if (!descr || !order || !shape || sscanf(descr, "'descr': '%7[^']'", h->descr) != 1)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed .npy header: %s", text);
-    else if (strncmp(order + strlen("'fortran_order':"), " False", 6) != 0)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "Fortran-ordered arrays are not supported: save with C order");
-    else {
-        h->rank = sscanf(shape, "'shape': (%ld, %ld", &h->shape[0], &h->shape[1]);
-        if (h->rank < 1)
-            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed shape in: %s", text);
-        else if (h->rank == 1 && !strstr(shape, ",)"))
-            h->rank = 2; /* "(n, d)" parsed one number only if d was absent */
-    }
+    st = parse_header(text, path, a, err);
     free(text);
-    return st;
+    if (st != DML_OK)
+        return st;
+    a->elem = elem_size(a->descr);
+    a->count = 1;
+    for (int i = 0; i < a->rank; i++) {
+        if (a->shape[i] && a->count > SIZE_MAX / 8 / a->shape[i])
+            return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "the shape is too large");
+        a->count *= (size_t)a->shape[i];
+    }
+    unsigned long long have = (unsigned long long)sb.st_size - (8 + wide + len),
+                       want = (unsigned long long)a->count * a->elem;
+    if (a->elem && want != have)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             "%s: the header promises %zu values (%llu bytes), the file has "
+                             "%llu bytes of data", have < want ? "truncated" : "wrong size",
+                             a->count, want, have);
+    return DML_OK;
 }
 
-static size_t elem_size(const char *descr)
+static void describe_shape(const npy_array *a, char *buf, size_t n)
 {
-    if (!strcmp(descr, "<f4") || !strcmp(descr, "<i4"))
-        return 4;
-    if (!strcmp(descr, "<f8") || !strcmp(descr, "<i8"))
-        return 8;
-    if (!strcmp(descr, "|u1"))
-        return 1;
-    return 0;
+    size_t used = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < a->rank && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%llu%s", a->shape[i],
+                                 a->rank == 1 ? "," : i + 1 < a->rank ? ", " : "");
+    if (used < n)
+        snprintf(buf + used, n - used, ")");
 }
 
-static double value_at(const char *descr, const unsigned char *p)
+/* One value: integers exactly in *iv (and as a double), floats as a double. */
+static double value_at(const npy_array *a, const uint8_t *p, int64_t *iv)
 {
     float f;
-    double d;
-    int32_t i;
-    int64_t l;
-    switch (descr[1]) {
-    case 'f':
-        if (descr[2] == '4') { memcpy(&f, p, 4); return f; }
-        memcpy(&d, p, 8);
-        return d;
-    case 'i':
-        if (descr[2] == '4') { memcpy(&i, p, 4); return i; }
-        memcpy(&l, p, 8);
-        return (double)l;
-    default:
-        return *p;
+    double v;
+    int32_t i4;
+    *iv = 0;
+    if (a->descr[1] == 'f' && a->elem == 4) {
+        memcpy(&f, p, 4);
+        return f;
     }
+    if (a->descr[1] == 'f') {
+        memcpy(&v, p, 8);
+        return v;
+    }
+    if (a->elem == 1) {
+        *iv = *p;
+    } else if (a->elem == 4) {
+        memcpy(&i4, p, 4);
+        *iv = i4;
+    } else {
+        memcpy(iv, p, 8);
+    }
+    return (double)*iv;
 }
 
-/* Reads a whole array as doubles' source bytes; *count elements of the header's type. */
-static dml_status read_array(const char *path, npy_header *h, unsigned char **data, dml_error *err)
+/* Reads all values, converted, into out: float[count] when as_float, else int64[count]. */
+static dml_status npy_read(npy_array *a, const char *path, int as_float, void *out, dml_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open: no such file");
-    dml_status st = parse_header(f, path, h, err);
-    size_t es = elem_size(h->descr);
-    if (st == DML_OK && !es)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "dtype %s: expected float32, float64, uint8, int32 or int64 (little-endian)",
-                           h->descr);
-    if (st == DML_OK) {
-        size_t count = (size_t)h->shape[0] * (h->rank == 2 ? (size_t)h->shape[1] : 1);
-        *data = malloc(count * es + 1);
-        if (!*data || fread(*data, es, count, f) != count) {
-            free(*data);
-            *data = NULL;
-            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                               "truncated: the header promises %zu values", count);
+    uint8_t *chunk = malloc(CHUNK * a->elem);
+    if (!chunk)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+    for (size_t at = 0; at < a->count; at += CHUNK) {
+        size_t k = a->count - at < CHUNK ? a->count - at : CHUNK;
+        if (fread(chunk, a->elem, k, a->f) != k) {
+            free(chunk);
+            return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "read error");
+        }
+        for (size_t i = 0; i < k; i++) {
+            int64_t iv;
+            double v = value_at(a, chunk + i * a->elem, &iv);
+            if (as_float)
+                ((float *)out)[at + i] = (float)v;
+            else
+                ((int64_t *)out)[at + i] = iv;
         }
     }
-    fclose(f);
+    free(chunk);
+    return DML_OK;
+}
+
+static dml_status read_labels(const char *lpath, const char *xpath, dml_dataset *ds, dml_error *err)
+{
+    npy_array a;
+    dml_status st = npy_open(lpath, &a, err);
+    char shape[128];
+    describe_shape(&a, shape, sizeof shape);
+    int is_int = a.descr[1] == 'i' && (a.elem == 4 || a.elem == 8);
+    if (st == DML_OK && !is_int)
+        st = dml_error_set(err, DML_ERR_DATA, lpath, 0, 0,
+                           "dtype '%s': expected integer labels, int32 ('<i4') or int64 ('<i8')",
+                           a.descr);
+    if (st == DML_OK && (a.count != (size_t)ds->n || a.rank < 1 || a.rank > 2 ||
+                         (a.rank == 2 && a.shape[1] != 1)))
+        st = dml_error_set(err, DML_ERR_DATA, lpath, 0, 0,
+                           "shape %s: expected one label for each of the %d rows of %s", shape,
+                           ds->n, xpath);
+    int64_t *v = NULL;
+    if (st == DML_OK && (!(v = malloc((size_t)ds->n * sizeof *v)) ||
+                         !(ds->y = malloc((size_t)ds->n * sizeof *ds->y))))
+        st = dml_error_set(err, DML_ERR_NOMEM, lpath, 0, 0, "out of memory");
+    if (st == DML_OK)
+        st = npy_read(&a, lpath, 0, v, err);
+    if (st == DML_OK)
+        st = dml_labels_narrow(ds->y, v, (size_t)ds->n, lpath, err);
+    free(v);
+    if (a.f)
+        fclose(a.f);
     return st;
 }
 
 dml_status dml_read_npy(const char *path, dml_dataset *ds, dml_error *err)
 {
-    npy_header h = {0};
-    unsigned char *raw = NULL;
-    dml_status st = read_array(path, &h, &raw, err);
-    if (st != DML_OK)
-        return st;
-    if (h.rank != 2) {
-        free(raw);
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "expected a 2-D array of rows");
-    }
+    npy_array a;
+    dml_status st = npy_open(path, &a, err);
+    char shape[128];
+    describe_shape(&a, shape, sizeof shape);
+    int is_byte = !strcmp(a.descr, "|u1") || !strcmp(a.descr, "<u1");
+    if (st == DML_OK && !is_byte && strcmp(a.descr, "<f4") != 0 && strcmp(a.descr, "<f8") != 0)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "dtype '%s': expected float32 ('<f4'), float64 ('<f8') or uint8 ('|u1')",
+                           a.descr);
+    if (st == DML_OK && a.fortran)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "a Fortran-order array: expected C order (np.ascontiguousarray)");
+    if (st == DML_OK && a.rank != 2)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: expected 2 dimensions "
+                           "([rows, features])", shape);
+    if (st == DML_OK && (a.shape[0] == 0 || a.shape[1] == 0))
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: the array is empty", shape);
+    if (st == DML_OK && (a.shape[0] > INT_MAX || a.shape[1] > INT_MAX))
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: too large", shape);
+    if (st == DML_OK)
+        st = dml_dataset_alloc(ds, (int)a.shape[0], (int)a.shape[1], 0, err);
+    if (st == DML_OK)
+        st = npy_read(&a, path, 1, ds->x, err);
+    if (a.f)
+        fclose(a.f);
+    ds->from_bytes = is_byte;
     char lpath[4096];
     snprintf(lpath, sizeof lpath, "%.*s.labels.npy", (int)(strlen(path) - 4), path);
-    FILE *probe = fopen(lpath, "rb");
-    int labelled = probe != NULL;
-    if (probe)
-        fclose(probe);
-    if ((st = dml_dataset_alloc(ds, (int)h.shape[0], (int)h.shape[1], labelled, err)) != DML_OK) {
-        free(raw);
-        return st;
-    }
-    size_t es = elem_size(h.descr);
-    for (size_t i = 0; i < (size_t)ds->n * ds->d; i++)
-        ds->x[i] = (float)value_at(h.descr, raw + i * es);
-    ds->from_bytes = !strcmp(h.descr, "|u1");
-    free(raw);
-    if (!labelled)
-        return DML_OK;
-    npy_header lh = {0};
-    if ((st = read_array(lpath, &lh, &raw, err)) != DML_OK)
-        return st;
-    if (lh.descr[1] != 'i' || lh.shape[0] != ds->n || lh.rank != 1)
-        st = dml_error_set(err, DML_ERR_DATA, lpath, 0, 0,
-                           "expected %d integer labels (int32 or int64, 1-D) for %s", ds->n, path);
-    for (int i = 0; st == DML_OK && i < ds->n; i++)
-        ds->y[i] = (int32_t)value_at(lh.descr, raw + (size_t)i * elem_size(lh.descr));
-    free(raw);
+    if (st == DML_OK && dml_file_exists(lpath))
+        st = read_labels(lpath, path, ds, err);
     return st;
 }

@@ -1,90 +1,181 @@
+/* Batch samplers: random (a shuffle per epoch), m_per_class, and pairs. Every shuffle starts
+ * from a fixed arrangement (anchor, or the classes in order) and the generator's state before
+ * it is kept (snap), so a saved state only needs the generators, the position and the step. */
 #include "data/sampler.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Groups the pool by label; classes are the distinct labels present, in label order. */
-static int group(dml_sampler *s, const dml_dataset *ds)
+#define STATE_MAGIC 0x31504d53204c4d44ull /* "DML SMP1" little-endian */
+#define STATE_WORDS 12                    /* magic, fingerprint, step, pos, rng[4], snap[4] */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
-    int k = ds->n_classes;
-    int32_t *count = calloc((size_t)k + 1, sizeof *count), *slot = malloc((size_t)(k + 1) * sizeof *slot);
-    if (!count || !slot) {
-        free(count);
-        free(slot);
-        return 0;
-    }
-    for (int i = 0; i < s->n; i++)
-        count[ds->y[s->rows[i]]]++;
-    s->n_classes = 0;
-    for (int c = 0; c < k; c++)
-        slot[c] = count[c] ? s->n_classes++ : -1;
-    s->class_start = calloc((size_t)s->n_classes + 1, sizeof *s->class_start);
-    s->classes = malloc((size_t)(s->n_classes ? s->n_classes : 1) * sizeof *s->classes);
-    int ok = s->class_start && s->classes;
-    for (int c = 0; ok && c < k; c++)
-        if (slot[c] >= 0)
-            s->class_start[slot[c] + 1] = count[c];
-    for (int c = 0; ok && c < s->n_classes; c++) {
-        s->class_start[c + 1] += s->class_start[c];
-        s->classes[c] = c;
-    }
-    int32_t *fill = ok ? malloc((size_t)(s->n_classes ? s->n_classes : 1) * sizeof *fill) : NULL;
-    if (fill) {
-        memcpy(fill, s->class_start, (size_t)s->n_classes * sizeof *fill);
-        for (int i = 0; i < s->n; i++) {
-            int c = slot[ds->y[s->rows[i]]];
-            s->by_class[fill[c]++] = s->rows[i];
-            s->class_of[i] = c;
-        }
-    }
-    free(fill);
-    free(count);
-    free(slot);
-    return fill != NULL;
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
 }
 
-dml_status dml_sampler_init(dml_sampler *s, dml_sampler_kind kind, const dml_dataset *ds,
-                            const int32_t *rows, int n, int batch, int m, uint64_t seed,
-                            dml_error *err)
+static uint64_t fingerprint(const dml_sampler *s)
+{
+    int32_t head[5] = {(int32_t)s->spec.kind, (int32_t)s->spec.pairs, s->spec.batch_size,
+                       s->spec.m, s->n};
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, head, sizeof head);
+    return fnv1a(h, s->rows, (size_t)s->n * sizeof *s->rows);
+}
+
+/* rows in range and distinct. */
+static dml_status check_pool(const dml_dataset *ds, const int32_t *rows, int n, dml_error *err)
+{
+    if (n < 0)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "a sampler pool of %d rows", n);
+    uint8_t *seen = calloc((size_t)ds->n, 1);
+    if (!seen)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the sampler");
+    dml_status st = DML_OK;
+    for (int i = 0; i < n && st == DML_OK; i++) {
+        if (rows[i] < 0 || rows[i] >= ds->n)
+            st = dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                               "sampler pool entry %d: row %d is outside 0..%d", i, rows[i],
+                               ds->n - 1);
+        else if (seen[rows[i]]++)
+            st = dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                               "sampler pool entry %d: row %d is there twice", i, rows[i]);
+    }
+    free(seen);
+    return st;
+}
+
+/* Groups the pool by label: classes are the labels present, in label order. */
+static int group(dml_sampler *s, const dml_dataset *ds)
+{
+    int32_t *slot = malloc(((size_t)ds->n_classes + 1) * sizeof *slot);
+    if (!slot)
+        return 0;
+    for (int c = 0; c < ds->n_classes; c++)
+        slot[c] = -1;
+    for (int i = 0; i < s->n; i++) {
+        int32_t label = ds->y[s->rows[i]];
+        DML_ASSERT(label >= 0 && label < ds->n_classes); /* n_classes set with the labels */
+        if (slot[label] < 0)
+            slot[label] = 0; /* present; numbered below */
+    }
+    s->n_classes = 0;
+    for (int c = 0; c < ds->n_classes; c++)
+        if (slot[c] >= 0)
+            slot[c] = s->n_classes++;
+    s->class_start = calloc((size_t)s->n_classes + 1, sizeof *s->class_start);
+    if (s->spec.kind == DML_SAMPLER_M_PER_CLASS)
+        s->class_order = malloc(((size_t)s->n_classes + 1) * sizeof *s->class_order);
+    int ok = s->class_start && (s->spec.kind != DML_SAMPLER_M_PER_CLASS || s->class_order);
+    for (int i = 0; ok && i < s->n; i++) {
+        s->class_of[i] = slot[ds->y[s->rows[i]]];
+        s->class_start[s->class_of[i] + 1]++;
+    }
+    for (int c = 0; ok && c < s->n_classes; c++)
+        s->class_start[c + 1] += s->class_start[c];
+    /* rank[i] counts the earlier pool rows of the same class; slot becomes that counter. */
+    for (int c = 0; ok && c < s->n_classes; c++)
+        slot[c] = 0;
+    for (int i = 0; ok && i < s->n; i++) {
+        int c = s->class_of[i];
+        s->rank[i] = slot[c]++;
+        s->by_class[s->class_start[c] + s->rank[i]] = s->rows[i];
+    }
+    free(slot);
+    return ok;
+}
+
+static dml_status check_spec(const dml_sampler_spec *spec, dml_error *err)
+{
+    if (spec->batch_size < 1)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "batch_size %d: expected a positive number", spec->batch_size);
+    if (spec->kind == DML_SAMPLER_M_PER_CLASS &&
+        (spec->m < 1 || spec->batch_size % spec->m != 0))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "sampler m %d: expected a positive divisor of batch_size %d", spec->m,
+                             spec->batch_size);
+    if (spec->pairs != DML_PAIR_MODE_NONE && spec->kind != DML_SAMPLER_RANDOM)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "pairs are drawn by the random sampler, not m_per_class");
+    return DML_OK;
+}
+
+/* Whether the pool can fill batches of this spec. */
+static dml_status check_fit(const dml_sampler *s, const dml_dataset *ds, dml_error *err)
+{
+    int b = s->spec.batch_size;
+    if (s->spec.kind == DML_SAMPLER_M_PER_CLASS) {
+        if (b / s->spec.m > s->n_classes)
+            return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                                 "m_per_class needs batch_size / m = %d classes per batch, and "
+                                 "the %d training rows have %d", b / s->spec.m, s->n, s->n_classes);
+        return DML_OK;
+    }
+    if (s->spec.pairs == DML_PAIR_MODE_SAME_CLASS && s->n_anchor == 0)
+        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                             "same_class pairs need a class with two rows, and none has");
+    if (s->n_anchor < b)
+        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                             "batch_size %d is larger than the %d rows to sample from%s", b,
+                             s->n_anchor,
+                             s->spec.pairs == DML_PAIR_MODE_SAME_CLASS
+                                 ? " (rows whose class has another row)" : "");
+    return DML_OK;
+}
+
+dml_status dml_sampler_init(dml_sampler *s, const dml_sampler_spec *spec, const dml_dataset *ds,
+                            const int32_t *rows, int n, dml_rng *rng, dml_error *err)
 {
     memset(s, 0, sizeof *s);
-    s->kind = kind;
-    s->batch = batch;
-    s->m = m > 0 ? m : 1;
+    s->spec = *spec;
     s->n = n;
-    dml_rng_seed(&s->rng, seed);
-    if (n < 1 || batch < 1)
+    dml_status st = check_spec(spec, err);
+    if (st == DML_OK)
+        st = check_pool(ds, rows, n, err);
+    if (st != DML_OK)
+        return st;
+    int labels = spec->kind == DML_SAMPLER_M_PER_CLASS || spec->pairs == DML_PAIR_MODE_SAME_CLASS;
+    if (labels && !ds->y)
         return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
-                             "no rows to sample batches from (%d rows, batch %d)", n, batch);
-    if (kind != DML_SAMPLER_RANDOM && !ds->y)
-        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
-                             "this sampler needs labels, and the data set has none");
-    s->rows = malloc((size_t)n * sizeof *s->rows);
-    s->by_class = malloc((size_t)n * sizeof *s->by_class);
-    s->class_of = calloc((size_t)n, sizeof *s->class_of);
-    if (!s->rows || !s->by_class || !s->class_of)
+                             "the %s needs labels, and this data set has none",
+                             spec->kind == DML_SAMPLER_M_PER_CLASS ? "m_per_class sampler"
+                                                                    : "same_class pairing");
+    int random = spec->kind == DML_SAMPLER_RANDOM;
+    size_t cap = n > 0 ? (size_t)n : 1;
+    s->rows = malloc(cap * sizeof *s->rows);
+    if (random) {
+        s->anchor = malloc(cap * sizeof *s->anchor);
+        s->order = malloc(cap * sizeof *s->order);
+    }
+    if (labels) {
+        s->by_class = malloc(cap * sizeof *s->by_class);
+        s->class_of = malloc(cap * sizeof *s->class_of);
+        s->rank = malloc(cap * sizeof *s->rank);
+    }
+    if (!s->rows || (random && (!s->anchor || !s->order)) ||
+        (labels && (!s->by_class || !s->class_of || !s->rank)))
         goto nomem;
     memcpy(s->rows, rows, (size_t)n * sizeof *rows);
-    if (kind != DML_SAMPLER_RANDOM && !group(s, ds))
+    if (labels && !group(s, ds))
         goto nomem;
-    if (kind == DML_SAMPLER_SAME_CLASS) {
-        /* Anchors come only from classes with a second member. */
-        int kept = 0;
-        for (int i = 0; i < n; i++) {
-            int c = s->class_of[i];
-            if (s->class_start[c + 1] - s->class_start[c] >= 2) {
-                s->class_of[kept] = c;
-                s->rows[kept++] = s->rows[i];
-            }
-        }
-        s->n = kept;
-        if (kept == 0)
-            return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
-                                 "same_class pairs need a class with two rows, and none has");
+    for (int i = 0; random && i < n; i++) {
+        int c = labels ? s->class_of[i] : 0;
+        if (spec->pairs != DML_PAIR_MODE_SAME_CLASS ||
+            s->class_start[c + 1] - s->class_start[c] > 1)
+            s->anchor[s->n_anchor++] = i;
     }
-    s->pos = s->n; /* the first call shuffles */
-    s->class_pos = s->n_classes;
-    s->epoch = -1;
+    if ((st = check_fit(s, ds, err)) != DML_OK) {
+        dml_sampler_free(s);
+        return st;
+    }
+    /* Past the end: the first batch shuffles. */
+    s->pos = spec->kind == DML_SAMPLER_M_PER_CLASS ? s->n_classes : s->n_anchor;
+    s->rng = dml_rng_split(rng);
+    s->snap = s->rng;
+    s->fingerprint = fingerprint(s);
     return DML_OK;
 nomem:
     dml_sampler_free(s);
@@ -94,119 +185,155 @@ nomem:
 void dml_sampler_free(dml_sampler *s)
 {
     free(s->rows);
+    free(s->anchor);
+    free(s->order);
+    free(s->class_start);
     free(s->by_class);
     free(s->class_of);
-    free(s->class_start);
-    free(s->classes);
+    free(s->rank);
+    free(s->class_order);
     memset(s, 0, sizeof *s);
 }
 
-/* Shuffles rows and class_of together, so a same_class anchor keeps its class. */
-static void shuffle_rows(dml_sampler *s)
+/* Entries of the current shuffle one batch takes: B rows, or B/M classes. */
+static int group_size(const dml_sampler *s)
 {
-    for (int i = s->n - 1; i > 0; i--) {
-        int j = (int)dml_rng_below(&s->rng, (uint32_t)i + 1);
-        int32_t t = s->rows[i];
-        s->rows[i] = s->rows[j];
-        s->rows[j] = t;
-        t = s->class_of[i];
-        s->class_of[i] = s->class_of[j];
-        s->class_of[j] = t;
+    return s->spec.kind == DML_SAMPLER_M_PER_CLASS ? s->spec.batch_size / s->spec.m
+                                                  : s->spec.batch_size;
+}
+
+/* The shuffle drawn from generator g: anchor positions, or class indices. */
+static void shuffle_from(dml_sampler *s, dml_rng *g)
+{
+    if (s->spec.kind == DML_SAMPLER_M_PER_CLASS) {
+        for (int c = 0; c < s->n_classes; c++)
+            s->class_order[c] = c;
+        dml_rng_shuffle(g, s->class_order, s->n_classes);
+    } else {
+        memcpy(s->order, s->anchor, (size_t)s->n_anchor * sizeof *s->order);
+        dml_rng_shuffle(g, s->order, s->n_anchor);
     }
-    s->pos = 0;
-    s->epoch++;
 }
 
-static int32_t random_member(dml_sampler *s, int c)
+/* The next batch's start in order / class_order, reshuffling when too few entries remain. */
+static int advance(dml_sampler *s)
 {
-    int size = s->class_start[c + 1] - s->class_start[c];
-    return s->by_class[s->class_start[c] + (int)dml_rng_below(&s->rng, (uint32_t)size)];
+    DML_ASSERT(s->rows != NULL); /* initialised */
+    int len = s->spec.kind == DML_SAMPLER_M_PER_CLASS ? s->n_classes : s->n_anchor;
+    if (s->pos + group_size(s) > len) {
+        s->snap = s->rng;
+        shuffle_from(s, &s->rng);
+        s->pos = 0;
+    }
+    int at = s->pos;
+    s->pos += group_size(s);
+    s->step++;
+    return at;
 }
 
-/* m rows of class c: distinct when the class has m, with replacement otherwise. */
+/* M rows of class c into out[M]: a uniform M-subset (Floyd's algorithm) when the class has M
+ * rows, M independent draws when it has fewer. */
 static void class_rows(dml_sampler *s, int c, int32_t *out)
 {
-    int size = s->class_start[c + 1] - s->class_start[c];
-    for (int i = 0; i < s->m; i++) {
-        int32_t r;
-        int fresh;
-        do {
-            r = random_member(s, c);
-            fresh = 1;
-            for (int j = 0; j < i && size >= s->m; j++)
-                fresh &= out[j] != r;
-        } while (!fresh);
-        out[i] = r;
-    }
-}
-
-void dml_sampler_next(dml_sampler *s, int32_t *idx, int32_t *pos)
-{
-    if (s->kind == DML_SAMPLER_M_PER_CLASS) {
-        int per_batch = s->batch / s->m;
-        for (int b = 0; b < per_batch; b++) {
-            if (s->class_pos == s->n_classes) {
-                dml_rng_shuffle(&s->rng, s->classes, s->n_classes);
-                s->class_pos = 0;
-            }
-            class_rows(s, s->classes[s->class_pos++], idx + (size_t)b * s->m);
-        }
+    int m = s->spec.m, size = s->class_start[c + 1] - s->class_start[c];
+    const int32_t *members = s->by_class + s->class_start[c];
+    if (size < m) {
+        for (int i = 0; i < m; i++)
+            out[i] = members[dml_rng_below(&s->rng, (uint32_t)size)];
         return;
     }
-    for (int b = 0; b < s->batch; b++) {
-        if (s->pos == s->n)
-            shuffle_rows(s);
-        idx[b] = s->rows[s->pos];
-        if (s->kind == DML_SAMPLER_SAME_CLASS) {
-            int32_t p;
-            do
-                p = random_member(s, s->class_of[s->pos]);
-            while (p == idx[b]);
-            pos[b] = p;
-        }
-        s->pos++;
+    int k = 0;
+    for (int j = size - m; j < size; j++) {
+        int32_t t = (int32_t)dml_rng_below(&s->rng, (uint32_t)j + 1);
+        for (int i = 0; i < k; i++)
+            if (out[i] == t) {
+                t = j;
+                break;
+            }
+        out[k++] = t;
     }
+    for (int i = 0; i < m; i++)
+        out[i] = members[out[i]];
 }
 
-long dml_sampler_steps_per_epoch(const dml_sampler *s)
+int dml_sampler_next(dml_sampler *s, int32_t *idx)
 {
-    long steps = s->n / s->batch;
-    return steps > 0 ? steps : 1;
+    DML_ASSERT(s->spec.pairs == DML_PAIR_MODE_NONE);
+    int at = advance(s), b = s->spec.batch_size;
+    if (s->spec.kind == DML_SAMPLER_M_PER_CLASS) {
+        for (int g = 0; g < b / s->spec.m; g++)
+            class_rows(s, s->class_order[at + g], idx + (size_t)g * (size_t)s->spec.m);
+        return b;
+    }
+    for (int i = 0; i < b; i++)
+        idx[i] = s->rows[s->order[at + i]];
+    return b;
+}
+
+int dml_sampler_next_pairs(dml_sampler *s, int32_t *anchor, int32_t *positive)
+{
+    DML_ASSERT(s->spec.pairs != DML_PAIR_MODE_NONE);
+    int at = advance(s), b = s->spec.batch_size;
+    for (int i = 0; i < b; i++) {
+        int p = s->order[at + i];
+        anchor[i] = s->rows[p];
+        if (s->spec.pairs == DML_PAIR_MODE_OTHER_VIEW) {
+            positive[i] = anchor[i];
+            continue;
+        }
+        /* Uniform over the class's other rows: skip the anchor's own slot. */
+        int c = s->class_of[p], size = s->class_start[c + 1] - s->class_start[c];
+        int j = (int)dml_rng_below(&s->rng, (uint32_t)size - 1);
+        positive[i] = s->by_class[s->class_start[c] + j + (j >= s->rank[p])];
+    }
+    return b;
+}
+
+int dml_sampler_steps_per_epoch(const dml_sampler *s)
+{
+    if (s->spec.kind == DML_SAMPLER_M_PER_CLASS)
+        return s->n / s->spec.batch_size > 0 ? s->n / s->spec.batch_size : 1;
+    return s->n_anchor / s->spec.batch_size;
 }
 
 size_t dml_sampler_state_size(const dml_sampler *s)
 {
-    return 4 + 3 + 2 * (size_t)s->n + (size_t)s->n_classes;
+    (void)s;
+    return STATE_WORDS * sizeof(uint64_t);
 }
 
-void dml_sampler_state_save(const dml_sampler *s, int64_t *st)
+void dml_sampler_state_save(const dml_sampler *s, uint8_t *state)
 {
-    for (int i = 0; i < 4; i++)
-        memcpy(&st[i], &s->rng.s[i], sizeof st[i]);
-    st[4] = s->pos;
-    st[5] = s->class_pos;
-    st[6] = s->epoch;
-    int64_t *p = st + 7;
-    for (int i = 0; i < s->n; i++) {
-        *p++ = s->rows[i];
-        *p++ = s->class_of[i];
-    }
-    for (int c = 0; c < s->n_classes; c++)
-        *p++ = s->classes[c];
+    uint64_t w[STATE_WORDS] = {STATE_MAGIC, s->fingerprint, (uint64_t)s->step, (uint64_t)s->pos};
+    memcpy(w + 4, s->rng.s, sizeof s->rng.s);
+    memcpy(w + 8, s->snap.s, sizeof s->snap.s);
+    memcpy(state, w, sizeof w);
 }
 
-void dml_sampler_state_load(dml_sampler *s, const int64_t *st)
+dml_status dml_sampler_state_load(dml_sampler *s, const uint8_t *state, size_t size,
+                                  dml_error *err)
 {
-    for (int i = 0; i < 4; i++)
-        memcpy(&s->rng.s[i], &st[i], sizeof st[i]);
-    s->pos = (int)st[4];
-    s->class_pos = (int)st[5];
-    s->epoch = st[6];
-    const int64_t *p = st + 7;
-    for (int i = 0; i < s->n; i++) {
-        s->rows[i] = (int32_t)*p++;
-        s->class_of[i] = (int32_t)*p++;
+    uint64_t w[STATE_WORDS];
+    if (size != sizeof w)
+        return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
+                             "a sampler state of %zu bytes: expected %zu", size, sizeof w);
+    memcpy(w, state, sizeof w);
+    int len = s->spec.kind == DML_SAMPLER_M_PER_CLASS ? s->n_classes : s->n_anchor;
+    if (w[0] != STATE_MAGIC)
+        return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0, "not a sampler state");
+    if (w[1] != s->fingerprint)
+        return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
+                             "the sampler state belongs to another sampler (the training rows, "
+                             "batch size, sampler type, m or pairs differ)");
+    if (w[3] > (uint64_t)len)
+        return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0, "a corrupt sampler state");
+    s->step = (int64_t)w[2];
+    s->pos = (int)w[3];
+    memcpy(s->rng.s, w + 4, sizeof s->rng.s);
+    memcpy(s->snap.s, w + 8, sizeof s->snap.s);
+    if (s->pos + group_size(s) <= len) { /* a shuffle in use: draw it again */
+        dml_rng g = s->snap;
+        shuffle_from(s, &g);
     }
-    for (int c = 0; c < s->n_classes; c++)
-        s->classes[c] = (int32_t)*p++;
+    return DML_OK;
 }

@@ -1,97 +1,129 @@
-/* Validation splits and k-labels-per-class subsets, stratified and seeded. */
+/* Validation splits (stratified) and k labelled rows per class, seeded. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "data/data.h"
 
-static int cmp_i32(const void *a, const void *b)
+typedef struct share {
+    int c;
+    double rest; /* fractional part of frac * n_c */
+} share;
+
+static int by_rest(const void *a, const void *b)
+{
+    const share *x = a, *y = b;
+    if (x->rest != y->rest)
+        return x->rest < y->rest ? 1 : -1;
+    return (x->c > y->c) - (x->c < y->c);
+}
+
+static int by_value(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     return (x > y) - (x < y);
 }
 
-/* rows grouped by label: order[] holds rows[] sorted by class, start[c]..start[c+1] class c.
- * Unlabelled data is one class. Rows keep their given order inside a class. */
-static int group_by_class(const dml_dataset *ds, const int32_t *rows, int n, int32_t **order,
-                          int32_t **start, int *n_classes)
+/* quota[c] = floor(frac * n_c), then one more for the classes with the largest remainders
+ * until the total is round(frac * n). */
+static int val_quotas(const int32_t *start, int k, float frac, int32_t *quota)
 {
-    int k = ds->y ? ds->n_classes : 1;
-    *order = malloc((size_t)(n ? n : 1) * sizeof **order);
-    *start = calloc((size_t)k + 1, sizeof **start);
-    if (!*order || !*start)
+    share *s = malloc((size_t)k * sizeof *s);
+    if (!s)
         return 0;
-    for (int i = 0; i < n; i++)
-        (*start)[(ds->y ? ds->y[rows[i]] : 0) + 1]++;
-    for (int c = 0; c < k; c++)
-        (*start)[c + 1] += (*start)[c];
-    int32_t *fill = malloc((size_t)k * sizeof *fill);
-    if (!fill)
-        return 0;
-    memcpy(fill, *start, (size_t)k * sizeof *fill);
-    for (int i = 0; i < n; i++)
-        (*order)[fill[ds->y ? ds->y[rows[i]] : 0]++] = rows[i];
-    free(fill);
-    *n_classes = k;
+    int n = start[k], total = (int)floor((double)frac * n + 0.5), given = 0, m = 0;
+    for (int c = 0; c < k; c++) {
+        int size = start[c + 1] - start[c];
+        double want = (double)frac * size;
+        quota[c] = (int)floor(want);
+        given += quota[c];
+        if (quota[c] < size)
+            s[m++] = (share){c, want - quota[c]};
+    }
+    qsort(s, (size_t)m, sizeof *s, by_rest);
+    for (int i = 0; i < m && given < total; i++, given++)
+        quota[s[i].c]++;
+    free(s);
     return 1;
 }
 
-/* Splits rows into (first, second), taking take(class size) rows of each class into first
- * after a seeded shuffle of that class. */
-static dml_status split_per_class(const dml_dataset *ds, const int32_t *rows, int n, dml_rng *rng,
-                                  int per_class, float frac, int32_t **first, int *n_first,
-                                  int32_t **second, int *n_second, dml_error *err)
+dml_status dml_split_make(dml_split *s, const dml_dataset *ds, const dml_split_spec *spec,
+                          dml_rng *rng, dml_error *err)
 {
-    int32_t *order = NULL, *start = NULL;
-    int k = 0;
-    *first = malloc((size_t)(n ? n : 1) * sizeof **first);
-    *second = malloc((size_t)(n ? n : 1) * sizeof **second);
-    if (!group_by_class(ds, rows, n, &order, &start, &k) || !*first || !*second) {
-        free(order);
-        free(start);
-        free(*first);
-        free(*second);
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a split");
+    memset(s, 0, sizeof *s);
+    float frac = spec->val_fraction;
+    int per_class = spec->labels_per_class;
+    if (!(frac >= 0.0f && frac < 1.0f))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "val_fraction %g: expected a number in [0, 1)", frac);
+    if (per_class < 0 || (per_class > 0 && spec->unlabelled))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "labels_per_class %d: expected 0, or a positive number with labels",
+                             per_class);
+    if (per_class > 0 && !ds->y)
+        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                             "labels_per_class needs labels, and this data set has none");
+    int labelled = ds->y && !spec->unlabelled;
+    int k = labelled ? ds->n_classes : 1, n = ds->n;
+    size_t cap = n > 0 ? (size_t)n : 1;
+    int32_t *order = malloc(cap * sizeof *order);
+    int32_t *start = calloc((size_t)k + 1, sizeof *start);
+    int32_t *quota = malloc((size_t)k * sizeof *quota);
+    s->train = malloc(cap * sizeof *s->train);
+    s->val = malloc(cap * sizeof *s->val);
+    s->unlabelled = malloc(cap * sizeof *s->unlabelled);
+    dml_status st = DML_OK;
+    if (!order || !start || !quota || !s->train || !s->val || !s->unlabelled) {
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a split");
+        goto done;
     }
-    *n_first = *n_second = 0;
+    /* Rows grouped by class (a counting sort; row order inside a class). */
+    for (int i = 0; i < n; i++)
+        start[(labelled ? ds->y[i] : 0) + 1]++;
+    for (int c = 0; c < k; c++)
+        start[c + 1] += start[c];
+    memcpy(quota, start, (size_t)k * sizeof *quota); /* fill pointers for now */
+    for (int i = 0; i < n; i++)
+        order[quota[labelled ? ds->y[i] : 0]++] = i;
+    if (!val_quotas(start, k, frac, quota)) {
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a split");
+        goto done;
+    }
     for (int c = 0; c < k; c++) {
+        int32_t *rows = order + start[c];
         int size = start[c + 1] - start[c];
-        int take = per_class > 0 ? (per_class < size ? per_class : size)
-                                 : (int)((double)frac * size + 0.5);
-        dml_rng_shuffle(rng, order + start[c], size);
+        dml_rng_shuffle(rng, rows, size);
         for (int i = 0; i < size; i++) {
-            int32_t r = order[start[c] + i];
-            if (i < take)
-                (*first)[(*n_first)++] = r;
+            if (i < quota[c])
+                s->val[s->n_val++] = rows[i];
+            else if (per_class == 0 || i - quota[c] < per_class)
+                s->train[s->n_train++] = rows[i];
             else
-                (*second)[(*n_second)++] = r;
+                s->unlabelled[s->n_unlabelled++] = rows[i];
         }
     }
-    qsort(*first, (size_t)*n_first, sizeof **first, cmp_i32);
-    qsort(*second, (size_t)*n_second, sizeof **second, cmp_i32);
+    qsort(s->train, (size_t)s->n_train, sizeof *s->train, by_value);
+    qsort(s->val, (size_t)s->n_val, sizeof *s->val, by_value);
+    qsort(s->unlabelled, (size_t)s->n_unlabelled, sizeof *s->unlabelled, by_value);
+    if (s->n_train == 0)
+        st = dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                           "val_fraction %g of %d rows leaves no training row", frac, n);
+    else if (frac > 0.0f && s->n_val == 0)
+        st = dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                           "val_fraction %g of %d rows holds out no row", frac, n);
+done:
     free(order);
     free(start);
-    return DML_OK;
-}
-
-dml_status dml_split_validation(const dml_dataset *ds, float frac, dml_rng *rng, int32_t **train,
-                                int *n_train, int32_t **val, int *n_val, dml_error *err)
-{
-    int32_t *all = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *all);
-    if (!all)
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a split");
-    for (int i = 0; i < ds->n; i++)
-        all[i] = i;
-    dml_status st = split_per_class(ds, all, ds->n, rng, 0, frac, val, n_val, train, n_train, err);
-    free(all);
+    free(quota);
+    if (st != DML_OK)
+        dml_split_free(s);
     return st;
 }
 
-dml_status dml_split_labels_per_class(const dml_dataset *ds, const int32_t *rows, int n, int k,
-                                      dml_rng *rng, int32_t **labelled, int *n_labelled,
-                                      int32_t **rest, int *n_rest, dml_error *err)
+void dml_split_free(dml_split *s)
 {
-    if (!ds->y)
-        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
-                             "labels_per_class needs labelled data, and this set has no labels");
-    return split_per_class(ds, rows, n, rng, k, 0.0f, labelled, n_labelled, rest, n_rest, err);
+    free(s->train);
+    free(s->val);
+    free(s->unlabelled);
+    memset(s, 0, sizeof *s);
 }
