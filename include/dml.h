@@ -4,6 +4,43 @@
  * This header is inference-only: it loads a trained encoder (model.h5), embeds
  * vectors, and serves its product-quantization codebooks. Training lives in the
  * dml CLI and in the library's internal module headers, never here.
+ *
+ * Example: embed a few vectors, encode them with the model's codebooks and search.
+ *
+ *     #include <dml.h>
+ *
+ *     char msg[512];
+ *     dml_model *m;
+ *     if (dml_model_open("runs/demo/model.h5", &m, msg, sizeof msg) != DML_OK) {
+ *         fprintf(stderr, "%s\n", msg);          // "runs/demo/model.h5: no such file"
+ *         return 1;
+ *     }
+ *     int d_in = dml_model_dim_in(m), dim = dml_model_dim_out(m);
+ *     float *emb = malloc(n * dim * sizeof(float));
+ *     dml_model_encode(m, x, n, emb);             // x is [n, d_in], row-major
+ *
+ *     const dml_pq *pq = dml_model_pq(m);         // NULL when the model has no codebooks
+ *     if (pq) {
+ *         uint8_t *codes = malloc(n * dml_pq_code_size(pq));
+ *         dml_pq_encode(pq, emb, n, codes);       // FAISS IndexPQ's packing
+ *         float dist[5];
+ *         int64_t ids[5];
+ *         dml_pq_search(pq, codes, n, emb, 1, 5, dist, ids);   // 5 nearest of row 0
+ *     }
+ *     dml_model_free(m);
+ *
+ * Build: cc app.c $(pkg-config --cflags --libs dml)
+ *
+ * Conventions. Every fallible call returns a dml_status (DML_OK is 0) and never exits or aborts
+ * on bad input. Arrays are row-major float32 ([n, d]: row i at x + i * d), owned by the caller:
+ * dml reads inputs and writes outputs, and keeps no pointer to either after the call returns.
+ * Handles (dml_model) are owned by the caller from open until free; what a getter returns (the
+ * codebooks, the metric name) belongs to the handle and lives as long as it.
+ *
+ * Threads. After dml_model_open returns, a model is read-only: any number of threads may call
+ * dml_model_encode and the getters on one model at once (each call works in its own memory).
+ * dml_model_open and dml_model_free read HDF5, which Debian builds without thread-safety: do
+ * not run them concurrently with each other or with other HDF5 use in the process.
  */
 #ifndef DML_H
 #define DML_H
@@ -54,6 +91,38 @@ DML_API void dml_pq_decode(const dml_pq *pq, const uint8_t *codes, size_t n, flo
 DML_API dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t n_db,
                                  const float *queries, size_t n_q, int k, float *distances,
                                  int64_t *labels);
+
+/* ---- models: a trained encoder read from model.h5 ---- */
+typedef struct dml_model dml_model;
+
+/* Reads and validates the model file at path. On success *model is a new handle (free it with
+ * dml_model_free). On failure *model is NULL, the status says why (DML_ERR_DATA: missing,
+ * malformed or inconsistent file; DML_ERR_USAGE: NULL arguments; DML_ERR_NOMEM) and errbuf (may
+ * be NULL) gets a message naming the file, truncated to errlen bytes including the NUL. */
+DML_API dml_status dml_model_open(const char *path, dml_model **model, char *errbuf,
+                                  size_t errlen);
+/* Releases the model and everything its getters returned. NULL is harmless. */
+DML_API void dml_model_free(dml_model *model);
+
+/* The encoder's input width (features per row) and embedding width. */
+DML_API int dml_model_dim_in(const dml_model *model);
+DML_API int dml_model_dim_out(const dml_model *model);
+
+/* Embeds n rows x[n, dim_in] into out[n, dim_out]: the model's input normalisation, its MLP,
+ * then its output normalisation (l2, tanh or none). Thread-safe on one model. DML_ERR_USAGE when
+ * x or out is NULL (and n > 0), DML_ERR_NOMEM when memory runs out. */
+DML_API dml_status dml_model_encode(const dml_model *model, const float *x, size_t n, float *out);
+
+/* Dual encoders only: the second (positive-side) tower's input width, 0 for other models, and
+ * the same encoding through that tower (DML_ERR_USAGE for a model with one tower). */
+DML_API int dml_model_dim_in_b(const dml_model *model);
+DML_API dml_status dml_model_encode_b(const dml_model *model, const float *x, size_t n,
+                                      float *out);
+
+/* The product quantizer stored with the model, over dim_out-wide embeddings; NULL when none. */
+DML_API const dml_pq *dml_model_pq(const dml_model *model);
+/* How the embeddings are meant to be searched: "l2" or "inner_product". */
+DML_API const char *dml_model_metric(const dml_model *model);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dml.h"
+#include "train/cli.h"
 
 static const char USAGE[] =
     "dml " DML_VERSION_STRING ": deep metric learning encoders and product quantizers\n"
@@ -29,8 +30,19 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
+    {"train", dml_cli_train},
     {NULL, NULL},
 };
+
+void dml_cli_report_error(const char *command, dml_status st, const dml_error *err)
+{
+    char msg[2048];
+    if (err->msg[0])
+        dml_error_format(err, msg, sizeof msg);
+    else
+        snprintf(msg, sizeof msg, "failed (%s)", dml_status_name(st));
+    fprintf(stderr, "dml %s: %s\n", command, msg);
+}
 
 int main(int argc, char **argv)
 {

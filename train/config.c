@@ -1,116 +1,150 @@
-/* Config files: libyaml's document tree walked against one schema table, which also drives
- * defaults' printing, so the keys, their types and their order are written down once. */
+/* Config files: libyaml's document tree walked against one schema table, which also drives the
+ * printing, so each key's type, range, default place and order are written down once. */
 #include "train/config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
-#include "nn/nn.h"
+#define MAX_CONFIG_BYTES (1 << 20)
 
-typedef enum { F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_INT_LIST, F_NAME_LIST, F_EVERY } ftype;
+typedef enum { F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_EVERY, F_INT_LIST, F_NAME_LIST } ftype;
+
+/* Bounds are inclusive unless marked open. */
+enum { OPEN_MIN = 1, OPEN_MAX = 2, POW2 = 4, NONEMPTY = 8 };
 
 typedef struct field {
     const char *path;
     ftype type;
-    size_t offset;
-    const char *const *choices; /* F_ENUM, F_NAME_LIST: NULL-terminated */
-    double min, max;            /* numbers (inclusive); F_STRING: max = buffer size */
-    const char *expect;         /* what the error message says was expected */
+    size_t offset, size;        /* of the member */
+    const char *const *choices; /* F_ENUM, F_NAME_LIST: indexed by the enum, NULL-terminated */
+    double min, max;            /* numbers, and each entry of an F_INT_LIST */
+    unsigned flags;
+    const char *expect; /* what its errors say was expected (F_ENUM lists its choices) */
 } field;
 
-#define OFF(member) offsetof(dml_config, member)
-
-static const char *const NORMALIZE[] = {"none", "unit", "standardize", NULL};
-static const char *const PAIRS[] = {"none", "same_class", "halves", "file", NULL};
-static const char *const MODEL_TYPE[] = {"mlp", "autoencoder", "dual", NULL};
-static const char *const ACTIVATION[] = {"relu", "tanh", "gelu", "leaky_relu", NULL};
-static const char *const OUTPUT[] = {"l2", "tanh", "none", NULL};
-static const char *const LOSS[] = {"contrastive", "triplet", "mnr", "cosine_pair", "reconstruction", NULL};
-static const char *const DISTANCE[] = {"euclidean", "squared_euclidean", "cosine", NULL};
-static const char *const MINER[] = {"all", "hard", "semihard", NULL};
-static const char *const REDUCTION[] = {"auto", "mean", "mean_nonzero", NULL};
-static const char *const RECON[] = {"mse", "bce", NULL};
-static const char *const SAMPLER[] = {"random", "m_per_class", NULL};
-static const char *const OPTIMIZER[] = {"sgd", "adam", "adamw", NULL};
-static const char *const SCHEDULE[] = {"constant", "cosine", "step", NULL};
+/* Designated indices keep each name at its enum's value, whatever order a lower layer gives
+ * its enum; should a reorder put the NULL terminator on a name, -Werror=override-init says so. */
+static const char *const NORMALIZE[] = {[DML_NORM_NONE] = "none", [DML_NORM_UNIT] = "unit",
+                                        [DML_NORM_STANDARDIZE] = "standardize", NULL};
+static const char *const PAIRS[] = {[DML_PAIRS_NONE] = "none", [DML_PAIRS_SAME_CLASS] = "same_class",
+                                    [DML_PAIRS_HALVES] = "halves", [DML_PAIRS_FILE] = "file", NULL};
+static const char *const MODEL_TYPE[] = {[DML_NET_MLP] = "mlp", [DML_NET_AUTOENCODER] = "autoencoder",
+                                         [DML_NET_DUAL] = "dual", NULL};
+static const char *const ACTIVATION[] = {[DML_CFG_ACT_RELU] = "relu", [DML_CFG_ACT_TANH] = "tanh",
+                                         [DML_CFG_ACT_GELU] = "gelu",
+                                         [DML_CFG_ACT_LEAKY_RELU] = "leaky_relu", NULL};
+static const char *const OUTPUT[] = {[DML_CFG_OUT_L2] = "l2", [DML_CFG_OUT_TANH] = "tanh",
+                                     [DML_CFG_OUT_NONE] = "none", NULL};
+static const char *const LOSS[] = {[DML_LOSS_CONTRASTIVE] = "contrastive", [DML_LOSS_TRIPLET] = "triplet",
+                                   [DML_LOSS_MNR] = "mnr", [DML_LOSS_COSINE_PAIR] = "cosine_pair",
+                                   [DML_LOSS_RECONSTRUCTION] = "reconstruction", NULL};
+static const char *const DISTANCE[] = {[DML_DIST_EUCLIDEAN] = "euclidean",
+                                       [DML_DIST_SQUARED_EUCLIDEAN] = "squared_euclidean",
+                                       [DML_DIST_COSINE] = "cosine", NULL};
+static const char *const MINER[] = {[DML_MINER_ALL] = "all", [DML_MINER_HARD] = "hard",
+                                    [DML_MINER_SEMIHARD] = "semihard", NULL};
+static const char *const REDUCTION[] = {[DML_CFG_REDUCE_MEAN] = "mean",
+                                        [DML_CFG_REDUCE_MEAN_NONZERO] = "mean_nonzero", NULL};
+static const char *const RECON[] = {[DML_RECON_MSE] = "mse", [DML_RECON_BCE] = "bce", NULL};
+static const char *const SAMPLER[] = {[DML_SAMPLER_RANDOM] = "random",
+                                      [DML_SAMPLER_M_PER_CLASS] = "m_per_class", NULL};
+static const char *const OPTIMIZER[] = {[DML_OPTIM_SGD] = "sgd", [DML_OPTIM_ADAM] = "adam",
+                                        [DML_OPTIM_ADAMW] = "adamw", NULL};
+static const char *const SCHEDULE[] = {[DML_SCHEDULE_CONSTANT] = "constant",
+                                       [DML_SCHEDULE_COSINE] = "cosine", [DML_SCHEDULE_STEP] = "step",
+                                       NULL};
 static const char *const METRICS[] = {"map_at_r", "precision_at_1", "r_precision", "map_all",
                                       "recall_at_k", "mrr_at_10", "knn_accuracy", "nmi",
                                       "quantization_mse", "pq_recall_at_r", NULL};
 
-#define BIG 1e9
+#define MEMBER(m) offsetof(dml_config, m), sizeof(((dml_config *)0)->m)
+#define NUM(p, t, m, lo, hi, fl, ex) {p, t, MEMBER(m), NULL, lo, hi, fl, ex}
+#define CHOICE(p, m, list) {p, F_ENUM, MEMBER(m), list, 0, 0, 0, NULL}
+#define FLAG(p, m) {p, F_BOOL, MEMBER(m), NULL, 0, 0, 0, "true or false"}
+#define TEXT(p, m, fl, ex) {p, F_STRING, MEMBER(m), NULL, 0, 0, fl, ex}
+#define EVERY(p, m) {p, F_EVERY, MEMBER(m), NULL, 1, INT_MAX, 0, "epoch or a positive number of steps"}
+#define BIG ((double)INT_MAX)
+
+/* config.md's keys in config.md's order (the printed config follows it). */
 static const field FIELDS[] = {
-    {"name", F_STRING, OFF(name), NULL, 0, sizeof(((dml_config *)0)->name), "a name"},
-    {"seed", F_INT64, OFF(seed), NULL, 0, 9.0e15, "a non-negative integer"},
-    {"data.train", F_STRING, OFF(data.train), NULL, 1, DML_CONFIG_PATH, "a data spec"},
-    {"data.test", F_STRING, OFF(data.test), NULL, 0, DML_CONFIG_PATH, "a data spec"},
-    {"data.val_fraction", F_FLOAT, OFF(data.val_fraction), NULL, 0, 0.9, "a number in [0, 0.9]"},
-    {"data.labels_per_class", F_INT, OFF(data.labels_per_class), NULL, 0, BIG, "an integer >= 0"},
-    {"data.unlabelled", F_BOOL, OFF(data.unlabelled), NULL, 0, 0, "true or false"},
-    {"data.normalize", F_ENUM, OFF(data.normalize), NORMALIZE, 0, 0, NULL},
-    {"data.pairs", F_ENUM, OFF(data.pairs), PAIRS, 0, 0, NULL},
-    {"model.type", F_ENUM, OFF(model.type), MODEL_TYPE, 0, 0, NULL},
-    {"model.hidden", F_INT_LIST, OFF(model.hidden), NULL, 1, 65536, "a list of widths in 1..65536"},
-    {"model.dim", F_INT, OFF(model.dim), NULL, 1, 65536, "an integer in 1..65536"},
-    {"model.activation", F_ENUM, OFF(model.activation), ACTIVATION, 0, 0, NULL},
-    {"model.output", F_ENUM, OFF(model.output), OUTPUT, 0, 0, NULL},
-    {"model.init", F_STRING, OFF(model.init), NULL, 0, DML_CONFIG_PATH, "a path"},
-    {"model.freeze", F_INT, OFF(model.freeze), NULL, 0, 64, "an integer in 0..64"},
-    {"loss.type", F_ENUM, OFF(loss.type), LOSS, 0, 0, NULL},
-    {"loss.distance", F_ENUM, OFF(loss.distance), DISTANCE, 0, 0, NULL},
-    {"loss.margin", F_FLOAT, OFF(loss.margin), NULL, 0, BIG, "a number >= 0"},
-    {"loss.miner", F_ENUM, OFF(loss.miner), MINER, 0, 0, NULL},
-    {"loss.soft", F_BOOL, OFF(loss.soft), NULL, 0, 0, "true or false"},
-    {"loss.reduction", F_ENUM, OFF(loss.reduction), REDUCTION, 0, 0, NULL},
-    {"loss.pos_margin", F_FLOAT, OFF(loss.pos_margin), NULL, 0, BIG, "a number >= 0"},
-    {"loss.neg_margin", F_FLOAT, OFF(loss.neg_margin), NULL, 0, BIG, "a number >= 0"},
-    {"loss.power", F_INT, OFF(loss.power), NULL, 1, 2, "1 or 2"},
-    {"loss.scale", F_FLOAT, OFF(loss.scale), NULL, 1e-6, 1e6, "a positive number"},
-    {"loss.symmetric", F_BOOL, OFF(loss.symmetric), NULL, 0, 0, "true or false"},
-    {"loss.mask_same_label", F_BOOL, OFF(loss.mask_same_label), NULL, 0, 0, "true or false"},
-    {"loss.reconstruction", F_ENUM, OFF(loss.reconstruction), RECON, 0, 0, NULL},
-    {"loss.reconstruction_weight", F_FLOAT, OFF(loss.reconstruction_weight), NULL, 0, BIG,
-     "a number >= 0"},
-    {"loss.quantization.weight", F_FLOAT, OFF(loss.quantization.weight), NULL, 0, BIG,
-     "a number >= 0"},
-    {"loss.quantization.warmup_epochs", F_INT, OFF(loss.quantization.warmup_epochs), NULL, 0, BIG,
-     "an integer >= 0"},
-    {"loss.quantization.codebook_every", F_EVERY, OFF(loss.quantization.codebook_every), NULL, 1,
-     BIG, "'epoch' or a positive number of steps"},
-    {"sampler.type", F_ENUM, OFF(sampler.type), SAMPLER, 0, 0, NULL},
-    {"sampler.m", F_INT, OFF(sampler.m), NULL, 1, 4096, "an integer in 1..4096"},
-    {"train.batch_size", F_INT, OFF(train.batch_size), NULL, 2, 1 << 20, "an integer >= 2"},
-    {"train.epochs", F_INT, OFF(train.epochs), NULL, 1, BIG, "a positive integer"},
-    {"train.steps", F_INT64, OFF(train.steps), NULL, 0, BIG, "an integer >= 0"},
-    {"train.optimizer", F_ENUM, OFF(train.optimizer), OPTIMIZER, 0, 0, NULL},
-    {"train.lr", F_FLOAT, OFF(train.lr), NULL, 1e-12, 10, "a positive number"},
-    {"train.weight_decay", F_FLOAT, OFF(train.weight_decay), NULL, 0, 10, "a number in [0, 10]"},
-    {"train.momentum", F_FLOAT, OFF(train.momentum), NULL, 0, 0.999999, "a number in [0, 1)"},
-    {"train.schedule", F_ENUM, OFF(train.schedule), SCHEDULE, 0, 0, NULL},
-    {"train.warmup_steps", F_INT, OFF(train.warmup_steps), NULL, 0, BIG, "an integer >= 0"},
-    {"train.clip_grad_norm", F_FLOAT, OFF(train.clip_grad_norm), NULL, 0, BIG, "a number >= 0"},
-    {"train.eval_every", F_EVERY, OFF(train.eval_every), NULL, 1, BIG,
-     "'epoch' or a positive number of steps"},
-    {"train.checkpoint_every", F_EVERY, OFF(train.checkpoint_every), NULL, 1, BIG,
-     "'epoch' or a positive number of steps"},
-    {"train.early_stop_patience", F_INT, OFF(train.early_stop_patience), NULL, 0, BIG,
-     "an integer >= 0"},
-    {"train.threads", F_INT, OFF(train.threads), NULL, 0, 1024, "an integer in 0..1024"},
-    {"pq.m", F_INT, OFF(pq.m), NULL, 1, 4096, "an integer in 1..4096"},
-    {"pq.k", F_INT, OFF(pq.k), NULL, 2, 65536, "a power of two in 2..65536"},
-    {"pq.iters", F_INT, OFF(pq.iters), NULL, 1, 10000, "an integer in 1..10000"},
-    {"eval.metrics", F_NAME_LIST, OFF(eval.metrics), METRICS, 0, 0, NULL},
-    {"eval.pq", F_BOOL, OFF(eval.pq), NULL, 0, 0, "true or false"},
-    {"eval.knn_k", F_INT, OFF(eval.knn_k), NULL, 1, 1000, "an integer in 1..1000"},
+    TEXT("name", name, 0, "a run name"),
+    NUM("seed", F_INT64, seed, 0, 9007199254740992.0, 0, "a non-negative integer"),
+    TEXT("data.train", data.train, NONEMPTY, "a data spec"),
+    TEXT("data.test", data.test, 0, "a data spec, or \"\""),
+    NUM("data.val_fraction", F_FLOAT, data.val_fraction, 0, 1, OPEN_MAX, "a number in [0, 1)"),
+    NUM("data.labels_per_class", F_INT, data.labels_per_class, 0, BIG, 0, "an integer >= 0"),
+    FLAG("data.unlabelled", data.unlabelled),
+    CHOICE("data.normalize", data.normalize, NORMALIZE),
+    CHOICE("data.pairs", data.pairs, PAIRS),
+    CHOICE("model.type", model.type, MODEL_TYPE),
+    {"model.hidden", F_INT_LIST, MEMBER(model.hidden), NULL, 1, 65536, 0,
+     "a list of layer widths like [512, 256]"},
+    NUM("model.dim", F_INT, model.dim, 1, 65536, 0, "an integer in 1..65536"),
+    CHOICE("model.activation", model.activation, ACTIVATION),
+    CHOICE("model.output", model.output, OUTPUT),
+    TEXT("model.init", model.init, 0, "the path of a model.h5, or \"\""),
+    NUM("model.freeze", F_INT, model.freeze, 0, BIG, 0, "an integer >= 0"),
+    CHOICE("loss.type", loss.type, LOSS),
+    CHOICE("loss.distance", loss.distance, DISTANCE),
+    NUM("loss.margin", F_FLOAT, loss.margin, 0, INFINITY, 0, "a number >= 0"),
+    CHOICE("loss.miner", loss.miner, MINER),
+    FLAG("loss.soft", loss.soft),
+    CHOICE("loss.reduction", loss.reduction, REDUCTION),
+    NUM("loss.pos_margin", F_FLOAT, loss.pos_margin, 0, INFINITY, 0, "a number >= 0"),
+    NUM("loss.neg_margin", F_FLOAT, loss.neg_margin, 0, INFINITY, 0, "a number >= 0"),
+    NUM("loss.power", F_INT, loss.power, 1, 2, 0, "1 or 2"),
+    NUM("loss.scale", F_FLOAT, loss.scale, 0, INFINITY, OPEN_MIN, "a positive number"),
+    FLAG("loss.symmetric", loss.symmetric),
+    FLAG("loss.mask_same_label", loss.mask_same_label),
+    CHOICE("loss.reconstruction", loss.reconstruction, RECON),
+    NUM("loss.reconstruction_weight", F_FLOAT, loss.reconstruction_weight, 0, INFINITY, 0,
+        "a number >= 0"),
+    NUM("loss.quantization.weight", F_FLOAT, loss.quantization.weight, 0, INFINITY, 0,
+        "a number >= 0"),
+    NUM("loss.quantization.warmup_epochs", F_INT, loss.quantization.warmup_epochs, 0, BIG, 0,
+        "an integer >= 0"),
+    EVERY("loss.quantization.codebook_every", loss.quantization.codebook_every),
+    FLAG("loss.quantization.tanh", loss.quantization.tanh),
+    CHOICE("sampler.type", sampler.type, SAMPLER),
+    NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
+    NUM("train.batch_size", F_INT, train.batch_size, 2, BIG, 0, "an integer >= 2"),
+    NUM("train.epochs", F_INT, train.epochs, 1, BIG, 0, "a positive integer"),
+    NUM("train.steps", F_INT64, train.steps, 0, BIG, 0, "an integer >= 0"),
+    CHOICE("train.optimizer", train.optimizer, OPTIMIZER),
+    NUM("train.lr", F_FLOAT, train.lr, 0, INFINITY, OPEN_MIN, "a positive number"),
+    NUM("train.weight_decay", F_FLOAT, train.weight_decay, 0, INFINITY, 0, "a number >= 0"),
+    NUM("train.momentum", F_FLOAT, train.momentum, 0, 1, OPEN_MAX, "a number in [0, 1)"),
+    CHOICE("train.schedule", train.schedule, SCHEDULE),
+    NUM("train.warmup_steps", F_INT, train.warmup_steps, 0, BIG, 0, "an integer >= 0"),
+    NUM("train.clip_grad_norm", F_FLOAT, train.clip_grad_norm, 0, INFINITY, 0, "a number >= 0"),
+    EVERY("train.eval_every", train.eval_every),
+    EVERY("train.checkpoint_every", train.checkpoint_every),
+    NUM("train.early_stop_patience", F_INT, train.early_stop_patience, 0, BIG, 0, "an integer >= 0"),
+    NUM("train.threads", F_INT, train.threads, 0, 1024, 0, "an integer in 0..1024"),
+    NUM("pq.m", F_INT, pq.m, 1, 65536, 0, "an integer in 1..65536"),
+    NUM("pq.k", F_INT, pq.k, 2, 65536, POW2, "a power of two in 2..65536"),
+    NUM("pq.iters", F_INT, pq.iters, 1, BIG, 0, "a positive integer"),
+    {"eval.metrics", F_NAME_LIST, MEMBER(eval.metrics), METRICS, 0, 0, 0,
+     "a list of metric names like [map_at_r, nmi]"},
+    FLAG("eval.pq", eval.pq),
+    NUM("eval.knn_k", F_INT, eval.knn_k, 1, BIG, 0, "a positive integer"),
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
-static const char *const SECTIONS[] = {"data", "model", "loss", "sampler", "train", "pq", "eval",
-                                       "loss.quantization", NULL};
+static const char *const SECTIONS[] = {"data", "model", "loss", "loss.quantization",
+                                       "sampler", "train", "pq", "eval"};
+#define N_SECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
+
+_Static_assert(sizeof FIELDS / sizeof FIELDS[0] + sizeof SECTIONS / sizeof SECTIONS[0] <=
+                   DML_CONFIG_MAX_KEYS,
+               "dml_config.keys must hold every key and section");
 
 void dml_config_defaults(dml_config *c)
 {
@@ -120,79 +154,137 @@ void dml_config_defaults(dml_config *c)
     snprintf(c->data.test, sizeof c->data.test, "fashion-mnist:test");
     c->data.val_fraction = 0.1f;
     c->data.normalize = DML_NORM_UNIT;
+    c->data.pairs = DML_PAIRS_NONE;
     c->model.type = DML_NET_MLP;
     c->model.hidden[0] = 512;
     c->model.hidden[1] = 256;
     c->model.n_hidden = 2;
     c->model.dim = 128;
+    c->model.activation = DML_CFG_ACT_RELU;
+    c->model.output = DML_CFG_OUT_L2;
     c->loss.type = DML_LOSS_TRIPLET;
+    c->loss.distance = DML_DIST_EUCLIDEAN;
     c->loss.margin = 0.2f;
+    c->loss.miner = DML_MINER_ALL;
+    c->loss.reduction = DML_CFG_REDUCE_MEAN;
     c->loss.neg_margin = 1.0f;
     c->loss.power = 2;
     c->loss.scale = 20.0f;
-    c->loss.mask_same_label = 1;
+    c->loss.mask_same_label = true;
+    c->loss.reconstruction = DML_RECON_MSE;
     c->loss.quantization.warmup_epochs = 1;
-    c->sampler.type = DML_CFG_SAMPLER_M_PER_CLASS;
+    c->sampler.type = DML_SAMPLER_M_PER_CLASS;
     c->sampler.m = 4;
     c->train.batch_size = 256;
     c->train.epochs = 10;
-    c->train.optimizer = 1; /* adam */
+    c->train.optimizer = DML_OPTIM_ADAM;
     c->train.lr = 1e-3f;
     c->train.momentum = 0.9f;
-    c->train.schedule = 1; /* cosine */
+    c->train.schedule = DML_SCHEDULE_COSINE;
     c->pq.m = 4;
     c->pq.k = 256;
     c->pq.iters = 25;
-    const char *metrics[] = {"map_at_r", "precision_at_1", "r_precision", "map_all", "knn_accuracy",
-                             "nmi"};
-    for (int i = 0; i < 6; i++)
+    static const char *const metrics[] = {"map_at_r", "precision_at_1", "r_precision",
+                                          "map_all",  "knn_accuracy",   "nmi"};
+    c->eval.n_metrics = (int)(sizeof metrics / sizeof metrics[0]);
+    for (int i = 0; i < c->eval.n_metrics; i++)
         snprintf(c->eval.metrics[i], sizeof c->eval.metrics[i], "%s", metrics[i]);
-    c->eval.n_metrics = 6;
-    c->eval.pq = 1;
+    c->eval.pq = true;
     c->eval.knn_k = 5;
 }
 
-/* ---- error helpers ---- */
-typedef struct where {
-    const char *file;
-    int line, col; /* 1-based */
-} where;
+/* ---- where a value came from, and errors about it ---- */
+typedef struct ctx {
+    dml_config *cfg;
+    yaml_document_t *doc;
+    const char *file; /* the config's path, or "--set" */
+    int marks;        /* 1: node marks are positions in file (not in a --set value) */
+    dml_error *err;
+} ctx;
 
-static where at(const char *file, const yaml_node_t *node)
+typedef struct pos {
+    int line, col; /* 1-based; 0 = no position */
+} pos;
+
+static pos at(const ctx *c, const yaml_node_t *n)
 {
-    where w = {file, (int)node->start_mark.line + 1, (int)node->start_mark.column + 1};
-    return w;
+    pos p = {0, 0};
+    if (c->marks) { /* libyaml counts from 0 */
+        p.line = (int)n->start_mark.line + 1;
+        p.col = (int)n->start_mark.column + 1;
+    }
+    return p;
 }
 
-static dml_status fail(dml_error *err, where w, const char *fmt, ...)
+static dml_status fail(const ctx *c, const yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static dml_status fail(dml_error *err, where w, const char *fmt, ...)
+static dml_status fail(const ctx *c, const yaml_node_t *n, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[sizeof ((dml_error *)0)->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return dml_error_set(err, DML_ERR_CONFIG, w.file, w.line, w.col, "%s", msg);
+    pos p = at(c, n);
+    return dml_error_set(c->err, DML_ERR_CONFIG, c->file, p.line, p.col, "%s", msg);
 }
 
-static const char *scalar_text(const yaml_node_t *n)
+static const char *text(const yaml_node_t *n)
 {
     return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
 }
 
+/* An empty plain value, ~ or null: "no value" in YAML. */
+static int is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = text(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+/* How an error shows the value it got: "text" (escaped, cut short), nothing, a list, a mapping. */
+static void shown(const yaml_node_t *n, char *out, size_t size)
+{
+    if (n->type == YAML_SEQUENCE_NODE) {
+        snprintf(out, size, "a list");
+        return;
+    }
+    if (n->type == YAML_MAPPING_NODE) {
+        snprintf(out, size, "a mapping");
+        return;
+    }
+    const char *s = text(n);
+    if (!*s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        snprintf(out, size, "nothing");
+        return;
+    }
+    size_t o = 0;
+    out[o++] = '"';
+    for (; *s && o + 7 < size; s++) { /* room for an escaped character, "...\"" and the end */
+        if (*s == '"' || *s == '\\')
+            out[o++] = '\\';
+        out[o++] = (unsigned char)*s < 0x20 ? '?' : *s;
+    }
+    if (*s)
+        o += (size_t)snprintf(out + o, size - o, "...");
+    snprintf(out + o, size - o, "\"");
+}
+
+/* ---- unknown keys: the nearest known one ---- */
 static int edit_distance(const char *a, const char *b)
 {
     int la = (int)strlen(a), lb = (int)strlen(b), row[64];
-    if (lb >= 63)
-        return 99;
+    if (la > 60 || lb > 60)
+        return INT_MAX;
     for (int j = 0; j <= lb; j++)
         row[j] = j;
     for (int i = 1; i <= la; i++) {
         int diag = row[0];
         row[0] = i;
         for (int j = 1; j <= lb; j++) {
-            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            int up = row[j];
+            int best = diag + (strncasecmp(a + i - 1, b + j - 1, 1) != 0);
             if (up + 1 < best)
                 best = up + 1;
             if (row[j - 1] + 1 < best)
@@ -204,28 +296,46 @@ static int edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-/* The nearest known key under prefix ("" for the top level), as " (did you mean 'x'?)". */
-static void suggest(const char *prefix, const char *key, char *out, size_t n)
+static int leaf_is(const char *path, const char *word)
 {
-    const char *best = NULL;
-    int best_d = 4;
+    const char *dot = strrchr(path, '.');
+    return !strcasecmp(dot ? dot + 1 : path, word);
+}
+
+/* " (did you mean 'train.lr'?)" for word, unknown in section prefix ("" at the top level): the
+ * key or section of prefix nearest by edit distance, else the one key elsewhere named word. */
+static void suggest(const char *prefix, const char *word, char *out, size_t size)
+{
+    char best[64] = "";
+    int best_d = INT_MAX;
     size_t plen = strlen(prefix);
-    char cand[64];
     for (int i = 0; i < N_FIELDS; i++) {
-        /* Candidates: the next path component of every key under prefix (sections too). */
         const char *path = FIELDS[i].path;
         if (plen && (strncmp(path, prefix, plen) != 0 || path[plen] != '.'))
             continue;
-        const char *rest = plen ? path + plen + 1 : path;
-        snprintf(cand, sizeof cand, "%.*s", (int)strcspn(rest, "."), rest);
-        int d = edit_distance(key, cand);
-        if (d < best_d) {
+        const char *child = path + plen + (plen > 0);
+        char cand[64];
+        int len = (int)strcspn(child, ".");
+        snprintf(cand, sizeof cand, "%.*s", len, child);
+        int d = edit_distance(word, cand);
+        /* Close enough to be a typo: at most 3 edits, and no more than half the name. */
+        if (d < best_d && d <= 3 && 2 * d <= len) {
             best_d = d;
-            best = path + (plen ? plen + 1 : 0);
+            snprintf(best, sizeof best, "%.*s", (int)(child - path) + len, path);
         }
     }
-    if (best)
-        snprintf(out, n, " (did you mean '%.*s'?)", (int)strcspn(best, "."), best);
+    if (!best[0]) {
+        int found = 0;
+        for (int i = 0; i < N_FIELDS + N_SECTIONS; i++) {
+            const char *path = i < N_FIELDS ? FIELDS[i].path : SECTIONS[i - N_FIELDS];
+            if (leaf_is(path, word) && found++ == 0)
+                snprintf(best, sizeof best, "%s", path);
+        }
+        if (found != 1)
+            best[0] = '\0';
+    }
+    if (best[0])
+        snprintf(out, size, " (did you mean '%s'?)", best);
     else
         out[0] = '\0';
 }
@@ -239,25 +349,29 @@ static int parse_number(const char *s, double *v)
     return *s && *end == '\0' && errno == 0 && isfinite(*v);
 }
 
-static int parse_bool(const char *s, int *v)
+static int parse_bool(const char *s, bool *v)
 {
-    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")) {
-        *v = 1;
-        return 1;
-    }
-    if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")) {
-        *v = 0;
-        return 1;
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(s, yes[i]) || !strcasecmp(s, no[i])) {
+            *v = !strcasecmp(s, yes[i]);
+            return 1;
+        }
     }
     return 0;
 }
 
-static void choices_text(const char *const *choices, char *out, size_t n)
+static int in_range(const field *f, double v)
 {
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; choices[i] && used < n; i++)
-        used += (size_t)snprintf(out + used, n - used, "%s%s", i ? " | " : "", choices[i]);
+    if (v < f->min || v > f->max || ((f->flags & OPEN_MIN) && v == f->min) ||
+        ((f->flags & OPEN_MAX) && v == f->max))
+        return 0;
+    return !(f->flags & POW2) || ((long long)v & ((long long)v - 1)) == 0;
+}
+
+static int parse_int(const field *f, const char *s, double *v)
+{
+    return parse_number(s, v) && *v == floor(*v) && in_range(f, *v);
 }
 
 static int choice_index(const char *const *choices, const char *s)
@@ -268,124 +382,141 @@ static int choice_index(const char *const *choices, const char *s)
     return -1;
 }
 
-static dml_status set_scalar(const field *f, dml_config *cfg, yaml_node_t *node, where w,
-                             dml_error *err)
+static void choices_text(const char *const *choices, char *out, size_t size)
 {
-    void *dst = (char *)cfg + f->offset;
-    const char *s = scalar_text(node);
+    size_t used = snprintf(out, size, "one of ");
+    for (int i = 0; choices[i] && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " | " : "", choices[i]);
+}
+
+static void set_text(char *dst, size_t size, const char *s)
+{
+    /* Zero-padded, so two configs with the same settings compare equal byte for byte. */
+    memset(dst, 0, size);
+    memcpy(dst, s, strlen(s));
+}
+
+static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
+{
+    void *dst = (char *)c->cfg + f->offset;
+    const char *s = text(n);
     double v;
-    int b;
-    if (node->type != YAML_SCALAR_NODE && f->type != F_INT_LIST && f->type != F_NAME_LIST)
-        return fail(err, w, "%s: expected %s, got a %s", f->path,
-                    f->expect ? f->expect : "one value", node->type == YAML_SEQUENCE_NODE ? "list" : "mapping");
-    switch (f->type) {
-    case F_INT:
-    case F_INT64:
-        if (!parse_number(s, &v) || v != floor(v))
-            return fail(err, w, "%s: expected %s, got \"%s\"", f->path, f->expect, s);
-        if (v < f->min || v > f->max)
-            return fail(err, w, "%s: expected %s, got %s", f->path, f->expect, s);
-        if (f->type == F_INT)
-            *(int *)dst = (int)v;
-        else
-            *(int64_t *)dst = (int64_t)v;
-        return DML_OK;
-    case F_FLOAT:
-        if (!parse_number(s, &v))
-            return fail(err, w, "%s: expected %s, got \"%s\"", f->path, f->expect, s);
-        if (v < f->min || v > f->max)
-            return fail(err, w, "%s: expected %s, got %s", f->path, f->expect, s);
-        *(float *)dst = (float)v;
-        return DML_OK;
-    case F_BOOL:
-        if (!parse_bool(s, &b))
-            return fail(err, w, "%s: expected true or false, got \"%s\"", f->path, s);
-        *(int *)dst = b;
-        return DML_OK;
-    case F_STRING:
-        if (strlen(s) >= (size_t)f->max || (f->min > 0 && !*s))
-            return fail(err, w, "%s: expected %s%s", f->path, f->expect,
-                        *s ? " (this one is too long)" : ", got nothing");
-        snprintf(dst, (size_t)f->max, "%s", s);
-        return DML_OK;
-    case F_ENUM: {
-        int i = choice_index(f->choices, s);
-        char list[256];
-        choices_text(f->choices, list, sizeof list);
-        if (i < 0)
-            return fail(err, w, "%s: expected one of %s, got \"%s\"", f->path, list, s);
-        *(int *)dst = i;
-        return DML_OK;
-    }
-    case F_EVERY:
-        if (!strcmp(s, "epoch")) {
-            *(int *)dst = 0;
-            return DML_OK;
-        }
-        if (!parse_number(s, &v) || v != floor(v) || v < 1 || v > f->max)
-            return fail(err, w, "%s: expected %s, got \"%s\"", f->path, f->expect, s);
-        *(int *)dst = (int)v;
-        return DML_OK;
-    case F_INT_LIST:
-    case F_NAME_LIST:
-        break;
-    }
-    return DML_OK;
-}
-
-static dml_status set_list(const field *f, dml_config *cfg, yaml_document_t *doc, yaml_node_t *node,
-                           where w, dml_error *err)
-{
-    if (node->type != YAML_SEQUENCE_NODE)
-        return fail(err, w, "%s: expected a list like [a, b], got \"%s\"", f->path, scalar_text(node));
-    int n = (int)(node->data.sequence.items.top - node->data.sequence.items.start);
-    int cap = f->type == F_INT_LIST ? DML_CONFIG_MAX_HIDDEN : DML_CONFIG_MAX_METRICS;
-    if (n > cap)
-        return fail(err, w, "%s: at most %d entries, got %d", f->path, cap, n);
-    for (int i = 0; i < n; i++) {
-        yaml_node_t *item = yaml_document_get_node(doc, node->data.sequence.items.start[i]);
-        where wi = at(w.file, item);
-        const char *s = scalar_text(item);
-        double v;
-        if (f->type == F_INT_LIST) {
-            if (item->type != YAML_SCALAR_NODE || !parse_number(s, &v) || v != floor(v) ||
-                v < f->min || v > f->max)
-                return fail(err, wi, "%s[%d]: expected an integer in 1..65536, got \"%s\"", f->path,
-                            i, s);
-            cfg->model.hidden[i] = (int)v;
-        } else {
-            char list[512];
-            choices_text(f->choices, list, sizeof list);
-            if (choice_index(f->choices, s) < 0)
-                return fail(err, wi, "%s[%d]: expected one of %s, got \"%s\"", f->path, i, list, s);
-            snprintf(cfg->eval.metrics[i], sizeof cfg->eval.metrics[i], "%s", s);
+    bool b;
+    int i;
+    if (n->type == YAML_SCALAR_NODE) {
+        switch (f->type) {
+        case F_ENUM:
+            DML_ASSERT(f->size == sizeof(int));
+            if ((i = choice_index(f->choices, s)) >= 0) {
+                *(int *)dst = i;
+                return DML_OK;
+            }
+            break;
+        case F_EVERY:
+            if (!strcmp(s, "epoch")) {
+                *(int *)dst = 0;
+                return DML_OK;
+            }
+            /* fall through - else a number of steps */
+        case F_INT:
+            DML_ASSERT(f->size == sizeof(int));
+            if (parse_int(f, s, &v)) {
+                *(int *)dst = (int)v;
+                return DML_OK;
+            }
+            break;
+        case F_INT64:
+            DML_ASSERT(f->size == sizeof(int64_t));
+            if (parse_int(f, s, &v)) {
+                *(int64_t *)dst = (int64_t)v;
+                return DML_OK;
+            }
+            break;
+        case F_FLOAT:
+            DML_ASSERT(f->size == sizeof(float));
+            /* Range-checked as the float it becomes: 1e-50 is not a positive float. */
+            if (parse_number(s, &v) && isfinite((float)v) && in_range(f, (float)v)) {
+                *(float *)dst = (float)v;
+                return DML_OK;
+            }
+            break;
+        case F_BOOL:
+            DML_ASSERT(f->size == sizeof(bool));
+            if (parse_bool(s, &b)) {
+                *(bool *)dst = b;
+                return DML_OK;
+            }
+            break;
+        case F_STRING:
+            if (is_null(n))
+                s = "";
+            if (strlen(s) >= f->size)
+                return fail(c, n, "%s: expected at most %zu characters, got %zu", f->path,
+                            f->size - 1, strlen(s));
+            if (*s || !(f->flags & NONEMPTY)) {
+                set_text(dst, f->size, s);
+                return DML_OK;
+            }
+            break;
+        case F_INT_LIST:
+        case F_NAME_LIST:
+            DML_ASSERT(!"lists are set by set_list");
         }
     }
-    if (f->type == F_INT_LIST)
-        cfg->model.n_hidden = n;
+    char expect[256], got[64];
+    if (f->type == F_ENUM)
+        choices_text(f->choices, expect, sizeof expect);
     else
-        cfg->eval.n_metrics = n;
+        snprintf(expect, sizeof expect, "%s", f->expect);
+    shown(n, got, sizeof got);
+    return fail(c, n, "%s: expected %s, got %s", f->path, expect, got);
+}
+
+/* The two lists of the schema: model.hidden (F_INT_LIST) and eval.metrics (F_NAME_LIST). */
+static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
+{
+    char got[64];
+    shown(n, got, sizeof got);
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(c, n, "%s: expected %s, got %s", f->path, f->expect, got);
+    int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+    int hidden = f->type == F_INT_LIST;
+    int cap = hidden ? DML_CONFIG_MAX_HIDDEN : DML_CONFIG_MAX_METRICS;
+    if (count > cap)
+        return fail(c, n, "%s: expected at most %d entries, got %d", f->path, cap, count);
+    dml_config *cfg = c->cfg;
+    memset((char *)cfg + f->offset, 0, f->size);
+    for (int i = 0; i < count; i++) {
+        const yaml_node_t *item = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        const char *s = text(item);
+        double v;
+        shown(item, got, sizeof got);
+        if (hidden) {
+            if (item->type != YAML_SCALAR_NODE || !parse_int(f, s, &v))
+                return fail(c, item, "%s[%d]: expected an integer in %.0f..%.0f, got %s", f->path,
+                            i, f->min, f->max, got);
+            cfg->model.hidden[i] = (int)v;
+            continue;
+        }
+        if (item->type != YAML_SCALAR_NODE || choice_index(f->choices, s) < 0) {
+            char expect[256];
+            choices_text(f->choices, expect, sizeof expect);
+            return fail(c, item, "%s[%d]: expected %s, got %s", f->path, i, expect, got);
+        }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(cfg->eval.metrics[j], s))
+                return fail(c, item, "%s[%d]: expected each metric once, got %s again", f->path, i,
+                            got);
+        set_text(cfg->eval.metrics[i], sizeof cfg->eval.metrics[i], s);
+    }
+    if (hidden)
+        cfg->model.n_hidden = count;
+    else
+        cfg->eval.n_metrics = count;
     return DML_OK;
 }
 
-static void remember(dml_config *cfg, const char *path, where w)
-{
-    for (int i = 0; i < cfg->n_keys; i++)
-        if (!strcmp(cfg->keys[i].path, path)) {
-            cfg->keys[i].line = w.line;
-            cfg->keys[i].col = w.col;
-            snprintf(cfg->keys[i].file, sizeof cfg->keys[i].file, "%s", w.file);
-            return;
-        }
-    if (cfg->n_keys == DML_CONFIG_MAX_KEYS)
-        return;
-    dml_config_key *k = &cfg->keys[cfg->n_keys++];
-    snprintf(k->path, sizeof k->path, "%s", path);
-    snprintf(k->file, sizeof k->file, "%s", w.file);
-    k->line = w.line;
-    k->col = w.col;
-}
-
+/* ---- keys ---- */
 static const field *find_field(const char *path)
 {
     for (int i = 0; i < N_FIELDS; i++)
@@ -396,48 +527,76 @@ static const field *find_field(const char *path)
 
 static int is_section(const char *path)
 {
-    for (int i = 0; SECTIONS[i]; i++)
+    for (int i = 0; i < N_SECTIONS; i++)
         if (!strcmp(SECTIONS[i], path))
             return 1;
     return 0;
 }
 
-static dml_status set_value(dml_config *cfg, const char *path, yaml_document_t *doc,
-                            yaml_node_t *value, where w, dml_error *err)
+static void remember(dml_config *cfg, const char *path, pos p)
 {
-    const field *f = find_field(path);
-    dml_status st = f->type == F_INT_LIST || f->type == F_NAME_LIST
-                        ? set_list(f, cfg, doc, value, w, err)
-                        : set_scalar(f, cfg, value, w, err);
+    dml_config_key *k = NULL;
+    for (int i = 0; i < cfg->n_keys && !k; i++)
+        if (!strcmp(cfg->keys[i].path, path))
+            k = &cfg->keys[i];
+    if (!k) { /* paths are schema paths, each stored once: the array cannot fill */
+        DML_ASSERT(cfg->n_keys < DML_CONFIG_MAX_KEYS);
+        k = &cfg->keys[cfg->n_keys++];
+        snprintf(k->path, sizeof k->path, "%s", path);
+    }
+    k->line = p.line;
+    k->col = p.col;
+}
+
+static dml_status set_value(const ctx *c, const field *f, const yaml_node_t *n)
+{
+    dml_status st = f->type == F_INT_LIST || f->type == F_NAME_LIST ? set_list(c, f, n)
+                                                                    : set_scalar(c, f, n);
     if (st == DML_OK)
-        remember(cfg, path, w);
+        remember(c->cfg, f->path, at(c, n));
     return st;
 }
 
-/* Walks a mapping under prefix ("" at the top level). */
-static dml_status walk(dml_config *cfg, const char *file, yaml_document_t *doc, yaml_node_t *map,
-                       const char *prefix, dml_error *err)
+/* Walks the mapping of section prefix ("" at the top level). */
+static dml_status walk(const ctx *c, const yaml_node_t *map, const char *prefix)
 {
-    if (map->type != YAML_MAPPING_NODE)
-        return fail(err, at(file, map), "%s: expected a mapping of keys (key: value)",
-                    *prefix ? prefix : "the top level");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *key = yaml_document_get_node(doc, p->key);
-        yaml_node_t *value = yaml_document_get_node(doc, p->value);
-        char path[128];
-        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", scalar_text(key));
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++)
-            if (!strcmp(scalar_text(yaml_document_get_node(doc, q->key)), scalar_text(key)))
-                return fail(err, at(file, key), "%s: duplicate key", path);
+    if (is_null(map)) /* a section whose keys are all commented out */
+        return DML_OK;
+    if (map->type != YAML_MAPPING_NODE) {
+        char got[64];
+        shown(map, got, sizeof got);
+        return *prefix ? fail(c, map, "%s: expected a mapping of keys, got %s", prefix, got)
+                       : fail(c, map, "expected a mapping of keys like \"train:\", got %s", got);
+    }
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *key = yaml_document_get_node(c->doc, p->key);
+        const yaml_node_t *value = yaml_document_get_node(c->doc, p->value);
+        char path[128], got[64];
+        shown(key, got, sizeof got);
+        if (key->type != YAML_SCALAR_NODE)
+            return fail(c, key, "%s: expected a key name, got %s", *prefix ? prefix : "config", got);
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", text(key));
+        for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+            const yaml_node_t *first = yaml_document_get_node(c->doc, q->key);
+            if (first->type == YAML_SCALAR_NODE && !strcmp(text(first), text(key))) {
+                if (!c->marks)
+                    return fail(c, key, "%s: duplicate key", path);
+                return fail(c, key, "%s: duplicate key (first given at line %d)", path,
+                            at(c, first).line);
+            }
+        }
+        const field *f = find_field(path);
         dml_status st;
-        if (is_section(path))
-            st = walk(cfg, file, doc, value, path, err);
-        else if (find_field(path))
-            st = set_value(cfg, path, doc, value, at(file, value), err);
-        else {
-            char hint[128];
-            suggest(prefix, scalar_text(key), hint, sizeof hint);
-            st = fail(err, at(file, key), "%s: unknown key%s", path, hint);
+        if (is_section(path)) {
+            remember(c->cfg, path, at(c, key));
+            st = walk(c, value, path);
+        } else if (f) {
+            st = set_value(c, f, value);
+        } else {
+            char hint[96];
+            suggest(prefix, text(key), hint, sizeof hint);
+            st = fail(c, key, "%s: unknown key%s", path, hint);
         }
         if (st != DML_OK)
             return st;
@@ -445,114 +604,139 @@ static dml_status walk(dml_config *cfg, const char *file, yaml_document_t *doc, 
     return DML_OK;
 }
 
-/* Parses text (a file's contents or an override's value) into doc. */
-static dml_status parse(yaml_document_t *doc, const unsigned char *text, size_t len, const char *file,
-                        int line_offset, dml_error *err)
+/* ---- YAML text to a document ---- */
+typedef struct problem {
+    int line, col;
+    char msg[256];
+} problem;
+
+static dml_status syntax_error(const yaml_parser_t *parser, const unsigned char *text, problem *pb)
+{
+    if (parser->error == YAML_MEMORY_ERROR)
+        return DML_ERR_NOMEM;
+    pb->line = (int)parser->problem_mark.line + 1;
+    pb->col = (int)parser->problem_mark.column + 1;
+    if (parser->error == YAML_READER_ERROR) { /* bad encoding: only a byte offset is known */
+        pb->line = pb->col = 1;
+        for (size_t i = 0; i < parser->problem_offset; i++, pb->col++)
+            if (text[i] == '\n')
+                pb->line++, pb->col = 0;
+    }
+    snprintf(pb->msg, sizeof pb->msg, "YAML syntax error: %s%s%s",
+             parser->problem ? parser->problem : "unreadable", parser->context ? " " : "",
+             parser->context ? parser->context : "");
+    return DML_ERR_CONFIG;
+}
+
+/* Loads the one YAML document of text[len] into *doc (its root is NULL when text holds none). */
+static dml_status load_doc(const unsigned char *text, size_t len, yaml_document_t *doc, problem *pb)
 {
     yaml_parser_t parser;
-    yaml_parser_initialize(&parser);
+    if (!yaml_parser_initialize(&parser))
+        return DML_ERR_NOMEM;
     yaml_parser_set_input_string(&parser, text, len);
     dml_status st = DML_OK;
     if (!yaml_parser_load(&parser, doc)) {
-        st = dml_error_set(err, DML_ERR_CONFIG, file, (int)parser.problem_mark.line + 1 + line_offset,
-                           (int)parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
-                           parser.problem ? parser.problem : "unreadable",
-                           parser.context ? " " : "", parser.context ? parser.context : "");
+        st = syntax_error(&parser, text, pb);
+    } else {
+        yaml_document_t next;
+        if (!yaml_parser_load(&parser, &next)) {
+            st = syntax_error(&parser, text, pb);
+        } else {
+            if (yaml_document_get_root_node(&next)) {
+                st = DML_ERR_CONFIG;
+                pb->line = (int)next.start_mark.line + 1;
+                pb->col = (int)next.start_mark.column + 1;
+                snprintf(pb->msg, sizeof pb->msg, "expected one YAML document, got a second one");
+            }
+            yaml_document_delete(&next);
+        }
+        if (st != DML_OK)
+            yaml_document_delete(doc);
     }
     yaml_parser_delete(&parser);
     return st;
 }
 
+/* ---- overrides ---- */
 static dml_status apply_set(dml_config *cfg, const char *set, dml_error *err)
 {
     const char *eq = strchr(set, '=');
-    where w = {"--set", 0, 0};
     if (!eq || eq == set)
-        return fail(err, w, "\"%s\": expected key.path=value", set);
+        return dml_error_set(err, DML_ERR_CONFIG, "--set", 0, 0,
+                             "expected key.path=value, got \"%s\"", set);
     char path[128];
     snprintf(path, sizeof path, "%.*s", (int)(eq - set), set);
-    if (!find_field(path)) {
-        const char *dot = strrchr(path, '.');
-        char prefix[128], hint[128];
-        snprintf(prefix, sizeof prefix, "%.*s", dot ? (int)(dot - path) : 0, path);
-        suggest(prefix, dot ? dot + 1 : path, hint, sizeof hint);
-        return fail(err, w, "%s: unknown key%s", path, hint);
+    /* Resolve one component at a time, so an error names the first unknown one. */
+    for (const char *p = path;;) {
+        size_t n = strcspn(p, "."), end = (size_t)(p - path) + n;
+        char cand[128], prefix[128], word[128], hint[96] = "";
+        snprintf(cand, sizeof cand, "%.*s", (int)end, path);
+        if (p[n] == '\0' && (is_section(cand) || find_field(cand)))
+            break;
+        if (p[n] == '.' && is_section(cand)) {
+            p += n + 1;
+            continue;
+        }
+        snprintf(prefix, sizeof prefix, "%.*s", p == path ? 0 : (int)(p - path) - 1, path);
+        snprintf(word, sizeof word, "%.*s", (int)n, p);
+        if (!find_field(cand))
+            suggest(prefix, word, hint, sizeof hint);
+        return dml_error_set(err, DML_ERR_CONFIG, "--set", 0, 0, "%s: unknown key%s",
+                             find_field(cand) ? path : cand, hint);
     }
+    /* "key=" is the empty string: data.test= drops the test set. */
+    const char *value = eq[1] ? eq + 1 : "\"\"";
     yaml_document_t doc;
-    dml_status st = parse(&doc, (const unsigned char *)eq + 1, strlen(eq + 1), "--set", 0, err);
+    problem pb;
+    dml_status st = load_doc((const unsigned char *)value, strlen(value), &doc, &pb);
+    if (st == DML_ERR_NOMEM)
+        return dml_error_set(err, st, "--set", 0, 0, "%s: out of memory", path);
     if (st != DML_OK)
-        return st;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root)
-        st = fail(err, w, "%s: expected a value after '='", path);
-    else
-        st = set_value(cfg, path, &doc, root, w, err);
+        return dml_error_set(err, st, "--set", 0, 0, "%s: %s", path, pb.msg);
+    ctx c = {cfg, &doc, "--set", 0, err};
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    pos none = {0, 0};
+    if (!root) {
+        st = dml_error_set(err, DML_ERR_CONFIG, "--set", 0, 0, "%s: expected a value after '='",
+                           path);
+    } else if (is_section(path)) {
+        remember(cfg, path, none);
+        st = walk(&c, root, path);
+    } else {
+        st = set_value(&c, find_field(path), root);
+    }
     yaml_document_delete(&doc);
     return st;
 }
 
-/* ---- combinations ---- */
-static where key_where(const dml_config *cfg, const char *path)
+/* ---- loading ---- */
+static dml_status read_text(const char *path, unsigned char **out, size_t *len, dml_error *err)
 {
-    for (int i = 0; i < cfg->n_keys; i++)
-        if (!strcmp(cfg->keys[i].path, path)) {
-            where w = {cfg->keys[i].file, cfg->keys[i].line, cfg->keys[i].col};
-            return w;
-        }
-    where w = {cfg->path, 0, 0};
-    return w;
-}
-
-static dml_status validate(const dml_config *c, dml_error *err)
-{
-    if (c->model.dim % c->pq.m != 0)
-        return fail(err, key_where(c, "pq.m"), "pq.m: %d does not divide model.dim = %d", c->pq.m,
-                    c->model.dim);
-    if (c->pq.k & (c->pq.k - 1))
-        return fail(err, key_where(c, "pq.k"), "pq.k: expected a power of two in 2..65536, got %d",
-                    c->pq.k);
-    if (c->sampler.type == DML_CFG_SAMPLER_M_PER_CLASS && c->train.batch_size % c->sampler.m != 0)
-        return fail(err, key_where(c, "sampler.m"),
-                    "sampler.m: %d does not divide train.batch_size = %d", c->sampler.m,
-                    c->train.batch_size);
-    int pairs = c->data.pairs != DML_PAIRS_NONE;
-    if (c->loss.type == DML_LOSS_MNR && !pairs)
-        return fail(err, key_where(c, "loss.type"),
-                    "loss.type: mnr needs pairs: set data.pairs to same_class, halves or file");
-    if (c->model.type == DML_NET_DUAL && !pairs)
-        return fail(err, key_where(c, "model.type"),
-                    "model.type: a dual encoder needs pairs: set data.pairs to halves or file");
-    if (c->model.type == DML_NET_DUAL && c->loss.type != DML_LOSS_MNR)
-        return fail(err, key_where(c, "loss.type"), "loss.type: a dual encoder trains with mnr");
-    if (pairs && c->loss.type != DML_LOSS_MNR)
-        return fail(err, key_where(c, "data.pairs"),
-                    "data.pairs: pairs are for loss.type mnr (this config uses another loss)");
-    if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
-        return fail(err, key_where(c, "loss.type"),
-                    "loss.type: reconstruction needs model.type: autoencoder");
-    if (c->loss.reconstruction_weight > 0 && c->model.type != DML_NET_AUTOENCODER)
-        return fail(err, key_where(c, "loss.reconstruction_weight"),
-                    "loss.reconstruction_weight: needs model.type: autoencoder");
-    int supervised = c->loss.type != DML_LOSS_RECONSTRUCTION &&
-                     !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
-    if (c->data.unlabelled && supervised)
-        return fail(err, key_where(c, "data.unlabelled"),
-                    "data.unlabelled: the %s loss needs labels", LOSS[c->loss.type]);
-    if (c->data.unlabelled && c->data.labels_per_class > 0)
-        return fail(err, key_where(c, "data.labels_per_class"),
-                    "data.labels_per_class: cannot be combined with data.unlabelled");
-    if (c->model.freeze > c->model.n_hidden + 1)
-        return fail(err, key_where(c, "model.freeze"),
-                    "model.freeze: %d layers, but the encoder has %d", c->model.freeze,
-                    c->model.n_hidden + 1);
-    if (c->model.freeze > 0 && !c->model.init[0])
-        return fail(err, key_where(c, "model.freeze"),
-                    "model.freeze: frozen layers need pretrained weights (model.init)");
-    if (c->data.pairs == DML_PAIRS_SAME_CLASS && c->data.unlabelled)
-        return fail(err, key_where(c, "data.pairs"), "data.pairs: same_class needs labels");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dml_error_set(err, DML_ERR_CONFIG, path, 0, 0, "cannot open the config: %s",
+                             strerror(errno));
+    unsigned char *buf = malloc(MAX_CONFIG_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_CONFIG_BYTES + 1, f) : 0;
+    int failed = ferror(f), code = errno;
+    fclose(f);
+    if (!buf)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory reading the config");
+    if (failed || n > MAX_CONFIG_BYTES) {
+        free(buf);
+        return failed ? dml_error_set(err, DML_ERR_CONFIG, path, 0, 0,
+                                      "cannot read the config: %s", strerror(code))
+                      : dml_error_set(err, DML_ERR_CONFIG, path, 0, 0,
+                                      "expected a YAML config of at most %d bytes",
+                                      MAX_CONFIG_BYTES);
+    }
+    *out = buf;
+    *len = n;
     return DML_OK;
 }
 
+/* name's default: the file name without .yaml (or .yml). */
 static void name_from_path(dml_config *cfg, const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -562,24 +746,20 @@ static void name_from_path(dml_config *cfg, const char *path)
         n -= 5;
     else if (n > 4 && !strcmp(base + n - 4, ".yml"))
         n -= 4;
-    snprintf(cfg->name, sizeof cfg->name, "%.*s", (int)n, base);
+    if (n >= sizeof cfg->name)
+        n = sizeof cfg->name - 1;
+    memset(cfg->name, 0, sizeof cfg->name);
+    memcpy(cfg->name, base, n);
 }
 
-static dml_status read_file(const char *path, unsigned char **text, size_t *len, dml_error *err)
+/* Defaults that depend on other keys. losses.md: batch-all triplet averages over the active
+ * triplets only ("mean_nonzero"); every other loss over all terms. */
+static void settle(dml_config *cfg)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dml_error_set(err, DML_ERR_CONFIG, path, 0, 0, "cannot open the config: %s",
-                             strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    *text = malloc((size_t)(size > 0 ? size : 1));
-    *len = *text ? fread(*text, 1, (size_t)(size > 0 ? size : 0), f) : 0;
-    fclose(f);
-    if (!*text)
-        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
-    return DML_OK;
+    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
+        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
+                                  ? DML_CFG_REDUCE_MEAN_NONZERO
+                                  : DML_CFG_REDUCE_MEAN;
 }
 
 dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,
@@ -588,36 +768,58 @@ dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_
     dml_config_defaults(cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     name_from_path(cfg, path);
-    unsigned char *text;
-    size_t len;
-    dml_status st = read_file(path, &text, &len, err);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    dml_status st = read_text(path, &buf, &len, err);
     if (st != DML_OK)
         return st;
     yaml_document_t doc;
-    st = parse(&doc, text, len, path, 0, err);
-    free(text);
+    problem pb;
+    st = load_doc(buf, len, &doc, &pb);
+    free(buf);
+    if (st == DML_ERR_NOMEM)
+        return dml_error_set(err, st, path, 0, 0, "out of memory reading the config");
     if (st != DML_OK)
-        return st;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root)
-        st = walk(cfg, path, &doc, root, "", err);
+        return dml_error_set(err, st, path, pb.line, pb.col, "%s", pb.msg);
+    ctx c = {cfg, &doc, path, 1, err};
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root) /* NULL: an empty file, every key at its default */
+        st = walk(&c, root, "");
     yaml_document_delete(&doc);
     for (int i = 0; st == DML_OK && i < n_sets; i++)
         st = apply_set(cfg, sets[i], err);
-    if (st == DML_OK)
-        st = validate(cfg, err);
-    return st;
+    if (st != DML_OK)
+        return st;
+    settle(cfg);
+    return dml_config_check(cfg, err);
+}
+
+/* ---- positions for later errors ---- */
+int dml_config_where(const dml_config *cfg, const char *key_path, int *line, int *col)
+{
+    const dml_config_key *k = NULL;
+    for (int i = 0; i < cfg->n_keys && !k; i++)
+        if (!strcmp(cfg->keys[i].path, key_path))
+            k = &cfg->keys[i];
+    if (line)
+        *line = k ? k->line : 0;
+    if (col)
+        *col = k ? k->col : 0;
+    return k != NULL;
 }
 
 dml_status dml_config_error(const dml_config *cfg, const char *key_path, dml_error *err,
                             const char *fmt, ...)
 {
-    char msg[400];
+    char msg[sizeof ((dml_error *)0)->msg]; /* formatted first: the arguments may be in *err */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(err, key_where(cfg, key_path), "%s: %s", key_path, msg);
+    int line, col;
+    int given = dml_config_where(cfg, key_path, &line, &col);
+    const char *file = given && line == 0 ? "--set" : cfg->path;
+    return dml_error_set(err, DML_ERR_CONFIG, file, line, col, "%s: %s", key_path, msg);
 }
 
 /* ---- printing ---- */
@@ -627,10 +829,25 @@ static void print_float(float v, FILE *out)
     char buf[32];
     for (int digits = 6; digits <= 9; digits++) {
         snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
-        if (strtof(buf, NULL) == v)
+        if ((float)strtod(buf, NULL) == v)
             break;
     }
     fputs(buf, out);
+}
+
+/* A YAML double-quoted string. */
+static void print_string(const char *s, FILE *out)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(out, "\\x%02x", (unsigned char)*s);
+        else
+            fputc(*s, out);
+    }
+    fputc('"', out);
 }
 
 static void print_value(const field *f, const dml_config *cfg, FILE *out)
@@ -640,8 +857,8 @@ static void print_value(const field *f, const dml_config *cfg, FILE *out)
     case F_INT: fprintf(out, "%d", *(const int *)src); break;
     case F_INT64: fprintf(out, "%lld", (long long)*(const int64_t *)src); break;
     case F_FLOAT: print_float(*(const float *)src, out); break;
-    case F_BOOL: fputs(*(const int *)src ? "true" : "false", out); break;
-    case F_STRING: fprintf(out, "\"%s\"", (const char *)src); break;
+    case F_BOOL: fputs(*(const bool *)src ? "true" : "false", out); break;
+    case F_STRING: print_string(src, out); break;
     case F_ENUM: fputs(f->choices[*(const int *)src], out); break;
     case F_EVERY:
         if (*(const int *)src)
@@ -669,28 +886,19 @@ void dml_config_print(const dml_config *cfg, FILE *out)
     char section[64] = "";
     for (int i = 0; i < N_FIELDS; i++) {
         const field *f = &FIELDS[i];
-        const char *last_dot = strrchr(f->path, '.');
-        int depth = 0;
-        if (last_dot) {
-            char sec[64];
-            snprintf(sec, sizeof sec, "%.*s", (int)(last_dot - f->path), f->path);
-            if (strcmp(sec, section) != 0) {
-                /* Open every level of sec that the previous section did not share. */
-                const char *p = sec;
-                for (int level = 0; *p; level++) {
-                    size_t n = strcspn(p, ".");
-                    size_t upto = (size_t)(p - sec) + n;
-                    if (strncmp(section, sec, upto) != 0 || (section[upto] != '.' && section[upto]))
-                        fprintf(out, "%*s%.*s:\n", 2 * level, "", (int)n, p);
-                    p += n + (p[n] == '.');
-                }
-                snprintf(section, sizeof section, "%s", sec);
-            }
-            for (const char *p = f->path; p < last_dot; p++)
-                depth += *p == '.';
-            depth++;
+        const char *leaf = strrchr(f->path, '.');
+        char sec[64];
+        snprintf(sec, sizeof sec, "%.*s", leaf ? (int)(leaf - f->path) : 0, f->path);
+        /* Open each level of sec that the previous key's section did not share. */
+        int level = 0;
+        for (const char *p = sec; *p; level++) {
+            size_t n = strcspn(p, "."), upto = (size_t)(p - sec) + n;
+            if (strncmp(section, sec, upto) != 0 || (section[upto] && section[upto] != '.'))
+                fprintf(out, "%s%*s%.*s:\n", level ? "" : "\n", 2 * level, "", (int)n, p);
+            p += n + (p[n] == '.');
         }
-        fprintf(out, "%*s%s: ", 2 * depth, "", last_dot ? last_dot + 1 : f->path);
+        snprintf(section, sizeof section, "%s", sec);
+        fprintf(out, "%*s%s: ", 2 * level, "", leaf ? leaf + 1 : f->path);
         print_value(f, cfg, out);
         fputc('\n', out);
     }
@@ -704,6 +912,9 @@ char *dml_config_to_yaml(const dml_config *cfg)
     if (!f)
         return NULL;
     dml_config_print(cfg, f);
-    fclose(f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
     return buf;
 }

@@ -1,19 +1,25 @@
-/* A training run's config: config.md's YAML schema as a typed struct, with every key's
- * default, validated as a whole before anything runs or is written. */
+/* A training run's config: config.md's YAML schema as a typed struct with every key's default,
+ * validated as a whole before anything runs or is written. */
 #ifndef DML_TRAIN_CONFIG_H
 #define DML_TRAIN_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "data/data.h"
+#include "losses/losses.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
 
 #define DML_CONFIG_MAX_HIDDEN 16
 #define DML_CONFIG_MAX_METRICS 16
-#define DML_CONFIG_MAX_KEYS 96
+#define DML_CONFIG_MAX_KEYS 96 /* more than the schema's keys and sections together */
 #define DML_CONFIG_PATH 1024
 
-/* String choices are enums whose order matches the choice tables in train/config.c. */
+/* String choices. Where a lower layer has the same list (dml_norm_kind, dml_net_type,
+ * dml_distance, dml_miner, dml_sampler_kind, dml_optim_kind, dml_schedule_kind) the config uses
+ * that enum; train/config.c asserts the orders match its choice tables. */
 typedef enum { DML_PAIRS_NONE, DML_PAIRS_SAME_CLASS, DML_PAIRS_HALVES, DML_PAIRS_FILE } dml_pairs;
 typedef enum { DML_CFG_ACT_RELU, DML_CFG_ACT_TANH, DML_CFG_ACT_GELU, DML_CFG_ACT_LEAKY_RELU } dml_cfg_act;
 typedef enum { DML_CFG_OUT_L2, DML_CFG_OUT_TANH, DML_CFG_OUT_NONE } dml_cfg_output;
@@ -24,104 +30,118 @@ typedef enum {
     DML_LOSS_COSINE_PAIR,
     DML_LOSS_RECONSTRUCTION
 } dml_loss_type;
-typedef enum { DML_CFG_REDUCE_AUTO, DML_CFG_REDUCE_MEAN, DML_CFG_REDUCE_MEAN_NONZERO } dml_cfg_reduction;
+typedef enum { DML_CFG_REDUCE_MEAN, DML_CFG_REDUCE_MEAN_NONZERO } dml_cfg_reduction;
 typedef enum { DML_RECON_MSE, DML_RECON_BCE } dml_recon_kind;
-typedef enum { DML_CFG_SAMPLER_RANDOM, DML_CFG_SAMPLER_M_PER_CLASS } dml_cfg_sampler;
 
 /* "epoch" or a positive number of steps: 0 means every epoch. */
 typedef int dml_every;
 
+/* Where a key was given: 1-based line and column of its value (of the key, for a section);
+ * both 0 when it came from a --set override. */
 typedef struct dml_config_key {
     char path[48]; /* "train.lr" */
-    int line, col; /* where its value is (1-based) */
-    char file[DML_CONFIG_PATH];
+    int line, col;
 } dml_config_key;
 
 typedef struct dml_config {
     char path[DML_CONFIG_PATH]; /* the file it came from */
-    char name[128];
+    char name[128];             /* default: the file name without .yaml; runs/<name> */
     int64_t seed;
     struct {
-        char train[DML_CONFIG_PATH], test[DML_CONFIG_PATH];
+        char train[DML_CONFIG_PATH], test[DML_CONFIG_PATH]; /* data specs; test "" = none */
         float val_fraction;
-        int labels_per_class;
-        int unlabelled;
-        int normalize; /* dml_norm_kind */
-        int pairs;     /* dml_pairs */
+        int labels_per_class; /* 0 = keep every label */
+        bool unlabelled;
+        dml_norm_kind normalize;
+        dml_pairs pairs;
     } data;
     struct {
-        int type; /* dml_net_type */
-        int hidden[DML_CONFIG_MAX_HIDDEN];
+        dml_net_type type;
+        int hidden[DML_CONFIG_MAX_HIDDEN]; /* [n_hidden] widths */
         int n_hidden;
         int dim;
-        int activation; /* dml_cfg_act */
-        int output;     /* dml_cfg_output */
-        char init[DML_CONFIG_PATH];
-        int freeze;
+        dml_cfg_act activation;
+        dml_cfg_output output;
+        char init[DML_CONFIG_PATH]; /* "" = fresh weights */
+        int freeze;                 /* the first N encoder layers keep their weights */
     } model;
     struct {
-        int type;     /* dml_loss_type */
-        int distance; /* dml_distance */
+        dml_loss_type type;
+        dml_distance distance;
         float margin;
-        int miner; /* dml_miner */
-        int soft;
-        int reduction; /* dml_cfg_reduction */
+        dml_miner miner;
+        bool soft;
+        dml_cfg_reduction reduction; /* default: mean_nonzero for triplet with miner all, else mean */
         float pos_margin, neg_margin;
         int power;
         float scale;
-        int symmetric;
-        int mask_same_label;
-        int reconstruction; /* dml_recon_kind */
-        float reconstruction_weight;
+        bool symmetric;
+        bool mask_same_label; /* mnr; applies when the data have labels */
+        dml_recon_kind reconstruction;
+        float reconstruction_weight; /* > 0: reconstruct the unlabelled rows too (autoencoder) */
         struct {
-            float weight;
+            float weight; /* 0 = off */
             int warmup_epochs;
             dml_every codebook_every;
+            bool tanh; /* quantize tanh(z) rather than z */
         } quantization;
     } loss;
     struct {
-        int type; /* dml_cfg_sampler */
+        dml_sampler_kind type;
         int m;
     } sampler;
     struct {
         int batch_size, epochs;
-        int64_t steps;
-        int optimizer; /* dml_optim_kind */
+        int64_t steps; /* > 0 overrides epochs */
+        dml_optim_kind optimizer;
         float lr, weight_decay, momentum;
-        int schedule; /* dml_schedule_kind */
+        dml_schedule_kind schedule;
         int warmup_steps;
-        float clip_grad_norm;
+        float clip_grad_norm; /* 0 = off */
         dml_every eval_every, checkpoint_every;
-        int early_stop_patience;
-        int threads;
+        int early_stop_patience; /* 0 = off */
+        int threads;             /* 0 = all cores */
     } train;
     struct {
-        int m, k, iters;
+        int m, k, iters; /* k a power of two */
     } pq;
     struct {
-        char metrics[DML_CONFIG_MAX_METRICS][32];
+        char metrics[DML_CONFIG_MAX_METRICS][32]; /* [n_metrics] names of metrics.md */
         int n_metrics;
-        int pq;
+        bool pq;
         int knn_k;
     } eval;
-    dml_config_key keys[DML_CONFIG_MAX_KEYS]; /* where each key given was, for later errors */
+    dml_config_key keys[DML_CONFIG_MAX_KEYS]; /* [n_keys] the keys given, for later errors */
     int n_keys;
 } dml_config;
 
-/* Every default of config.md. */
+/* Every default of config.md (name "" and reduction mean: both are settled by the load). */
 void dml_config_defaults(dml_config *cfg);
 
-/* Reads path, applies sets[i] ("key.path=value", the value parsed as YAML) in order, fills
- * defaults, validates. Errors are DML_ERR_CONFIG with file:line:column and the key path. */
+/* Reads the YAML file at path, applies sets[i] ("key.path=value", the value parsed as YAML, so
+ * "model.hidden=[256,128]" and "loss.quantization={weight: 0.1}" work) in order, fills the
+ * defaults that depend on other keys, and validates. Errors are DML_ERR_CONFIG (DML_ERR_NOMEM
+ * when out of memory) with "file:line:column: key.path: expected ..., got "..."" in *err; the
+ * "file" of an override is "--set", without a position. */
 dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,
                            dml_error *err);
 
-/* An error about a key found later (once the data are read), located where the key was given
- * (or at the config file when it was a default). */
+/* The combinations of keys that cannot work, known from the config alone (pq.m must divide
+ * model.dim, mnr needs pairs, ...); dml_config_load runs it last. */
+dml_status dml_config_check(const dml_config *cfg, dml_error *err);
+
+/* Where key_path ("train.lr", or a section such as "loss") was given: 1 with its 1-based
+ * line and column (both 0 for a --set override), or 0 when it keeps its default (line = col = 0). */
+int dml_config_where(const dml_config *cfg, const char *key_path, int *line, int *col);
+
+/* An error about a key found later (once the data are read): DML_ERR_CONFIG at the key's
+ * position ("cfg.yaml:12:3: pq.k: <message>"; "--set: pq.k: ..." for an override; "cfg.yaml:
+ * pq.k: ..." for a default). fmt's arguments may point into *err. Returns DML_ERR_CONFIG. */
 dml_status dml_config_error(const dml_config *cfg, const char *key_path, dml_error *err,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* The effective config as YAML, in config.md's order, defaults filled in. */
+/* The effective config as YAML, in config.md's order and sections, defaults filled in. Loading
+ * it again gives the same config. */
 void dml_config_print(const dml_config *cfg, FILE *f);
 /* The same as a malloc'ed string (stored in model.h5); NULL when out of memory. */
 char *dml_config_to_yaml(const dml_config *cfg);

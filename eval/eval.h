@@ -1,0 +1,249 @@
+/* eval/: exact and PQ (ADC) nearest-neighbour search in blocks, the retrieval metrics of
+ * design/metrics.md, and a run's report (report.html, Embedding Projector files).
+ *
+ * Searching never holds a queries x references matrix: queries go through in blocks, one GEMM
+ * (or one ADC table per query) scores a block against every reference, and each query keeps a
+ * bounded top-k (ties: the lower reference row first).
+ *
+ *   dml_eval_request req = {.d = 64, .queries = z, .q_labels = y, .n_queries = n};
+ *   dml_eval_result res;
+ *   if (dml_eval_run(&req, &res, &err) == DML_OK)
+ *       dml_eval_print_table(&res, stdout);
+ */
+#ifndef DML_EVAL_H
+#define DML_EVAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/nn.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Search. */
+
+/* How references are ranked. The PQ search is always squared L2 by ADC. */
+typedef enum dml_eval_distance {
+    DML_EVAL_L2SQ,   /* squared euclidean (the default) */
+    DML_EVAL_L2,     /* euclidean: the same ranking, distances reported as sqrt */
+    DML_EVAL_IP,     /* inner product: larger is nearer; reported as the product itself */
+    DML_EVAL_COSINE  /* 1 - cos: rows normalised first */
+} dml_eval_distance;
+
+/* A reference set prepared for blocked search, with its scratch. Scores are "smaller is
+ * nearer": squared distance (L2, ADC), -x.r (IP), 1 - cos (cosine). */
+typedef struct dml_searcher {
+    int d, n_ref, block, threads;
+    dml_eval_distance distance;
+    const float *ref;      /* [n_ref, d] rows searched (ref_copy for cosine); NULL with pq */
+    float *ref_copy;       /* [n_ref, d] normalised rows (cosine only) */
+    float *ref_norms;      /* [n_ref] squared norms (L2 only) */
+    const dml_pq *pq;      /* set: ADC over codes instead of float rows */
+    const uint8_t *codes;  /* [n_ref, code_size] */
+    float *q;              /* [block, d] the block's queries as scored (normalised for cosine) */
+    float *tables;         /* [threads, pq->m * pq->ksub] ADC tables */
+    float *scores;         /* [block, n_ref] */
+    int n_scored;          /* queries in the last scored block */
+} dml_searcher;
+
+/* Exact search over ref[n_ref, d] (not copied; it must outlive the searcher). block = queries
+ * scored at once (0: as many as fit 32 MB of scores); threads <= 0: one per core. */
+dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d,
+                             dml_eval_distance distance, int block, int threads, dml_error *err);
+/* ADC search over packed codes[n_ref, dml_pq_code_size(pq)] (not copied). */
+dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
+                                int block, int threads, dml_error *err);
+void dml_searcher_free(dml_searcher *s);
+/* Scores queries q[n, d], n <= s->block, against every reference into s->scores. */
+void dml_searcher_score(dml_searcher *s, const float *q, int n);
+/* The k best references of query i of the scored block, nearest first, skipping reference row
+ * skip (-1: none): idx[k] rows and score[k]. Returns how many were found (at most k); the rest
+ * of idx is -1 and of score +inf. */
+int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int32_t *idx, float *score);
+/* A score as the distance reported for s's kind (sqrt for L2, the product for IP). */
+float dml_searcher_distance(const dml_searcher *s, float score);
+/* The k nearest references of each query q[n_q, d]: idx[n_q, k] and dist[n_q, k] (the reported
+ * distances; -1 and +inf past the references). exclude_self: the queries are the references and
+ * query i never finds row i. */
+dml_status dml_knn_search(dml_searcher *s, const float *q, int n_q, int k, int exclude_self,
+                          int32_t *idx, float *dist, dml_error *err);
+
+/* Runs fn(ctx, begin, end, thread) over [0, n) split into contiguous ranges on up to threads
+ * threads (thread in [0, threads)); returns when all are done. */
+typedef void (*dml_range_fn)(void *ctx, int begin, int end, int thread);
+void dml_parallel_for(int threads, int n, dml_range_fn fn, void *ctx);
+/* threads <= 0: one per online core. */
+int dml_eval_threads(int threads);
+
+/* ---------------------------------------------------------------------------------------------
+ * Metrics. */
+
+#define DML_EVAL_MAX_METRICS 48
+#define DML_EVAL_KNN_K 5     /* knn_accuracy's k when the request says 0 */
+#define DML_PQ_RECALL_R 10   /* pq_recall_at_r: the exact nearest neighbour in the top 10 by ADC */
+#define DML_NMI_RUNS 5       /* nmi: best k-means of 5 by inertia */
+#define DML_NMI_ITERS 50
+
+typedef struct dml_eval_request {
+    int d;
+    const float *queries;    /* [n_queries, d] */
+    const int32_t *q_labels; /* [n_queries] or NULL */
+    int n_queries;
+    /* NULL: protocol 1, the queries are the references, each query's self excluded.
+     * Otherwise protocol 2: queries against this database, nothing excluded. */
+    const float *db;          /* [n_db, d] */
+    const int32_t *db_labels; /* [n_db] or NULL (protocol 2) */
+    int n_db;
+    int paired;               /* db row i is query i's own positive: recall_at_k, mrr_at_10 */
+    dml_eval_distance distance;
+    /* Set: every retrieval metric again on PQ codes of the references by ADC (pq_ keys), plus
+     * quantization_mse and pq_recall_at_r. db_codes[n_ref, code_size] may give the codes;
+     * NULL: encoded here. */
+    const dml_pq *pq;
+    const uint8_t *db_codes;
+    const char *const *metrics; /* [n_metrics] keys of metrics.md; NULL: every one the data allow */
+    int n_metrics;
+    int knn_k;                /* DML_EVAL_KNN_K when 0 */
+    uint64_t seed;            /* nmi's k-means */
+    int threads;              /* <= 0: one per core */
+    int block;                /* queries per search block; 0: automatic */
+} dml_eval_request;
+
+typedef struct dml_eval_value {
+    char name[40]; /* "map_at_r", "pq_map_at_r", "recall_at_1", ... */
+    double value;  /* NAN when every query was skipped */
+} dml_eval_value;
+
+typedef struct dml_eval_result {
+    dml_eval_value values[DML_EVAL_MAX_METRICS]; /* [n_values], metrics.md's order, pq_ last */
+    int n_values;
+    int n_queries, n_db; /* n_db: the references searched (n_queries in protocol 1) */
+    int skipped_queries; /* queries with R = 0, left out of the label metrics */
+    double seconds;
+} dml_eval_result;
+
+/* Computes the requested metrics. A metric the request cannot give (no labels, no pairs, no
+ * codebooks) or an unknown name is DML_ERR_USAGE naming it. recall_at_k gives recall_at_1,
+ * recall_at_5 and recall_at_10. */
+dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_error *err);
+/* A metric's value by key, NAN when it was not computed. */
+double dml_eval_get(const dml_eval_result *res, const char *name);
+/* A readable aligned table: one row per metric, float and PQ side by side. */
+void dml_eval_print_table(const dml_eval_result *res, FILE *f);
+/* One row of a results table: a metric with its float value and its PQ twin (quantization_mse
+ * and pq_recall_at_r have only the PQ column). */
+typedef struct dml_eval_row {
+    const char *name; /* points into the result */
+    int has_float, has_pq;
+    double value_float, value_pq;
+} dml_eval_row;
+/* The rows of res in order, each metric once; returns how many (<= DML_EVAL_MAX_METRICS). */
+int dml_eval_table_rows(const dml_eval_result *res, dml_eval_row *rows);
+/* One JSON object (no newline): every metric (null for NAN), then n_queries, n_db,
+ * skipped_queries, seconds. */
+void dml_eval_write_json(const dml_eval_result *res, FILE *f);
+
+/* ---- internal to eval/: one ranking pass of dml_eval_run over every query (eval/metrics.c) ---- */
+
+/* The distinct values of v[n], ascending, into *values (malloc'ed, freed by the caller);
+ * returns how many, -1 when out of memory. */
+int dml_labels_distinct(const int32_t *v, int n, int32_t **values);
+/* The index of label in values[k] (ascending), -1 when absent. */
+int dml_labels_find(const int32_t *values, int k, int32_t label);
+
+/* Per-query values of a pass, one column each. */
+enum {
+    DML_QV_P1, DML_QV_RPREC, DML_QV_MAPR, DML_QV_MAPALL, DML_QV_KNN, /* labels; NAN when R = 0 */
+    DML_QV_R1, DML_QV_R5, DML_QV_R10, DML_QV_MRR,                    /* paired */
+    DML_QV_PQREC,                                                    /* PQ pass */
+    DML_QV_COUNT
+};
+
+typedef struct dml_eval_pass {
+    dml_searcher *s;           /* the references, float rows or codes */
+    const float *queries;      /* [n_queries, d] */
+    int n_queries;
+    int protocol1;             /* query q is reference q, excluded from its own ranking */
+    const int32_t *q_class;    /* [n_queries] dense class among the references' (-1: none) */
+    const int32_t *ref_class;  /* [n_ref] */
+    const int *class_size;     /* [n_classes] */
+    int n_classes;
+    unsigned want;             /* 1u << DML_QV_* */
+    int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
+    int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
+    double *qv;                /* [n_queries, DML_QV_COUNT] */
+} dml_eval_pass;
+
+dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);
+
+/* Normalised mutual information of two labelings of n items (any int32 values), arithmetic-mean
+ * normalisation as sklearn's normalized_mutual_info_score; 1 when both are constant. */
+double dml_nmi(const int32_t *a, const int32_t *b, int n);
+/* nmi of metrics.md: k-means on x[n, d] with k = the number of distinct labels, k-means++,
+ * the best of DML_NMI_RUNS by inertia, against labels[n]. */
+dml_status dml_eval_nmi(const float *x, const int32_t *labels, int n, int d, uint64_t seed,
+                        double *nmi, dml_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Report. */
+
+#define DML_REPORT_MAX_POINTS 2000 /* the scatter shows at most this many embeddings */
+
+typedef struct dml_report {
+    const char *title;            /* the run's name */
+    const char *config_text;      /* the effective config, shown verbatim; may be NULL */
+    const float *loss;            /* [n_steps] training loss */
+    const long *steps;            /* [n_steps] the step of each loss; NULL: 1, 2, ... */
+    long n_steps;
+    const long *val_steps;        /* [n_val] */
+    const double *val_values;     /* [n_val, n_val_metrics]; NAN: not measured */
+    const char *const *val_names; /* [n_val_metrics] */
+    int n_val, n_val_metrics;
+    const dml_eval_result *final; /* the final metrics; may be NULL */
+    const float *emb;             /* [n_emb, d] test embeddings; an even sample is drawn */
+    const int32_t *labels;        /* [n_emb] or NULL */
+    int n_emb, d;
+} dml_report;
+
+/* report.html at path, self-contained (inline SVG and CSS, no scripts), written atomically. */
+dml_status dml_report_write(const char *path, const dml_report *report, dml_error *err);
+/* The first two principal components of x[n, d] (covariance by dml_gemm, power iteration):
+ * out[n, 2] the centred rows projected on them, each direction signed so its largest entry is
+ * positive; explained[2] (may be NULL) the fraction of the variance along each. */
+dml_status dml_pca2(const float *x, int n, int d, float *out, double *explained, dml_error *err);
+/* Writes path atomically (dml_tmp_path, then dml_file_commit) with write(f, ctx). */
+dml_status dml_eval_write_file(const char *path, void (*write)(FILE *f, const void *ctx),
+                               const void *ctx, dml_error *err);
+/* dir/vectors.tsv (one row of d tab-separated floats per line, no header) and, with labels,
+ * dir/metadata.tsv (one label per line, no header): what the TensorFlow Embedding Projector
+ * loads. Both written atomically. */
+dml_status dml_projector_write(const char *dir, const float *x, const int32_t *labels, int n,
+                               int d, dml_error *err);
+
+/* ---- internal to eval/: the report's inline SVG charts (eval/chart.c) ---- */
+#define DML_CHART_COLORS 10
+extern const char *const dml_chart_palette[DML_CHART_COLORS]; /* matplotlib's tab10 */
+
+typedef struct dml_chart {
+    int width, height;            /* the svg, in pixels */
+    int left, right, top, bottom; /* margins around the plot area */
+    double x0, x1, y0, y1;        /* the data shown; dml_chart_begin widens it to whole ticks */
+} dml_chart;
+
+/* Opens the svg: white background, title, grid, ticks with labels, frame and axis labels. */
+void dml_chart_begin(FILE *f, dml_chart *c, const char *title, const char *xlabel,
+                     const char *ylabel);
+double dml_chart_x(const dml_chart *c, double x); /* data to pixels */
+double dml_chart_y(const dml_chart *c, double y);
+/* A polyline through the finite points (non-finite ones leave a gap). */
+void dml_chart_line(FILE *f, const dml_chart *c, const double *x, const double *y, int n,
+                    const char *color, double width);
+void dml_chart_points(FILE *f, const dml_chart *c, const double *x, const double *y, int n,
+                      const char *color, double radius);
+/* A boxed legend with its top-left corner at pixel (x, y). */
+void dml_chart_legend(FILE *f, double x, double y, const char *const *names,
+                      const char *const *colors, int n);
+void dml_chart_end(FILE *f);
+/* s with <, >, & and " escaped for HTML text and attributes. */
+void dml_html_text(FILE *f, const char *s);
+
+#endif

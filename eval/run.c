@@ -1,0 +1,310 @@
+/* dml_eval_run: checks a request, picks the metrics, runs the float pass (and the PQ pass over
+ * the references' codes), nmi and quantization_mse, and averages the per-query values. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eval/eval.h"
+
+enum { NEED_LABELS = 1, NEED_Q_LABELS = 2, NEED_PAIRS = 4, NEED_PQ = 8 };
+
+/* metrics.md's keys in its order: what each needs and the per-query column it averages. */
+enum { M_P1, M_RPREC, M_MAPR, M_MAPALL, M_RECALL, M_MRR, M_KNN, M_NMI, M_QMSE, M_PQREC, M_COUNT };
+static const struct {
+    const char *key;
+    int needs;
+    int qv; /* -1: not a per-query metric */
+} METRICS[M_COUNT] = {
+    [M_P1] = {"precision_at_1", NEED_LABELS, DML_QV_P1},
+    [M_RPREC] = {"r_precision", NEED_LABELS, DML_QV_RPREC},
+    [M_MAPR] = {"map_at_r", NEED_LABELS, DML_QV_MAPR},
+    [M_MAPALL] = {"map_all", NEED_LABELS, DML_QV_MAPALL},
+    [M_RECALL] = {"recall_at_k", NEED_PAIRS, DML_QV_R1},
+    [M_MRR] = {"mrr_at_10", NEED_PAIRS, DML_QV_MRR},
+    [M_KNN] = {"knn_accuracy", NEED_LABELS, DML_QV_KNN},
+    [M_NMI] = {"nmi", NEED_Q_LABELS, -1},
+    [M_QMSE] = {"quantization_mse", NEED_PQ, -1},
+    [M_PQREC] = {"pq_recall_at_r", NEED_PQ, DML_QV_PQREC},
+};
+
+#define LABEL_BITS (1u << DML_QV_P1 | 1u << DML_QV_RPREC | 1u << DML_QV_MAPR | \
+                    1u << DML_QV_MAPALL | 1u << DML_QV_KNN)
+
+static const char *const RECALL_KEYS[3] = {"recall_at_1", "recall_at_5", "recall_at_10"};
+
+static int has(const dml_eval_request *req, int needs)
+{
+    int labels = req->q_labels && (!req->db || req->db_labels);
+    return (!(needs & NEED_LABELS) || labels) && (!(needs & NEED_Q_LABELS) || req->q_labels) &&
+           (!(needs & NEED_PAIRS) || req->paired) && (!(needs & NEED_PQ) || req->pq);
+}
+
+static dml_status check(const dml_eval_request *req, dml_error *err)
+{
+    const char *what = NULL;
+    if (!req->queries || req->n_queries < 1 || req->d < 1)
+        what = "at least one query row of width >= 1";
+    else if (req->db && req->n_db < 1)
+        what = "a database of at least one row";
+    else if (req->paired && (!req->db || req->n_db != req->n_queries))
+        what = "paired data: a database row (the positive) for every query";
+    else if (req->pq && req->pq->d != req->d)
+        what = "PQ codebooks of the embeddings' width";
+    else if (req->db_codes && !req->pq)
+        what = "codebooks with the database codes";
+    else if (req->knn_k < 0)
+        what = "knn_k >= 1 (or 0 for the default)";
+    else if (req->n_metrics > 0 && !req->metrics)
+        what = "the metric names";
+    else if (req->distance < DML_EVAL_L2SQ || req->distance > DML_EVAL_COSINE)
+        what = "a known distance";
+    if (what)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "evaluation: expected %s (%d queries of width %d, %d database rows)",
+                             what, req->n_queries, req->d, req->db ? req->n_db : 0);
+    return DML_OK;
+}
+
+static dml_status select_metrics(const dml_eval_request *req, int *want, dml_error *err)
+{
+    memset(want, 0, M_COUNT * sizeof *want);
+    if (!req->metrics) { /* everything the data allow; map_all and knn_accuracy in protocol 2 */
+        for (int m = 0; m < M_COUNT; m++)
+            want[m] = has(req, METRICS[m].needs) && (req->db || (m != M_MAPALL && m != M_KNN));
+        return DML_OK;
+    }
+    for (int i = 0; i < req->n_metrics; i++) {
+        int m = 0;
+        while (m < M_COUNT && (!req->metrics[i] || strcmp(METRICS[m].key, req->metrics[i]) != 0))
+            m++;
+        if (m == M_COUNT)
+            return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                                 "unknown metric \"%s\": expected one of precision_at_1, "
+                                 "r_precision, map_at_r, map_all, recall_at_k, mrr_at_10, "
+                                 "knn_accuracy, nmi, quantization_mse, pq_recall_at_r",
+                                 req->metrics[i] ? req->metrics[i] : "(null)");
+        int needs = METRICS[m].needs;
+        if (!has(req, needs))
+            return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "metric %s needs %s", METRICS[m].key,
+                                 needs & NEED_PAIRS ? "paired data (database row i is query i's "
+                                                      "positive)"
+                                 : needs & NEED_PQ ? "PQ codebooks"
+                                 : needs & NEED_Q_LABELS ? "labels on the queries"
+                                                         : "labels on the queries and the references");
+        want[m] = 1;
+    }
+    return DML_OK;
+}
+
+static void add_value(dml_eval_result *res, const char *prefix, const char *key, double v)
+{
+    DML_ASSERT(res->n_values < DML_EVAL_MAX_METRICS);
+    dml_eval_value *e = &res->values[res->n_values++];
+    snprintf(e->name, sizeof e->name, "%s%s", prefix, key);
+    e->value = v;
+}
+
+/* Mean of column c over the queries where it is a number; NAN when there is none. */
+static double column_mean(const double *qv, int n, int c)
+{
+    double sum = 0.0;
+    int counted = 0;
+    for (int q = 0; q < n; q++)
+        if (!isnan(qv[(size_t)q * DML_QV_COUNT + c])) {
+            sum += qv[(size_t)q * DML_QV_COUNT + c];
+            counted++;
+        }
+    return counted ? sum / counted : NAN;
+}
+
+/* The per-query averages of one pass, metrics.md's order (pq_recall_at_r is added last). */
+static void add_pass_values(dml_eval_result *res, const char *prefix, const int *want,
+                            const double *qv, int n)
+{
+    for (int m = 0; m < M_COUNT; m++) {
+        if (!want[m] || METRICS[m].qv < 0 || m == M_PQREC)
+            continue;
+        if (m == M_RECALL)
+            for (int t = 0; t < 3; t++)
+                add_value(res, prefix, RECALL_KEYS[t], column_mean(qv, n, DML_QV_R1 + t));
+        else
+            add_value(res, prefix, METRICS[m].key, column_mean(qv, n, METRICS[m].qv));
+    }
+}
+
+/* Everything the passes share: the labels as dense classes of the references' labels. */
+typedef struct classes {
+    int32_t *q_class;   /* [n_queries] */
+    int32_t *ref_class; /* [n_ref] */
+    int *size;          /* [n] */
+    int n, max_size, skipped;
+} classes;
+
+static dml_status make_classes(const dml_eval_request *req, classes *c, dml_error *err)
+{
+    memset(c, 0, sizeof *c);
+    const int32_t *ref_labels = req->db ? req->db_labels : req->q_labels;
+    int n_ref = req->db ? req->n_db : req->n_queries;
+    int32_t *values = NULL;
+    c->n = dml_labels_distinct(ref_labels, n_ref, &values);
+    c->q_class = malloc((size_t)req->n_queries * sizeof(int32_t));
+    c->ref_class = malloc((size_t)n_ref * sizeof(int32_t));
+    c->size = calloc((size_t)(c->n > 0 ? c->n : 1), sizeof(int));
+    if (c->n < 0 || !c->q_class || !c->ref_class || !c->size) {
+        free(values);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the labels");
+    }
+    for (int j = 0; j < n_ref; j++)
+        c->size[c->ref_class[j] = dml_labels_find(values, c->n, ref_labels[j])]++;
+    for (int q = 0; q < req->n_queries; q++) {
+        c->q_class[q] = req->db ? dml_labels_find(values, c->n, req->q_labels[q]) : c->ref_class[q];
+        int r = c->q_class[q] < 0 ? 0 : c->size[c->q_class[q]] - !req->db;
+        c->skipped += r == 0;
+    }
+    for (int k = 0; k < c->n; k++)
+        c->max_size = c->size[k] > c->max_size ? c->size[k] : c->max_size;
+    free(values);
+    return DML_OK;
+}
+
+static void free_classes(classes *c)
+{
+    free(c->q_class);
+    free(c->ref_class);
+    free(c->size);
+}
+
+/* One pass over all queries with searcher s (float rows, or codes when pq_pass). */
+static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
+                           dml_searcher *s, int pq_pass, int32_t *exact_nn, double *qv,
+                           dml_error *err)
+{
+    int protocol1 = req->db == NULL, available = s->n_ref - protocol1;
+    int knn_k = req->knn_k > 0 ? req->knn_k : DML_EVAL_KNN_K;
+    unsigned bits = 0;
+    int k = 1;
+    if (want[M_P1])
+        bits |= 1u << DML_QV_P1;
+    if (want[M_RPREC] || want[M_MAPR]) {
+        bits |= 1u << DML_QV_RPREC | 1u << DML_QV_MAPR;
+        k = c->max_size > k ? c->max_size : k; /* every query's R <= the largest class */
+    }
+    if (want[M_MAPALL])
+        bits |= 1u << DML_QV_MAPALL;
+    if (want[M_KNN]) {
+        bits |= 1u << DML_QV_KNN;
+        k = knn_k > k ? knn_k : k;
+    }
+    if (want[M_RECALL] || want[M_MRR]) {
+        bits |= 1u << DML_QV_R1 | 1u << DML_QV_R5 | 1u << DML_QV_R10 | 1u << DML_QV_MRR;
+        k = k < 10 ? 10 : k;
+    }
+    if (pq_pass && want[M_PQREC]) {
+        bits |= 1u << DML_QV_PQREC;
+        k = k < DML_PQ_RECALL_R ? DML_PQ_RECALL_R : k;
+    }
+    k = k > available ? (available > 0 ? available : 1) : k;
+    for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
+        qv[i] = NAN;
+    dml_eval_pass p = {.s = s,
+                       .queries = req->queries,
+                       .n_queries = req->n_queries,
+                       .protocol1 = protocol1,
+                       .q_class = bits & LABEL_BITS ? c->q_class : NULL,
+                       .ref_class = c->ref_class,
+                       .class_size = c->size,
+                       .n_classes = c->n,
+                       .want = bits,
+                       .k = k,
+                       .knn_k = knn_k,
+                       .exact_nn = exact_nn,
+                       .qv = qv};
+    return dml_eval_pass_run(&p, err);
+}
+
+/* The references' codes: given, or encoded here into *owned. */
+static const uint8_t *reference_codes(const dml_eval_request *req, const float *ref, int n_ref,
+                                      uint8_t **owned)
+{
+    *owned = NULL;
+    if (req->db_codes)
+        return req->db_codes;
+    *owned = malloc((size_t)n_ref * dml_pq_code_size(req->pq));
+    if (*owned)
+        dml_pq_encode(req->pq, ref, (size_t)n_ref, *owned);
+    return *owned;
+}
+
+static int any_pass_metric(const int *want)
+{
+    for (int m = 0; m < M_COUNT; m++)
+        if (want[m] && METRICS[m].qv >= 0)
+            return 1;
+    return 0;
+}
+
+dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_error *err)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(res, 0, sizeof *res);
+    int want[M_COUNT];
+    dml_status st = check(req, err);
+    if (st == DML_OK)
+        st = select_metrics(req, want, err);
+    if (st != DML_OK)
+        return st;
+    const float *ref = req->db ? req->db : req->queries;
+    int n_ref = req->db ? req->n_db : req->n_queries;
+    res->n_queries = req->n_queries;
+    res->n_db = n_ref;
+    int passes = any_pass_metric(want), labelled = has(req, NEED_LABELS);
+    classes c;
+    memset(&c, 0, sizeof c);
+    double *qv = passes ? malloc((size_t)req->n_queries * DML_QV_COUNT * sizeof(double)) : NULL;
+    int32_t *exact_nn = passes ? malloc((size_t)req->n_queries * sizeof(int32_t)) : NULL;
+    if (passes && (!qv || !exact_nn))
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
+    if (st == DML_OK && passes && labelled)
+        st = make_classes(req, &c, err);
+    res->skipped_queries = c.skipped;
+    dml_searcher s;
+    if (st == DML_OK && passes) {
+        st = dml_searcher_init(&s, ref, n_ref, req->d, req->distance, req->block, req->threads, err);
+        if (st == DML_OK) {
+            st = run_pass(req, want, &c, &s, 0, exact_nn, qv, err);
+            dml_searcher_free(&s);
+        }
+        if (st == DML_OK)
+            add_pass_values(res, "", want, qv, req->n_queries);
+    }
+    if (st == DML_OK && want[M_NMI]) {
+        double nmi = NAN;
+        st = dml_eval_nmi(req->queries, req->q_labels, req->n_queries, req->d, req->seed, &nmi, err);
+        add_value(res, "", "nmi", nmi);
+    }
+    if (st == DML_OK && want[M_QMSE])
+        add_value(res, "", "quantization_mse", dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref));
+    if (st == DML_OK && req->pq && passes) {
+        uint8_t *owned;
+        const uint8_t *codes = reference_codes(req, ref, n_ref, &owned);
+        st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads, err)
+                   : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");
+        if (st == DML_OK) {
+            st = run_pass(req, want, &c, &s, 1, exact_nn, qv, err);
+            dml_searcher_free(&s);
+        }
+        if (st == DML_OK && want[M_PQREC])
+            add_value(res, "", "pq_recall_at_r", column_mean(qv, req->n_queries, DML_QV_PQREC));
+        if (st == DML_OK)
+            add_pass_values(res, "pq_", want, qv, req->n_queries);
+        free(owned);
+    }
+    free_classes(&c);
+    free(qv);
+    free(exact_nn);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    res->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return st;
+}

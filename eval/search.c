@@ -1,0 +1,285 @@
+/* Blocked nearest-neighbour search: one GEMM (or one ADC table per query) scores a block of
+ * queries against every reference, then a bounded max-heap per query keeps its k best. Memory is
+ * O(block x references), never queries x references. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/eval.h"
+
+#define SCORE_BYTES (32u << 20) /* the block's score matrix */
+#define MAX_BLOCK 1024
+
+static int pick_block(int block, int n_ref)
+{
+    if (block > 0)
+        return block;
+    size_t fit = SCORE_BYTES / sizeof(float) / (size_t)(n_ref > 0 ? n_ref : 1);
+    return fit < 1 ? 1 : fit > MAX_BLOCK ? MAX_BLOCK : (int)fit;
+}
+
+/* Rows scaled to unit length; a zero row stays zero. */
+static void normalise_rows(float *x, const float *src, int n, int d)
+{
+    for (int i = 0; i < n; i++) {
+        const float *r = src + (size_t)i * d;
+        double s = 0.0;
+        for (int t = 0; t < d; t++)
+            s += (double)r[t] * r[t];
+        float inv = s > 0.0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (int t = 0; t < d; t++)
+            x[(size_t)i * d + t] = r[t] * inv;
+    }
+}
+
+static dml_status alloc_common(dml_searcher *s, int d, dml_error *err)
+{
+    size_t n_ref = (size_t)(s->n_ref > 0 ? s->n_ref : 1);
+    s->scores = malloc((size_t)s->block * n_ref * sizeof(float));
+    s->q = malloc((size_t)s->block * (size_t)(d > 0 ? d : 1) * sizeof(float));
+    if (!s->scores || !s->q) {
+        dml_searcher_free(s);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
+                             "out of memory for the search scores (%d queries x %d references)",
+                             s->block, s->n_ref);
+    }
+    return DML_OK;
+}
+
+dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d,
+                             dml_eval_distance distance, int block, int threads, dml_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!ref || n_ref < 1 || d < 1)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "search: expected at least one reference row of width >= 1 "
+                             "(got %d rows of width %d)", n_ref, d);
+    s->d = d;
+    s->n_ref = n_ref;
+    s->distance = distance;
+    s->block = pick_block(block, n_ref);
+    s->threads = dml_eval_threads(threads);
+    s->ref = ref;
+    dml_status st = alloc_common(s, d, err);
+    if (st != DML_OK)
+        return st;
+    if (distance == DML_EVAL_COSINE) {
+        s->ref_copy = malloc((size_t)n_ref * d * sizeof(float));
+        if (s->ref_copy)
+            normalise_rows(s->ref_copy, ref, n_ref, d);
+        s->ref = s->ref_copy;
+    } else if (distance == DML_EVAL_L2SQ || distance == DML_EVAL_L2) {
+        s->ref_norms = malloc((size_t)n_ref * sizeof(float));
+        for (int j = 0; s->ref_norms && j < n_ref; j++) {
+            float acc = 0.0f;
+            for (int t = 0; t < d; t++)
+                acc += ref[(size_t)j * d + t] * ref[(size_t)j * d + t];
+            s->ref_norms[j] = acc;
+        }
+    }
+    if (!s->ref || (distance <= DML_EVAL_L2 && !s->ref_norms)) {
+        dml_searcher_free(s);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the search");
+    }
+    return DML_OK;
+}
+
+dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
+                                int block, int threads, dml_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!pq || !codes || n_ref < 1)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "PQ search: expected codebooks and at least one code (got %d)", n_ref);
+    s->d = pq->d;
+    s->n_ref = n_ref;
+    s->distance = DML_EVAL_L2SQ;
+    s->block = pick_block(block, n_ref);
+    s->threads = dml_eval_threads(threads);
+    s->pq = pq;
+    s->codes = codes;
+    dml_status st = alloc_common(s, pq->d, err);
+    if (st != DML_OK)
+        return st;
+    s->tables = malloc((size_t)s->threads * pq->m * pq->ksub * sizeof(float));
+    if (!s->tables) {
+        dml_searcher_free(s);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the ADC tables");
+    }
+    return DML_OK;
+}
+
+void dml_searcher_free(dml_searcher *s)
+{
+    free(s->ref_copy);
+    free(s->ref_norms);
+    free(s->q);
+    free(s->tables);
+    free(s->scores);
+    memset(s, 0, sizeof *s);
+}
+
+/* Rows [begin, end) of the block after the GEMM: squared distances from -2 q.r. */
+static void finish_l2(void *ctx, int begin, int end, int thread)
+{
+    (void)thread;
+    dml_searcher *s = ctx;
+    for (int i = begin; i < end; i++) {
+        const float *q = s->q + (size_t)i * s->d;
+        float qn = 0.0f;
+        for (int t = 0; t < s->d; t++)
+            qn += q[t] * q[t];
+        float *row = s->scores + (size_t)i * s->n_ref;
+        for (int j = 0; j < s->n_ref; j++) {
+            float v = row[j] + qn + s->ref_norms[j];
+            row[j] = v > 0.0f ? v : 0.0f; /* rounding can dip below 0 for (near) duplicates */
+        }
+    }
+}
+
+static void finish_cosine(void *ctx, int begin, int end, int thread)
+{
+    (void)thread;
+    dml_searcher *s = ctx;
+    for (size_t k = (size_t)begin * s->n_ref; k < (size_t)end * s->n_ref; k++)
+        s->scores[k] += 1.0f;
+}
+
+static void score_adc(void *ctx, int begin, int end, int thread)
+{
+    dml_searcher *s = ctx;
+    float *table = s->tables + (size_t)thread * s->pq->m * s->pq->ksub;
+    for (int i = begin; i < end; i++) {
+        dml_pq_adc_table(s->pq, s->q + (size_t)i * s->d, table);
+        dml_pq_adc_distances(s->pq, table, s->codes, (size_t)s->n_ref,
+                             s->scores + (size_t)i * s->n_ref);
+    }
+}
+
+void dml_searcher_score(dml_searcher *s, const float *q, int n)
+{
+    DML_ASSERT(n >= 0 && n <= s->block);
+    s->n_scored = n;
+    if (s->distance == DML_EVAL_COSINE)
+        normalise_rows(s->q, q, n, s->d);
+    else
+        memcpy(s->q, q, (size_t)n * s->d * sizeof(float));
+    if (s->pq) {
+        dml_parallel_for(s->threads, n, score_adc, s);
+        return;
+    }
+    int l2 = s->distance == DML_EVAL_L2SQ || s->distance == DML_EVAL_L2;
+    dml_gemm(0, 1, n, s->n_ref, s->d, l2 ? -2.0f : -1.0f, s->q, s->d, s->ref, s->d, 0.0f, s->scores,
+             s->n_ref);
+    if (l2)
+        dml_parallel_for(s->threads, n, finish_l2, s);
+    else if (s->distance == DML_EVAL_COSINE)
+        dml_parallel_for(s->threads, n, finish_cosine, s);
+}
+
+/* (score, row) order; row -1 (an empty slot) is worse than any row. */
+static int worse(float sa, int32_t ia, float sb, int32_t ib)
+{
+    return sa > sb || (sa == sb && (uint32_t)ia > (uint32_t)ib);
+}
+
+static void sift_down(float *sc, int32_t *ix, int n, int i)
+{
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n)
+            return;
+        if (c + 1 < n && worse(sc[c + 1], ix[c + 1], sc[c], ix[c]))
+            c++;
+        if (!worse(sc[c], ix[c], sc[i], ix[i]))
+            return;
+        float ts = sc[i];
+        int32_t ti = ix[i];
+        sc[i] = sc[c];
+        ix[i] = ix[c];
+        sc[c] = ts;
+        ix[c] = ti;
+        i = c;
+    }
+}
+
+int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int32_t *idx, float *score)
+{
+    DML_ASSERT(i >= 0 && i < s->n_scored);
+    const float *row = s->scores + (size_t)i * s->n_ref;
+    for (int t = 0; t < k; t++) {
+        score[t] = INFINITY;
+        idx[t] = -1;
+    }
+    if (k < 1)
+        return 0;
+    /* A max-heap of the k best so far, its root the worst kept. Rows arrive in increasing
+     * order, so a candidate that only ties the root's score is worse than it: strict <. */
+    int found = 0;
+    for (int j = 0; j < s->n_ref; j++) {
+        if (j == skip || !(row[j] < score[0] || (idx[0] < 0 && row[j] == score[0])))
+            continue;
+        score[0] = row[j];
+        idx[0] = j;
+        sift_down(score, idx, k, 0);
+        found++;
+    }
+    for (int end = k - 1; end > 0; end--) { /* heap sort: nearest first */
+        float ts = score[0];
+        int32_t ti = idx[0];
+        score[0] = score[end];
+        idx[0] = idx[end];
+        score[end] = ts;
+        idx[end] = ti;
+        sift_down(score, idx, end, 0);
+    }
+    return found < k ? found : k;
+}
+
+float dml_searcher_distance(const dml_searcher *s, float score)
+{
+    if (s->distance == DML_EVAL_L2 && !s->pq)
+        return sqrtf(score);
+    if (s->distance == DML_EVAL_IP)
+        return -score;
+    return score;
+}
+
+typedef struct knn_ctx {
+    const dml_searcher *s;
+    int q0, k, exclude_self;
+    int32_t *idx;
+    float *dist;
+} knn_ctx;
+
+static void knn_rows(void *arg, int begin, int end, int thread)
+{
+    (void)thread;
+    knn_ctx *c = arg;
+    for (int i = begin; i < end; i++) {
+        size_t at = (size_t)(c->q0 + i) * c->k;
+        int found = dml_searcher_topk(c->s, i, c->exclude_self ? c->q0 + i : -1, c->k, c->idx + at,
+                                      c->dist + at);
+        for (int t = 0; t < found; t++)
+            c->dist[at + t] = dml_searcher_distance(c->s, c->dist[at + t]);
+    }
+}
+
+dml_status dml_knn_search(dml_searcher *s, const float *q, int n_q, int k, int exclude_self,
+                          int32_t *idx, float *dist, dml_error *err)
+{
+    if (n_q < 0 || k < 1 || (n_q > 0 && (!q || !idx || !dist)))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "search: expected k >= 1 and query/output buffers (k = %d)", k);
+    if (exclude_self && n_q > s->n_ref)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "search: excluding self needs the queries to be the %d references, "
+                             "got %d queries", s->n_ref, n_q);
+    knn_ctx c = {s, 0, k, exclude_self, idx, dist};
+    for (c.q0 = 0; c.q0 < n_q; c.q0 += s->block) {
+        int n = n_q - c.q0 < s->block ? n_q - c.q0 : s->block;
+        dml_searcher_score(s, q + (size_t)c.q0 * s->d, n);
+        dml_parallel_for(s->threads, n, knn_rows, &c);
+    }
+    return DML_OK;
+}

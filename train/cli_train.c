@@ -1,0 +1,62 @@
+/* dml train CONFIG.yaml [--out DIR] [--set key.path=value ...] [--resume] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cli.h"
+#include "train/trainer.h"
+
+static const char HELP[] =
+    "usage: dml train CONFIG.yaml [--out DIR] [--set key.path=value ...] [--resume]\n"
+    "\n"
+    "Trains the encoder a config describes (see configs/ and docs/config.md) and writes into\n"
+    "DIR (default runs/<config name>): model.h5, checkpoint.h5, metrics.jsonl, report.html.\n"
+    "\n"
+    "  --out DIR              the run folder\n"
+    "  --set key.path=value   override one config key (the value is YAML); repeatable\n"
+    "  --resume               continue from DIR/checkpoint.h5 (same config, same threads)\n"
+    "  -h, --help             this text\n";
+
+int dml_cli_train(int argc, char **argv)
+{
+    const char *config = NULL, *out = NULL;
+    int resume = 0, n_sets = 0;
+    char **sets = calloc((size_t)argc, sizeof *sets);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(HELP, stdout);
+            free(sets);
+            return 0;
+        } else if (!strcmp(argv[i], "--resume")) {
+            resume = 1;
+        } else if ((!strcmp(argv[i], "--out") || !strcmp(argv[i], "--set")) && i + 1 < argc) {
+            if (argv[i][2] == 'o')
+                out = argv[++i];
+            else
+                sets[n_sets++] = argv[++i];
+        } else if (argv[i][0] != '-' && !config) {
+            config = argv[i];
+        } else {
+            fprintf(stderr, "dml train: unexpected argument '%s'\n\n%s", argv[i], HELP);
+            free(sets);
+            return 2;
+        }
+    }
+    if (!config) {
+        fprintf(stderr, "dml train: which config? \n\n%s", HELP);
+        free(sets);
+        return 2;
+    }
+    dml_config *cfg = malloc(sizeof *cfg);
+    dml_error err = {0};
+    dml_status st = cfg ? dml_config_load(config, n_sets, sets, cfg, &err) : DML_ERR_NOMEM;
+    if (st == DML_OK) {
+        dml_train_opts opts = {out, resume, stderr};
+        st = dml_train_run(cfg, &opts, &err);
+    }
+    if (st != DML_OK)
+        dml_cli_report_error("train", st, &err);
+    free(cfg);
+    free(sets);
+    return dml_status_exit_code(st);
+}

@@ -1,0 +1,85 @@
+/* The combinations of keys that cannot work, found from the config alone, before any data are
+ * read. Each error points at a key the config gave where it can (a default has no position). */
+#include "train/config.h"
+
+#include <string.h>
+
+/* a when it was given or b was not: the key an error about both should point at. */
+static const char *given(const dml_config *c, const char *a, const char *b)
+{
+    return dml_config_where(c, a, NULL, NULL) || !dml_config_where(c, b, NULL, NULL) ? a : b;
+}
+
+static int is(const dml_config *c, const char *key, const char *other)
+{
+    return !strcmp(given(c, key, other), key);
+}
+
+dml_status dml_config_check(const dml_config *c, dml_error *err)
+{
+    /* The name is a folder under runs/. */
+    if (!c->name[0] || strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, ".."))
+        return dml_config_error(c, "name", err, "expected a run folder name without '/', got \"%s\"",
+                                c->name);
+    if (c->model.dim % c->pq.m != 0)
+        return is(c, "pq.m", "model.dim")
+                   ? dml_config_error(c, "pq.m", err, "expected a divisor of model.dim (%d), got %d",
+                                      c->model.dim, c->pq.m)
+                   : dml_config_error(c, "model.dim", err,
+                                      "expected a multiple of pq.m (%d), got %d", c->pq.m,
+                                      c->model.dim);
+    int pairs = c->data.pairs != DML_PAIRS_NONE;
+    /* Pairs are drawn at random, and unlabelled rows have no classes to group. */
+    if (c->sampler.type == DML_SAMPLER_M_PER_CLASS && !pairs && !c->data.unlabelled &&
+        c->train.batch_size % c->sampler.m != 0)
+        return is(c, "sampler.m", "train.batch_size")
+                   ? dml_config_error(c, "sampler.m", err,
+                                      "expected a divisor of train.batch_size (%d) for the "
+                                      "m_per_class sampler, got %d",
+                                      c->train.batch_size, c->sampler.m)
+                   : dml_config_error(c, "train.batch_size", err,
+                                      "expected a multiple of sampler.m (%d) for the m_per_class "
+                                      "sampler, got %d",
+                                      c->sampler.m, c->train.batch_size);
+    if (c->loss.type == DML_LOSS_MNR && !pairs)
+        return dml_config_error(c, "loss.type", err,
+                                "mnr needs pairs: set data.pairs to same_class, halves or file");
+    if (c->model.type == DML_NET_DUAL && !pairs)
+        return dml_config_error(c, "model.type", err,
+                                "a dual encoder needs pairs: set data.pairs to halves or file");
+    if (pairs && c->loss.type != DML_LOSS_MNR)
+        return dml_config_error(c, "data.pairs", err,
+                                "pairs train with loss.type mnr: set data.pairs to none for this "
+                                "loss");
+    if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
+        return dml_config_error(c, "loss.type", err,
+                                "reconstruction needs a decoder: set model.type to autoencoder");
+    if (c->loss.reconstruction_weight > 0.0f && c->model.type != DML_NET_AUTOENCODER)
+        return dml_config_error(c, "loss.reconstruction_weight", err,
+                                "needs a decoder: set model.type to autoencoder, or this to 0");
+    int needs_labels = c->loss.type != DML_LOSS_RECONSTRUCTION &&
+                       !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+    if (c->data.unlabelled && needs_labels)
+        return dml_config_error(c, "data.unlabelled", err,
+                                "this loss.type needs labels: unlabelled data train with "
+                                "reconstruction, or with mnr on halves or file pairs");
+    if (c->data.unlabelled && c->data.labels_per_class > 0)
+        return dml_config_error(c, "data.labels_per_class", err,
+                                "expected 0 with data.unlabelled: true, got %d",
+                                c->data.labels_per_class);
+    /* An mlp with every layer frozen has nothing left to train; a decoder or second tower does. */
+    int layers = c->model.n_hidden + 1, max_frozen = layers - (c->model.type == DML_NET_MLP);
+    if (c->model.freeze > max_frozen)
+        return dml_config_error(c, "model.freeze", err,
+                                "expected at most %d (the encoder has %d layers%s), got %d",
+                                max_frozen, layers,
+                                max_frozen < layers ? " and one must train" : "", c->model.freeze);
+    if (c->model.freeze > 0 && !c->model.init[0])
+        return dml_config_error(c, "model.freeze", err,
+                                "frozen layers need pretrained weights: set model.init");
+    if (c->train.early_stop_patience > 0 && c->data.val_fraction == 0.0f && !c->data.test[0])
+        return dml_config_error(c, "train.early_stop_patience", err,
+                                "early stopping needs a validation set: set data.val_fraction > 0 "
+                                "or data.test");
+    return DML_OK;
+}

@@ -1,0 +1,105 @@
+/* model.h5: a trained encoder, its input and output normalisation, its PQ codebooks and how it
+ * was trained, as one HDF5 file that h5py (and dml_model_open) can read.
+ *
+ * Layout (format "dml-model", format_version 1; shared/design/formats.md §2.3 plus its §0 extras):
+ *   /                    attrs format="dml-model" (VL UTF-8), format_version=1 (int64),
+ *                              producer="dml <version>", created (ISO-8601 UTC),
+ *                              model_type="mlp"|"autoencoder"|"dual",
+ *                              metric="l2"|"inner_product" (how the embeddings are searched)
+ *   /encoder             attrs architecture="mlp", input_dim, output_dim, num_layers (int64)
+ *   /encoder/input_norm  attrs kind="none"|"standardize"; datasets mean[input_dim], std[input_dim]
+ *                              f32 (standardize only): x' = (x - mean) / std
+ *   /encoder/layer_000.. attrs type="linear", activation="relu"|"leaky_relu"|"tanh"|"gelu"|
+ *                              "sigmoid"|"none" (after this layer; the last layer's is "none"),
+ *                              negative_slope (f32, leaky_relu only), in_features, out_features;
+ *                              datasets weight [out, in] f32 (y = W x + b), bias [out] f32
+ *   /encoder/output_norm attrs kind="none"|"l2"|"tanh", eps (f32): l2 is y / max(|y|_2, eps),
+ *                              tanh is tanh(y) element-wise (an addition to formats.md)
+ *   /decoder             autoencoders only: the same layout as /encoder (input_norm kind "none")
+ *   /encoder_b           dual encoders only: the positive tower, the same layout as /encoder
+ *   /pq                  optional: attrs d, M, nbits, ksub, dsub (int64);
+ *                              dataset centroids [M, ksub, dsub] f32 (FAISS's pq.centroids order)
+ *   /training            attrs seed, steps (int64); config (the effective config, YAML text) and
+ *                              final_metrics (JSON text) when known
+ * Every string is a scalar variable-length UTF-8 attribute, so h5py returns str. */
+#ifndef DML_TRAIN_MODEL_FILE_H
+#define DML_TRAIN_MODEL_FILE_H
+
+#include <stdint.h>
+
+#include "data/data.h"
+#include "nn/nn.h"
+
+#define DML_MODEL_FORMAT "dml-model"
+#define DML_MODEL_FORMAT_VERSION 1
+
+typedef struct dml_model_file {
+    dml_net net;            /* encoder; decoder (autoencoder) or encoder_b (dual) by net.type */
+    dml_input_norm norm;    /* before net.encoder; d == 0 is the identity */
+    dml_input_norm norm_b;  /* before net.encoder_b (dual only); d == 0 is the identity */
+    char metric[16];        /* "l2" or "inner_product": how the embeddings are searched */
+    dml_pq pq;              /* pq.d == 0: no codebooks */
+    int64_t seed, steps;    /* /training; 0 when absent */
+    char *config_yaml;      /* NUL-terminated YAML text, or NULL */
+    char *metrics_json;     /* the final metrics as JSON text, or NULL */
+} dml_model_file;
+
+/* Writes mf to path atomically (temporary name, fsync, rename): a failure leaves an existing
+ * file as it was. mf's buffers are only read, so it may borrow a trainer's net, norms and
+ * codebooks (and must then not be passed to dml_model_file_free). Inconsistent shapes (a
+ * codebook width other than the encoder's output) are DML_ERR_USAGE; write failures DML_ERR_IO. */
+dml_status dml_model_file_write(const char *path, const dml_model_file *mf, dml_error *err);
+
+/* Reads and validates path into *mf, which then owns every buffer (parameters have no gradient
+ * buffers: an inference net). Everything wrong with the file is DML_ERR_DATA naming it: not
+ * HDF5, another format name or version, a missing group or dataset, layer widths that do not
+ * chain, a codebook whose d is not the embedding width or not divisible by M, non-finite
+ * weights. On error *mf is empty (freeing it is harmless). */
+dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *err);
+void dml_model_file_free(dml_model_file *mf);
+
+/* Copies the weights of src (read from path; what names it, "encoder") into dst, which must
+ * have the same layer shapes (a trainer's freshly built net, before fine-tuning). A mismatch is
+ * DML_ERR_DATA naming path and the first layer that differs; dst is then unchanged. */
+dml_status dml_model_file_copy_mlp(dml_mlp *dst, const dml_mlp *src, const char *path,
+                                   const char *what, dml_error *err);
+
+/* "mlp", "autoencoder" or "dual" (the root's model_type). */
+const char *dml_model_file_type_name(dml_net_type t);
+/* "none", "l2" or "tanh" (output_norm's kind). */
+const char *dml_model_file_output_name(dml_output_norm o);
+
+/* The inference path (train/api.c): tower 0 (encoder) or 1 (encoder_b, dual only) applied to
+ * x[n, d_in] with its input and output normalisation, into out[n, dim]. Reentrant: each call
+ * builds its own graph, so concurrent calls on one mf are safe. DML_ERR_USAGE for a tower the
+ * model lacks, DML_ERR_NOMEM when memory runs out. */
+dml_status dml_model_file_encode(const dml_model_file *mf, int tower, const float *x, size_t n,
+                                 float *out);
+/* Every row of ds through a tower (tower 1 reads ds's second view when it has one) into a new
+ * buffer *out [ds->n, dim] the caller frees. Rows of another width than the tower's input are
+ * DML_ERR_DATA naming ds->source. */
+dml_status dml_model_file_encode_dataset(const dml_model_file *mf, int tower,
+                                         const dml_dataset *ds, float **out, dml_error *err);
+/* The MLP and input normalisation of a tower (NULL for a tower the model lacks). */
+const dml_mlp *dml_model_file_tower(const dml_model_file *mf, int tower);
+const dml_input_norm *dml_model_file_tower_norm(const dml_model_file *mf, int tower);
+
+/* The embeddings file of dml encode (readable as a data SPEC: X and y):
+ *   /       attrs format="dml-embeddings", model (its path), input (the data SPEC), tower
+ *   X       float32 [n, dim]         the embeddings
+ *   codes   uint8 [n, code_size]     PQ codes packed as FAISS's IndexPQ (only when requested)
+ *   y       int64 [n]                the input's labels (only when it has them) */
+typedef struct dml_embeddings {
+    const char *model, *input, *tower;
+    size_t n;
+    int dim;
+    const float *x;       /* [n, dim] */
+    const uint8_t *codes; /* [n, code_size] or NULL */
+    size_t code_size;
+    const int32_t *y;     /* [n] or NULL */
+} dml_embeddings;
+
+/* Writes e to path atomically; DML_ERR_IO naming path on failure. */
+dml_status dml_embeddings_write(const char *path, const dml_embeddings *e, dml_error *err);
+
+#endif

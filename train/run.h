@@ -1,0 +1,70 @@
+/* The state of one training run, shared by the trainer's files (train/ only). */
+#ifndef DML_TRAIN_RUN_H
+#define DML_TRAIN_RUN_H
+
+#include "data/data.h"
+#include "data/normalize.h"
+#include "data/split.h"
+#include "losses/losses.h"
+#include "optim/optim.h"
+#include "train/config.h"
+#include "train/progress.h"
+
+#define DML_MAX_PARAMS 192 /* three MLPs of up to 32 layers, weight + bias each */
+#define DML_MAX_VALIDATIONS 4096
+
+/* One validation: the step and its metrics (for metrics.jsonl and the report). */
+typedef struct dml_validation {
+    long step;
+    double map_at_r, precision_at_1;
+} dml_validation;
+
+typedef struct dml_run {
+    const dml_config *cfg;
+    char out_dir[1024];
+    FILE *log;
+
+    /* data, normalised in place */
+    dml_dataset train, test; /* test.n == 0 when data.test is empty */
+    dml_split split;
+    dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
+    int d_in, d_in_b;            /* encoder input widths (halves split the row) */
+
+    /* model and optimisation */
+    dml_net net;
+    dml_param_view params[DML_MAX_PARAMS];
+    int n_params;
+    dml_optim optim;
+    dml_schedule schedule;
+    dml_pq pq;                /* codebooks: learned jointly or fitted at the end */
+    int pq_ready;             /* the joint loss's codebooks have been initialised */
+    float *best;              /* [n_floats] parameters at the best validation (early stopping) */
+    size_t n_floats;
+
+    /* the step */
+    dml_sampler sampler, sampler_unl; /* sampler_unl: unlabelled rows for reconstruction */
+    dml_graph graph;
+    int batch;
+    int32_t *idx, *pos, *idx_unl, *labels; /* [batch] */
+    float *xa, *xb, *xu;                   /* [batch, d_in] / [batch, d_in_b] / [batch, d_in] */
+    dml_rng rng;
+
+    /* progress */
+    long step, total_steps, steps_per_epoch;
+    double best_score;
+    int evals_without_gain;
+    dml_validation val[DML_MAX_VALIDATIONS];
+    int n_val;
+    float *loss_curve; /* [total_steps] */
+} dml_run;
+
+/* train/train_step.c: one optimisation step's loss on the tape. */
+dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);
+/* Embeds rows x[n, d] with one tower, in blocks, into out[n, dim]. */
+void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out);
+
+/* train/run_state.c: checkpoint.h5 of a run. */
+dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err);
+dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err);
+
+#endif

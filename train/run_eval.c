@@ -1,0 +1,188 @@
+/* Evaluation inside a run: validation during training, the final metrics at the end. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/eval.h"
+#include "train/run_output.h"
+
+/* Embeddings of rows[n] (all rows when rows is NULL) of ds: the anchor tower, or the positive
+ * tower on the second view (second = 1: the right half of halves, or x_b of file pairs). */
+static float *embed(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)
+{
+    const dml_mlp *m = second && r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b
+                                                                    : &r->net.encoder;
+    int width = second ? r->d_in_b : r->d_in, dim = dml_mlp_dim_out(m);
+    const float *src = second && ds->x_b ? ds->x_b : ds->x;
+    int src_d = second && ds->x_b ? ds->d_b : ds->d;
+    int col = second && !ds->x_b ? r->d_in : 0; /* halves: the right half */
+    float *x = malloc((size_t)(n ? n : 1) * width * sizeof(float));
+    float *z = malloc((size_t)(n ? n : 1) * dim * sizeof(float));
+    if (!x || !z) {
+        free(x);
+        free(z);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        memcpy(x + (size_t)i * width, src + (size_t)(rows ? rows[i] : i) * src_d + col,
+               (size_t)width * sizeof(float));
+    dml_run_embed(&r->graph, m, x, n, z);
+    free(x);
+    return z;
+}
+
+static int32_t *labels_of(const dml_dataset *ds, const int32_t *rows, int n)
+{
+    if (!ds->y)
+        return NULL;
+    int32_t *y = malloc((size_t)(n ? n : 1) * sizeof *y);
+    for (int i = 0; y && i < n; i++)
+        y[i] = ds->y[rows ? rows[i] : i];
+    return y;
+}
+
+static int paired(const dml_config *c)
+{
+    return c->data.pairs == DML_PAIRS_HALVES || c->data.pairs == DML_PAIRS_FILE;
+}
+
+/* Metrics of rows of ds: protocol 1 for labelled data, recall/mrr for two-view pairs. */
+static dml_status evaluate_set(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n,
+                               const char *const *metrics, int n_metrics, int use_pq,
+                               dml_eval_result *res, dml_error *err)
+{
+    float *z = embed(r, ds, rows, n, 0), *zb = paired(r->cfg) ? embed(r, ds, rows, n, 1) : NULL;
+    int32_t *y = labels_of(ds, rows, n);
+    dml_status st = DML_OK;
+    if (!z || (paired(r->cfg) && !zb) || (ds->y && !y))
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the evaluation");
+    dml_eval_request req = {.d = dml_mlp_dim_out(&r->net.encoder),
+                            .queries = z,
+                            .q_labels = y,
+                            .n_queries = n,
+                            .metrics = metrics,
+                            .n_metrics = n_metrics,
+                            .knn_k = r->cfg->eval.knn_k,
+                            .seed = (uint64_t)r->cfg->seed,
+                            .pq = use_pq ? &r->pq : NULL};
+    if (zb) { /* queries: anchors; references: their positives */
+        req.db = zb;
+        req.db_labels = y;
+        req.n_db = n;
+        req.paired = 1;
+    }
+    if (st == DML_OK)
+        st = dml_eval_run(&req, res, err);
+    free(z);
+    free(zb);
+    free(y);
+    return st;
+}
+
+dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
+{
+    const dml_dataset *ds = r->split.n_val > 0 ? &r->train : &r->test;
+    const int32_t *rows = r->split.n_val > 0 ? r->split.val : NULL;
+    int n = r->split.n_val > 0 ? r->split.n_val : r->test.n;
+    if (n == 0 || !ds->y) { /* nothing labelled to validate on: the loss alone guides the run */
+        v->map_at_r = v->precision_at_1 = NAN;
+        return DML_OK;
+    }
+    static const char *const metrics[] = {"map_at_r", "precision_at_1"};
+    dml_eval_result res;
+    dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, err);
+    v->map_at_r = dml_eval_get(&res, "map_at_r");
+    v->precision_at_1 = dml_eval_get(&res, "precision_at_1");
+    return st;
+}
+
+/* The final metrics: the configured ones on the test set by protocol 1 (and the paired ones),
+ * then map_all and knn_accuracy of test queries against the training rows as the database. */
+static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    const char *p1[DML_CONFIG_MAX_METRICS], *p2[DML_CONFIG_MAX_METRICS];
+    int n1 = 0, n2 = 0, labelled = r->test.y != NULL;
+    for (int i = 0; i < c->eval.n_metrics; i++) {
+        const char *m = c->eval.metrics[i];
+        int db_metric = !strcmp(m, "map_all") || !strcmp(m, "knn_accuracy");
+        int pair_metric = !strcmp(m, "recall_at_k") || !strcmp(m, "mrr_at_10");
+        int pq_metric = !strcmp(m, "quantization_mse") || !strcmp(m, "pq_recall_at_r");
+        if (pair_metric && !paired(c))
+            continue;
+        if (!pair_metric && !pq_metric && !labelled)
+            continue;
+        if (db_metric && !paired(c))
+            p2[n2++] = m;
+        else
+            p1[n1++] = m;
+    }
+    if (paired(c) && n1 == 0) { /* two-view data: retrieval of each anchor's own positive */
+        p1[n1++] = "recall_at_k";
+        p1[n1++] = "mrr_at_10";
+    }
+    dml_status st = evaluate_set(r, &r->test, NULL, r->test.n, p1, n1, c->eval.pq, out, err);
+    if (st != DML_OK || n2 == 0)
+        return st;
+    /* Protocol 2: test queries against the training rows (the DQN setting). */
+    float *zq = embed(r, &r->test, NULL, r->test.n, 0);
+    float *zd = embed(r, &r->train, r->split.train, r->split.n_train, 0);
+    int32_t *yd = labels_of(&r->train, r->split.train, r->split.n_train);
+    dml_eval_result res2;
+    if (!zq || !zd || !yd)
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the evaluation");
+    dml_eval_request req = {.d = dml_mlp_dim_out(&r->net.encoder), .queries = zq,
+                            .q_labels = r->test.y, .n_queries = r->test.n, .db = zd,
+                            .db_labels = yd, .n_db = r->split.n_train, .metrics = p2,
+                            .n_metrics = n2, .knn_k = c->eval.knn_k, .seed = (uint64_t)c->seed,
+                            .pq = c->eval.pq ? &r->pq : NULL};
+    if (st == DML_OK)
+        st = dml_eval_run(&req, &res2, err);
+    for (int i = 0; st == DML_OK && i < res2.n_values && out->n_values < DML_EVAL_MAX_METRICS; i++)
+        if (isnan(dml_eval_get(out, res2.values[i].name)))
+            out->values[out->n_values++] = res2.values[i];
+    out->seconds += st == DML_OK ? res2.seconds : 0.0;
+    free(zq);
+    free(zd);
+    free(yd);
+    return st;
+}
+
+dml_status dml_run_finish(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    dml_status st = DML_OK;
+    if (!(c->loss.quantization.weight > 0.0f && r->pq_ready)) {
+        fprintf(r->log, "fitting PQ codebooks (M = %d, K = %d) on %d training embeddings\n",
+                c->pq.m, c->pq.k, r->split.n_train);
+        st = dml_run_fit_codebooks(r, 1, err);
+    }
+    dml_eval_result res;
+    memset(&res, 0, sizeof res);
+    if (st == DML_OK && r->test.n > 0) {
+        st = final_metrics(r, &res, err);
+        if (st == DML_OK) {
+            fprintf(r->log, "\nfinal metrics on %s:\n", c->data.test);
+            dml_eval_print_table(&res, r->log);
+        }
+    }
+    char *json = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&json, &len);
+    if (mem) {
+        dml_eval_write_json(&res, mem);
+        fclose(mem);
+    }
+    if (st == DML_OK && !json)
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+    if (st == DML_OK)
+        st = dml_run_write_metrics(r, json, err);
+    if (st == DML_OK)
+        st = dml_run_write_model(r, json, err);
+    if (st == DML_OK)
+        st = dml_run_write_report(r, &res, err);
+    if (st == DML_OK)
+        fprintf(r->log, "wrote %s/model.h5, metrics.jsonl, report.html\n", r->out_dir);
+    free(json);
+    return st;
+}

@@ -1,0 +1,163 @@
+/* A run's checkpoint: every parameter (frozen ones too), the optimizer's moments, the RNG and
+ * samplers' exact positions, the step, early-stopping state, codebooks and the curves so far.
+ * One list of entries serves both writing and reading, so the two cannot drift apart. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/checkpoint.h"
+#include "train/run.h"
+
+#define MAX_ENTRIES (4 * DML_MAX_PARAMS + 16)
+
+typedef struct entries {
+    dml_ckpt_entry e[MAX_ENTRIES];
+    int n;
+} entries;
+
+static void add(entries *es, const char *name, dml_ckpt_type type, void *data, size_t n)
+{
+    DML_ASSERT(es->n < MAX_ENTRIES);
+    dml_ckpt_entry *e = &es->e[es->n++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->type = type;
+    e->data = data;
+    e->n = n;
+}
+
+static void add_mlp(entries *es, const char *tower, dml_mlp *m)
+{
+    char name[64];
+    for (int i = 0; i < m->n_layers; i++) {
+        dml_linear *l = &m->layers[i];
+        snprintf(name, sizeof name, "%s_%03d_w", tower, i);
+        add(es, name, DML_CKPT_F32, l->w.data, (size_t)l->w.rows * l->w.cols);
+        snprintf(name, sizeof name, "%s_%03d_b", tower, i);
+        add(es, name, DML_CKPT_F32, l->b.data, (size_t)l->b.cols);
+    }
+}
+
+/* Scalars travel through one int64 and one float64 array. */
+typedef struct scalars {
+    int64_t i[8]; /* step, pq_ready, evals_without_gain, n_val, optimizer steps, has_best */
+    double f[2];  /* best_score */
+} scalars;
+
+static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
+                    uint8_t *sampler_unl_state, int64_t *val_steps, double *val_metrics)
+{
+    es->n = 0;
+    add_mlp(es, "encoder", &r->net.encoder);
+    add_mlp(es, "decoder", &r->net.decoder);
+    add_mlp(es, "encoder_b", &r->net.encoder_b);
+    int n_state = dml_optim_n_state(&r->optim);
+    char name[64];
+    for (int i = 0; i < r->optim.n_params; i++) {
+        if (n_state >= 1) {
+            snprintf(name, sizeof name, "optim_m_%03d", i);
+            add(es, name, DML_CKPT_F32, r->optim.m[i], r->optim.params[i].n);
+        }
+        if (n_state >= 2) {
+            snprintf(name, sizeof name, "optim_v_%03d", i);
+            add(es, name, DML_CKPT_F32, r->optim.v[i], r->optim.params[i].n);
+        }
+    }
+    add(es, "scalars_i", DML_CKPT_I64, s->i, 8);
+    add(es, "scalars_f", DML_CKPT_F64, s->f, 2);
+    add(es, "rng", DML_CKPT_I64, r->rng.s, 4);
+    add(es, "sampler", DML_CKPT_U8, sampler_state, dml_sampler_state_size(&r->sampler));
+    if (sampler_unl_state)
+        add(es, "sampler_unlabelled", DML_CKPT_U8, sampler_unl_state,
+            dml_sampler_state_size(&r->sampler_unl));
+    add(es, "pq_centroids", DML_CKPT_F32, r->pq.centroids, (size_t)r->pq.d * r->pq.ksub);
+    add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
+    add(es, "loss_curve", DML_CKPT_F32, r->loss_curve, (size_t)r->total_steps);
+    add(es, "val_steps", DML_CKPT_I64, val_steps, DML_MAX_VALIDATIONS);
+    add(es, "val_metrics", DML_CKPT_F64, val_metrics, 2 * DML_MAX_VALIDATIONS);
+}
+
+typedef struct buffers {
+    uint8_t *sampler, *sampler_unl;
+    int64_t *val_steps;
+    double *val_metrics;
+} buffers;
+
+static int buffers_alloc(dml_run *r, buffers *b)
+{
+    memset(b, 0, sizeof *b);
+    b->sampler = malloc(dml_sampler_state_size(&r->sampler));
+    if (r->sampler_unl.n > 0)
+        b->sampler_unl = malloc(dml_sampler_state_size(&r->sampler_unl));
+    b->val_steps = calloc(DML_MAX_VALIDATIONS, sizeof *b->val_steps);
+    b->val_metrics = calloc(2 * DML_MAX_VALIDATIONS, sizeof *b->val_metrics);
+    return b->sampler && (r->sampler_unl.n == 0 || b->sampler_unl) && b->val_steps && b->val_metrics;
+}
+
+static void buffers_free(buffers *b)
+{
+    free(b->sampler);
+    free(b->sampler_unl);
+    free(b->val_steps);
+    free(b->val_metrics);
+}
+
+dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
+{
+    buffers b;
+    if (!buffers_alloc(r, &b)) {
+        buffers_free(&b);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
+    }
+    scalars s = {{r->step, r->pq_ready, r->evals_without_gain, r->n_val, r->optim.step, 0, 0, 0},
+                 {r->best_score, 0.0}};
+    dml_sampler_state_save(&r->sampler, b.sampler);
+    if (b.sampler_unl)
+        dml_sampler_state_save(&r->sampler_unl, b.sampler_unl);
+    for (int i = 0; i < r->n_val; i++) {
+        b.val_steps[i] = r->val[i].step;
+        b.val_metrics[2 * i] = r->val[i].map_at_r;
+        b.val_metrics[2 * i + 1] = r->val[i].precision_at_1;
+    }
+    static entries es; /* large; one run at a time */
+    collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
+    dml_status st = dml_checkpoint_write(path, es.e, es.n, err);
+    buffers_free(&b);
+    return st;
+}
+
+dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
+{
+    buffers b;
+    if (!buffers_alloc(r, &b)) {
+        buffers_free(&b);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
+    }
+    scalars s;
+    static entries es;
+    collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
+    dml_status st = dml_checkpoint_read(path, es.e, es.n, err);
+    if (st == DML_OK)
+        st = dml_sampler_state_load(&r->sampler, b.sampler, dml_sampler_state_size(&r->sampler), err);
+    if (st == DML_OK && b.sampler_unl)
+        st = dml_sampler_state_load(&r->sampler_unl, b.sampler_unl,
+                                    dml_sampler_state_size(&r->sampler_unl), err);
+    if (st == DML_OK) {
+        r->step = s.i[0];
+        r->pq_ready = (int)s.i[1];
+        r->evals_without_gain = (int)s.i[2];
+        r->n_val = (int)s.i[3];
+        r->optim.step = s.i[4];
+        r->best_score = s.f[0];
+        for (int i = 0; i < r->n_val; i++) {
+            r->val[i].step = b.val_steps[i];
+            r->val[i].map_at_r = b.val_metrics[2 * i];
+            r->val[i].precision_at_1 = b.val_metrics[2 * i + 1];
+        }
+    }
+    buffers_free(&b);
+    return st;
+}

@@ -1,0 +1,352 @@
+/* The training loop: set-up (data, model, optimizer, samplers), steps with validation,
+ * early stopping, codebook updates and checkpoints, then the final evaluation and outputs. */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/run.h"
+#include "train/run_output.h"
+
+#define ARENA_BYTES (8u << 20)
+
+/* ---- set-up: data ---- */
+static dml_status open_data(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    dml_status st = dml_dataset_open(c->data.train, &r->train, err);
+    if (st == DML_OK && c->data.test[0])
+        st = dml_dataset_open(c->data.test, &r->test, err);
+    if (st != DML_OK)
+        return st;
+    if (r->test.n && r->test.d != r->train.d)
+        return dml_error_set(err, DML_ERR_DATA, c->data.test, 0, 0,
+                             "rows of width %d, but the training data (%s) has width %d",
+                             r->test.d, c->data.train, r->train.d);
+    int supervised = !c->data.unlabelled && c->loss.type != DML_LOSS_RECONSTRUCTION &&
+                     !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+    if (supervised && !r->train.y)
+        return dml_config_error(c, "loss.type", err, "the %s loss needs labels, and %s has none",
+                                c->loss.type == DML_LOSS_MNR ? "mnr (same_class)" : "configured",
+                                c->data.train);
+    if (c->data.pairs == DML_PAIRS_FILE && !r->train.x_b)
+        return dml_config_error(c, "data.pairs", err,
+                                "file pairs need datasets anchor and positive in %s",
+                                c->data.train);
+    if (c->data.pairs == DML_PAIRS_HALVES && r->train.d % 2)
+        return dml_config_error(c, "data.pairs", err, "halves need an even width, %s has %d",
+                                c->data.train, r->train.d);
+    if (c->data.unlabelled) { /* the labels are ignored, as asked */
+        free(r->train.y);
+        r->train.y = NULL;
+        r->train.n_classes = 0;
+    }
+    dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
+    if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
+        return st;
+    if (c->pq.k > r->split.n_train)
+        return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
+                                c->pq.k, r->split.n_train);
+    return DML_OK;
+}
+
+/* Normalisation statistics from the training rows only, applied to every set in place. */
+static dml_status normalise(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    dml_status st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
+                                       r->split.n_train, err);
+    if (st == DML_OK && r->train.x_b)
+        st = dml_input_norm_fit(&r->norm_b, c->data.normalize, &r->train, 1, r->split.train,
+                                r->split.n_train, err);
+    if (st != DML_OK)
+        return st;
+    dml_input_norm_apply(&r->norm, r->train.x, (size_t)r->train.n);
+    if (r->train.x_b)
+        dml_input_norm_apply(&r->norm_b, r->train.x_b, (size_t)r->train.n);
+    if (r->test.n)
+        dml_input_norm_apply(&r->norm, r->test.x, (size_t)r->test.n);
+    if (r->test.x_b)
+        dml_input_norm_apply(&r->norm_b, r->test.x_b, (size_t)r->test.n);
+    return DML_OK;
+}
+
+/* ---- set-up: model ---- */
+static dml_activation activation(int a)
+{
+    static const dml_activation map[] = {DML_ACT_RELU, DML_ACT_TANH, DML_ACT_GELU,
+                                         DML_ACT_LEAKY_RELU};
+    return map[a];
+}
+
+static dml_output_norm output_norm(int o)
+{
+    static const dml_output_norm map[] = {DML_OUTPUT_L2, DML_OUTPUT_TANH, DML_OUTPUT_NONE};
+    return map[o];
+}
+
+static dml_status build_model(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    r->d_in = r->train.d;
+    r->d_in_b = r->train.x_b ? r->train.d_b : r->train.d;
+    if (c->data.pairs == DML_PAIRS_HALVES)
+        r->d_in = r->d_in_b = r->train.d / 2;
+    if (c->data.pairs != DML_PAIRS_NONE && c->model.type != DML_NET_DUAL && r->d_in != r->d_in_b)
+        return dml_config_error(c, "model.type", err,
+                                "the two views have widths %d and %d: a shared encoder needs one "
+                                "width (use model.type: dual)", r->d_in, r->d_in_b);
+    dml_net_spec spec = {c->model.type, r->d_in, r->d_in_b, c->model.n_hidden, c->model.hidden,
+                         c->model.dim, activation(c->model.activation), output_norm(c->model.output)};
+    dml_status st = dml_net_init(&r->net, &spec, &r->rng, err);
+    if (st == DML_OK && c->model.init[0])
+        st = dml_run_load_init(r, err);
+    if (st != DML_OK)
+        return st;
+    dml_mlp_freeze(&r->net.encoder, c->model.freeze);
+    r->n_params = dml_net_params(&r->net, r->params);
+    r->n_floats = dml_mlp_n_floats(&r->net.encoder) + dml_mlp_n_floats(&r->net.decoder) +
+                  dml_mlp_n_floats(&r->net.encoder_b);
+    return DML_OK;
+}
+
+/* ---- set-up: optimisation ---- */
+static dml_status build_training(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    dml_optim_spec os = {.kind = (dml_optim_kind)c->train.optimizer,
+                         .momentum = c->train.momentum,
+                         .weight_decay = c->train.weight_decay};
+    dml_status st = dml_optim_init(&r->optim, &os, r->params, r->n_params, err);
+    if (st != DML_OK)
+        return st;
+    r->batch = c->train.batch_size;
+    dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
+                           c->sampler.m};
+    if (c->data.pairs != DML_PAIRS_NONE) {
+        ss.kind = DML_SAMPLER_RANDOM;
+        ss.pairs = c->data.pairs == DML_PAIRS_SAME_CLASS ? DML_PAIR_MODE_SAME_CLASS
+                                                         : DML_PAIR_MODE_OTHER_VIEW;
+    }
+    if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
+        ss.kind = DML_SAMPLER_RANDOM; /* nothing to group by */
+    st = dml_sampler_init(&r->sampler, &ss, &r->train, r->split.train, r->split.n_train, &r->rng,
+                          err);
+    if (st == DML_OK && c->loss.reconstruction_weight > 0.0f && r->split.n_unlabelled >= r->batch) {
+        dml_sampler_spec us = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, r->batch, 1};
+        st = dml_sampler_init(&r->sampler_unl, &us, &r->train, r->split.unlabelled,
+                              r->split.n_unlabelled, &r->rng, err);
+    }
+    if (st != DML_OK)
+        return st;
+    r->steps_per_epoch = dml_sampler_steps_per_epoch(&r->sampler);
+    r->total_steps = c->train.steps > 0 ? c->train.steps : (long)c->train.epochs * r->steps_per_epoch;
+    dml_schedule sched = {(dml_schedule_kind)c->train.schedule, c->train.lr, r->total_steps,
+                          c->train.warmup_steps, 0.0f, r->steps_per_epoch, 0.5f};
+    r->schedule = sched;
+    size_t b = (size_t)r->batch, w = (size_t)(r->d_in > r->d_in_b ? r->d_in : r->d_in_b);
+    r->idx = malloc(b * sizeof *r->idx);
+    r->pos = malloc(b * sizeof *r->pos);
+    r->idx_unl = malloc(b * sizeof *r->idx_unl);
+    r->labels = calloc(b, sizeof *r->labels);
+    r->xa = malloc(b * w * sizeof(float));
+    r->xb = malloc(b * w * sizeof(float));
+    r->xu = malloc(b * w * sizeof(float));
+    r->best = malloc((r->n_floats ? r->n_floats : 1) * sizeof(float));
+    r->loss_curve = calloc((size_t)r->total_steps, sizeof(float));
+    if (!r->idx || !r->pos || !r->idx_unl || !r->labels || !r->xa || !r->xb || !r->xu || !r->best ||
+        !r->loss_curve)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
+    if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
+        return st;
+    r->best_score = -1.0;
+    dml_graph_init(&r->graph, ARENA_BYTES);
+    return DML_OK;
+}
+
+static void run_free(dml_run *r)
+{
+    dml_dataset_free(&r->train);
+    dml_dataset_free(&r->test);
+    dml_split_free(&r->split);
+    dml_input_norm_free(&r->norm);
+    dml_input_norm_free(&r->norm_b);
+    dml_net_free(&r->net);
+    dml_optim_free(&r->optim);
+    dml_pq_free(&r->pq);
+    dml_sampler_free(&r->sampler);
+    dml_sampler_free(&r->sampler_unl);
+    dml_graph_free(&r->graph);
+    free(r->idx);
+    free(r->pos);
+    free(r->idx_unl);
+    free(r->labels);
+    free(r->xa);
+    free(r->xb);
+    free(r->xu);
+    free(r->best);
+    free(r->loss_curve);
+}
+
+/* ---- the loop ---- */
+static int every(long step, int n, long steps_per_epoch)
+{
+    long period = n > 0 ? n : steps_per_epoch;
+    return step % period == 0;
+}
+
+/* Copies every parameter into (to_best) or out of the early-stopping snapshot. */
+static void snapshot(dml_run *r, int to_best)
+{
+    dml_mlp *towers[3] = {&r->net.encoder, &r->net.decoder, &r->net.encoder_b};
+    float *p = r->best;
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < towers[t]->n_layers; i++) {
+            dml_tensor *ts[2] = {&towers[t]->layers[i].w, &towers[t]->layers[i].b};
+            for (int k = 0; k < 2; k++) {
+                size_t n = (size_t)ts[k]->rows * ts[k]->cols;
+                if (to_best)
+                    memcpy(p, ts[k]->data, n * sizeof(float));
+                else
+                    memcpy(ts[k]->data, p, n * sizeof(float));
+                p += n;
+            }
+        }
+}
+
+/* The joint loss's codebooks: initialised after the warm-up, then refitted on schedule. */
+static dml_status update_codebooks(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    long warmup = (long)c->loss.quantization.warmup_epochs * r->steps_per_epoch;
+    if (c->loss.quantization.weight <= 0.0f || r->step < warmup)
+        return DML_OK;
+    int due = !r->pq_ready || every(r->step - warmup, c->loss.quantization.codebook_every,
+                                    r->steps_per_epoch);
+    if (!due)
+        return DML_OK;
+    dml_status st = dml_run_fit_codebooks(r, !r->pq_ready, err);
+    if (st == DML_OK)
+        r->pq_ready = 1;
+    return st;
+}
+
+static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
+{
+    dml_validation v = {r->step, 0.0, 0.0};
+    dml_status st = dml_run_validate(r, &v, err);
+    if (st != DML_OK)
+        return st;
+    if (r->n_val < DML_MAX_VALIDATIONS)
+        r->val[r->n_val++] = v;
+    int better = v.map_at_r > r->best_score;
+    if (better) {
+        r->best_score = v.map_at_r;
+        r->evals_without_gain = 0;
+        snapshot(r, 1);
+    } else {
+        r->evals_without_gain++;
+    }
+    dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f%s\n", r->step,
+                      v.map_at_r, v.precision_at_1, better ? " (best)" : "");
+    return DML_OK;
+}
+
+static dml_status train_loop(dml_run *r, dml_error *err)
+{
+    const dml_config *c = r->cfg;
+    dml_progress bar;
+    dml_progress_init(&bar, r->log, r->total_steps, r->step);
+    dml_status st = DML_OK;
+    while (r->step < r->total_steps) {
+        if ((st = update_codebooks(r, err)) != DML_OK)
+            return st;
+        dml_optim_zero_grad(&r->optim);
+        dml_tensor *loss = dml_run_loss(r, &r->graph);
+        if ((st = dml_backward(&r->graph, loss)) != DML_OK)
+            return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
+                                 r->step + 1);
+        float value = loss->data[0];
+        float norm = dml_clip_grad_norm(r->params, r->n_params, c->train.clip_grad_norm);
+        dml_graph_reset(&r->graph);
+        if (!isfinite(value) || !isfinite(norm)) {
+            dml_progress_note(&bar, "\n");
+            return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
+                                 "step %ld: the %s is %s: training diverged (try a lower train.lr "
+                                 "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
+                                 "state",
+                                 r->step + 1, isfinite(value) ? "gradient norm" : "loss",
+                                 isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", r->out_dir);
+        }
+        float lr = dml_schedule_lr(&r->schedule, r->step);
+        dml_optim_step(&r->optim, lr);
+        r->loss_curve[r->step] = value;
+        r->step++;
+        dml_progress_update(&bar, r->step, value, lr);
+        int at_end = r->step == r->total_steps;
+        if ((every(r->step, c->train.eval_every, r->steps_per_epoch) || at_end) &&
+            (st = validate_now(r, &bar, err)) != DML_OK)
+            return st;
+        int stop = c->train.early_stop_patience > 0 &&
+                   r->evals_without_gain >= c->train.early_stop_patience;
+        if (stop)
+            dml_progress_note(&bar, "step %ld: early stop, no validation gain in %d evaluations\n",
+                              r->step, r->evals_without_gain);
+        if ((every(r->step, c->train.checkpoint_every, r->steps_per_epoch) || at_end || stop) &&
+            ((st = dml_run_checkpoint_save(r, err)) != DML_OK ||
+             (st = dml_run_write_metrics(r, NULL, err)) != DML_OK))
+            return st;
+        if (stop)
+            break;
+    }
+    dml_progress_finish(&bar, r->step);
+    return DML_OK;
+}
+
+dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_error *err)
+{
+    dml_run *r = calloc(1, sizeof *r);
+    if (!r)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+    r->cfg = cfg;
+    r->log = opts->log ? opts->log : stderr;
+    if (opts->out_dir)
+        snprintf(r->out_dir, sizeof r->out_dir, "%s", opts->out_dir);
+    else
+        snprintf(r->out_dir, sizeof r->out_dir, "runs/%s", cfg->name);
+    dml_rng_seed(&r->rng, (uint64_t)cfg->seed);
+    dml_set_threads(cfg->train.threads);
+
+    /* Everything that can be wrong with the config or data is found before anything is written. */
+    dml_status st = open_data(r, err);
+    if (st == DML_OK)
+        st = normalise(r, err);
+    if (st == DML_OK)
+        st = build_model(r, err);
+    if (st == DML_OK)
+        st = build_training(r, err);
+    if (st == DML_OK)
+        st = dml_mkdirs(r->out_dir, err);
+    if (st == DML_OK && opts->resume) {
+        st = dml_run_checkpoint_load(r, err);
+        if (st == DML_OK)
+            fprintf(r->log, "resuming %s at step %ld of %ld\n", r->out_dir, r->step, r->total_steps);
+    }
+    if (st == DML_OK) {
+        fprintf(r->log, "# %s: effective config\n", cfg->name);
+        dml_config_print(cfg, r->log);
+        fprintf(r->log, "# %d training rows, %d validation, %d unlabelled, %d test; %ld steps "
+                        "(%ld per epoch)\n",
+                r->split.n_train, r->split.n_val, r->split.n_unlabelled, r->test.n,
+                r->total_steps, r->steps_per_epoch);
+        st = train_loop(r, err);
+    }
+    if (st == DML_OK && r->n_val > 0 && r->best_score >= 0.0)
+        snapshot(r, 0); /* the model is the best validated one */
+    if (st == DML_OK)
+        st = dml_run_finish(r, err);
+    run_free(r);
+    free(r);
+    return st;
+}
