@@ -17,8 +17,8 @@ static double nice_step(double span, int target)
     return (r < 1.5 ? 1.0 : r < 3.5 ? 2.0 : r < 7.5 ? 5.0 : 10.0) * mag;
 }
 
-/* [lo, hi] widened to whole ticks (and to a non-empty span). */
-static void nice_range(double *lo, double *hi, int target)
+/* [lo, hi] widened by pad of its span, then to whole ticks (and to a non-empty span). */
+static void nice_range(double *lo, double *hi, int target, double pad)
 {
     if (!isfinite(*lo) || !isfinite(*hi)) {
         *lo = 0.0;
@@ -29,6 +29,9 @@ static void nice_range(double *lo, double *hi, int target)
         *lo -= pad;
         *hi += pad;
     }
+    double margin = pad * (*hi - *lo);
+    *lo -= margin;
+    *hi += margin;
     double step = nice_step(*hi - *lo, target);
     *lo = floor(*lo / step + 1e-9) * step;
     *hi = ceil(*hi / step - 1e-9) * step;
@@ -72,8 +75,8 @@ void dml_html_text(FILE *f, const char *s)
 void dml_chart_begin(FILE *f, dml_chart *c, const char *title, const char *xlabel,
                      const char *ylabel)
 {
-    nice_range(&c->x0, &c->x1, 6);
-    nice_range(&c->y0, &c->y1, 5);
+    nice_range(&c->x0, &c->x1, 6, 0.0); /* steps start at the frame */
+    nice_range(&c->y0, &c->y1, 5, 0.03); /* values stay off it */
     double px0 = c->left, px1 = c->width - c->right, py0 = c->top, py1 = c->height - c->bottom;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, Liberation Sans, Arial, "

@@ -226,7 +226,8 @@ extern const char *const dml_chart_palette[DML_CHART_COLORS]; /* matplotlib's ta
 typedef struct dml_chart {
     int width, height;            /* the svg, in pixels */
     int left, right, top, bottom; /* margins around the plot area */
-    double x0, x1, y0, y1;        /* the data shown; dml_chart_begin widens it to whole ticks */
+    double x0, x1, y0, y1;        /* the data shown; dml_chart_begin widens it to whole ticks
+                                   * (y by 3% first, to keep points off the frame) */
 } dml_chart;
 
 /* Opens the svg: white background, title, grid, ticks with labels, frame and axis labels. */

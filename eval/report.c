@@ -9,7 +9,7 @@
 
 #define LOSS_POINTS 800 /* the loss curve is averaged into at most this many buckets */
 #define LEGEND_MAX 20   /* classes named in the scatter's legend */
-#define CHART_W 570
+#define CHART_W 550
 #define CHART_H 340
 
 static const char STYLE[] =
@@ -21,7 +21,7 @@ static const char STYLE[] =
     "padding:8px}table{border-collapse:collapse;font-size:14px}"
     "th,td{padding:5px 14px;border-bottom:1px solid #e3e3e3;text-align:right}"
     "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left;font-family:monospace}"
-    ".note{color:#555;font-size:13px;max-width:520px}.empty{color:#777;padding:40px 20px}"
+    ".note{color:#555;font-size:13px;max-width:380px}.empty{color:#777;padding:40px 20px}"
     "pre{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px;font-size:13px;"
     "overflow:auto}";
 
@@ -124,8 +124,12 @@ static void validation_chart(FILE *f, const dml_report *r)
         dml_chart_line(f, &c, x, y + (size_t)m * n, n, colors[m], 2.0);
         dml_chart_points(f, &c, x, y + (size_t)m * n, n, colors[m], 3.0);
     }
-    dml_chart_legend(f, c.left + 10, c.height - c.bottom - 12 - 18 * shown, r->val_names, colors,
-                     shown);
+    /* bottom right: metrics mostly rise, so that corner is usually empty */
+    double longest = 0.0;
+    for (int m = 0; m < shown; m++)
+        longest = fmax(longest, 7.2 * (double)strlen(r->val_names[m]));
+    dml_chart_legend(f, c.width - c.right - longest - 44, c.height - c.bottom - 16 - 18 * shown,
+                     r->val_names, colors, shown);
     dml_chart_end(f);
     fputs("</div>\n", f);
     free(x);
@@ -182,13 +186,16 @@ static void scatter(FILE *f, const dml_report *r)
     int n_classes = dml_labels_distinct(lab, m, &classes);
     if (n_classes < 0)
         goto done;
-    dml_chart c = {CHART_W, 560, 64, r->labels ? 150 : 16, 30, 46, 0, 0, 0, 0};
+    dml_chart c = {620, 540, 60, r->labels ? 140 : 16, 30, 46, 0, 0, 0, 0};
     for (int i = 0; i < m; i++) {
         xy[i] = p[2 * i];
         xy[m + i] = p[2 * i + 1];
     }
     range_of(xy, m, &c.x0, &c.x1);
     range_of(xy + m, m, &c.y0, &c.y1);
+    double pad = 0.03 * (c.x1 - c.x0);
+    c.x0 -= pad;
+    c.x1 += pad;
     char xl[64], yl[64], title[96];
     snprintf(xl, sizeof xl, "PC 1 (%.1f%% of variance)", 100.0 * explained[0]);
     snprintf(yl, sizeof yl, "PC 2 (%.1f%% of variance)", 100.0 * explained[1]);

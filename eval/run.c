@@ -63,6 +63,16 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "evaluation: expected %s (%d queries of width %d, %d database rows)",
                              what, req->n_queries, req->d, req->db ? req->n_db : 0);
+    for (int set = 0; set < 2; set++) { /* NaN or Inf would make every ranking meaningless */
+        const float *x = set ? req->db : req->queries;
+        size_t n = x ? (size_t)(set ? req->n_db : req->n_queries) * req->d : 0;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
+                                     "evaluation: %s row %zu has a non-finite value (%g); "
+                                     "expected finite embeddings",
+                                     set ? "database" : "query", i / (size_t)req->d, x[i]);
+    }
     return DML_OK;
 }
 

@@ -34,8 +34,9 @@
  * Conventions. Every fallible call returns a dml_status (DML_OK is 0) and never exits or aborts
  * on bad input. Arrays are row-major float32 ([n, d]: row i at x + i * d), owned by the caller:
  * dml reads inputs and writes outputs, and keeps no pointer to either after the call returns.
- * Handles (dml_model) are owned by the caller from open until free; what a getter returns (the
- * codebooks, the metric name) belongs to the handle and lives as long as it.
+ * Handles (dml_model) are owned by the caller from open until free; functions other than
+ * dml_model_encode* and dml_model_free require a handle dml_model_open returned. What a getter
+ * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
  *
  * Threads. After dml_model_open returns, a model is read-only: any number of threads may call
  * dml_model_encode and the getters on one model at once (each call works in its own memory).

@@ -4,6 +4,7 @@
 #ifndef DML_TESTS_MODEL_FIXTURE_H
 #define DML_TESTS_MODEL_FIXTURE_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,41 @@ static void fx_model(dml_model_file *mf, const fx_spec *s)
     mf->steps = 1234;
     mf->config_yaml = strdup("name: fixture\nmodel:\n  dim: 8\n  hidden: [16]\n");
     mf->metrics_json = strdup("{\"map_at_r\": 0.5, \"precision_at_1\": 0.75}");
+}
+
+/* A fresh temporary folder dir and path = dir/name (both char arrays). */
+#define FX_TMP(dir, path, name) \
+    (tu_mkdtemp(dir, sizeof dir), snprintf(path, sizeof path, "%s/%s", dir, name))
+
+static inline void fx_rm(const char *dir)
+{
+    assert_int_equal(tu_system("rm -rf '%s'", dir), 0);
+}
+
+/* A whole file in a new buffer (*n bytes, plus a NUL after them). */
+static inline char *fx_slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*n + 1);
+    assert_int_equal(fread(buf, 1, *n, f), *n);
+    buf[*n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Writes bytes to dir/name. */
+static inline void fx_dump(const char *dir, const char *name, const void *p, size_t bytes)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, bytes, f), bytes);
+    fclose(f);
 }
 
 /* The models the tests share: every type, activation and output norm, with and without

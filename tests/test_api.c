@@ -3,7 +3,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <unistd.h>
 
 #include "tests/model_fixture.h"
 

@@ -48,8 +48,7 @@ static void same_norm(const dml_input_norm *a, const dml_input_norm *b)
 static void round_trip(const fx_spec *spec)
 {
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     dml_model_file a, b;
     fx_model(&a, spec);
     dml_error err = {0};
@@ -77,8 +76,7 @@ static void round_trip(const fx_spec *spec)
     assert_string_equal(a.metrics_json, b.metrics_json);
     dml_model_file_free(&a);
     dml_model_file_free(&b);
-    unlink(path);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 static void test_round_trip_mlp(void **state)
@@ -106,8 +104,7 @@ static void test_round_trip_dual(void **state)
 static void h5py_check(const fx_spec *spec, int tower)
 {
     char dir[256], path[300], xp[300], yp[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     snprintf(xp, sizeof xp, "%s/x.f32", dir);
     snprintf(yp, sizeof yp, "%s/y.f32", dir);
     dml_model_file mf;
@@ -119,22 +116,15 @@ static void h5py_check(const fx_spec *spec, int tower)
     int d_in = dml_mlp_dim_in(m), dim = dml_mlp_dim_out(m);
     float *x = fx_rows(n, d_in, 99), *y = malloc(n * (size_t)dim * sizeof(float));
     assert_int_equal(dml_model_file_encode(&mf, tower, x, n, y), DML_OK);
-    FILE *f = fopen(xp, "wb");
-    fwrite(x, sizeof(float), n * (size_t)d_in, f);
-    fclose(f);
-    f = fopen(yp, "wb");
-    fwrite(y, sizeof(float), n * (size_t)dim, f);
-    fclose(f);
+    fx_dump(dir, "x.f32", x, n * (size_t)d_in * sizeof(float));
+    fx_dump(dir, "y.f32", y, n * (size_t)dim * sizeof(float));
     assert_int_equal(tu_python_run("tests/scripts/check_model_h5.py %s %s %s %s", path, xp, yp,
                                    tower ? "encoder_b" : "encoder"),
                      0);
     free(x);
     free(y);
     dml_model_file_free(&mf);
-    unlink(path);
-    unlink(xp);
-    unlink(yp);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 static void test_h5py_reads_it(void **state)
@@ -260,8 +250,7 @@ static void test_malformed_files(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/bad.h5", dir);
+    FX_TMP(dir, path, "bad.h5");
     dml_model_file good;
     fx_model(&good, &FX_MLP);
     for (size_t i = 0; i < sizeof MUTATIONS / sizeof MUTATIONS[0]; i++) {
@@ -279,16 +268,14 @@ static void test_malformed_files(void **state)
         dml_model_file_free(&mf);
     }
     dml_model_file_free(&good);
-    unlink(path);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 static void test_missing_or_not_hdf5(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     dml_model_file mf;
     dml_error err = {0};
     assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
@@ -304,8 +291,7 @@ static void test_missing_or_not_hdf5(void **state)
     H5Fclose(h);
     assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
     assert_string_equal(err.msg, "not a dml model file: format is '(none)', expected 'dml-model'");
-    unlink(path);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 static size_t dir_entries(const char *dir)
@@ -318,27 +304,13 @@ static size_t dir_entries(const char *dir)
     return n;
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(*n);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    fclose(f);
-    return buf;
-}
-
 /* A write that fails half-way (the file size limit hits) leaves the old file byte for byte and
  * no temporary file; the same write without the limit replaces it. */
 static void test_atomic_write(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     dml_model_file small, big;
     fx_model(&small, &FX_LEAKY);
     fx_spec bs = FX_MLP;
@@ -348,7 +320,7 @@ static void test_atomic_write(void **state)
     dml_error err = {0};
     assert_int_equal(dml_model_file_write(path, &small, &err), DML_OK);
     size_t n_old, n_now;
-    char *old = slurp(path, &n_old);
+    char *old = fx_slurp(path, &n_old);
 
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -363,7 +335,7 @@ static void test_atomic_write(void **state)
     waitpid(pid, &wst, 0);
     assert_true(WIFEXITED(wst));
     assert_int_equal(WEXITSTATUS(wst), 0);
-    char *now = slurp(path, &n_now);
+    char *now = fx_slurp(path, &n_now);
     assert_int_equal(n_now, n_old);
     assert_memory_equal(now, old, n_old);
     assert_int_equal(dir_entries(dir), 1);
@@ -378,16 +350,14 @@ static void test_atomic_write(void **state)
     dml_model_file_free(&small);
     dml_model_file_free(&big);
     free(old);
-    unlink(path);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 static void test_write_refuses_inconsistent(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     dml_model_file mf;
     fx_model(&mf, &FX_MLP);
     mf.pq.d = 6; /* codebooks for another width */
@@ -399,7 +369,7 @@ static void test_write_refuses_inconsistent(void **state)
     assert_int_equal(dml_model_file_write(path, &mf, &err), DML_ERR_USAGE);
     assert_int_equal(dir_entries(dir), 0);
     dml_model_file_free(&mf);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 /* Fine-tuning: a trainer's fresh net takes the file's weights when the shapes agree. */
@@ -407,8 +377,7 @@ static void test_copy_into_trainer_net(void **state)
 {
     (void)state;
     char dir[256], path[300];
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.h5", dir);
+    FX_TMP(dir, path, "model.h5");
     dml_model_file mf, back, fresh, other;
     fx_model(&mf, &FX_MLP);
     dml_error err = {0};
@@ -439,8 +408,7 @@ static void test_copy_into_trainer_net(void **state)
     dml_model_file_free(&back);
     dml_model_file_free(&fresh);
     dml_model_file_free(&other);
-    unlink(path);
-    rmdir(dir);
+    fx_rm(dir);
 }
 
 int main(void)

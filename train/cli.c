@@ -30,8 +30,8 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-    {"train", dml_cli_train},
-    {NULL, NULL},
+    {"train", dml_cli_train},   {"eval", dml_cli_eval}, {"encode", dml_cli_encode},
+    {"export", dml_cli_export}, {"info", dml_cli_info}, {NULL, NULL},
 };
 
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err)

@@ -21,7 +21,9 @@
  *                              dataset centroids [M, ksub, dsub] f32 (FAISS's pq.centroids order)
  *   /training            attrs seed, steps (int64); config (the effective config, YAML text) and
  *                              final_metrics (JSON text) when known
- * Every string is a scalar variable-length UTF-8 attribute, so h5py returns str. */
+ * Every string is a scalar variable-length UTF-8 attribute, so h5py returns str. data.normalize
+ * "unit" is stored as standardize with mean 0 and std 255. Writing is in model_file.c, reading
+ * and validation in model_read.c, the encode path in api.c. */
 #ifndef DML_TRAIN_MODEL_FILE_H
 #define DML_TRAIN_MODEL_FILE_H
 

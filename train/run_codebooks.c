@@ -1,5 +1,6 @@
 /* Codebooks of a run: the product quantizer over the encoder's training-set embeddings. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "train/run_output.h"
 
@@ -22,14 +23,32 @@ static float *embed_rows(dml_run *r, const int32_t *rows, int n)
     return z;
 }
 
+int32_t *dml_run_all_train_rows(const dml_run *r, int *n)
+{
+    *n = r->split.n_train + r->split.n_unlabelled;
+    int32_t *rows = malloc((size_t)(*n ? *n : 1) * sizeof *rows);
+    if (rows) {
+        memcpy(rows, r->split.train, (size_t)r->split.n_train * sizeof *rows);
+        memcpy(rows + r->split.n_train, r->split.unlabelled,
+               (size_t)r->split.n_unlabelled * sizeof *rows);
+    }
+    return rows;
+}
+
+/* Codebooks need no labels: every training row, labelled or set aside, is used. */
 dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err)
 {
-    float *z = embed_rows(r, r->split.train, r->split.n_train);
+    int n;
+    int32_t *rows = dml_run_all_train_rows(r, &n);
+    float *z = rows ? embed_rows(r, rows, n) : NULL;
+    dml_status st = DML_OK;
     if (!z)
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
-    dml_status st = fresh ? dml_pq_train(&r->pq, z, r->split.n_train, r->cfg->pq.iters,
-                                         DML_KMEANS_PLUSPLUS, &r->rng, err)
-                          : dml_pq_refine(&r->pq, z, r->split.n_train, r->cfg->pq.iters, err);
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
+    else if (fresh)
+        st = dml_pq_train(&r->pq, z, n, r->cfg->pq.iters, DML_KMEANS_PLUSPLUS, &r->rng, err);
+    else
+        st = dml_pq_refine(&r->pq, z, n, r->cfg->pq.iters, err);
+    free(rows);
     free(z);
     return st;
 }

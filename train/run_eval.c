@@ -6,8 +6,8 @@
 #include "eval/eval.h"
 #include "train/run_output.h"
 
-/* Embeddings of rows[n] (all rows when rows is NULL) of ds: the anchor tower, or the positive
- * tower on the second view (second = 1: the right half of halves, or x_b of file pairs). */
+/* Embeddings of rows[n] (all rows when rows is NULL) of ds: the anchor tower, or (second) the
+ * positive tower on the second view. */
 static float *embed(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)
 {
     const dml_mlp *m = second && r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b
@@ -15,7 +15,6 @@ static float *embed(dml_run *r, const dml_dataset *ds, const int32_t *rows, int 
     int width = second ? r->d_in_b : r->d_in, dim = dml_mlp_dim_out(m);
     const float *src = second && ds->x_b ? ds->x_b : ds->x;
     int src_d = second && ds->x_b ? ds->d_b : ds->d;
-    int col = second && !ds->x_b ? r->d_in : 0; /* halves: the right half */
     float *x = malloc((size_t)(n ? n : 1) * width * sizeof(float));
     float *z = malloc((size_t)(n ? n : 1) * dim * sizeof(float));
     if (!x || !z) {
@@ -24,7 +23,7 @@ static float *embed(dml_run *r, const dml_dataset *ds, const int32_t *rows, int 
         return NULL;
     }
     for (int i = 0; i < n; i++)
-        memcpy(x + (size_t)i * width, src + (size_t)(rows ? rows[i] : i) * src_d + col,
+        memcpy(x + (size_t)i * width, src + (size_t)(rows ? rows[i] : i) * src_d,
                (size_t)width * sizeof(float));
     dml_run_embed(&r->graph, m, x, n, z);
     free(x);
@@ -97,7 +96,8 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
 }
 
 /* The final metrics: the configured ones on the test set by protocol 1 (and the paired ones),
- * then map_all and knn_accuracy of test queries against the training rows as the database. */
+ * then map_all and knn_accuracy of test queries against the training rows (all of them, the
+ * ones labels_per_class set aside too) as the database. */
 static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err)
 {
     const dml_config *c = r->cfg;
@@ -125,15 +125,17 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
     if (st != DML_OK || n2 == 0)
         return st;
     /* Protocol 2: test queries against the training rows (the DQN setting). */
+    int n_db;
+    int32_t *db_rows = dml_run_all_train_rows(r, &n_db);
     float *zq = embed(r, &r->test, NULL, r->test.n, 0);
-    float *zd = embed(r, &r->train, r->split.train, r->split.n_train, 0);
-    int32_t *yd = labels_of(&r->train, r->split.train, r->split.n_train);
+    float *zd = db_rows ? embed(r, &r->train, db_rows, n_db, 0) : NULL;
+    int32_t *yd = db_rows ? labels_of(&r->train, db_rows, n_db) : NULL;
     dml_eval_result res2;
     if (!zq || !zd || !yd)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the evaluation");
     dml_eval_request req = {.d = dml_mlp_dim_out(&r->net.encoder), .queries = zq,
                             .q_labels = r->test.y, .n_queries = r->test.n, .db = zd,
-                            .db_labels = yd, .n_db = r->split.n_train, .metrics = p2,
+                            .db_labels = yd, .n_db = n_db, .metrics = p2,
                             .n_metrics = n2, .knn_k = c->eval.knn_k, .seed = (uint64_t)c->seed,
                             .pq = c->eval.pq ? &r->pq : NULL};
     if (st == DML_OK)
@@ -142,6 +144,7 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
         if (isnan(dml_eval_get(out, res2.values[i].name)))
             out->values[out->n_values++] = res2.values[i];
     out->seconds += st == DML_OK ? res2.seconds : 0.0;
+    free(db_rows);
     free(zq);
     free(zd);
     free(yd);

@@ -9,6 +9,10 @@
  * a shape that does not match is a config error naming model.init. */
 dml_status dml_run_load_init(dml_run *r, dml_error *err);
 
+/* Every non-validation training row, labelled or set aside by labels_per_class (malloc'ed;
+ * *n rows): what codebooks are fitted on and what protocol 2 searches. */
+int32_t *dml_run_all_train_rows(const dml_run *r, int *n);
+
 /* The joint loss's codebooks from the embeddings of the training rows: a fresh k-means++ fit
  * (fresh) or pq.iters more k-means iterations from the current codebooks. */
 dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err);

@@ -28,10 +28,7 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     int b = r->batch;
     dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     const dml_mlp *tower_b = c->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
-    if (c->data.pairs == DML_PAIRS_HALVES) {
-        gather(ds->x, ds->d, r->idx, b, 0, r->d_in, r->xa);
-        gather(ds->x, ds->d, r->idx, b, r->d_in, r->d_in_b, r->xb);
-    } else if (c->data.pairs == DML_PAIRS_FILE) {
+    if (ds->x_b) { /* two views: file pairs, or the halves of each row */
         gather(ds->x, ds->d, r->idx, b, 0, r->d_in, r->xa);
         gather(ds->x_b, ds->d_b, r->pos, b, 0, r->d_in_b, r->xb);
     } else { /* same_class: two rows of one class through the shared encoder */

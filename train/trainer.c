@@ -34,20 +34,20 @@ static dml_status open_data(dml_run *r, dml_error *err)
         return dml_config_error(c, "data.pairs", err,
                                 "file pairs need datasets anchor and positive in %s",
                                 c->data.train);
-    if (c->data.pairs == DML_PAIRS_HALVES && r->train.d % 2)
-        return dml_config_error(c, "data.pairs", err, "halves need an even width, %s has %d",
-                                c->data.train, r->train.d);
-    if (c->data.unlabelled) { /* the labels are ignored, as asked */
-        free(r->train.y);
-        r->train.y = NULL;
-        r->train.n_classes = 0;
-    }
+    if (c->data.pairs == DML_PAIRS_HALVES) /* two views of every row: its two halves */
+        for (dml_dataset *ds = &r->train; ds; ds = ds == &r->train && r->test.n ? &r->test : NULL) {
+            dml_dataset halves;
+            if ((st = dml_dataset_halves(ds, &halves, err)) != DML_OK)
+                return st;
+            dml_dataset_free(ds);
+            *ds = halves;
+        }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
         return st;
-    if (c->pq.k > r->split.n_train)
+    if (c->pq.k > r->split.n_train + r->split.n_unlabelled)
         return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
-                                c->pq.k, r->split.n_train);
+                                c->pq.k, r->split.n_train + r->split.n_unlabelled);
     return DML_OK;
 }
 
@@ -91,8 +91,6 @@ static dml_status build_model(dml_run *r, dml_error *err)
     const dml_config *c = r->cfg;
     r->d_in = r->train.d;
     r->d_in_b = r->train.x_b ? r->train.d_b : r->train.d;
-    if (c->data.pairs == DML_PAIRS_HALVES)
-        r->d_in = r->d_in_b = r->train.d / 2;
     if (c->data.pairs != DML_PAIRS_NONE && c->model.type != DML_NET_DUAL && r->d_in != r->d_in_b)
         return dml_config_error(c, "model.type", err,
                                 "the two views have widths %d and %d: a shared encoder needs one "
@@ -240,7 +238,8 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
         return st;
     if (r->n_val < DML_MAX_VALIDATIONS)
         r->val[r->n_val++] = v;
-    int better = v.map_at_r > r->best_score;
+    /* Unlabelled training selects nothing by labels: the metrics are only reported. */
+    int better = !r->cfg->data.unlabelled && v.map_at_r > r->best_score;
     if (better) {
         r->best_score = v.map_at_r;
         r->evals_without_gain = 0;

@@ -1,0 +1,168 @@
+/* dml eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--metrics a,b,...] [--json]
+ *          [--projector DIR] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/eval.h"
+#include "train/cli.h"
+#include "train/model_file.h"
+
+static const char HELP[] =
+    "usage: dml eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--metrics a,b,...] [--json]\n"
+    "                [--projector DIR]\n"
+    "\n"
+    "Embeds SPEC with the model and reports retrieval metrics (docs: shared metrics.md).\n"
+    "Without --db every row is a query searched among the others (self excluded); with --db\n"
+    "the rows of SPEC are queries searched in the database SPEC. A dual encoder embeds the\n"
+    "first view (or the left half of each row) as queries and the second view (or the right\n"
+    "half) as their references: recall_at_k and mrr_at_10.\n"
+    "\n"
+    "  --data SPEC        the queries (a data spec: file.h5[:/X], IDX, .npy, .fvecs, .csv,\n"
+    "                     fashion-mnist:train|test)\n"
+    "  --db SPEC          a database to search (protocol 2: map_all, knn_accuracy)\n"
+    "  --pq               also every retrieval metric on the model's PQ codes (ADC)\n"
+    "  --metrics LIST     comma-separated metric keys (default: all the data allow)\n"
+    "  --json             one JSON object instead of the table\n"
+    "  --projector DIR    write DIR/vectors.tsv and DIR/metadata.tsv (Embedding Projector)\n"
+    "  -h, --help         this text\n";
+
+typedef struct args {
+    const char *model, *data, *db, *projector;
+    int pq, json;
+    char *metrics[DML_EVAL_MAX_METRICS];
+    int n_metrics;
+    char metric_text[1024];
+} args;
+
+static int parse(int argc, char **argv, args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        int has_value = i + 1 < argc;
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+            fputs(HELP, stdout);
+            return 0;
+        } else if (!strcmp(s, "--pq")) {
+            a->pq = 1;
+        } else if (!strcmp(s, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(s, "--data") && has_value) {
+            a->data = argv[++i];
+        } else if (!strcmp(s, "--db") && has_value) {
+            a->db = argv[++i];
+        } else if (!strcmp(s, "--projector") && has_value) {
+            a->projector = argv[++i];
+        } else if (!strcmp(s, "--metrics") && has_value) {
+            snprintf(a->metric_text, sizeof a->metric_text, "%s", argv[++i]);
+            for (char *tok = strtok(a->metric_text, ","); tok && a->n_metrics < DML_EVAL_MAX_METRICS;
+                 tok = strtok(NULL, ","))
+                a->metrics[a->n_metrics++] = tok;
+        } else if (s[0] != '-' && !a->model) {
+            a->model = s;
+        } else {
+            fprintf(stderr, "dml eval: unexpected argument '%s'\n\n%s", s, HELP);
+            return -1;
+        }
+    }
+    if (!a->model || !a->data) {
+        fprintf(stderr, "dml eval: %s\n\n%s", a->model ? "--data is required" : "which model?", HELP);
+        return -1;
+    }
+    return 1;
+}
+
+/* Queries (and, for a dual encoder, their paired references) embedded by the model. */
+static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, float **zq, float **zp,
+                                dml_error *err)
+{
+    *zp = NULL;
+    if (mf->net.type != DML_NET_DUAL)
+        return dml_model_file_encode_dataset(mf, 0, ds, zq, err);
+    if (!ds->x_b) { /* two views from one row: its halves */
+        dml_dataset halves;
+        dml_status st = dml_dataset_halves(ds, &halves, err);
+        if (st != DML_OK)
+            return st;
+        dml_dataset_free(ds);
+        *ds = halves;
+    }
+    dml_status st = dml_model_file_encode_dataset(mf, 0, ds, zq, err);
+    return st == DML_OK ? dml_model_file_encode_dataset(mf, 1, ds, zp, err) : st;
+}
+
+static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
+{
+    dml_model_file mf;
+    dml_dataset q = {0}, db = {0};
+    float *zq = NULL, *zp = NULL, *zd = NULL;
+    dml_status st = dml_model_file_read(a->model, &mf, err);
+    if (st != DML_OK)
+        return st;
+    if (a->pq && !mf.pq.d)
+        st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0, "--pq: the model has no codebooks");
+    if (st == DML_OK)
+        st = dml_dataset_open(a->data, &q, err);
+    if (st == DML_OK)
+        st = embed_queries(&mf, &q, &zq, &zp, err);
+    if (st == DML_OK && a->db) {
+        st = dml_dataset_open(a->db, &db, err);
+        if (st == DML_OK)
+            st = dml_model_file_encode_dataset(&mf, 0, &db, &zd, err);
+    }
+    int dim = dml_mlp_dim_out(&mf.net.encoder);
+    if (st == DML_OK) {
+        dml_eval_request req = {.d = dim, .queries = zq, .q_labels = q.y, .n_queries = q.n,
+                                .distance = strcmp(mf.metric, "inner_product") ? DML_EVAL_L2SQ
+                                                                               : DML_EVAL_IP,
+                                .pq = a->pq ? &mf.pq : NULL,
+                                .metrics = a->n_metrics ? (const char *const *)a->metrics : NULL,
+                                .n_metrics = a->n_metrics, .seed = (uint64_t)mf.seed};
+        if (zp) {
+            req.db = zp;
+            req.db_labels = q.y;
+            req.n_db = q.n;
+            req.paired = 1;
+        } else if (zd) {
+            req.db = zd;
+            req.db_labels = db.y;
+            req.n_db = db.n;
+        }
+        st = dml_eval_run(&req, res, err);
+    }
+    if (st == DML_OK && a->projector) {
+        st = dml_mkdirs(a->projector, err);
+        if (st == DML_OK)
+            st = dml_projector_write(a->projector, zq, q.y, q.n, dim, err);
+    }
+    free(zq);
+    free(zp);
+    free(zd);
+    dml_dataset_free(&q);
+    dml_dataset_free(&db);
+    dml_model_file_free(&mf);
+    return st;
+}
+
+int dml_cli_eval(int argc, char **argv)
+{
+    args a;
+    int ok = parse(argc, argv, &a);
+    if (ok <= 0)
+        return ok == 0 ? 0 : 2;
+    dml_eval_result res;
+    dml_error err = {0};
+    dml_status st = run(&a, &res, &err);
+    if (st != DML_OK) {
+        dml_cli_report_error("eval", st, &err);
+        return dml_status_exit_code(st);
+    }
+    if (a.json) {
+        dml_eval_write_json(&res, stdout);
+        fputc('\n', stdout);
+    } else {
+        dml_eval_print_table(&res, stdout);
+    }
+    return 0;
+}

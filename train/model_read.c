@@ -1,0 +1,441 @@
+/* model.h5 read and validated: every problem is DML_ERR_DATA naming the file and the object
+ * (the layout is in model_file.h). */
+#include "train/model_file.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_LAYERS 64
+#define MAX_WIDTH (1 << 24)
+
+/* Every helper is a no-op once an error is recorded, so the caller reads a whole group
+ * and checks r->st once. */
+typedef struct reader {
+    const char *path;
+    dml_error *err;
+    dml_status st;
+} reader;
+
+static void fail(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(reader *r, const char *fmt, ...)
+{
+    if (r->st != DML_OK)
+        return;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->st = dml_error_set(r->err, DML_ERR_DATA, r->path, 0, 0, "%s", msg);
+}
+
+/* An attribute holding one value of class cls, opened; -1 (and maybe an error) otherwise. */
+static hid_t open_attr(reader *r, hid_t loc, const char *where, const char *name,
+                       H5T_class_t cls, int required)
+{
+    if (r->st != DML_OK)
+        return -1;
+    if (H5Aexists(loc, name) <= 0) {
+        if (required)
+            fail(r, "%s: the attribute '%s' is missing", where, name);
+        return -1;
+    }
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, s = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = t >= 0 && s >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
+    if (t >= 0)
+        H5Tclose(t);
+    if (s >= 0)
+        H5Sclose(s);
+    if (!ok) {
+        fail(r, "%s: the attribute '%s' is not a single %s", where, name,
+             cls == H5T_STRING ? "string" : cls == H5T_INTEGER ? "integer" : "number");
+        if (a >= 0)
+            H5Aclose(a);
+        return -1;
+    }
+    return a;
+}
+
+/* A string attribute (variable-length or fixed), malloc'ed; NULL when absent or on error. */
+static char *get_str(reader *r, hid_t loc, const char *where, const char *name, int required)
+{
+    hid_t a = open_attr(r, loc, where, name, H5T_STRING, required);
+    if (a < 0)
+        return NULL;
+    hid_t ft = H5Aget_type(a);
+    char *out = NULL;
+    if (H5Tis_variable_str(ft) > 0) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ft));
+        char *v = NULL;
+        if (H5Aread(a, mt, &v) >= 0)
+            out = strdup(v ? v : "");
+        H5free_memory(v);
+        H5Tclose(mt);
+    } else {
+        size_t n = H5Tget_size(ft);
+        hid_t mt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
+        if ((out = calloc(n + 1, 1)) && H5Aread(a, mt, out) < 0) {
+            free(out);
+            out = NULL;
+        }
+        H5Tclose(mt);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    if (!out)
+        fail(r, "%s: cannot read the attribute '%s'", where, name);
+    return out;
+}
+
+static int64_t get_i64(reader *r, hid_t loc, const char *where, const char *name, int required)
+{
+    int64_t v = 0;
+    hid_t a = open_attr(r, loc, where, name, H5T_INTEGER, required);
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &v) < 0)
+        fail(r, "%s: cannot read the attribute '%s'", where, name);
+    if (a >= 0)
+        H5Aclose(a);
+    return v;
+}
+
+/* A positive integer attribute no larger than max. */
+static int get_size(reader *r, hid_t loc, const char *where, const char *name, int64_t max)
+{
+    int64_t v = get_i64(r, loc, where, name, 1);
+    if (r->st == DML_OK && (v < 1 || v > max))
+        fail(r, "%s: %s = %lld is out of range (1..%lld)", where, name, (long long)v,
+             (long long)max);
+    return r->st == DML_OK ? (int)v : 0;
+}
+
+static hid_t open_group(reader *r, hid_t loc, const char *where, const char *name, int required)
+{
+    if (r->st != DML_OK)
+        return -1;
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
+        if (required)
+            fail(r, "%s: the group '%s' is missing", where, name);
+        return -1;
+    }
+    hid_t g = H5Gopen2(loc, name, H5P_DEFAULT);
+    if (g < 0)
+        fail(r, "%s: '%s' is not a group", where, name);
+    return g;
+}
+
+/* A float dataset of exactly the given shape, every value finite, into a new buffer. */
+static float *get_f32(reader *r, hid_t loc, const char *where, const char *name, int rank,
+                      const hsize_t *want)
+{
+    if (r->st != DML_OK)
+        return NULL;
+    char full[200];
+    snprintf(full, sizeof full, "%s/%s", where, name);
+    hid_t d = H5Lexists(loc, name, H5P_DEFAULT) > 0 ? H5Dopen2(loc, name, H5P_DEFAULT) : -1;
+    if (d < 0) {
+        fail(r, "the dataset '%s' is missing", full);
+        return NULL;
+    }
+    hid_t s = H5Dget_space(d), t = H5Dget_type(d);
+    hsize_t dims[3] = {0, 0, 0};
+    int got = H5Sget_simple_extent_ndims(s), same = got == rank;
+    if (got >= 1 && got <= 3)
+        H5Sget_simple_extent_dims(s, dims, NULL);
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        same &= dims[i] == want[i];
+        n *= (size_t)want[i];
+    }
+    float *out = NULL;
+    if (H5Tget_class(t) != H5T_FLOAT) {
+        fail(r, "the dataset '%s' is not floating point", full);
+    } else if (!same) {
+        char shape[64] = "", expect[64] = "";
+        for (int i = 0; i < got && i < 3; i++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", i ? ", " : "",
+                     (unsigned long long)dims[i]);
+        for (int i = 0; i < rank; i++)
+            snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s%llu",
+                     i ? ", " : "", (unsigned long long)want[i]);
+        fail(r, "the dataset '%s' is [%s] where its attributes give [%s]", full, shape, expect);
+    } else if (!(out = malloc(n * sizeof(float)))) {
+        r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0, "out of memory for '%s'", full);
+    } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        fail(r, "cannot read the dataset '%s'", full);
+    } else {
+        for (size_t i = 0; i < n && r->st == DML_OK; i++)
+            if (!isfinite(out[i]))
+                fail(r, "the dataset '%s' holds a non-finite value at flat index %zu", full, i);
+    }
+    H5Tclose(t);
+    H5Sclose(s);
+    H5Dclose(d);
+    if (r->st != DML_OK) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+static int activation_of(const char *s, dml_activation *a)
+{
+    static const dml_activation all[] = {DML_ACT_NONE, DML_ACT_RELU, DML_ACT_LEAKY_RELU,
+                                         DML_ACT_TANH, DML_ACT_GELU, DML_ACT_SIGMOID};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, dml_activation_name(all[i]))) {
+            *a = all[i];
+            return 1;
+        }
+    return 0;
+}
+
+static void get_norm(reader *r, hid_t tower, const char *where, int dim_in, dml_input_norm *norm)
+{
+    char gwhere[64];
+    snprintf(gwhere, sizeof gwhere, "%s/input_norm", where);
+    hid_t g = open_group(r, tower, where, "input_norm", 0);
+    char *kind = g >= 0 ? get_str(r, g, gwhere, "kind", 1) : NULL;
+    if (kind && !strcmp(kind, "standardize")) {
+        hsize_t dims[1] = {(hsize_t)dim_in};
+        norm->mean = get_f32(r, g, gwhere, "mean", 1, dims);
+        norm->std = get_f32(r, g, gwhere, "std", 1, dims);
+        for (int j = 0; r->st == DML_OK && j < dim_in; j++)
+            if (!(norm->std[j] > 0.0f))
+                fail(r, "%s/std[%d] = %g: a standard deviation must be positive", gwhere, j,
+                     norm->std[j]);
+        norm->d = dim_in;
+    } else if (kind && strcmp(kind, "none") != 0) {
+        fail(r, "%s: kind '%s' is unknown (expected none or standardize)", gwhere, kind);
+    }
+    free(kind);
+    if (g >= 0)
+        H5Gclose(g);
+}
+
+/* The activation after layer i: one shared by every hidden layer (dml's MLP), none after the
+ * last. */
+static void check_activation(reader *r, hid_t g, const char *where, int i, dml_mlp *m)
+{
+    char *s = get_str(r, g, where, "activation", 1);
+    dml_activation a = DML_ACT_NONE;
+    if (s && !activation_of(s, &a))
+        fail(r, "%s: activation '%s' is unknown (expected relu, leaky_relu, tanh, gelu, sigmoid "
+                "or none)", where, s);
+    else if (s && i + 1 == m->n_layers && a != DML_ACT_NONE)
+        fail(r, "%s: the last layer's activation must be none, not '%s' (output_norm applies "
+                "after it)", where, s);
+    else if (s && i > 0 && i + 1 < m->n_layers && a != m->act)
+        fail(r, "%s: activation '%s' differs from the first layer's '%s' (every hidden layer "
+                "shares one)", where, s, dml_activation_name(m->act));
+    else if (s && i == 0 && m->n_layers > 1)
+        m->act = a;
+    free(s);
+    if (r->st == DML_OK && a == DML_ACT_LEAKY_RELU && H5Aexists(g, "negative_slope") > 0) {
+        float slope = 0.0f;
+        hid_t at = open_attr(r, g, where, "negative_slope", H5T_FLOAT, 1);
+        if (at >= 0 && H5Aread(at, H5T_NATIVE_FLOAT, &slope) >= 0 && slope != DML_LEAKY_SLOPE)
+            fail(r, "%s: negative_slope %g is not supported (dml's leaky_relu uses %g)", where,
+                 slope, DML_LEAKY_SLOPE);
+        if (at >= 0)
+            H5Aclose(at);
+    }
+}
+
+static void get_layer(reader *r, hid_t tower, const char *where, int i, int in_expect,
+                      dml_mlp *m)
+{
+    char name[32], lwhere[64];
+    snprintf(name, sizeof name, "layer_%03d", i);
+    snprintf(lwhere, sizeof lwhere, "%s/%s", where, name);
+    hid_t g = open_group(r, tower, where, name, 1);
+    if (g < 0)
+        return;
+    int in = get_size(r, g, lwhere, "in_features", MAX_WIDTH);
+    int out = get_size(r, g, lwhere, "out_features", MAX_WIDTH);
+    if (r->st == DML_OK && in != in_expect)
+        fail(r, "%s: in_features = %d, but the layer before outputs %d", lwhere, in, in_expect);
+    check_activation(r, g, lwhere, i, m);
+    dml_linear *l = &m->layers[i];
+    hsize_t wd[2] = {(hsize_t)out, (hsize_t)in}, bd[1] = {(hsize_t)out};
+    l->w.data = get_f32(r, g, lwhere, "weight", 2, wd);
+    l->b.data = get_f32(r, g, lwhere, "bias", 1, bd);
+    l->w.rows = out;
+    l->w.cols = in;
+    l->b.rows = 1;
+    l->b.cols = out;
+    H5Gclose(g);
+}
+
+static void get_output_norm(reader *r, hid_t tower, const char *where, dml_mlp *m)
+{
+    char gwhere[64];
+    snprintf(gwhere, sizeof gwhere, "%s/output_norm", where);
+    hid_t g = open_group(r, tower, where, "output_norm", 1);
+    char *kind = g >= 0 ? get_str(r, g, gwhere, "kind", 1) : NULL;
+    if (kind && !strcmp(kind, "l2"))
+        m->output = DML_OUTPUT_L2;
+    else if (kind && !strcmp(kind, "tanh"))
+        m->output = DML_OUTPUT_TANH;
+    else if (kind && strcmp(kind, "none") != 0)
+        fail(r, "%s: kind '%s' is unknown (expected none, l2 or tanh)", gwhere, kind);
+    free(kind);
+    if (g >= 0)
+        H5Gclose(g);
+}
+
+/* One tower (/encoder, /decoder or /encoder_b) into m and, when norm is given, its input
+ * normalisation. Parameters get no gradient buffers: they are frozen, an inference net. */
+static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_input_norm *norm)
+{
+    char where[32];
+    snprintf(where, sizeof where, "/%s", name);
+    hid_t t = open_group(r, file, "/", name, 1);
+    if (t < 0)
+        return;
+    char *arch = get_str(r, t, where, "architecture", 1);
+    if (arch && strcmp(arch, "mlp") != 0)
+        fail(r, "%s: architecture '%s' is unknown (expected mlp)", where, arch);
+    free(arch);
+    int dim_in = get_size(r, t, where, "input_dim", MAX_WIDTH);
+    int dim_out = get_size(r, t, where, "output_dim", MAX_WIDTH);
+    int n_layers = get_size(r, t, where, "num_layers", MAX_LAYERS);
+    if (r->st == DML_OK && !(m->layers = calloc((size_t)n_layers, sizeof *m->layers)))
+        r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0, "out of memory for %s", where);
+    if (r->st == DML_OK)
+        m->n_layers = m->n_frozen = n_layers;
+    for (int i = 0; r->st == DML_OK && i < n_layers; i++)
+        get_layer(r, t, where, i, i ? m->layers[i - 1].w.rows : dim_in, m);
+    if (r->st == DML_OK && dml_mlp_dim_out(m) != dim_out)
+        fail(r, "%s: output_dim = %d, but the last layer outputs %d", where, dim_out,
+             dml_mlp_dim_out(m));
+    get_output_norm(r, t, where, m);
+    if (norm)
+        get_norm(r, t, where, dim_in, norm);
+    H5Gclose(t);
+}
+
+static void get_pq(reader *r, hid_t file, int dim, dml_pq *pq)
+{
+    hid_t g = open_group(r, file, "/", "pq", 0);
+    if (g < 0)
+        return;
+    int d = get_size(r, g, "/pq", "d", MAX_WIDTH), m = get_size(r, g, "/pq", "M", MAX_WIDTH);
+    int nbits = get_size(r, g, "/pq", "nbits", 16);
+    int ksub = get_size(r, g, "/pq", "ksub", 1 << 16), dsub = get_size(r, g, "/pq", "dsub", MAX_WIDTH);
+    if (r->st == DML_OK && d != dim)
+        fail(r, "/pq: d = %d, but the encoder outputs %d", d, dim);
+    else if (r->st == DML_OK && d % m != 0)
+        fail(r, "/pq: d = %d is not divisible by M = %d", d, m);
+    else if (r->st == DML_OK && (ksub != 1 << nbits || dsub != d / m))
+        fail(r, "/pq: ksub = %d and dsub = %d, but nbits = %d and d / M give %d and %d", ksub,
+             dsub, nbits, 1 << nbits, d / m);
+    if (r->st == DML_OK)
+        r->st = dml_pq_init(pq, d, m, nbits, r->err);
+    if (r->st == DML_OK) {
+        hsize_t dims[3] = {(hsize_t)m, (hsize_t)ksub, (hsize_t)dsub};
+        float *c = get_f32(r, g, "/pq", "centroids", 3, dims);
+        if (c) {
+            free(pq->centroids);
+            pq->centroids = c;
+        }
+    }
+    H5Gclose(g);
+}
+
+static void get_training(reader *r, hid_t file, dml_model_file *mf)
+{
+    hid_t g = open_group(r, file, "/", "training", 0);
+    if (g < 0)
+        return;
+    mf->seed = get_i64(r, g, "/training", "seed", 0);
+    mf->steps = get_i64(r, g, "/training", "steps", 0);
+    mf->config_yaml = get_str(r, g, "/training", "config", 0);
+    mf->metrics_json = get_str(r, g, "/training", "final_metrics", 0);
+    H5Gclose(g);
+}
+
+/* The root: format, version, model type (which towers exist) and metric. */
+static void get_root(reader *r, hid_t f, dml_model_file *mf)
+{
+    char *format = get_str(r, f, "/", "format", 0);
+    if (r->st == DML_OK && (!format || strcmp(format, DML_MODEL_FORMAT) != 0))
+        fail(r, "not a dml model file: format is '%s', expected '%s'", format ? format : "(none)",
+             DML_MODEL_FORMAT);
+    free(format);
+    int64_t version = get_i64(r, f, "/", "format_version", 1);
+    if (r->st == DML_OK && version != DML_MODEL_FORMAT_VERSION)
+        fail(r, "format_version %lld is not supported (this dml reads %d)", (long long)version,
+             DML_MODEL_FORMAT_VERSION);
+    int has_dec = r->st == DML_OK && H5Lexists(f, "decoder", H5P_DEFAULT) > 0;
+    int has_b = r->st == DML_OK && H5Lexists(f, "encoder_b", H5P_DEFAULT) > 0;
+    mf->net.type = has_b ? DML_NET_DUAL : has_dec ? DML_NET_AUTOENCODER : DML_NET_MLP;
+    char *type = get_str(r, f, "/", "model_type", 0);
+    if (has_dec && has_b)
+        fail(r, "the file has both /decoder and /encoder_b: a model is an autoencoder or a dual "
+                "encoder, not both");
+    else if (type && strcmp(type, dml_model_file_type_name(mf->net.type)) != 0)
+        fail(r, "model_type is '%s', but the groups present make it '%s'", type,
+             dml_model_file_type_name(mf->net.type));
+    free(type);
+    char *metric = get_str(r, f, "/", "metric", 0);
+    if (metric && strcmp(metric, "l2") != 0 && strcmp(metric, "inner_product") != 0)
+        fail(r, "metric '%s' is unknown (expected l2 or inner_product)", metric);
+    snprintf(mf->metric, sizeof mf->metric, "%s", metric && r->st == DML_OK ? metric : "l2");
+    free(metric);
+}
+
+static void get_all(reader *r, hid_t f, dml_model_file *mf)
+{
+    dml_net *net = &mf->net;
+    get_root(r, f, mf);
+    get_tower(r, f, "encoder", &net->encoder, &mf->norm);
+    if (net->type == DML_NET_AUTOENCODER) {
+        dml_input_norm none = {0};
+        get_tower(r, f, "decoder", &net->decoder, &none);
+        if (r->st == DML_OK && none.d)
+            fail(r, "/decoder/input_norm: a decoder takes embeddings, not normalised inputs");
+        dml_input_norm_free(&none);
+        if (r->st == DML_OK && (dml_mlp_dim_in(&net->decoder) != dml_mlp_dim_out(&net->encoder) ||
+                                dml_mlp_dim_out(&net->decoder) != dml_mlp_dim_in(&net->encoder)))
+            fail(r, "/decoder maps %d -> %d, but the encoder maps %d -> %d",
+                 dml_mlp_dim_in(&net->decoder), dml_mlp_dim_out(&net->decoder),
+                 dml_mlp_dim_in(&net->encoder), dml_mlp_dim_out(&net->encoder));
+    } else if (net->type == DML_NET_DUAL) {
+        get_tower(r, f, "encoder_b", &net->encoder_b, &mf->norm_b);
+        if (r->st == DML_OK && dml_mlp_dim_out(&net->encoder_b) != dml_mlp_dim_out(&net->encoder))
+            fail(r, "/encoder_b outputs %d, but /encoder outputs %d",
+                 dml_mlp_dim_out(&net->encoder_b), dml_mlp_dim_out(&net->encoder));
+    }
+    if (r->st == DML_OK)
+        get_pq(r, f, dml_mlp_dim_out(&net->encoder), &mf->pq);
+    get_training(r, f, mf);
+}
+
+dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *err)
+{
+    memset(mf, 0, sizeof *mf);
+    reader r = {path, err, DML_OK};
+    H5E_BEGIN_TRY {
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0) {
+            r.st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                 access(path, F_OK) != 0 ? "no such file"
+                                                         : "cannot open the model: not an HDF5 file");
+        } else {
+            get_all(&r, f, mf);
+            H5Fclose(f);
+        }
+    } H5E_END_TRY;
+    if (r.st != DML_OK)
+        dml_model_file_free(mf);
+    return r.st;
+}
+
