@@ -29,10 +29,26 @@ typedef enum dml_eval_distance {
     DML_EVAL_COSINE  /* 1 - cos: rows normalised first */
 } dml_eval_distance;
 
+#define DML_SELECT_HEAP_MAX_K 128 /* larger k select by radix, with a dml_select_buf */
+
+/* One thread's scratch for selecting among n candidates. */
+typedef struct dml_select_buf {
+    uint32_t *keys[3]; /* [n] sortable score bits: candidates, next candidates, chosen */
+    int32_t *rows[3];  /* [n] their rows */
+} dml_select_buf;
+
+dml_status dml_select_buf_init(dml_select_buf *b, int n, dml_error *err);
+void dml_select_buf_free(dml_select_buf *b);
+/* The k smallest of row[n] other than row[skip] (-1: none), by (score, row): idx[k] rows and
+ * score[k], nearest first. Returns how many there were (at most k); the rest of idx is -1 and of
+ * score +inf. A bounded heap for small k, a radix select for large k (b's scratch). */
+int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, int32_t *idx,
+                 float *score);
+
 /* A reference set prepared for blocked search, with its scratch. Scores are "smaller is
  * nearer": squared distance (L2, ADC), -x.r (IP), 1 - cos (cosine). */
 typedef struct dml_searcher {
-    int d, n_ref, block, threads;
+    int d, n_ref, block, threads, max_k;
     dml_eval_distance distance;
     const float *ref;      /* [n_ref, d] rows searched (ref_copy for cosine); NULL with pq */
     float *ref_copy;       /* [n_ref, d] normalised rows (cosine only) */
@@ -43,22 +59,26 @@ typedef struct dml_searcher {
     float *tables;         /* [threads, pq->m * pq->ksub] ADC tables */
     float *scores;         /* [block, n_ref] */
     int n_scored;          /* queries in the last scored block */
+    dml_select_buf *sel;   /* [threads] when max_k > DML_SELECT_HEAP_MAX_K, else NULL */
 } dml_searcher;
 
 /* Exact search over ref[n_ref, d] (not copied; it must outlive the searcher). block = queries
- * scored at once (0: as many as fit 32 MB of scores); threads <= 0: one per core. */
+ * scored at once (0: as many as fit 32 MB of scores); threads <= 0: one per core; max_k = the
+ * largest k dml_searcher_topk will be asked for (above DML_SELECT_HEAP_MAX_K it sizes the
+ * selection scratch, 24 bytes per reference and thread). */
 dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d,
-                             dml_eval_distance distance, int block, int threads, dml_error *err);
+                             dml_eval_distance distance, int block, int threads, int max_k,
+                             dml_error *err);
 /* ADC search over packed codes[n_ref, dml_pq_code_size(pq)] (not copied). */
 dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
-                                int block, int threads, dml_error *err);
+                                int block, int threads, int max_k, dml_error *err);
 void dml_searcher_free(dml_searcher *s);
 /* Scores queries q[n, d], n <= s->block, against every reference into s->scores. */
 void dml_searcher_score(dml_searcher *s, const float *q, int n);
-/* The k best references of query i of the scored block, nearest first, skipping reference row
- * skip (-1: none): idx[k] rows and score[k]. Returns how many were found (at most k); the rest
- * of idx is -1 and of score +inf. */
-int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int32_t *idx, float *score);
+/* dml_select_k over query i of the scored block, with the scratch of thread (< s->threads):
+ * its k (<= max_k) best references, nearest first, skipping row skip (-1: none). */
+int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
+                      float *score);
 /* A score as the distance reported for s's kind (sqrt for L2, the product for IP). */
 float dml_searcher_distance(const dml_searcher *s, float score);
 /* The k nearest references of each query q[n_q, d]: idx[n_q, k] and dist[n_q, k] (the reported

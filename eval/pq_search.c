@@ -1,5 +1,5 @@
 /* dml_pq_search (include/dml.h): ADC top-k over packed codes, what a search library serves.
- * The same blocked search and bounded heap as the exact search, on one thread (the caller
+ * The same blocked search and top-k selection as the exact search, on one thread (the caller
  * decides how to parallelise). */
 #include <limits.h>
 #include <math.h>
@@ -21,7 +21,7 @@ dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t n_db, co
     if (!codes)
         return DML_ERR_USAGE;
     dml_searcher s;
-    dml_status st = dml_searcher_init_pq(&s, pq, codes, (int)n_db, 0, 1, NULL);
+    dml_status st = dml_searcher_init_pq(&s, pq, codes, (int)n_db, 0, 1, k, NULL);
     int32_t *idx = malloc((size_t)k * sizeof *idx);
     if (st != DML_OK || !idx) {
         free(idx);
@@ -33,7 +33,7 @@ dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t n_db, co
         dml_searcher_score(&s, queries + q0 * (size_t)pq->d, n);
         for (int i = 0; i < n; i++) {
             float *dist = distances + (q0 + (size_t)i) * (size_t)k;
-            int found = dml_searcher_topk(&s, i, -1, k, idx, dist);
+            int found = dml_searcher_topk(&s, i, -1, k, 0, idx, dist);
             for (int t = 0; t < found; t++)
                 labels[(q0 + (size_t)i) * (size_t)k + t] = idx[t];
         }

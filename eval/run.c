@@ -185,13 +185,12 @@ static void free_classes(classes *c)
     free(c->size);
 }
 
-/* One pass over all queries with searcher s (float rows, or codes when pq_pass). */
+/* One pass over all queries: against the float references, or by ADC against their codes. */
 static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
-                           dml_searcher *s, int pq_pass, int32_t *exact_nn, double *qv,
-                           dml_error *err)
+                           const uint8_t *codes, int32_t *exact_nn, double *qv, dml_error *err)
 {
-    int protocol1 = req->db == NULL, available = s->n_ref - protocol1;
-    int knn_k = req->knn_k > 0 ? req->knn_k : DML_EVAL_KNN_K;
+    int protocol1 = req->db == NULL, n_ref = protocol1 ? req->n_queries : req->n_db;
+    int available = n_ref - protocol1, knn_k = req->knn_k > 0 ? req->knn_k : DML_EVAL_KNN_K;
     unsigned bits = 0;
     int k = 1;
     if (want[M_P1])
@@ -200,8 +199,6 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         bits |= 1u << DML_QV_RPREC | 1u << DML_QV_MAPR;
         k = c->max_size > k ? c->max_size : k; /* every query's R <= the largest class */
     }
-    if (want[M_MAPALL])
-        bits |= 1u << DML_QV_MAPALL;
     if (want[M_KNN]) {
         bits |= 1u << DML_QV_KNN;
         k = knn_k > k ? knn_k : k;
@@ -210,14 +207,26 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         bits |= 1u << DML_QV_R1 | 1u << DML_QV_R5 | 1u << DML_QV_R10 | 1u << DML_QV_MRR;
         k = k < 10 ? 10 : k;
     }
-    if (pq_pass && want[M_PQREC]) {
+    if (codes && want[M_PQREC]) {
         bits |= 1u << DML_QV_PQREC;
         k = k < DML_PQ_RECALL_R ? DML_PQ_RECALL_R : k;
     }
-    k = k > available ? (available > 0 ? available : 1) : k;
+    if (want[M_MAPALL]) { /* AP over the whole ranking: every reference, in order */
+        bits |= 1u << DML_QV_MAPALL;
+        k = available;
+    }
+    k = k > available ? available : k;
+    k = k < 1 ? 1 : k;
+    dml_searcher s;
+    dml_status st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads,
+                                                 k, err)
+                          : dml_searcher_init(&s, protocol1 ? req->queries : req->db, n_ref, req->d,
+                                              req->distance, req->block, req->threads, k, err);
+    if (st != DML_OK)
+        return st;
     for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
         qv[i] = NAN;
-    dml_eval_pass p = {.s = s,
+    dml_eval_pass p = {.s = &s,
                        .queries = req->queries,
                        .n_queries = req->n_queries,
                        .protocol1 = protocol1,
@@ -230,7 +239,9 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                        .knn_k = knn_k,
                        .exact_nn = exact_nn,
                        .qv = qv};
-    return dml_eval_pass_run(&p, err);
+    st = dml_eval_pass_run(&p, err);
+    dml_searcher_free(&s);
+    return st;
 }
 
 /* The references' codes: given, or encoded here into *owned. */
@@ -279,13 +290,8 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     if (st == DML_OK && passes && labelled)
         st = make_classes(req, &c, err);
     res->skipped_queries = c.skipped;
-    dml_searcher s;
     if (st == DML_OK && passes) {
-        st = dml_searcher_init(&s, ref, n_ref, req->d, req->distance, req->block, req->threads, err);
-        if (st == DML_OK) {
-            st = run_pass(req, want, &c, &s, 0, exact_nn, qv, err);
-            dml_searcher_free(&s);
-        }
+        st = run_pass(req, want, &c, NULL, exact_nn, qv, err);
         if (st == DML_OK)
             add_pass_values(res, "", want, qv, req->n_queries);
     }
@@ -299,12 +305,8 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     if (st == DML_OK && req->pq && passes) {
         uint8_t *owned;
         const uint8_t *codes = reference_codes(req, ref, n_ref, &owned);
-        st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads, err)
+        st = codes ? run_pass(req, want, &c, codes, exact_nn, qv, err)
                    : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");
-        if (st == DML_OK) {
-            st = run_pass(req, want, &c, &s, 1, exact_nn, qv, err);
-            dml_searcher_free(&s);
-        }
         if (st == DML_OK && want[M_PQREC])
             add_value(res, "", "pq_recall_at_r", column_mean(qv, req->n_queries, DML_QV_PQREC));
         if (st == DML_OK)

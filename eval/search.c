@@ -1,6 +1,6 @@
 /* Blocked nearest-neighbour search: one GEMM (or one ADC table per query) scores a block of
- * queries against every reference, then a bounded max-heap per query keeps its k best. Memory is
- * O(block x references), never queries x references. */
+ * queries against every reference, then each query selects its k best (eval/select.c). Memory
+ * is O(block x references), never queries x references. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +32,20 @@ static void normalise_rows(float *x, const float *src, int n, int d)
     }
 }
 
-static dml_status alloc_common(dml_searcher *s, int d, dml_error *err)
+static dml_status alloc_common(dml_searcher *s, int d, int max_k, dml_error *err)
 {
     size_t n_ref = (size_t)(s->n_ref > 0 ? s->n_ref : 1);
     s->scores = malloc((size_t)s->block * n_ref * sizeof(float));
     s->q = malloc((size_t)s->block * (size_t)(d > 0 ? d : 1) * sizeof(float));
-    if (!s->scores || !s->q) {
+    s->max_k = max_k;
+    int ok = s->scores && s->q, radix = max_k > DML_SELECT_HEAP_MAX_K;
+    if (radix) {
+        s->sel = calloc((size_t)s->threads, sizeof *s->sel);
+        ok = ok && s->sel;
+    }
+    for (int t = 0; ok && radix && t < s->threads; t++)
+        ok = dml_select_buf_init(&s->sel[t], s->n_ref, NULL) == DML_OK;
+    if (!ok) {
         dml_searcher_free(s);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                              "out of memory for the search scores (%d queries x %d references)",
@@ -47,7 +55,8 @@ static dml_status alloc_common(dml_searcher *s, int d, dml_error *err)
 }
 
 dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d,
-                             dml_eval_distance distance, int block, int threads, dml_error *err)
+                             dml_eval_distance distance, int block, int threads, int max_k,
+                             dml_error *err)
 {
     memset(s, 0, sizeof *s);
     if (!ref || n_ref < 1 || d < 1)
@@ -60,7 +69,7 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
     s->block = pick_block(block, n_ref);
     s->threads = dml_eval_threads(threads);
     s->ref = ref;
-    dml_status st = alloc_common(s, d, err);
+    dml_status st = alloc_common(s, d, max_k, err);
     if (st != DML_OK)
         return st;
     if (distance == DML_EVAL_COSINE) {
@@ -85,7 +94,7 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
 }
 
 dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
-                                int block, int threads, dml_error *err)
+                                int block, int threads, int max_k, dml_error *err)
 {
     memset(s, 0, sizeof *s);
     if (!pq || !codes || n_ref < 1)
@@ -98,7 +107,7 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
     s->threads = dml_eval_threads(threads);
     s->pq = pq;
     s->codes = codes;
-    dml_status st = alloc_common(s, pq->d, err);
+    dml_status st = alloc_common(s, pq->d, max_k, err);
     if (st != DML_OK)
         return st;
     s->tables = malloc((size_t)s->threads * pq->m * pq->ksub * sizeof(float));
@@ -111,6 +120,9 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
 
 void dml_searcher_free(dml_searcher *s)
 {
+    for (int t = 0; s->sel && t < s->threads; t++)
+        dml_select_buf_free(&s->sel[t]);
+    free(s->sel);
     free(s->ref_copy);
     free(s->ref_norms);
     free(s->q);
@@ -177,63 +189,12 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n)
         dml_parallel_for(s->threads, n, finish_cosine, s);
 }
 
-/* (score, row) order; row -1 (an empty slot) is worse than any row. */
-static int worse(float sa, int32_t ia, float sb, int32_t ib)
+int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
+                      float *score)
 {
-    return sa > sb || (sa == sb && (uint32_t)ia > (uint32_t)ib);
-}
-
-static void sift_down(float *sc, int32_t *ix, int n, int i)
-{
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && worse(sc[c + 1], ix[c + 1], sc[c], ix[c]))
-            c++;
-        if (!worse(sc[c], ix[c], sc[i], ix[i]))
-            return;
-        float ts = sc[i];
-        int32_t ti = ix[i];
-        sc[i] = sc[c];
-        ix[i] = ix[c];
-        sc[c] = ts;
-        ix[c] = ti;
-        i = c;
-    }
-}
-
-int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int32_t *idx, float *score)
-{
-    DML_ASSERT(i >= 0 && i < s->n_scored);
-    const float *row = s->scores + (size_t)i * s->n_ref;
-    for (int t = 0; t < k; t++) {
-        score[t] = INFINITY;
-        idx[t] = -1;
-    }
-    if (k < 1)
-        return 0;
-    /* A max-heap of the k best so far, its root the worst kept. Rows arrive in increasing
-     * order, so a candidate that only ties the root's score is worse than it: strict <. */
-    int found = 0;
-    for (int j = 0; j < s->n_ref; j++) {
-        if (j == skip || !(row[j] < score[0] || (idx[0] < 0 && row[j] == score[0])))
-            continue;
-        score[0] = row[j];
-        idx[0] = j;
-        sift_down(score, idx, k, 0);
-        found++;
-    }
-    for (int end = k - 1; end > 0; end--) { /* heap sort: nearest first */
-        float ts = score[0];
-        int32_t ti = idx[0];
-        score[0] = score[end];
-        idx[0] = idx[end];
-        score[end] = ts;
-        idx[end] = ti;
-        sift_down(score, idx, end, 0);
-    }
-    return found < k ? found : k;
+    DML_ASSERT(i >= 0 && i < s->n_scored && thread >= 0 && thread < s->threads && k <= s->max_k);
+    return dml_select_k(s->scores + (size_t)i * s->n_ref, s->n_ref, skip, k,
+                        s->sel ? &s->sel[thread] : NULL, idx, score);
 }
 
 float dml_searcher_distance(const dml_searcher *s, float score)
@@ -254,12 +215,11 @@ typedef struct knn_ctx {
 
 static void knn_rows(void *arg, int begin, int end, int thread)
 {
-    (void)thread;
     knn_ctx *c = arg;
     for (int i = begin; i < end; i++) {
         size_t at = (size_t)(c->q0 + i) * c->k;
-        int found = dml_searcher_topk(c->s, i, c->exclude_self ? c->q0 + i : -1, c->k, c->idx + at,
-                                      c->dist + at);
+        int found = dml_searcher_topk(c->s, i, c->exclude_self ? c->q0 + i : -1, c->k, thread,
+                                      c->idx + at, c->dist + at);
         for (int t = 0; t < found; t++)
             c->dist[at + t] = dml_searcher_distance(c->s, c->dist[at + t]);
     }
@@ -268,9 +228,10 @@ static void knn_rows(void *arg, int begin, int end, int thread)
 dml_status dml_knn_search(dml_searcher *s, const float *q, int n_q, int k, int exclude_self,
                           int32_t *idx, float *dist, dml_error *err)
 {
-    if (n_q < 0 || k < 1 || (n_q > 0 && (!q || !idx || !dist)))
+    if (n_q < 0 || k < 1 || k > s->max_k || (n_q > 0 && (!q || !idx || !dist)))
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "search: expected k >= 1 and query/output buffers (k = %d)", k);
+                             "search: expected 1 <= k <= %d (the searcher's max_k) and "
+                             "query/output buffers (k = %d)", s->max_k, k);
     if (exclude_self && n_q > s->n_ref)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "search: excluding self needs the queries to be the %d references, "

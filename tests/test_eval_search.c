@@ -71,19 +71,22 @@ static void check_against_brute(dml_eval_distance kind, const float *q, int n_q,
 static void test_blocked_equals_brute_force(void **state)
 {
     (void)state;
-    enum { N_REF = 203, N_Q = 57, D = 7, K = 10 };
+    enum { N_REF = 203, N_Q = 57, D = 7, K_MAX = 203 };
     float *ref = malloc(sizeof(float) * N_REF * D), *q = malloc(sizeof(float) * N_Q * D);
-    int32_t *idx = malloc(sizeof(int32_t) * N_REF * K);
-    float *dist = malloc(sizeof(float) * N_REF * K);
+    int32_t *idx = malloc(sizeof(int32_t) * N_REF * K_MAX);
+    float *dist = malloc(sizeof(float) * N_REF * K_MAX);
     tu_fill_normal(ref, N_REF * D, 1.0f, 11);
     tu_fill_normal(q, N_Q * D, 1.0f, 12);
     const int blocks[] = {1, 7, 16, 57, 0}; /* 7 and 16 do not divide 57; 0: automatic */
+    const int ks[] = {10, 150, 203};        /* a heap, a radix select, and everything */
     for (int kind = DML_EVAL_L2SQ; kind <= DML_EVAL_COSINE; kind++)
         for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++)
             for (int threads = 1; threads <= 2; threads++) {
+                int K = ks[(kind + b + threads) % 3];
                 dml_searcher s;
                 dml_error err;
-                assert_int_equal(dml_searcher_init(&s, ref, N_REF, D, kind, blocks[b], threads, &err),
+                assert_int_equal(dml_searcher_init(&s, ref, N_REF, D, kind, blocks[b], threads, K,
+                                                   &err),
                                  DML_OK);
                 assert_int_equal(dml_knn_search(&s, q, N_Q, K, 0, idx, dist, &err), DML_OK);
                 check_against_brute(kind, q, N_Q, ref, N_REF, D, K, 0, idx, dist);
@@ -106,7 +109,7 @@ static void test_k_beyond_references(void **state)
     int32_t idx[2 * 5];
     float dist[2 * 5];
     dml_searcher s;
-    assert_int_equal(dml_searcher_init(&s, ref, 3, 2, DML_EVAL_L2SQ, 0, 1, NULL), DML_OK);
+    assert_int_equal(dml_searcher_init(&s, ref, 3, 2, DML_EVAL_L2SQ, 0, 1, 5, NULL), DML_OK);
     assert_int_equal(dml_knn_search(&s, ref, 2, 5, 1, idx, dist, NULL), DML_OK);
     const int32_t want[2 * 5] = {2, 1, -1, -1, -1, 2, 0, -1, -1, -1};
     const float want_d[2 * 5] = {1, 9, INFINITY, INFINITY, INFINITY, 4, 9, INFINITY, INFINITY, INFINITY};
@@ -127,7 +130,7 @@ static void test_ties_by_index(void **state)
     float dist[2 * 6];
     for (int k = 1; k <= 6; k++) {
         dml_searcher s;
-        assert_int_equal(dml_searcher_init(&s, ref, 6, 2, DML_EVAL_L2SQ, 1, 1, NULL), DML_OK);
+        assert_int_equal(dml_searcher_init(&s, ref, 6, 2, DML_EVAL_L2SQ, 1, 1, k, NULL), DML_OK);
         assert_int_equal(dml_knn_search(&s, q, 2, k, 0, idx, dist, NULL), DML_OK);
         /* (0,0): every row at 1. (1,0): rows 0, 2, 4 at 0, then 1 and 5 at 2, then 3 at 4. */
         const int32_t all0[6] = {0, 1, 2, 3, 4, 5}, all1[6] = {0, 2, 4, 1, 5, 3};
@@ -139,6 +142,53 @@ static void test_ties_by_index(void **state)
     }
 }
 
+/* dml_select_k on rows full of ties, both ways (heap for k <= 128, radix above), against a
+ * stable sort by (score, row). */
+static void test_select_k_orders_ties_by_row(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    const float values[] = {0.5f, 1.0f, 2.0f, -3.0f, 0.0f, -0.0f, 1e30f, -1e-30f, INFINITY};
+    float row[N], score[N + 200];
+    int32_t idx[N + 200], want[N];
+    dml_rng rng;
+    dml_rng_seed(&rng, 81);
+    for (int j = 0; j < N; j++)
+        row[j] = values[dml_rng_below(&rng, sizeof values / sizeof *values)];
+    dml_select_buf buf;
+    assert_int_equal(dml_select_buf_init(&buf, N, NULL), DML_OK);
+    const int ks[] = {1, 5, 128, 129, 500, 998, 999, 1000, 1200}, skips[] = {-1, 0, 517};
+    for (size_t si = 0; si < 3; si++) {
+        int skip = skips[si], n = 0;
+        for (int j = 0; j < N; j++)
+            if (j != skip)
+                want[n++] = j;
+        for (int a = 1; a < n; a++) { /* stable insertion sort by score (-0 == +0) */
+            int v = want[a], b = a;
+            while (b > 0 && row[want[b - 1]] > row[v])
+                want[b] = want[b - 1], b--;
+            want[b] = v;
+        }
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+            int k = ks[ki];
+            int found = dml_select_k(row, N, skip, k, &buf, idx, score);
+            assert_int_equal(found, k < n ? k : n);
+            for (int t = 0; t < k; t++) {
+                if (t >= n) {
+                    assert_int_equal(idx[t], -1);
+                    assert_true(isinf(score[t]) && score[t] > 0);
+                    continue;
+                }
+                if (idx[t] != want[t])
+                    fail_msg("k = %d, skip = %d: rank %d is row %d, expected row %d", k, skip, t,
+                             idx[t], want[t]);
+                assert_true(score[t] == row[want[t]]);
+            }
+        }
+    }
+    dml_select_buf_free(&buf);
+}
+
 static void test_reported_distances(void **state)
 {
     (void)state;
@@ -147,19 +197,19 @@ static void test_reported_distances(void **state)
     int32_t idx[2];
     float dist[2];
     dml_searcher s;
-    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_L2, 0, 1, NULL), DML_OK);
+    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_L2, 0, 1, 2, NULL), DML_OK);
     assert_int_equal(dml_knn_search(&s, q, 1, 2, 0, idx, dist, NULL), DML_OK);
     assert_int_equal(idx[0], 1);
     assert_float_equal(dist[0], 1.0f, 1e-6f);
     assert_float_equal(dist[1], sqrtf(17.0f), 1e-5f);
     dml_searcher_free(&s);
-    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_IP, 0, 1, NULL), DML_OK);
+    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_IP, 0, 1, 2, NULL), DML_OK);
     assert_int_equal(dml_knn_search(&s, q, 1, 2, 0, idx, dist, NULL), DML_OK);
     assert_int_equal(idx[0], 0); /* 6 > 2: larger products first */
     assert_float_equal(dist[0], 6.0f, 1e-6f);
     assert_float_equal(dist[1], 2.0f, 1e-6f);
     dml_searcher_free(&s);
-    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_COSINE, 0, 1, NULL), DML_OK);
+    assert_int_equal(dml_searcher_init(&s, ref, 2, 2, DML_EVAL_COSINE, 0, 1, 2, NULL), DML_OK);
     assert_int_equal(dml_knn_search(&s, q, 1, 2, 0, idx, dist, NULL), DML_OK);
     assert_int_equal(idx[0], 1);
     assert_float_equal(dist[0], 0.0f, 1e-6f);
@@ -175,9 +225,9 @@ static void test_bad_arguments(void **state)
     float dist[1];
     dml_searcher s;
     dml_error err;
-    assert_int_equal(dml_searcher_init(&s, ref, 0, 2, DML_EVAL_L2SQ, 0, 1, &err), DML_ERR_USAGE);
+    assert_int_equal(dml_searcher_init(&s, ref, 0, 2, DML_EVAL_L2SQ, 0, 1, 1, &err), DML_ERR_USAGE);
     assert_non_null(strstr(err.msg, "at least one reference"));
-    assert_int_equal(dml_searcher_init(&s, ref, 1, 2, DML_EVAL_L2SQ, 0, 1, &err), DML_OK);
+    assert_int_equal(dml_searcher_init(&s, ref, 1, 2, DML_EVAL_L2SQ, 0, 1, 1, &err), DML_OK);
     assert_int_equal(dml_knn_search(&s, ref, 1, 0, 0, idx, dist, &err), DML_ERR_USAGE);
     assert_int_equal(dml_knn_search(&s, ref, 2, 1, 1, idx, dist, &err), DML_ERR_USAGE);
     dml_searcher_free(&s);
@@ -211,7 +261,7 @@ static void test_pq_search_equals_brute_adc(void **state)
         check_against_brute(DML_EVAL_L2SQ, q, N_Q, decoded, N_DB, D, K, 0, idx32, dist);
         /* the same through a searcher on 2 threads, blocks of 5 */
         dml_searcher s;
-        assert_int_equal(dml_searcher_init_pq(&s, &pq, codes, N_DB, 5, 2, NULL), DML_OK);
+        assert_int_equal(dml_searcher_init_pq(&s, &pq, codes, N_DB, 5, 2, K, NULL), DML_OK);
         assert_int_equal(dml_knn_search(&s, q, N_Q, K, 0, idx32, dist32, NULL), DML_OK);
         for (int t = 0; t < N_Q * K; t++) {
             assert_int_equal(idx32[t], (int32_t)labels[t]);
@@ -267,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_blocked_equals_brute_force),
         cmocka_unit_test(test_k_beyond_references),
         cmocka_unit_test(test_ties_by_index),
+        cmocka_unit_test(test_select_k_orders_ties_by_row),
         cmocka_unit_test(test_reported_distances),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_pq_search_equals_brute_adc),

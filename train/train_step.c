@@ -41,9 +41,25 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     *zp = dml_mlp_forward(g, tower_b, dml_leaf(g, r->xb, NULL, b, r->d_in_b));
 }
 
-static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *z, dml_tensor *x)
+/* The encoder's bottleneck before its output normalisation: what the decoder reads, so an
+ * l2 or tanh embedding head does not squeeze what the autoencoder can reconstruct. */
+static dml_tensor *bottleneck(dml_graph *g, const dml_mlp *encoder, dml_tensor *x)
 {
-    dml_tensor *out = dml_mlp_forward(g, &r->net.decoder, z);
+    dml_mlp raw = *encoder;
+    raw.output = DML_OUTPUT_NONE;
+    return dml_mlp_forward(g, &raw, x);
+}
+
+static dml_tensor *output_norm(dml_graph *g, const dml_mlp *encoder, dml_tensor *h)
+{
+    if (encoder->output == DML_OUTPUT_L2)
+        return dml_l2_normalize(g, h);
+    return encoder->output == DML_OUTPUT_TANH ? dml_tanh(g, h) : h;
+}
+
+static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
+{
+    dml_tensor *out = dml_mlp_forward(g, &r->net.decoder, h);
     return r->cfg->loss.reconstruction == DML_RECON_BCE ? dml_loss_bce_logits(g, out, x)
                                                         : dml_mse(g, out, x);
 }
@@ -66,7 +82,8 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         for (int i = 0; ds->y && i < b; i++)
             r->labels[i] = ds->y[r->idx[i]];
         dml_tensor *x = dml_leaf(g, r->xa, NULL, b, r->d_in);
-        z = dml_mlp_forward(g, &r->net.encoder, x);
+        dml_tensor *h = bottleneck(g, &r->net.encoder, x);
+        z = output_norm(g, &r->net.encoder, h);
         switch (c->loss.type) {
         case DML_LOSS_TRIPLET:
             loss = dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,
@@ -81,7 +98,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
             loss = dml_loss_cosine_pair(g, z, r->labels);
             break;
         default: /* DML_LOSS_RECONSTRUCTION */
-            loss = reconstruction(r, g, z, x);
+            loss = reconstruction(r, g, h, x);
             break;
         }
     }
@@ -90,7 +107,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         dml_sampler_next(&r->sampler_unl, r->idx_unl);
         gather(ds->x, ds->d, r->idx_unl, b, 0, r->d_in, r->xu);
         dml_tensor *u = dml_leaf(g, r->xu, NULL, b, r->d_in);
-        dml_tensor *rec = reconstruction(r, g, dml_mlp_forward(g, &r->net.encoder, u), u);
+        dml_tensor *rec = reconstruction(r, g, bottleneck(g, &r->net.encoder, u), u);
         loss = dml_add(g, loss, dml_scale(g, rec, c->loss.reconstruction_weight));
     }
     if (c->loss.quantization.weight > 0.0f && r->pq_ready)

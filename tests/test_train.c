@@ -1,0 +1,224 @@
+/* The trainer end to end through the dml CLI: the demo config, resume equality after a kill,
+ * divergence, bad input before anything is written, and the allocation-free step. */
+#include "tests/testutil.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "train/model_file.h"
+
+#define N_ROWS 600
+#define WIDTH 16
+#define CLASSES 4
+
+static char dir[256], data[512];
+
+/* Four Gaussian classes in 16-d, written as X/y to an HDF5 file. */
+static int setup(void **state)
+{
+    (void)state;
+    tu_mkdtemp(dir, sizeof dir);
+    snprintf(data, sizeof data, "%s/blobs.h5", dir);
+    static float x[N_ROWS * WIDTH], centers[CLASSES * WIDTH];
+    static int32_t y[N_ROWS];
+    tu_fill_normal(centers, CLASSES * WIDTH, 2.0f, 1);
+    tu_fill_normal(x, N_ROWS * WIDTH, 1.0f, 2);
+    for (int i = 0; i < N_ROWS; i++) {
+        y[i] = i % CLASSES;
+        for (int j = 0; j < WIDTH; j++)
+            x[i * WIDTH + j] += centers[y[i] * WIDTH + j];
+    }
+    hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {N_ROWS, WIDTH}, dy[1] = {N_ROWS};
+    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
+    hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dclose(ds);
+    ds = H5Dcreate2(f, "y", H5T_STD_I32LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(ds);
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Fclose(f);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_system("rm -rf '%s'", dir);
+    return 0;
+}
+
+/* dml train on the blobs with the given extra arguments; returns the exit code. */
+static int train(const char *out, const char *extra)
+{
+    return tu_system("%s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
+                     "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "
+                     "--set sampler.m=8 --set train.batch_size=32 --set train.threads=1 %s "
+                     ">%s/%s.log 2>&1",
+                     tu_dml_path(), dir, out, data, data, extra, dir, out);
+}
+
+static int file_exists(const char *folder, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/%s", dir, folder, name);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int log_has(const char *out, const char *text)
+{
+    return tu_system("grep -q -- '%s' %s/%s.log", text, dir, out) == 0;
+}
+
+static void read_model(const char *folder, dml_model_file *mf)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/model.h5", dir, folder);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_read(path, mf, &err), DML_OK);
+}
+
+static void test_end_to_end_writes_every_output(void **state)
+{
+    (void)state;
+    assert_int_equal(train("e2e", "--set train.epochs=3"), 0);
+    assert_true(file_exists("e2e", "model.h5"));
+    assert_true(file_exists("e2e", "checkpoint.h5"));
+    assert_true(file_exists("e2e", "metrics.jsonl"));
+    assert_true(file_exists("e2e", "report.html"));
+    assert_true(log_has("e2e", "final metrics"));
+    dml_model_file mf;
+    read_model("e2e", &mf);
+    assert_int_equal(dml_mlp_dim_in(&mf.net.encoder), WIDTH);
+    assert_int_equal(dml_mlp_dim_out(&mf.net.encoder), 8);
+    assert_int_equal(mf.pq.m, 2);
+    assert_non_null(mf.metrics_json);
+    /* Four separated blobs: the trained embedding retrieves its own class. */
+    char *p1 = strstr(mf.metrics_json, "\"precision_at_1\": ");
+    assert_non_null(p1);
+    double precision = atof(p1 + strlen("\"precision_at_1\": "));
+    print_message("  blobs: test precision_at_1 %.4f after 3 epochs\n", precision);
+    assert_true(precision > 0.95);
+    dml_model_file_free(&mf);
+}
+
+/* Kill a run at an arbitrary moment after its first checkpoint, resume it, and end with the
+ * model an uninterrupted run gives (same seed, same thread count). */
+/* The README's demo config itself, shortened, on the Debian package's Fashion-MNIST. */
+static void test_demo_config_on_fashion_mnist(void **state)
+{
+    (void)state;
+    if (access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK) != 0)
+        TU_SKIP("dataset-fashion-mnist is not installed");
+    int rc = tu_system("%s train configs/demo.yaml --out %s/demo --set train.steps=60 "
+                       ">%s/demo.log 2>&1", tu_dml_path(), dir, dir);
+    assert_int_equal(rc, 0);
+    assert_true(log_has("demo", "final metrics on fashion-mnist:test"));
+    dml_model_file mf;
+    read_model("demo", &mf);
+    char *m = strstr(mf.metrics_json, "\"map_at_r\": ");
+    assert_non_null(m);
+    double map_at_r = atof(m + strlen("\"map_at_r\": "));
+    print_message("  demo, 60 steps: test map_at_r %.4f (raw pixels: 0.301)\n", map_at_r);
+    assert_true(map_at_r > 0.45);
+    dml_model_file_free(&mf);
+}
+
+static void test_resume_after_kill_equals_uninterrupted(void **state)
+{
+    (void)state;
+    const char *args = "--set train.steps=3000 --set train.checkpoint_every=20 "
+                       "--set train.eval_every=100";
+    assert_int_equal(train("whole", args), 0);
+
+    char out[512], cmd[4096], ckpt[700];
+    snprintf(out, sizeof out, "%s/killed", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", out);
+    snprintf(cmd, sizeof cmd,
+             "exec %s train configs/demo.yaml --out %s --set data.train=%s --set data.test=%s "
+             "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "
+             "--set sampler.m=8 --set train.batch_size=32 --set train.threads=1 %s >/dev/null 2>&1",
+             tu_dml_path(), out, data, data, args);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    struct stat st;
+    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_int_equal(stat(ckpt, &st), 0);
+    assert_false(file_exists("killed", "model.h5")); /* it was killed mid-run */
+
+    char resume[600];
+    snprintf(resume, sizeof resume, "--resume %s", args);
+    assert_int_equal(train("killed", resume), 0);
+
+    dml_model_file a, b;
+    read_model("whole", &a);
+    read_model("killed", &b);
+    assert_int_equal(a.steps, b.steps);
+    for (int i = 0; i < a.net.encoder.n_layers; i++) {
+        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
+        assert_memory_equal(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols * sizeof(float));
+        assert_memory_equal(la->b.data, lb->b.data, (size_t)la->b.cols * sizeof(float));
+    }
+    assert_memory_equal(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub * sizeof(float));
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+}
+
+static void test_divergence_stops_and_keeps_the_checkpoint(void **state)
+{
+    (void)state;
+    int rc = train("diverge", "--set train.optimizer=sgd --set train.lr=9 --set train.steps=200 "
+                              "--set train.checkpoint_every=1 --set model.output=none "
+                              "--set loss.distance=squared_euclidean --set train.schedule=constant");
+    assert_int_equal(rc, 1);
+    assert_true(log_has("diverge", "diverged"));
+    assert_true(file_exists("diverge", "checkpoint.h5"));
+    assert_false(file_exists("diverge", "model.h5"));
+}
+
+static void test_bad_input_exits_2_before_writing(void **state)
+{
+    (void)state;
+    assert_int_equal(train("bad_k", "--set pq.k=1024"), 2);
+    assert_true(log_has("bad_k", "pq.k"));
+    assert_false(file_exists("bad_k", "checkpoint.h5"));
+    assert_int_equal(
+        tu_system("%s train configs/demo.yaml --out %s/missing --set data.train=%s/none.h5 "
+                  ">%s/missing.log 2>&1", tu_dml_path(), dir, dir, dir), 2);
+    assert_true(log_has("missing", "none.h5"));
+    struct stat st;
+    char path[700];
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_not_equal(stat(path, &st), 0); /* not even the run folder */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_end_to_end_writes_every_output),
+        cmocka_unit_test(test_demo_config_on_fashion_mnist),
+        cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
+        cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),
+        cmocka_unit_test(test_bad_input_exits_2_before_writing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
