@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "losses/losses.h"
 #include "optim/optim.h"
 
 static long n_allocs;
@@ -44,13 +45,23 @@ static void test_alignment_and_high_water(void **state)
     dml_arena_free(&a);
 }
 
-/* One step of a small MLP with a distance-based loss, an Adam update and gradient clipping. */
+static int32_t labels[64];
+static dml_pq pq;
+
+/* One step of a small MLP with every loss the trainer composes (batch-all triplet, contrastive,
+ * MNR, DQN's cosine loss, the quantization term), an Adam update and gradient clipping. */
 static float train_step(dml_graph *g, dml_mlp *mlp, dml_optim *opt, const float *x, int rows)
 {
     dml_optim_zero_grad(opt);
     dml_tensor *in = dml_leaf(g, (float *)x, NULL, rows, dml_mlp_dim_in(mlp));
     dml_tensor *z = dml_mlp_forward(g, mlp, in);
-    dml_tensor *loss = dml_scale(g, dml_mean(g, dml_pairwise_dist(g, z, z, 0)), -1.0f);
+    dml_tensor *d = dml_pairwise_dist(g, z, z, 0);
+    dml_tensor *loss = dml_loss_triplet(g, d, labels, 0.2f, DML_MINER_ALL, 0, DML_REDUCE_MEAN_NONZERO);
+    loss = dml_add(g, loss, dml_loss_triplet(g, d, labels, 0.2f, DML_MINER_SEMIHARD, 0, DML_REDUCE_MEAN));
+    loss = dml_add(g, loss, dml_loss_contrastive(g, d, labels, 0.0f, 1.0f, 2, DML_REDUCE_MEAN));
+    loss = dml_add(g, loss, dml_loss_mnr(g, z, z, NULL, labels, 20.0f, 1));
+    loss = dml_add(g, loss, dml_loss_cosine_pair(g, z, labels));
+    loss = dml_add(g, loss, dml_loss_quantization(g, z, &pq));
     assert_int_equal(dml_backward(g, loss), DML_OK);
     dml_clip_grad_norm(opt->params, opt->n_params, 1.0f);
     dml_optim_step(opt, 1e-3f);
@@ -74,6 +85,10 @@ static void test_training_step_allocates_nothing_after_the_first(void **state)
     assert_int_equal(dml_optim_init(&opt, &spec, params, n, NULL), DML_OK);
     float x[64 * 20];
     tu_fill_normal(x, 64 * 20, 1.0f, 5);
+    for (int i = 0; i < 64; i++)
+        labels[i] = i % 8;
+    assert_int_equal(dml_pq_init(&pq, 8, 2, 4, NULL), DML_OK);
+    tu_fill_normal(pq.centroids, 8 * 16, 0.3f, 6);
     dml_graph g;
     dml_graph_init(&g, 1024); /* deliberately small: the first step grows it */
 
@@ -90,6 +105,7 @@ static void test_training_step_allocates_nothing_after_the_first(void **state)
     dml_graph_free(&g);
     dml_optim_free(&opt);
     dml_mlp_free(&mlp);
+    dml_pq_free(&pq);
 }
 
 int main(void)
