@@ -46,10 +46,11 @@ static dml_status alloc_common(dml_searcher *s, int d, int max_k, dml_error *err
     for (int t = 0; ok && radix && t < s->threads; t++)
         ok = dml_select_buf_init(&s->sel[t], s->n_ref, NULL) == DML_OK;
     if (!ok) {
+        int block = s->block, n = s->n_ref;
         dml_searcher_free(s);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                              "out of memory for the search scores (%d queries x %d references)",
-                             s->block, s->n_ref);
+                             block, n);
     }
     return DML_OK;
 }

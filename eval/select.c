@@ -10,6 +10,8 @@
 
 #define DIGIT_BITS 11
 #define BUCKETS (1 << DIGIT_BITS)
+#define SORT_BITS 8 /* the final sort: 256 write streams stay in L1 */
+#define SORT_BUCKETS (1 << SORT_BITS)
 
 dml_status dml_select_buf_init(dml_select_buf *b, int n, dml_error *err)
 {
@@ -102,22 +104,22 @@ static uint32_t sortable(float f)
  * end in *keys / *rows (the pointers may swap with the scratch). */
 static void radix_sort(uint32_t **keys, int32_t **rows, uint32_t **tk, int32_t **tr, int n)
 {
-    int count[BUCKETS];
-    for (int shift = 0; shift < 32; shift += DIGIT_BITS) {
+    int count[SORT_BUCKETS];
+    for (int shift = 0; shift < 32; shift += SORT_BITS) {
         uint32_t *k = *keys, *ko = *tk;
         int32_t *r = *rows, *ro = *tr;
         memset(count, 0, sizeof count);
         for (int j = 0; j < n; j++)
-            count[(k[j] >> shift) & (BUCKETS - 1)]++;
-        if (n == 0 || count[(k[0] >> shift) & (BUCKETS - 1)] == n)
+            count[(k[j] >> shift) & (SORT_BUCKETS - 1)]++;
+        if (n == 0 || count[(k[0] >> shift) & (SORT_BUCKETS - 1)] == n)
             continue; /* one digit for every key: the pass would move nothing */
-        for (int b = 0, sum = 0; b < BUCKETS; b++) {
+        for (int b = 0, sum = 0; b < SORT_BUCKETS; b++) {
             int here = count[b];
             count[b] = sum;
             sum += here;
         }
         for (int j = 0; j < n; j++) {
-            int to = count[(k[j] >> shift) & (BUCKETS - 1)]++;
+            int to = count[(k[j] >> shift) & (SORT_BUCKETS - 1)]++;
             ko[to] = k[j];
             ro[to] = r[j];
         }
@@ -152,13 +154,13 @@ static int select_radix(const float *row, int n, int skip, int k, dml_select_buf
     int count[BUCKETS];
     for (int shift = 32 - DIGIT_BITS; need > 0; shift -= DIGIT_BITS) {
         int lo = shift < 0 ? 0 : shift, width = shift < 0 ? DIGIT_BITS + shift : DIGIT_BITS;
-        uint32_t mask = (1u << width) - 1;
         if (width <= 0) { /* every bit seen: the candidates are equal, take them in row order */
             memcpy(sk + chosen, ck, (size_t)need * sizeof *sk);
             memcpy(sr + chosen, cr, (size_t)need * sizeof *sr);
             chosen += need;
             break;
         }
+        uint32_t mask = (1u << width) - 1;
         memset(count, 0, sizeof count);
         for (int j = 0; j < m; j++)
             count[(ck[j] >> lo) & mask]++;

@@ -83,9 +83,11 @@ typedef struct dml_pq dml_pq;
 
 /* Bytes per code: (M * nbits + 7) / 8. */
 DML_API size_t dml_pq_code_size(const dml_pq *pq);
-/* Encode n vectors x[n, d] into codes[n, code_size]: nearest centroid per sub-vector. */
-DML_API void dml_pq_encode(const dml_pq *pq, const float *x, size_t n, uint8_t *codes);
-/* Decode n codes into x[n, d]. */
+/* Encode n vectors x[n, d] into codes[n, code_size]: the nearest centroid (squared L2) of
+ * each sub-vector, ties to the lowest index. Thread-safe. DML_ERR_USAGE for NULL arguments,
+ * DML_ERR_NOMEM when its scratch (a few MB) cannot be allocated. */
+DML_API dml_status dml_pq_encode(const dml_pq *pq, const float *x, size_t n, uint8_t *codes);
+/* Decode n codes into x[n, d]: each sub-vector is its centroid. Allocates nothing. */
 DML_API void dml_pq_decode(const dml_pq *pq, const uint8_t *codes, size_t n, float *x);
 /* ADC search: for each of n_q float queries, the k codes (of n_db) nearest in squared L2,
  * nearest first. distances[n_q, k] and labels[n_q, k] (row numbers; -1 and +inf past n_db). */

@@ -220,49 +220,64 @@ int dml_net_n_layers(const dml_net *net);
  * k-means and the product quantizer (nn/kmeans.c, nn/pq.c). */
 typedef enum dml_kmeans_init { DML_KMEANS_PLUSPLUS, DML_KMEANS_RANDOM_ROWS } dml_kmeans_init;
 
-/* Lloyd's k-means on x[n,d] for a fixed number of iterations. The assignment step is a GEMM
- * (|x|^2 + |c|^2 - 2 x.c); an empty cluster is re-seeded from the largest one. centroids[k,d]
- * is written; assign[n] (may be NULL) gets each row's cluster; *inertia (may be NULL) the final
- * sum of squared distances. Needs n >= k. */
+/* Lloyd's k-means on x[n,d] for exactly iters iterations (assign, then average), on every row:
+ * no subsampling. init: k-means++ (D^2 sampling) or k distinct random rows, drawn from rng.
+ * The assignment is a GEMM (|x|^2 + |c|^2 - 2 x.c) in blocks of rows, ties to the lowest index.
+ * A cluster left empty takes the row of the largest cluster farthest from its centroid.
+ * centroids[k,d] is written; assign[n] (may be NULL) gets each row's nearest centroid and
+ * *inertia (may be NULL) the summed squared distance, both for the returned centroids.
+ * DML_ERR_USAGE when n < k (or k, d < 1, iters < 0); DML_ERR_DATA for a NaN or Inf in x. */
 dml_status dml_kmeans(const float *x, int n, int d, int k, int iters, dml_kmeans_init init,
                       dml_rng *rng, float *centroids, int *assign, double *inertia,
                       dml_error *err);
-
 /* The same iterations from the given centroids[k,d] (a refit of existing codebooks). */
 dml_status dml_kmeans_from(const float *x, int n, int d, int k, int iters, float *centroids,
                            int *assign, double *inertia, dml_error *err);
-/* One assignment pass: nearest of the k centroids (squared norms c_norms[k]) for each row;
- * assign[n] and dist[n] (squared) may be NULL; scratch holds min(n, 4096) * k floats.
- * Returns the summed squared distance. */
+
+/* Rows per GEMM block of the assignment: at most DML_KMEANS_BLOCK and n, fewer when k is so
+ * large that a block's scores would pass 2^22 floats; at least 1. */
+#define DML_KMEANS_BLOCK 4096
+int dml_kmeans_block_rows(int n, int k);
+/* One assignment pass: the nearest of the k centroids c[k,d] (squared norms c_norms[k]) for
+ * each row of x[n,d], ties to the lowest index; assign[n] and dist[n] (squared distances) may
+ * be NULL. scratch holds dml_kmeans_block_rows(n, k) * k floats (min(n, DML_KMEANS_BLOCK) * k
+ * always suffices). Allocates nothing. Returns the summed squared distance. */
 double dml_kmeans_assign(const float *x, int n, int d, const float *c, int k, const float *c_norms,
                          int *assign, float *dist, float *scratch);
 
 /* M sub-quantizers of ksub = 2^nbits centroids over dsub = d/M consecutive dimensions, laid
- * out as FAISS's ProductQuantizer (centroids[M][ksub][dsub]); codes packed as FAISS packs them. */
+ * out as FAISS's ProductQuantizer (centroids[M][ksub][dsub]); codes packed as FAISS packs
+ * them: sub-quantizer m's index in bits [m*nbits, (m+1)*nbits) of a little-endian bit stream,
+ * code_size = (M*nbits + 7) / 8 bytes (formats.md, "PQ code packing"). */
 struct dml_pq {
     int d, m, nbits, ksub, dsub;
     float *centroids; /* [m, ksub, dsub] */
 };
 
-/* nbits is 4 or 8 (FAISS's IndexPQ; any 1..16 works). d % m == 0. Centroids zeroed. */
+/* nbits 1..16 (8 is FAISS's IndexPQ default, 4 packs two indices a byte); d % m == 0.
+ * Centroids zeroed. DML_ERR_USAGE on bad sizes. */
 dml_status dml_pq_init(dml_pq *pq, int d, int m, int nbits, dml_error *err);
 void dml_pq_free(dml_pq *pq);
-/* k-means per sub-space on x[n,d]. */
+/* Fresh codebooks: dml_kmeans per sub-space on x[n,d] (n >= ksub), iters iterations each. */
 dml_status dml_pq_train(dml_pq *pq, const float *x, int n, int iters, dml_kmeans_init init,
                         dml_rng *rng, dml_error *err);
 /* More k-means iterations per sub-space, starting from the current codebooks. */
 dml_status dml_pq_refine(dml_pq *pq, const float *x, int n, int iters, dml_error *err);
-/* Nearest-centroid indices per sub-vector, unpacked: idx[n, m]. */
-void dml_pq_assign(const dml_pq *pq, const float *x, size_t n, int32_t *idx);
+/* Nearest-centroid index of every sub-vector of x[n,d], unpacked: idx[n, m] (GEMM in blocks of
+ * rows). DML_ERR_NOMEM when its scratch cannot be allocated. */
+dml_status dml_pq_assign(const dml_pq *pq, const float *x, size_t n, int32_t *idx);
+/* idx[n, m] (each < ksub) <-> codes[n, code_size]. */
 void dml_pq_pack(const dml_pq *pq, const int32_t *idx, size_t n, uint8_t *codes);
 void dml_pq_unpack(const dml_pq *pq, const uint8_t *codes, size_t n, int32_t *idx);
 /* x[n, d] from unpacked indices idx[n, m]. */
 void dml_pq_decode_idx(const dml_pq *pq, const int32_t *idx, size_t n, float *x);
-/* Mean over rows of |x - decode(encode(x))|^2. */
+/* Mean over rows of |x - decode(encode(x))|^2 (summed over the d dimensions); 0 when n is 0,
+ * NaN when its scratch cannot be allocated. */
 double dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n);
-/* ADC: table[m, ksub] of squared distances from the query's sub-vectors to every centroid. */
+/* ADC: table[m, ksub] of squared L2 distances from the query's sub-vectors to every centroid. */
 void dml_pq_adc_table(const dml_pq *pq, const float *query, float *table);
-/* ADC distances from one query's table to n packed codes: dist[i] = sum_m table[m, code_im]. */
+/* ADC distances from one query's table to n packed codes: dist[i] = sum_m table[m, code_im],
+ * summed in order of m. Allocates nothing (thread-safe). */
 void dml_pq_adc_distances(const dml_pq *pq, const float *table, const uint8_t *codes, size_t n,
                           float *dist);
 

@@ -1,0 +1,484 @@
+/* The training cases: the trainer's own step (train/train_step.c's dml_run_loss, backward,
+ * gradient norm, graph reset, optimizer step, in train/trainer.c's order) on a run set up as
+ * the trainer sets one up, timed; the same step's GEMM shapes replayed through dml_gemm for
+ * the machine's ceiling; and a briefly trained encoder's embeddings for the search cases. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "train/run_output.h"
+
+#define ARENA_BYTES (8u << 20) /* the trainer's starting arena */
+#define MAX_GEMMS 256          /* GEMM calls noted in one step */
+#define LOSS_WINDOW 5          /* steps averaged for the first and last loss */
+
+/* ---- GEMM shapes of one step ----
+ * The bench links with -Wl,--wrap=dml_gemm (the Makefile's bench recipe): every call the library
+ * makes to dml_gemm comes here first, so a real step's GEMMs are noted exactly as the ops issue
+ * them, without this file knowing the ops. The names are the linker's convention. */
+typedef struct gemm_call {
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+} gemm_call;
+
+static gemm_call calls[MAX_GEMMS];
+static int n_calls, recording;
+
+void __real_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void __wrap_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+void __wrap_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    if (recording && m > 0 && n > 0 && n_calls < MAX_GEMMS)
+        calls[n_calls++] = (gemm_call){trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta};
+    __real_dml_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---- a run, set up as train/trainer.c sets one up (its set-up functions are private) ---- */
+static const dml_activation ACTIVATION[] = {DML_ACT_RELU, DML_ACT_TANH, DML_ACT_GELU,
+                                            DML_ACT_LEAKY_RELU}; /* dml_cfg_act's order */
+static const dml_output_norm OUTPUT[] = {DML_OUTPUT_L2, DML_OUTPUT_TANH, DML_OUTPUT_NONE};
+
+static void run_close(dml_run *r)
+{
+    dml_dataset_free(&r->train);
+    dml_split_free(&r->split);
+    dml_input_norm_free(&r->norm);
+    dml_net_free(&r->net);
+    dml_optim_free(&r->optim);
+    dml_pq_free(&r->pq);
+    dml_sampler_free(&r->sampler);
+    dml_graph_free(&r->graph);
+    free(r->idx);
+    free(r->pos);
+    free(r->labels);
+    free(r->xa);
+    free(r->xb);
+}
+
+static dml_status run_open(dml_run *r, const dml_config *c, dml_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = c;
+    r->log = stderr;
+    dml_rng_seed(&r->rng, (uint64_t)c->seed);
+    if (c->data.pairs == DML_PAIRS_HALVES || c->data.pairs == DML_PAIRS_FILE ||
+        c->model.type == DML_NET_DUAL || c->loss.reconstruction_weight > 0.0f || c->model.init[0])
+        return dml_error_set(err, DML_ERR_USAGE, c->path, 0, 0,
+                             "the bench times one tower on one view, fresh weights, no extra "
+                             "reconstruction term");
+    dml_status st = dml_dataset_open(c->data.train, &r->train, err);
+    dml_split_spec split = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
+    if (st == DML_OK)
+        st = dml_split_make(&r->split, &r->train, &split, &r->rng, err);
+    if (st == DML_OK)
+        st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
+                                r->split.n_train, err);
+    if (st != DML_OK)
+        return st;
+    dml_input_norm_apply(&r->norm, r->train.x, (size_t)r->train.n);
+    r->d_in = r->d_in_b = r->train.d;
+    dml_net_spec ns = {c->model.type, r->d_in, r->d_in_b, c->model.n_hidden, c->model.hidden,
+                       c->model.dim, ACTIVATION[c->model.activation], OUTPUT[c->model.output]};
+    if ((st = dml_net_init(&r->net, &ns, &r->rng, err)) != DML_OK)
+        return st;
+    r->n_params = dml_net_params(&r->net, r->params);
+    dml_optim_spec os = {.kind = (dml_optim_kind)c->train.optimizer,
+                         .momentum = c->train.momentum,
+                         .weight_decay = c->train.weight_decay};
+    if ((st = dml_optim_init(&r->optim, &os, r->params, r->n_params, err)) != DML_OK)
+        return st;
+    r->batch = c->train.batch_size;
+    dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
+                           c->sampler.m};
+    if (c->data.pairs == DML_PAIRS_SAME_CLASS) {
+        ss.kind = DML_SAMPLER_RANDOM;
+        ss.pairs = DML_PAIR_MODE_SAME_CLASS;
+    }
+    if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
+        ss.kind = DML_SAMPLER_RANDOM;
+    st = dml_sampler_init(&r->sampler, &ss, &r->train, r->split.train, r->split.n_train, &r->rng,
+                          err);
+    if (st != DML_OK)
+        return st;
+    r->steps_per_epoch = dml_sampler_steps_per_epoch(&r->sampler);
+    r->total_steps = c->train.steps > 0 ? c->train.steps : (long)c->train.epochs * r->steps_per_epoch;
+    r->schedule = (dml_schedule){(dml_schedule_kind)c->train.schedule, c->train.lr, r->total_steps,
+                                 c->train.warmup_steps, 0.0f, r->steps_per_epoch, 0.5f};
+    size_t b = (size_t)r->batch, w = (size_t)r->d_in;
+    r->idx = malloc(b * sizeof *r->idx);
+    r->pos = malloc(b * sizeof *r->pos);
+    r->labels = calloc(b, sizeof *r->labels);
+    r->xa = malloc(b * w * sizeof(float));
+    r->xb = malloc(b * w * sizeof(float));
+    if (!r->idx || !r->pos || !r->labels || !r->xa || !r->xb)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
+    if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
+        return st;
+    dml_graph_init(&r->graph, ARENA_BYTES);
+    /* The joint loss's codebooks, as the trainer fits them after its warm-up. */
+    if (c->loss.quantization.weight > 0.0f) {
+        if ((st = dml_run_fit_codebooks(r, 1, err)) != DML_OK)
+            return st;
+        r->pq_ready = 1;
+    }
+    return DML_OK;
+}
+
+/* Loads the config (file plus overrides) and opens a run on it. */
+static dml_status open_case(const dml_bench_args *a, dml_config *c, dml_run *r, dml_error *err)
+{
+    dml_set_threads(a->threads);
+    dml_status st = dml_config_load(a->pos[0], a->n_sets, (char *const *)a->sets, c, err);
+    return st == DML_OK ? run_open(r, c, err) : st;
+}
+
+/* One optimisation step, exactly train/trainer.c's train_loop body without its logging,
+ * validation and checkpoints. Returns the loss; *norm gets the gradient norm. */
+static dml_status step(dml_run *r, float *loss_value, float *norm)
+{
+    dml_optim_zero_grad(&r->optim);
+    dml_tensor *loss = dml_run_loss(r, &r->graph);
+    dml_status st = loss ? dml_backward(&r->graph, loss) : DML_ERR_NOMEM;
+    if (st != DML_OK)
+        return st;
+    *loss_value = loss->data[0];
+    *norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
+    dml_graph_reset(&r->graph);
+    dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
+    r->step++;
+    return DML_OK;
+}
+
+/* ---- the first step's inputs, for bench/torch_peer.py's check ---- */
+static const char *loss_key(const dml_config *c)
+{
+    switch (c->loss.type) {
+    case DML_LOSS_TRIPLET:
+        return c->loss.miner == DML_MINER_HARD  ? "triplet_hard"
+               : c->loss.miner == DML_MINER_ALL ? "triplet_all"
+                                                : "triplet_semihard";
+    case DML_LOSS_CONTRASTIVE: return "contrastive";
+    case DML_LOSS_MNR: return "mnr";
+    case DML_LOSS_COSINE_PAIR: return "cosine_pair";
+    case DML_LOSS_RECONSTRUCTION: return "reconstruction";
+    }
+    return "?";
+}
+
+static dml_status dump_mlp(const char *dir, const char *tower, const dml_mlp *m, dml_error *err)
+{
+    char path[1200];
+    dml_status st = DML_OK;
+    for (int i = 0; st == DML_OK && i < m->n_layers; i++) {
+        const dml_linear *l = &m->layers[i];
+        snprintf(path, sizeof path, "%s/%s%d_w.npy", dir, tower, i);
+        st = dml_bench_write_npy(path, l->w.data, l->w.rows, l->w.cols, 0, err);
+        snprintf(path, sizeof path, "%s/%s%d_b.npy", dir, tower, i);
+        if (st == DML_OK)
+            st = dml_bench_write_npy(path, l->b.data, l->b.cols, 0, 0, err);
+    }
+    return st;
+}
+
+static void json_widths(FILE *f, const char *key, const dml_mlp *m)
+{
+    fprintf(f, "\"%s\": [", key);
+    for (int i = 0; i < m->n_layers; i++)
+        fprintf(f, "%s%d", i ? ", " : "", m->layers[i].w.cols);
+    fprintf(f, ", %d]", dml_mlp_dim_out(m));
+}
+
+/* What the step computes, for the peer to do the same: one JSON object (no newline). */
+static void write_spec(FILE *f, const dml_run *r)
+{
+    const dml_config *c = r->cfg;
+    static const char *const DIST[] = {"euclidean", "squared_euclidean", "cosine"};
+    static const char *const OUT[] = {"l2", "tanh", "none"};
+    static const char *const ACT[] = {"relu", "tanh", "gelu", "leaky_relu"};
+    static const char *const NORM[] = {"none", "unit", "standardize"};
+    static const char *const OPT[] = {"sgd", "adam", "adamw"};
+    fprintf(f, "{\"loss\": \"%s\", \"distance\": \"%s\", \"margin\": %g, \"soft\": %s, "
+               "\"reduction\": \"%s\", \"pos_margin\": %g, \"neg_margin\": %g, \"power\": %d, "
+               "\"scale\": %g, \"symmetric\": %s, \"mask_same_label\": %s, ",
+            loss_key(c), DIST[c->loss.distance], c->loss.margin, c->loss.soft ? "true" : "false",
+            c->loss.reduction == DML_CFG_REDUCE_MEAN_NONZERO ? "mean_nonzero" : "mean",
+            c->loss.pos_margin, c->loss.neg_margin, c->loss.power, c->loss.scale,
+            c->loss.symmetric ? "true" : "false", c->loss.mask_same_label ? "true" : "false");
+    fprintf(f, "\"reconstruction\": \"%s\", \"quant_weight\": %g, \"pq_m\": %d, \"pq_k\": %d, ",
+            c->loss.reconstruction == DML_RECON_BCE ? "bce" : "mse", c->loss.quantization.weight,
+            c->pq.m, c->pq.k);
+    fprintf(f, "\"net\": \"%s\", ", c->model.type == DML_NET_AUTOENCODER ? "autoencoder" : "mlp");
+    json_widths(f, "widths", &r->net.encoder);
+    if (r->net.decoder.n_layers) {
+        fputs(", ", f);
+        json_widths(f, "decoder_widths", &r->net.decoder);
+    }
+    fprintf(f, ", \"activation\": \"%s\", \"output\": \"%s\", \"data\": \"%s\", "
+               "\"normalize\": \"%s\", \"sampler\": \"%s\", \"m\": %d, \"pairs\": \"%s\", "
+               "\"batch\": %d, \"optimizer\": \"%s\", \"lr\": %g, \"weight_decay\": %g, "
+               "\"n_params\": %d}",
+            ACT[c->model.activation], OUT[c->model.output], c->data.train,
+            NORM[c->data.normalize], r->sampler.spec.kind == DML_SAMPLER_M_PER_CLASS ? "m_per_class"
+                                                                                     : "random",
+            r->sampler.spec.m, r->sampler.spec.pairs == DML_PAIR_MODE_SAME_CLASS ? "same_class"
+                                                                                 : "none",
+            r->batch, OPT[c->train.optimizer], c->train.lr, c->train.weight_decay, r->n_params);
+}
+
+/* After the first step: its batch, codebooks, loss and gradient norm, and the spec. The
+ * weights were written before the step (dump_mlp). */
+static dml_status dump_first(const char *dir, const dml_run *r, float loss, float norm,
+                             dml_error *err)
+{
+    char path[1200], tmp[1300];
+    snprintf(path, sizeof path, "%s/batch_idx.npy", dir);
+    dml_status st = dml_bench_write_npy(path, r->idx, r->batch, 0, 1, err);
+    snprintf(path, sizeof path, "%s/batch_pos.npy", dir);
+    if (st == DML_OK && r->sampler.spec.pairs != DML_PAIR_MODE_NONE)
+        st = dml_bench_write_npy(path, r->pos, r->batch, 0, 1, err);
+    snprintf(path, sizeof path, "%s/pq_centroids.npy", dir);
+    if (st == DML_OK && r->pq_ready)
+        st = dml_bench_write_npy(path, r->pq.centroids, r->pq.m * r->pq.ksub, r->pq.dsub, 0, err);
+    if (st != DML_OK)
+        return st;
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    dml_tmp_path(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write");
+    fprintf(f, "{\"spec\": ");
+    write_spec(f, r);
+    fprintf(f, ", \"first_loss\": %.9g, \"first_grad_norm\": %.9g}\n", loss, norm);
+    if (fclose(f) != 0)
+        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "write failed");
+    return dml_file_commit(tmp, path, err);
+}
+
+/* ---- sub-commands ---- */
+static double mean(const float *v, int n)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += v[i];
+    return n > 0 ? s / n : NAN;
+}
+
+/* Buffers for replaying the noted calls: the largest A, B and C any of them reads. */
+static size_t need(int rows, int ld)
+{
+    return (size_t)rows * (size_t)ld;
+}
+
+static int by_value(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The machine's ceiling for this step: one more step with its GEMM calls noted, then the same
+ * calls (shapes, transposes, leading dimensions, alpha, beta) replayed `reps` times through the
+ * real dml_gemm on buffers of random values. Prints a JSON object (no newline): the step's GEMM
+ * flops, the median time of one step's worth of GEMMs, and each call's throughput. */
+static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
+{
+    float loss, norm;
+    recording = 1;
+    n_calls = 0;
+    dml_status st = step(r, &loss, &norm);
+    recording = 0;
+    if (st != DML_OK)
+        return st;
+    size_t na = 1, nb = 1, nc = 1;
+    double flops = 0.0;
+    for (int i = 0; i < n_calls; i++) {
+        const gemm_call *g = &calls[i];
+        size_t sa = need(g->ta ? g->k : g->m, g->lda), sb = need(g->tb ? g->n : g->k, g->ldb);
+        na = sa > na ? sa : na;
+        nb = sb > nb ? sb : nb;
+        nc = need(g->m, g->ldc) > nc ? need(g->m, g->ldc) : nc;
+        flops += 2.0 * g->m * g->n * g->k;
+    }
+    reps = reps > 0 ? reps : 1;
+    float *ba = malloc(na * sizeof(float)), *bb = malloc(nb * sizeof(float));
+    float *bc = calloc(nc, sizeof(float));
+    double *rep = malloc((size_t)reps * sizeof *rep);
+    double *per_call = calloc((size_t)(n_calls ? n_calls : 1), sizeof *per_call);
+    if (!ba || !bb || !bc || !rep || !per_call)
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the GEMM buffers");
+    if (st == DML_OK) {
+        dml_rng rng;
+        dml_rng_seed(&rng, 1);
+        for (size_t i = 0; i < na; i++)
+            ba[i] = 0.1f * dml_rng_uniform(&rng);
+        for (size_t i = 0; i < nb; i++)
+            bb[i] = 0.1f * dml_rng_uniform(&rng);
+        for (int k = -2; k < reps; k++) { /* two reps to warm up */
+            double t0 = dml_bench_now();
+            for (int i = 0; i < n_calls; i++) {
+                const gemm_call *g = &calls[i];
+                double t = dml_bench_now();
+                __real_dml_gemm(g->ta, g->tb, g->m, g->n, g->k, g->alpha, ba, g->lda, bb, g->ldb,
+                                g->beta, bc, g->ldc);
+                if (k >= 0)
+                    per_call[i] += dml_bench_now() - t;
+            }
+            if (k >= 0)
+                rep[k] = dml_bench_now() - t0;
+        }
+        qsort(rep, (size_t)reps, sizeof *rep, by_value);
+        double med = reps % 2 ? rep[reps / 2] : 0.5 * (rep[reps / 2 - 1] + rep[reps / 2]);
+        printf("{\"calls_per_step\": %d, \"flops_per_step\": %.0f, \"seconds_per_step\": %.9f, "
+               "\"best_seconds_per_step\": %.9f, \"gflops\": %.3f, \"calls\": [",
+               n_calls, flops, med, rep[0], 1e-9 * flops / med);
+        for (int i = 0; i < n_calls; i++) {
+            const gemm_call *g = &calls[i];
+            printf("%s{\"ta\": %d, \"tb\": %d, \"m\": %d, \"n\": %d, \"k\": %d, \"gflops\": %.3f}",
+                   i ? ", " : "", g->ta, g->tb, g->m, g->n, g->k,
+                   2e-9 * g->m * g->n * g->k * reps / per_call[i]);
+        }
+        printf("]}");
+    }
+    free(ba);
+    free(bb);
+    free(bc);
+    free(rep);
+    free(per_call);
+    return st;
+}
+
+/* train: warm-up steps, then `steps` timed steps; with --reps, the GEMM ceiling after them
+ * (the gemm sub-command is the same with no timed steps). */
+static int train_case(const dml_bench_args *a, const char *what)
+{
+    dml_config *c = malloc(sizeof *c);
+    dml_run *r = calloc(1, sizeof *r);
+    int total = a->warmup + a->steps;
+    float *losses = malloc((size_t)(total > 0 ? total : 1) * sizeof *losses);
+    dml_error err = {0};
+    if (!c || !r || !losses || total < 1) {
+        free(c);
+        free(r);
+        free(losses);
+        return dml_bench_fail(what, total < 1 ? DML_ERR_USAGE : DML_ERR_NOMEM, &err);
+    }
+    dml_status st = open_case(a, c, r, &err);
+    if (st == DML_OK && a->dump && (st = dml_mkdirs(a->dump, &err)) == DML_OK &&
+        (st = dump_mlp(a->dump, "enc", &r->net.encoder, &err)) == DML_OK)
+        st = dump_mlp(a->dump, "dec", &r->net.decoder, &err);
+    double t0 = dml_bench_now(), norm_first = 0.0;
+    int finite = 1;
+    for (int i = 0; st == DML_OK && i < total; i++) {
+        if (i == a->warmup)
+            t0 = dml_bench_now();
+        float norm;
+        st = step(r, &losses[i], &norm);
+        finite = finite && isfinite(losses[i]) && isfinite(norm);
+        if (i == 0)
+            norm_first = norm;
+        if (st == DML_OK && i == 0 && a->dump)
+            st = dump_first(a->dump, r, losses[0], norm, &err);
+    }
+    double seconds = a->steps > 0 ? dml_bench_now() - t0 : 0.0;
+    if (st == DML_OK) {
+        int w = total < LOSS_WINDOW ? total : LOSS_WINDOW;
+        printf("{\"case\": \"%s\", \"side\": \"dml\", \"loss\": \"%s\", \"batch\": %d, "
+               "\"steps\": %d, \"warmup\": %d, \"threads\": %d, \"seconds\": %.6f, "
+               "\"samples_per_s\": %.3f, \"us_per_step\": %.3f, \"first_loss\": %.6g, "
+               "\"first_grad_norm\": %.6g, \"loss_first\": %.6g, \"loss_last\": %.6g, "
+               "\"finite\": %s, \"spec\": ",
+               a->name, loss_key(c), r->batch, a->steps, a->warmup, dml_set_threads(a->threads),
+               seconds, a->steps > 0 ? r->batch * a->steps / seconds : 0.0,
+               a->steps > 0 ? 1e6 * seconds / a->steps : 0.0, losses[0], norm_first,
+               mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false");
+        write_spec(stdout, r);
+        if (a->reps > 0) {
+            printf(", \"gemm\": ");
+            st = gemm_ceiling(r, a->reps, &err);
+        }
+        printf("}\n");
+    }
+    run_close(r);
+    free(r);
+    free(c);
+    free(losses);
+    return st == DML_OK ? 0 : dml_bench_fail(what, st, &err);
+}
+
+int dml_bench_train(const dml_bench_args *a)
+{
+    return train_case(a, "train");
+}
+
+int dml_bench_gemm(const dml_bench_args *a)
+{
+    dml_bench_args g = *a;
+    g.steps = 0;
+    g.warmup = a->warmup > 0 ? a->warmup : 1;
+    g.reps = a->reps > 0 ? a->reps : 20;
+    return train_case(&g, "gemm");
+}
+
+/* Embeddings of rows x[n, r->d_in] into a new [n, dim] buffer. */
+static float *embed(dml_run *r, const float *x, int n)
+{
+    float *z = malloc((size_t)n * dml_mlp_dim_out(&r->net.encoder) * sizeof(float));
+    if (z)
+        dml_run_embed(&r->graph, &r->net.encoder, x, n, z);
+    return z;
+}
+
+static dml_status write_set(const char *dir, const char *stem, const float *z, const int32_t *y,
+                            int n, int dim, dml_error *err)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, stem);
+    dml_status st = dml_bench_write_npy(path, z, n, dim, 0, err);
+    snprintf(path, sizeof path, "%s/%s.labels.npy", dir, stem);
+    return st == DML_OK ? dml_bench_write_npy(path, y, n, 0, 1, err) : st;
+}
+
+int dml_bench_embed(const dml_bench_args *a)
+{
+    dml_config *c = malloc(sizeof *c);
+    dml_run *r = calloc(1, sizeof *r);
+    dml_dataset test = {0};
+    dml_error err = {0};
+    if (!c || !r) {
+        free(c);
+        free(r);
+        return dml_bench_fail("embed", DML_ERR_NOMEM, &err);
+    }
+    dml_status st = open_case(a, c, r, &err);
+    float loss = NAN, first = NAN, norm;
+    for (int i = 0; st == DML_OK && i < a->steps; i++) {
+        st = step(r, &loss, &norm);
+        first = i == 0 ? loss : first;
+    }
+    if (st == DML_OK && (st = dml_dataset_open(c->data.test, &test, &err)) == DML_OK)
+        dml_input_norm_apply(&r->norm, test.x, (size_t)test.n);
+    int dim = c->model.dim;
+    float *zt = st == DML_OK ? embed(r, r->train.x, r->train.n) : NULL;
+    float *zq = st == DML_OK ? embed(r, test.x, test.n) : NULL;
+    if (st == DML_OK && (!zt || !zq))
+        st = dml_error_set(&err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
+    if (st == DML_OK && (st = dml_mkdirs(a->pos[1], &err)) == DML_OK &&
+        (st = write_set(a->pos[1], "train_emb", zt, r->train.y, r->train.n, dim, &err)) == DML_OK)
+        st = write_set(a->pos[1], "test_emb", zq, test.y, test.n, dim, &err);
+    if (st == DML_OK)
+        printf("{\"case\": \"embed\", \"steps\": %d, \"first_loss\": %.6g, \"last_loss\": %.6g, "
+               "\"n_train\": %d, \"n_test\": %d, \"dim\": %d}\n",
+               a->steps, first, loss, r->train.n, test.n, dim);
+    free(zt);
+    free(zq);
+    dml_dataset_free(&test);
+    run_close(r);
+    free(r);
+    free(c);
+    return st == DML_OK ? 0 : dml_bench_fail("embed", st, &err);
+}
