@@ -73,11 +73,13 @@ demo: all
 
 bench:
 	$(MAKE) all
-	$(PYTHON) bench/run.py --dml $(BUILD)/dml
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -Wl,--wrap=dml_gemm \
+	    -o $(BUILD)/bench_dml $(wildcard bench/bench_*.c) $(BUILD)/libdml.a $(LIBS)
+	$(PYTHON) bench/run.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(BENCH_ARGS)
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
-    python3-h5py python3-onnx python3-sklearn chromium
+    python3-h5py python3-onnx python3-sklearn chromium time
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \

@@ -18,6 +18,7 @@ typedef struct dml_bench_args {
     const char *queries; /* pq: the ADC search's queries (a data SPEC) */
     const char *init;    /* pq: "random" (FAISS's) or "plusplus" (the trainer's) */
     int steps, warmup, threads, reps, m, nbits, iters, k;
+    int single_queries; /* pq: queries of the single-threaded dml_pq_search */
 } dml_bench_args;
 
 /* Seconds on a monotonic clock. */

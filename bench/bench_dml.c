@@ -5,7 +5,7 @@
  *   bench_dml gemm CONFIG [--set k=v]... [--threads N] [--reps 20]
  *   bench_dml embed CONFIG OUTDIR [--set k=v]... [--steps N] [--threads N]
  *   bench_dml pq SPEC [--queries SPEC] [--m 8] [--nbits 8] [--iters 25] [--init random]
- *                [--k 100] [--threads N]
+ *                [--k 100] [--single-queries 2000] [--threads N]
  *   bench_dml eval DB_SPEC QUERY_SPEC [--k 100] [--threads N]
  *
  * Each prints one JSON object on stdout. Set-up (reading data, building the model) is never
@@ -81,7 +81,8 @@ static const char USAGE[] =
 static int parse(int argc, char **argv, dml_bench_args *a)
 {
     *a = (dml_bench_args){.name = argv[1], .init = "random", .steps = 40, .warmup = 5,
-                          .threads = 0, .reps = 0, .m = 8, .nbits = 8, .iters = 25, .k = 100};
+                          .threads = 0, .reps = 0, .m = 8, .nbits = 8, .iters = 25, .k = 100,
+                          .single_queries = 2000};
     static const struct {
         const char *flag;
         size_t at; /* offset of an int field, or 0 for the strings below */
@@ -92,7 +93,8 @@ static int parse(int argc, char **argv, dml_bench_args *a)
                 {"--m", offsetof(dml_bench_args, m)},
                 {"--nbits", offsetof(dml_bench_args, nbits)},
                 {"--iters", offsetof(dml_bench_args, iters)},
-                {"--k", offsetof(dml_bench_args, k)}};
+                {"--k", offsetof(dml_bench_args, k)},
+                {"--single-queries", offsetof(dml_bench_args, single_queries)}};
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
         int done = 0;

@@ -18,9 +18,10 @@ static double col_mean(const float *v, int n, int k, int col)
 }
 
 /* Top-k of every query by ADC: the searcher on `threads` threads (what dml eval runs), then the
- * public single-threaded dml_pq_search. Fills the two times and the mean k-th distance. */
+ * public single-threaded dml_pq_search on the first n_1 queries. Fills the two times and the
+ * mean k-th distance. */
 static dml_status adc_search(const dml_pq *pq, const uint8_t *codes, int n, const dml_dataset *q,
-                             int k, int threads, double *secs, double *secs_1, double *kth,
+                             int n_1, int k, int threads, double *secs, double *secs_1, double *kth,
                              dml_error *err)
 {
     int32_t *idx = malloc((size_t)q->n * k * sizeof *idx);
@@ -37,7 +38,7 @@ static dml_status adc_search(const dml_pq *pq, const uint8_t *codes, int n, cons
     *kth = col_mean(dist, q->n, k, k - 1);
     t0 = dml_bench_now();
     if (st == DML_OK)
-        st = dml_pq_search(pq, codes, (size_t)n, q->x, (size_t)q->n, k, dist, lab);
+        st = dml_pq_search(pq, codes, (size_t)n, q->x, (size_t)n_1, k, dist, lab);
     *secs_1 = dml_bench_now() - t0;
     free(idx);
     free(dist);
@@ -77,8 +78,12 @@ int dml_bench_pq(const dml_bench_args *a)
         goto done;
     }
     t0 = dml_bench_now();
-    dml_pq_encode(&pq, x.x, (size_t)x.n, codes);
+    st = dml_pq_encode(&pq, x.x, (size_t)x.n, codes);
     double encode_s = dml_bench_now() - t0;
+    if (st != DML_OK) {
+        dml_error_set(&err, st, NULL, 0, 0, "PQ encoding failed");
+        goto done;
+    }
     printf("{\"case\": \"%s\", \"side\": \"dml\", \"n\": %d, \"d\": %d, \"m\": %d, \"nbits\": %d, "
            "\"iters\": %d, \"init\": \"%s\", \"threads\": %d, \"train_points\": %d, "
            "\"train_s\": %.6f, \"mse\": %.9g, \"encode_s\": %.6f, \"encode_rows_per_s\": %.1f",
@@ -86,10 +91,11 @@ int dml_bench_pq(const dml_bench_args *a)
            encode_s, x.n / encode_s);
     if (q.n) {
         double adc_s, adc1_s, kth;
-        st = adc_search(&pq, codes, x.n, &q, a->k, threads, &adc_s, &adc1_s, &kth, &err);
-        printf(", \"queries\": %d, \"k\": %d, \"adc_s\": %.6f, \"adc_1thread_s\": %.6f, "
-               "\"adc_kth_dist_mean\": %.6g",
-               q.n, a->k, adc_s, adc1_s, kth);
+        int n_1 = a->single_queries < q.n ? a->single_queries : q.n;
+        st = adc_search(&pq, codes, x.n, &q, n_1, a->k, threads, &adc_s, &adc1_s, &kth, &err);
+        printf(", \"queries\": %d, \"k\": %d, \"adc_s\": %.6f, \"adc_1thread_queries\": %d, "
+               "\"adc_1thread_s\": %.6f, \"adc_kth_dist_mean\": %.6g",
+               q.n, a->k, adc_s, n_1, adc1_s, kth);
     }
     printf("}\n");
 done:

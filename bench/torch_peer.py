@@ -402,6 +402,8 @@ def demo_case(args):
     batch, m = train.get("batch_size", 256), sampler.get("m", 4)
     steps_per_epoch = len(tr) // batch
     total = steps_per_epoch * train.get("epochs", 10)
+    if args.max_steps:
+        total = min(total, args.max_steps)
     opt = torch.optim.Adam(net.parameters(), lr=float(train.get("lr", 1e-3)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     by_class = [tr[y[tr] == c] for c in range(int(y.max()) + 1)]
@@ -413,7 +415,7 @@ def demo_case(args):
         loss.backward()
         opt.step()
         sched.step()
-        if (step + 1) % steps_per_epoch == 0:
+        if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
             with torch.no_grad():
                 mv = map_at_r(net(x[val]), y[val])
             print(f"step {step + 1}: loss {float(loss):.4f} validation map_at_r {mv:.4f}", file=sys.stderr)
@@ -447,6 +449,7 @@ def main():
     d = sub.add_parser("demo")
     d.add_argument("config")
     d.add_argument("--intra", type=int, default=os.cpu_count())
+    d.add_argument("--max-steps", type=int, default=0, help="stop early (a smoke run)")
     args = p.parse_args()
     {"train": train_case, "check": check_case, "eval": eval_case, "demo": demo_case}[args.command](args)
 

@@ -1,6 +1,6 @@
 /* Lloyd's k-means. The assignment step is one GEMM per block of rows,
- * |x - c|^2 = |x|^2 + |c|^2 - 2 x.c, then an argmin per row; the update step averages in double.
- * A run allocates one workspace up front and nothing per iteration. */
+ * |x - c|^2 = |x|^2 + |c|^2 - 2 x.c, then an argmin per row; the update step averages in double;
+ * empty clusters are re-seeded. A run allocates one workspace up front, nothing per iteration. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,10 +254,12 @@ enum { FROM_GIVEN = -1 };
 static dml_status run(const float *x, int n, int d, int k, int iters, int init, dml_rng *rng,
                       float *c, int *assign, double *inertia, dml_error *err)
 {
-    if (k < 1 || d < 1 || iters < 0 || !x || !c || (init != FROM_GIVEN && !rng))
+    int known = init == FROM_GIVEN || init == DML_KMEANS_PLUSPLUS || init == DML_KMEANS_RANDOM_ROWS;
+    if (k < 1 || d < 1 || iters < 0 || !x || !c || !known || (init != FROM_GIVEN && !rng))
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "k-means needs k >= 1, d >= 1, iters >= 0, data, centroids and a "
-                             "random generator (k = %d, d = %d, iters = %d)", k, d, iters);
+                             "k-means needs k >= 1, d >= 1, iters >= 0, data, centroids, a known "
+                             "init and a random generator (k = %d, d = %d, iters = %d, init = %d)",
+                             k, d, iters, init);
     if (n < k)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "k-means needs at least as many rows as clusters: %d rows for "

@@ -223,8 +223,10 @@ static void test_assign_matches_brute_force(void **state)
             int arg = -1;
             for (int j = 0; j < k; j++) {
                 double e = 0.0;
-                for (int t = 0; t < D && j != 5; t++)
-                    e += ((double)x[i * D + t] - c[j * D + t]) * ((double)x[i * D + t] - c[j * D + t]);
+                for (int t = 0; t < D && j != 5; t++) {
+                    double diff = (double)x[i * D + t] - c[j * D + t];
+                    e += diff * diff;
+                }
                 if (j == 5) /* the duplicate of 2: never strictly nearer, so never chosen */
                     continue;
                 if (e < best) {
@@ -303,10 +305,13 @@ static void test_bad_input(void **state)
                      DML_ERR_USAGE);
     assert_int_equal(dml_kmeans(x, 3, 2, 2, 5, DML_KMEANS_PLUSPLUS, NULL, c, NULL, NULL, &err),
                      DML_ERR_USAGE);
+    assert_int_equal(dml_kmeans(x, 3, 2, 2, 5, (dml_kmeans_init)7, &rng, c, NULL, NULL, &err),
+                     DML_ERR_USAGE);
     x[3] = NAN;
     assert_int_equal(dml_kmeans(x, 3, 2, 2, 5, DML_KMEANS_RANDOM_ROWS, &rng, c, NULL, NULL, &err),
                      DML_ERR_DATA);
-    assert_string_equal(err.msg, "k-means input: row 1, column 1 is nan (expected a finite number)");
+    assert_string_equal(err.msg,
+                        "k-means input: row 1, column 1 is nan (expected a finite number)");
 }
 
 int main(void)

@@ -1,0 +1,455 @@
+#!/usr/bin/python3
+"""`make bench`: dml against PyTorch and FAISS, side by side, in one run (issue #7).
+
+For every case the peer and dml run alternately, --rounds times (3 by default), each in a fresh
+process; the median of each side's per-round figure is reported. Prints the tables and writes
+them to --out (bench/results.md) with the machine's CPU, core count, date and versions.
+
+    /usr/bin/python3 bench/run.py --dml build/dml --bench build/bench_dml
+    /usr/bin/python3 bench/run.py ... --quick --out /tmp/results.md   (a smoke run: tiny counts)
+
+Threads are set deliberately: N = --threads (default: every core). dml: dml_set_threads(N) for
+OpenBLAS and N search threads. PyTorch: OpenBLAS N threads, intra-op threads 1 and N both tried
+in every round, the faster one counted. FAISS: OpenMP N threads, OpenBLAS N threads.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"
+
+# Case 1 (and 2): each from a shipped config, so dml runs exactly what `dml train` would.
+TRAIN_CASES = [
+    ("triplet_hard", "configs/fmnist-triplet.yaml", ["loss.miner=hard"]),
+    ("triplet_all", "configs/fmnist-triplet.yaml", []),
+    ("contrastive", "configs/fmnist-contrastive.yaml", []),
+    ("mnr", "configs/fmnist-mnr.yaml", []),
+    ("autoencoder", "configs/fmnist-autoencoder.yaml", []),
+    ("joint_pq", "configs/fmnist-triplet.yaml",
+     ["loss.miner=hard", "loss.quantization={weight: 1.0, warmup_epochs: 0}", "pq.m=4", "pq.k=256"]),
+]
+SMALL_SETS = ["data.normalize=none", "data.val_fraction=0", "model.hidden=[128, 64]", "model.dim=32",
+              "loss.miner=hard", "sampler.m=4", "train.batch_size=64"]
+TRAIN_TARGET = 1.5    # dml samples/s over PyTorch's best, every case-1 loss
+CEILING_TARGET = 0.8  # fraction of the GEMM ceiling, the triplet case
+SMALL_TARGET = 8.0    # PyTorch's us/step over dml's, the small model
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Runner:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.env = dict(os.environ)
+        self.env["OPENBLAS_NUM_THREADS"] = str(args.threads)  # OpenBLAS's pool, every process
+        self.wall = {}
+
+    def run(self, cmd, label):
+        """Runs cmd; returns its last JSON line (stdout). Stops the bench on failure."""
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.args.root)
+        self.wall[label] = self.wall.get(label, 0.0) + time.perf_counter() - t0
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not lines:
+            log(f"bench: {' '.join(cmd)} failed (exit {p.returncode})\n{p.stderr[-3000:]}")
+            raise SystemExit(1)
+        return [json.loads(ln) for ln in lines]
+
+    def dml(self, *args, label="dml"):
+        return self.run([self.args.bench, *map(str, args)], label)
+
+    def peer(self, script, *args, label="peer"):
+        return self.run([PYTHON, os.path.join(HERE, script), *map(str, args)], label)
+
+
+def sets_args(sets):
+    out = []
+    for s in sets:
+        out += ["--set", s]
+    return out
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# ---- preparation and validation ----
+def prepare(r, q):
+    """The small model's data (random rows, 16 classes) and the search cases' embeddings (a
+    briefly trained dml encoder over every Fashion-MNIST row), written once for both sides."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    small = os.path.join(r.work, "small.npy")
+    np.save(small, rng.standard_normal((4096, 64)).astype(np.float32))
+    np.save(os.path.join(r.work, "small.labels.npy"), rng.integers(0, 16, 4096).astype(np.int32))
+    emb = os.path.join(r.work, "emb")
+    info = r.dml("embed", "configs/fmnist-triplet.yaml", emb, "--steps", q["embed_steps"],
+                 "--threads", r.args.threads, label="prepare")[0]
+    log(f"embeddings: {info['n_train']} + {info['n_test']} rows of {info['dim']} from a dml encoder "
+        f"trained {info['steps']} steps (loss {info['first_loss']:.3f} -> {info['last_loss']:.3f})")
+    return small, os.path.join(emb, "train_emb.npy"), os.path.join(emb, "test_emb.npy")
+
+
+def validate(r, cases):
+    """Before any timing: dml's first step (its weights and batch dumped) recomputed by the
+    PyTorch peer: the loss and the gradient norm must agree."""
+    dumps = []
+    for name, config, sets in cases:
+        folder = os.path.join(r.work, "dump", name)
+        r.dml("train", config, *sets_args(sets), "--steps", 0, "--warmup", 1, "--threads",
+              r.args.threads, "--dump", folder, "--name", name, label="validate")
+        dumps.append(folder)
+    rows = r.peer("torch_peer.py", "check", *dumps, label="validate")
+    for row in rows:
+        row["ok"] = row["loss_rel_err"] < 1e-4 and row["grad_norm_rel_err"] < 1e-3
+        log(f"check {row['case']}: loss dml {row['dml_loss']:.6f} torch {row['torch_loss']:.6f}, "
+            f"grad norm dml {row['dml_grad_norm']:.6f} torch {row['torch_grad_norm']:.6f}"
+            f"{'' if row['ok'] else '  MISMATCH'}")
+    return rows
+
+
+# ---- cases ----
+def train_cases(r, q, cases):
+    out = {}
+    for name, config, sets in cases:
+        spec = os.path.join(r.work, "dump", name, "manifest.json")
+        slow = name == "triplet_all"  # PyTorch's B x B x B mask: fewer of its steps do
+        steps_t = q["steps_torch_slow"] if slow else q["steps"]
+        dml_rounds, peer_rounds = [], []
+        for rnd in range(r.args.rounds):
+            log(f"{name}: round {rnd + 1}/{r.args.rounds}")
+            peer_rounds.append(r.peer("torch_peer.py", "train", "--spec", spec, "--steps", steps_t,
+                                      "--warmup", q["warmup"], "--intra", f"1,{r.args.threads}",
+                                      "--name", name, label=name)[0])
+            dml_rounds.append(r.dml("train", config, *sets_args(sets), "--steps", q["steps"],
+                                    "--warmup", q["warmup"], "--threads", r.args.threads,
+                                    "--reps", q["gemm_reps"], "--name", name, label=name)[0])
+        out[name] = {"dml": dml_rounds, "peer": peer_rounds}
+    return out
+
+
+def pq_cases(r, q, train_emb, test_emb):
+    out = {}
+    for name, data, extra in (("pq_embeddings", train_emb, ["--queries", test_emb]),
+                              ("pq_pixels", "fashion-mnist:train", [])):
+        common = [data, *extra, "--m", 8, "--nbits", 8, "--iters", q["pq_iters"], "--k", 100,
+                  "--threads", r.args.threads, "--name", name]
+        dml_rounds, peer_rounds = [], []
+        for rnd in range(r.args.rounds):
+            log(f"{name}: round {rnd + 1}/{r.args.rounds}")
+            peer_rounds.append(r.peer("faiss_peer.py", "pq", *common, label=name)[0])
+            dml_rounds.append(r.dml("pq", *common, "--init", "random", label=name)[0])
+        out[name] = {"dml": dml_rounds, "peer": peer_rounds}
+    return out
+
+
+def eval_case(r, train_emb, test_emb):
+    dml_rounds, peer_rounds = [], []
+    intra = f"1,{r.args.threads}"
+    for rnd in range(r.args.rounds):
+        log(f"exact eval: round {rnd + 1}/{r.args.rounds}")
+        peer_rounds.append(r.peer("torch_peer.py", "eval", "--db", train_emb, "--queries", test_emb,
+                                  "--k", 100, "--intra", intra, "--name", "eval", label="eval")[0])
+        # Both intra-op counts are tried in the first round; later rounds run the winners only
+        # (each PyTorch pass over 10,000 x 60,000 takes seconds).
+        first = peer_rounds[0]
+        intra = ",".join(sorted({str(first["map_intra_threads"]), str(first["knn_intra_threads"])}))
+        dml_rounds.append(r.dml("eval", train_emb, test_emb, "--k", 100, "--threads", r.args.threads,
+                                "--name", "eval", label="eval")[0])
+    return {"dml": dml_rounds, "peer": peer_rounds}
+
+
+def peak_rss(r, cmd):
+    """Peak resident memory (MiB) and wall seconds of cmd: /usr/bin/time -v when installed
+    (Debian's package `time`), else VmHWM polled from /proc."""
+    t0 = time.perf_counter()
+    if os.path.exists("/usr/bin/time"):
+        p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=r.env,
+                           cwd=r.args.root)
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+        kb = int(m.group(1)) if m else 0
+    else:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=r.env,
+                             cwd=r.args.root)
+        kb = 0
+        while p.poll() is None:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    kb = max([kb] + [int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")])
+            except OSError:
+                pass
+            time.sleep(0.02)
+        p.stdout.read(), p.stderr.read()
+    if p.returncode != 0:
+        log(f"bench: {' '.join(cmd)} failed (exit {p.returncode})")
+        raise SystemExit(1)
+    return kb / 1024.0, time.perf_counter() - t0
+
+
+def rss_case(r, q):
+    out_dir = os.path.join(r.work, "demo-run")
+    dml_cmd = [r.args.dml, "train", "configs/demo.yaml", "--out", out_dir, *sets_args(q["demo_sets"])]
+    torch_cmd = [PYTHON, os.path.join(HERE, "torch_peer.py"), "demo", "configs/demo.yaml",
+                 "--intra", str(r.args.threads), "--max-steps", q["demo_torch_steps"]]
+    log("peak memory: dml train configs/demo.yaml")
+    dml_mb, dml_s = peak_rss(r, dml_cmd)
+    log("peak memory: the PyTorch script of configs/demo.yaml")
+    peer_mb, peer_s = peak_rss(r, torch_cmd)
+    r.wall["peak memory"] = dml_s + peer_s
+    return {"dml_mb": dml_mb, "dml_s": dml_s, "peer_mb": peer_mb, "peer_s": peer_s,
+            "peer_steps": q["demo_torch_steps"],
+            "dml_sets": "".join(f" --set {x}" for x in q["demo_sets"])}
+
+
+# ---- the report ----
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for ln in f:
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    return cpu, os.cpu_count()
+
+
+def versions(args):
+    out = {}
+    p = subprocess.run([args.dml, "--version"], capture_output=True, text=True)
+    out["dml"] = (p.stdout.strip() or "?").replace("dml ", "")
+    p = subprocess.run([PYTHON, "-c", "import torch, faiss, numpy; print(torch.__version__, "
+                        "faiss.__version__, numpy.__version__)"], capture_output=True, text=True)
+    parts = p.stdout.split() + ["?"] * 3
+    out["torch"], out["faiss"], out["numpy"] = parts[:3]
+    try:
+        import ctypes
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        out["openblas"] = lib.openblas_get_config().decode()
+    except OSError:
+        out["openblas"] = "?"
+    cc = shutil.which(os.environ.get("CC", "cc")) or "cc"
+    p = subprocess.run([cc, "--version"], capture_output=True, text=True)
+    out["cc"] = (p.stdout.splitlines() or ["?"])[0]
+    return out
+
+
+def fmt(v, digits=3):
+    if v is None or v != v:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+class Table:
+    def __init__(self, header):
+        self.header = header
+        self.rows = []
+
+    def add(self, *cells):
+        self.rows.append([str(c) for c in cells])
+
+    def markdown(self):
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+    def text(self):
+        rows = [self.header] + self.rows
+        w = [max(len(r[i]) for r in rows) for i in range(len(self.header))]
+        return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(row)) for row in rows)
+
+
+def verdict(ratio, target):
+    if ratio != ratio:
+        return "n/a"
+    if ratio >= target:
+        return "met"
+    return f"missed by {100.0 * (target - ratio) / target:.0f}%"
+
+
+def report(r, checks, train, pq, ev, rss):
+    main = Table(["case", "dml", "peer", "dml vs peer", "target", "result"])
+    ceiling = Table(["case", "GEMM GFLOP/step", "GEMM ceiling GFLOP/s", "dml step ms",
+                     "dml % of ceiling", "peer step ms", "peer % of ceiling", "dml time outside GEMM"])
+    notes = []
+    for name, res in train.items():
+        d = median([x["samples_per_s"] for x in res["dml"]])
+        p = median([x["samples_per_s"] for x in res["peer"]])
+        intra = [x["intra_threads"] for x in res["peer"]]
+        small = name.startswith("small")
+        batch = res["dml"][0]["batch"]
+        if small:
+            du, pu = 1e6 * batch / d, 1e6 * batch / p
+            main.add(f"{name}: us/step (batch {batch})", fmt(du), fmt(pu), f"{pu / du:.2f}x",
+                     f">= {SMALL_TARGET:g}x", verdict(pu / du, SMALL_TARGET))
+        else:
+            main.add(f"train {name}: samples/s", fmt(d), fmt(p), f"{d / p:.2f}x", f">= {TRAIN_TARGET:g}x",
+                     verdict(d / p, TRAIN_TARGET))
+        gemm_s = median([x["gemm"]["seconds_per_step"] for x in res["dml"]])
+        flops = res["dml"][0]["gemm"]["flops_per_step"]
+        d_step, p_step = batch / d, batch / p
+        frac = gemm_s / d_step
+        target = f" (target {100 * CEILING_TARGET:.0f}%: {verdict(frac, CEILING_TARGET)})" \
+            if name == "triplet_hard" else ""
+        ceiling.add(name, f"{flops / 1e9:.3f}", fmt(flops / gemm_s / 1e9), f"{1e3 * d_step:.2f}",
+                    f"{100 * frac:.0f}%{target}", f"{1e3 * p_step:.2f}", f"{100 * gemm_s / p_step:.0f}%",
+                    f"{1e3 * (d_step - gemm_s):.2f} ms ({100 * (1 - frac):.0f}%)")
+        notes.append(f"{name}: PyTorch's faster intra-op thread count, round by round: {intra}")
+    quality = Table(["case", "dml MSE", "FAISS MSE", "dml / FAISS", "train points", "init"])
+    for name, res in pq.items():
+        dm = median([x["train_s"] for x in res["dml"]])
+        fm = median([x["train_s"] for x in res["peer"]])
+        x0 = res["dml"][0]
+        label = f"{x0['n']:,} x {x0['d']}"
+        main.add(f"{name}: PQ train s (M={x0['m']}, K={1 << x0['nbits']}, {x0['iters']} it, {label})",
+                 fmt(dm), fmt(fm), f"{fm / dm:.2f}x", ">= 1x", verdict(fm / dm, 1.0))
+        de = median([x["encode_rows_per_s"] for x in res["dml"]])
+        fe = median([x["encode_rows_per_s"] for x in res["peer"]])
+        main.add(f"{name}: PQ encode rows/s", fmt(de), fmt(fe), f"{de / fe:.2f}x", "", "")
+        if "adc_s" in x0:
+            for key, what in (("adc_s", f"ADC search s ({x0['queries']:,} q x {x0['n']:,} codes, top-{x0['k']})"),
+                              ("adc_1thread_s", f"ADC search s, 1 thread ({x0['adc_1thread_queries']:,} q,"
+                                                " dml_pq_search)")):
+                da = median([x[key] for x in res["dml"]])
+                fa = median([x[key] for x in res["peer"]])
+                target = ">= 1x" if key == "adc_s" else ""
+                main.add(f"{name}: {what}", fmt(da), fmt(fa), f"{fa / da:.2f}x", target,
+                         verdict(fa / da, 1.0) if target else "")
+        dmse = median([x["mse"] for x in res["dml"]])
+        fmse = median([x["mse"] for x in res["peer"]])
+        quality.add(name, f"{dmse:.6g}", f"{fmse:.6g}", f"{dmse / fmse:.4f}"
+                    f" ({'equal or lower' if dmse <= fmse * (1 + 1e-6) else 'higher'})",
+                    f"{x0['train_points']:,} both", "random rows both")
+    e0 = ev["dml"][0]
+    for key, what in (("map_at_r_s", f"map_at_r s ({e0['n_queries']:,} x {e0['d']}, protocol 1)"),
+                      ("knn_s", f"exact top-{e0['k']} s ({e0['n_queries']:,} q x {e0['n_db']:,})")):
+        d = median([x[key] for x in ev["dml"]])
+        p = median([x[key] for x in ev["peer"]])
+        main.add(what, fmt(d), fmt(p), f"{p / d:.2f}x", "", "")
+    main.add("peak RSS MiB, `dml train configs/demo.yaml` vs the PyTorch script", fmt(rss["dml_mb"]),
+             fmt(rss["peer_mb"]), f"{rss['peer_mb'] / rss['dml_mb']:.2f}x less", "", "")
+    notes.append(f"peak RSS: the `dml train configs/demo.yaml{rss['dml_sets']}` run took {rss['dml_s']:.0f} s (data, "
+                 f"training, validation, codebooks, final evaluation, outputs); the PyTorch script ran "
+                 f"the same set-up, " + ("every training step" if rss["peer_steps"] == "0" else
+                 f"the first {rss['peer_steps']} training steps (its peak is its B x B x B batch-all "
+                 f"mask, reached at the first step; --full-demo runs them all)") +
+                 f", the validation and the final test metrics in {rss['peer_s']:.0f} s, without a "
+                 f"product quantizer")
+    valid = Table(["check", "dml", "peer", "agree"])
+    for c in checks:
+        valid.add(f"first-step loss, {c['case']} (same weights, same batch)", f"{c['dml_loss']:.6f}",
+                  f"{c['torch_loss']:.6f}", "yes" if c["ok"] else "NO")
+        valid.add(f"first-step gradient norm, {c['case']}", f"{c['dml_grad_norm']:.6f}",
+                  f"{c['torch_grad_norm']:.6f}", "yes" if c["ok"] else "NO")
+    for name, res in train.items():
+        # Each side's own batches: the loss falls on both, not to the same values.
+        # A mean over the active triplets only (mean_nonzero) need not fall as easy ones drop out.
+        d0, p0 = res["dml"][0], res["peer"][0]
+        finite = d0["finite"] and p0["finite"]
+        falling = d0["loss_last"] < d0["loss_first"] and p0["loss_last"] < p0["loss_first"]
+        nonzero = d0["spec"]["reduction"] == "mean_nonzero" and d0["loss"].startswith("triplet")
+        verdict_text = "NOT finite" if not finite else "finite, falling" if falling else \
+            "finite (mean over active triplets)" if nonzero else "finite, NOT falling"
+        valid.add(f"loss, mean of the first -> last 5 steps, {name}",
+                  f"{d0['loss_first']:.4f} -> {d0['loss_last']:.4f}",
+                  f"{p0['loss_first']:.4f} -> {p0['loss_last']:.4f}", verdict_text)
+    dmap = median([x["map_at_r"] for x in ev["dml"]])
+    pmap = median([x["map_at_r"] for x in ev["peer"]])
+    valid.add("map_at_r of the test embeddings", f"{dmap:.6f}", f"{pmap:.6f}",
+              "yes" if abs(dmap - pmap) < 1e-3 else "NO")
+    dk = median([x["kth_dist_mean"] for x in ev["dml"]])
+    pk = median([x["kth_dist_mean"] for x in ev["peer"]])
+    valid.add("mean 100th-neighbour squared distance", f"{dk:.6f}", f"{pk:.6f}",
+              "yes" if abs(dk - pk) <= 1e-4 * max(abs(pk), 1e-12) + 1e-6 else "NO")
+    return main, ceiling, quality, valid, notes
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dml", default="build/dml", help="the dml CLI (case 5)")
+    p.add_argument("--bench", default="build/bench_dml", help="the bench program (bench/bench_dml.c)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--out", default=os.path.join(HERE, "results.md"))
+    p.add_argument("--quick", action="store_true", help="tiny counts, one round: checks it all runs")
+    p.add_argument("--full-demo", action="store_true",
+                   help="case 5: run every step of the PyTorch demo script (minutes), not the first 50")
+    p.add_argument("--root", default=os.path.dirname(HERE), help="the repository (paths are relative to it)")
+    args = p.parse_args()
+    args.dml, args.bench = os.path.abspath(args.dml), os.path.abspath(args.bench)
+    if args.quick:
+        args.rounds = 1
+        q = {"steps": 3, "steps_torch_slow": 2, "warmup": 1, "gemm_reps": 2, "pq_iters": 1,
+             "embed_steps": 2, "demo_sets": ["train.steps=3", "eval.pq=false"],
+             "demo_torch_steps": "3"}
+    else:
+        q = {"steps": 40, "steps_torch_slow": 15, "warmup": 5, "gemm_reps": 20, "pq_iters": 25,
+             "embed_steps": 100, "demo_sets": [], "demo_torch_steps": "0" if args.full_demo else "50"}
+    t_start = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="dml-bench-")
+    try:
+        r = Runner(args, work)
+        small, train_emb, test_emb = prepare(r, q)
+        cases = TRAIN_CASES + [("small_triplet_hard", "configs/fmnist-triplet.yaml",
+                                [f"data.train={small}"] + SMALL_SETS)]
+        checks = validate(r, cases)
+        if not all(c["ok"] for c in checks):
+            log("bench: dml and the PyTorch peer disagree on a first step; timing them would "
+                "compare different work")
+            raise SystemExit(1)
+        train = train_cases(r, q, cases)
+        pq = pq_cases(r, q, train_emb, test_emb)
+        ev = eval_case(r, train_emb, test_emb)
+        rss = rss_case(r, q)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    main_t, ceil_t, qual_t, valid_t, notes = report(r, checks, train, pq, ev, rss)
+    cpu, cores = machine()
+    ver = versions(args)
+    total = time.perf_counter() - t_start
+    head = (f"dml {ver['dml']} against PyTorch {ver['torch']} and FAISS {ver['faiss']}; "
+            f"{cpu}, {cores} cores; {args.threads} threads; median of {args.rounds} rounds"
+            f"{' (QUICK: smoke counts, not a measurement)' if args.quick else ''}")
+    print("\n" + head + "\n")
+    for title, t in (("Results", main_t), ("Fraction of the GEMM ceiling", ceil_t),
+                     ("PQ quality (same data, same iterations)", qual_t), ("Validation", valid_t)):
+        print(f"{title}\n{t.text()}\n")
+    print(f"total {total:.0f} s; wall time by part: " +
+          ", ".join(f"{k} {v:.0f} s" for k, v in r.wall.items()))
+    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    with open(args.out, "w") as f:
+        f.write(f"# make bench results\n\n{date}. {head}.\n\n")
+        f.write(f"- machine: {cpu}, {cores} cores ({platform.machine()}), {platform.platform()}\n")
+        f.write(f"- versions: dml {ver['dml']}, torch {ver['torch']}, faiss {ver['faiss']}, "
+                f"numpy {ver['numpy']}, OpenBLAS `{ver['openblas']}`, {ver['cc']}\n")
+        f.write(f"- threads: dml `dml_set_threads({args.threads})` and {args.threads} search threads; "
+                f"PyTorch OpenBLAS {args.threads} threads, intra-op 1 and {args.threads} tried every "
+                f"round, the faster counted; FAISS OpenMP {args.threads}, OpenBLAS {args.threads}\n")
+        f.write(f"- the whole run took {total:.0f} s\n\n")
+        f.write("## Results\n\nRatios read \"dml is N times the peer\" (throughput over throughput, "
+                "or the peer's time over dml's).\n\n" + main_t.markdown() + "\n\n")
+        f.write("## Fraction of the GEMM ceiling\n\nThe ceiling: the same step's GEMM calls (every "
+                "`dml_gemm` the step makes, noted by wrapping it) replayed through `cblas_sgemm` in "
+                "the same run, median of 20 replays. % of ceiling = GEMM time at those shapes / step "
+                "time.\n\n" + ceil_t.markdown() + "\n\n")
+        f.write("## PQ quality\n\n" + qual_t.markdown() + "\n\n")
+        f.write("## Validation (before timing)\n\n" + valid_t.markdown() + "\n\n")
+        f.write("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
