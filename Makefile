@@ -35,6 +35,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
 .PHONY: all test sanitize bench deps demo install uninstall clean valgrind
+# Keep test objects: they are intermediate files make would otherwise delete after every link.
+.SECONDARY:
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
 
 $(BUILD)/%.o: %.c
