@@ -87,7 +87,7 @@ void dml_mlp_free(dml_mlp *m)
     memset(m, 0, sizeof *m);
 }
 
-dml_tensor *dml_mlp_forward(dml_graph *g, const dml_mlp *m, dml_tensor *x)
+dml_tensor *dml_mlp_body(dml_graph *g, const dml_mlp *m, dml_tensor *x)
 {
     for (int i = 0; i < m->n_layers; i++) {
         /* Parameters are leaves owned by the layer; the tape only points at them. */
@@ -96,11 +96,19 @@ dml_tensor *dml_mlp_forward(dml_graph *g, const dml_mlp *m, dml_tensor *x)
         if (i + 1 < m->n_layers)
             x = dml_activate(g, x, m->act);
     }
-    if (m->output == DML_OUTPUT_L2)
-        x = dml_l2_normalize(g, x);
-    else if (m->output == DML_OUTPUT_TANH)
-        x = dml_tanh(g, x);
     return x;
+}
+
+dml_tensor *dml_mlp_head(dml_graph *g, const dml_mlp *m, dml_tensor *h)
+{
+    if (m->output == DML_OUTPUT_L2)
+        return dml_l2_normalize(g, h);
+    return m->output == DML_OUTPUT_TANH ? dml_tanh(g, h) : h;
+}
+
+dml_tensor *dml_mlp_forward(dml_graph *g, const dml_mlp *m, dml_tensor *x)
+{
+    return dml_mlp_head(g, m, dml_mlp_body(g, m, x));
 }
 
 void dml_mlp_freeze(dml_mlp *m, int n)

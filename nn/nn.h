@@ -181,6 +181,10 @@ dml_status dml_mlp_init(dml_mlp *m, int n_widths, const int *widths, dml_activat
                         dml_output_norm output, dml_rng *rng, dml_error *err);
 void dml_mlp_free(dml_mlp *m);
 dml_tensor *dml_mlp_forward(dml_graph *g, const dml_mlp *m, dml_tensor *x);
+/* The two halves of dml_mlp_forward: the layers, then the output normalisation (an
+ * autoencoder's decoder reads the body's output, before the embedding head). */
+dml_tensor *dml_mlp_body(dml_graph *g, const dml_mlp *m, dml_tensor *x);
+dml_tensor *dml_mlp_head(dml_graph *g, const dml_mlp *m, dml_tensor *h);
 /* Keep the first n layers fixed: their gradients are dropped (and never computed). */
 void dml_mlp_freeze(dml_mlp *m, int n);
 int dml_mlp_dim_in(const dml_mlp *m);

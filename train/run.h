@@ -62,6 +62,9 @@ typedef struct dml_run {
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);
 /* Embeds rows x[n, d] with one tower, in blocks, into out[n, dim]. */
 void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out);
+/* Embeddings [n, dim] (malloc'ed; NULL when out of memory) of rows[n] of ds (every row when
+ * rows is NULL): the anchor tower, or (second) the positive tower on the second view. */
+float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
 
 /* train/run_state.c: checkpoint.h5 of a run. */
 dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err);

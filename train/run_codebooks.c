@@ -4,25 +4,6 @@
 
 #include "train/run_output.h"
 
-/* Embeddings of rows[n] of the training set (the anchor tower). */
-static float *embed_rows(dml_run *r, const int32_t *rows, int n)
-{
-    int d = r->train.d, dim = dml_mlp_dim_out(&r->net.encoder);
-    float *x = malloc((size_t)n * r->d_in * sizeof(float));
-    float *z = malloc((size_t)n * dim * sizeof(float));
-    if (!x || !z) {
-        free(x);
-        free(z);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < r->d_in; j++)
-            x[(size_t)i * r->d_in + j] = r->train.x[(size_t)rows[i] * d + j];
-    dml_run_embed(&r->graph, &r->net.encoder, x, n, z);
-    free(x);
-    return z;
-}
-
 int32_t *dml_run_all_train_rows(const dml_run *r, int *n)
 {
     *n = r->split.n_train + r->split.n_unlabelled;
@@ -40,7 +21,7 @@ dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err)
 {
     int n;
     int32_t *rows = dml_run_all_train_rows(r, &n);
-    float *z = rows ? embed_rows(r, rows, n) : NULL;
+    float *z = rows ? dml_run_embed_rows(r, &r->train, rows, n, 0) : NULL;
     dml_status st = DML_OK;
     if (!z)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");

@@ -6,30 +6,6 @@
 #include "eval/eval.h"
 #include "train/run_output.h"
 
-/* Embeddings of rows[n] (all rows when rows is NULL) of ds: the anchor tower, or (second) the
- * positive tower on the second view. */
-static float *embed(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)
-{
-    const dml_mlp *m = second && r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b
-                                                                    : &r->net.encoder;
-    int width = second ? r->d_in_b : r->d_in, dim = dml_mlp_dim_out(m);
-    const float *src = second && ds->x_b ? ds->x_b : ds->x;
-    int src_d = second && ds->x_b ? ds->d_b : ds->d;
-    float *x = malloc((size_t)(n ? n : 1) * width * sizeof(float));
-    float *z = malloc((size_t)(n ? n : 1) * dim * sizeof(float));
-    if (!x || !z) {
-        free(x);
-        free(z);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++)
-        memcpy(x + (size_t)i * width, src + (size_t)(rows ? rows[i] : i) * src_d,
-               (size_t)width * sizeof(float));
-    dml_run_embed(&r->graph, m, x, n, z);
-    free(x);
-    return z;
-}
-
 static int32_t *labels_of(const dml_dataset *ds, const int32_t *rows, int n)
 {
     if (!ds->y)
@@ -50,7 +26,8 @@ static dml_status evaluate_set(dml_run *r, const dml_dataset *ds, const int32_t 
                                const char *const *metrics, int n_metrics, int use_pq,
                                dml_eval_result *res, dml_error *err)
 {
-    float *z = embed(r, ds, rows, n, 0), *zb = paired(r->cfg) ? embed(r, ds, rows, n, 1) : NULL;
+    float *z = dml_run_embed_rows(r, ds, rows, n, 0);
+    float *zb = paired(r->cfg) ? dml_run_embed_rows(r, ds, rows, n, 1) : NULL;
     int32_t *y = labels_of(ds, rows, n);
     dml_status st = DML_OK;
     if (!z || (paired(r->cfg) && !zb) || (ds->y && !y))
@@ -127,8 +104,8 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
     /* Protocol 2: test queries against the training rows (the DQN setting). */
     int n_db;
     int32_t *db_rows = dml_run_all_train_rows(r, &n_db);
-    float *zq = embed(r, &r->test, NULL, r->test.n, 0);
-    float *zd = db_rows ? embed(r, &r->train, db_rows, n_db, 0) : NULL;
+    float *zq = dml_run_embed_rows(r, &r->test, NULL, r->test.n, 0);
+    float *zd = db_rows ? dml_run_embed_rows(r, &r->train, db_rows, n_db, 0) : NULL;
     int32_t *yd = db_rows ? labels_of(&r->train, db_rows, n_db) : NULL;
     dml_eval_result res2;
     if (!zq || !zd || !yd)

@@ -11,24 +11,20 @@ dml_status dml_run_write_report(dml_run *r, const dml_eval_result *final, dml_er
     /* Every (n / shown)-th row: a sample spread over the whole set. */
     int n = ds->n < DML_REPORT_MAX_POINTS ? ds->n : DML_REPORT_MAX_POINTS;
     int dim = dml_mlp_dim_out(&r->net.encoder);
-    float *x = malloc((size_t)(n ? n : 1) * r->d_in * sizeof(float));
-    float *z = malloc((size_t)(n ? n : 1) * dim * sizeof(float));
-    int32_t *y = ds->y ? malloc((size_t)(n ? n : 1) * sizeof(int32_t)) : NULL;
+    int32_t *rows = malloc((size_t)(n ? n : 1) * sizeof *rows);
+    for (int i = 0; rows && i < n; i++)
+        rows[i] = (int32_t)((long)i * ds->n / n);
+    float *z = rows ? dml_run_embed_rows(r, ds, rows, n, 0) : NULL;
+    int32_t *y = ds->y && rows ? malloc((size_t)(n ? n : 1) * sizeof(int32_t)) : NULL;
     long *val_steps = malloc((size_t)(r->n_val + 1) * sizeof(long));
     double *val_values = malloc((size_t)(r->n_val + 1) * 2 * sizeof(double));
     char *config = dml_config_to_yaml(r->cfg);
     dml_status st = DML_OK;
-    if (!x || !z || (ds->y && !y) || !val_steps || !val_values || !config)
+    if (!z || (ds->y && !y) || !val_steps || !val_values || !config)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the report");
     if (st == DML_OK) {
-        for (int i = 0; i < n; i++) {
-            int row = (int)((long)i * ds->n / n);
-            memcpy(x + (size_t)i * r->d_in, ds->x + (size_t)row * ds->d,
-                   (size_t)r->d_in * sizeof(float));
-            if (y)
-                y[i] = ds->y[row];
-        }
-        dml_run_embed(&r->graph, &r->net.encoder, x, n, z);
+        if (y)
+            dml_dataset_gather_labels(y, ds, rows, n);
         for (int i = 0; i < r->n_val; i++) {
             val_steps[i] = r->val[i].step;
             val_values[2 * i] = r->val[i].map_at_r;
@@ -44,7 +40,7 @@ dml_status dml_run_write_report(dml_run *r, const dml_eval_result *final, dml_er
         snprintf(path, sizeof path, "%s/report.html", r->out_dir);
         st = dml_report_write(path, &rep, err);
     }
-    free(x);
+    free(rows);
     free(z);
     free(y);
     free(val_steps);

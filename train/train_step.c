@@ -1,18 +1,12 @@
 /* One training step's loss, composed from the config: a batch from the sampler, the encoder
  * forward on the tape, the metric loss, and the optional reconstruction and quantization
  * terms. No allocation here: batch buffers were sized at set-up, tensors live in the arena. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "train/run.h"
 
 #define EMBED_BLOCK 1024
-
-/* Rows idx[n] of x (width d), columns [col, col + width), into out[n, width]. */
-static void gather(const float *x, int d, const int32_t *idx, int n, int col, int width, float *out)
-{
-    for (int i = 0; i < n; i++)
-        memcpy(out + (size_t)i * width, x + (size_t)idx[i] * d + col, (size_t)width * sizeof(float));
-}
 
 static dml_reduction reduction(const dml_config *c)
 {
@@ -28,33 +22,15 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     int b = r->batch;
     dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     const dml_mlp *tower_b = c->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
-    if (ds->x_b) { /* two views: file pairs, or the halves of each row */
-        gather(ds->x, ds->d, r->idx, b, 0, r->d_in, r->xa);
-        gather(ds->x_b, ds->d_b, r->pos, b, 0, r->d_in_b, r->xb);
-    } else { /* same_class: two rows of one class through the shared encoder */
-        gather(ds->x, ds->d, r->idx, b, 0, r->d_in, r->xa);
-        gather(ds->x, ds->d, r->pos, b, 0, r->d_in, r->xb);
-    }
-    for (int i = 0; ds->y && i < b; i++)
-        r->labels[i] = ds->y[r->idx[i]];
+    dml_dataset_gather(r->xa, ds, r->idx, b);
+    if (ds->x_b) /* two views: file pairs, or the halves of each row */
+        dml_dataset_gather_b(r->xb, ds, r->pos, b);
+    else /* same_class: two rows of one class through the shared encoder */
+        dml_dataset_gather(r->xb, ds, r->pos, b);
+    if (ds->y)
+        dml_dataset_gather_labels(r->labels, ds, r->idx, b);
     *za = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, r->xa, NULL, b, r->d_in));
     *zp = dml_mlp_forward(g, tower_b, dml_leaf(g, r->xb, NULL, b, r->d_in_b));
-}
-
-/* The encoder's bottleneck before its output normalisation: what the decoder reads, so an
- * l2 or tanh embedding head does not squeeze what the autoencoder can reconstruct. */
-static dml_tensor *bottleneck(dml_graph *g, const dml_mlp *encoder, dml_tensor *x)
-{
-    dml_mlp raw = *encoder;
-    raw.output = DML_OUTPUT_NONE;
-    return dml_mlp_forward(g, &raw, x);
-}
-
-static dml_tensor *output_norm(dml_graph *g, const dml_mlp *encoder, dml_tensor *h)
-{
-    if (encoder->output == DML_OUTPUT_L2)
-        return dml_l2_normalize(g, h);
-    return encoder->output == DML_OUTPUT_TANH ? dml_tanh(g, h) : h;
 }
 
 static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
@@ -78,12 +54,14 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
                             c->loss.symmetric);
     } else {
         dml_sampler_next(&r->sampler, r->idx);
-        gather(ds->x, ds->d, r->idx, b, 0, r->d_in, r->xa);
-        for (int i = 0; ds->y && i < b; i++)
-            r->labels[i] = ds->y[r->idx[i]];
+        dml_dataset_gather(r->xa, ds, r->idx, b);
+        if (ds->y)
+            dml_dataset_gather_labels(r->labels, ds, r->idx, b);
         dml_tensor *x = dml_leaf(g, r->xa, NULL, b, r->d_in);
-        dml_tensor *h = bottleneck(g, &r->net.encoder, x);
-        z = output_norm(g, &r->net.encoder, h);
+        /* The decoder reads the bottleneck before the embedding head, so an l2 or tanh head
+         * does not squeeze what the autoencoder can reconstruct. */
+        dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
+        z = dml_mlp_head(g, &r->net.encoder, h);
         switch (c->loss.type) {
         case DML_LOSS_TRIPLET:
             loss = dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,
@@ -105,9 +83,9 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
         dml_sampler_next(&r->sampler_unl, r->idx_unl);
-        gather(ds->x, ds->d, r->idx_unl, b, 0, r->d_in, r->xu);
+        dml_dataset_gather(r->xu, ds, r->idx_unl, b);
         dml_tensor *u = dml_leaf(g, r->xu, NULL, b, r->d_in);
-        dml_tensor *rec = reconstruction(r, g, bottleneck(g, &r->net.encoder, u), u);
+        dml_tensor *rec = reconstruction(r, g, dml_mlp_body(g, &r->net.encoder, u), u);
         loss = dml_add(g, loss, dml_scale(g, rec, c->loss.reconstruction_weight));
     }
     if (c->loss.quantization.weight > 0.0f && r->pq_ready)
@@ -128,4 +106,25 @@ void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float 
         memcpy(out + (size_t)i0 * dim, z->data, (size_t)rows * dim * sizeof(float));
     }
     dml_graph_reset(g);
+}
+
+float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)
+{
+    const dml_mlp *m = second && r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b
+                                                                    : &r->net.encoder;
+    int view_b = second && ds->x_b, width = view_b ? ds->d_b : ds->d;
+    float *z = malloc((size_t)(n ? n : 1) * dml_mlp_dim_out(m) * sizeof(float));
+    float *x = rows ? malloc((size_t)(n ? n : 1) * width * sizeof(float)) : NULL;
+    if (!z || (rows && !x)) {
+        free(z);
+        free(x);
+        return NULL;
+    }
+    if (rows && view_b)
+        dml_dataset_gather_b(x, ds, rows, n);
+    else if (rows)
+        dml_dataset_gather(x, ds, rows, n);
+    dml_run_embed(&r->graph, m, rows ? x : view_b ? ds->x_b : ds->x, n, z);
+    free(x);
+    return z;
 }
