@@ -21,6 +21,16 @@ void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
 /* Threads for OpenBLAS; n <= 0 means one per core. Returns the count in use. */
 int dml_set_threads(int n);
 
+/* Marks a function whose loops are worth wider vectors than the baseline x86-64 build has
+ * (square roots and divisions, as in Adam): compiled also for AVX2 and AVX-512, the best chosen
+ * when the library loads. Every clone does the same IEEE operations per element (no FMA
+ * contraction under -std=c11), so results do not depend on the machine. */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define DML_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DML_SIMD_CLONES
+#endif
+
 /* ---------------------------------------------------------------------------------------------
  * Arena: a bump allocator for one training step, 64-byte aligned. It grows only while a step
  * needs more than it has; dml_arena_reset folds the chunks into one block of the high-water

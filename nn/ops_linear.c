@@ -5,6 +5,9 @@
 
 #define N(t) ((size_t)(t)->rows * (t)->cols)
 
+/* The element-wise loops below work on restrict locals: through `out` the compiler must assume
+ * that a store to one array can change another (or out's own fields), and would not vectorise. */
+
 /* ---- matmul: out = a @ b, or a @ b^T when iparam[0] (trans_b) ---- */
 static void matmul_forward(dml_tensor *out)
 {
@@ -43,24 +46,26 @@ dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b)
 /* ---- add_bias: out[i,j] = x[i,j] + bias[j] ---- */
 static void add_bias_forward(dml_tensor *out)
 {
-    const float *x = out->src[0]->data, *b = out->src[1]->data;
-    for (int i = 0; i < out->rows; i++)
-        for (int j = 0; j < out->cols; j++)
-            out->data[(size_t)i * out->cols + j] = x[(size_t)i * out->cols + j] + b[j];
+    const float *restrict x = out->src[0]->data, *restrict b = out->src[1]->data;
+    float *restrict y = out->data;
+    const size_t cols = (size_t)out->cols;
+    for (size_t i = 0; i < (size_t)out->rows; i++)
+        for (size_t j = 0; j < cols; j++)
+            y[i * cols + j] = x[i * cols + j] + b[j];
 }
 
 static void add_bias_backward(dml_tensor *out)
 {
-    dml_tensor *x = out->src[0], *b = out->src[1];
-    for (int i = 0; i < out->rows; i++) {
-        const float *d = out->grad + (size_t)i * out->cols;
-        if (x->grad)
-            for (int j = 0; j < out->cols; j++)
-                x->grad[(size_t)i * out->cols + j] += d[j];
-        if (b->grad)
-            for (int j = 0; j < out->cols; j++)
-                b->grad[j] += d[j];
-    }
+    const float *restrict dy = out->grad;
+    float *restrict dx = out->src[0]->grad, *restrict db = out->src[1]->grad;
+    const size_t rows = (size_t)out->rows, cols = (size_t)out->cols;
+    if (dx)
+        for (size_t i = 0; i < rows * cols; i++)
+            dx[i] += dy[i];
+    if (db)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++)
+                db[j] += dy[i * cols + j];
 }
 
 const dml_op_def dml_op_add_bias = {"add_bias", add_bias_forward, add_bias_backward};
@@ -76,17 +81,21 @@ dml_tensor *dml_add_bias(dml_graph *g, dml_tensor *x, dml_tensor *bias)
 /* ---- add: out = a + b ---- */
 static void add_forward(dml_tensor *out)
 {
-    const float *a = out->src[0]->data, *b = out->src[1]->data;
-    for (size_t i = 0; i < N(out); i++)
-        out->data[i] = a[i] + b[i];
+    const float *restrict a = out->src[0]->data, *restrict b = out->src[1]->data;
+    float *restrict y = out->data;
+    for (size_t i = 0, n = N(out); i < n; i++)
+        y[i] = a[i] + b[i];
 }
 
 static void add_backward(dml_tensor *out)
 {
-    for (int s = 0; s < 2; s++)
-        if (out->src[s]->grad)
-            for (size_t i = 0; i < N(out); i++)
-                out->src[s]->grad[i] += out->grad[i];
+    const float *restrict dy = out->grad;
+    for (int s = 0; s < 2; s++) {
+        float *restrict dx = out->src[s]->grad;
+        if (dx)
+            for (size_t i = 0, n = N(out); i < n; i++)
+                dx[i] += dy[i];
+    }
 }
 
 const dml_op_def dml_op_add = {"add", add_forward, add_backward};
@@ -102,14 +111,20 @@ dml_tensor *dml_add(dml_graph *g, dml_tensor *a, dml_tensor *b)
 /* ---- scale: out = s * x + b, s and b in fparam ---- */
 static void scale_forward(dml_tensor *out)
 {
-    for (size_t i = 0; i < N(out); i++)
-        out->data[i] = out->fparam[0] * out->src[0]->data[i] + out->fparam[1];
+    const float *restrict x = out->src[0]->data;
+    float *restrict y = out->data;
+    const float s = out->fparam[0], b = out->fparam[1];
+    for (size_t i = 0, n = N(out); i < n; i++)
+        y[i] = s * x[i] + b;
 }
 
 static void scale_backward(dml_tensor *out)
 {
-    for (size_t i = 0; i < N(out); i++)
-        out->src[0]->grad[i] += out->fparam[0] * out->grad[i];
+    const float *restrict dy = out->grad;
+    float *restrict dx = out->src[0]->grad;
+    const float s = out->fparam[0];
+    for (size_t i = 0, n = N(out); i < n; i++)
+        dx[i] += s * dy[i];
 }
 
 const dml_op_def dml_op_scale = {"scale", scale_forward, scale_backward};
@@ -143,10 +158,10 @@ static void sum_forward(dml_tensor *out)
 
 static void sum_backward(dml_tensor *out)
 {
-    dml_tensor *x = out->src[0];
-    float d = out->grad[0] * out->fparam[0];
-    for (size_t i = 0; i < N(x); i++)
-        x->grad[i] += d;
+    float *restrict dx = out->src[0]->grad;
+    const float d = out->grad[0] * out->fparam[0];
+    for (size_t i = 0, n = N(out->src[0]); i < n; i++)
+        dx[i] += d;
 }
 
 const dml_op_def dml_op_sum = {"sum", sum_forward, sum_backward};
@@ -188,14 +203,15 @@ static void mse_backward(dml_tensor *out)
     dml_tensor *a = out->src[0], *b = out->src[1];
     if (N(a) == 0)
         return;
-    float k = 2.0f * out->grad[0] / (float)N(a);
-    for (size_t i = 0; i < N(a); i++) {
-        float d = k * (a->data[i] - b->data[i]);
-        if (a->grad)
-            a->grad[i] += d;
-        if (b->grad)
-            b->grad[i] -= d;
-    }
+    const float k = 2.0f * out->grad[0] / (float)N(a);
+    const float *restrict x = a->data, *restrict t = b->data;
+    float *restrict dx = a->grad, *restrict dt = b->grad;
+    if (dx)
+        for (size_t i = 0, n = N(a); i < n; i++)
+            dx[i] += k * (x[i] - t[i]);
+    if (dt)
+        for (size_t i = 0, n = N(a); i < n; i++)
+            dt[i] -= k * (x[i] - t[i]);
 }
 
 const dml_op_def dml_op_mse = {"mse", mse_forward, mse_backward};

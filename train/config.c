@@ -542,7 +542,9 @@ static void remember(dml_config *cfg, const char *path, pos p)
     if (!k) { /* paths are schema paths, each stored once: the array cannot fill */
         DML_ASSERT(cfg->n_keys < DML_CONFIG_MAX_KEYS);
         k = &cfg->keys[cfg->n_keys++];
-        snprintf(k->path, sizeof k->path, "%s", path);
+        size_t len = strlen(path); /* a schema path: always short */
+        DML_ASSERT(len < sizeof k->path);
+        memcpy(k->path, path, len + 1);
     }
     k->line = p.line;
     k->col = p.col;
