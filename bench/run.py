@@ -127,14 +127,16 @@ def train_cases(r, q, cases):
     for name, config, sets in cases:
         spec = os.path.join(r.work, "dump", name, "manifest.json")
         slow = name == "triplet_all"  # PyTorch's B x B x B mask: fewer of its steps do
-        steps_t = q["steps_torch_slow"] if slow else q["steps"]
+        # A small-model step takes ~0.1 ms: more of them, so the timed window is not a few ms.
+        steps = q["steps_small"] if name.startswith("small") else q["steps"]
+        steps_t = q["steps_torch_slow"] if slow else steps
         dml_rounds, peer_rounds = [], []
         for rnd in range(r.args.rounds):
             log(f"{name}: round {rnd + 1}/{r.args.rounds}")
             peer_rounds.append(r.peer("torch_peer.py", "train", "--spec", spec, "--steps", steps_t,
                                       "--warmup", q["warmup"], "--intra", f"1,{r.args.threads}",
                                       "--name", name, label=name)[0])
-            dml_rounds.append(r.dml("train", config, *sets_args(sets), "--steps", q["steps"],
+            dml_rounds.append(r.dml("train", config, *sets_args(sets), "--steps", steps,
                                     "--warmup", q["warmup"], "--threads", r.args.threads,
                                     "--reps", q["gemm_reps"], "--name", name, label=name)[0])
         out[name] = {"dml": dml_rounds, "peer": peer_rounds}
@@ -392,11 +394,11 @@ def main():
     args.dml, args.bench = os.path.abspath(args.dml), os.path.abspath(args.bench)
     if args.quick:
         args.rounds = 1
-        q = {"steps": 3, "steps_torch_slow": 2, "warmup": 1, "gemm_reps": 2, "pq_iters": 1,
+        q = {"steps": 3, "steps_small": 3, "steps_torch_slow": 2, "warmup": 1, "gemm_reps": 2, "pq_iters": 1,
              "embed_steps": 2, "demo_sets": ["train.steps=3", "eval.pq=false"],
              "demo_torch_steps": "3"}
     else:
-        q = {"steps": 40, "steps_torch_slow": 15, "warmup": 5, "gemm_reps": 20, "pq_iters": 25,
+        q = {"steps": 40, "steps_small": 1000, "steps_torch_slow": 15, "warmup": 5, "gemm_reps": 20, "pq_iters": 25,
              "embed_steps": 100, "demo_sets": [], "demo_torch_steps": "0" if args.full_demo else "50"}
     t_start = time.perf_counter()
     work = tempfile.mkdtemp(prefix="dml-bench-")

@@ -57,7 +57,7 @@ typedef struct dml_searcher {
     const uint8_t *codes;  /* [n_ref, code_size] */
     float *q;              /* [block, d] the block's queries as scored (normalised for cosine) */
     float *tables;         /* [threads, pq->m * pq->ksub] ADC tables */
-    float *scores;         /* [block, n_ref] */
+    float *scores;         /* [block, n_ref]; with pq [threads, n_ref], one row per thread */
     int n_scored;          /* queries in the last scored block */
     dml_select_buf *sel;   /* [threads] when max_k > DML_SELECT_HEAP_MAX_K, else NULL */
 } dml_searcher;
@@ -73,11 +73,13 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
 dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
                                 int block, int threads, int max_k, dml_error *err);
 void dml_searcher_free(dml_searcher *s);
-/* Scores queries q[n, d], n <= s->block, against every reference into s->scores. */
+/* Scores queries q[n, d], n <= s->block, against every reference into s->scores (with pq:
+ * takes the queries; each is scanned in dml_searcher_topk). */
 void dml_searcher_score(dml_searcher *s, const float *q, int n);
 /* dml_select_k over query i of the scored block, with the scratch of thread (< s->threads):
- * its k (<= max_k) best references, nearest first, skipping row skip (-1: none). */
-int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
+ * its k (<= max_k) best references, nearest first, skipping row skip (-1: none). Threads may
+ * call it at once for different i, each with its own thread index. */
+int dml_searcher_topk(dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
                       float *score);
 /* A score as the distance reported for s's kind (sqrt for L2, the product for IP). */
 float dml_searcher_distance(const dml_searcher *s, float score);

@@ -1,6 +1,7 @@
-/* Blocked nearest-neighbour search: one GEMM (or one ADC table per query) scores a block of
- * queries against every reference, then each query selects its k best (eval/select.c). Memory
- * is O(block x references), never queries x references. */
+/* Blocked nearest-neighbour search: one GEMM scores a block of queries against every reference,
+ * then each query selects its k best (eval/select.c). Memory is O(block x references), never
+ * queries x references. ADC over codes has no GEMM to share: each query's scan runs just before
+ * its selection, into its thread's own score row, so the row is still in cache when selected. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static void normalise_rows(float *x, const float *src, int n, int d)
 static dml_status alloc_common(dml_searcher *s, int d, int max_k, dml_error *err)
 {
     size_t n_ref = (size_t)(s->n_ref > 0 ? s->n_ref : 1);
-    s->scores = malloc((size_t)s->block * n_ref * sizeof(float));
+    size_t score_rows = (size_t)(s->pq ? s->threads : s->block);
+    s->scores = malloc(score_rows * n_ref * sizeof(float));
     s->q = malloc((size_t)s->block * (size_t)(d > 0 ? d : 1) * sizeof(float));
     s->max_k = max_k;
     int ok = s->scores && s->q, radix = max_k > DML_SELECT_HEAP_MAX_K;
@@ -104,7 +106,7 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
     s->d = pq->d;
     s->n_ref = n_ref;
     s->distance = DML_EVAL_L2SQ;
-    s->block = pick_block(block, n_ref);
+    s->block = block > 0 ? block : MAX_BLOCK; /* only queries are held per block */
     s->threads = dml_eval_threads(threads);
     s->pq = pq;
     s->codes = codes;
@@ -158,17 +160,6 @@ static void finish_cosine(void *ctx, int begin, int end, int thread)
         s->scores[k] += 1.0f;
 }
 
-static void score_adc(void *ctx, int begin, int end, int thread)
-{
-    dml_searcher *s = ctx;
-    float *table = s->tables + (size_t)thread * s->pq->m * s->pq->ksub;
-    for (int i = begin; i < end; i++) {
-        dml_pq_adc_table(s->pq, s->q + (size_t)i * s->d, table);
-        dml_pq_adc_distances(s->pq, table, s->codes, (size_t)s->n_ref,
-                             s->scores + (size_t)i * s->n_ref);
-    }
-}
-
 void dml_searcher_score(dml_searcher *s, const float *q, int n)
 {
     DML_ASSERT(n >= 0 && n <= s->block);
@@ -177,10 +168,8 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n)
         normalise_rows(s->q, q, n, s->d);
     else
         memcpy(s->q, q, (size_t)n * s->d * sizeof(float));
-    if (s->pq) {
-        dml_parallel_for(s->threads, n, score_adc, s);
-        return;
-    }
+    if (s->pq)
+        return; /* scanned query by query in dml_searcher_topk */
     int l2 = s->distance == DML_EVAL_L2SQ || s->distance == DML_EVAL_L2;
     dml_gemm(0, 1, n, s->n_ref, s->d, l2 ? -2.0f : -1.0f, s->q, s->d, s->ref, s->d, 0.0f, s->scores,
              s->n_ref);
@@ -190,12 +179,18 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n)
         dml_parallel_for(s->threads, n, finish_cosine, s);
 }
 
-int dml_searcher_topk(const dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
+int dml_searcher_topk(dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
                       float *score)
 {
     DML_ASSERT(i >= 0 && i < s->n_scored && thread >= 0 && thread < s->threads && k <= s->max_k);
-    return dml_select_k(s->scores + (size_t)i * s->n_ref, s->n_ref, skip, k,
-                        s->sel ? &s->sel[thread] : NULL, idx, score);
+    float *row = s->scores + (size_t)i * s->n_ref;
+    if (s->pq) {
+        float *table = s->tables + (size_t)thread * s->pq->m * s->pq->ksub;
+        row = s->scores + (size_t)thread * s->n_ref;
+        dml_pq_adc_table(s->pq, s->q + (size_t)i * s->d, table);
+        dml_pq_adc_distances(s->pq, table, s->codes, (size_t)s->n_ref, row);
+    }
+    return dml_select_k(row, s->n_ref, skip, k, s->sel ? &s->sel[thread] : NULL, idx, score);
 }
 
 float dml_searcher_distance(const dml_searcher *s, float score)
@@ -208,7 +203,7 @@ float dml_searcher_distance(const dml_searcher *s, float score)
 }
 
 typedef struct knn_ctx {
-    const dml_searcher *s;
+    dml_searcher *s;
     int q0, k, exclude_self;
     int32_t *idx;
     float *dist;

@@ -39,57 +39,6 @@ void dml_select_buf_free(dml_select_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-/* (score, row) order; row -1 (an empty slot) is worse than any row. */
-static int worse(float sa, int32_t ia, float sb, int32_t ib)
-{
-    return sa > sb || (sa == sb && (uint32_t)ia > (uint32_t)ib);
-}
-
-static void sift_down(float *sc, int32_t *ix, int n, int i)
-{
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && worse(sc[c + 1], ix[c + 1], sc[c], ix[c]))
-            c++;
-        if (!worse(sc[c], ix[c], sc[i], ix[i]))
-            return;
-        float ts = sc[i];
-        int32_t ti = ix[i];
-        sc[i] = sc[c];
-        ix[i] = ix[c];
-        sc[c] = ts;
-        ix[c] = ti;
-        i = c;
-    }
-}
-
-static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, float *score)
-{
-    /* The root is the worst kept. Rows arrive in increasing order, so a candidate that only
-     * ties the root's score is worse than it: strict <, except against an empty slot. */
-    int found = 0;
-    for (int j = 0; j < n; j++) {
-        if (j == skip || !(row[j] < score[0] || (idx[0] < 0 && row[j] == score[0])))
-            continue;
-        score[0] = row[j];
-        idx[0] = j;
-        sift_down(score, idx, k, 0);
-        found++;
-    }
-    for (int end = k - 1; end > 0; end--) { /* heap sort: nearest first */
-        float ts = score[0];
-        int32_t ti = idx[0];
-        score[0] = score[end];
-        idx[0] = idx[end];
-        score[end] = ts;
-        idx[end] = ti;
-        sift_down(score, idx, end, 0);
-    }
-    return found < k ? found : k;
-}
-
 /* A float's bits as an unsigned key with the same order (NaN sorts past +inf). */
 static uint32_t sortable(float f)
 {
@@ -98,6 +47,78 @@ static uint32_t sortable(float f)
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+/* (score, row) as one 64-bit key in (score, row) order, so the heap compares once per step. */
+static uint64_t heap_key(float score, int32_t row)
+{
+    return (uint64_t)sortable(score) << 32 | (uint32_t)row;
+}
+
+#define EMPTY_SLOT UINT64_MAX /* worse than any (score, row), +inf scores included */
+
+/* Max-heap of keys: moves h[0] down to its place among h[0, n). */
+static void sift_down(uint64_t *h, int n)
+{
+    uint64_t v = h[0];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h[c + 1] > h[c])
+            c++;
+        if (h[c] <= v)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+}
+
+static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, float *score)
+{
+    enum { SCAN_BLOCK = 32 };
+    uint64_t heap[DML_SELECT_HEAP_MAX_K];
+    for (int t = 0; t < k; t++)
+        heap[t] = EMPTY_SLOT;
+    int found = 0;
+    for (int j = 0; j < n;) {
+        int end = n - j > SCAN_BLOCK ? j + SCAN_BLOCK : n;
+        if (heap[0] != EMPTY_SLOT) { /* heap full: most blocks hold nothing below its root; one
+                                      * vectorised count says so without a branch per score */
+            const float root = row[(uint32_t)heap[0]];
+            int below = 0;
+            for (int t = j; t < end; t++)
+                below += row[t] < root;
+            if (!below) {
+                j = end;
+                continue;
+            }
+        }
+        for (; j < end; j++) {
+            if (j == skip || isnan(row[j]))
+                continue;
+            uint64_t key = heap_key(row[j], j);
+            if (key >= heap[0])
+                continue;
+            heap[0] = key;
+            sift_down(heap, k);
+            found++;
+        }
+    }
+    for (int last = k - 1; last > 0; last--) { /* heap sort: nearest first */
+        uint64_t top = heap[0];
+        heap[0] = heap[last];
+        heap[last] = top;
+        sift_down(heap, last);
+    }
+    found = found < k ? found : k;
+    for (int t = 0; t < found; t++) {
+        idx[t] = (int32_t)(uint32_t)heap[t];
+        score[t] = row[idx[t]];
+    }
+    return found;
 }
 
 /* Stable LSD radix sort of keys[n] carrying rows[n]; tk/tr are scratch of n. The sorted arrays

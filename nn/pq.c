@@ -283,8 +283,11 @@ void dml_pq_adc_table(const dml_pq *pq, const float *query, float *table)
 }
 
 /* One byte per index: four codes at a time, each summed in order of m, so the four
- * dependency chains of additions overlap. */
-static void adc_8bit(int M, const float *table, const uint8_t *codes, size_t n, float *dist)
+ * dependency chains of additions overlap. Inlined with M a constant for the usual M, so the
+ * loop over m unrolls into straight loads and adds. */
+static inline __attribute__((always_inline)) void adc_8bit_m(int M, const float *table,
+                                                             const uint8_t *codes, size_t n,
+                                                             float *dist)
 {
     size_t i = 0, cs = (size_t)M;
     for (; i + 4 <= n; i += 4) {
@@ -309,6 +312,17 @@ static void adc_8bit(int M, const float *table, const uint8_t *codes, size_t n, 
         for (int m = 0; m < M; m++, t += 256)
             s += t[c[m]];
         dist[i] = s;
+    }
+}
+
+static void adc_8bit(int M, const float *table, const uint8_t *codes, size_t n, float *dist)
+{
+    switch (M) {
+    case 2: adc_8bit_m(2, table, codes, n, dist); break;
+    case 4: adc_8bit_m(4, table, codes, n, dist); break;
+    case 8: adc_8bit_m(8, table, codes, n, dist); break;
+    case 16: adc_8bit_m(16, table, codes, n, dist); break;
+    default: adc_8bit_m(M, table, codes, n, dist); break;
     }
 }
 
