@@ -242,14 +242,19 @@ static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta,
     for (int a = 0; a < b; a++) {
         const float *row = d->data + (size_t)a * b;
         int hardest_pos = -1, hardest_neg = -1;
+        float pos_d = 0.0f, neg_d = 0.0f; /* their distances, held so no load waits on an index */
         for (int j = 0; j < b; j++) {
             if (j == a)
                 continue;
+            float v = row[j];
             if (c->labels[j] == c->labels[a]) {
-                if (hardest_pos < 0 || row[j] > row[hardest_pos])
+                if (hardest_pos < 0 || v > pos_d) {
                     hardest_pos = j;
-            } else if (hardest_neg < 0 || row[j] < row[hardest_neg]) {
+                    pos_d = v;
+                }
+            } else if (hardest_neg < 0 || v < neg_d) {
                 hardest_neg = j;
+                neg_d = v;
             }
         }
         if (hardest_pos < 0 || hardest_neg < 0)

@@ -39,26 +39,46 @@ static void pairwise_dist_forward(dml_tensor *out)
     }
 }
 
+/* 2 s_i x_i added to dx_i, s_i the sum of row i of w [n, m]. */
+static void add_row_sums(float *restrict dx, const float *restrict x, const float *restrict w,
+                         int n, int m, int d)
+{
+    for (int i = 0; i < n; i++) {
+        const float *wi = w + (size_t)i * m;
+        float s = 0.0f;
+        for (int j = 0; j < m; j++)
+            s += wi[j];
+        for (int k = 0; k < d; k++)
+            dx[(size_t)i * d + k] += 2.0f * s * x[(size_t)i * d + k];
+    }
+}
+
 static void pairwise_dist_backward(dml_tensor *out)
 {
     dml_tensor *a = out->src[0], *b = out->src[1];
     dist_cache *c = out->cache;
     int n = out->rows, m = out->cols, d = a->cols, squared = out->iparam[0];
-    float *w = c->w;
+    const float *restrict dist = out->data, *restrict dy = out->grad;
+    float *restrict w = c->w;
+    /* w = d(loss)/d(squared distance): dy, or dy / (2 dist); 0 where the distance is 0 (the
+     * diagonal, clamped pairs). Written without a branch, so the loop vectorises. */
     for (size_t k = 0; k < (size_t)n * m; k++) {
-        float dist = out->data[k];
-        w[k] = dist > 0.0f ? out->grad[k] * (squared ? 1.0f : 0.5f / dist) : 0.0f;
+        float live = (float)(dist[k] > 0.0f);
+        w[k] = live * dy[k] * (squared ? 1.0f : 0.5f / (dist[k] + (1.0f - live)));
     }
     /* d|a_i - b_j|^2 / da_i = 2 (a_i - b_j), summed over j with weights w_ij. */
+    if (a == b) {
+        /* One row set: x_i gets 2 sum_j (w_ij + w_ji)(x_i - x_j), one GEMM with w + w^T. */
+        for (int i = 0; i < n; i++)
+            for (int j = i; j < n; j++)
+                w[(size_t)i * n + j] = w[(size_t)j * n + i] = w[(size_t)i * n + j] + w[(size_t)j * n + i];
+        dml_gemm(0, 0, n, d, n, -2.0f, w, n, a->data, d, 1.0f, a->grad, d);
+        add_row_sums(a->grad, a->data, w, n, n, d);
+        return;
+    }
     if (a->grad) {
         dml_gemm(0, 0, n, d, m, -2.0f, w, m, b->data, d, 1.0f, a->grad, d);
-        for (int i = 0; i < n; i++) {
-            float s = 0.0f;
-            for (int j = 0; j < m; j++)
-                s += w[(size_t)i * m + j];
-            for (int k = 0; k < d; k++)
-                a->grad[(size_t)i * d + k] += 2.0f * s * a->data[(size_t)i * d + k];
-        }
+        add_row_sums(a->grad, a->data, w, n, m, d);
     }
     if (b->grad) {
         dml_gemm(1, 0, m, d, n, -2.0f, w, m, a->data, d, 1.0f, b->grad, d);
