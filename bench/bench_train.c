@@ -114,7 +114,7 @@ static dml_status run_open(dml_run *r, const dml_config *c, dml_error *err)
     r->idx = malloc(b * sizeof *r->idx);
     r->pos = malloc(b * sizeof *r->pos);
     r->labels = calloc(b, sizeof *r->labels);
-    r->xa = malloc(b * w * sizeof(float));
+    r->xa = malloc(2 * b * w * sizeof(float)); /* a same-class pair batch: [2B, d] */
     r->xb = malloc(b * w * sizeof(float));
     if (!r->idx || !r->pos || !r->labels || !r->xa || !r->xb)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");

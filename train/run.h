@@ -46,7 +46,7 @@ typedef struct dml_run {
     dml_graph graph;
     int batch;
     int32_t *idx, *pos, *idx_unl, *labels; /* [batch] */
-    float *xa, *xb, *xu;                   /* [batch, d_in] / [batch, d_in_b] / [batch, d_in] */
+    float *xa, *xb, *xu; /* [2 batch, d_in] (pairs through one encoder), [batch, d_in_b], [batch, d_in] */
     dml_rng rng;
 
     /* progress */

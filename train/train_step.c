@@ -23,12 +23,27 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     const dml_mlp *tower_b = c->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
     dml_dataset_gather(r->xa, ds, r->idx, b);
-    if (ds->x_b) /* two views: file pairs, or the halves of each row */
-        dml_dataset_gather_b(r->xb, ds, r->pos, b);
-    else /* same_class: two rows of one class through the shared encoder */
-        dml_dataset_gather(r->xb, ds, r->pos, b);
     if (ds->y)
         dml_dataset_gather_labels(r->labels, ds, r->idx, b);
+    if (!ds->x_b && tower_b == &r->net.encoder) {
+        /* same_class through one encoder: anchors and positives as one [2B, d] batch (one GEMM
+         * per layer, twice as tall), then row views whose gradients land in the batch's own */
+        dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
+        dml_tensor *z = dml_mlp_forward(g, &r->net.encoder,
+                                        dml_leaf(g, r->xa, NULL, 2 * b, r->d_in));
+        if (!z) {
+            *za = *zp = NULL;
+            return;
+        }
+        size_t half = (size_t)b * z->cols;
+        *za = dml_leaf(g, z->data, z->grad, b, z->cols);
+        *zp = dml_leaf(g, z->data + half, z->grad + half, b, z->cols);
+        return;
+    }
+    if (ds->x_b) /* two views: file pairs, or the halves of each row */
+        dml_dataset_gather_b(r->xb, ds, r->pos, b);
+    else /* two towers over one view */
+        dml_dataset_gather(r->xb, ds, r->pos, b);
     *za = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, r->xa, NULL, b, r->d_in));
     *zp = dml_mlp_forward(g, tower_b, dml_leaf(g, r->xb, NULL, b, r->d_in_b));
 }

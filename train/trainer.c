@@ -148,7 +148,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     r->pos = malloc(b * sizeof *r->pos);
     r->idx_unl = malloc(b * sizeof *r->idx_unl);
     r->labels = calloc(b, sizeof *r->labels);
-    r->xa = malloc(b * w * sizeof(float));
+    r->xa = malloc(2 * b * w * sizeof(float)); /* a same-class pair batch: [2B, d] */
     r->xb = malloc(b * w * sizeof(float));
     r->xu = malloc(b * w * sizeof(float));
     r->best = malloc((r->n_floats ? r->n_floats : 1) * sizeof(float));
