@@ -3,38 +3,84 @@
 
 #include "losses/losses.h"
 
-/* fparam: pos_margin, neg_margin; iparam: power, reduction; ctx: labels; cache: the divisor. */
-static float pair_term(float d, int same, float pm, float nm, int power, float *slope)
+/* fparam: pos_margin, neg_margin; iparam: power, reduction; ctx: labels; cache: [B + 1], a row
+ * of scratch then the divisor.
+ *
+ * The pair term of d with s = 1 (same label) or 0: h = s (d - pm) + (1 - s) (nm - d), the loss
+ * [h]+ or [h]+^2. Written with s as a number rather than a branch, one row at a time, so the
+ * loops over a row vectorise. */
+typedef struct pair_row {
+    const float *d;  /* [B] distances of row i */
+    const int32_t *y;
+    int32_t yi;
+    int b, i, power;
+    float pm, nm;
+} pair_row;
+
+enum { LANES = 8 }; /* partial sums: a fixed order, whatever the vector width */
+
+/* Loss terms of the row into t[B] (the diagonal's is 0). */
+static void row_terms(const pair_row *r, float *restrict t)
 {
-    float h = same ? d - pm : nm - d;
-    if (h <= 0.0f) {
-        *slope = 0.0f;
-        return 0.0f;
+    const float *restrict d = r->d;
+    for (int j = 0; j < r->b; j++) {
+        float s = (float)(r->y[j] == r->yi);
+        float h = s * (d[j] - r->pm) + (1.0f - s) * (r->nm - d[j]);
+        float hp = 0.5f * (h + fabsf(h)); /* [h]+, exact */
+        t[j] = r->power == 2 ? hp * hp : hp;
     }
-    float sign = same ? 1.0f : -1.0f;
-    *slope = power == 2 ? 2.0f * h * sign : sign;
-    return power == 2 ? h * h : h;
+    t[r->i] = 0.0f;
+}
+
+/* d(term)/d(distance) of the row, times g, added to grad[B]. */
+static void row_slopes(const pair_row *r, float g, float *restrict grad)
+{
+    const float *restrict d = r->d;
+    const float per_h = r->power == 2 ? 2.0f : 0.0f, flat = r->power == 2 ? 0.0f : 1.0f;
+    float keep = grad[r->i];
+    for (int j = 0; j < r->b; j++) {
+        float s = (float)(r->y[j] == r->yi), sign = 2.0f * s - 1.0f;
+        float h = s * (d[j] - r->pm) + (1.0f - s) * (r->nm - d[j]);
+        float active = (float)(h > 0.0f);
+        grad[j] += g * active * sign * (per_h * h + flat); /* 2h for power 2, 1 for power 1 */
+    }
+    grad[r->i] = keep;
+}
+
+static pair_row row_of(const dml_tensor *out, int i)
+{
+    const dml_tensor *d = out->src[0];
+    const int32_t *y = out->ctx;
+    return (pair_row){d->data + (size_t)i * d->cols, y, y[i], d->rows, i, out->iparam[0],
+                      out->fparam[0], out->fparam[1]};
 }
 
 static void contrastive_forward(dml_tensor *out)
 {
-    const dml_tensor *d = out->src[0];
-    const int32_t *y = out->ctx;
-    int b = d->rows;
+    int b = out->src[0]->rows;
+    float *t = out->cache, *divisor = t + b;
     double sum = 0.0;
     long nonzero = 0;
-    float slope;
-    for (int i = 0; i < b; i++)
-        for (int j = 0; j < b; j++) {
-            if (i == j)
-                continue;
-            float l = pair_term(d->data[(size_t)i * b + j], y[i] == y[j], out->fparam[0],
-                                out->fparam[1], out->iparam[0], &slope);
-            sum += l;
-            nonzero += l > 0.0f;
+    for (int i = 0; i < b; i++) {
+        pair_row r = row_of(out, i);
+        row_terms(&r, t);
+        float part[LANES] = {0}, count[LANES] = {0};
+        int j = 0;
+        for (; j + LANES <= b; j += LANES)
+            for (int k = 0; k < LANES; k++) {
+                part[k] += t[j + k];
+                count[k] += (float)(t[j + k] > 0.0f);
+            }
+        for (; j < b; j++) {
+            part[0] += t[j];
+            count[0] += (float)(t[j] > 0.0f);
         }
+        for (int k = 0; k < LANES; k++) {
+            sum += part[k];
+            nonzero += (long)count[k];
+        }
+    }
     long pairs = (long)b * (b - 1);
-    float *divisor = out->cache;
     *divisor = (float)(out->iparam[1] == DML_REDUCE_MEAN_NONZERO ? nonzero : pairs);
     out->data[0] = *divisor > 0.0f ? (float)(sum / *divisor) : 0.0f;
 }
@@ -42,20 +88,14 @@ static void contrastive_forward(dml_tensor *out)
 static void contrastive_backward(dml_tensor *out)
 {
     dml_tensor *d = out->src[0];
-    const int32_t *y = out->ctx;
-    const float *divisor = out->cache;
-    int b = d->rows;
+    const float *divisor = (float *)out->cache + d->rows;
     if (*divisor == 0.0f)
         return;
-    float g = out->grad[0] / *divisor, slope;
-    for (int i = 0; i < b; i++)
-        for (int j = 0; j < b; j++) {
-            if (i == j)
-                continue;
-            pair_term(d->data[(size_t)i * b + j], y[i] == y[j], out->fparam[0], out->fparam[1],
-                      out->iparam[0], &slope);
-            d->grad[(size_t)i * b + j] += g * slope;
-        }
+    float g = out->grad[0] / *divisor;
+    for (int i = 0; i < d->rows; i++) {
+        pair_row r = row_of(out, i);
+        row_slopes(&r, g, d->grad + (size_t)i * d->cols);
+    }
 }
 
 const dml_op_def dml_op_contrastive = {"contrastive", contrastive_forward, contrastive_backward};
@@ -68,7 +108,7 @@ dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *lab
         return NULL;
     DML_ASSERT(d->rows == d->cols && (power == 1 || power == 2));
     dml_tensor *out = dml_graph_node(g, &dml_op_contrastive, 1, 1, d, NULL, NULL);
-    if (!out || !(out->cache = dml_graph_alloc(g, sizeof(float))))
+    if (!out || !(out->cache = dml_graph_alloc(g, ((size_t)d->rows + 1) * sizeof(float))))
         return NULL;
     out->ctx = labels;
     out->fparam[0] = pos_margin;
