@@ -99,14 +99,16 @@ DML_SIMD_CLONES static void adam_update(dml_optim *o, int i, float lr)
     const int decoupled = o->spec.kind == DML_OPTIM_ADAMW;
     const float l2 = decoupled ? 0.0f : wd, shrink = decoupled ? 1.0f - lr * wd : 1.0f;
     const float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
-    const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
+    /* torch divides sqrt(v) by sqrt(bc2); multiplying by its inverse instead differs by at most
+     * an ulp and leaves one division per element, which is what bounds this loop. */
+    const float step_size = lr / bc1, inv_bc2_sqrt = 1.0f / sqrtf(bc2);
     for (size_t k = 0, n = p->n; k < n; k++) {
         float g = grad[k] + l2 * w[k];
         float mk = b1 * m[k] + (1.0f - b1) * g;
         float vk = b2 * v[k] + (1.0f - b2) * g * g;
         m[k] = mk;
         v[k] = vk;
-        w[k] = w[k] * shrink - step_size * mk / (sqrtf(vk) / bc2_sqrt + eps);
+        w[k] = w[k] * shrink - step_size * mk / (sqrtf(vk) * inv_bc2_sqrt + eps);
     }
 }
 
