@@ -92,7 +92,7 @@ dml_tensor *dml_mlp_body(dml_graph *g, const dml_mlp *m, dml_tensor *x)
     for (int i = 0; i < m->n_layers; i++) {
         /* Parameters are leaves owned by the layer; the tape only points at them. */
         dml_linear *l = &m->layers[i];
-        x = dml_add_bias(g, dml_matmul(g, x, &l->w, 1), &l->b);
+        x = dml_dense(g, x, &l->w, &l->b);
         if (i + 1 < m->n_layers)
             x = dml_activate(g, x, m->act);
     }

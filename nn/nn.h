@@ -120,8 +120,8 @@ dml_status dml_backward_from(dml_graph *g, dml_tensor *root);
 /* ---- the ops (each returns a new node; NULL propagates) ---- */
 /* a[m,k] @ b[k,n], or a[m,k] @ b[n,k]^T when trans_b. */
 dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b);
-/* x[m,n] + bias[1,n] on every row. */
-dml_tensor *dml_add_bias(dml_graph *g, dml_tensor *x, dml_tensor *bias);
+/* A dense layer: x[m,k] @ w[n,k]^T + b[1,n] on every row, one node. */
+dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b);
 /* a + b, same shape. */
 dml_tensor *dml_add(dml_graph *g, dml_tensor *a, dml_tensor *b);
 dml_tensor *dml_scale(dml_graph *g, dml_tensor *x, float s);

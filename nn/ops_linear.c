@@ -1,4 +1,4 @@
-/* Linear-algebra ops: matmul, bias, add, scale, reductions, mean squared error. */
+/* Linear-algebra ops: matmul, dense (x W^T + b), add, scale, reductions, mean squared error. */
 #include <string.h>
 
 #include "nn/nn.h"
@@ -43,39 +43,45 @@ dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b)
     return dml_graph_run(g, out);
 }
 
-/* ---- add_bias: out[i,j] = x[i,j] + bias[j] ---- */
-static void add_bias_forward(dml_tensor *out)
+/* ---- dense: out = x W^T + b; x [n, in], W [out, in], b [1, out]. One node where a matmul and
+ * a bias add would take two: the bias rows are written first and the GEMM adds onto them, so
+ * the output is written once and there is no separate bias pass, forward or backward. ---- */
+static void dense_forward(dml_tensor *out)
 {
-    const float *restrict x = out->src[0]->data, *restrict b = out->src[1]->data;
+    const dml_tensor *x = out->src[0], *w = out->src[1];
+    const float *restrict b = out->src[2]->data;
     float *restrict y = out->data;
     const size_t cols = (size_t)out->cols;
     for (size_t i = 0; i < (size_t)out->rows; i++)
-        for (size_t j = 0; j < cols; j++)
-            y[i * cols + j] = x[i * cols + j] + b[j];
+        memcpy(y + i * cols, b, cols * sizeof(float));
+    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f,
+             out->data, out->cols);
 }
 
-static void add_bias_backward(dml_tensor *out)
+static void dense_backward(dml_tensor *out)
 {
+    dml_tensor *x = out->src[0], *w = out->src[1];
+    int n = out->rows, d_out = out->cols, d_in = x->cols;
+    if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
+        dml_gemm(0, 0, n, d_in, d_out, 1.0f, out->grad, d_out, w->data, d_in, 1.0f, x->grad, d_in);
+    if (w->grad) /* dW[out, in] += dy^T[out, n] @ x[n, in] */
+        dml_gemm(1, 0, d_out, d_in, n, 1.0f, out->grad, d_out, x->data, d_in, 1.0f, w->grad, d_in);
+    float *restrict db = out->src[2]->grad;
     const float *restrict dy = out->grad;
-    float *restrict dx = out->src[0]->grad, *restrict db = out->src[1]->grad;
-    const size_t rows = (size_t)out->rows, cols = (size_t)out->cols;
-    if (dx)
-        for (size_t i = 0; i < rows * cols; i++)
-            dx[i] += dy[i];
-    if (db)
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < cols; j++)
-                db[j] += dy[i * cols + j];
+    if (db) /* column sums of dy */
+        for (size_t i = 0; i < (size_t)n; i++)
+            for (size_t j = 0; j < (size_t)d_out; j++)
+                db[j] += dy[i * d_out + j];
 }
 
-const dml_op_def dml_op_add_bias = {"add_bias", add_bias_forward, add_bias_backward};
+const dml_op_def dml_op_dense = {"dense", dense_forward, dense_backward};
 
-dml_tensor *dml_add_bias(dml_graph *g, dml_tensor *x, dml_tensor *bias)
+dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b)
 {
-    if (!x || !bias)
+    if (!x || !w || !b)
         return NULL;
-    DML_ASSERT(bias->rows == 1 && bias->cols == x->cols);
-    return dml_graph_run(g, dml_graph_node(g, &dml_op_add_bias, x->rows, x->cols, x, bias, NULL));
+    DML_ASSERT(w->cols == x->cols && b->rows == 1 && b->cols == w->rows);
+    return dml_graph_run(g, dml_graph_node(g, &dml_op_dense, x->rows, w->rows, x, w, b));
 }
 
 /* ---- add: out = a + b ---- */

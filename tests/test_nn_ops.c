@@ -7,7 +7,7 @@
 /* ---- builders: one per op, from its input leaves ---- */
 static dml_tensor *b_matmul(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_matmul(g, in[0], in[1], 0); }
 static dml_tensor *b_matmul_t(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_matmul(g, in[0], in[1], 1); }
-static dml_tensor *b_add_bias(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_add_bias(g, in[0], in[1]); }
+static dml_tensor *b_dense(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_dense(g, in[0], in[1], in[2]); }
 static dml_tensor *b_add(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_add(g, in[0], in[1]); }
 static dml_tensor *b_scale(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_scale(g, in[0], -1.7f); }
 static dml_tensor *b_affine(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_affine(g, in[0], 0.5f, 2.0f); }
@@ -38,7 +38,7 @@ typedef struct op_case {
 static const op_case CASES[] = {
     {"matmul", b_matmul, 2, {{4, 3}, {3, 5}}, 1e-2f, 2e-3},
     {"matmul", b_matmul_t, 2, {{4, 3}, {5, 3}}, 1e-2f, 2e-3},
-    {"add_bias", b_add_bias, 2, {{4, 3}, {1, 3}}, 1e-2f, 2e-3},
+    {"dense", b_dense, 3, {{4, 3}, {5, 3}, {1, 5}}, 1e-2f, 2e-3},
     {"add", b_add, 2, {{3, 4}, {3, 4}}, 1e-2f, 2e-3},
     {"scale", b_scale, 1, {{3, 4}}, 1e-2f, 2e-3},
     {"scale", b_affine, 1, {{3, 4}}, 1e-2f, 2e-3},
