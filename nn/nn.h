@@ -18,7 +18,8 @@
  * C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, op(X) = X or X^T. */
 void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
-/* Threads for OpenBLAS; n <= 0 means one per core. Returns the count in use. */
+/* Threads for OpenBLAS; n <= 0 means one per core. Returns the count in use. After it, small
+ * products (under 1M multiply-adds) run on one thread, where more cost more than they save. */
 int dml_set_threads(int n);
 
 /* Marks a function whose loops are worth wider vectors than the baseline x86-64 build has
