@@ -92,9 +92,12 @@ dml_tensor *dml_mlp_body(dml_graph *g, const dml_mlp *m, dml_tensor *x)
     for (int i = 0; i < m->n_layers; i++) {
         /* Parameters are leaves owned by the layer; the tape only points at them. */
         dml_linear *l = &m->layers[i];
-        x = dml_dense(g, x, &l->w, &l->b);
-        if (i + 1 < m->n_layers)
-            x = dml_activate(g, x, m->act);
+        if (i + 1 == m->n_layers)
+            x = dml_dense(g, x, &l->w, &l->b);
+        else if (m->act == DML_ACT_RELU)
+            x = dml_dense_relu(g, x, &l->w, &l->b);
+        else
+            x = dml_activate(g, dml_dense(g, x, &l->w, &l->b), m->act);
     }
     return x;
 }

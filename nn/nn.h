@@ -123,6 +123,8 @@ dml_status dml_backward_from(dml_graph *g, dml_tensor *root);
 dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b);
 /* A dense layer: x[m,k] @ w[n,k]^T + b[1,n] on every row, one node. */
 dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b);
+/* relu(dense(x, w, b)) as one node: no separate activation buffers or passes. */
+dml_tensor *dml_dense_relu(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b);
 /* a + b, same shape. */
 dml_tensor *dml_add(dml_graph *g, dml_tensor *a, dml_tensor *b);
 dml_tensor *dml_scale(dml_graph *g, dml_tensor *x, float s);

@@ -45,29 +45,42 @@ dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b)
 
 /* ---- dense: out = x W^T + b; x [n, in], W [out, in], b [1, out]. One node where a matmul and
  * a bias add would take two: the bias rows are written first and the GEMM adds onto them, so
- * the output is written once and there is no separate bias pass, forward or backward. ---- */
+ * the output is written once and there is no separate bias pass, forward or backward.
+ * dense_relu is the same node with relu applied in place (iparam[0] = 1): the layer before an
+ * activation, without the activation's own output and gradient buffers and passes. ---- */
 static void dense_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
     const float *restrict b = out->src[2]->data;
     float *restrict y = out->data;
-    const size_t cols = (size_t)out->cols;
+    const size_t cols = (size_t)out->cols, n = (size_t)out->rows * cols;
     for (size_t i = 0; i < (size_t)out->rows; i++)
         memcpy(y + i * cols, b, cols * sizeof(float));
     dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f,
              out->data, out->cols);
+    if (out->iparam[0])
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
 
 static void dense_backward(dml_tensor *out)
 {
     dml_tensor *x = out->src[0], *w = out->src[1];
     int n = out->rows, d_out = out->cols, d_in = x->cols;
+    float *restrict dy = out->grad;
+    const float *restrict y = out->data;
+    /* Through relu: the gradient is masked where the output was clamped (the gradient at exactly
+     * 0 taken as 0, as relu's). In place: every consumer of this node has already run. */
+    if (out->iparam[0])
+        for (size_t i = 0; i < (size_t)n * d_out; i++) {
+            float g = dy[i]; /* loaded unconditionally, so the select vectorises */
+            dy[i] = y[i] > 0.0f ? g : 0.0f;
+        }
     if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
-        dml_gemm(0, 0, n, d_in, d_out, 1.0f, out->grad, d_out, w->data, d_in, 1.0f, x->grad, d_in);
+        dml_gemm(0, 0, n, d_in, d_out, 1.0f, dy, d_out, w->data, d_in, 1.0f, x->grad, d_in);
     if (w->grad) /* dW[out, in] += dy^T[out, n] @ x[n, in] */
-        dml_gemm(1, 0, d_out, d_in, n, 1.0f, out->grad, d_out, x->data, d_in, 1.0f, w->grad, d_in);
+        dml_gemm(1, 0, d_out, d_in, n, 1.0f, dy, d_out, x->data, d_in, 1.0f, w->grad, d_in);
     float *restrict db = out->src[2]->grad;
-    const float *restrict dy = out->grad;
     if (db) /* column sums of dy */
         for (size_t i = 0; i < (size_t)n; i++)
             for (size_t j = 0; j < (size_t)d_out; j++)
@@ -75,13 +88,28 @@ static void dense_backward(dml_tensor *out)
 }
 
 const dml_op_def dml_op_dense = {"dense", dense_forward, dense_backward};
+const dml_op_def dml_op_dense_relu = {"dense_relu", dense_forward, dense_backward};
 
-dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b)
+static dml_tensor *dense_node(dml_graph *g, const dml_op_def *def, dml_tensor *x, dml_tensor *w,
+                              dml_tensor *b)
 {
     if (!x || !w || !b)
         return NULL;
     DML_ASSERT(w->cols == x->cols && b->rows == 1 && b->cols == w->rows);
-    return dml_graph_run(g, dml_graph_node(g, &dml_op_dense, x->rows, w->rows, x, w, b));
+    dml_tensor *out = dml_graph_node(g, def, x->rows, w->rows, x, w, b);
+    if (out)
+        out->iparam[0] = def == &dml_op_dense_relu;
+    return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b)
+{
+    return dense_node(g, &dml_op_dense, x, w, b);
+}
+
+dml_tensor *dml_dense_relu(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b)
+{
+    return dense_node(g, &dml_op_dense_relu, x, w, b);
 }
 
 /* ---- add: out = a + b ---- */

@@ -8,6 +8,7 @@
 static dml_tensor *b_matmul(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_matmul(g, in[0], in[1], 0); }
 static dml_tensor *b_matmul_t(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_matmul(g, in[0], in[1], 1); }
 static dml_tensor *b_dense(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_dense(g, in[0], in[1], in[2]); }
+static dml_tensor *b_dense_relu(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_dense_relu(g, in[0], in[1], in[2]); }
 static dml_tensor *b_add(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_add(g, in[0], in[1]); }
 static dml_tensor *b_scale(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_scale(g, in[0], -1.7f); }
 static dml_tensor *b_affine(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_affine(g, in[0], 0.5f, 2.0f); }
@@ -39,6 +40,7 @@ static const op_case CASES[] = {
     {"matmul", b_matmul, 2, {{4, 3}, {3, 5}}, 1e-2f, 2e-3},
     {"matmul", b_matmul_t, 2, {{4, 3}, {5, 3}}, 1e-2f, 2e-3},
     {"dense", b_dense, 3, {{4, 3}, {5, 3}, {1, 5}}, 1e-2f, 2e-3},
+    {"dense_relu", b_dense_relu, 3, {{4, 3}, {5, 3}, {1, 5}}, 1e-3f, 2e-3},
     {"add", b_add, 2, {{3, 4}, {3, 4}}, 1e-2f, 2e-3},
     {"scale", b_scale, 1, {{3, 4}}, 1e-2f, 2e-3},
     {"scale", b_affine, 1, {{3, 4}}, 1e-2f, 2e-3},
@@ -157,6 +159,42 @@ static void test_relu_at_zero(void **state)
     dml_graph_free(&g);
 }
 
+/* dense_relu is relu(dense) in one node: the same values and gradients, bit for bit, with
+ * about half the outputs clamped (and one exactly at 0, where the gradient is 0). */
+static void test_dense_relu_is_relu_of_dense(void **state)
+{
+    (void)state;
+    float x[6 * 4], w[5 * 4], b[5];
+    tu_fill_normal(x, 24, 1.0f, 11);
+    tu_fill_normal(w, 20, 1.0f, 12);
+    tu_fill_normal(b, 5, 1.0f, 13);
+    x[0] = x[1] = x[2] = x[3] = 0.0f;
+    b[0] = 0.0f; /* row 0, column 0: exactly 0 before the relu */
+    float y[2][30], grad[2][3][24];
+    for (int fused = 0; fused < 2; fused++) {
+        dml_graph g;
+        dml_graph_init(&g, 1 << 14);
+        dml_tensor *in[3] = {dml_leaf_copy(&g, x, 6, 4, 1), dml_leaf_copy(&g, w, 5, 4, 1),
+                             dml_leaf_copy(&g, b, 1, 5, 1)};
+        dml_tensor *out = fused ? dml_dense_relu(&g, in[0], in[1], in[2])
+                                : dml_relu(&g, dml_dense(&g, in[0], in[1], in[2]));
+        /* against a random target, so every output gets a different gradient */
+        float target[30];
+        tu_fill_normal(target, 30, 1.0f, 14);
+        dml_tensor *t = dml_leaf_copy(&g, target, 6, 5, 0);
+        assert_int_equal(dml_backward(&g, dml_mse(&g, out, t)), DML_OK);
+        memcpy(y[fused], out->data, sizeof y[fused]);
+        for (int k = 0; k < 3; k++)
+            memcpy(grad[fused][k], in[k]->grad, (size_t)in[k]->rows * in[k]->cols * sizeof(float));
+        dml_graph_free(&g);
+    }
+    assert_memory_equal(y[0], y[1], sizeof y[0]);
+    assert_memory_equal(grad[0][0], grad[1][0], 24 * sizeof(float));
+    assert_memory_equal(grad[0][1], grad[1][1], 20 * sizeof(float));
+    assert_memory_equal(grad[0][2], grad[1][2], 5 * sizeof(float));
+    assert_float_equal(y[1][0], 0.0f, 0.0f);
+}
+
 /* No gradient is computed for an input that does not need one (darknet's `if (c)`). */
 static void test_no_grad_for_constant_input(void **state)
 {
@@ -197,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_l2_normalize_zero_row),
         cmocka_unit_test(test_pairwise_dist_at_zero),
         cmocka_unit_test(test_relu_at_zero),
+        cmocka_unit_test(test_dense_relu_is_relu_of_dense),
         cmocka_unit_test(test_no_grad_for_constant_input),
         cmocka_unit_test(test_empty_batch),
     };
