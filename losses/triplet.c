@@ -230,6 +230,48 @@ static void triplet_backward(dml_tensor *out)
 
 const dml_op_def dml_op_triplet = {"triplet", triplet_forward, triplet_backward};
 
+/* A float's bits as an int32 that orders as the float does (negative values get their magnitude
+ * bits flipped; NaN sorts beyond infinity, so a NaN distance is mined and reaches the loss,
+ * where divergence is caught). Integer max and min written with masks vectorise; the float
+ * select does not, without -ffast-math. */
+static int32_t order_key(float v)
+{
+    int32_t k;
+    memcpy(&k, &v, sizeof k);
+    return k ^ (-(int32_t)(k < 0) & INT32_MAX);
+}
+
+/* Anchor a's hardest positive (farthest row of its class, a excluded) and hardest negative
+ * (nearest row of another class), -1 where there is none. One branch-free pass finds the two
+ * extreme distances, a second the first row holding each (ties go to the lowest index); both
+ * vectorise, where a loop keeping the best index so far branches on every row. */
+DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
+                           const int32_t *restrict labels, int b, int a,
+                           int *pos, int *neg)
+{
+    const int32_t la = labels[a];
+    int32_t far = INT32_MIN, near = INT32_MAX;
+    for (int j = 0; j < b; j++) {
+        int32_t key = order_key(row[j]);
+        int32_t same = -(int32_t)(labels[j] == la), positive = same & -(int32_t)(j != a);
+        int32_t as_pos = (key & positive) | (INT32_MIN & ~positive);
+        int32_t as_neg = (key & ~same) | (INT32_MAX & same);
+        far = as_pos > far ? as_pos : far;
+        near = as_neg < near ? as_neg : near;
+    }
+    int32_t first_pos = INT32_MAX, first_neg = INT32_MAX;
+    for (int j = 0; j < b; j++) {
+        int32_t key = order_key(row[j]);
+        int32_t same = -(int32_t)(labels[j] == la), positive = same & -(int32_t)(j != a);
+        int32_t at_far = positive & -(int32_t)(key == far), at_near = ~same & -(int32_t)(key == near);
+        int32_t jp = (j & at_far) | (INT32_MAX & ~at_far), jn = (j & at_near) | (INT32_MAX & ~at_near);
+        first_pos = jp < first_pos ? jp : first_pos;
+        first_neg = jn < first_neg ? jn : first_neg;
+    }
+    *pos = first_pos == INT32_MAX ? -1 : first_pos;
+    *neg = first_neg == INT32_MAX ? -1 : first_neg;
+}
+
 /* Hard and semihard mining: one (a, p, n) per anchor (hard) or per positive pair (semihard). */
 static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta, int32_t *tp,
                  int32_t *tn)
@@ -241,22 +283,8 @@ static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta,
     c->neg = tn;
     for (int a = 0; a < b; a++) {
         const float *row = d->data + (size_t)a * b;
-        int hardest_pos = -1, hardest_neg = -1;
-        float pos_d = 0.0f, neg_d = 0.0f; /* their distances, held so no load waits on an index */
-        for (int j = 0; j < b; j++) {
-            if (j == a)
-                continue;
-            float v = row[j];
-            if (c->labels[j] == c->labels[a]) {
-                if (hardest_pos < 0 || v > pos_d) {
-                    hardest_pos = j;
-                    pos_d = v;
-                }
-            } else if (hardest_neg < 0 || v < neg_d) {
-                hardest_neg = j;
-                neg_d = v;
-            }
-        }
+        int hardest_pos, hardest_neg;
+        hardest_of_row(row, c->labels, b, a, &hardest_pos, &hardest_neg);
         if (hardest_pos < 0 || hardest_neg < 0)
             continue; /* no positive or no negative: this anchor has no triplet */
         if (c->miner == DML_MINER_HARD) {
