@@ -20,6 +20,28 @@ static void row_sq_norms(float *out, const dml_tensor *x)
     }
 }
 
+/* row[j] = -2 a.b_j + |a|^2 + |b_j|^2 clamped at 0, or its square root. */
+DML_SIMD_CLONES static void finish_row(float *restrict row, float sq_a, const float *restrict sq_b,
+                                       int m, int squared)
+{
+    for (int j = 0; j < m; j++) {
+        float d2 = row[j] + sq_a + sq_b[j];
+        d2 = d2 < 0.0f ? 0.0f : d2; /* NaN passes through, and divergence is caught */
+        row[j] = squared ? d2 : sqrtf(d2);
+    }
+}
+
+/* w = d(loss)/d(squared distance): dy, or dy / (2 dist); 0 where the distance is 0 (the
+ * diagonal, clamped pairs). Written without a branch, so the loop vectorises. */
+DML_SIMD_CLONES static void squared_distance_grad(float *restrict w, const float *restrict dist,
+                                                  const float *restrict dy, size_t n, int squared)
+{
+    for (size_t k = 0; k < n; k++) {
+        float live = (float)(dist[k] > 0.0f);
+        w[k] = live * dy[k] * (squared ? 1.0f : 0.5f / (dist[k] + (1.0f - live)));
+    }
+}
+
 static void pairwise_dist_forward(dml_tensor *out)
 {
     dml_tensor *a = out->src[0], *b = out->src[1];
@@ -30,12 +52,9 @@ static void pairwise_dist_forward(dml_tensor *out)
     dml_gemm(0, 1, n, m, a->cols, -2.0f, a->data, a->cols, b->data, b->cols, 0.0f, out->data, m);
     for (int i = 0; i < n; i++) {
         float *row = out->data + (size_t)i * m;
-        for (int j = 0; j < m; j++) {
-            float d2 = row[j] + c->sq_a[i] + c->sq_b[j];
-            if (d2 < 0.0f || (self && i == j))
-                d2 = 0.0f;
-            row[j] = squared ? d2 : sqrtf(d2);
-        }
+        finish_row(row, c->sq_a[i], c->sq_b, m, squared);
+        if (self)
+            row[i] = 0.0f; /* exactly, where rounding leaves a little */
     }
 }
 
@@ -58,14 +77,8 @@ static void pairwise_dist_backward(dml_tensor *out)
     dml_tensor *a = out->src[0], *b = out->src[1];
     dist_cache *c = out->cache;
     int n = out->rows, m = out->cols, d = a->cols, squared = out->iparam[0];
-    const float *restrict dist = out->data, *restrict dy = out->grad;
-    float *restrict w = c->w;
-    /* w = d(loss)/d(squared distance): dy, or dy / (2 dist); 0 where the distance is 0 (the
-     * diagonal, clamped pairs). Written without a branch, so the loop vectorises. */
-    for (size_t k = 0; k < (size_t)n * m; k++) {
-        float live = (float)(dist[k] > 0.0f);
-        w[k] = live * dy[k] * (squared ? 1.0f : 0.5f / (dist[k] + (1.0f - live)));
-    }
+    float *w = c->w;
+    squared_distance_grad(w, out->data, out->grad, (size_t)n * m, squared);
     /* d|a_i - b_j|^2 / da_i = 2 (a_i - b_j), summed over j with weights w_ij. */
     if (a == b) {
         /* One row set: x_i gets 2 sum_j (w_ij + w_ji)(x_i - x_j), one GEMM with w + w^T. */

@@ -43,6 +43,31 @@ dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b)
     return dml_graph_run(g, out);
 }
 
+/* The element-wise passes around dense's GEMMs, with wider-vector clones (nn.h). */
+DML_SIMD_CLONES static void relu_in_place(float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+/* dy = 0 where relu clamped the output y (the gradient at exactly 0 taken as 0, as relu's) */
+DML_SIMD_CLONES static void mask_clamped(float *restrict dy, const float *restrict y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = dy[i]; /* loaded unconditionally, so the select vectorises */
+        dy[i] = y[i] > 0.0f ? g : 0.0f;
+    }
+}
+
+/* db[j] += sum_i dy[i, j], row by row, so each sum keeps one order on every machine */
+DML_SIMD_CLONES static void add_column_sums(float *restrict db, const float *restrict dy,
+                                            size_t rows, size_t cols)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++)
+            db[j] += dy[i * cols + j];
+}
+
 /* ---- dense: out = x W^T + b; x [n, in], W [out, in], b [1, out]. One node where a matmul and
  * a bias add would take two: the bias rows are written first and the GEMM adds onto them, so
  * the output is written once and there is no separate bias pass, forward or backward.
@@ -51,40 +76,31 @@ dml_tensor *dml_matmul(dml_graph *g, dml_tensor *a, dml_tensor *b, int trans_b)
 static void dense_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
-    const float *restrict b = out->src[2]->data;
-    float *restrict y = out->data;
+    const float *b = out->src[2]->data;
+    float *y = out->data;
     const size_t cols = (size_t)out->cols, n = (size_t)out->rows * cols;
     for (size_t i = 0; i < (size_t)out->rows; i++)
         memcpy(y + i * cols, b, cols * sizeof(float));
-    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f,
-             out->data, out->cols);
+    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f, y,
+             out->cols);
     if (out->iparam[0])
-        for (size_t i = 0; i < n; i++)
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        relu_in_place(y, n);
 }
 
 static void dense_backward(dml_tensor *out)
 {
     dml_tensor *x = out->src[0], *w = out->src[1];
     int n = out->rows, d_out = out->cols, d_in = x->cols;
-    float *restrict dy = out->grad;
-    const float *restrict y = out->data;
-    /* Through relu: the gradient is masked where the output was clamped (the gradient at exactly
-     * 0 taken as 0, as relu's). In place: every consumer of this node has already run. */
+    float *dy = out->grad;
+    /* Through relu: masked in place, as every consumer of this node has already run. */
     if (out->iparam[0])
-        for (size_t i = 0; i < (size_t)n * d_out; i++) {
-            float g = dy[i]; /* loaded unconditionally, so the select vectorises */
-            dy[i] = y[i] > 0.0f ? g : 0.0f;
-        }
+        mask_clamped(dy, out->data, (size_t)n * d_out);
     if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
         dml_gemm(0, 0, n, d_in, d_out, 1.0f, dy, d_out, w->data, d_in, 1.0f, x->grad, d_in);
     if (w->grad) /* dW[out, in] += dy^T[out, n] @ x[n, in] */
         dml_gemm(1, 0, d_out, d_in, n, 1.0f, dy, d_out, x->data, d_in, 1.0f, w->grad, d_in);
-    float *restrict db = out->src[2]->grad;
-    if (db) /* column sums of dy */
-        for (size_t i = 0; i < (size_t)n; i++)
-            for (size_t j = 0; j < (size_t)d_out; j++)
-                db[j] += dy[i * d_out + j];
+    if (out->src[2]->grad)
+        add_column_sums(out->src[2]->grad, dy, (size_t)n, (size_t)d_out);
 }
 
 const dml_op_def dml_op_dense = {"dense", dense_forward, dense_backward};
