@@ -5,6 +5,24 @@
 #include "nn/nn.h"
 
 /* ---- l2_normalize: y = x / max(|x|, eps); cache holds the per-row divisor ---- */
+
+/* y = x / divisor over one row */
+DML_SIMD_CLONES static void divide_row(float *restrict y, const float *restrict x, float divisor,
+                                       int n)
+{
+    for (int j = 0; j < n; j++)
+        y[j] = x[j] / divisor;
+}
+
+/* dx += (dy - y dot) / divisor over one row */
+DML_SIMD_CLONES static void add_normalize_grad(float *restrict dx, const float *restrict dy,
+                                               const float *restrict y, float dot, float divisor,
+                                               int n)
+{
+    for (int j = 0; j < n; j++)
+        dx[j] += (dy[j] - y[j] * dot) / divisor;
+}
+
 static void l2_normalize_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0];
@@ -16,8 +34,7 @@ static void l2_normalize_forward(dml_tensor *out)
             ss += (double)xi[j] * xi[j];
         float norm = (float)sqrt(ss);
         divisor[i] = norm > DML_NORM_EPS ? norm : DML_NORM_EPS;
-        for (int j = 0; j < x->cols; j++)
-            out->data[(size_t)i * out->cols + j] = xi[j] / divisor[i];
+        divide_row(out->data + (size_t)i * out->cols, xi, divisor[i], x->cols);
     }
 }
 
@@ -29,13 +46,11 @@ static void l2_normalize_backward(dml_tensor *out)
     const float *divisor = out->cache;
     for (int i = 0; i < out->rows; i++) {
         const float *y = out->data + (size_t)i * out->cols, *dy = out->grad + (size_t)i * out->cols;
-        float *dx = x->grad + (size_t)i * x->cols;
         float dot = 0.0f;
         if (divisor[i] > DML_NORM_EPS)
             for (int j = 0; j < out->cols; j++)
                 dot += y[j] * dy[j];
-        for (int j = 0; j < out->cols; j++)
-            dx[j] += (dy[j] - y[j] * dot) / divisor[i];
+        add_normalize_grad(x->grad + (size_t)i * x->cols, dy, y, dot, divisor[i], out->cols);
     }
 }
 
