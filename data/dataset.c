@@ -1,10 +1,12 @@
 /* Opening a data SPEC (dispatch on its form, then validation of what the reader produced),
  * and the dataset's own operations: subsets, the halves view, gathering batch rows. */
+#define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE (Linux) */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "data/data.h"
 #include "data/readers.h"
@@ -146,9 +148,22 @@ dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char 
 }
 
 /* malloc(0) may return NULL; every buffer gets at least one element. */
+#define HUGE_PAGE (2u << 20)
+
+/* Every batch gathers rows from all over the data set, and on a large one most of the time goes
+ * to TLB misses (a 256-row Fashion-MNIST batch touches ~300 4-KiB pages of 188 MiB): arrays of
+ * several MiB are aligned to 2 MiB and offered to the kernel for transparent huge pages. */
 static void *alloc_array(size_t n, size_t size)
 {
-    return malloc((n > 0 ? n : 1) * size);
+    size_t bytes = (n > 0 ? n : 1) * size;
+#ifdef MADV_HUGEPAGE
+    void *p;
+    if (bytes >= 4 * (size_t)HUGE_PAGE && posix_memalign(&p, HUGE_PAGE, bytes) == 0) {
+        madvise(p, bytes / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE); /* a hint: failure is harmless */
+        return p;
+    }
+#endif
+    return malloc(bytes);
 }
 
 dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_error *err)
