@@ -9,8 +9,10 @@
 
 /* A block's GEMM scores stay under this many floats (16 MB), whatever k is. */
 #define BLOCK_FLOATS ((size_t)1 << 22)
-/* Independent lanes of the argmin's first pass: wide enough for one AVX register. */
-#define LANES 8
+/* Independent lanes of the argmin's first pass: 32 keep two AVX-512 (four AVX2) registers of
+ * minimums in flight, so the pass is not bound by one chain of dependent min operations
+ * (256 rows x 256 centroids: 35 us with 8 lanes, 11 us with 32). */
+#define LANES 32
 
 int dml_kmeans_block_rows(int n, int k)
 {
@@ -39,7 +41,7 @@ static void sq_norms(const float *x, int n, int d, float *out)
 /* The first j with the smallest s[j] + cn[j]. Two passes the compiler vectorizes: the minimum
  * over LANES independent lanes, then the first block of LANES that holds it. Both passes round
  * each sum to float the same way, so the equality test is exact. All-NaN scores give 0. */
-static int argmin(const float *s, const float *cn, int k)
+DML_SIMD_CLONES static int argmin(const float *restrict s, const float *restrict cn, int k)
 {
     float lane[LANES];
     for (int l = 0; l < LANES; l++)
