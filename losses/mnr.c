@@ -5,32 +5,49 @@
 #include "losses/losses.h"
 
 /* src[0] = S [B, C] of cosines (C = B, or 2B with hard negatives); fparam[0] = scale;
- * iparam[0] = symmetric; ctx = labels or NULL; cache = [2B] the rows' and the columns' log-sum-exp,
- * kept from forward for backward. Candidate j of anchor i is dropped when it is another positive
- * (j < B, j != i) of the anchor's label. */
+ * iparam[0] = symmetric; ctx = labels or NULL. Candidate j of anchor i is dropped when it is
+ * another positive (j < B, j != i) of the anchor's label. */
+typedef struct mnr_cache {
+    /* Kept from forward for backward: the softmax of every row (and with symmetric, every
+     * column of the square part, stored as rows), as exp(v - max) and 1 / their sum. One exp per
+     * candidate in all, where recomputing them in backward doubled the loss's cost. */
+    float *row_e, *col_e;     /* [B, C], [B, B] */
+    float *row_inv, *col_inv; /* [B] each */
+} mnr_cache;
+
 static int dropped(const int32_t *y, int i, int j, int b)
 {
     return y && j < b && j != i && y[j] == y[i];
 }
 
-/* Log-sum-exp over row i (by_col 0) or column i of the square part (by_col 1). */
-static float lse(const dml_tensor *s, const int32_t *y, float scale, int i, int by_col)
+/* e[k] = scale * s[k * stride] for anchor i's n candidates (its row: stride 1; its column:
+ * stride C), then exp(e[k] - max) in place, 0 for a dropped one. Returns the log-sum-exp and
+ * sets *inv = 1 / sum. The sum runs in LANES double partial sums, which do not wait on each
+ * other. */
+static float softmax_terms(float *restrict e, const float *restrict s, size_t stride, int n,
+                           float scale, const int32_t *y, int i, int b, float *inv)
 {
-    int b = s->rows, n = by_col ? b : s->cols;
+    enum { LANES = 8 };
     float mx = -INFINITY;
     for (int k = 0; k < n; k++) {
-        if (dropped(y, i, k, b))
-            continue;
-        float v = scale * (by_col ? s->data[(size_t)k * s->cols + i] : s->data[(size_t)i * s->cols + k]);
+        float v = dropped(y, i, k, b) ? -INFINITY : scale * s[(size_t)k * stride];
+        e[k] = v;
         mx = v > mx ? v : mx;
     }
-    double sum = 0.0;
-    for (int k = 0; k < n; k++) {
-        if (dropped(y, i, k, b))
-            continue;
-        float v = scale * (by_col ? s->data[(size_t)k * s->cols + i] : s->data[(size_t)i * s->cols + k]);
-        sum += expf(v - mx);
+    double lane[LANES] = {0}, sum = 0.0;
+    int k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            e[k + l] = expf(e[k + l] - mx);
+            lane[l] += e[k + l];
+        }
+    for (; k < n; k++) {
+        e[k] = expf(e[k] - mx);
+        sum += e[k];
     }
+    for (int l = 0; l < LANES; l++)
+        sum += lane[l];
+    *inv = (float)(1.0 / sum);
     return mx + (float)log(sum);
 }
 
@@ -38,44 +55,49 @@ static void mnr_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
     const int32_t *y = out->ctx;
+    mnr_cache *m = out->cache;
     float scale = out->fparam[0];
-    int b = s->rows, sym = out->iparam[0];
-    float *row_lse = out->cache, *col_lse = row_lse + b;
+    int b = s->rows, c = s->cols, sym = out->iparam[0];
     double total = 0.0;
     for (int i = 0; i < b; i++) {
-        float target = scale * s->data[(size_t)i * s->cols + i];
-        row_lse[i] = lse(s, y, scale, i, 0);
-        total += row_lse[i] - target;
-        if (sym) {
-            col_lse[i] = lse(s, y, scale, i, 1);
-            total += col_lse[i] - target;
-        }
+        float target = scale * s->data[(size_t)i * c + i];
+        total += softmax_terms(m->row_e + (size_t)i * c, s->data + (size_t)i * c, 1, c, scale, y,
+                               i, b, &m->row_inv[i]) -
+                 target;
+        if (sym)
+            total += softmax_terms(m->col_e + (size_t)i * b, s->data + i, (size_t)c, b, scale, y,
+                                   i, b, &m->col_inv[i]) -
+                     target;
     }
     out->data[0] = b > 0 ? (float)(total / ((double)b * (sym ? 2 : 1))) : 0.0f;
 }
 
+/* d/dv of log-sum-exp - target: the softmax p, minus 1 at the target; dropped candidates have
+ * p = 0. */
 static void mnr_backward(dml_tensor *out)
 {
     dml_tensor *s = out->src[0];
-    const int32_t *y = out->ctx;
+    const mnr_cache *m = out->cache;
     float scale = out->fparam[0];
     int b = s->rows, sym = out->iparam[0], c = s->cols;
     if (b == 0)
         return;
     float g = out->grad[0] * scale / ((float)b * (sym ? 2.0f : 1.0f));
-    const float *row_lse = out->cache, *col_lse = row_lse + b;
     for (int i = 0; i < b; i++) {
-        float l = row_lse[i];
+        float *restrict dv = s->grad + (size_t)i * c;
+        const float *restrict e = m->row_e + (size_t)i * c;
+        float w = g * m->row_inv[i];
         for (int k = 0; k < c; k++)
-            if (!dropped(y, i, k, b))
-                s->grad[(size_t)i * c + k] += g * expf(scale * s->data[(size_t)i * c + k] - l);
-        s->grad[(size_t)i * c + i] -= g;
-        if (!sym)
-            continue;
-        l = col_lse[i];
+            dv[k] += w * e[k];
+        dv[i] -= g;
+    }
+    if (!sym)
+        return;
+    for (int i = 0; i < b; i++) {
+        const float *e = m->col_e + (size_t)i * b;
+        float w = g * m->col_inv[i];
         for (int k = 0; k < b; k++)
-            if (!dropped(y, i, k, b))
-                s->grad[(size_t)k * c + i] += g * expf(scale * s->data[(size_t)k * c + i] - l);
+            s->grad[(size_t)k * c + i] += w * e[k];
         s->grad[(size_t)i * c + i] -= g;
     }
 }
@@ -92,12 +114,19 @@ dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor 
     if (!s)
         return NULL;
     dml_tensor *out = dml_graph_node(g, &dml_op_mnr, 1, 1, s, NULL, NULL);
-    if (out && !(out->cache = dml_graph_alloc(g, 2 * (size_t)s->rows * sizeof(float))))
+    mnr_cache *m = out ? dml_graph_alloc(g, sizeof *m) : NULL;
+    if (!m)
         return NULL;
-    if (out) {
-        out->ctx = labels;
-        out->fparam[0] = scale;
-        out->iparam[0] = symmetric != 0;
-    }
+    size_t b = (size_t)s->rows;
+    m->row_e = dml_graph_alloc(g, b * (size_t)s->cols * sizeof(float));
+    m->row_inv = dml_graph_alloc(g, b * sizeof(float));
+    m->col_e = symmetric ? dml_graph_alloc(g, b * b * sizeof(float)) : NULL;
+    m->col_inv = symmetric ? dml_graph_alloc(g, b * sizeof(float)) : NULL;
+    if (!m->row_e || !m->row_inv || (symmetric && (!m->col_e || !m->col_inv)))
+        return NULL;
+    out->cache = m;
+    out->ctx = labels;
+    out->fparam[0] = scale;
+    out->iparam[0] = symmetric != 0;
     return dml_graph_run(g, out);
 }
