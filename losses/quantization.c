@@ -13,28 +13,6 @@ typedef struct quant_cache {
     int *code;     /* [B] */
 } quant_cache;
 
-/* sum (x - q)^2 in double, over LANES partial sums so the additions do not wait on each other;
- * the gradient does not depend on it. */
-static double sq_error(const float *restrict x, const float *restrict q, size_t n)
-{
-    enum { LANES = 8 };
-    double lane[LANES] = {0};
-    size_t k = 0;
-    for (; k + LANES <= n; k += LANES)
-        for (int l = 0; l < LANES; l++) {
-            double e = (double)x[k + l] - q[k + l];
-            lane[l] += e * e;
-        }
-    double sum = 0.0;
-    for (; k < n; k++) {
-        double e = (double)x[k] - q[k];
-        sum += e * e;
-    }
-    for (int l = 0; l < LANES; l++)
-        sum += lane[l];
-    return sum;
-}
-
 static void quantization_forward(dml_tensor *out)
 {
     const dml_tensor *z = out->src[0];
@@ -57,7 +35,7 @@ static void quantization_forward(dml_tensor *out)
             memcpy(c->q + (size_t)i * z->cols + m * pq->dsub, book + (size_t)c->code[i] * pq->dsub,
                    (size_t)pq->dsub * sizeof(float));
     }
-    out->data[0] = b > 0 ? (float)(sq_error(z->data, c->q, (size_t)b * z->cols) / b) : 0.0f;
+    out->data[0] = b > 0 ? (float)(dml_sum_sq_diff(z->data, c->q, (size_t)b * z->cols) / b) : 0.0f;
 }
 
 static void quantization_backward(dml_tensor *out)

@@ -237,14 +237,29 @@ dml_tensor *dml_mean(dml_graph *g, dml_tensor *x)
 }
 
 /* ---- mse: mean((a - b)^2) ---- */
+double dml_sum_sq_diff(const float *restrict x, const float *restrict y, size_t n)
+{
+    enum { LANES = 8 };
+    double lane[LANES] = {0}, sum = 0.0;
+    size_t k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = (double)x[k + l] - y[k + l];
+            lane[l] += d * d;
+        }
+    for (; k < n; k++) {
+        double d = (double)x[k] - y[k];
+        sum += d * d;
+    }
+    for (int l = 0; l < LANES; l++)
+        sum += lane[l];
+    return sum;
+}
+
 static void mse_forward(dml_tensor *out)
 {
     dml_tensor *a = out->src[0], *b = out->src[1];
-    double acc = 0.0;
-    for (size_t i = 0; i < N(a); i++) {
-        double d = (double)a->data[i] - b->data[i];
-        acc += d * d;
-    }
+    double acc = dml_sum_sq_diff(a->data, b->data, N(a));
     out->data[0] = N(a) > 0 ? (float)(acc / (double)N(a)) : 0.0f;
 }
 
