@@ -310,6 +310,10 @@ def report(r, checks, train, pq, ev, rss):
                     f"{100 * frac:.0f}%{target}", f"{1e3 * p_step:.2f}", f"{100 * gemm_s / p_step:.0f}%",
                     f"{1e3 * (d_step - gemm_s):.2f} ms ({100 * (1 - frac):.0f}%)")
         notes.append(f"{name}: PyTorch's faster intra-op thread count, round by round: {intra}")
+        # Rounds alternate the two sides, so a round's ratio compares runs made seconds apart:
+        # their spread shows how much the machine's other load moved the medians.
+        ratios = [x["samples_per_s"] / y["samples_per_s"] for x, y in zip(res["dml"], res["peer"])]
+        notes.append(f"{name}: dml vs peer, round by round: {', '.join(f'{q:.2f}x' for q in ratios)}")
     quality = Table(["case", "dml MSE", "FAISS MSE", "dml / FAISS", "train points", "init"])
     for name, res in pq.items():
         dm = median([x["train_s"] for x in res["dml"]])
