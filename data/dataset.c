@@ -147,12 +147,12 @@ dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char 
     return DML_OK;
 }
 
-/* malloc(0) may return NULL; every buffer gets at least one element. */
 #define HUGE_PAGE (2u << 20)
 
-/* Every batch gathers rows from all over the data set, and on a large one most of the time goes
- * to TLB misses (a 256-row Fashion-MNIST batch touches ~300 4-KiB pages of 188 MiB): arrays of
- * several MiB are aligned to 2 MiB and offered to the kernel for transparent huge pages. */
+/* malloc(0) may return NULL; every buffer gets at least one element. Every batch gathers rows
+ * from all over the data set, and on a large one most of the time goes to TLB misses (a 256-row
+ * Fashion-MNIST batch touches ~300 4-KiB pages of 188 MiB): arrays of 8 MiB and more are aligned
+ * to 2 MiB and offered to the kernel for transparent huge pages. */
 static void *alloc_array(size_t n, size_t size)
 {
     size_t bytes = (n > 0 ? n : 1) * size;

@@ -246,8 +246,8 @@ static int32_t order_key(float v)
  * extreme distances, a second the first row holding each (ties go to the lowest index); both
  * vectorise, where a loop keeping the best index so far branches on every row. */
 DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
-                           const int32_t *restrict labels, int b, int a,
-                           int *pos, int *neg)
+                                           const int32_t *restrict labels, int b, int a, int *pos,
+                                           int *neg)
 {
     const int32_t la = labels[a];
     int32_t far = INT32_MIN, near = INT32_MAX;
@@ -263,8 +263,10 @@ DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
     for (int j = 0; j < b; j++) {
         int32_t key = order_key(row[j]);
         int32_t same = -(int32_t)(labels[j] == la), positive = same & -(int32_t)(j != a);
-        int32_t at_far = positive & -(int32_t)(key == far), at_near = ~same & -(int32_t)(key == near);
-        int32_t jp = (j & at_far) | (INT32_MAX & ~at_far), jn = (j & at_near) | (INT32_MAX & ~at_near);
+        int32_t at_far = positive & -(int32_t)(key == far);
+        int32_t at_near = ~same & -(int32_t)(key == near);
+        int32_t jp = (j & at_far) | (INT32_MAX & ~at_far);
+        int32_t jn = (j & at_near) | (INT32_MAX & ~at_near);
         first_pos = jp < first_pos ? jp : first_pos;
         first_neg = jn < first_neg ? jn : first_neg;
     }

@@ -71,8 +71,15 @@ DML_SIMD_CLONES static void add_column_sums(float *restrict db, const float *res
 /* ---- dense: out = x W^T + b; x [n, in], W [out, in], b [1, out]. One node where a matmul and
  * a bias add would take two: the bias rows are written first and the GEMM adds onto them, so
  * the output is written once and there is no separate bias pass, forward or backward.
- * dense_relu is the same node with relu applied in place (iparam[0] = 1): the layer before an
- * activation, without the activation's own output and gradient buffers and passes. ---- */
+ * dense_relu is the same node with relu applied in place: the layer before an activation,
+ * without the activation's own output and gradient buffers and passes. ---- */
+extern const dml_op_def dml_op_dense_relu;
+
+static int applies_relu(const dml_tensor *out)
+{
+    return out->op == &dml_op_dense_relu;
+}
+
 static void dense_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
@@ -83,7 +90,7 @@ static void dense_forward(dml_tensor *out)
         memcpy(y + i * cols, b, cols * sizeof(float));
     dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f, y,
              out->cols);
-    if (out->iparam[0])
+    if (applies_relu(out))
         relu_in_place(y, n);
 }
 
@@ -93,7 +100,7 @@ static void dense_backward(dml_tensor *out)
     int n = out->rows, d_out = out->cols, d_in = x->cols;
     float *dy = out->grad;
     /* Through relu: masked in place, as every consumer of this node has already run. */
-    if (out->iparam[0])
+    if (applies_relu(out))
         mask_clamped(dy, out->data, (size_t)n * d_out);
     if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
         dml_gemm(0, 0, n, d_in, d_out, 1.0f, dy, d_out, w->data, d_in, 1.0f, x->grad, d_in);
@@ -112,10 +119,7 @@ static dml_tensor *dense_node(dml_graph *g, const dml_op_def *def, dml_tensor *x
     if (!x || !w || !b)
         return NULL;
     DML_ASSERT(w->cols == x->cols && b->rows == 1 && b->cols == w->rows);
-    dml_tensor *out = dml_graph_node(g, def, x->rows, w->rows, x, w, b);
-    if (out)
-        out->iparam[0] = def == &dml_op_dense_relu;
-    return dml_graph_run(g, out);
+    return dml_graph_run(g, dml_graph_node(g, def, x->rows, w->rows, x, w, b));
 }
 
 dml_tensor *dml_dense(dml_graph *g, dml_tensor *x, dml_tensor *w, dml_tensor *b)
