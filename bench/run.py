@@ -316,6 +316,11 @@ def report(r, checks, train, pq, ev, rss):
         # their spread shows how much the machine's other load moved the medians.
         ratios = [x["samples_per_s"] / y["samples_per_s"] for x, y in zip(res["dml"], res["peer"])]
         notes.append(f"{name}: dml vs peer, round by round: {', '.join(f'{q:.2f}x' for q in ratios)}")
+        # The same process's GEMM replay: what the machine's two cores gave at this case's
+        # shapes in each round, so a slow round shows as the machine's, or as dml's own.
+        rates = [x["gemm"]["flops_per_step"] / x["gemm"]["seconds_per_step"] / 1e9 for x in res["dml"]]
+        notes.append(f"{name}: GEMM ceiling GFLOP/s, round by round: "
+                     f"{', '.join(f'{q:.0f}' for q in rates)}")
     quality = Table(["case", "dml MSE", "FAISS MSE", "dml / FAISS", "train points", "init"])
     for name, res in pq.items():
         dm = median([x["train_s"] for x in res["dml"]])
