@@ -2,6 +2,7 @@
  * more than the arena holds; reset folds them into one block of the high-water size. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn/nn.h"
 
@@ -80,6 +81,12 @@ void dml_arena_reset(dml_arena *a)
     if (a->head)
         a->head->used = 0;
     a->used = 0;
+}
+
+void dml_arena_poison(dml_arena *a)
+{
+    for (dml_arena_chunk *c = a->head; c; c = c->next)
+        memset(c->mem + c->used, 0xff, c->cap - c->used);
 }
 
 size_t dml_arena_high_water(const dml_arena *a)

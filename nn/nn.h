@@ -49,6 +49,9 @@ void dml_arena_init(dml_arena *a, size_t bytes);
 void *dml_arena_alloc(dml_arena *a, size_t bytes);
 void dml_arena_reset(dml_arena *a);
 size_t dml_arena_high_water(const dml_arena *a);
+/* Fills the arena's free memory with NaNs (all bits set): how a test shows that no op reads a
+ * buffer before it writes it. */
+void dml_arena_poison(dml_arena *a);
 void dml_arena_free(dml_arena *a);
 
 /* ---------------------------------------------------------------------------------------------
