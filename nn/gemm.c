@@ -2,6 +2,7 @@
  * out once. OpenBLAS threads are set here too, deliberately, never implicitly. */
 #include <cblas.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "nn/nn.h"
 
@@ -17,14 +18,26 @@
 static atomic_int threads_chosen;
 static atomic_int threads_now;
 
-static void use_threads(int m, int n, int k)
+/* Returns the thread count the product will run on. */
+static int use_threads(int m, int n, int k)
 {
     int chosen = atomic_load_explicit(&threads_chosen, memory_order_relaxed);
     if (chosen <= 1)
-        return;
+        return 1;
     int want = (double)m * n * k < SERIAL_MULTIPLY_ADDS ? 1 : chosen;
     if (atomic_exchange_explicit(&threads_now, want, memory_order_relaxed) != want)
         openblas_set_num_threads(want);
+    return want;
+}
+
+static void zero_rows(float *c, int m, int n, int ldc)
+{
+    if (ldc == n) {
+        memset(c, 0, (size_t)m * n * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof(float));
 }
 
 void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -32,7 +45,13 @@ void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
 {
     if (m == 0 || n == 0)
         return;
-    use_threads(m, n, k);
+    /* beta 0 on several threads: C is zeroed here and the product added onto it (beta 1), which
+     * is what OpenBLAS does too, so the result is the same to the bit; but its threaded zeroing
+     * pass was the slower (k-means' 4096 x 256 x 16 blocks: 320 us against 271 on two cores). */
+    if (use_threads(m, n, k) > 1 && beta == 0.0f) {
+        zero_rows(c, m, n, ldc);
+        beta = 1.0f;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
