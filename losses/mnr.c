@@ -15,25 +15,42 @@ typedef struct mnr_cache {
     float *row_inv, *col_inv; /* [B] each */
 } mnr_cache;
 
-static int dropped(const int32_t *y, int i, int j, int b)
+/* e[k] = scale * s[k * stride] for anchor i's n candidates (its row: stride 1; its column:
+ * stride C), -inf for a dropped one. Returns the largest. Branch-free, the maximum kept in
+ * LANES running maxima that do not wait on each other, so a row's walk vectorises. */
+DML_SIMD_CLONES static float scaled_candidates(float *restrict e, const float *restrict s,
+                                               size_t stride, int n, float scale,
+                                               const int32_t *restrict y, int i, int b)
 {
-    return y && j < b && j != i && y[j] == y[i];
+    enum { LANES = 16 };
+    int k = 0, labelled = y ? (n < b ? n : b) : 0, yi = y ? y[i] : 0;
+    for (; k < labelled; k++) {
+        float v = scale * s[(size_t)k * stride];
+        e[k] = y[k] == yi && k != i ? -INFINITY : v;
+    }
+    for (; k < n; k++)
+        e[k] = scale * s[(size_t)k * stride];
+    float lane[LANES], mx = -INFINITY;
+    for (int l = 0; l < LANES; l++)
+        lane[l] = -INFINITY;
+    for (k = 0; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++)
+            lane[l] = e[k + l] > lane[l] ? e[k + l] : lane[l];
+    for (; k < n; k++)
+        mx = e[k] > mx ? e[k] : mx;
+    for (int l = 0; l < LANES; l++)
+        mx = lane[l] > mx ? lane[l] : mx;
+    return mx;
 }
 
-/* e[k] = scale * s[k * stride] for anchor i's n candidates (its row: stride 1; its column:
- * stride C), then exp(e[k] - max) in place, 0 for a dropped one. Returns the log-sum-exp and
- * sets *inv = 1 / sum. The sum runs in LANES double partial sums, which do not wait on each
- * other. */
+/* exp(e[k] - max) in place over scaled_candidates' values (0 for a dropped one). Returns the
+ * log-sum-exp and sets *inv = 1 / sum. The sum runs in LANES double partial sums, which do not
+ * wait on each other. */
 static float softmax_terms(float *restrict e, const float *restrict s, size_t stride, int n,
                            float scale, const int32_t *y, int i, int b, float *inv)
 {
     enum { LANES = 8 };
-    float mx = -INFINITY;
-    for (int k = 0; k < n; k++) {
-        float v = dropped(y, i, k, b) ? -INFINITY : scale * s[(size_t)k * stride];
-        e[k] = v;
-        mx = v > mx ? v : mx;
-    }
+    float mx = scaled_candidates(e, s, stride, n, scale, y, i, b);
     double lane[LANES] = {0}, sum = 0.0;
     int k = 0;
     for (; k + LANES <= n; k += LANES)
