@@ -28,6 +28,10 @@ dml_status dml_bench_write_npy(const char *path, const void *data, int rows, int
                                dml_error *err);
 /* Prints "bench_dml <what>: <error>" on stderr; returns the process exit code. */
 int dml_bench_fail(const char *what, dml_status st, const dml_error *err);
+/* The machine's state when a process starts: GFLOP/s of one cblas_sgemm, [256, 784] @ [784, 512]
+ * on OpenBLAS's own thread count, best of 20. bench/torch_peer.py times the same product through
+ * numpy (the same OpenBLAS), so a round's two processes can be compared. 0 when out of memory. */
+double dml_bench_machine_probe(void);
 /* Reads a data SPEC into ds, bytes scaled to [0, 1] as the trainer's normalize: unit does. */
 dml_status dml_bench_open_unit(const char *spec, dml_dataset *ds, dml_error *err);
 

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
+
 #include "bench/bench.h"
 
 double dml_bench_now(void)
@@ -53,6 +55,32 @@ dml_status dml_bench_write_npy(const char *path, const void *data, int rows, int
     if (fclose(f) != 0)
         return dml_error_set(err, DML_ERR_IO, path, 0, 0, "write failed");
     return dml_file_commit(tmp, path, err);
+}
+
+double dml_bench_machine_probe(void)
+{
+    enum { M = 256, K = 784, N = 512, WARMUP = 3, REPS = 20 };
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N),
+          *c = malloc(sizeof(float) * M * N);
+    double best = 0.0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            a[i] = (float)(i % 97) / 97.0f;
+        for (size_t i = 0; i < (size_t)K * N; i++)
+            b[i] = (float)(i % 89) / 89.0f;
+        for (int r = 0; r < WARMUP + REPS; r++) {
+            double t = dml_bench_now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f,
+                        c, N);
+            double rate = 2e-9 * M * N * K / (dml_bench_now() - t);
+            if (r >= WARMUP && rate > best)
+                best = rate;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
 }
 
 int dml_bench_fail(const char *what, dml_status st, const dml_error *err)

@@ -367,6 +367,7 @@ static int train_case(const dml_bench_args *a, const char *what)
         free(losses);
         return dml_bench_fail(what, total < 1 ? DML_ERR_USAGE : DML_ERR_NOMEM, &err);
     }
+    double probe = dml_bench_machine_probe(); /* before dml_set_threads, as the peer's */
     dml_status st = open_case(a, c, r, &err);
     if (st == DML_OK && a->dump && (st = dml_mkdirs(a->dump, &err)) == DML_OK &&
         (st = dump_mlp(a->dump, "enc", &r->net.encoder, &err)) == DML_OK)
@@ -391,11 +392,11 @@ static int train_case(const dml_bench_args *a, const char *what)
                "\"steps\": %d, \"warmup\": %d, \"threads\": %d, \"seconds\": %.6f, "
                "\"samples_per_s\": %.3f, \"us_per_step\": %.3f, \"first_loss\": %.6g, "
                "\"first_grad_norm\": %.6g, \"loss_first\": %.6g, \"loss_last\": %.6g, "
-               "\"finite\": %s, \"spec\": ",
+               "\"finite\": %s, \"probe_gflops\": %.1f, \"spec\": ",
                a->name, loss_key(c), r->batch, a->steps, a->warmup, dml_set_threads(a->threads),
                seconds, a->steps > 0 ? r->batch * a->steps / seconds : 0.0,
                a->steps > 0 ? 1e6 * seconds / a->steps : 0.0, losses[0], norm_first,
-               mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false");
+               mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false", probe);
         write_spec(stdout, r);
         if (a->reps > 0) {
             printf(", \"gemm\": ");

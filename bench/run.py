@@ -321,6 +321,15 @@ def report(r, checks, train, pq, ev, rss):
         rates = [x["gemm"]["flops_per_step"] / x["gemm"]["seconds_per_step"] / 1e9 for x in res["dml"]]
         notes.append(f"{name}: GEMM ceiling GFLOP/s, round by round: "
                      f"{', '.join(f'{q:.0f}' for q in rates)}")
+        # Each process's own probe (one sgemm as it starts): where both sides of a round found
+        # the machine within 15% of the best either saw, the round compared like with like.
+        probes = [(x["probe_gflops"], y["probe_gflops"]) for x, y in zip(res["dml"], res["peer"])]
+        top = max(max(p) for p in probes)
+        alike = [q for q, p in zip(ratios, probes) if min(p) >= 0.85 * top]
+        notes.append(f"{name}: machine probe GFLOP/s (dml / peer process), round by round: "
+                     f"{', '.join(f'{d:.0f} / {p:.0f}' for d, p in probes)}; rounds where both "
+                     f"found it within 15% of the best: {len(alike)}"
+                     + (f", dml vs peer median {median(alike):.2f}x" if alike else ""))
     quality = Table(["case", "dml MSE", "FAISS MSE", "dml / FAISS", "train points", "init"])
     for name, res in pq.items():
         dm = median([x["train_s"] for x in res["dml"]])
