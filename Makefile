@@ -17,13 +17,15 @@ BUILD ?= build
 OPT ?= -O3
 PYTHON ?= /usr/bin/python3
 
-HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
-HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null || echo -lhdf5)
+# Looked up on first use, not when the Makefile is read: `make deps demo` installs libhdf5-dev
+# in its first goal, and the flags must be asked for after that (each is then kept).
+HDF5_CFLAGS = $(eval HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null))$(HDF5_CFLAGS)
+HDF5_LIBS = $(eval HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null || echo -lhdf5))$(HDF5_LIBS)
 
 CPPFLAGS += -I. -Iinclude $(HDF5_CFLAGS) -D_XOPEN_SOURCE=700 \
             -DDML_VERSION_STRING='"$(VERSION)"'
 CFLAGS += -std=c11 $(OPT) -fno-math-errno -Wall -Wextra -Werror -MMD -MP -fPIC -fvisibility=hidden
-LIBS := $(HDF5_LIBS) -lopenblas -lyaml -lz -lm -lpthread
+LIBS = $(HDF5_LIBS) -lopenblas -lyaml -lz -lm -lpthread
 
 LIB_DIRS := data nn losses optim eval train
 LIB_SRC := $(filter-out train/cli%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
