@@ -27,9 +27,9 @@ CPPFLAGS += -I. -Iinclude $(HDF5_CFLAGS) -D_XOPEN_SOURCE=700 \
 CFLAGS += -std=c11 $(OPT) -fno-math-errno -Wall -Wextra -Werror -MMD -MP -fPIC -fvisibility=hidden
 LIBS = $(HDF5_LIBS) -lopenblas -lyaml -lz -lm -lpthread
 
-LIB_DIRS := data nn losses optim eval train
-LIB_SRC := $(filter-out train/cli%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
-CLI_SRC := $(wildcard train/cli*.c)
+LIB_DIRS := data nn losses optim eval serve train
+LIB_SRC := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+CLI_SRC := $(wildcard cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -1,6 +1,6 @@
 /* The training cases: the trainer's own step (train/train_step.c's dml_run_loss, backward,
- * gradient norm, graph reset, optimizer step, in train/trainer.c's order) on a run set up as
- * the trainer sets one up, timed; the same step's GEMM shapes replayed through dml_gemm for
+ * gradient norm, graph reset, optimizer step: dml_run_step) on a run opened by the trainer's
+ * own dml_run_open, timed; the same step's GEMM shapes replayed through dml_gemm for
  * the machine's ceiling; and a briefly trained encoder's embeddings for the search cases. */
 #include <math.h>
 #include <stdio.h>
@@ -9,8 +9,8 @@
 
 #include "bench/bench.h"
 #include "train/run_output.h"
+#include "train/trainer.h"
 
-#define ARENA_BYTES (8u << 20) /* the trainer's starting arena */
 #define MAX_GEMMS 256          /* GEMM calls noted in one step */
 #define LOSS_WINDOW 5          /* steps averaged for the first and last loss */
 
@@ -39,119 +39,30 @@ void __wrap_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
     __real_dml_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* ---- a run, set up as train/trainer.c sets one up (its set-up functions are private) ---- */
-static const dml_activation ACTIVATION[] = {DML_ACT_RELU, DML_ACT_TANH, DML_ACT_GELU,
-                                            DML_ACT_LEAKY_RELU}; /* dml_cfg_act's order */
-static const dml_output_norm OUTPUT[] = {DML_OUTPUT_L2, DML_OUTPUT_TANH, DML_OUTPUT_NONE};
+/* ---- a run, set up by the trainer's own dml_run_open ---- */
 
-static void run_close(dml_run *r)
+/* Loads the config (file plus overrides) and opens a run on it, on the bench's thread count. */
+static dml_status open_case(const dml_bench_args *a, dml_config *c, dml_run **r, dml_error *err)
 {
-    dml_dataset_free(&r->train);
-    dml_split_free(&r->split);
-    dml_input_norm_free(&r->norm);
-    dml_net_free(&r->net);
-    dml_optim_free(&r->optim);
-    dml_pq_free(&r->pq);
-    dml_sampler_free(&r->sampler);
-    dml_graph_free(&r->graph);
-    free(r->idx);
-    free(r->pos);
-    free(r->labels);
-    free(r->xa);
-    free(r->xb);
-}
-
-static dml_status run_open(dml_run *r, const dml_config *c, dml_error *err)
-{
-    memset(r, 0, sizeof *r);
-    r->cfg = c;
-    r->log = stderr;
-    dml_rng_seed(&r->rng, (uint64_t)c->seed);
+    *r = NULL;
+    dml_status st = dml_config_load(a->pos[0], a->n_sets, (char *const *)a->sets, c, err);
+    if (st != DML_OK)
+        return st;
     if (c->data.pairs == DML_PAIRS_HALVES || c->data.pairs == DML_PAIRS_FILE ||
         c->model.type == DML_NET_DUAL || c->loss.reconstruction_weight > 0.0f || c->model.init[0])
         return dml_error_set(err, DML_ERR_USAGE, c->path, 0, 0,
                              "the bench times one tower on one view, fresh weights, no extra "
                              "reconstruction term");
-    dml_status st = dml_dataset_open(c->data.train, &r->train, err);
-    dml_split_spec split = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
-    if (st == DML_OK)
-        st = dml_split_make(&r->split, &r->train, &split, &r->rng, err);
-    if (st == DML_OK)
-        st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
-                                r->split.n_train, err);
-    if (st != DML_OK)
+    dml_train_opts opts = {.out_dir = NULL, .resume = 0, .log = stderr};
+    if ((st = dml_run_open(c, &opts, r, err)) != DML_OK)
         return st;
-    dml_input_norm_apply(&r->norm, r->train.x, (size_t)r->train.n);
-    r->d_in = r->d_in_b = r->train.d;
-    dml_net_spec ns = {c->model.type, r->d_in, r->d_in_b, c->model.n_hidden, c->model.hidden,
-                       c->model.dim, ACTIVATION[c->model.activation], OUTPUT[c->model.output]};
-    if ((st = dml_net_init(&r->net, &ns, &r->rng, err)) != DML_OK)
-        return st;
-    r->n_params = dml_net_params(&r->net, r->params);
-    dml_optim_spec os = {.kind = (dml_optim_kind)c->train.optimizer,
-                         .momentum = c->train.momentum,
-                         .weight_decay = c->train.weight_decay};
-    if ((st = dml_optim_init(&r->optim, &os, r->params, r->n_params, err)) != DML_OK)
-        return st;
-    r->batch = c->train.batch_size;
-    dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
-                           c->sampler.m};
-    if (c->data.pairs == DML_PAIRS_SAME_CLASS) {
-        ss.kind = DML_SAMPLER_RANDOM;
-        ss.pairs = DML_PAIR_MODE_SAME_CLASS;
-    }
-    if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
-        ss.kind = DML_SAMPLER_RANDOM;
-    st = dml_sampler_init(&r->sampler, &ss, &r->train, r->split.train, r->split.n_train, &r->rng,
-                          err);
-    if (st != DML_OK)
-        return st;
-    r->steps_per_epoch = dml_sampler_steps_per_epoch(&r->sampler);
-    r->total_steps = c->train.steps > 0 ? c->train.steps : (long)c->train.epochs * r->steps_per_epoch;
-    r->schedule = (dml_schedule){(dml_schedule_kind)c->train.schedule, c->train.lr, r->total_steps,
-                                 c->train.warmup_steps, 0.0f, r->steps_per_epoch, 0.5f};
-    size_t b = (size_t)r->batch, w = (size_t)r->d_in;
-    r->idx = malloc(b * sizeof *r->idx);
-    r->pos = malloc(b * sizeof *r->pos);
-    r->labels = calloc(b, sizeof *r->labels);
-    r->xa = malloc(2 * b * w * sizeof(float)); /* a same-class pair batch: [2B, d] */
-    r->xb = malloc(b * w * sizeof(float));
-    if (!r->idx || !r->pos || !r->labels || !r->xa || !r->xb)
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
-    if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
-        return st;
-    dml_graph_init(&r->graph, ARENA_BYTES);
+    dml_set_threads(a->threads);
     /* The joint loss's codebooks, as the trainer fits them after its warm-up. */
     if (c->loss.quantization.weight > 0.0f) {
-        if ((st = dml_run_fit_codebooks(r, 1, err)) != DML_OK)
+        if ((st = dml_run_fit_codebooks(*r, 1, err)) != DML_OK)
             return st;
-        r->pq_ready = 1;
+        (*r)->pq_ready = 1;
     }
-    return DML_OK;
-}
-
-/* Loads the config (file plus overrides) and opens a run on it. */
-static dml_status open_case(const dml_bench_args *a, dml_config *c, dml_run *r, dml_error *err)
-{
-    dml_set_threads(a->threads);
-    dml_status st = dml_config_load(a->pos[0], a->n_sets, (char *const *)a->sets, c, err);
-    return st == DML_OK ? run_open(r, c, err) : st;
-}
-
-/* One optimisation step, exactly train/trainer.c's train_loop body without its logging,
- * validation and checkpoints. Returns the loss; *norm gets the gradient norm. */
-static dml_status step(dml_run *r, float *loss_value, float *norm)
-{
-    dml_optim_zero_grad(&r->optim);
-    dml_tensor *loss = dml_run_loss(r, &r->graph);
-    dml_status st = loss ? dml_backward(&r->graph, loss) : DML_ERR_NOMEM;
-    if (st != DML_OK)
-        return st;
-    *loss_value = loss->data[0];
-    *norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
-    dml_graph_reset(&r->graph);
-    dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
-    r->step++;
     return DML_OK;
 }
 
@@ -290,7 +201,7 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
     float loss, norm;
     recording = 1;
     n_calls = 0;
-    dml_status st = step(r, &loss, &norm);
+    dml_status st = dml_run_step(r, &loss, &norm, err);
     recording = 0;
     if (st != DML_OK)
         return st;
@@ -357,18 +268,17 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
 static int train_case(const dml_bench_args *a, const char *what)
 {
     dml_config *c = malloc(sizeof *c);
-    dml_run *r = calloc(1, sizeof *r);
+    dml_run *r = NULL;
     int total = a->warmup + a->steps;
     float *losses = malloc((size_t)(total > 0 ? total : 1) * sizeof *losses);
     dml_error err = {0};
-    if (!c || !r || !losses || total < 1) {
+    if (!c || !losses || total < 1) {
         free(c);
-        free(r);
         free(losses);
         return dml_bench_fail(what, total < 1 ? DML_ERR_USAGE : DML_ERR_NOMEM, &err);
     }
     double probe = dml_bench_machine_probe(); /* before dml_set_threads, as the peer's */
-    dml_status st = open_case(a, c, r, &err);
+    dml_status st = open_case(a, c, &r, &err);
     if (st == DML_OK && a->dump && (st = dml_mkdirs(a->dump, &err)) == DML_OK &&
         (st = dump_mlp(a->dump, "enc", &r->net.encoder, &err)) == DML_OK)
         st = dump_mlp(a->dump, "dec", &r->net.decoder, &err);
@@ -378,7 +288,7 @@ static int train_case(const dml_bench_args *a, const char *what)
         if (i == a->warmup)
             t0 = dml_bench_now();
         float norm;
-        st = step(r, &losses[i], &norm);
+        st = dml_run_step(r, &losses[i], &norm, &err);
         finite = finite && isfinite(losses[i]) && isfinite(norm);
         if (i == 0)
             norm_first = norm;
@@ -404,8 +314,7 @@ static int train_case(const dml_bench_args *a, const char *what)
         }
         printf("}\n");
     }
-    run_close(r);
-    free(r);
+    dml_run_close(r);
     free(c);
     free(losses);
     return st == DML_OK ? 0 : dml_bench_fail(what, st, &err);
@@ -447,39 +356,34 @@ static dml_status write_set(const char *dir, const char *stem, const float *z, c
 int dml_bench_embed(const dml_bench_args *a)
 {
     dml_config *c = malloc(sizeof *c);
-    dml_run *r = calloc(1, sizeof *r);
-    dml_dataset test = {0};
+    dml_run *r = NULL;
     dml_error err = {0};
-    if (!c || !r) {
-        free(c);
-        free(r);
+    if (!c)
         return dml_bench_fail("embed", DML_ERR_NOMEM, &err);
-    }
-    dml_status st = open_case(a, c, r, &err);
+    dml_status st = open_case(a, c, &r, &err);
     float loss = NAN, first = NAN, norm;
     for (int i = 0; st == DML_OK && i < a->steps; i++) {
-        st = step(r, &loss, &norm);
+        st = dml_run_step(r, &loss, &norm, &err);
         first = i == 0 ? loss : first;
     }
-    if (st == DML_OK && (st = dml_dataset_open(c->data.test, &test, &err)) == DML_OK)
-        dml_input_norm_apply(&r->norm, test.x, (size_t)test.n);
+    const dml_dataset *test = st == DML_OK ? &r->test : NULL; /* normalised by dml_run_open */
+    if (st == DML_OK && test->n == 0)
+        st = dml_error_set(&err, DML_ERR_USAGE, c->path, 0, 0, "embed needs data.test");
     int dim = c->model.dim;
     float *zt = st == DML_OK ? embed(r, r->train.x, r->train.n) : NULL;
-    float *zq = st == DML_OK ? embed(r, test.x, test.n) : NULL;
+    float *zq = st == DML_OK ? embed(r, test->x, test->n) : NULL;
     if (st == DML_OK && (!zt || !zq))
         st = dml_error_set(&err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
     if (st == DML_OK && (st = dml_mkdirs(a->pos[1], &err)) == DML_OK &&
         (st = write_set(a->pos[1], "train_emb", zt, r->train.y, r->train.n, dim, &err)) == DML_OK)
-        st = write_set(a->pos[1], "test_emb", zq, test.y, test.n, dim, &err);
+        st = write_set(a->pos[1], "test_emb", zq, test->y, test->n, dim, &err);
     if (st == DML_OK)
         printf("{\"case\": \"embed\", \"steps\": %d, \"first_loss\": %.6g, \"last_loss\": %.6g, "
                "\"n_train\": %d, \"n_test\": %d, \"dim\": %d}\n",
-               a->steps, first, loss, r->train.n, test.n, dim);
+               a->steps, first, loss, r->train.n, test->n, dim);
     free(zt);
     free(zq);
-    dml_dataset_free(&test);
-    run_close(r);
-    free(r);
+    dml_run_close(r);
     free(c);
     return st == DML_OK ? 0 : dml_bench_fail("embed", st, &err);
 }

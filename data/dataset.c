@@ -13,33 +13,6 @@
 
 #define FMNIST_PREFIX "fashion-mnist:"
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-/* "file.h5:/path" names a dataset inside an HDF5 file; any other ':' belongs to the path. */
-static int split_h5_spec(const char *spec, char *file, size_t n, const char **inner)
-{
-    static const char *const exts[] = {".h5:", ".hdf5:"};
-    for (int i = 0; i < 2; i++) {
-        const char *at = strstr(spec, exts[i]);
-        if (at) {
-            size_t len = (size_t)(at - spec) + strlen(exts[i]) - 1; /* up to the ':' */
-            snprintf(file, n, "%.*s", (int)len, spec);
-            *inner = spec[len + 1] ? spec + len + 1 : NULL;
-            return 1;
-        }
-    }
-    if (ends_with(spec, ".h5") || ends_with(spec, ".hdf5")) {
-        snprintf(file, n, "%s", spec);
-        *inner = NULL;
-        return 1;
-    }
-    return 0;
-}
-
 static dml_status check_finite(const char *source, const float *x, int n, int d, const char *view,
                                dml_error *err)
 {
@@ -80,36 +53,36 @@ static const char *fmnist_path(const char *spec, char *buf, size_t n, dml_error 
     return buf;
 }
 
+/* The reader whose probe takes the spec (fashion-mnist: names first resolved to the package's
+ * files), once its file is known to exist. */
 static dml_status dispatch(const char *spec, dml_dataset *ds, dml_error *err)
 {
-    char file[4096];
-    const char *inner = NULL, *path = spec;
+    char resolved[4096], file[4096];
     int is_fmnist = strncmp(spec, FMNIST_PREFIX, strlen(FMNIST_PREFIX)) == 0;
-    int is_h5 = !is_fmnist && split_h5_spec(spec, file, sizeof file, &inner);
-    if (is_fmnist && !(path = fmnist_path(spec, file, sizeof file, err)))
+    if (is_fmnist && !(spec = fmnist_path(spec, resolved, sizeof resolved, err)))
         return DML_ERR_DATA;
-    if (is_h5)
-        path = file;
-    if (!*path)
+    if (!*spec)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "an empty data spec");
-    if (!dml_file_exists(path))
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no such file%s",
-                             is_fmnist ? " (the Debian package dataset-fashion-mnist provides it)"
-                                       : "");
-    if (is_h5)
-        return dml_read_hdf5(path, inner, ds, err);
-    if (is_fmnist || ends_with(path, "idx3-ubyte") || ends_with(path, "idx3-ubyte.gz"))
-        return dml_read_idx(path, ds, err);
-    if (ends_with(path, ".npy"))
-        return dml_read_npy(path, ds, err);
-    if (ends_with(path, ".fvecs") || ends_with(path, ".ivecs") || ends_with(path, ".bvecs"))
-        return dml_read_vecs(path, ds, err);
-    if (ends_with(path, ".csv"))
-        return dml_read_csv(path, ds, err);
-    return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                         "unknown data format: expected .h5[:/dataset], .hdf5, .npy, "
-                         ".fvecs/.ivecs/.bvecs, .csv, an IDX file (*-idx3-ubyte[.gz]) or "
-                         "fashion-mnist:train|test");
+    for (const dml_reader *const *r = dml_readers; *r; r++) {
+        if (!(*r)->probe(spec, file, sizeof file))
+            continue;
+        if (!dml_file_exists(file))
+            return dml_error_set(err, DML_ERR_DATA, file, 0, 0, "no such file%s",
+                                 is_fmnist ? " (the Debian package dataset-fashion-mnist provides "
+                                             "it)"
+                                           : "");
+        size_t k = strlen(file);
+        const char *inner = spec[k] == ':' && spec[k + 1] ? spec + k + 1 : NULL;
+        return (*r)->read(file, inner, ds, err);
+    }
+    if (!dml_file_exists(spec))
+        return dml_error_set(err, DML_ERR_DATA, spec, 0, 0, "no such file");
+    char forms[512] = "";
+    for (const dml_reader *const *r = dml_readers; *r; r++)
+        snprintf(forms + strlen(forms), sizeof forms - strlen(forms), "%s%s",
+                 r == dml_readers ? "" : ", ", (*r)->forms);
+    return dml_error_set(err, DML_ERR_DATA, spec, 0, 0,
+                         "unknown data format: expected %s or fashion-mnist:train|test", forms);
 }
 
 dml_status dml_dataset_open(const char *spec, dml_dataset *ds, dml_error *err)

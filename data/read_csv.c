@@ -123,8 +123,10 @@ static int all_numbers(char **fields, int count)
     return 1;
 }
 
-dml_status dml_read_csv(const char *path, dml_dataset *ds, dml_error *err)
+static dml_status read_csv(const char *path, const char *inner, dml_dataset *ds,
+                           dml_error *err)
 {
+    (void)inner; /* one data set per file */
     FILE *f = fopen(path, "r");
     if (!f)
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot open the file");
@@ -175,3 +177,10 @@ dml_status dml_read_csv(const char *path, dml_dataset *ds, dml_error *err)
     ds->d = c.width - 1;
     return DML_OK;
 }
+
+static int probe_csv(const char *spec, char *file, size_t n)
+{
+    return dml_reader_probe_suffix(spec, ".csv", file, n);
+}
+
+const dml_reader dml_reader_csv = {".csv", probe_csv, read_csv};

@@ -229,7 +229,7 @@ static dml_status read_file(hid_t file, const char *path, const char *inner, dml
                          "the file has %s", found.count ? found.buf : "nothing at its root");
 }
 
-dml_status dml_read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err)
+static dml_status read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err)
 {
     dml_status st;
     H5E_BEGIN_TRY { /* our own messages, not the HDF5 error stack */
@@ -244,3 +244,21 @@ dml_status dml_read_hdf5(const char *path, const char *inner, dml_dataset *ds, d
     } H5E_END_TRY;
     return st;
 }
+
+/* "file.h5:/path" names a dataset inside an HDF5 file; any other ':' belongs to the path. */
+static int probe_hdf5(const char *spec, char *file, size_t n)
+{
+    static const char *const exts[] = {".h5:", ".hdf5:"};
+    for (int i = 0; i < 2; i++) {
+        const char *at = strstr(spec, exts[i]);
+        if (at) {
+            size_t len = (size_t)(at - spec) + strlen(exts[i]) - 1; /* up to the ':' */
+            snprintf(file, n, "%.*s", (int)len, spec);
+            return 1;
+        }
+    }
+    return dml_reader_probe_suffix(spec, ".h5", file, n) ||
+           dml_reader_probe_suffix(spec, ".hdf5", file, n);
+}
+
+const dml_reader dml_reader_hdf5 = {".h5[:/dataset], .hdf5", probe_hdf5, read_hdf5};

@@ -139,8 +139,10 @@ static int labels_path(const char *images, char *out, size_t n)
     return 0;
 }
 
-dml_status dml_read_idx(const char *images_path, dml_dataset *ds, dml_error *err)
+static dml_status read_idx(const char *images_path, const char *inner, dml_dataset *ds,
+                           dml_error *err)
 {
+    (void)inner; /* one data set per file */
     idx_file img, lab = {0};
     dml_status st = read_idx_file(images_path, 0, &img, err);
     if (st != DML_OK)
@@ -166,3 +168,11 @@ done:
     free(lab.values);
     return st;
 }
+
+static int probe_idx(const char *spec, char *file, size_t n)
+{
+    return dml_reader_probe_suffix(spec, "idx3-ubyte", file, n) ||
+           dml_reader_probe_suffix(spec, "idx3-ubyte.gz", file, n);
+}
+
+const dml_reader dml_reader_idx = {"an IDX file (*-idx3-ubyte[.gz])", probe_idx, read_idx};

@@ -234,8 +234,10 @@ static dml_status read_labels(const char *lpath, const char *xpath, dml_dataset 
     return st;
 }
 
-dml_status dml_read_npy(const char *path, dml_dataset *ds, dml_error *err)
+static dml_status read_npy(const char *path, const char *inner, dml_dataset *ds,
+                           dml_error *err)
 {
+    (void)inner; /* one data set per file */
     npy_array a;
     dml_status st = npy_open(path, &a, err);
     char shape[128];
@@ -268,3 +270,10 @@ dml_status dml_read_npy(const char *path, dml_dataset *ds, dml_error *err)
         st = read_labels(lpath, path, ds, err);
     return st;
 }
+
+static int probe_npy(const char *spec, char *file, size_t n)
+{
+    return dml_reader_probe_suffix(spec, ".npy", file, n);
+}
+
+const dml_reader dml_reader_npy = {".npy", probe_npy, read_npy};

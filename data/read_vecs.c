@@ -27,8 +27,10 @@ static void convert_row(float *out, const uint8_t *p, int d, char kind)
     }
 }
 
-dml_status dml_read_vecs(const char *path, dml_dataset *ds, dml_error *err)
+static dml_status read_vecs(const char *path, const char *inner, dml_dataset *ds,
+                            dml_error *err)
 {
+    (void)inner; /* one data set per file */
     char kind = path[strlen(path) - 5]; /* 'f', 'i' or 'b' of ".?vecs" */
     size_t es = kind == 'b' ? 1 : 4;
     struct stat sb;
@@ -91,3 +93,12 @@ done:
     fclose(f);
     return st;
 }
+
+static int probe_vecs(const char *spec, char *file, size_t n)
+{
+    return dml_reader_probe_suffix(spec, ".fvecs", file, n) ||
+           dml_reader_probe_suffix(spec, ".ivecs", file, n) ||
+           dml_reader_probe_suffix(spec, ".bvecs", file, n);
+}
+
+const dml_reader dml_reader_vecs = {".fvecs/.ivecs/.bvecs", probe_vecs, read_vecs};

@@ -1,7 +1,11 @@
-/* The readers behind dml_dataset_open (data/ only). Each fills x, n, d (y when the file has
- * labels, already range-checked; x_b for paired files) and from_bytes, or returns an error
- * naming its file with ds left for dml_dataset_open to free. dml_dataset_open checks emptiness
- * and finiteness afterwards. */
+/* The readers behind dml_dataset_open (data/ only), one file each (data/read_<format>.c), all
+ * registered in one table (data/readers.c): adding a format is one file and one row.
+ *
+ * A reader's probe says whether a spec is its own and which file it reads (the spec up to
+ * ":/dataset" for HDF5, the spec itself for the others). Its read fills x, n, d (y when the
+ * file has labels, already range-checked; x_b for paired files) and from_bytes, or returns an
+ * error naming its file with ds left for dml_dataset_open to free; dml_dataset_open checks
+ * that the file exists before, and emptiness and finiteness after. */
 #ifndef DML_DATA_READERS_H
 #define DML_DATA_READERS_H
 
@@ -19,12 +23,23 @@
 /* Where Debian's dataset-fashion-mnist package puts the files. */
 #define DML_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-/* inner: a dataset path inside the file, or NULL for X (else anchor/positive, else train). */
-dml_status dml_read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err);
-dml_status dml_read_idx(const char *images_path, dml_dataset *ds, dml_error *err);
-dml_status dml_read_npy(const char *path, dml_dataset *ds, dml_error *err);
-dml_status dml_read_vecs(const char *path, dml_dataset *ds, dml_error *err);
-dml_status dml_read_csv(const char *path, dml_dataset *ds, dml_error *err);
+typedef struct dml_reader {
+    const char *forms; /* the specs it reads, for the "unknown data format" message */
+    /* 1 when spec is this format's, with the file it reads in file[n]; else 0 */
+    int (*probe)(const char *spec, char *file, size_t n);
+    /* inner: what follows "file:" in the spec (a dataset path inside an HDF5 file), or NULL */
+    dml_status (*read)(const char *file, const char *inner, dml_dataset *ds, dml_error *err);
+} dml_reader;
+
+extern const dml_reader dml_reader_hdf5, dml_reader_idx, dml_reader_npy, dml_reader_vecs,
+    dml_reader_csv;
+
+/* The table, in probing order; NULL-terminated. */
+extern const dml_reader *const dml_readers[];
+
+/* The probe of a reader known by its file name's ending: 1 (file = spec) when spec ends with
+ * suffix. */
+int dml_reader_probe_suffix(const char *spec, const char *suffix, char *file, size_t n);
 
 /* y[i] = v[i] after checking 0 <= v[i] <= DML_MAX_LABEL; an error names file and the row. */
 dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char *file,

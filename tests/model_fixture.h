@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "tests/testutil.h"
-#include "train/model_file.h"
+#include "serve/serve.h"
 
 typedef struct fx_spec {
     dml_net_type type;

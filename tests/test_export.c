@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "tests/model_fixture.h"
-#include "train/export.h"
+#include "serve/serve.h"
 
 static int64_t i64_at(const char *b, size_t off)
 {

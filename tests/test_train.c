@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "train/model_file.h"
+#include "serve/serve.h"
 
 #define N_ROWS 600
 #define WIDTH 16

@@ -4,11 +4,11 @@
 
 #include "data/data.h"
 #include "data/normalize.h"
+#include "data/progress.h"
 #include "data/split.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
 #include "train/config.h"
-#include "train/progress.h"
 
 #define DML_MAX_PARAMS 192 /* three MLPs of up to 32 layers, weight + bias each */
 #define DML_MAX_VALIDATIONS 4096
@@ -23,6 +23,7 @@ typedef struct dml_run {
     const dml_config *cfg;
     char out_dir[1024];
     FILE *log;
+    int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/model_file.h"
+#include "serve/serve.h"
 #include "train/run_output.h"
 
 /* A problem with the model.init file, reported at the config key that named it. */

@@ -163,8 +163,10 @@ static dml_status build_training(dml_run *r, dml_error *err)
     return DML_OK;
 }
 
-static void run_free(dml_run *r)
+void dml_run_close(dml_run *r)
 {
+    if (!r)
+        return;
     dml_dataset_free(&r->train);
     dml_dataset_free(&r->test);
     dml_split_free(&r->split);
@@ -185,6 +187,7 @@ static void run_free(dml_run *r)
     free(r->xu);
     free(r->best);
     free(r->loss_curve);
+    free(r);
 }
 
 /* ---- the loop ---- */
@@ -252,6 +255,33 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
     return DML_OK;
 }
 
+dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_error *err)
+{
+    dml_optim_zero_grad(&r->optim);
+    dml_tensor *loss = dml_run_loss(r, &r->graph);
+    dml_status st = dml_backward(&r->graph, loss);
+    if (st != DML_OK)
+        return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
+                             r->step + 1);
+    float value = loss->data[0];
+    float norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
+    dml_graph_reset(&r->graph);
+    if (loss_value)
+        *loss_value = value;
+    if (grad_norm)
+        *grad_norm = norm;
+    if (!isfinite(value) || !isfinite(norm))
+        return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
+                             "step %ld: the %s is %s: training diverged (try a lower train.lr "
+                             "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
+                             "state",
+                             r->step + 1, isfinite(value) ? "gradient norm" : "loss",
+                             isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", r->out_dir);
+    dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
+    r->step++;
+    return DML_OK;
+}
+
 static dml_status train_loop(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
@@ -261,28 +291,14 @@ static dml_status train_loop(dml_run *r, dml_error *err)
     while (r->step < r->total_steps) {
         if ((st = update_codebooks(r, err)) != DML_OK)
             return st;
-        dml_optim_zero_grad(&r->optim);
-        dml_tensor *loss = dml_run_loss(r, &r->graph);
-        if ((st = dml_backward(&r->graph, loss)) != DML_OK)
-            return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
-                                 r->step + 1);
-        float value = loss->data[0];
-        float norm = dml_clip_grad_norm(r->params, r->n_params, c->train.clip_grad_norm);
-        dml_graph_reset(&r->graph);
-        if (!isfinite(value) || !isfinite(norm)) {
-            dml_progress_note(&bar, "\n");
-            return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
-                                 "step %ld: the %s is %s: training diverged (try a lower train.lr "
-                                 "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
-                                 "state",
-                                 r->step + 1, isfinite(value) ? "gradient norm" : "loss",
-                                 isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", r->out_dir);
+        float value;
+        if ((st = dml_run_step(r, &value, NULL, err)) != DML_OK) {
+            if (st == DML_ERR_DIVERGED)
+                dml_progress_note(&bar, "\n");
+            return st;
         }
-        float lr = dml_schedule_lr(&r->schedule, r->step);
-        dml_optim_step(&r->optim, lr);
-        r->loss_curve[r->step] = value;
-        r->step++;
-        dml_progress_update(&bar, r->step, value, lr);
+        r->loss_curve[r->step - 1] = value;
+        dml_progress_update(&bar, r->step, value, dml_schedule_lr(&r->schedule, r->step - 1));
         int at_end = r->step == r->total_steps;
         if ((every(r->step, c->train.eval_every, r->steps_per_epoch) || at_end) &&
             (st = validate_now(r, &bar, err)) != DML_OK)
@@ -303,13 +319,16 @@ static dml_status train_loop(dml_run *r, dml_error *err)
     return DML_OK;
 }
 
-dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_error *err)
+dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_run **out,
+                        dml_error *err)
 {
+    *out = NULL;
     dml_run *r = calloc(1, sizeof *r);
     if (!r)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
     r->cfg = cfg;
     r->log = opts->log ? opts->log : stderr;
+    r->resume = opts->resume;
     if (opts->out_dir)
         snprintf(r->out_dir, sizeof r->out_dir, "%s", opts->out_dir);
     else
@@ -325,9 +344,19 @@ dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_
         st = build_model(r, err);
     if (st == DML_OK)
         st = build_training(r, err);
-    if (st == DML_OK)
-        st = dml_mkdirs(r->out_dir, err);
-    if (st == DML_OK && opts->resume) {
+    if (st != DML_OK) {
+        dml_run_close(r);
+        return st;
+    }
+    *out = r;
+    return DML_OK;
+}
+
+dml_status dml_run_train(dml_run *r, dml_error *err)
+{
+    const dml_config *cfg = r->cfg;
+    dml_status st = dml_mkdirs(r->out_dir, err);
+    if (st == DML_OK && r->resume) {
         st = dml_run_checkpoint_load(r, err);
         if (st == DML_OK)
             fprintf(r->log, "resuming %s at step %ld of %ld\n", r->out_dir, r->step, r->total_steps);
@@ -345,7 +374,15 @@ dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_
         snapshot(r, 0); /* the model is the best validated one */
     if (st == DML_OK)
         st = dml_run_finish(r, err);
-    run_free(r);
-    free(r);
+    return st;
+}
+
+dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_error *err)
+{
+    dml_run *r;
+    dml_status st = dml_run_open(cfg, opts, &r, err);
+    if (st == DML_OK)
+        st = dml_run_train(r, err);
+    dml_run_close(r);
     return st;
 }

@@ -1,4 +1,6 @@
-/* The trainer: a validated config in, a trained model (and its run folder) out. */
+/* train/: the trainer. A validated config (train/config.h) in, a trained model and its run
+ * folder out: set-up, the step, validation, checkpoints, and the run's outputs (model.h5
+ * through serve/, metrics.jsonl, report.html). The run's internals are in train/run.h. */
 #ifndef DML_TRAIN_TRAINER_H
 #define DML_TRAIN_TRAINER_H
 
@@ -13,9 +15,31 @@ typedef struct dml_train_opts {
 } dml_train_opts;
 
 /* Reads the data, trains, evaluates, and writes model.h5, checkpoint.h5, metrics.jsonl and
- * report.html into the run folder. Bad data is DML_ERR_DATA (or DML_ERR_CONFIG naming the
- * config key) before anything is written; NaN or Inf stops the run with DML_ERR_DIVERGED and
- * leaves the last good checkpoint in place. */
+ * report.html into the run folder: dml_run_open, dml_run_train and dml_run_close in turn. Bad
+ * data is DML_ERR_DATA (or DML_ERR_CONFIG naming the config key) before anything is written;
+ * NaN or Inf stops the run with DML_ERR_DIVERGED and leaves the last good checkpoint in place. */
 dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_error *err);
+
+/* The same in its parts, for a caller that drives the steps itself (bench/, tests/). The run's
+ * fields are in train/run.h. */
+typedef struct dml_run dml_run;
+
+/* Sets a run up: the data read, split and normalised, the model built (model.init loaded), the
+ * optimizer, samplers and step buffers ready; the RNG consumed as dml_train_run consumes it.
+ * Writes nothing. cfg and opts->log must outlive the run. On error *out is NULL. */
+dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_run **out,
+                        dml_error *err);
+
+/* One optimisation step: a batch, the loss and its gradients, clipping, the optimizer update at
+ * the schedule's rate. *loss and *grad_norm (either may be NULL) get the step's values.
+ * DML_ERR_DIVERGED (no update made) when either is NaN or Inf; DML_ERR_NOMEM when the step
+ * outgrows its arena. */
+dml_status dml_run_step(dml_run *r, float *loss, float *grad_norm, dml_error *err);
+
+/* The training loop to its end (from opts->resume's checkpoint when asked), with validation,
+ * early stopping, codebook updates and checkpoints, then the final evaluation and outputs. */
+dml_status dml_run_train(dml_run *r, dml_error *err);
+
+void dml_run_close(dml_run *r);
 
 #endif

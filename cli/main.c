@@ -1,10 +1,10 @@
-/* dml: the command line. Each command lives in its own train/cli_<command>.c; main only
+/* dml: the command line. Each command lives in its own cli/<command>.c; main only
  * dispatches and maps nothing itself: every command returns its exit code. */
 #include <stdio.h>
 #include <string.h>
 
 #include "dml.h"
-#include "train/cli.h"
+#include "cli/cli.h"
 
 static const char USAGE[] =
     "dml " DML_VERSION_STRING ": deep metric learning encoders and product quantizers\n"

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "train/export.h"
+#include "serve/export.h"
 
 _Static_assert(sizeof(float) == 4, "FAISS stores float32");
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

@@ -1,19 +1,19 @@
 /* Exports for search libraries and runtimes: FAISS index files (shared/design/formats.md §1,
  * FAISS 1.7.3's byte layout) and the encoder as ONNX (§3: opset 13, IR version 7). Every file is
  * written atomically: a failure leaves an existing file as it was. */
-#ifndef DML_TRAIN_EXPORT_H
-#define DML_TRAIN_EXPORT_H
+#ifndef DML_SERVE_EXPORT_H
+#define DML_SERVE_EXPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "data/data.h"
 #include "nn/nn.h"
-#include "train/model_file.h"
+#include "serve/model_file.h"
 
 /* Writing a file atomically (temporary name, fsync, rename) from a body that streams its bytes
  * through dml_out_put; the first failed write fails the whole file (DML_ERR_IO naming path and
- * what: "index", "ONNX model"). Shared by the writers (train/export_faiss.c). */
+ * what: "index", "ONNX model"). Shared by the writers (serve/export_faiss.c). */
 typedef struct dml_out dml_out;
 typedef void (*dml_out_fn)(dml_out *o, const void *ctx);
 void dml_out_put(dml_out *o, const void *p, size_t n);

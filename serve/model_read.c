@@ -1,6 +1,6 @@
 /* model.h5 read and validated: every problem is DML_ERR_DATA naming the file and the object
  * (the layout is in model_file.h). */
-#include "train/model_file.h"
+#include "serve/model_file.h"
 
 #include <hdf5.h>
 #include <math.h>

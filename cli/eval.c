@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "eval/eval.h"
-#include "train/cli.h"
-#include "train/model_file.h"
+#include "cli/cli.h"
+#include "serve/serve.h"
 
 static const char HELP[] =
     "usage: dml eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--metrics a,b,...] [--json]\n"

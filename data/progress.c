@@ -1,4 +1,4 @@
-#include "train/progress.h"
+#include "data/progress.h"
 
 #include <stdarg.h>
 #include <time.h>

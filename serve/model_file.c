@@ -1,6 +1,6 @@
 /* model.h5 written atomically, and the embeddings file dml encode writes with the same HDF5
  * helpers; the layouts are in model_file.h, reading in model_read.c. */
-#include "train/model_file.h"
+#include "serve/model_file.h"
 
 #include <hdf5.h>
 #include <stdio.h>

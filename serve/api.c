@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "dml.h"
-#include "train/model_file.h"
+#include "serve/model_file.h"
 
 /* Rows per forward pass: bounds each call's memory whatever n is. */
 #define ENCODE_BLOCK 256

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/cli.h"
-#include "train/export.h"
+#include "cli/cli.h"
+#include "serve/serve.h"
 
 static const char HELP[] =
     "usage: dml export MODEL.h5 --faiss OUT.index --db SPEC [--pq | --flat] [--metric l2|ip]\n"

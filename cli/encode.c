@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/cli.h"
-#include "train/model_file.h"
+#include "cli/cli.h"
+#include "serve/serve.h"
 
 static const char HELP[] =
     "usage: dml encode MODEL.h5 INPUT OUTPUT.h5 [--pq] [--tower a|b]\n"

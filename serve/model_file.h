@@ -24,8 +24,8 @@
  * Every string is a scalar variable-length UTF-8 attribute, so h5py returns str. data.normalize
  * "unit" is stored as standardize with mean 0 and std 255. Writing is in model_file.c, reading
  * and validation in model_read.c, the encode path in api.c. */
-#ifndef DML_TRAIN_MODEL_FILE_H
-#define DML_TRAIN_MODEL_FILE_H
+#ifndef DML_SERVE_MODEL_FILE_H
+#define DML_SERVE_MODEL_FILE_H
 
 #include <stdint.h>
 
@@ -71,7 +71,7 @@ const char *dml_model_file_type_name(dml_net_type t);
 /* "none", "l2" or "tanh" (output_norm's kind). */
 const char *dml_model_file_output_name(dml_output_norm o);
 
-/* The inference path (train/api.c): tower 0 (encoder) or 1 (encoder_b, dual only) applied to
+/* The inference path (serve/api.c): tower 0 (encoder) or 1 (encoder_b, dual only) applied to
  * x[n, d_in] with its input and output normalisation, into out[n, dim]. Reentrant: each call
  * builds its own graph, so concurrent calls on one mf are safe. DML_ERR_USAGE for a tower the
  * model lacks, DML_ERR_NOMEM when memory runs out. */

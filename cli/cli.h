@@ -1,6 +1,9 @@
-/* The dml commands (train/cli_<command>.c), each returning its process exit code. */
-#ifndef DML_TRAIN_CLI_H
-#define DML_TRAIN_CLI_H
+/* cli/: the dml command line, a thin layer over train/, eval/ and serve/: one file per command
+ * (cli/<command>.c: its options, help text and output), main's dispatch in cli/main.c. Nothing
+ * here is what a library user would also need; that lives in the layers below. Each command
+ * returns its process exit code. */
+#ifndef DML_CLI_H
+#define DML_CLI_H
 
 #include "data/error.h"
 

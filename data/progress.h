@@ -1,6 +1,6 @@
 /* Progress of a long run: a bar redrawn in place on a terminal, plain lines otherwise. */
-#ifndef DML_TRAIN_PROGRESS_H
-#define DML_TRAIN_PROGRESS_H
+#ifndef DML_DATA_PROGRESS_H
+#define DML_DATA_PROGRESS_H
 
 #include <stdio.h>
 

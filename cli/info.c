@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "train/cli.h"
-#include "train/model_file.h"
+#include "cli/cli.h"
+#include "serve/serve.h"
 
 static const char HELP[] =
     "usage: dml info MODEL.h5 [--config]\n"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/cli.h"
+#include "cli/cli.h"
 #include "train/trainer.h"
 
 static const char HELP[] =

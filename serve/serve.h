@@ -1,0 +1,12 @@
+/* serve/: what a search service needs from a trained model, without the trainer: model.h5
+ * written and read (and validated), the inference API behind include/dml.h (serve/api.c), and
+ * the exports for search libraries and runtimes (FAISS index files, ONNX). It depends on nn/
+ * and data/ only, so libdml's inference part reads, tests and links without train/; train/
+ * writes its model.h5 through it. */
+#ifndef DML_SERVE_H
+#define DML_SERVE_H
+
+#include "serve/export.h"
+#include "serve/model_file.h"
+
+#endif
