@@ -190,6 +190,18 @@ static void test_defaults_depend_on_keys(void **state)
     assert_int_equal(load("loss:\ntrain: ~\ndata:\n  test:\n", 0, NULL, &c, &err), DML_OK);
     assert_int_equal(c.loss.type, DML_LOSS_TRIPLET);
     assert_string_equal(c.data.test, "");
+    /* Fashion-MNIST's test set is the default test set of Fashion-MNIST training data only. */
+    assert_int_equal(load("data:\n  train: mine.csv\n", 0, NULL, &c, &err), DML_OK);
+    assert_string_equal(c.data.test, "");
+    assert_int_equal(load("data:\n  train: mine.csv\n  test: t.csv\n", 0, NULL, &c, &err), DML_OK);
+    assert_string_equal(c.data.test, "t.csv");
+    /* pq.m: the largest divisor of model.dim up to 4, unless given. */
+    assert_int_equal(load("model:\n  dim: 102\n", 0, NULL, &c, &err), DML_OK);
+    assert_int_equal(c.pq.m, 3);
+    assert_int_equal(load("model:\n  dim: 31\n", 0, NULL, &c, &err), DML_OK);
+    assert_int_equal(c.pq.m, 1);
+    assert_int_equal(load("model:\n  dim: 64\n", 0, NULL, &c, &err), DML_OK);
+    assert_int_equal(c.pq.m, 4);
 }
 
 static void test_full_file(void **state)
@@ -540,13 +552,14 @@ static void test_impossible_combinations(void **state)
     static const bad_case cases[] = {
         /* Each points at the key given, not at a default. */
         {"pq:\n  m: 3\n", NULL, 2, 6, "pq.m: expected a divisor of model.dim (128), got 3"},
-        {"model:\n  dim: 102\n", NULL, 2, 8, "model.dim: expected a multiple of pq.m (4), got 102"},
+        {"model:\n  dim: 102\npq:\n  m: 4\n", NULL, 4, 6,
+         "pq.m: expected a divisor of model.dim (102), got 4"},
         {"model:\n  dim: 64\npq:\n  m: 5\n", NULL, 4, 6, "pq.m: expected a divisor of model.dim (64), got 5"},
         {"sampler:\n  m: 3\n", NULL, 2, 6,
          "sampler.m: expected a divisor of train.batch_size (256) for the m_per_class sampler, got 3"},
-        {"train:\n  batch_size: 250\n", NULL, 2, 15,
-         "train.batch_size: expected a multiple of sampler.m (4) for the m_per_class sampler, got "
-         "250"},
+        {"train:\n  batch_size: 250\nsampler:\n  m: 4\n", NULL, 4, 6,
+         "sampler.m: expected a divisor of train.batch_size (250) for the m_per_class sampler, got "
+         "4"},
         {"loss:\n  type: mnr\n", NULL, 2, 9,
          "loss.type: mnr needs pairs: set data.pairs to same_class, halves or file"},
         {"model:\n  type: dual\n", NULL, 2, 9,
@@ -594,6 +607,9 @@ static void test_possible_combinations(void **state)
         "model:\n  type: autoencoder\n  hidden: [64]\n  init: a.h5\n  freeze: 2\n",
         "sampler:\n  type: random\n  m: 3\n",
         "data:\n  val_fraction: 0\n  test: \"\"\n",
+        /* defaults that fit what was set: pq.m and sampler.m follow dim and batch_size */
+        "model:\n  dim: 102\n",
+        "train:\n  batch_size: 250\n",
     };
     dml_config c;
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {

@@ -211,6 +211,31 @@ static void test_bad_input_exits_2_before_writing(void **state)
     assert_int_not_equal(stat(path, &st), 0); /* not even the run folder */
 }
 
+/* A config that sets nothing but its data: every default must fit the 4 classes and the few
+ * rows, and say what it chose; a value the user set is refused as before. */
+static void test_defaults_fit_the_data(void **state)
+{
+    (void)state;
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/empty.yaml", dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fclose(f);
+    const char *cmd = "%s train %s --out %s/%s --set data.train=%s --set train.threads=1 "
+                      "--set train.epochs=1 %s >%s/%s.log 2>&1";
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "fit", data, "", dir, "fit"), 0);
+    assert_true(log_has("fit", "# sampler.m: 64 (batch_size 256 in groups of the default 4 needs "
+                               "more classes; the training rows have 4 classes)"));
+    assert_true(file_exists("fit", "model.h5"));
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "few", data,
+                               "--set data.labels_per_class=20", dir, "few"), 0);
+    assert_true(log_has("few", "# train.batch_size: 64 (the default 256 is more than the 80"));
+    assert_true(log_has("few", "# sampler.m: 16"));
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "given", data, "--set sampler.m=4",
+                               dir, "given"), 2);
+    assert_true(log_has("given", "m_per_class needs batch_size / m = 64 classes per batch"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),
         cmocka_unit_test(test_bad_input_exits_2_before_writing),
+        cmocka_unit_test(test_defaults_fit_the_data),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

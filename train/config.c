@@ -755,13 +755,22 @@ static void name_from_path(dml_config *cfg, const char *path)
 }
 
 /* Defaults that depend on other keys. losses.md: batch-all triplet averages over the active
- * triplets only ("mean_nonzero"); every other loss over all terms. */
+ * triplets only ("mean_nonzero"); every other loss over all terms. A default must work with
+ * what the user did set: Fashion-MNIST's test set is no test set for other training data, and
+ * pq.m must divide the embedding width (the largest divisor up to 4). The defaults only the data
+ * can settle are the trainer's (train/run_defaults.c). */
 static void settle(dml_config *cfg)
 {
     if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
         cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
                                   ? DML_CFG_REDUCE_MEAN_NONZERO
                                   : DML_CFG_REDUCE_MEAN;
+    if (!dml_config_where(cfg, "data.test", NULL, NULL) &&
+        strncmp(cfg->data.train, "fashion-mnist:", strlen("fashion-mnist:")) != 0)
+        memset(cfg->data.test, 0, sizeof cfg->data.test); /* as a config that gave "" */
+    if (!dml_config_where(cfg, "pq.m", NULL, NULL))
+        while (cfg->pq.m > 1 && cfg->model.dim % cfg->pq.m != 0)
+            cfg->pq.m--;
 }
 
 dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,

@@ -4,43 +4,25 @@
 
 #include <string.h>
 
-/* a when it was given or b was not: the key an error about both should point at. */
-static const char *given(const dml_config *c, const char *a, const char *b)
-{
-    return dml_config_where(c, a, NULL, NULL) || !dml_config_where(c, b, NULL, NULL) ? a : b;
-}
-
-static int is(const dml_config *c, const char *key, const char *other)
-{
-    return !strcmp(given(c, key, other), key);
-}
-
 dml_status dml_config_check(const dml_config *c, dml_error *err)
 {
     /* The name is a folder under runs/. */
     if (!c->name[0] || strchr(c->name, '/') || !strcmp(c->name, ".") || !strcmp(c->name, ".."))
         return dml_config_error(c, "name", err, "expected a run folder name without '/', got \"%s\"",
                                 c->name);
+    /* A default pq.m always divides model.dim (train/config.c's settle). */
     if (c->model.dim % c->pq.m != 0)
-        return is(c, "pq.m", "model.dim")
-                   ? dml_config_error(c, "pq.m", err, "expected a divisor of model.dim (%d), got %d",
-                                      c->model.dim, c->pq.m)
-                   : dml_config_error(c, "model.dim", err,
-                                      "expected a multiple of pq.m (%d), got %d", c->pq.m,
-                                      c->model.dim);
+        return dml_config_error(c, "pq.m", err, "expected a divisor of model.dim (%d), got %d",
+                                c->model.dim, c->pq.m);
     int pairs = c->data.pairs != DML_PAIRS_NONE;
-    /* Pairs are drawn at random, and unlabelled rows have no classes to group. */
+    /* Pairs are drawn at random, and unlabelled rows have no classes to group. A default m is
+     * fitted to the batch and the data later (train/run_defaults.c). */
     if (c->sampler.type == DML_SAMPLER_M_PER_CLASS && !pairs && !c->data.unlabelled &&
-        c->train.batch_size % c->sampler.m != 0)
-        return is(c, "sampler.m", "train.batch_size")
-                   ? dml_config_error(c, "sampler.m", err,
-                                      "expected a divisor of train.batch_size (%d) for the "
-                                      "m_per_class sampler, got %d",
-                                      c->train.batch_size, c->sampler.m)
-                   : dml_config_error(c, "train.batch_size", err,
-                                      "expected a multiple of sampler.m (%d) for the m_per_class "
-                                      "sampler, got %d",
-                                      c->sampler.m, c->train.batch_size);
+        dml_config_where(c, "sampler.m", NULL, NULL) && c->train.batch_size % c->sampler.m != 0)
+        return dml_config_error(c, "sampler.m", err,
+                                "expected a divisor of train.batch_size (%d) for the m_per_class "
+                                "sampler, got %d",
+                                c->train.batch_size, c->sampler.m);
     if (c->loss.type == DML_LOSS_MNR && !pairs)
         return dml_config_error(c, "loss.type", err,
                                 "mnr needs pairs: set data.pairs to same_class, halves or file");

@@ -20,7 +20,8 @@ typedef struct dml_validation {
 } dml_validation;
 
 typedef struct dml_run {
-    const dml_config *cfg;
+    const dml_config *cfg;  /* &cfg_fitted */
+    dml_config cfg_fitted;  /* the run's config: the caller's, the data's defaults filled in */
     char out_dir[1024];
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
@@ -58,6 +59,10 @@ typedef struct dml_run {
     int n_val;
     float *loss_curve; /* [total_steps] */
 } dml_run;
+
+/* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
+ * config left them at their defaults, each change noted in the log. */
+void dml_run_fit_defaults(dml_run *r);
 
 /* train/train_step.c: one optimisation step's loss on the tape. */
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);

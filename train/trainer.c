@@ -45,6 +45,7 @@ static dml_status open_data(dml_run *r, dml_error *err)
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
         return st;
+    dml_run_fit_defaults(r);
     if (c->pq.k > r->split.n_train + r->split.n_unlabelled)
         return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
                                 c->pq.k, r->split.n_train + r->split.n_unlabelled);
@@ -326,7 +327,8 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
     dml_run *r = calloc(1, sizeof *r);
     if (!r)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
-    r->cfg = cfg;
+    r->cfg_fitted = *cfg;
+    r->cfg = &r->cfg_fitted;
     r->log = opts->log ? opts->log : stderr;
     r->resume = opts->resume;
     if (opts->out_dir)

@@ -26,7 +26,8 @@ typedef struct dml_run dml_run;
 
 /* Sets a run up: the data read, split and normalised, the model built (model.init loaded), the
  * optimizer, samplers and step buffers ready; the RNG consumed as dml_train_run consumes it.
- * Writes nothing. cfg and opts->log must outlive the run. On error *out is NULL. */
+ * Writes nothing; the run keeps its own copy of cfg (its data-fitted defaults filled in,
+ * train/run_defaults.c), and opts->log must outlive it. On error *out is NULL. */
 dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_run **out,
                         dml_error *err);
 

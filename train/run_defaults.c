@@ -1,0 +1,72 @@
+/* The defaults only the data can settle. A key the user left at its default must work with the
+ * data it meets (config.md: a default never makes a run fail), so the batch size, the
+ * m_per_class sampler's m and the codebook size are fitted to the training rows when not given,
+ * each change said in one line of the log. A value the user gave is kept, and a later check
+ * refuses it if the data cannot take it. */
+#include <stdlib.h>
+
+#include "train/run.h"
+
+static int given(const dml_config *c, const char *key)
+{
+    return dml_config_where(c, key, NULL, NULL);
+}
+
+static int pow2_floor(int n)
+{
+    int p = 1;
+    while (p <= n / 2)
+        p *= 2;
+    return p;
+}
+
+/* Classes among the rows the training loss samples. */
+static int classes_present(const dml_run *r)
+{
+    if (!r->train.y || r->train.n_classes < 1)
+        return 0;
+    unsigned char *seen = calloc((size_t)r->train.n_classes, 1);
+    if (!seen)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < r->split.n_train; i++) {
+        int c = r->train.y[r->split.train[i]];
+        n += !seen[c];
+        seen[c] = 1;
+    }
+    free(seen);
+    return n;
+}
+
+void dml_run_fit_defaults(dml_run *r)
+{
+    dml_config *c = &r->cfg_fitted;
+    int rows = r->split.n_train;
+    if (!given(c, "train.batch_size") && rows >= 2 && rows < c->train.batch_size) {
+        int b = pow2_floor(rows);
+        fprintf(r->log, "# train.batch_size: %d (the default %d is more than the %d training "
+                        "rows)\n", b, c->train.batch_size, rows);
+        c->train.batch_size = b;
+    }
+    int grouped = c->sampler.type == DML_SAMPLER_M_PER_CLASS && c->data.pairs == DML_PAIRS_NONE &&
+                  !c->data.unlabelled && r->train.y;
+    int classes = grouped ? classes_present(r) : 0;
+    int b = c->train.batch_size, m = c->sampler.m;
+    if (grouped && !given(c, "sampler.m") && classes > 0 && (b % m != 0 || b / m > classes)) {
+        /* the smallest m above the default that splits the batch into classes the data have */
+        int fit = m;
+        while (fit < b && (b % fit != 0 || b / fit > classes))
+            fit++;
+        fprintf(r->log, "# sampler.m: %d (batch_size %d in groups of the default %d needs %s; the "
+                        "training rows have %d classes)\n",
+                fit, b, m, b % m != 0 ? "a divisor of the batch" : "more classes", classes);
+        c->sampler.m = fit;
+    }
+    int pool = r->split.n_train + r->split.n_unlabelled;
+    if (!given(c, "pq.k") && pool >= 2 && c->pq.k > pool) {
+        int k = pow2_floor(pool);
+        fprintf(r->log, "# pq.k: %d (the default %d centroids is more than the %d training rows)\n",
+                k, c->pq.k, pool);
+        c->pq.k = k;
+    }
+}
