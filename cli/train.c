@@ -1,4 +1,5 @@
 /* dml train CONFIG.yaml [--out DIR] [--set key.path=value ...] [--resume] */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,35 @@ static const char HELP[] =
     "  --out DIR              the run folder\n"
     "  --set key.path=value   override one config key (the value is YAML); repeatable\n"
     "  --resume               continue from DIR/checkpoint.h5 (same config, same threads)\n"
-    "  -h, --help             this text\n";
+    "  -h, --help             this text\n"
+    "\n"
+    "SIGINT or SIGTERM (a cluster's preemption) writes checkpoint.h5 at the next step and exits\n"
+    "130 or 143; --resume then ends with the model an uninterrupted run ends with. A second\n"
+    "SIGINT stops at once.\n";
+
+/* The signal that asked the run to stop, 0 until one does. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    if (stop_signal && sig == SIGINT) { /* asked twice: no checkpoint, stop now */
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESTART; /* a checkpoint being written when it comes is not cut short */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 int dml_cli_train(int argc, char **argv)
 {
@@ -51,12 +80,15 @@ int dml_cli_train(int argc, char **argv)
     dml_error err = {0};
     dml_status st = cfg ? dml_config_load(config, n_sets, sets, cfg, &err) : DML_ERR_NOMEM;
     if (st == DML_OK) {
-        dml_train_opts opts = {out, resume, stderr};
+        dml_train_opts opts = {.out_dir = out, .resume = resume, .log = stderr,
+                               .stop = &stop_signal};
+        catch_stop_signals();
         st = dml_train_run(cfg, &opts, &err);
     }
     if (st != DML_OK)
         dml_cli_report_error("train", st, &err);
     free(cfg);
     free(sets);
-    return dml_status_exit_code(st);
+    /* the shell's convention for a process a signal ended: 128 + its number */
+    return st == DML_ERR_INTERRUPTED ? 128 + stop_signal : dml_status_exit_code(st);
 }

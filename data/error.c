@@ -16,6 +16,7 @@ const char *dml_status_name(dml_status s)
     case DML_ERR_NOMEM: return "DML_ERR_NOMEM";
     case DML_ERR_DIVERGED: return "DML_ERR_DIVERGED";
     case DML_ERR_INTERNAL: return "DML_ERR_INTERNAL";
+    case DML_ERR_INTERRUPTED: return "DML_ERR_INTERRUPTED";
     }
     return "DML_ERR_UNKNOWN";
 }

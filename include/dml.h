@@ -72,7 +72,8 @@ typedef enum dml_status {
     DML_ERR_IO,       /* reading or writing failed for a reason outside the input */
     DML_ERR_NOMEM,    /* an allocation failed, or an arena is too small */
     DML_ERR_DIVERGED, /* training produced NaN or Inf */
-    DML_ERR_INTERNAL  /* a broken invariant: a bug in dml */
+    DML_ERR_INTERNAL, /* a broken invariant: a bug in dml */
+    DML_ERR_INTERRUPTED /* training stopped on request (a signal), its checkpoint written */
 } dml_status;
 
 /* A short constant name for a status ("DML_ERR_DATA"). */

@@ -1,5 +1,6 @@
-/* The trainer end to end through the dml CLI: the demo config, resume equality after a kill,
- * divergence, bad input before anything is written, and the allocation-free step. */
+/* The trainer end to end through the dml CLI: the demo config, resume equality after a kill
+ * and after SIGINT/SIGTERM, divergence, bad input before anything is written, and defaults
+ * fitted to the data. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>
@@ -135,43 +136,42 @@ static void test_demo_config_on_fashion_mnist(void **state)
     dml_model_file_free(&mf);
 }
 
-static void test_resume_after_kill_equals_uninterrupted(void **state)
+/* dml train into dir/out in the background, exec'ed so that the pid is dml's. */
+static pid_t start_training(const char *out, const char *args)
 {
-    (void)state;
-    const char *args = "--set train.steps=3000 --set train.checkpoint_every=20 "
-                       "--set train.eval_every=100";
-    assert_int_equal(train("whole", args), 0);
-
-    char out[512], cmd[4096], ckpt[700];
-    snprintf(out, sizeof out, "%s/killed", dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", out);
+    char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "exec %s train configs/demo.yaml --out %s --set data.train=%s --set data.test=%s "
+             "exec %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
              "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "
-             "--set sampler.m=8 --set train.batch_size=32 --set train.threads=1 %s >/dev/null 2>&1",
-             tu_dml_path(), out, data, data, args);
+             "--set sampler.m=8 --set train.batch_size=32 --set train.threads=1 %s "
+             ">%s/%s.log 2>&1",
+             tu_dml_path(), dir, out, data, data, args, dir, out);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits (up to 30 s) for the run's first checkpoint: training is then under way. */
+static void wait_for_checkpoint(const char *out)
+{
+    char ckpt[700];
+    snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.h5", dir, out);
     struct stat st;
     for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
         nanosleep(&(struct timespec){0, 10000000}, NULL);
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
     assert_int_equal(stat(ckpt, &st), 0);
-    assert_false(file_exists("killed", "model.h5")); /* it was killed mid-run */
+}
 
-    char resume[600];
-    snprintf(resume, sizeof resume, "--resume %s", args);
-    assert_int_equal(train("killed", resume), 0);
-
+/* The model of dir/a and dir/b: the same to the bit. */
+static void assert_same_model(const char *folder_a, const char *folder_b)
+{
     dml_model_file a, b;
-    read_model("whole", &a);
-    read_model("killed", &b);
+    read_model(folder_a, &a);
+    read_model(folder_b, &b);
     assert_int_equal(a.steps, b.steps);
     for (int i = 0; i < a.net.encoder.n_layers; i++) {
         const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
@@ -181,6 +181,64 @@ static void test_resume_after_kill_equals_uninterrupted(void **state)
     assert_memory_equal(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub * sizeof(float));
     dml_model_file_free(&a);
     dml_model_file_free(&b);
+}
+
+#define RESUME_ARGS "--set train.steps=3000 --set train.checkpoint_every=20 --set train.eval_every=100"
+
+static void test_resume_after_kill_equals_uninterrupted(void **state)
+{
+    (void)state;
+    assert_int_equal(train("whole", RESUME_ARGS), 0);
+    pid_t pid = start_training("killed", RESUME_ARGS);
+    wait_for_checkpoint("killed");
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_false(file_exists("killed", "model.h5")); /* it was killed mid-run */
+    assert_int_equal(train("killed", "--resume " RESUME_ARGS), 0);
+    assert_same_model("whole", "killed");
+}
+
+/* SIGINT and SIGTERM (a preemption) write a checkpoint at the next step and exit 128 + the
+ * signal; --resume then ends with the uninterrupted run's model. Runs after the kill test,
+ * whose uninterrupted run it compares with. */
+static void test_signal_checkpoints_then_resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    const int sigs[] = {SIGINT, SIGTERM};
+    const char *outs[] = {"sigint", "sigterm"};
+    for (int k = 0; k < 2; k++) {
+        pid_t pid = start_training(outs[k], RESUME_ARGS);
+        wait_for_checkpoint(outs[k]);
+        kill(pid, sigs[k]);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 128 + sigs[k]);
+        assert_true(log_has(outs[k], "interrupted at step"));
+        assert_false(file_exists(outs[k], "model.h5"));
+        char resume[300];
+        snprintf(resume, sizeof resume, "--resume %s", RESUME_ARGS);
+        assert_int_equal(train(outs[k], resume), 0);
+        assert_same_model("whole", outs[k]);
+    }
+}
+
+/* A second SIGINT does not wait for the checkpoint. Steps of a wide model take long enough
+ * (tens of milliseconds) for the second signal to land before the next step boundary. */
+static void test_second_sigint_stops_at_once(void **state)
+{
+    (void)state;
+    pid_t pid = start_training("twice", RESUME_ARGS " --set model.hidden=[2048,2048] "
+                                        "--set train.batch_size=256 --set sampler.m=64");
+    wait_for_checkpoint("twice");
+    kill(pid, SIGINT);
+    nanosleep(&(struct timespec){0, 1000000}, NULL); /* the first one delivered */
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGINT);
 }
 
 static void test_divergence_stops_and_keeps_the_checkpoint(void **state)
@@ -242,6 +300,8 @@ int main(void)
         cmocka_unit_test(test_end_to_end_writes_every_output),
         cmocka_unit_test(test_demo_config_on_fashion_mnist),
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
+        cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
+        cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),
         cmocka_unit_test(test_bad_input_exits_2_before_writing),
         cmocka_unit_test(test_defaults_fit_the_data),

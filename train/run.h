@@ -2,6 +2,8 @@
 #ifndef DML_TRAIN_RUN_H
 #define DML_TRAIN_RUN_H
 
+#include <signal.h>
+
 #include "data/data.h"
 #include "data/normalize.h"
 #include "data/progress.h"
@@ -25,6 +27,7 @@ typedef struct dml_run {
     char out_dir[1024];
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
+    const volatile sig_atomic_t *stop; /* dml_train_opts.stop */
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */

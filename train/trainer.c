@@ -290,6 +290,16 @@ static dml_status train_loop(dml_run *r, dml_error *err)
     dml_progress_init(&bar, r->log, r->total_steps, r->step);
     dml_status st = DML_OK;
     while (r->step < r->total_steps) {
+        if (r->stop && *r->stop) { /* a step boundary: the checkpoint resumes from here */
+            dml_progress_note(&bar, "\n");
+            if ((st = dml_run_checkpoint_save(r, err)) != DML_OK ||
+                (st = dml_run_write_metrics(r, NULL, err)) != DML_OK)
+                return st;
+            return dml_error_set(err, DML_ERR_INTERRUPTED, NULL, 0, 0,
+                                 "interrupted at step %ld of %ld: %s/checkpoint.h5 written; "
+                                 "--resume continues from it",
+                                 r->step, r->total_steps, r->out_dir);
+        }
         if ((st = update_codebooks(r, err)) != DML_OK)
             return st;
         float value;
@@ -331,6 +341,7 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
     r->cfg = &r->cfg_fitted;
     r->log = opts->log ? opts->log : stderr;
     r->resume = opts->resume;
+    r->stop = opts->stop;
     if (opts->out_dir)
         snprintf(r->out_dir, sizeof r->out_dir, "%s", opts->out_dir);
     else

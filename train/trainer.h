@@ -4,6 +4,7 @@
 #ifndef DML_TRAIN_TRAINER_H
 #define DML_TRAIN_TRAINER_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "train/config.h"
@@ -12,6 +13,10 @@ typedef struct dml_train_opts {
     const char *out_dir; /* default: runs/<config name> */
     int resume;          /* continue from out_dir/checkpoint.h5 */
     FILE *log;           /* progress and results (stderr when NULL) */
+    /* NULL, or a flag a signal handler sets: once nonzero, the loop writes checkpoint.h5 and
+     * metrics.jsonl at the next step boundary and returns DML_ERR_INTERRUPTED (--resume then
+     * continues exactly where it stopped) */
+    const volatile sig_atomic_t *stop;
 } dml_train_opts;
 
 /* Reads the data, trains, evaluates, and writes model.h5, checkpoint.h5, metrics.jsonl and
