@@ -1,4 +1,4 @@
-/* dml eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--metrics a,b,...] [--json]
+/* dml eval MODEL.h5 --data SPEC [--db SPEC [--truth SPEC]] [--pq] [--metrics a,b,...] [--json]
  *          [--projector DIR] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +9,8 @@
 #include "serve/serve.h"
 
 static const char HELP[] =
-    "usage: dml eval MODEL.h5 --data SPEC [--db SPEC] [--pq] [--metrics a,b,...] [--json]\n"
-    "                [--projector DIR]\n"
+    "usage: dml eval MODEL.h5 --data SPEC [--db SPEC [--truth SPEC]] [--pq] [--metrics a,b,...]\n"
+    "                [--json] [--projector DIR]\n"
     "\n"
     "Embeds SPEC with the model and reports retrieval metrics (docs: shared metrics.md).\n"
     "Without --db every row is a query searched among the others (self excluded); with --db\n"
@@ -21,6 +21,11 @@ static const char HELP[] =
     "  --data SPEC        the queries (a data spec: file.h5[:/X], IDX, .npy, .fvecs, .csv,\n"
     "                     fashion-mnist:train|test)\n"
     "  --db SPEC          a database to search (protocol 2: map_all, knn_accuracy)\n"
+    "  --truth SPEC       each query's true nearest database rows by the raw vectors\n"
+    "                     (file.ivecs, or file.hdf5:/neighbors): nn_recall_at_1/10/100, what\n"
+    "                     the encoder (and with --pq its codes) keep of exact search. An\n"
+    "                     ann-benchmarks file's own is used by default: --data F.hdf5:/test\n"
+    "                     --db F.hdf5:/train reads F.hdf5:/neighbors\n"
     "  --pq               also every retrieval metric on the model's PQ codes (ADC)\n"
     "  --metrics LIST     comma-separated metric keys (default: all the data allow)\n"
     "  --json             one JSON object instead of the table\n"
@@ -28,7 +33,7 @@ static const char HELP[] =
     "  -h, --help         this text\n";
 
 typedef struct args {
-    const char *model, *data, *db, *projector;
+    const char *model, *data, *db, *truth, *projector;
     int pq, json;
     char *metrics[DML_EVAL_MAX_METRICS];
     int n_metrics;
@@ -52,6 +57,8 @@ static int parse(int argc, char **argv, args *a)
             a->data = argv[++i];
         } else if (!strcmp(s, "--db") && has_value) {
             a->db = argv[++i];
+        } else if (!strcmp(s, "--truth") && has_value) {
+            a->truth = argv[++i];
         } else if (!strcmp(s, "--projector") && has_value) {
             a->projector = argv[++i];
         } else if (!strcmp(s, "--metrics") && has_value) {
@@ -66,8 +73,11 @@ static int parse(int argc, char **argv, args *a)
             return -1;
         }
     }
-    if (!a->model || !a->data) {
-        fprintf(stderr, "dml eval: %s\n\n%s", a->model ? "--data is required" : "which model?", HELP);
+    if (!a->model || !a->data || (a->truth && !a->db)) {
+        fprintf(stderr, "dml eval: %s\n\n%s",
+                !a->model ? "which model?" : !a->data ? "--data is required"
+                                                      : "--truth needs --db (the rows it names)",
+                HELP);
         return -1;
     }
     return 1;
@@ -96,6 +106,7 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
 {
     dml_model_file mf;
     dml_dataset q = {0}, db = {0};
+    dml_neighbors truth = {0};
     float *zq = NULL, *zp = NULL, *zd = NULL;
     dml_status st = dml_model_file_read(a->model, &mf, err);
     if (st != DML_OK)
@@ -111,6 +122,16 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
         if (st == DML_OK)
             st = dml_model_file_encode_dataset(&mf, 0, &db, &zd, err);
     }
+    char beside[4200];
+    const char *truth_spec = a->truth;
+    if (!truth_spec && a->db && dml_neighbors_beside(a->data, beside, sizeof beside)) {
+        truth_spec = beside;
+        fprintf(stderr, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
+    }
+    if (st == DML_OK && truth_spec && (st = dml_neighbors_open(truth_spec, &truth, err)) == DML_OK &&
+        truth.n != q.n)
+        st = dml_error_set(err, DML_ERR_DATA, truth_spec, 0, 0,
+                           "neighbours for %d queries, but %s has %d rows", truth.n, a->data, q.n);
     int dim = dml_mlp_dim_out(&mf.net.encoder);
     if (st == DML_OK) {
         dml_eval_request req = {.d = dim, .queries = zq, .q_labels = q.y, .n_queries = q.n,
@@ -128,6 +149,8 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
             req.db = zd;
             req.db_labels = db.y;
             req.n_db = db.n;
+            req.truth = truth.ids;
+            req.truth_k = truth.k;
         }
         st = dml_eval_run(&req, res, err);
     }
@@ -141,6 +164,7 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
     free(zd);
     dml_dataset_free(&q);
     dml_dataset_free(&db);
+    dml_neighbors_free(&truth);
     dml_model_file_free(&mf);
     return st;
 }

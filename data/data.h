@@ -10,5 +10,6 @@
 #include "data/normalize.h"
 #include "data/split.h"
 #include "data/sampler.h"
+#include "data/neighbors.h"
 
 #endif

@@ -122,6 +122,10 @@ typedef struct dml_eval_request {
      * NULL: encoded here. */
     const dml_pq *pq;
     const uint8_t *db_codes;
+    /* Set (protocol 2): each query's true nearest database rows by the raw vectors, nearest
+     * first (ann-benchmarks' neighbors): nn_recall_at_k. */
+    const int32_t *truth; /* [n_queries, truth_k] */
+    int truth_k;
     const char *const *metrics; /* [n_metrics] keys of metrics.md; NULL: every one the data allow */
     int n_metrics;
     int knn_k;                /* DML_EVAL_KNN_K when 0 */
@@ -144,8 +148,9 @@ typedef struct dml_eval_result {
 } dml_eval_result;
 
 /* Computes the requested metrics. A metric the request cannot give (no labels, no pairs, no
- * codebooks) or an unknown name is DML_ERR_USAGE naming it. recall_at_k gives recall_at_1,
- * recall_at_5 and recall_at_10. */
+ * codebooks, no ground truth) or an unknown name is DML_ERR_USAGE naming it. recall_at_k gives
+ * recall_at_1, recall_at_5 and recall_at_10; nn_recall_at_k gives nn_recall_at_1, _10 and _100
+ * for each k the ground truth and the database are deep enough for. */
 dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_error *err);
 /* A metric's value by key, NAN when it was not computed. */
 double dml_eval_get(const dml_eval_result *res, const char *name);
@@ -177,6 +182,7 @@ enum {
     DML_QV_P1, DML_QV_RPREC, DML_QV_MAPR, DML_QV_MAPALL, DML_QV_KNN, /* labels; NAN when R = 0 */
     DML_QV_R1, DML_QV_R5, DML_QV_R10, DML_QV_MRR,                    /* paired */
     DML_QV_PQREC,                                                    /* PQ pass */
+    DML_QV_NN1, DML_QV_NN10, DML_QV_NN100,                           /* ground truth */
     DML_QV_COUNT
 };
 
@@ -192,6 +198,8 @@ typedef struct dml_eval_pass {
     unsigned want;             /* 1u << DML_QV_* */
     int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
     int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
+    const int32_t *truth;      /* [n_queries, truth_k] for DML_QV_NN* */
+    int truth_k;
     double *qv;                /* [n_queries, DML_QV_COUNT] */
 } dml_eval_pass;
 

@@ -1,6 +1,7 @@
 /* One ranking pass of the evaluation: every query's top-k from the blocked search, and from it
- * (metrics.md) precision_at_1, r_precision, map_at_r, knn_accuracy, recall_at_k, mrr_at_10 and
- * pq_recall_at_r; for map_all the "top-k" is the whole ranking (k = every reference). */
+ * (metrics.md) precision_at_1, r_precision, map_at_r, knn_accuracy, recall_at_k, mrr_at_10,
+ * pq_recall_at_r and nn_recall_at_k; for map_all the "top-k" is the whole ranking (k = every
+ * reference). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,20 @@ static void label_metrics(const dml_eval_pass *p, scratch *sc, int q, int self, 
         v[DML_QV_KNN] = knn_vote(p, sc->idx, found < p->knn_k ? found : p->knn_k, sc->votes) == c;
 }
 
+/* ann-benchmarks' k-nn recall: the share of the query's k true nearest rows (by the raw
+ * vectors) among its first k results. */
+static double nn_recall(const int32_t *found_idx, int found, const int32_t *truth, int k)
+{
+    int hits = 0;
+    for (int t = 0; t < k && t < found; t++)
+        for (int j = 0; j < k; j++)
+            if (found_idx[t] == truth[j]) {
+                hits++;
+                break;
+            }
+    return (double)hits / k;
+}
+
 static void score_queries(void *arg, int begin, int end, int thread)
 {
     block_ctx *b = arg;
@@ -101,6 +116,11 @@ static void score_queries(void *arg, int begin, int end, int thread)
             v[DML_QV_R10] = rank >= 1;
             v[DML_QV_MRR] = rank ? 1.0 / rank : 0.0;
         }
+        static const int NN_K[3] = {1, 10, 100};
+        for (int t = 0; t < 3; t++)
+            if (p->want & 1u << (DML_QV_NN1 + t))
+                v[DML_QV_NN1 + t] = nn_recall(sc->idx, found, p->truth + (size_t)q * p->truth_k,
+                                              NN_K[t]);
         if (p->q_class)
             label_metrics(p, sc, q, self, found, v);
     }

@@ -7,10 +7,13 @@
 
 #include "eval/eval.h"
 
-enum { NEED_LABELS = 1, NEED_Q_LABELS = 2, NEED_PAIRS = 4, NEED_PQ = 8 };
+enum { NEED_LABELS = 1, NEED_Q_LABELS = 2, NEED_PAIRS = 4, NEED_PQ = 8, NEED_TRUTH = 16 };
 
 /* metrics.md's keys in its order: what each needs and the per-query column it averages. */
-enum { M_P1, M_RPREC, M_MAPR, M_MAPALL, M_RECALL, M_MRR, M_KNN, M_NMI, M_QMSE, M_PQREC, M_COUNT };
+enum {
+    M_P1, M_RPREC, M_MAPR, M_MAPALL, M_RECALL, M_MRR, M_KNN, M_NMI, M_QMSE, M_PQREC, M_NNREC,
+    M_COUNT
+};
 static const struct {
     const char *key;
     int needs;
@@ -26,18 +29,28 @@ static const struct {
     [M_NMI] = {"nmi", NEED_Q_LABELS, -1},
     [M_QMSE] = {"quantization_mse", NEED_PQ, -1},
     [M_PQREC] = {"pq_recall_at_r", NEED_PQ, DML_QV_PQREC},
+    [M_NNREC] = {"nn_recall_at_k", NEED_TRUTH, DML_QV_NN1},
 };
 
 #define LABEL_BITS (1u << DML_QV_P1 | 1u << DML_QV_RPREC | 1u << DML_QV_MAPR | \
                     1u << DML_QV_MAPALL | 1u << DML_QV_KNN)
 
 static const char *const RECALL_KEYS[3] = {"recall_at_1", "recall_at_5", "recall_at_10"};
+static const char *const NN_KEYS[3] = {"nn_recall_at_1", "nn_recall_at_10", "nn_recall_at_100"};
+static const int NN_K[3] = {1, 10, 100};
+
+/* nn_recall_at_k for k = NN_K[t]: the ground truth and the database hold k neighbours. */
+static int nn_k_fits(const dml_eval_request *req, int t)
+{
+    return NN_K[t] <= req->truth_k && NN_K[t] <= req->n_db;
+}
 
 static int has(const dml_eval_request *req, int needs)
 {
     int labels = req->q_labels && (!req->db || req->db_labels);
     return (!(needs & NEED_LABELS) || labels) && (!(needs & NEED_Q_LABELS) || req->q_labels) &&
-           (!(needs & NEED_PAIRS) || req->paired) && (!(needs & NEED_PQ) || req->pq);
+           (!(needs & NEED_PAIRS) || req->paired) && (!(needs & NEED_PQ) || req->pq) &&
+           (!(needs & NEED_TRUTH) || (req->truth && req->db));
 }
 
 static dml_status check(const dml_eval_request *req, dml_error *err)
@@ -53,6 +66,8 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
         what = "PQ codebooks of the embeddings' width";
     else if (req->db_codes && !req->pq)
         what = "codebooks with the database codes";
+    else if (req->truth && (!req->db || req->truth_k < 1))
+        what = "a database and at least one neighbour per query with the ground truth";
     else if (req->knn_k < 0)
         what = "knn_k >= 1 (or 0 for the default)";
     else if (req->n_metrics > 0 && !req->metrics)
@@ -63,6 +78,12 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "evaluation: expected %s (%d queries of width %d, %d database rows)",
                              what, req->n_queries, req->d, req->db ? req->n_db : 0);
+    for (size_t i = 0; req->truth && i < (size_t)req->n_queries * req->truth_k; i++)
+        if (req->truth[i] < 0 || req->truth[i] >= req->n_db)
+            return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
+                                 "evaluation: query %zu's true neighbour %d is not one of the %d "
+                                 "database rows",
+                                 i / (size_t)req->truth_k, req->truth[i], req->n_db);
     for (int set = 0; set < 2; set++) { /* NaN or Inf would make every ranking meaningless */
         const float *x = set ? req->db : req->queries;
         size_t n = x ? (size_t)(set ? req->n_db : req->n_queries) * req->d : 0;
@@ -92,7 +113,8 @@ static dml_status select_metrics(const dml_eval_request *req, int *want, dml_err
             return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                                  "unknown metric \"%s\": expected one of precision_at_1, "
                                  "r_precision, map_at_r, map_all, recall_at_k, mrr_at_10, "
-                                 "knn_accuracy, nmi, quantization_mse, pq_recall_at_r",
+                                 "knn_accuracy, nmi, quantization_mse, pq_recall_at_r, "
+                                 "nn_recall_at_k",
                                  req->metrics[i] ? req->metrics[i] : "(null)");
         int needs = METRICS[m].needs;
         if (!has(req, needs))
@@ -100,6 +122,7 @@ static dml_status select_metrics(const dml_eval_request *req, int *want, dml_err
                                  needs & NEED_PAIRS ? "paired data (database row i is query i's "
                                                       "positive)"
                                  : needs & NEED_PQ ? "PQ codebooks"
+                                 : needs & NEED_TRUTH ? "a database and its ground-truth neighbours"
                                  : needs & NEED_Q_LABELS ? "labels on the queries"
                                                          : "labels on the queries and the references");
         want[m] = 1;
@@ -129,8 +152,8 @@ static double column_mean(const double *qv, int n, int c)
 }
 
 /* The per-query averages of one pass, metrics.md's order (pq_recall_at_r is added last). */
-static void add_pass_values(dml_eval_result *res, const char *prefix, const int *want,
-                            const double *qv, int n)
+static void add_pass_values(dml_eval_result *res, const dml_eval_request *req, const char *prefix,
+                            const int *want, const double *qv, int n)
 {
     for (int m = 0; m < M_COUNT; m++) {
         if (!want[m] || METRICS[m].qv < 0 || m == M_PQREC)
@@ -138,6 +161,11 @@ static void add_pass_values(dml_eval_result *res, const char *prefix, const int 
         if (m == M_RECALL)
             for (int t = 0; t < 3; t++)
                 add_value(res, prefix, RECALL_KEYS[t], column_mean(qv, n, DML_QV_R1 + t));
+        else if (m == M_NNREC)
+            for (int t = 0; t < 3; t++) {
+                if (nn_k_fits(req, t))
+                    add_value(res, prefix, NN_KEYS[t], column_mean(qv, n, DML_QV_NN1 + t));
+            }
         else
             add_value(res, prefix, METRICS[m].key, column_mean(qv, n, METRICS[m].qv));
     }
@@ -211,6 +239,12 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         bits |= 1u << DML_QV_PQREC;
         k = k < DML_PQ_RECALL_R ? DML_PQ_RECALL_R : k;
     }
+    if (want[M_NNREC])
+        for (int t = 0; t < 3; t++)
+            if (nn_k_fits(req, t)) {
+                bits |= 1u << (DML_QV_NN1 + t);
+                k = k < NN_K[t] ? NN_K[t] : k;
+            }
     if (want[M_MAPALL]) { /* AP over the whole ranking: every reference, in order */
         bits |= 1u << DML_QV_MAPALL;
         k = available;
@@ -238,6 +272,8 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                        .k = k,
                        .knn_k = knn_k,
                        .exact_nn = exact_nn,
+                       .truth = req->truth,
+                       .truth_k = req->truth_k,
                        .qv = qv};
     st = dml_eval_pass_run(&p, err);
     dml_searcher_free(&s);
@@ -293,7 +329,7 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     if (st == DML_OK && passes) {
         st = run_pass(req, want, &c, NULL, exact_nn, qv, err);
         if (st == DML_OK)
-            add_pass_values(res, "", want, qv, req->n_queries);
+            add_pass_values(res, req, "", want, qv, req->n_queries);
     }
     if (st == DML_OK && want[M_NMI]) {
         double nmi = NAN;
@@ -310,7 +346,7 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         if (st == DML_OK && want[M_PQREC])
             add_value(res, "", "pq_recall_at_r", column_mean(qv, req->n_queries, DML_QV_PQREC));
         if (st == DML_OK)
-            add_pass_values(res, "pq_", want, qv, req->n_queries);
+            add_pass_values(res, req, "pq_", want, qv, req->n_queries);
         free(owned);
     }
     free_classes(&c);

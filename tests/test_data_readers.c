@@ -688,8 +688,69 @@ static void test_missing_and_unknown(void **state)
     snprintf(spec, sizeof spec, "%s:/X", at("absent.h5"));
     expect_error(spec, DML_ERR_DATA, "absent.h5", "no such file");
     write_text(at("data.txt"), "1,2,3\n");
-    expect_error(at("data.txt"), DML_ERR_DATA, "data.txt", "unknown data format");
+    expect_error(at("data.txt"), DML_ERR_DATA, "data.txt",
+                 "unknown data format: expected .h5[:/dataset], .hdf5, .npy, .fvecs/.ivecs/.bvecs, "
+                 ".csv, an IDX file (*-idx3-ubyte[.gz]) or fashion-mnist:train|test");
     expect_error("", DML_ERR_USAGE, "", "an empty data spec");
+}
+
+/* ---- ground-truth neighbours ---- */
+
+static void expect_neighbors_error(const char *spec, const char *file, const char *what)
+{
+    dml_neighbors nb;
+    dml_error err;
+    assert_int_equal(dml_neighbors_open(spec, &nb, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.file, file));
+    if (!strstr(err.msg, what))
+        fail_msg("expected \"%s\" in \"%s\"", what, err.msg);
+    assert_null(nb.ids);
+}
+
+static void test_neighbors(void **state)
+{
+    (void)state;
+    /* ivecs: 2 queries of 3 ids; one id above 2^24, which a float would round */
+    int32_t iv[8] = {3, 4, 0, 1, 3, 16777217, 2, 5};
+    write_file(at("gt.ivecs"), iv, sizeof iv);
+    dml_neighbors nb;
+    dml_error err;
+    assert_int_equal(dml_neighbors_open(at("gt.ivecs"), &nb, &err), DML_OK);
+    assert_int_equal(nb.n, 2);
+    assert_int_equal(nb.k, 3);
+    assert_int_equal(nb.ids[2], 1);
+    assert_int_equal(nb.ids[3], 16777217);
+    dml_neighbors_free(&nb);
+    write_file(at("cut.ivecs"), iv, sizeof iv - 4);
+    expect_neighbors_error(at("cut.ivecs"), "cut.ivecs", "is not a whole number of vectors of 3");
+    int32_t neg[4] = {3, 0, -1, 2};
+    write_file(at("neg.ivecs"), neg, sizeof neg);
+    expect_neighbors_error(at("neg.ivecs"), "neg.ivecs", "query 0's neighbour 1 (0-based) is -1");
+
+    /* an ann-benchmarks file: train, test and neighbors [n_test, k] */
+    const char *path = at("ann.hdf5");
+    hid_t f = h5_create(path);
+    hsize_t dx[2] = {4, 3}, dn[2] = {2, 2};
+    const int32_t ids[4] = {3, 2, 0, 1};
+    h5_put(f, "train", H5T_NATIVE_FLOAT, 2, dx, X43);
+    h5_put(f, "test", H5T_NATIVE_FLOAT, 2, dx, X43);
+    h5_put(f, "neighbors", H5T_NATIVE_INT32, 2, dn, ids);
+    H5Fclose(f);
+    char spec[1100], beside[1200];
+    snprintf(spec, sizeof spec, "%s:/test", path);
+    assert_int_equal(dml_neighbors_beside(spec, beside, sizeof beside), 1);
+    assert_int_equal(dml_neighbors_open(beside, &nb, &err), DML_OK);
+    assert_int_equal(nb.n, 2);
+    assert_int_equal(nb.k, 2);
+    assert_memory_equal(nb.ids, ids, sizeof ids);
+    dml_neighbors_free(&nb);
+    snprintf(spec, sizeof spec, "%s:/train", path);
+    assert_int_equal(dml_neighbors_beside(spec, beside, sizeof beside), 0); /* queries are /test */
+    snprintf(spec, sizeof spec, "%s:/train", path);
+    expect_neighbors_error(spec, "ann.hdf5", "'/train': expected a 2-D integer dataset");
+    snprintf(spec, sizeof spec, "%s:/distances", path);
+    expect_neighbors_error(spec, "ann.hdf5", "no dataset '/distances' in the file");
+    expect_neighbors_error(at("gt.csv"), "gt.csv", "unknown ground-truth format");
 }
 
 /* ---- copies, views, batches ---- */
@@ -766,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_csv_good),
         cmocka_unit_test(test_csv_malformed),
         cmocka_unit_test(test_missing_and_unknown),
+        cmocka_unit_test(test_neighbors),
         cmocka_unit_test(test_subset_halves_gather),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);

@@ -178,6 +178,41 @@ static void test_recall_and_mrr_by_hand(void **state)
     assert_false(isnan(dml_eval_get(&res, "nmi")));
 }
 
+/* nn_recall_at_k against a given ground truth, d = 1: the database is the line 0, 1, ..., 11,
+ * both queries sit at 0.1, so the search returns rows 0, 1, 2, ... in order.
+ *   q0's truth 0, 1, 2, ..., 11 (what the search finds): @1 1, @10 1
+ *   q1's truth 11, 10, ..., 0 (reversed):  @1 (11 in the first 1?) 0,
+ *        @10 the first 10 found are 0..9, its first 10 true are 11..2: 8 shared, 8/10
+ * means: @1 1/2, @10 9/10; @100 is not given (12 database rows, 12 true neighbours). */
+static void test_nn_recall_by_hand(void **state)
+{
+    (void)state;
+    float db[12], q[2] = {0.1f, 0.1f};
+    int32_t truth[2 * 12];
+    for (int j = 0; j < 12; j++) {
+        db[j] = (float)j;
+        truth[j] = j;
+        truth[12 + j] = 11 - j;
+    }
+    dml_eval_request req = {.d = 1, .queries = q, .n_queries = 2, .db = db, .n_db = 12,
+                            .truth = truth, .truth_k = 12};
+    dml_eval_result res;
+    assert_int_equal(dml_eval_run(&req, &res, NULL), DML_OK);
+    assert_float_equal(get(&res, "nn_recall_at_1"), 0.5, EPS);
+    assert_float_equal(get(&res, "nn_recall_at_10"), 0.9, EPS);
+    assert_true(isnan(dml_eval_get(&res, "nn_recall_at_100")));
+    /* a ground truth naming a row the database does not have is the data's fault */
+    truth[5] = 12;
+    dml_error err;
+    assert_int_equal(dml_eval_run(&req, &res, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.msg, "query 0's true neighbour 12 is not one of the 12"));
+    /* without a database there is nothing the truth's rows could be */
+    const char *nn[] = {"nn_recall_at_k"};
+    dml_eval_request p1 = {.d = 1, .queries = db, .n_queries = 12, .metrics = nn, .n_metrics = 1};
+    assert_int_equal(dml_eval_run(&p1, &res, &err), DML_ERR_USAGE);
+    assert_non_null(strstr(err.msg, "nn_recall_at_k needs a database and its ground-truth"));
+}
+
 /* a = 000111, b = 001122: cells (0,0) 2, (0,1) 1, (1,1) 1, (1,2) 2 of 6.
  * I = 2 (2/6) ln((2/6) / (1/2 * 1/3)) = (2/3) ln 2, H(a) = ln 2, H(b) = ln 3:
  * NMI = (2/3) ln 2 / ((ln 2 + ln 3) / 2) = (4/3) ln 2 / ln 6. */
@@ -448,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_protocol2_by_hand),
         cmocka_unit_test(test_knn_tie_rule),
         cmocka_unit_test(test_recall_and_mrr_by_hand),
+        cmocka_unit_test(test_nn_recall_by_hand),
         cmocka_unit_test(test_nmi_contingency_by_hand),
         cmocka_unit_test(test_nmi_perfect_clustering),
         cmocka_unit_test(test_pq_metrics),
