@@ -61,14 +61,20 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(BUILD)/libdml.a
 
 LDFLAGS_test_nn_arena := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
 
-test: all $(TEST_BIN)
+# The I/O fault injector the tests preload into the CLI (tests/fault_preload.c).
+FAULT_LIB := $(BUILD)/tests/libfault.so
+$(FAULT_LIB): tests/fault_preload.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -fPIC -shared $< -o $@ -ldl
+
+test: all $(TEST_BIN) $(FAULT_LIB)
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 sanitize:
 	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
 
-valgrind: all $(TEST_BIN)
+valgrind: all $(TEST_BIN) $(FAULT_LIB)
 	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
 
 # The main job: train and evaluate the demo config on Fashion-MNIST (from a Debian package).

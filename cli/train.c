@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "train/trainer.h"
@@ -33,6 +34,10 @@ static void on_stop(int sig)
         return;
     }
     stop_signal = sig;
+    static const char msg[] = "\ndml train: stopping after this step, with a checkpoint "
+                              "(SIGINT again: stop now)\n";
+    ssize_t rc = write(STDERR_FILENO, msg, sizeof msg - 1); /* async-signal-safe, unlike stdio */
+    (void)rc;
 }
 
 static void catch_stop_signals(void)

@@ -240,9 +240,6 @@ dml_status dml_report_write(const char *path, const dml_report *report, dml_erro
  * out[n, 2] the centred rows projected on them, each direction signed so its largest entry is
  * positive; explained[2] (may be NULL) the fraction of the variance along each. */
 dml_status dml_pca2(const float *x, int n, int d, float *out, double *explained, dml_error *err);
-/* Writes path atomically (dml_tmp_path, then dml_file_commit) with write(f, ctx). */
-dml_status dml_eval_write_file(const char *path, void (*write)(FILE *f, const void *ctx),
-                               const void *ctx, dml_error *err);
 /* dir/vectors.tsv (one row of d tab-separated floats per line, no header) and, with labels,
  * dir/metadata.tsv (one label per line, no header): what the TensorFlow Embedding Projector
  * loads. Both written atomically. */

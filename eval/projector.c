@@ -1,27 +1,9 @@
 /* Files the TensorFlow Embedding Projector (projector.tensorflow.org) loads: vectors.tsv, one
  * embedding per line as tab-separated floats, and metadata.tsv, one label per line (a single
- * column has no header line). Also the atomic text-file writer the report uses. */
+ * column has no header line). */
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "eval/eval.h"
-
-dml_status dml_eval_write_file(const char *path, void (*write)(FILE *f, const void *ctx),
-                               const void *ctx, dml_error *err)
-{
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot create the file");
-    write(f, ctx);
-    int failed = ferror(f);
-    if (fclose(f) != 0 || failed) {
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the file");
-    }
-    return dml_file_commit(tmp, path, err);
-}
 
 typedef struct rows {
     const float *x;
@@ -53,10 +35,10 @@ dml_status dml_projector_write(const char *dir, const float *x, const int32_t *l
     rows r = {x, labels, n, d};
     char path[4096];
     snprintf(path, sizeof path, "%s/vectors.tsv", dir);
-    dml_status st = dml_eval_write_file(path, write_vectors, &r, err);
+    dml_status st = dml_file_write_stdio(path, "projector vectors", write_vectors, &r, err);
     if (st == DML_OK && labels) {
         snprintf(path, sizeof path, "%s/metadata.tsv", dir);
-        st = dml_eval_write_file(path, write_metadata, &r, err);
+        st = dml_file_write_stdio(path, "projector labels", write_metadata, &r, err);
     }
     return st;
 }

@@ -272,5 +272,5 @@ dml_status dml_report_write(const char *path, const dml_report *report, dml_erro
          (!report->val_steps || !report->val_values || !report->val_names)))
         return dml_error_set(err, DML_ERR_USAGE, path, 0, 0,
                              "report: expected the loss and validation arrays their counts name");
-    return dml_eval_write_file(path, write_page, report, err);
+    return dml_file_write_stdio(path, "report", write_page, report, err);
 }

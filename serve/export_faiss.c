@@ -1,9 +1,7 @@
 /* FAISS 1.7.3 index files, byte for byte (shared/design/formats.md §1): the raw native-order
  * fwrite of each C++ field, no padding, no magic beyond the fourcc. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "serve/export.h"
 
@@ -17,13 +15,12 @@ _Static_assert(sizeof(float) == 4, "FAISS stores float32");
 
 struct dml_out {
     FILE *f;
-    int ok; /* sticky: the first failed write turns it off */
 };
 
 void dml_out_put(dml_out *o, const void *p, size_t n)
 {
-    if (o->ok && n && fwrite(p, 1, n, o->f) != n)
-        o->ok = 0;
+    if (n && !ferror(o->f)) /* after a failed write the file is lost: dml_export_atomic says so */
+        fwrite(p, 1, n, o->f);
 }
 
 #define PUT(o, T, v) do { T v_ = (T)(v); dml_out_put((o), &v_, sizeof v_); } while (0)
@@ -56,25 +53,23 @@ static void pq_block(dml_out *o, const dml_pq *pq)
     dml_out_put(o, pq->centroids, n * sizeof(float));
 }
 
+typedef struct body_call {
+    dml_out_fn body;
+    const void *ctx;
+} body_call;
+
+static void run_body(FILE *f, const void *ctx)
+{
+    const body_call *c = ctx;
+    dml_out o = {f};
+    c->body(&o, c->ctx);
+}
+
 dml_status dml_export_atomic(const char *path, const char *what, dml_out_fn body,
                              const void *ctx, dml_error *err)
 {
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    dml_out o = {fopen(tmp, "wb"), 1};
-    if (!o.f)
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                             strerror(errno));
-    body(&o, ctx);
-    if (fclose(o.f) != 0)
-        o.ok = 0;
-    if (!o.ok) {
-        int saved = errno;
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                             strerror(saved));
-    }
-    return dml_file_commit(tmp, path, err);
+    body_call c = {body, ctx};
+    return dml_file_write_stdio(path, what, run_body, &c, err);
 }
 
 int dml_faiss_metric_parse(const char *name, dml_faiss_metric *metric)

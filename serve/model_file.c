@@ -2,12 +2,13 @@
  * helpers; the layouts are in model_file.h, reading in model_read.c. */
 #include "serve/model_file.h"
 
+#include "data/h5_image.h"
+
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 const char *dml_model_file_type_name(dml_net_type t)
 {
@@ -196,26 +197,6 @@ static dml_status check_for_write(const char *path, const dml_model_file *mf, dm
                : DML_OK;
 }
 
-/* Writes an HDF5 file atomically: fill(f, ctx) creates its contents in a temporary file. */
-static dml_status write_h5(const char *path, const char *what, int (*fill)(hid_t, const void *),
-                           const void *ctx, dml_error *err)
-{
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    int ok = 0;
-    H5E_BEGIN_TRY { /* our messages, not the HDF5 error stack */
-        hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-        ok = f >= 0 && fill(f, ctx);
-        if (f >= 0 && H5Fclose(f) < 0)
-            ok = 0;
-    } H5E_END_TRY;
-    if (!ok) {
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s", what);
-    }
-    return dml_file_commit(tmp, path, err);
-}
-
 static int fill_model(hid_t f, const void *ctx)
 {
     return put_all(f, ctx);
@@ -224,7 +205,7 @@ static int fill_model(hid_t f, const void *ctx)
 dml_status dml_model_file_write(const char *path, const dml_model_file *mf, dml_error *err)
 {
     dml_status st = check_for_write(path, mf, err);
-    return st != DML_OK ? st : write_h5(path, "model file", fill_model, mf, err);
+    return st != DML_OK ? st : dml_h5_write_atomic(path, "model file", fill_model, mf, err);
 }
 
 static int fill_embeddings(hid_t f, const void *ctx)
@@ -244,7 +225,7 @@ static int fill_embeddings(hid_t f, const void *ctx)
 
 dml_status dml_embeddings_write(const char *path, const dml_embeddings *e, dml_error *err)
 {
-    return write_h5(path, "embeddings file", fill_embeddings, e, err);
+    return dml_h5_write_atomic(path, "embeddings file", fill_embeddings, e, err);
 }
 
 void dml_model_file_free(dml_model_file *mf)

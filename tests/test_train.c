@@ -18,37 +18,17 @@
 
 #define N_ROWS 600
 #define WIDTH 16
-#define CLASSES 4
+#define CLASSES 4 /* Gaussian blobs */
 
 static char dir[256], data[512];
 
-/* Four Gaussian classes in 16-d, written as X/y to an HDF5 file. */
+/* Four Gaussian classes in 16-d. */
 static int setup(void **state)
 {
     (void)state;
     tu_mkdtemp(dir, sizeof dir);
     snprintf(data, sizeof data, "%s/blobs.h5", dir);
-    static float x[N_ROWS * WIDTH], centers[CLASSES * WIDTH];
-    static int32_t y[N_ROWS];
-    tu_fill_normal(centers, CLASSES * WIDTH, 2.0f, 1);
-    tu_fill_normal(x, N_ROWS * WIDTH, 1.0f, 2);
-    for (int i = 0; i < N_ROWS; i++) {
-        y[i] = i % CLASSES;
-        for (int j = 0; j < WIDTH; j++)
-            x[i * WIDTH + j] += centers[y[i] * WIDTH + j];
-    }
-    hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t dx[2] = {N_ROWS, WIDTH}, dy[1] = {N_ROWS};
-    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
-    hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Dclose(ds);
-    ds = H5Dcreate2(f, "y", H5T_STD_I32LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
-    H5Dclose(ds);
-    H5Sclose(sx);
-    H5Sclose(sy);
-    H5Fclose(f);
+    tu_write_blobs(data, N_ROWS, WIDTH, CLASSES);
     return 0;
 }
 
@@ -136,16 +116,17 @@ static void test_demo_config_on_fashion_mnist(void **state)
     dml_model_file_free(&mf);
 }
 
-/* dml train into dir/out in the background, exec'ed so that the pid is dml's. */
-static pid_t start_training(const char *out, const char *args)
+/* dml train into dir/out in the background, exec'ed so that the pid is dml's, with env
+ * ("NAME=value ...") added to its environment. */
+static pid_t start_training_env(const char *out, const char *env, const char *args)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "exec %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
+             "exec env %s %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
              "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "
              "--set sampler.m=8 --set train.batch_size=32 --set train.threads=1 %s "
              ">%s/%s.log 2>&1",
-             tu_dml_path(), dir, out, data, data, args, dir, out);
+             env, tu_dml_path(), dir, out, data, data, args, dir, out);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -153,6 +134,11 @@ static pid_t start_training(const char *out, const char *args)
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_training(const char *out, const char *args)
+{
+    return start_training_env(out, "", args);
 }
 
 /* Waits (up to 30 s) for the run's first checkpoint: training is then under way. */
@@ -224,21 +210,34 @@ static void test_signal_checkpoints_then_resume_equals_uninterrupted(void **stat
     }
 }
 
-/* A second SIGINT does not wait for the checkpoint. Steps of a wide model take long enough
- * (tens of milliseconds) for the second signal to land before the next step boundary. */
+/* A second SIGINT does not wait for the checkpoint. The fault injector (tests/fault_preload.c)
+ * holds the interrupted run's checkpoint write in fsync for 5 s, so the second signal surely
+ * comes while the first one's checkpoint is still being written. */
 static void test_second_sigint_stops_at_once(void **state)
 {
     (void)state;
-    pid_t pid = start_training("twice", RESUME_ARGS " --set model.hidden=[2048,2048] "
-                                        "--set train.batch_size=256 --set sampler.m=64");
-    wait_for_checkpoint("twice");
+    char env[1200];
+    snprintf(env, sizeof env, "LD_PRELOAD=%s FAULT_MATCH=%s/twice FAULT_CALL=fsync FAULT_NTH=1 "
+                              "FAULT_SLEEP_MS=5000 ASAN_OPTIONS=verify_asan_link_order=0",
+             tu_fault_lib_path(), dir);
+    pid_t pid = start_training_env("twice", env, "--set train.steps=100000 "
+                                                 "--set train.checkpoint_every=100000");
+    char log[600];
+    snprintf(log, sizeof log, "%s/twice.log", dir);
+    for (int i = 0; i < 3000 && !log_has("twice", "step 1"); i++) /* under way */
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
     kill(pid, SIGINT);
-    nanosleep(&(struct timespec){0, 1000000}, NULL); /* the first one delivered */
+    for (int i = 0; i < 3000 && !log_has("twice", "SIGINT again: stop now"); i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_true(log_has("twice", "SIGINT again: stop now"));
+    double t0 = tu_now();
     kill(pid, SIGINT);
     int status;
     waitpid(pid, &status, 0);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGINT);
+    assert_true(tu_now() - t0 < 4.0); /* it did not sit out the slow fsync */
+    assert_false(file_exists("twice", "checkpoint.h5"));
 }
 
 static void test_divergence_stops_and_keeps_the_checkpoint(void **state)

@@ -1,10 +1,14 @@
 #include "tests/testutil.h"
 
+#include <hdf5.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 void tu_fill_normal(float *x, size_t n, float scale, uint64_t seed)
 {
@@ -150,4 +154,52 @@ const char *tu_dml_path(void)
 {
     const char *p = getenv("DML");
     return p && *p ? p : "build/dml";
+}
+
+const char *tu_fault_lib_path(void)
+{
+    static char path[4200];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(exe, '/');
+    snprintf(path, sizeof path, "%.*s/libfault.so", slash ? (int)(slash - exe) : 1,
+             slash ? exe : ".");
+    return path;
+}
+
+double tu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void tu_write_blobs(const char *path, int n, int d, int classes)
+{
+    float *x = malloc((size_t)n * d * sizeof(float)), *centers = malloc((size_t)classes * d * sizeof(float));
+    int32_t *y = malloc((size_t)n * sizeof(int32_t));
+    assert_true(x && centers && y);
+    tu_fill_normal(centers, (size_t)classes * d, 2.0f, 1);
+    tu_fill_normal(x, (size_t)n * d, 1.0f, 2);
+    for (int i = 0; i < n; i++) {
+        y[i] = i % classes;
+        for (int j = 0; j < d; j++)
+            x[(size_t)i * d + j] += centers[y[i] * d + j];
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {(hsize_t)n, (hsize_t)d}, dy[1] = {(hsize_t)n};
+    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
+    hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(f >= 0 && ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    ds = H5Dcreate2(f, "y", H5T_STD_I32LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Fclose(f);
+    free(x);
+    free(centers);
+    free(y);
 }

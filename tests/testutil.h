@@ -38,6 +38,14 @@ int tu_python_has(const char *modules);
 int tu_python_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of the dml CLI under test ($DML, default build/dml). */
 const char *tu_dml_path(void);
+/* The fault injector preloaded by the I/O-failure tests (tests/fault_preload.c), built beside
+ * the test programs. */
+const char *tu_fault_lib_path(void);
+/* n rows of width d in `classes` Gaussian classes (row i in class i % classes), seeded, as X
+ * (float32) and y (int32) in a new HDF5 file. */
+void tu_write_blobs(const char *path, int n, int d, int classes);
+/* Monotonic seconds. */
+double tu_now(void);
 /* Run a shell command; returns its exit status (0-255), or -1. */
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -1,8 +1,9 @@
 #include "train/checkpoint.h"
 
 #include <hdf5.h>
+
+#include "data/h5_image.h"
 #include <string.h>
-#include <unistd.h>
 
 static hid_t mem_type(dml_ckpt_type t)
 {
@@ -61,25 +62,25 @@ static int write_format(hid_t file)
     return ok;
 }
 
+typedef struct entry_list {
+    const dml_ckpt_entry *e;
+    int n;
+} entry_list;
+
+static int fill(hid_t file, const void *ctx)
+{
+    const entry_list *es = ctx;
+    int ok = write_format(file);
+    for (int i = 0; ok && i < es->n; i++)
+        ok = write_entry(file, &es->e[i]);
+    return ok;
+}
+
 dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries, int n_entries,
                                 dml_error *err)
 {
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    int ok;
-    H5E_BEGIN_TRY { /* report our own messages, not the HDF5 error stack */
-        hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-        ok = file >= 0 && write_format(file);
-        for (int i = 0; ok && i < n_entries; i++)
-            ok = write_entry(file, &entries[i]);
-        if (file >= 0 && H5Fclose(file) < 0)
-            ok = 0;
-    } H5E_END_TRY;
-    if (!ok) {
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the checkpoint");
-    }
-    return dml_file_commit(tmp, path, err);
+    entry_list es = {entries, n_entries};
+    return dml_h5_write_atomic(path, "checkpoint", fill, &es, err);
 }
 
 static dml_status read_entry(hid_t file, const char *path, const dml_ckpt_entry *e, dml_error *err)

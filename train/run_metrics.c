@@ -1,20 +1,20 @@
 /* metrics.jsonl: one JSON object per line, rewritten whole at every checkpoint so a crash
  * leaves the previous complete file, never a torn line. */
 #include <stdio.h>
-#include <unistd.h>
 
 #include "train/run_output.h"
 
 #define LOSS_EVERY 10
 
-dml_status dml_run_write_metrics(dml_run *r, const char *final_json, dml_error *err)
+typedef struct metrics_text {
+    const dml_run *r;
+    const char *final_json;
+} metrics_text;
+
+static void write_metrics(FILE *f, const void *ctx)
 {
-    char path[1100], tmp[1200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", r->out_dir);
-    dml_tmp_path(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return dml_error_set(err, DML_ERR_IO, tmp, 0, 0, "cannot create the file");
+    const metrics_text *m = ctx;
+    const dml_run *r = m->r;
     int v = 0;
     for (long s = 1; s <= r->step; s++) {
         if (s % LOSS_EVERY == 0 || s == r->step)
@@ -24,11 +24,14 @@ dml_status dml_run_write_metrics(dml_run *r, const char *final_json, dml_error *
             fprintf(f, "{\"step\": %ld, \"val_map_at_r\": %.6f, \"val_precision_at_1\": %.6f}\n", s,
                     r->val[v].map_at_r, r->val[v].precision_at_1);
     }
-    if (final_json)
-        fprintf(f, "{\"step\": %ld, \"final\": %s}\n", r->step, final_json);
-    if (fclose(f) != 0) {
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the file");
-    }
-    return dml_file_commit(tmp, path, err);
+    if (m->final_json)
+        fprintf(f, "{\"step\": %ld, \"final\": %s}\n", r->step, m->final_json);
+}
+
+dml_status dml_run_write_metrics(dml_run *r, const char *final_json, dml_error *err)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->out_dir);
+    metrics_text m = {r, final_json};
+    return dml_file_write_stdio(path, "metrics", write_metrics, &m, err);
 }
