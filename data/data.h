@@ -11,5 +11,6 @@
 #include "data/split.h"
 #include "data/sampler.h"
 #include "data/neighbors.h"
+#include "data/augment.h"
 
 #endif

@@ -561,7 +561,14 @@ static void test_impossible_combinations(void **state)
          "sampler.m: expected a divisor of train.batch_size (250) for the m_per_class sampler, got "
          "4"},
         {"loss:\n  type: mnr\n", NULL, 2, 9,
-         "loss.type: mnr needs pairs: set data.pairs to same_class, halves or file"},
+         "loss.type: mnr needs pairs: set data.pairs to same_class, halves, file or augment"},
+        {"data:\n  pairs: augment\nloss:\n  type: mnr\n", NULL, 2, 10,
+         "data.pairs: augment pairs are two augmented views of a row: set data.augment (shift, "
+         "rotate, scale, flip, cutout, noise or dropout)"},
+        {"data:\n  augment:\n    height: 28\n", NULL, 3, 13,
+         "data.augment.height: expected both data.augment.height and width, or neither"},
+        {"data:\n  augment: {flip: 2}\n", NULL, 2, 19,
+         "data.augment.flip: expected a probability in [0, 1], got \"2\""},
         {"model:\n  type: dual\n", NULL, 2, 9,
          "model.type: a dual encoder needs pairs: set data.pairs to halves or file"},
         {"data:\n  pairs: halves\n", NULL, 2, 10,
@@ -572,10 +579,10 @@ static void test_impossible_combinations(void **state)
          "loss.reconstruction_weight: needs a decoder: set model.type to autoencoder, or this to 0"},
         {"data:\n  unlabelled: true\n", NULL, 2, 15,
          "data.unlabelled: this loss.type needs labels: unlabelled data train with reconstruction, "
-         "or with mnr on halves or file pairs"},
+         "or with mnr on halves, file or augment pairs"},
         {"data:\n  unlabelled: true\n  pairs: same_class\nloss:\n  type: mnr\n", NULL, 2, 15,
          "data.unlabelled: this loss.type needs labels: unlabelled data train with reconstruction, "
-         "or with mnr on halves or file pairs"},
+         "or with mnr on halves, file or augment pairs"},
         {"data:\n  unlabelled: true\n  labels_per_class: 5\nmodel:\n  type: autoencoder\nloss:\n"
          "  type: reconstruction\n",
          NULL, 3, 21, "data.labels_per_class: expected 0 with data.unlabelled: true, got 5"},
@@ -591,7 +598,7 @@ static void test_impossible_combinations(void **state)
         {"name: \"..\"\n", NULL, 1, 7, "name: expected a run folder name without '/', got \"..\""},
         /* Made impossible by an override: the error names --set. */
         {"", "loss.type=mnr", 0, 0,
-         "loss.type: mnr needs pairs: set data.pairs to same_class, halves or file"},
+         "loss.type: mnr needs pairs: set data.pairs to same_class, halves, file or augment"},
     };
     CHECK_BAD(cases);
 }

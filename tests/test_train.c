@@ -185,6 +185,31 @@ static void test_resume_after_kill_equals_uninterrupted(void **state)
     assert_same_model("whole", "killed");
 }
 
+/* Augmentation draws from its own generator, kept in the checkpoint: a killed and resumed run
+ * ends with the uninterrupted one's model, and the augmented run differs from the plain one. */
+static void test_augmented_resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    const char *aug = RESUME_ARGS " --set 'data.augment={noise: 0.3, dropout: 0.1}'";
+    assert_int_equal(train("aug_whole", aug), 0);
+    pid_t pid = start_training("aug_killed", aug);
+    wait_for_checkpoint("aug_killed");
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    char resume[600];
+    snprintf(resume, sizeof resume, "--resume %s", aug);
+    assert_int_equal(train("aug_killed", resume), 0);
+    assert_same_model("aug_whole", "aug_killed");
+    dml_model_file a, b;
+    read_model("whole", &a);
+    read_model("aug_whole", &b);
+    const dml_tensor *wa = &a.net.encoder.layers[0].w, *wb = &b.net.encoder.layers[0].w;
+    assert_true(memcmp(wa->data, wb->data, (size_t)wa->rows * wa->cols * sizeof(float)) != 0);
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+}
+
 /* SIGINT and SIGTERM (a preemption) write a checkpoint at the next step and exit 128 + the
  * signal; --resume then ends with the uninterrupted run's model. Runs after the kill test,
  * whose uninterrupted run it compares with. */
@@ -299,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_end_to_end_writes_every_output),
         cmocka_unit_test(test_demo_config_on_fashion_mnist),
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
+        cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
         cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),

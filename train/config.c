@@ -34,7 +34,8 @@ typedef struct field {
 static const char *const NORMALIZE[] = {[DML_NORM_NONE] = "none", [DML_NORM_UNIT] = "unit",
                                         [DML_NORM_STANDARDIZE] = "standardize", NULL};
 static const char *const PAIRS[] = {[DML_PAIRS_NONE] = "none", [DML_PAIRS_SAME_CLASS] = "same_class",
-                                    [DML_PAIRS_HALVES] = "halves", [DML_PAIRS_FILE] = "file", NULL};
+                                    [DML_PAIRS_HALVES] = "halves", [DML_PAIRS_FILE] = "file",
+                                    [DML_PAIRS_AUGMENT] = "augment", NULL};
 static const char *const MODEL_TYPE[] = {[DML_NET_MLP] = "mlp", [DML_NET_AUTOENCODER] = "autoencoder",
                                          [DML_NET_DUAL] = "dual", NULL};
 static const char *const ACTIVATION[] = {[DML_CFG_ACT_RELU] = "relu", [DML_CFG_ACT_TANH] = "tanh",
@@ -83,6 +84,16 @@ static const field FIELDS[] = {
     FLAG("data.unlabelled", data.unlabelled),
     CHOICE("data.normalize", data.normalize, NORMALIZE),
     CHOICE("data.pairs", data.pairs, PAIRS),
+    NUM("data.augment.height", F_INT, data.augment.height, 0, 65536, 0, "an integer in 0..65536"),
+    NUM("data.augment.width", F_INT, data.augment.width, 0, 65536, 0, "an integer in 0..65536"),
+    NUM("data.augment.shift", F_INT, data.augment.shift, 0, 65536, 0, "an integer >= 0 (pixels)"),
+    NUM("data.augment.rotate", F_FLOAT, data.augment.rotate, 0, 180, 0, "degrees in [0, 180]"),
+    NUM("data.augment.scale", F_FLOAT, data.augment.scale, 0, 1, OPEN_MAX, "a number in [0, 1)"),
+    NUM("data.augment.flip", F_FLOAT, data.augment.flip, 0, 1, 0, "a probability in [0, 1]"),
+    NUM("data.augment.cutout", F_INT, data.augment.cutout, 0, 65536, 0, "an integer >= 0 (pixels)"),
+    NUM("data.augment.noise", F_FLOAT, data.augment.noise, 0, INFINITY, 0, "a number >= 0"),
+    NUM("data.augment.dropout", F_FLOAT, data.augment.dropout, 0, 1, OPEN_MAX,
+        "a probability in [0, 1)"),
     CHOICE("model.type", model.type, MODEL_TYPE),
     {"model.hidden", F_INT_LIST, MEMBER(model.hidden), NULL, 1, 65536, 0,
      "a list of layer widths like [512, 256]"},
@@ -138,7 +149,7 @@ static const field FIELDS[] = {
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
-static const char *const SECTIONS[] = {"data", "model", "loss", "loss.quantization",
+static const char *const SECTIONS[] = {"data", "data.augment", "model", "loss", "loss.quantization",
                                        "sampler", "train", "pq", "eval"};
 #define N_SECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 

@@ -20,7 +20,14 @@
 /* String choices. Where a lower layer has the same list (dml_norm_kind, dml_net_type,
  * dml_distance, dml_miner, dml_sampler_kind, dml_optim_kind, dml_schedule_kind) the config uses
  * that enum; train/config.c asserts the orders match its choice tables. */
-typedef enum { DML_PAIRS_NONE, DML_PAIRS_SAME_CLASS, DML_PAIRS_HALVES, DML_PAIRS_FILE } dml_pairs;
+/* augment: two augmented views of each row, a positive pair (SimCLR's self-supervision) */
+typedef enum {
+    DML_PAIRS_NONE,
+    DML_PAIRS_SAME_CLASS,
+    DML_PAIRS_HALVES,
+    DML_PAIRS_FILE,
+    DML_PAIRS_AUGMENT
+} dml_pairs;
 typedef enum { DML_CFG_ACT_RELU, DML_CFG_ACT_TANH, DML_CFG_ACT_GELU, DML_CFG_ACT_LEAKY_RELU } dml_cfg_act;
 typedef enum { DML_CFG_OUT_L2, DML_CFG_OUT_TANH, DML_CFG_OUT_NONE } dml_cfg_output;
 typedef enum {
@@ -54,6 +61,7 @@ typedef struct dml_config {
         bool unlabelled;
         dml_norm_kind normalize;
         dml_pairs pairs;
+        dml_augment augment; /* every training batch's rows; all zero = off */
     } data;
     struct {
         dml_net_type type;

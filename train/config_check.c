@@ -25,7 +25,7 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
                                 c->train.batch_size, c->sampler.m);
     if (c->loss.type == DML_LOSS_MNR && !pairs)
         return dml_config_error(c, "loss.type", err,
-                                "mnr needs pairs: set data.pairs to same_class, halves or file");
+                                "mnr needs pairs: set data.pairs to same_class, halves, file or augment");
     if (c->model.type == DML_NET_DUAL && !pairs)
         return dml_config_error(c, "model.type", err,
                                 "a dual encoder needs pairs: set data.pairs to halves or file");
@@ -33,6 +33,18 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "data.pairs", err,
                                 "pairs train with loss.type mnr: set data.pairs to none for this "
                                 "loss");
+    if (c->data.pairs == DML_PAIRS_AUGMENT && !dml_augment_on(&c->data.augment))
+        return dml_config_error(c, "data.pairs", err,
+                                "augment pairs are two augmented views of a row: set data.augment "
+                                "(shift, rotate, scale, flip, cutout, noise or dropout)");
+    if (c->data.pairs == DML_PAIRS_AUGMENT && c->model.type == DML_NET_DUAL)
+        return dml_config_error(c, "model.type", err,
+                                "the two views of augment pairs share one encoder: use mlp or "
+                                "autoencoder");
+    if ((c->data.augment.height > 0) != (c->data.augment.width > 0))
+        return dml_config_error(c, c->data.augment.height > 0 ? "data.augment.height"
+                                                              : "data.augment.width",
+                                err, "expected both data.augment.height and width, or neither");
     if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,
                                 "reconstruction needs a decoder: set model.type to autoencoder");
@@ -44,7 +56,7 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     if (c->data.unlabelled && needs_labels)
         return dml_config_error(c, "data.unlabelled", err,
                                 "this loss.type needs labels: unlabelled data train with "
-                                "reconstruction, or with mnr on halves or file pairs");
+                                "reconstruction, or with mnr on halves, file or augment pairs");
     if (c->data.unlabelled && c->data.labels_per_class > 0)
         return dml_config_error(c, "data.labels_per_class", err,
                                 "expected 0 with data.unlabelled: true, got %d",

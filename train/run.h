@@ -53,6 +53,10 @@ typedef struct dml_run {
     int32_t *idx, *pos, *idx_unl, *labels; /* [batch] */
     float *xa, *xb, *xu; /* [2 batch, d_in] (pairs through one encoder), [batch, d_in_b], [batch, d_in] */
     dml_rng rng;
+    /* data.augment: its own generator, so that batches are the same with or without it */
+    int augment_on;
+    float *aug_scratch; /* [d_in] */
+    dml_rng rng_aug;
 
     /* progress */
     long step, total_steps, steps_per_epoch;

@@ -65,6 +65,8 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add(es, "scalars_i", DML_CKPT_I64, s->i, 8);
     add(es, "scalars_f", DML_CKPT_F64, s->f, 2);
     add(es, "rng", DML_CKPT_I64, r->rng.s, 4);
+    if (r->augment_on)
+        add(es, "rng_augment", DML_CKPT_I64, r->rng_aug.s, 4);
     add(es, "sampler", DML_CKPT_U8, sampler_state, dml_sampler_state_size(&r->sampler));
     if (sampler_unl_state)
         add(es, "sampler_unlabelled", DML_CKPT_U8, sampler_unl_state,

@@ -14,13 +14,26 @@ static dml_reduction reduction(const dml_config *c)
                                                             : DML_REDUCE_MEAN;
 }
 
-/* The anchor and positive embeddings of a pair batch. */
+/* data.augment on n gathered rows of the encoder's input width, in place. */
+static void augment(dml_run *r, float *x, int n)
+{
+    if (r->augment_on)
+        dml_augment_rows(&r->cfg->data.augment, x, n, r->d_in, r->aug_scratch, &r->rng_aug);
+}
+
+/* The anchor and positive embeddings of a pair batch. Augment pairs are a row twice, each copy
+ * augmented on its own. */
 static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **zp)
 {
     const dml_config *c = r->cfg;
     const dml_dataset *ds = &r->train;
     int b = r->batch;
-    dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
+    if (c->data.pairs == DML_PAIRS_AUGMENT) {
+        dml_sampler_next(&r->sampler, r->idx);
+        memcpy(r->pos, r->idx, (size_t)b * sizeof *r->pos);
+    } else {
+        dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
+    }
     const dml_mlp *tower_b = c->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
     dml_dataset_gather(r->xa, ds, r->idx, b);
     if (ds->y)
@@ -29,6 +42,7 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
         /* same_class through one encoder: anchors and positives as one [2B, d] batch (one GEMM
          * per layer, twice as tall), then row views whose gradients land in the batch's own */
         dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
+        augment(r, r->xa, 2 * b);
         dml_tensor *z = dml_mlp_forward(g, &r->net.encoder,
                                         dml_leaf(g, r->xa, NULL, 2 * b, r->d_in));
         if (!z) {
@@ -44,6 +58,9 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
         dml_dataset_gather_b(r->xb, ds, r->pos, b);
     else /* two towers over one view */
         dml_dataset_gather(r->xb, ds, r->pos, b);
+    augment(r, r->xa, b);
+    if (r->d_in_b == r->d_in)
+        augment(r, r->xb, b);
     *za = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, r->xa, NULL, b, r->d_in));
     *zp = dml_mlp_forward(g, tower_b, dml_leaf(g, r->xb, NULL, b, r->d_in_b));
 }
@@ -70,6 +87,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     } else {
         dml_sampler_next(&r->sampler, r->idx);
         dml_dataset_gather(r->xa, ds, r->idx, b);
+        augment(r, r->xa, b);
         if (ds->y)
             dml_dataset_gather_labels(r->labels, ds, r->idx, b);
         dml_tensor *x = dml_leaf(g, r->xa, NULL, b, r->d_in);

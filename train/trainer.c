@@ -110,6 +110,34 @@ static dml_status build_model(dml_run *r, dml_error *err)
     return DML_OK;
 }
 
+/* data.augment: the image shape (a square when the config gives none and the width is one), its
+ * generator and scratch. */
+static dml_status build_augment(dml_run *r, dml_error *err)
+{
+    dml_augment *a = &r->cfg_fitted.data.augment;
+    if (!(r->augment_on = dml_augment_on(a)))
+        return DML_OK;
+    if (dml_augment_geometric(a) && a->height == 0) {
+        int side = (int)lround(sqrt((double)r->d_in));
+        if (side * side != r->d_in)
+            return dml_config_error(r->cfg, "data.augment", err,
+                                    "shifts, rotations, zoom, flips and cutout need the rows' "
+                                    "image shape: set data.augment.height and width (rows of "
+                                    "width %d)", r->d_in);
+        a->height = a->width = side;
+        fprintf(r->log, "# data.augment: %d x %d images (the rows' width %d)\n", side, side,
+                r->d_in);
+    }
+    if (dml_augment_geometric(a) && a->height * a->width != r->d_in)
+        return dml_config_error(r->cfg, "data.augment.height", err,
+                                "%d x %d images, but the encoder's rows have width %d", a->height,
+                                a->width, r->d_in);
+    dml_rng_seed(&r->rng_aug, (uint64_t)r->cfg->seed ^ 0x6175676d656e74ull); /* "augment" */
+    r->aug_scratch = malloc((size_t)r->d_in * sizeof(float));
+    return r->aug_scratch ? DML_OK
+                          : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
+}
+
 /* ---- set-up: optimisation ---- */
 static dml_status build_training(dml_run *r, dml_error *err)
 {
@@ -126,6 +154,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     if (c->data.pairs != DML_PAIRS_NONE) {
         ss.kind = DML_SAMPLER_RANDOM;
         ss.pairs = c->data.pairs == DML_PAIRS_SAME_CLASS ? DML_PAIR_MODE_SAME_CLASS
+                   : c->data.pairs == DML_PAIRS_AUGMENT  ? DML_PAIR_MODE_NONE /* a row, twice */
                                                          : DML_PAIR_MODE_OTHER_VIEW;
     }
     if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
@@ -188,6 +217,7 @@ void dml_run_close(dml_run *r)
     free(r->xu);
     free(r->best);
     free(r->loss_curve);
+    free(r->aug_scratch);
     free(r);
 }
 
@@ -355,6 +385,8 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
         st = normalise(r, err);
     if (st == DML_OK)
         st = build_model(r, err);
+    if (st == DML_OK)
+        st = build_augment(r, err);
     if (st == DML_OK)
         st = build_training(r, err);
     if (st != DML_OK) {

@@ -1,0 +1,174 @@
+/* data.augment's transforms on small images: integer shifts and flips copy pixels exactly,
+ * rotation keeps a centred round blob, cutout zeroes one square, noise and dropout have the
+ * asked-for strength, and a seed gives the same draws. */
+#include <math.h>
+#include <string.h>
+
+#include "data/data.h"
+#include "tests/testutil.h"
+
+#define H 7
+#define W 9
+#define D (H * W)
+
+static void ramp(float *img)
+{
+    for (int i = 0; i < D; i++)
+        img[i] = (float)(i + 1);
+}
+
+static void augment_one(const dml_augment *a, float *img, uint64_t seed)
+{
+    float scratch[D];
+    dml_rng rng;
+    dml_rng_seed(&rng, seed);
+    dml_augment_rows(a, img, 1, D, scratch, &rng);
+}
+
+/* Every draw is the image moved by some (tx, ty) in [-2, 2]^2 with zeros brought in, and over
+ * many draws every one of the 25 moves occurs. */
+static void test_shift_is_an_exact_translation(void **state)
+{
+    (void)state;
+    dml_augment a = {.height = H, .width = W, .shift = 2};
+    int seen[5][5] = {{0}};
+    for (uint64_t seed = 0; seed < 400; seed++) {
+        float img[D], src[D];
+        ramp(src);
+        memcpy(img, src, sizeof img);
+        augment_one(&a, img, seed);
+        int matched = 0;
+        for (int ty = -2; ty <= 2 && !matched; ty++)
+            for (int tx = -2; tx <= 2 && !matched; tx++) {
+                int same = 1;
+                for (int y = 0; y < H && same; y++)
+                    for (int x = 0; x < W && same; x++) {
+                        int sx = x - tx, sy = y - ty;
+                        float want = sx >= 0 && sx < W && sy >= 0 && sy < H ? src[sy * W + sx] : 0;
+                        same = img[y * W + x] == want;
+                    }
+                if (same) {
+                    matched = 1;
+                    seen[ty + 2][tx + 2]++;
+                }
+            }
+        assert_true(matched);
+    }
+    for (int i = 0; i < 25; i++)
+        assert_true(seen[i / 5][i % 5] > 0);
+}
+
+static void test_flip_mirrors_rows(void **state)
+{
+    (void)state;
+    dml_augment a = {.height = H, .width = W, .flip = 1.0f};
+    float img[D], src[D];
+    ramp(src);
+    memcpy(img, src, sizeof img);
+    augment_one(&a, img, 1);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            assert_true(img[y * W + x] == src[y * W + (W - 1 - x)]);
+}
+
+/* A round blob at the centre (of an odd-sided image) hardly changes under any rotation. */
+static void test_rotation_keeps_a_centred_blob(void **state)
+{
+    (void)state;
+    enum { S = 15 };
+    float img[S * S], src[S * S], scratch[S * S];
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            src[y * S + x] = expf(-((x - 7.0f) * (x - 7.0f) + (y - 7.0f) * (y - 7.0f)) / 8.0f);
+    dml_augment a = {.height = S, .width = S, .rotate = 90.0f};
+    dml_rng rng;
+    dml_rng_seed(&rng, 3);
+    for (int k = 0; k < 20; k++) {
+        memcpy(img, src, sizeof img);
+        dml_augment_rows(&a, img, 1, S * S, scratch, &rng);
+        float worst = 0.0f;
+        for (int i = 0; i < S * S; i++)
+            worst = fmaxf(worst, fabsf(img[i] - src[i]));
+        assert_true(worst < 0.05f); /* bilinear sampling of a smooth blob */
+        assert_float_equal(img[7 * S + 7], 1.0f, 1e-6);
+    }
+}
+
+static void test_cutout_zeroes_one_square(void **state)
+{
+    (void)state;
+    dml_augment a = {.height = H, .width = W, .cutout = 3};
+    for (uint64_t seed = 0; seed < 50; seed++) {
+        float img[D];
+        for (int i = 0; i < D; i++)
+            img[i] = 1.0f;
+        augment_one(&a, img, seed);
+        int zeros = 0, x0 = W, x1 = -1, y0 = H, y1 = -1;
+        for (int i = 0; i < D; i++)
+            if (img[i] == 0.0f) {
+                zeros++;
+                x0 = i % W < x0 ? i % W : x0, x1 = i % W > x1 ? i % W : x1;
+                y0 = i / W < y0 ? i / W : y0, y1 = i / W > y1 ? i / W : y1;
+            } else {
+                assert_true(img[i] == 1.0f);
+            }
+        assert_true(zeros >= 1 && zeros <= 9);
+        assert_int_equal(zeros, (x1 - x0 + 1) * (y1 - y0 + 1)); /* one rectangle, clipped */
+    }
+}
+
+static void test_noise_and_dropout_strength(void **state)
+{
+    (void)state;
+    enum { N = 200, WIDE = 100 };
+    static float x[N * WIDE], scratch[WIDE];
+    dml_rng rng;
+    dml_rng_seed(&rng, 9);
+    dml_augment noise = {.noise = 0.5f};
+    dml_augment_rows(&noise, x, N, WIDE, scratch, &rng);
+    double s = 0, s2 = 0;
+    for (int i = 0; i < N * WIDE; i++)
+        s += x[i], s2 += (double)x[i] * x[i];
+    assert_float_equal(s / (N * WIDE), 0.0, 0.02);
+    assert_float_equal(sqrt(s2 / (N * WIDE)), 0.5, 0.02);
+    for (int i = 0; i < N * WIDE; i++)
+        x[i] = 1.0f;
+    dml_augment drop = {.dropout = 0.3f};
+    dml_augment_rows(&drop, x, N, WIDE, scratch, &rng);
+    int zeros = 0;
+    for (int i = 0; i < N * WIDE; i++)
+        zeros += x[i] == 0.0f;
+    assert_float_equal((double)zeros / (N * WIDE), 0.3, 0.02);
+}
+
+static void test_same_seed_same_draws(void **state)
+{
+    (void)state;
+    dml_augment a = {.height = H, .width = W, .shift = 1, .rotate = 20.0f, .scale = 0.2f,
+                     .flip = 0.5f, .cutout = 2, .noise = 0.1f, .dropout = 0.1f};
+    float x[D], y[D];
+    ramp(x);
+    ramp(y);
+    augment_one(&a, x, 5);
+    augment_one(&a, y, 5);
+    assert_memory_equal(x, y, sizeof x);
+    ramp(y);
+    augment_one(&a, y, 6);
+    assert_true(memcmp(x, y, sizeof x) != 0);
+    assert_true(dml_augment_on(&a) && dml_augment_geometric(&a));
+    dml_augment off = {.height = H, .width = W};
+    assert_false(dml_augment_on(&off));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shift_is_an_exact_translation),
+        cmocka_unit_test(test_flip_mirrors_rows),
+        cmocka_unit_test(test_rotation_keeps_a_centred_blob),
+        cmocka_unit_test(test_cutout_zeroes_one_square),
+        cmocka_unit_test(test_noise_and_dropout_strength),
+        cmocka_unit_test(test_same_seed_same_draws),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
