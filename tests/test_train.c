@@ -171,18 +171,27 @@ static void assert_same_model(const char *folder_a, const char *folder_b)
 
 #define RESUME_ARGS "--set train.steps=3000 --set train.checkpoint_every=20 --set train.eval_every=100"
 
-static void test_resume_after_kill_equals_uninterrupted(void **state)
+/* Trains dir/whole with args, then dir/killed the same way, SIGKILLed after its first checkpoint
+ * and resumed: both must end with the same model to the bit. */
+static void kill_and_resume(const char *whole, const char *killed, const char *args)
 {
-    (void)state;
-    assert_int_equal(train("whole", RESUME_ARGS), 0);
-    pid_t pid = start_training("killed", RESUME_ARGS);
-    wait_for_checkpoint("killed");
+    assert_int_equal(train(whole, args), 0);
+    pid_t pid = start_training(killed, args);
+    wait_for_checkpoint(killed);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    assert_false(file_exists("killed", "model.h5")); /* it was killed mid-run */
-    assert_int_equal(train("killed", "--resume " RESUME_ARGS), 0);
-    assert_same_model("whole", "killed");
+    assert_false(file_exists(killed, "model.h5")); /* it was killed mid-run */
+    char resume[600];
+    snprintf(resume, sizeof resume, "--resume %s", args);
+    assert_int_equal(train(killed, resume), 0);
+    assert_same_model(whole, killed);
+}
+
+static void test_resume_after_kill_equals_uninterrupted(void **state)
+{
+    (void)state;
+    kill_and_resume("whole", "killed", RESUME_ARGS);
 }
 
 /* Augmentation draws from its own generator, kept in the checkpoint: a killed and resumed run
@@ -190,17 +199,8 @@ static void test_resume_after_kill_equals_uninterrupted(void **state)
 static void test_augmented_resume_equals_uninterrupted(void **state)
 {
     (void)state;
-    const char *aug = RESUME_ARGS " --set 'data.augment={noise: 0.3, dropout: 0.1}'";
-    assert_int_equal(train("aug_whole", aug), 0);
-    pid_t pid = start_training("aug_killed", aug);
-    wait_for_checkpoint("aug_killed");
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    char resume[600];
-    snprintf(resume, sizeof resume, "--resume %s", aug);
-    assert_int_equal(train("aug_killed", resume), 0);
-    assert_same_model("aug_whole", "aug_killed");
+    kill_and_resume("aug_whole", "aug_killed",
+                    RESUME_ARGS " --set 'data.augment={noise: 0.3, dropout: 0.1}'");
     dml_model_file a, b;
     read_model("whole", &a);
     read_model("aug_whole", &b);
