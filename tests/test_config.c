@@ -465,7 +465,8 @@ static void test_wrong_types(void **state)
         {"data:\n  train: {x: 1}\n", NULL, 2, 10, "data.train: expected a data spec, got a mapping"},
         {"data:\n  train: \"\"\n", NULL, 2, 10, "data.train: expected a data spec, got \"\""},
         {"train:\n  eval_every: sometimes\n", NULL, 2, 15,
-         "train.eval_every: expected epoch or a positive number of steps, got \"sometimes\""},
+         "train.eval_every: expected epoch, never (or 0) or a positive number of steps, got "
+         "\"sometimes\""},
         {"train: 5\n", NULL, 1, 8, "train: expected a mapping of keys, got \"5\""},
         {"- train\n", NULL, 1, 1, "expected a mapping of keys like \"train:\", got a list"},
         {"eval:\n  metrics: nmi\n", NULL, 2, 12,
@@ -669,6 +670,47 @@ static void test_round_trip(void **state)
     free(c);
 }
 
+/* eval_every and checkpoint_every: epoch, never (or 0), or N steps; the codebooks' refits know
+ * no never. */
+static void test_every(void **state)
+{
+    (void)state;
+    dml_config *c = malloc(sizeof *c);
+    dml_error err;
+    assert_int_equal(load("train:\n  eval_every: never\n  checkpoint_every: 0\n", 0, NULL, c, &err),
+                     DML_OK);
+    assert_int_equal(c->train.eval_every, DML_EVERY_NEVER);
+    assert_int_equal(c->train.checkpoint_every, DML_EVERY_NEVER);
+    char *yaml = dml_config_to_yaml(c);
+    assert_non_null(strstr(yaml, "  eval_every: never\n  checkpoint_every: never\n"));
+    free(yaml);
+    check_round_trip(c);
+    char *sets[] = {"train.eval_every=0", "train.checkpoint_every=epoch"};
+    assert_int_equal(load("train:\n  eval_every: 30\n  checkpoint_every: 7\n", 2, sets, c, &err),
+                     DML_OK);
+    assert_int_equal(c->train.eval_every, DML_EVERY_NEVER);
+    assert_int_equal(c->train.checkpoint_every, DML_EVERY_EPOCH);
+    free(c);
+    static const bad_case cases[] = {
+        {"train:\n  checkpoint_every: -1\n", NULL, 2, 21,
+         "train.checkpoint_every: expected epoch, never (or 0) or a positive number of steps, got "
+         "\"-1\""},
+        {"train:\n  eval_every: 0.5\n", NULL, 2, 15,
+         "train.eval_every: expected epoch, never (or 0) or a positive number of steps, got "
+         "\"0.5\""},
+        {"loss:\n  quantization:\n    codebook_every: never\n", NULL, 3, 21,
+         "loss.quantization.codebook_every: expected epoch or a positive number of steps, got "
+         "\"never\""},
+        {"", "loss.quantization.codebook_every=0", 0, 0,
+         "loss.quantization.codebook_every: expected epoch or a positive number of steps, got "
+         "\"0\""},
+        {"train:\n  eval_every: never\n  early_stop_patience: 2\n", NULL, 3, 24,
+         "train.early_stop_patience: early stopping counts validations, and train.eval_every is "
+         "never: set train.eval_every, or this to 0"},
+    };
+    CHECK_BAD(cases);
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -734,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_impossible_combinations),
         cmocka_unit_test(test_possible_combinations),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_every),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

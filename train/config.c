@@ -17,7 +17,7 @@
 typedef enum { F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_EVERY, F_INT_LIST, F_NAME_LIST } ftype;
 
 /* Bounds are inclusive unless marked open. */
-enum { OPEN_MIN = 1, OPEN_MAX = 2, POW2 = 4, NONEMPTY = 8 };
+enum { OPEN_MIN = 1, OPEN_MAX = 2, POW2 = 4, NONEMPTY = 8, NEVER = 16 /* F_EVERY: never, 0 */ };
 
 typedef struct field {
     const char *path;
@@ -71,6 +71,9 @@ static const char *const METRICS[] = {"map_at_r", "precision_at_1", "r_precision
 #define FLAG(p, m) {p, F_BOOL, MEMBER(m), NULL, 0, 0, 0, "true or false"}
 #define TEXT(p, m, fl, ex) {p, F_STRING, MEMBER(m), NULL, 0, 0, fl, ex}
 #define EVERY(p, m) {p, F_EVERY, MEMBER(m), NULL, 1, INT_MAX, 0, "epoch or a positive number of steps"}
+#define EVERY_OR_NEVER(p, m)                                                                       \
+    {p, F_EVERY, MEMBER(m), NULL, 1, INT_MAX, NEVER,                                               \
+     "epoch, never (or 0) or a positive number of steps"}
 #define BIG ((double)INT_MAX)
 
 /* config.md's keys in config.md's order (the printed config follows it). */
@@ -135,8 +138,8 @@ static const field FIELDS[] = {
     CHOICE("train.schedule", train.schedule, SCHEDULE),
     NUM("train.warmup_steps", F_INT, train.warmup_steps, 0, BIG, 0, "an integer >= 0"),
     NUM("train.clip_grad_norm", F_FLOAT, train.clip_grad_norm, 0, INFINITY, 0, "a number >= 0"),
-    EVERY("train.eval_every", train.eval_every),
-    EVERY("train.checkpoint_every", train.checkpoint_every),
+    EVERY_OR_NEVER("train.eval_every", train.eval_every),
+    EVERY_OR_NEVER("train.checkpoint_every", train.checkpoint_every),
     NUM("train.early_stop_patience", F_INT, train.early_stop_patience, 0, BIG, 0, "an integer >= 0"),
     NUM("train.threads", F_INT, train.threads, 0, 1024, 0, "an integer in 0..1024"),
     NUM("pq.m", F_INT, pq.m, 1, 65536, 0, "an integer in 1..65536"),
@@ -425,7 +428,11 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
             break;
         case F_EVERY:
             if (!strcmp(s, "epoch")) {
-                *(int *)dst = 0;
+                *(int *)dst = DML_EVERY_EPOCH;
+                return DML_OK;
+            }
+            if ((f->flags & NEVER) && (!strcmp(s, "never") || (parse_number(s, &v) && v == 0))) {
+                *(int *)dst = DML_EVERY_NEVER;
                 return DML_OK;
             }
             /* fall through - else a number of steps */
@@ -883,10 +890,12 @@ static void print_value(const field *f, const dml_config *cfg, FILE *out)
     case F_STRING: print_string(src, out); break;
     case F_ENUM: fputs(f->choices[*(const int *)src], out); break;
     case F_EVERY:
-        if (*(const int *)src)
-            fprintf(out, "%d", *(const int *)src);
-        else
+        if (*(const int *)src == DML_EVERY_EPOCH)
             fputs("epoch", out);
+        else if (*(const int *)src == DML_EVERY_NEVER)
+            fputs("never", out);
+        else
+            fprintf(out, "%d", *(const int *)src);
         break;
     case F_INT_LIST:
         fputc('[', out);

@@ -40,8 +40,11 @@ typedef enum {
 typedef enum { DML_CFG_REDUCE_MEAN, DML_CFG_REDUCE_MEAN_NONZERO } dml_cfg_reduction;
 typedef enum { DML_RECON_MSE, DML_RECON_BCE } dml_recon_kind;
 
-/* "epoch" or a positive number of steps: 0 means every epoch. */
+/* "epoch" (0), a positive number of steps, or for validation and checkpoints "never" (also
+ * written 0): a benchmark or a quick run can turn them off; the end of training still does both. */
 typedef int dml_every;
+#define DML_EVERY_EPOCH 0
+#define DML_EVERY_NEVER (-1)
 
 /* Where a key was given: 1-based line and column of its value (of the key, for a section);
  * both 0 when it came from a --set override. */

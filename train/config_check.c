@@ -75,5 +75,9 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "train.early_stop_patience", err,
                                 "early stopping needs a validation set: set data.val_fraction > 0 "
                                 "or data.test");
+    if (c->train.early_stop_patience > 0 && c->train.eval_every == DML_EVERY_NEVER)
+        return dml_config_error(c, "train.early_stop_patience", err,
+                                "early stopping counts validations, and train.eval_every is never: "
+                                "set train.eval_every, or this to 0");
     return DML_OK;
 }

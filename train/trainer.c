@@ -224,6 +224,8 @@ void dml_run_close(dml_run *r)
 /* ---- the loop ---- */
 static int every(long step, int n, long steps_per_epoch)
 {
+    if (n == DML_EVERY_NEVER)
+        return 0;
     long period = n > 0 ? n : steps_per_epoch;
     return step % period == 0;
 }
