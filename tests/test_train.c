@@ -94,6 +94,33 @@ static void test_end_to_end_writes_every_output(void **state)
     dml_model_file_free(&mf);
 }
 
+/* How many lines of the file at path (under the test folder) contain text. */
+static int count_lines(const char *path, const char *text)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "grep -c -- '%s' %s/%s", text, dir, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = -1;
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* eval_every / checkpoint_every never: one validation and one checkpoint, both at the end;
+ * every epoch: one of each per epoch. */
+static void test_never_validates_and_checkpoints_only_at_the_end(void **state)
+{
+    (void)state;
+    assert_int_equal(train("never", "--set train.epochs=3 --set train.eval_every=never "
+                                    "--set train.checkpoint_every=0"), 0);
+    assert_int_equal(count_lines("never/metrics.jsonl", "val_map_at_r"), 1);
+    assert_int_equal(count_lines("never.log", "validation map_at_r"), 1);
+    assert_true(file_exists("never", "checkpoint.h5"));
+    assert_int_equal(train("epochs", "--set train.epochs=3"), 0);
+    assert_int_equal(count_lines("epochs/metrics.jsonl", "val_map_at_r"), 3);
+}
+
 /* Kill a run at an arbitrary moment after its first checkpoint, resume it, and end with the
  * model an uninterrupted run gives (same seed, same thread count). */
 /* The README's demo config itself, shortened, on the Debian package's Fashion-MNIST. */
@@ -322,6 +349,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end_writes_every_output),
+        cmocka_unit_test(test_never_validates_and_checkpoints_only_at_the_end),
         cmocka_unit_test(test_demo_config_on_fashion_mnist),
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
