@@ -41,18 +41,29 @@ static int param_alloc(dml_tensor *t, int rows, int cols)
     return t->data && t->grad;
 }
 
-/* He-uniform (bound sqrt(6/in)) feeds ReLU-like units; Xavier-uniform (sqrt(6/(in+out)))
- * feeds tanh, sigmoid or a linear output. */
-static void linear_init(dml_linear *l, int relu_like, dml_rng *rng)
+static void fill_uniform(float *x, size_t n, float bound, dml_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = bound * (2.0f * dml_rng_uniform(rng) - 1.0f);
+}
+
+/* nn.h's schemes. he: a bound for the unit after the layer (ReLU-like or not), biases left zero;
+ * torch: 1/sqrt(fan_in) for weights and biases alike, whatever follows. */
+static void linear_init(dml_linear *l, int relu_like, dml_init_scheme init, dml_rng *rng)
 {
     int out = l->w.rows, in = l->w.cols;
+    if (init == DML_INIT_TORCH) {
+        float bound = 1.0f / sqrtf((float)in);
+        fill_uniform(l->w.data, (size_t)out * in, bound, rng);
+        fill_uniform(l->b.data, (size_t)out, bound, rng);
+        return;
+    }
     float bound = relu_like ? sqrtf(6.0f / (float)in) : sqrtf(6.0f / (float)(in + out));
-    for (size_t i = 0; i < (size_t)out * in; i++)
-        l->w.data[i] = bound * (2.0f * dml_rng_uniform(rng) - 1.0f);
+    fill_uniform(l->w.data, (size_t)out * in, bound, rng);
 }
 
 dml_status dml_mlp_init(dml_mlp *m, int n_widths, const int *widths, dml_activation act,
-                        dml_output_norm output, dml_rng *rng, dml_error *err)
+                        dml_output_norm output, dml_init_scheme init, dml_rng *rng, dml_error *err)
 {
     memset(m, 0, sizeof *m);
     m->act = act;
@@ -70,7 +81,7 @@ dml_status dml_mlp_init(dml_mlp *m, int n_widths, const int *widths, dml_activat
             dml_mlp_free(m);
             return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the MLP");
         }
-        linear_init(l, relu_like && i + 1 < m->n_layers, rng);
+        linear_init(l, relu_like && i + 1 < m->n_layers, init, rng);
     }
     return DML_OK;
 }
@@ -173,17 +184,17 @@ dml_status dml_net_init(dml_net *net, const dml_net_spec *s, dml_rng *rng, dml_e
     widths[0] = s->dim_in;
     memcpy(widths + 1, s->hidden, (size_t)s->n_hidden * sizeof *widths);
     widths[n - 1] = s->dim;
-    dml_status st = dml_mlp_init(&net->encoder, n, widths, s->act, s->output, rng, err);
+    dml_status st = dml_mlp_init(&net->encoder, n, widths, s->act, s->output, s->init, rng, err);
     if (st == DML_OK && s->type == DML_NET_AUTOENCODER) {
         for (int i = 0; i < n / 2; i++) { /* the mirror: dim -> hidden reversed -> dim_in */
             int t = widths[i];
             widths[i] = widths[n - 1 - i];
             widths[n - 1 - i] = t;
         }
-        st = dml_mlp_init(&net->decoder, n, widths, s->act, DML_OUTPUT_NONE, rng, err);
+        st = dml_mlp_init(&net->decoder, n, widths, s->act, DML_OUTPUT_NONE, s->init, rng, err);
     } else if (st == DML_OK && s->type == DML_NET_DUAL) {
         widths[0] = s->dim_in_b;
-        st = dml_mlp_init(&net->encoder_b, n, widths, s->act, s->output, rng, err);
+        st = dml_mlp_init(&net->encoder_b, n, widths, s->act, s->output, s->init, rng, err);
     }
     free(widths);
     if (st != DML_OK)

@@ -195,10 +195,15 @@ typedef struct dml_mlp {
 const char *dml_activation_name(dml_activation a);
 dml_tensor *dml_activate(dml_graph *g, dml_tensor *x, dml_activation a);
 
-/* widths = {in, hidden..., out}. He-uniform init before ReLU-like activations, Xavier-uniform
- * otherwise, biases zero; all from rng. */
+/* How fresh weights are drawn. he: He-uniform (bound sqrt(6 / fan_in)) before ReLU-like
+ * activations, Xavier-uniform (sqrt(6 / (fan_in + fan_out))) otherwise, biases zero. torch:
+ * PyTorch's nn.Linear, weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform
+ * with a = sqrt(5)), drawn weights first, then biases, layer by layer. */
+typedef enum dml_init_scheme { DML_INIT_HE, DML_INIT_TORCH } dml_init_scheme;
+
+/* widths = {in, hidden..., out}; every value drawn from rng by the init scheme. */
 dml_status dml_mlp_init(dml_mlp *m, int n_widths, const int *widths, dml_activation act,
-                        dml_output_norm output, dml_rng *rng, dml_error *err);
+                        dml_output_norm output, dml_init_scheme init, dml_rng *rng, dml_error *err);
 void dml_mlp_free(dml_mlp *m);
 dml_tensor *dml_mlp_forward(dml_graph *g, const dml_mlp *m, dml_tensor *x);
 /* The two halves of dml_mlp_forward: the layers, then the output normalisation (an
@@ -232,6 +237,7 @@ typedef struct dml_net_spec {
     int dim;              /* embedding width */
     dml_activation act;
     dml_output_norm output;
+    dml_init_scheme init;
 } dml_net_spec;
 
 dml_status dml_net_init(dml_net *net, const dml_net_spec *spec, dml_rng *rng, dml_error *err);

@@ -50,7 +50,7 @@ static void fx_model(dml_model_file *mf, const fx_spec *s)
     dml_rng rng;
     dml_rng_seed(&rng, s->seed);
     dml_net_spec ns = {s->type, s->dim_in, s->dim_in_b, s->n_hidden, s->hidden,
-                       s->dim,  s->act,    s->output};
+                       s->dim,  s->act,    s->output,   DML_INIT_HE};
     dml_error err = {0};
     assert_int_equal(dml_net_init(&mf->net, &ns, &rng, &err), DML_OK);
     fx_biases(&mf->net.encoder, &rng);

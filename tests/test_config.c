@@ -113,6 +113,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->model.dim, 128);
     assert_int_equal(c->model.activation, DML_CFG_ACT_RELU);
     assert_int_equal(c->model.output, DML_CFG_OUT_L2);
+    assert_int_equal(c->model.init_scheme, DML_INIT_HE);
     assert_string_equal(c->model.init, "");
     assert_int_equal(c->model.freeze, 0);
     assert_int_equal(c->loss.type, DML_LOSS_TRIPLET);
@@ -228,6 +229,7 @@ static void test_full_file(void **state)
     assert_int_equal(c->model.dim, 8);
     assert_int_equal(c->model.activation, DML_CFG_ACT_LEAKY_RELU);
     assert_int_equal(c->model.output, DML_CFG_OUT_TANH);
+    assert_int_equal(c->model.init_scheme, DML_INIT_HE);
     assert_string_equal(c->model.init, "runs/pretrain/model.h5");
     assert_int_equal(c->model.freeze, 2);
     assert_int_equal(c->loss.type, DML_LOSS_CONTRASTIVE);
@@ -332,7 +334,7 @@ static void test_overrides(void **state)
     assert_int_equal(dml_config_where(c, "loss.quantization.tanh", &line, &col), 1);
     assert_int_equal(line, 0);
     assert_int_equal(dml_config_where(c, "train.momentum", &line, &col), 1);
-    assert_int_equal(line, 51);
+    assert_int_equal(line, 52);
     assert_int_equal(col, 13);
     free(c);
 }
@@ -346,10 +348,10 @@ static void test_where_and_later_errors(void **state)
     assert_int_equal(dml_config_load(FIXTURES "full.yaml", 0, NULL, c, &err), DML_OK);
     int line, col;
     assert_int_equal(dml_config_where(c, "pq.k", &line, &col), 1);
-    assert_int_equal(line, 61);
+    assert_int_equal(line, 62);
     assert_int_equal(col, 6);
     assert_int_equal(dml_config_where(c, "loss.quantization", &line, &col), 1); /* a section */
-    assert_int_equal(line, 36);
+    assert_int_equal(line, 37);
     assert_int_equal(col, 3);
     assert_int_equal(dml_config_where(c, "model.hidden", NULL, NULL), 1);
     assert_int_equal(dml_config_where(c, "train.nothing", &line, &col), 0);
@@ -361,12 +363,12 @@ static void test_where_and_later_errors(void **state)
                                       16, 9),
                      DML_ERR_CONFIG);
     dml_error_format(&err, msg, sizeof msg);
-    assert_string_equal(msg, FIXTURES "full.yaml:61:6: pq.k: 16 centroids, but only 9 training rows");
+    assert_string_equal(msg, FIXTURES "full.yaml:62:6: pq.k: 16 centroids, but only 9 training rows");
     /* ... and its arguments may come from the error record it fills. */
     dml_error_set(&err, DML_ERR_DATA, "x.h5", 0, 0, "no such file");
     dml_config_error(c, "model.init", &err, "cannot read it: %s", err.msg);
     dml_error_format(&err, msg, sizeof msg);
-    assert_string_equal(msg, FIXTURES "full.yaml:19:9: model.init: cannot read it: no such file");
+    assert_string_equal(msg, FIXTURES "full.yaml:20:9: model.init: cannot read it: no such file");
 
     /* A default names the file; an override names --set. */
     char *sets[] = {"pq.k=8"};

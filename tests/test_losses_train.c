@@ -169,12 +169,14 @@ static void train_and_check(trainer *t)
     make_rows(&train_set, N_TRAIN, 1, t->bce);
     make_rows(&test_set, N_TEST, 2, t->bce);
     assert_int_equal(dml_mlp_init(&t->enc, 3, enc_w, DML_ACT_RELU,
-                                  t->autoencoder ? DML_OUTPUT_NONE : DML_OUTPUT_L2, &rng, NULL),
+                                  t->autoencoder ? DML_OUTPUT_NONE : DML_OUTPUT_L2, DML_INIT_HE,
+                                  &rng, NULL),
                      DML_OK);
     dml_param_view params[8];
     int n_params = dml_mlp_params(&t->enc, params);
     if (t->autoencoder) {
-        assert_int_equal(dml_mlp_init(&t->dec, 3, dec_w, DML_ACT_RELU, DML_OUTPUT_NONE, &rng, NULL),
+        assert_int_equal(dml_mlp_init(&t->dec, 3, dec_w, DML_ACT_RELU, DML_OUTPUT_NONE,
+                                      DML_INIT_HE, &rng, NULL),
                          DML_OK);
         n_params += dml_mlp_params(&t->dec, params + n_params);
     }

@@ -77,7 +77,8 @@ static void test_training_step_allocates_nothing_after_the_first(void **state)
     dml_rng_seed(&rng, 3);
     dml_mlp mlp;
     int widths[] = {20, 32, 16, 8};
-    assert_int_equal(dml_mlp_init(&mlp, 4, widths, DML_ACT_RELU, DML_OUTPUT_L2, &rng, NULL), DML_OK);
+    assert_int_equal(
+        dml_mlp_init(&mlp, 4, widths, DML_ACT_RELU, DML_OUTPUT_L2, DML_INIT_HE, &rng, NULL), DML_OK);
     dml_param_view params[8];
     int n = dml_mlp_params(&mlp, params);
     dml_optim opt;

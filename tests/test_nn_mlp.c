@@ -17,7 +17,8 @@ static void make_task(float *x, float *y)
     dml_rng_seed(&rng, 11);
     dml_mlp teacher;
     int widths[] = {D_IN, 16, D_OUT};
-    assert_int_equal(dml_mlp_init(&teacher, 3, widths, DML_ACT_TANH, DML_OUTPUT_NONE, &rng, NULL),
+    assert_int_equal(dml_mlp_init(&teacher, 3, widths, DML_ACT_TANH, DML_OUTPUT_NONE, DML_INIT_HE,
+                                  &rng, NULL),
                      DML_OK);
     tu_fill_normal(x, N_ROWS * D_IN, 1.0f, 12);
     dml_graph g;
@@ -46,7 +47,8 @@ static void train_regression(dml_activation act, float target)
     dml_rng_seed(&rng, 1);
     dml_mlp m;
     int widths[] = {D_IN, 64, 64, D_OUT};
-    assert_int_equal(dml_mlp_init(&m, 4, widths, act, DML_OUTPUT_NONE, &rng, NULL), DML_OK);
+    assert_int_equal(dml_mlp_init(&m, 4, widths, act, DML_OUTPUT_NONE, DML_INIT_HE, &rng, NULL),
+                     DML_OK);
     dml_param_view params[8];
     int n = dml_mlp_params(&m, params);
     dml_optim opt;
@@ -96,9 +98,9 @@ static void test_init_is_seeded(void **state)
     dml_rng_seed(&r1, 9);
     dml_rng_seed(&r2, 9);
     dml_rng_seed(&r3, 10);
-    dml_mlp_init(&a, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, &r1, NULL);
-    dml_mlp_init(&b, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, &r2, NULL);
-    dml_mlp_init(&c, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, &r3, NULL);
+    dml_mlp_init(&a, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, DML_INIT_HE, &r1, NULL);
+    dml_mlp_init(&b, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, DML_INIT_HE, &r2, NULL);
+    dml_mlp_init(&c, 3, widths, DML_ACT_RELU, DML_OUTPUT_L2, DML_INIT_HE, &r3, NULL);
     assert_memory_equal(a.layers[0].w.data, b.layers[0].w.data, 35 * sizeof(float));
     assert_memory_not_equal(a.layers[0].w.data, c.layers[0].w.data, 35 * sizeof(float));
     /* He-uniform for the ReLU layer: every weight within sqrt(6 / fan_in). */
@@ -109,6 +111,70 @@ static void test_init_is_seeded(void **state)
     dml_mlp_free(&c);
 }
 
+/* Mean and variance of x[n], in double. */
+static void moments(const float *x, size_t n, double *mean, double *var)
+{
+    double s = 0.0, s2 = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i];
+    *mean = s / (double)n;
+    for (size_t i = 0; i < n; i++)
+        s2 += (x[i] - *mean) * (x[i] - *mean);
+    *var = s2 / (double)n;
+}
+
+/* Every value within bound, the extremes near it, and U(-b, b)'s moments (mean 0, variance
+ * b^2 / 3) to within 5 standard errors. */
+static void assert_uniform(const float *x, size_t n, float bound)
+{
+    float lo = 0.0f, hi = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(fabsf(x[i]) <= bound);
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    assert_true(hi > 0.98f * bound && lo < -0.98f * bound);
+    double mean, var, b2 = (double)bound * bound;
+    moments(x, n, &mean, &var);
+    assert_true(fabs(mean) < 5.0 * sqrt(b2 / 3.0 / (double)n));
+    assert_true(fabs(var - b2 / 3.0) < 5.0 * sqrt(4.0 * b2 * b2 / 45.0 / (double)n)); /* Var(x^2) */
+}
+
+/* model.init_scheme torch: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+ * biases of every layer, whatever the activation; the same values for the same seed. */
+static void test_torch_init(void **state)
+{
+    (void)state;
+    int hidden[] = {256};
+    dml_net_spec s = {DML_NET_MLP, 1024, 0, 1, hidden, 64, DML_ACT_RELU, DML_OUTPUT_L2,
+                      DML_INIT_TORCH};
+    dml_net a, b, he;
+    dml_rng r1, r2, r3;
+    dml_rng_seed(&r1, 5);
+    dml_rng_seed(&r2, 5);
+    dml_rng_seed(&r3, 5);
+    assert_int_equal(dml_net_init(&a, &s, &r1, NULL), DML_OK);
+    assert_int_equal(dml_net_init(&b, &s, &r2, NULL), DML_OK);
+    s.init = DML_INIT_HE;
+    assert_int_equal(dml_net_init(&he, &s, &r3, NULL), DML_OK);
+    for (int i = 0; i < 2; i++) {
+        const dml_linear *l = &a.encoder.layers[i];
+        size_t n = (size_t)l->w.rows * l->w.cols;
+        float bound = 1.0f / sqrtf((float)l->w.cols);
+        assert_uniform(l->w.data, n, bound);
+        assert_uniform(l->b.data, (size_t)l->b.cols, bound);
+        assert_memory_equal(l->w.data, b.encoder.layers[i].w.data, n * sizeof(float));
+        assert_memory_equal(l->b.data, b.encoder.layers[i].b.data, (size_t)l->b.cols * sizeof(float));
+    }
+    /* He's layers differ: wider before the ReLU (sqrt(6 / 1024) against 1/32), zero biases. */
+    assert_uniform(he.encoder.layers[0].w.data, 256 * 1024, sqrtf(6.0f / 1024.0f));
+    for (int j = 0; j < 256; j++)
+        assert_true(he.encoder.layers[0].b.data[j] == 0.0f);
+    dml_net_free(&a);
+    dml_net_free(&b);
+    dml_net_free(&he);
+}
+
 static void test_net_shapes_and_freeze(void **state)
 {
     (void)state;
@@ -116,7 +182,8 @@ static void test_net_shapes_and_freeze(void **state)
     dml_rng_seed(&rng, 2);
     int hidden[] = {32, 16};
     dml_net ae, dual;
-    dml_net_spec s = {DML_NET_AUTOENCODER, 20, 0, 2, hidden, 8, DML_ACT_RELU, DML_OUTPUT_L2};
+    dml_net_spec s = {DML_NET_AUTOENCODER, 20, 0, 2, hidden, 8, DML_ACT_RELU, DML_OUTPUT_L2,
+                      DML_INIT_HE};
     assert_int_equal(dml_net_init(&ae, &s, &rng, NULL), DML_OK);
     assert_int_equal(dml_mlp_dim_in(&ae.encoder), 20);
     assert_int_equal(dml_mlp_dim_out(&ae.encoder), 8);
@@ -161,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_relu_mlp_learns_regression),
         cmocka_unit_test(test_gelu_mlp_learns_regression),
         cmocka_unit_test(test_init_is_seeded),
+        cmocka_unit_test(test_torch_init),
         cmocka_unit_test(test_net_shapes_and_freeze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

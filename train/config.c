@@ -43,6 +43,7 @@ static const char *const ACTIVATION[] = {[DML_CFG_ACT_RELU] = "relu", [DML_CFG_A
                                          [DML_CFG_ACT_LEAKY_RELU] = "leaky_relu", NULL};
 static const char *const OUTPUT[] = {[DML_CFG_OUT_L2] = "l2", [DML_CFG_OUT_TANH] = "tanh",
                                      [DML_CFG_OUT_NONE] = "none", NULL};
+static const char *const INIT_SCHEME[] = {[DML_INIT_HE] = "he", [DML_INIT_TORCH] = "torch", NULL};
 static const char *const LOSS[] = {[DML_LOSS_CONTRASTIVE] = "contrastive", [DML_LOSS_TRIPLET] = "triplet",
                                    [DML_LOSS_MNR] = "mnr", [DML_LOSS_COSINE_PAIR] = "cosine_pair",
                                    [DML_LOSS_RECONSTRUCTION] = "reconstruction", NULL};
@@ -103,6 +104,7 @@ static const field FIELDS[] = {
     NUM("model.dim", F_INT, model.dim, 1, 65536, 0, "an integer in 1..65536"),
     CHOICE("model.activation", model.activation, ACTIVATION),
     CHOICE("model.output", model.output, OUTPUT),
+    CHOICE("model.init_scheme", model.init_scheme, INIT_SCHEME),
     TEXT("model.init", model.init, 0, "the path of a model.h5, or \"\""),
     NUM("model.freeze", F_INT, model.freeze, 0, BIG, 0, "an integer >= 0"),
     CHOICE("loss.type", loss.type, LOSS),
@@ -176,6 +178,7 @@ void dml_config_defaults(dml_config *c)
     c->model.dim = 128;
     c->model.activation = DML_CFG_ACT_RELU;
     c->model.output = DML_CFG_OUT_L2;
+    c->model.init_scheme = DML_INIT_HE;
     c->loss.type = DML_LOSS_TRIPLET;
     c->loss.distance = DML_DIST_EUCLIDEAN;
     c->loss.margin = 0.2f;

@@ -19,7 +19,7 @@
 
 /* String choices. Where a lower layer has the same list (dml_norm_kind, dml_net_type,
  * dml_distance, dml_miner, dml_sampler_kind, dml_optim_kind, dml_schedule_kind) the config uses
- * that enum; train/config.c asserts the orders match its choice tables. */
+ * that enum (dml_init_scheme too); train/config.c asserts the orders match its choice tables. */
 /* augment: two augmented views of each row, a positive pair (SimCLR's self-supervision) */
 typedef enum {
     DML_PAIRS_NONE,
@@ -73,7 +73,8 @@ typedef struct dml_config {
         int dim;
         dml_cfg_act activation;
         dml_cfg_output output;
-        char init[DML_CONFIG_PATH]; /* "" = fresh weights */
+        dml_init_scheme init_scheme; /* how fresh weights are drawn (nn.h) */
+        char init[DML_CONFIG_PATH];  /* "" = fresh weights */
         int freeze;                 /* the first N encoder layers keep their weights */
     } model;
     struct {

@@ -97,7 +97,8 @@ static dml_status build_model(dml_run *r, dml_error *err)
                                 "the two views have widths %d and %d: a shared encoder needs one "
                                 "width (use model.type: dual)", r->d_in, r->d_in_b);
     dml_net_spec spec = {c->model.type, r->d_in, r->d_in_b, c->model.n_hidden, c->model.hidden,
-                         c->model.dim, activation(c->model.activation), output_norm(c->model.output)};
+                         c->model.dim, activation(c->model.activation), output_norm(c->model.output),
+                         c->model.init_scheme};
     dml_status st = dml_net_init(&r->net, &spec, &r->rng, err);
     if (st == DML_OK && c->model.init[0])
         st = dml_run_load_init(r, err);
