@@ -22,6 +22,8 @@ static uint64_t fingerprint(const dml_sampler *s)
     int32_t head[5] = {(int32_t)s->spec.kind, (int32_t)s->spec.pairs, s->spec.batch_size,
                        s->spec.m, s->n};
     uint64_t h = fnv1a(0xcbf29ce484222325ull, head, sizeof head);
+    if (s->spec.keep_last) /* hashed only when set: states saved before the flag still load */
+        h = fnv1a(h, "keep_last", 9);
     return fnv1a(h, s->rows, (size_t)s->n * sizeof *s->rows);
 }
 
@@ -215,18 +217,33 @@ static void shuffle_from(dml_sampler *s, dml_rng *g)
     }
 }
 
-/* The next batch's start in order / class_order, reshuffling when too few entries remain. */
-static int advance(dml_sampler *s)
+/* Whether an epoch ends with its partial batch rather than dropping it. */
+static int keeps_last(const dml_sampler *s)
+{
+    return s->spec.keep_last && s->spec.kind == DML_SAMPLER_RANDOM &&
+           s->spec.pairs == DML_PAIR_MODE_NONE;
+}
+
+/* Entries the current shuffle must still hold to serve the next batch. */
+static int batch_need(const dml_sampler *s)
+{
+    return keeps_last(s) ? 1 : group_size(s);
+}
+
+/* The next batch's start in order / class_order, reshuffling when too few entries remain;
+ * *count gets its number of entries (group_size, or what is left of a kept last batch). */
+static int advance(dml_sampler *s, int *count)
 {
     DML_ASSERT(s->rows != NULL); /* initialised */
     int len = s->spec.kind == DML_SAMPLER_M_PER_CLASS ? s->n_classes : s->n_anchor;
-    if (s->pos + group_size(s) > len) {
+    if (s->pos + batch_need(s) > len) {
         s->snap = s->rng;
         shuffle_from(s, &s->rng);
         s->pos = 0;
     }
     int at = s->pos;
-    s->pos += group_size(s);
+    *count = len - at < group_size(s) ? len - at : group_size(s);
+    s->pos += *count;
     s->step++;
     return at;
 }
@@ -259,21 +276,21 @@ static void class_rows(dml_sampler *s, int c, int32_t *out)
 int dml_sampler_next(dml_sampler *s, int32_t *idx)
 {
     DML_ASSERT(s->spec.pairs == DML_PAIR_MODE_NONE);
-    int at = advance(s), b = s->spec.batch_size;
+    int count, at = advance(s, &count), b = s->spec.batch_size;
     if (s->spec.kind == DML_SAMPLER_M_PER_CLASS) {
         for (int g = 0; g < b / s->spec.m; g++)
             class_rows(s, s->class_order[at + g], idx + (size_t)g * (size_t)s->spec.m);
         return b;
     }
-    for (int i = 0; i < b; i++)
+    for (int i = 0; i < count; i++)
         idx[i] = s->rows[s->order[at + i]];
-    return b;
+    return count;
 }
 
 int dml_sampler_next_pairs(dml_sampler *s, int32_t *anchor, int32_t *positive)
 {
     DML_ASSERT(s->spec.pairs != DML_PAIR_MODE_NONE);
-    int at = advance(s), b = s->spec.batch_size;
+    int b, at = advance(s, &b); /* pairs keep no partial batch: b is B */
     for (int i = 0; i < b; i++) {
         int p = s->order[at + i];
         anchor[i] = s->rows[p];
@@ -293,7 +310,8 @@ int dml_sampler_steps_per_epoch(const dml_sampler *s)
 {
     if (s->spec.kind == DML_SAMPLER_M_PER_CLASS)
         return s->n / s->spec.batch_size > 0 ? s->n / s->spec.batch_size : 1;
-    return s->n_anchor / s->spec.batch_size;
+    int b = s->spec.batch_size;
+    return keeps_last(s) ? (s->n_anchor + b - 1) / b : s->n_anchor / b;
 }
 
 size_t dml_sampler_state_size(const dml_sampler *s)
@@ -324,14 +342,14 @@ dml_status dml_sampler_state_load(dml_sampler *s, const uint8_t *state, size_t s
     if (w[1] != s->fingerprint)
         return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
                              "the sampler state belongs to another sampler (the training rows, "
-                             "batch size, sampler type, m or pairs differ)");
+                             "batch size, sampler type, m, pairs or drop_last differ)");
     if (w[3] > (uint64_t)len)
         return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0, "a corrupt sampler state");
     s->step = (int64_t)w[2];
     s->pos = (int)w[3];
     memcpy(s->rng.s, w + 4, sizeof s->rng.s);
     memcpy(s->snap.s, w + 8, sizeof s->snap.s);
-    if (s->pos + group_size(s) <= len) { /* a shuffle in use: draw it again */
+    if (s->pos + batch_need(s) <= len) { /* a shuffle in use: draw it again */
         dml_rng g = s->snap;
         shuffle_from(s, &g);
     }

@@ -29,6 +29,8 @@ typedef struct dml_sampler_spec {
     dml_pair_mode pairs;
     int batch_size;        /* B */
     int m;                 /* M, rows per class (M_PER_CLASS); B % M == 0 */
+    int keep_last;         /* RANDOM without pairs: also serve each epoch's last, partial batch
+                            * (PyTorch's DataLoader with drop_last=False); 0 drops it */
 } dml_sampler_spec;
 
 typedef struct dml_sampler {
@@ -60,8 +62,10 @@ dml_status dml_sampler_init(dml_sampler *s, const dml_sampler_spec *spec, const 
                             const int32_t *rows, int n, dml_rng *rng, dml_error *err);
 void dml_sampler_free(dml_sampler *s);
 
-/* The next batch: idx[B] dataset rows; returns B. RANDOM: the epoch's shuffle B rows at a time,
- * reshuffled once fewer than B remain (the last partial batch is dropped). M_PER_CLASS: B/M
+/* The next batch: idx[B] dataset rows; returns how many were written. RANDOM: the epoch's
+ * shuffle B rows at a time, reshuffled once fewer than B remain (the last partial batch is
+ * dropped), or with keep_last once none remain (the last batch then has the 1..B rows left, and
+ * that count is returned). M_PER_CLASS: B/M
  * distinct classes (a shuffled round over the classes, reshuffled once fewer than B/M remain),
  * M rows of each in consecutive slots: distinct rows when the class has M, drawn with
  * replacement when it has fewer. Not for pair samplers. */
@@ -69,7 +73,7 @@ int dml_sampler_next(dml_sampler *s, int32_t *idx);
 /* The next B pairs: anchors as RANDOM draws them; positive[i] per the pair mode. Returns B. */
 int dml_sampler_next_pairs(dml_sampler *s, int32_t *anchor, int32_t *positive);
 
-/* RANDOM: n_anchor / B. M_PER_CLASS: n / B, at least 1. */
+/* RANDOM: n_anchor / B, rounded up with keep_last. M_PER_CLASS: n / B, at least 1. */
 int dml_sampler_steps_per_epoch(const dml_sampler *s);
 
 /* The exact position (generator, shuffle, step) as bytes: a checkpoint entry. */

@@ -136,6 +136,7 @@ static void test_defaults(void **state)
     assert_false(c->loss.quantization.tanh);
     assert_int_equal(c->sampler.type, DML_SAMPLER_M_PER_CLASS);
     assert_int_equal(c->sampler.m, 4);
+    assert_false(c->sampler.drop_last);
     assert_int_equal(c->train.batch_size, 256);
     assert_int_equal(c->train.epochs, 10);
     assert_int_equal(c->train.steps, 0);
@@ -252,6 +253,7 @@ static void test_full_file(void **state)
     assert_true(c->loss.quantization.tanh);
     assert_int_equal(c->sampler.type, DML_SAMPLER_M_PER_CLASS);
     assert_int_equal(c->sampler.m, 8);
+    assert_true(c->sampler.drop_last);
     assert_int_equal(c->train.batch_size, 64);
     assert_int_equal(c->train.epochs, 3);
     assert_int_equal(c->train.steps, 1000);
@@ -334,7 +336,7 @@ static void test_overrides(void **state)
     assert_int_equal(dml_config_where(c, "loss.quantization.tanh", &line, &col), 1);
     assert_int_equal(line, 0);
     assert_int_equal(dml_config_where(c, "train.momentum", &line, &col), 1);
-    assert_int_equal(line, 52);
+    assert_int_equal(line, 53);
     assert_int_equal(col, 13);
     free(c);
 }
@@ -348,7 +350,7 @@ static void test_where_and_later_errors(void **state)
     assert_int_equal(dml_config_load(FIXTURES "full.yaml", 0, NULL, c, &err), DML_OK);
     int line, col;
     assert_int_equal(dml_config_where(c, "pq.k", &line, &col), 1);
-    assert_int_equal(line, 62);
+    assert_int_equal(line, 63);
     assert_int_equal(col, 6);
     assert_int_equal(dml_config_where(c, "loss.quantization", &line, &col), 1); /* a section */
     assert_int_equal(line, 37);
@@ -363,7 +365,7 @@ static void test_where_and_later_errors(void **state)
                                       16, 9),
                      DML_ERR_CONFIG);
     dml_error_format(&err, msg, sizeof msg);
-    assert_string_equal(msg, FIXTURES "full.yaml:62:6: pq.k: 16 centroids, but only 9 training rows");
+    assert_string_equal(msg, FIXTURES "full.yaml:63:6: pq.k: 16 centroids, but only 9 training rows");
     /* ... and its arguments may come from the error record it fills. */
     dml_error_set(&err, DML_ERR_DATA, "x.h5", 0, 0, "no such file");
     dml_config_error(c, "model.init", &err, "cannot read it: %s", err.msg);

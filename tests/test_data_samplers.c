@@ -1,4 +1,5 @@
-/* Samplers: random epochs (drop-last, every row at most once per epoch), m_per_class batches of
+/* Samplers: random epochs (drop-last, every row at most once per epoch; or keep-last, every row
+ * exactly once), m_per_class batches of
  * exactly B/M classes x M rows, same_class and two-view pairs, seeding, and a saved state that
  * resumes bit-identically. */
 #include "tests/testutil.h"
@@ -68,7 +69,7 @@ static void test_random_epochs(void **state)
     int32_t pool[50], idx[8], first[48], seen[N];
     for (int i = 0; i < 50; i++)
         pool[i] = 2 + i; /* rows 2..51 */
-    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0};
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 0};
     dml_sampler s, t, u;
     init_ok(&s, &spec, &ds, pool, 50, 5);
     init_ok(&t, &spec, &ds, pool, 50, 5);
@@ -103,6 +104,43 @@ static void test_random_epochs(void **state)
     dml_dataset_free(&ds);
 }
 
+/* keep_last: each epoch ends with the rows left (50 = 6 x 8 + 2), every row exactly once;
+ * pairs ignore it (their batches are always full). */
+static void test_random_keep_last(void **state)
+{
+    (void)state;
+    dml_dataset ds;
+    make_data(&ds);
+    int32_t pool[50], idx[8], seen[N];
+    for (int i = 0; i < 50; i++)
+        pool[i] = 2 + i;
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 1};
+    dml_sampler s;
+    init_ok(&s, &spec, &ds, pool, 50, 5);
+    assert_int_equal(dml_sampler_steps_per_epoch(&s), 7);
+    for (int epoch = 0; epoch < 3; epoch++) {
+        memset(seen, 0, sizeof seen);
+        for (int b = 0; b < 7; b++) {
+            int count = dml_sampler_next(&s, idx);
+            assert_int_equal(count, b < 6 ? 8 : 2);
+            for (int i = 0; i < count; i++)
+                assert_int_equal(seen[idx[i]]++, 0);
+        }
+        for (int i = 0; i < 50; i++)
+            assert_int_equal(seen[2 + i], 1); /* the whole pool, once */
+    }
+    dml_sampler_free(&s);
+    int32_t all[N], a[16], p[16];
+    all_rows(all, N);
+    dml_sampler_spec pairs = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 1};
+    init_ok(&s, &pairs, &ds, all, 60, 5);
+    assert_int_equal(dml_sampler_steps_per_epoch(&s), 3); /* 60 / 16, rounded down */
+    for (int b = 0; b < 4; b++)
+        assert_int_equal(dml_sampler_next_pairs(&s, a, p), 16);
+    dml_sampler_free(&s);
+    dml_dataset_free(&ds);
+}
+
 static void test_m_per_class(void **state)
 {
     (void)state;
@@ -110,7 +148,7 @@ static void test_m_per_class(void **state)
     make_data(&ds);
     int32_t pool[N], idx[12];
     all_rows(pool, N);
-    dml_sampler_spec spec = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3};
+    dml_sampler_spec spec = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0};
     dml_sampler s;
     init_ok(&s, &spec, &ds, pool, N, 9);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), N / 12);
@@ -143,7 +181,7 @@ static void test_same_class_pairs(void **state)
     make_data(&ds);
     int32_t pool[N], a[16], p[16];
     all_rows(pool, N);
-    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 16, 0};
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 16, 0, 0};
     dml_sampler s;
     init_ok(&s, &spec, &ds, pool, N, 3);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), 63 / 16); /* row 0 (class 0) has no partner */
@@ -163,7 +201,7 @@ static void test_same_class_pairs(void **state)
 
     /* The other view: each anchor is paired with its own row, and every row is an anchor
      * once per epoch (labels play no part). */
-    dml_sampler_spec views = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0};
+    dml_sampler_spec views = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 0};
     free(ds.y);
     ds.y = NULL;
     init_ok(&s, &views, &ds, pool, N, 3);
@@ -187,6 +225,7 @@ static void check_resume(const dml_sampler_spec *spec, const dml_dataset *ds, co
     int b = spec->batch_size;
     int32_t *want = malloc(sizeof *want * 2 * (size_t)b * 25);
     int32_t *got = malloc(sizeof *got * 2 * (size_t)b);
+    int counts[25];
     dml_sampler s, r;
     init_ok(&s, spec, ds, pool, n, 21);
     for (int i = 0; i < k; i++)
@@ -195,7 +234,7 @@ static void check_resume(const dml_sampler_spec *spec, const dml_dataset *ds, co
     dml_sampler_state_save(&s, saved);
     for (int i = 0; i < 25; i++) {
         int32_t *w = want + 2 * (size_t)b * i;
-        spec->pairs ? dml_sampler_next_pairs(&s, w, w + b) : dml_sampler_next(&s, w);
+        counts[i] = spec->pairs ? dml_sampler_next_pairs(&s, w, w + b) : dml_sampler_next(&s, w);
     }
     init_ok(&r, spec, ds, pool, n, 999); /* another seed: the state decides */
     dml_error err = {0};
@@ -207,8 +246,8 @@ static void check_resume(const dml_sampler_spec *spec, const dml_dataset *ds, co
             dml_sampler_next_pairs(&r, got, got + b);
             assert_memory_equal(got, w, 2 * (size_t)b * sizeof *got);
         } else {
-            dml_sampler_next(&r, got);
-            assert_memory_equal(got, w, (size_t)b * sizeof *got);
+            assert_int_equal(dml_sampler_next(&r, got), counts[i]);
+            assert_memory_equal(got, w, (size_t)counts[i] * sizeof *got);
         }
     }
     free(saved);
@@ -225,13 +264,15 @@ static void test_save_restore(void **state)
     make_data(&ds);
     int32_t pool[N];
     all_rows(pool, N);
-    const dml_sampler_spec specs[3] = {{DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0},
-                                       {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 9, 3},
-                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 10, 0}};
-    /* Fresh, mid-epoch, exactly at an epoch's end (6 batches of 10 of 64), and later. */
-    const int ks[5] = {0, 1, 3, 6, 13};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 5; j++)
+    const dml_sampler_spec specs[4] = {{DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 0},
+                                       {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 9, 3, 0},
+                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 10, 0, 0},
+                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 1}};
+    /* Fresh, mid-epoch, exactly at an epoch's end (6 batches of 10 of 64; with keep_last, the
+     * 7th batch of 4 follows), and later. */
+    const int ks[6] = {0, 1, 3, 6, 7, 13};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 6; j++)
             check_resume(&specs[i], &ds, pool, N, ks[j]);
 
     /* A state from another sampler is refused. */
@@ -262,27 +303,27 @@ static void test_init_errors(void **state)
     make_data(&ds);
     int32_t pool[N];
     all_rows(pool, N);
-    const dml_sampler_spec mpc = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 5};
+    const dml_sampler_spec mpc = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 5, 0};
     expect_init_error(&mpc, &ds, pool, N, DML_ERR_USAGE, "positive divisor of batch_size 12");
-    const dml_sampler_spec wide = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 36, 4};
+    const dml_sampler_spec wide = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 36, 4, 0};
     expect_init_error(&wide, &ds, pool, N, DML_ERR_DATA, "needs batch_size / m = 9 classes");
-    const dml_sampler_spec pairs = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_SAME_CLASS, 12, 3};
+    const dml_sampler_spec pairs = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_SAME_CLASS, 12, 3, 0};
     expect_init_error(&pairs, &ds, pool, N, DML_ERR_USAGE, "pairs are drawn by the random sampler");
-    const dml_sampler_spec zero = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 0, 0};
+    const dml_sampler_spec zero = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 0, 0, 0};
     expect_init_error(&zero, &ds, pool, N, DML_ERR_USAGE, "batch_size 0");
-    const dml_sampler_spec big = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 65, 0};
+    const dml_sampler_spec big = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 65, 0, 0};
     expect_init_error(&big, &ds, pool, N, DML_ERR_DATA, "batch_size 65 is larger than the 64 rows");
-    const dml_sampler_spec rnd = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 4, 0};
+    const dml_sampler_spec rnd = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 4, 0, 0};
     int32_t bad[3] = {0, 64, 1}, twice[3] = {5, 6, 5};
     expect_init_error(&rnd, &ds, bad, 3, DML_ERR_USAGE, "row 64 is outside 0..63");
     expect_init_error(&rnd, &ds, twice, 3, DML_ERR_USAGE, "row 5 is there twice");
-    const dml_sampler_spec same = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 1, 0};
+    const dml_sampler_spec same = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 1, 0, 0};
     int32_t singles[3] = {0, 1, 4}; /* classes 0, 1 and 2: one row each in this pool */
     expect_init_error(&same, &ds, singles, 3, DML_ERR_DATA, "need a class with two rows");
     free(ds.y);
     ds.y = NULL;
     expect_init_error(&mpc, &ds, pool, N, DML_ERR_USAGE, "positive divisor");
-    const dml_sampler_spec mpc_ok = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3};
+    const dml_sampler_spec mpc_ok = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0};
     expect_init_error(&mpc_ok, &ds, pool, N, DML_ERR_DATA, "needs labels");
     dml_dataset_free(&ds);
 }
@@ -291,6 +332,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_epochs),
+        cmocka_unit_test(test_random_keep_last),
         cmocka_unit_test(test_m_per_class),
         cmocka_unit_test(test_same_class_pairs),
         cmocka_unit_test(test_save_restore),

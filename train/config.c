@@ -130,6 +130,7 @@ static const field FIELDS[] = {
     FLAG("loss.quantization.tanh", loss.quantization.tanh),
     CHOICE("sampler.type", sampler.type, SAMPLER),
     NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
+    FLAG("sampler.drop_last", sampler.drop_last),
     NUM("train.batch_size", F_INT, train.batch_size, 2, BIG, 0, "an integer >= 2"),
     NUM("train.epochs", F_INT, train.epochs, 1, BIG, 0, "a positive integer"),
     NUM("train.steps", F_INT64, train.steps, 0, BIG, 0, "an integer >= 0"),

@@ -101,6 +101,7 @@ typedef struct dml_config {
     struct {
         dml_sampler_kind type;
         int m;
+        bool drop_last; /* random batches: drop each epoch's last, partial batch */
     } sampler;
     struct {
         int batch_size, epochs;

@@ -85,7 +85,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         loss = dml_loss_mnr(g, z, zp, NULL, mask ? r->labels : NULL, c->loss.scale,
                             c->loss.symmetric);
     } else {
-        dml_sampler_next(&r->sampler, r->idx);
+        b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         dml_dataset_gather(r->xa, ds, r->idx, b);
         augment(r, r->xa, b);
         if (ds->y)
@@ -115,9 +115,9 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     }
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
-        dml_sampler_next(&r->sampler_unl, r->idx_unl);
-        dml_dataset_gather(r->xu, ds, r->idx_unl, b);
-        dml_tensor *u = dml_leaf(g, r->xu, NULL, b, r->d_in);
+        int bu = dml_sampler_next(&r->sampler_unl, r->idx_unl);
+        dml_dataset_gather(r->xu, ds, r->idx_unl, bu);
+        dml_tensor *u = dml_leaf(g, r->xu, NULL, bu, r->d_in);
         dml_tensor *rec = reconstruction(r, g, dml_mlp_body(g, &r->net.encoder, u), u);
         loss = dml_add(g, loss, dml_scale(g, rec, c->loss.reconstruction_weight));
     }

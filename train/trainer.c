@@ -151,7 +151,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
         return st;
     r->batch = c->train.batch_size;
     dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
-                           c->sampler.m};
+                           c->sampler.m, !c->sampler.drop_last};
     if (c->data.pairs != DML_PAIRS_NONE) {
         ss.kind = DML_SAMPLER_RANDOM;
         ss.pairs = c->data.pairs == DML_PAIRS_SAME_CLASS ? DML_PAIR_MODE_SAME_CLASS
@@ -163,7 +163,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     st = dml_sampler_init(&r->sampler, &ss, &r->train, r->split.train, r->split.n_train, &r->rng,
                           err);
     if (st == DML_OK && c->loss.reconstruction_weight > 0.0f && r->split.n_unlabelled >= r->batch) {
-        dml_sampler_spec us = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, r->batch, 1};
+        dml_sampler_spec us = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, r->batch, 1, 0};
         st = dml_sampler_init(&r->sampler_unl, &us, &r->train, r->split.unlabelled,
                               r->split.n_unlabelled, &r->rng, err);
     }
