@@ -113,7 +113,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->model.dim, 128);
     assert_int_equal(c->model.activation, DML_CFG_ACT_RELU);
     assert_int_equal(c->model.output, DML_CFG_OUT_L2);
-    assert_int_equal(c->model.init_scheme, DML_INIT_HE);
+    assert_int_equal(c->model.init_scheme, DML_INIT_TORCH);
     assert_string_equal(c->model.init, "");
     assert_int_equal(c->model.freeze, 0);
     assert_int_equal(c->loss.type, DML_LOSS_TRIPLET);
@@ -144,7 +144,7 @@ static void test_defaults(void **state)
     assert_float_equal(c->train.lr, 1e-3f, 0.0);
     assert_float_equal(c->train.weight_decay, 0.0f, 0.0);
     assert_float_equal(c->train.momentum, 0.9f, 0.0);
-    assert_int_equal(c->train.schedule, DML_SCHEDULE_COSINE);
+    assert_int_equal(c->train.schedule, DML_SCHEDULE_CONSTANT);
     assert_int_equal(c->train.warmup_steps, 0);
     assert_float_equal(c->train.clip_grad_norm, 0.0f, 0.0);
     assert_int_equal(c->train.eval_every, 0);

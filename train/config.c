@@ -179,7 +179,7 @@ void dml_config_defaults(dml_config *c)
     c->model.dim = 128;
     c->model.activation = DML_CFG_ACT_RELU;
     c->model.output = DML_CFG_OUT_L2;
-    c->model.init_scheme = DML_INIT_HE;
+    c->model.init_scheme = DML_INIT_TORCH;
     c->loss.type = DML_LOSS_TRIPLET;
     c->loss.distance = DML_DIST_EUCLIDEAN;
     c->loss.margin = 0.2f;
@@ -198,7 +198,7 @@ void dml_config_defaults(dml_config *c)
     c->train.optimizer = DML_OPTIM_ADAM;
     c->train.lr = 1e-3f;
     c->train.momentum = 0.9f;
-    c->train.schedule = DML_SCHEDULE_COSINE;
+    c->train.schedule = DML_SCHEDULE_CONSTANT;
     c->pq.m = 4;
     c->pq.k = 256;
     c->pq.iters = 25;
