@@ -4,6 +4,7 @@
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side (bench/)
+#   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 #   make install    PREFIX=/usr/local DESTDIR=
 VERSION_MAJOR := 0
@@ -36,7 +37,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test sanitize bench deps demo install uninstall clean valgrind
+.PHONY: all test sanitize bench parity deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
@@ -83,6 +84,11 @@ demo: all
 
 bench: all $(BUILD)/bench_dml
 	$(PYTHON) bench/run.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(BENCH_ARGS)
+
+# Retrieval quality, not time: the same recipe in dml and PyTorch, each with its own defaults
+# (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.
+parity: all $(BUILD)/bench_dml
+	$(PYTHON) bench/parity.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(PARITY_ARGS)
 
 # The bench program alone (for profiling one case: build/bench_dml train CONFIG ...).
 $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a

@@ -151,6 +151,16 @@ def quantization(z, books):
     return ((z - q) ** 2).sum() / b
 
 
+def cosine_pair(z, y):
+    """DQN's pairwise cosine loss (losses/cosine_pair.c): mean over i != j of (s_ij - cos_ij)^2,
+    s_ij = +1 for a same-label pair and -1 otherwise."""
+    zn = F.normalize(z, dim=1)
+    c = zn @ zn.t()
+    s = (y[:, None] == y[None, :]).float() * 2.0 - 1.0
+    off = ~torch.eye(len(y), dtype=torch.bool)
+    return ((s - c) ** 2)[off].mean() if len(y) > 1 else c.sum() * 0.0
+
+
 METRIC_LOSSES = {"triplet_hard": triplet_hard, "triplet_all": triplet_all, "contrastive": contrastive}
 
 
