@@ -28,8 +28,8 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     const dml_config *c = r->cfg;
     const dml_dataset *ds = &r->train;
     int b = r->batch;
-    if (c->data.pairs == DML_PAIRS_AUGMENT) {
-        dml_sampler_next(&r->sampler, r->idx);
+    if (c->data.pairs == DML_PAIRS_AUGMENT) { /* random rows: an epoch may end short */
+        b = dml_sampler_next(&r->sampler, r->idx);
         memcpy(r->pos, r->idx, (size_t)b * sizeof *r->pos);
     } else {
         dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
