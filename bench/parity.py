@@ -213,7 +213,7 @@ def main():
     wanted = [s for s in args.sets.split(",") if s]
     rows = []
     head = ["data set", "loss", "PyTorch"] + (["PyTorch, dml's init"] if args.same_init else [])
-    head += [f"{name} ({'Δ'} vs PyTorch)" for name, _ in variants]
+    head += [f"{name} (Δ vs PyTorch)" for name, _ in variants]
     for name, x, y, tr, te in data_sets(args.quick):
         if wanted and name not in wanted:
             continue
