@@ -207,8 +207,14 @@ def main():
     for v in args.dml_variant:
         name, _, sets = v.partition("=")
         variants.append((name, [s for s in sets.split(",") if s]))
-    work = args.work or tempfile.mkdtemp(prefix="dml-parity-")
-    os.makedirs(work, exist_ok=True)
+    if not args.work:  # a temporary folder, removed at the end
+        with tempfile.TemporaryDirectory(prefix="dml-parity-") as work:
+            return run(args, work, seeds, epochs, variants)
+    os.makedirs(args.work, exist_ok=True)
+    return run(args, args.work, seeds, epochs, variants)
+
+
+def run(args, work, seeds, epochs, variants):
     open(os.path.join(work, "empty.yaml"), "w").close()
     wanted = [s for s in args.sets.split(",") if s]
     rows = []
