@@ -12,6 +12,7 @@ int dml_cli_eval(int argc, char **argv);
 int dml_cli_encode(int argc, char **argv);
 int dml_cli_export(int argc, char **argv);
 int dml_cli_info(int argc, char **argv);
+int dml_cli_upgrade(int argc, char **argv);
 
 /* "dml <command>: file:line:col: message" on stderr. */
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err);

@@ -21,6 +21,8 @@ static const char USAGE[] =
     "  export MODEL.h5 --faiss OUT.index --db SPEC [--pq | --flat] | --onnx OUT.onnx\n"
     "                       files a search library or runtime loads\n"
     "  info MODEL.h5        what a model file holds\n"
+    "  upgrade MODEL.h5 [OUT.h5]\n"
+    "                       rewrite a model file of an earlier dml in the current format\n"
     "\n"
     "exit codes: 0 success, 1 runtime failure (divergence, I/O), 2 bad usage, config or input data\n";
 
@@ -31,7 +33,8 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"train", dml_cli_train},   {"eval", dml_cli_eval}, {"encode", dml_cli_encode},
-    {"export", dml_cli_export}, {"info", dml_cli_info}, {NULL, NULL},
+    {"export", dml_cli_export}, {"info", dml_cli_info},
+    {"upgrade", dml_cli_upgrade}, {NULL, NULL},
 };
 
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err)

@@ -22,18 +22,22 @@ const char *dml_model_file_output_name(dml_output_norm o)
 
 /* ---------------------------------------------------------------------------------------------
  * Writing */
+/* Fixed-length (NUL-terminated UTF-8) strings live inside the checksummed object header, so a
+ * reader never follows a pointer into the global heap, whose parser crashes on corrupted files. */
 static int put_str(hid_t loc, const char *name, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t s = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
+    int ok = t >= 0 && s >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
+             H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
+    hid_t a = ok ? H5Acreate2(loc, name, t, s, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    ok = a >= 0 && H5Awrite(a, t, value) >= 0;
     if (a >= 0)
         H5Aclose(a);
-    H5Sclose(s);
-    H5Tclose(t);
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
     return ok;
 }
 
@@ -58,27 +62,49 @@ static int put_f32_attr(hid_t loc, const char *name, float v)
     return put_num(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &v);
 }
 
-/* A dataset [dims] of the given file type from memory of mem_type. */
+/* A dataset [dims] of the given file type from memory of mem_type, created with dcpl. */
 static int put_array(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *data,
-                     int rank, const hsize_t *dims)
+                     int rank, const hsize_t *dims, hid_t dcpl)
 {
     hid_t s = H5Screate_simple(rank, dims, NULL);
-    hid_t d = H5Dcreate2(loc, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d = s >= 0 ? H5Dcreate2(loc, name, file_type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
     int ok = d >= 0 && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (d >= 0)
-        H5Dclose(d);
-    H5Sclose(s);
+    if (d >= 0 && H5Dclose(d) < 0)
+        ok = 0;
+    if (s >= 0)
+        H5Sclose(s);
     return ok;
 }
 
+/* A model's float dataset: one chunk (its index sits in the checksummed layout message, no
+ * B-tree) with HDF5's Fletcher-32 filter, so a flipped weight fails the read instead of serving
+ * wrong embeddings. */
 static int put_f32(hid_t loc, const char *name, const float *data, int rank, const hsize_t *dims)
 {
-    return put_array(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, rank, dims);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int ok = dcpl >= 0 && H5Pset_chunk(dcpl, rank, dims) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
+             put_array(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, rank, dims, dcpl);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return ok;
+}
+
+/* A group whose links all stay in its (checksummed) object header, however many layers. */
+static hid_t new_group(hid_t loc, const char *name)
+{
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g = gcpl >= 0 && H5Pset_link_phase_change(gcpl, DML_MODEL_MAX_LAYERS + 8,
+                                                    DML_MODEL_MAX_LAYERS + 7) >= 0
+                  ? H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT)
+                  : -1;
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
+    return g;
 }
 
 static int put_norm(hid_t tower, const dml_input_norm *norm)
 {
-    hid_t g = H5Gcreate2(tower, "input_norm", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = new_group(tower, "input_norm");
     int ok = g >= 0 && put_str(g, "kind", norm && norm->d ? "standardize" : "none");
     if (ok && norm && norm->d) {
         hsize_t dims[1] = {(hsize_t)norm->d};
@@ -95,7 +121,7 @@ static int put_layer(hid_t tower, int i, const dml_mlp *m)
     dml_activation act = i + 1 < m->n_layers ? m->act : DML_ACT_NONE;
     char name[32];
     snprintf(name, sizeof name, "layer_%03d", i);
-    hid_t g = H5Gcreate2(tower, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = new_group(tower, name);
     hsize_t wd[2] = {(hsize_t)l->w.rows, (hsize_t)l->w.cols}, bd[1] = {(hsize_t)l->b.cols};
     int ok = g >= 0 && put_str(g, "type", "linear") &&
              put_str(g, "activation", dml_activation_name(act)) &&
@@ -109,7 +135,7 @@ static int put_layer(hid_t tower, int i, const dml_mlp *m)
 
 static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_input_norm *norm)
 {
-    hid_t t = H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = new_group(file, name);
     int ok = t >= 0 && put_str(t, "architecture", "mlp") &&
              put_i64(t, "input_dim", dml_mlp_dim_in(m)) &&
              put_i64(t, "output_dim", dml_mlp_dim_out(m)) && put_i64(t, "num_layers", m->n_layers) &&
@@ -117,7 +143,7 @@ static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_i
     for (int i = 0; ok && i < m->n_layers; i++)
         ok = put_layer(t, i, m);
     if (ok) {
-        hid_t g = H5Gcreate2(t, "output_norm", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t g = new_group(t, "output_norm");
         ok = g >= 0 && put_str(g, "kind", dml_model_file_output_name(m->output)) &&
              put_f32_attr(g, "eps", DML_NORM_EPS);
         if (g >= 0)
@@ -130,7 +156,7 @@ static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_i
 
 static int put_pq(hid_t file, const dml_pq *pq)
 {
-    hid_t g = H5Gcreate2(file, "pq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = new_group(file, "pq");
     hsize_t dims[3] = {(hsize_t)pq->m, (hsize_t)pq->ksub, (hsize_t)pq->dsub};
     int ok = g >= 0 && put_i64(g, "d", pq->d) && put_i64(g, "M", pq->m) &&
              put_i64(g, "nbits", pq->nbits) && put_i64(g, "ksub", pq->ksub) &&
@@ -142,7 +168,7 @@ static int put_pq(hid_t file, const dml_pq *pq)
 
 static int put_training(hid_t file, const dml_model_file *mf)
 {
-    hid_t g = H5Gcreate2(file, "training", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = new_group(file, "training");
     int ok = g >= 0 && put_i64(g, "seed", mf->seed) && put_i64(g, "steps", mf->steps) &&
              (!mf->config_yaml || put_str(g, "config", mf->config_yaml)) &&
              (!mf->metrics_json || put_str(g, "final_metrics", mf->metrics_json));
@@ -176,6 +202,10 @@ static dml_status check_for_write(const char *path, const dml_model_file *mf, dm
     const char *why = NULL;
     if (net->encoder.n_layers < 1)
         why = "the model has no encoder";
+    else if (net->encoder.n_layers > DML_MODEL_MAX_LAYERS ||
+             net->decoder.n_layers > DML_MODEL_MAX_LAYERS ||
+             net->encoder_b.n_layers > DML_MODEL_MAX_LAYERS)
+        why = "a tower has more layers than a model file holds";
     else if (mf->norm.d && mf->norm.d != dml_mlp_dim_in(&net->encoder))
         why = "the input normalisation's width differs from the encoder's input";
     else if (net->type == DML_NET_AUTOENCODER &&
@@ -199,7 +229,7 @@ static dml_status check_for_write(const char *path, const dml_model_file *mf, dm
 
 static int fill_model(hid_t f, const void *ctx)
 {
-    return put_all(f, ctx);
+    return put_all(f, ctx); /* in HDF5 1.10's checksummed format: see dml_h5_write_atomic */
 }
 
 dml_status dml_model_file_write(const char *path, const dml_model_file *mf, dml_error *err)
@@ -215,11 +245,11 @@ static int fill_embeddings(hid_t f, const void *ctx)
     hsize_t yd[1] = {(hsize_t)e->n};
     int ok = put_str(f, "format", "dml-embeddings") && put_str(f, "model", e->model) &&
              put_str(f, "input", e->input) && put_str(f, "tower", e->tower) &&
-             put_f32(f, "X", e->x, 2, xd);
+             put_array(f, "X", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, e->x, 2, xd, H5P_DEFAULT);
     if (ok && e->codes)
-        ok = put_array(f, "codes", H5T_STD_U8LE, H5T_NATIVE_UINT8, e->codes, 2, cd);
+        ok = put_array(f, "codes", H5T_STD_U8LE, H5T_NATIVE_UINT8, e->codes, 2, cd, H5P_DEFAULT);
     if (ok && e->y)
-        ok = put_array(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT32, e->y, 1, yd);
+        ok = put_array(f, "y", H5T_STD_I64LE, H5T_NATIVE_INT32, e->y, 1, yd, H5P_DEFAULT);
     return ok;
 }
 

@@ -1,8 +1,8 @@
 /* model.h5: a trained encoder, its input and output normalisation, its PQ codebooks and how it
  * was trained, as one HDF5 file that h5py (and dml_model_open) can read.
  *
- * Layout (format "dml-model", format_version 1; shared/design/formats.md §2.3 plus its §0 extras):
- *   /                    attrs format="dml-model" (VL UTF-8), format_version=1 (int64),
+ * Layout (format "dml-model", format_version 2; shared/design/formats.md §2.3 plus its §0 extras):
+ *   /                    attrs format="dml-model", format_version=2 (int64),
  *                              producer="dml <version>", created (ISO-8601 UTC),
  *                              model_type="mlp"|"autoencoder"|"dual",
  *                              metric="l2"|"inner_product" (how the embeddings are searched)
@@ -21,9 +21,17 @@
  *                              dataset centroids [M, ksub, dsub] f32 (FAISS's pq.centroids order)
  *   /training            attrs seed, steps (int64); config (the effective config, YAML text) and
  *                              final_metrics (JSON text) when known
- * Every string is a scalar variable-length UTF-8 attribute, so h5py returns str. data.normalize
- * "unit" is stored as standardize with mean 0 and std 255. Writing is in model_file.c, reading
- * and validation in model_read.c, the encode path in api.c. */
+ * How it is stored, so that a damaged file is an error and never a crash inside libhdf5:
+ * HDF5 1.10's format (superblock 3, version-2 object headers: HDF5 verifies their checksums
+ * before parsing them); every link hard and kept in its group's header; every string a scalar
+ * fixed-length NUL-terminated UTF-8 attribute (h5py returns bytes), never a variable-length one
+ * (those live in the global heap, whose parser crashes on damaged files); every dataset
+ * little-endian float32 in one chunk with HDF5's Fletcher-32 checksum. Before any dataset is
+ * read, the reader checks its type, shape (against the attributes), layout, filter, chunk size
+ * and that the chunk lies inside the file. format_version 1 (dml 0.1.0's first builds: the same
+ * groups, variable-length strings, contiguous datasets) is read by dml upgrade only.
+ * data.normalize "unit" is stored as standardize with mean 0 and std 255. Writing is in
+ * model_file.c, reading and validation in model_read.c, the encode path in api.c. */
 #ifndef DML_SERVE_MODEL_FILE_H
 #define DML_SERVE_MODEL_FILE_H
 
@@ -33,7 +41,8 @@
 #include "nn/nn.h"
 
 #define DML_MODEL_FORMAT "dml-model"
-#define DML_MODEL_FORMAT_VERSION 1
+#define DML_MODEL_FORMAT_VERSION 2
+#define DML_MODEL_MAX_LAYERS 64 /* per tower */
 
 typedef struct dml_model_file {
     dml_net net;            /* encoder; decoder (autoencoder) or encoder_b (dual) by net.type */
@@ -58,6 +67,11 @@ dml_status dml_model_file_write(const char *path, const dml_model_file *mf, dml_
  * chain, a codebook whose d is not the embedding width or not divisible by M, non-finite
  * weights. On error *mf is empty (freeing it is harmless). */
 dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *err);
+/* Rewrites the model at path, format_version 1 or 2, as version 2 at out (which may be path:
+ * the write is atomic). Version 1 is read only here, by a deliberate `dml upgrade` of a file the
+ * user's own dml wrote: its variable-length strings go through libhdf5's global heap parser,
+ * which a damaged file can crash. */
+dml_status dml_model_file_upgrade(const char *path, const char *out, dml_error *err);
 void dml_model_file_free(dml_model_file *mf);
 
 /* Copies the weights of src (read from path; what names it, "encoder") into dst, which must

@@ -1,5 +1,5 @@
 /* model.h5 read and validated: every problem is DML_ERR_DATA naming the file and the object
- * (the layout is in model_file.h). */
+ * (the layout, and what is checked before any tensor is read, are in model_file.h). */
 #include "serve/model_file.h"
 
 #include <hdf5.h>
@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
-#define MAX_LAYERS 64
 #define MAX_WIDTH (1 << 24)
+#define MAX_STR (1 << 20) /* bytes of one string attribute (the config is a few KB) */
 
 /* Every helper is a no-op once an error is recorded, so the caller reads a whole group
  * and checks r->st once. */
@@ -19,6 +19,8 @@ typedef struct reader {
     const char *path;
     dml_error *err;
     dml_status st;
+    int version;        /* the file's format_version: 1 only when reading for dml upgrade */
+    hsize_t file_size;  /* no dataset or string can be larger, nor stored past it */
 } reader;
 
 static void fail(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,27 +36,65 @@ static void fail(reader *r, const char *fmt, ...)
     r->st = dml_error_set(r->err, DML_ERR_DATA, r->path, 0, 0, "%s", msg);
 }
 
+/* 1 when loc holds a hard link called name, 0 when it holds nothing by that name. Soft and
+ * external links are refused: a model file is read alone, never other files it names. */
+static int has_link(reader *r, hid_t loc, const char *where, const char *name)
+{
+    if (r->st != DML_OK)
+        return 0;
+    htri_t has = H5Lexists(loc, name, H5P_DEFAULT);
+    H5L_info_t info;
+    if (has < 0 || (has > 0 && H5Lget_info(loc, name, &info, H5P_DEFAULT) < 0))
+        fail(r, "%s: cannot read the link '%s' (the file is damaged)", where, name);
+    else if (has > 0 && info.type != H5L_TYPE_HARD)
+        fail(r, "%s: '%s' is a soft or external link (a model file holds its objects itself)",
+             where, name);
+    return r->st == DML_OK && has > 0;
+}
+
+/* The stored type of an attribute is one dml writes for class cls. */
+static int attr_type_ok(const reader *r, hid_t t, H5T_class_t cls)
+{
+    size_t size = H5Tget_size(t);
+    if (H5Tget_class(t) != cls)
+        return 0;
+    if (cls == H5T_INTEGER)
+        return size >= 1 && size <= 8;
+    if (cls == H5T_FLOAT)
+        return size == 4 || size == 8;
+    htri_t vl = H5Tis_variable_str(t);
+    if (vl != 0) /* format_version 1 wrote variable-length strings (read by dml upgrade only) */
+        return vl > 0 && r->version == 1;
+    return size >= 1 && size <= MAX_STR && size <= r->file_size;
+}
+
 /* An attribute holding one value of class cls, opened; -1 (and maybe an error) otherwise. */
 static hid_t open_attr(reader *r, hid_t loc, const char *where, const char *name,
                        H5T_class_t cls, int required)
 {
     if (r->st != DML_OK)
         return -1;
-    if (H5Aexists(loc, name) <= 0) {
+    htri_t has = H5Aexists(loc, name);
+    if (has < 0) {
+        fail(r, "%s: cannot read its attributes (the file is damaged)", where);
+        return -1;
+    }
+    if (!has) {
         if (required)
             fail(r, "%s: the attribute '%s' is missing", where, name);
         return -1;
     }
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t t = a >= 0 ? H5Aget_type(a) : -1, s = a >= 0 ? H5Aget_space(a) : -1;
-    int ok = t >= 0 && s >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
+    int ok = t >= 0 && s >= 0 && attr_type_ok(r, t, cls) && H5Sget_simple_extent_npoints(s) == 1;
     if (t >= 0)
         H5Tclose(t);
     if (s >= 0)
         H5Sclose(s);
     if (!ok) {
         fail(r, "%s: the attribute '%s' is not a single %s", where, name,
-             cls == H5T_STRING ? "string" : cls == H5T_INTEGER ? "integer" : "number");
+             cls == H5T_STRING ? (r->version == 1 ? "string" : "fixed-length string")
+             : cls == H5T_INTEGER ? "integer" : "number");
         if (a >= 0)
             H5Aclose(a);
         return -1;
@@ -62,33 +102,30 @@ static hid_t open_attr(reader *r, hid_t loc, const char *where, const char *name
     return a;
 }
 
-/* A string attribute (variable-length or fixed), malloc'ed; NULL when absent or on error. */
+/* A string attribute, malloc'ed; NULL when absent or on error. Fixed-length unless the file is
+ * format_version 1. */
 static char *get_str(reader *r, hid_t loc, const char *where, const char *name, int required)
 {
     hid_t a = open_attr(r, loc, where, name, H5T_STRING, required);
     if (a < 0)
         return NULL;
-    hid_t ft = H5Aget_type(a);
+    hid_t ft = H5Aget_type(a), mt = ft >= 0 ? H5Tcopy(ft) : -1;
     char *out = NULL;
-    if (H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
+    if (mt >= 0 && H5Tis_variable_str(ft) > 0) {
         char *v = NULL;
         if (H5Aread(a, mt, &v) >= 0)
             out = strdup(v ? v : "");
         H5free_memory(v);
-        H5Tclose(mt);
-    } else {
-        size_t n = H5Tget_size(ft);
-        hid_t mt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
-        if ((out = calloc(n + 1, 1)) && H5Aread(a, mt, out) < 0) {
+    } else if (mt >= 0) {
+        if ((out = calloc(H5Tget_size(ft) + 1, 1)) && H5Aread(a, mt, out) < 0) {
             free(out);
             out = NULL;
         }
-        H5Tclose(mt);
     }
-    H5Tclose(ft);
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (ft >= 0)
+        H5Tclose(ft);
     H5Aclose(a);
     if (!out)
         fail(r, "%s: cannot read the attribute '%s'", where, name);
@@ -118,9 +155,7 @@ static int get_size(reader *r, hid_t loc, const char *where, const char *name, i
 
 static hid_t open_group(reader *r, hid_t loc, const char *where, const char *name, int required)
 {
-    if (r->st != DML_OK)
-        return -1;
-    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
+    if (!has_link(r, loc, where, name)) {
         if (required)
             fail(r, "%s: the group '%s' is missing", where, name);
         return -1;
@@ -131,53 +166,113 @@ static hid_t open_group(reader *r, hid_t loc, const char *where, const char *nam
     return g;
 }
 
-/* A float dataset of exactly the given shape, every value finite, into a new buffer. */
+/* Why dataset d (float32, of `bytes` bytes) is not stored as dml writes it, or NULL. Version 2:
+ * one chunk with a Fletcher-32 checksum (HDF5 checks it on read); version 1: contiguous and
+ * unfiltered. Either way no external files, and every byte inside the file. */
+static const char *storage_problem(const reader *r, hid_t d, hid_t space, int rank,
+                                   const hsize_t *want, hsize_t bytes)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0)
+        return "its creation properties cannot be read";
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int n_filters = H5Pget_nfilters(dcpl), n_external = H5Pget_external_count(dcpl);
+    hsize_t chunk[3] = {0, 0, 0}, size = 0, n_chunks = 0;
+    haddr_t addr = HADDR_UNDEF;
+    unsigned flags = 0, mask = 0;
+    size_t n_cd = 0;
+    int chunk_rank = layout == H5D_CHUNKED ? H5Pget_chunk(dcpl, 3, chunk) : 0;
+    H5Z_filter_t filter = n_filters == 1 ? H5Pget_filter2(dcpl, 0, &flags, &n_cd, NULL, 0, NULL,
+                                                          NULL)
+                                         : H5Z_FILTER_ERROR;
+    H5Pclose(dcpl);
+    if (n_external != 0)
+        return "it names external files";
+    if (r->version == 1) {
+        if (layout != H5D_CONTIGUOUS || n_filters != 0)
+            return "version 1 stores contiguous, unfiltered data";
+        addr = H5Dget_offset(d);
+        size = H5Dget_storage_size(d);
+    } else {
+        int same = chunk_rank == rank;
+        for (int i = 0; same && i < rank; i++)
+            same = chunk[i] == want[i];
+        if (layout != H5D_CHUNKED || !same || filter != H5Z_FILTER_FLETCHER32)
+            return "version 2 stores one chunk with a Fletcher-32 checksum";
+        if (H5Dget_num_chunks(d, space, &n_chunks) < 0 || n_chunks != 1 ||
+            H5Dget_chunk_info(d, space, 0, NULL, &mask, &addr, &size) < 0 || mask != 0)
+            return "its chunk cannot be located";
+        bytes += 4; /* the checksum */
+    }
+    if (addr == HADDR_UNDEF || size != bytes)
+        return "its storage has another size than its shape";
+    if (addr > r->file_size || size > r->file_size - addr)
+        return "its data lies past the end of the file (a truncated file?)";
+    return NULL;
+}
+
+static void shape_text(char *buf, size_t len, int rank, const hsize_t *dims)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < rank && i < 3; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%llu", i ? ", " : "",
+                 (unsigned long long)dims[i]);
+}
+
+/* A float dataset of exactly the given shape, every value finite, into a new buffer. Its type,
+ * shape and storage are checked (against the file size too) before anything is allocated. */
 static float *get_f32(reader *r, hid_t loc, const char *where, const char *name, int rank,
                       const hsize_t *want)
 {
-    if (r->st != DML_OK)
-        return NULL;
     char full[200];
     snprintf(full, sizeof full, "%s/%s", where, name);
-    hid_t d = H5Lexists(loc, name, H5P_DEFAULT) > 0 ? H5Dopen2(loc, name, H5P_DEFAULT) : -1;
-    if (d < 0) {
+    if (!has_link(r, loc, where, name)) {
         fail(r, "the dataset '%s' is missing", full);
         return NULL;
     }
-    hid_t s = H5Dget_space(d), t = H5Dget_type(d);
-    hsize_t dims[3] = {0, 0, 0};
-    int got = H5Sget_simple_extent_ndims(s), same = got == rank;
-    if (got >= 1 && got <= 3)
-        H5Sget_simple_extent_dims(s, dims, NULL);
-    size_t n = 1;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1, t = d >= 0 ? H5Dget_type(d) : -1;
+    hsize_t dims[3] = {0, 0, 0}, n = 1;
+    int got = s >= 0 && H5Sget_simple_extent_type(s) == H5S_SIMPLE
+                  ? H5Sget_simple_extent_ndims(s) : -1;
+    if (got < 1 || got > 3 || H5Sget_simple_extent_dims(s, dims, NULL) != got)
+        got = 0;
+    int same = got == rank;
     for (int i = 0; i < rank; i++) {
         same &= dims[i] == want[i];
-        n *= (size_t)want[i];
+        n *= want[i]; /* each width is at most 2^24 and d * ksub too: no overflow */
     }
+    const char *why = NULL;
     float *out = NULL;
-    if (H5Tget_class(t) != H5T_FLOAT) {
-        fail(r, "the dataset '%s' is not floating point", full);
+    if (d < 0 || s < 0 || t < 0) {
+        fail(r, "cannot open the dataset '%s' (the file is damaged)", full);
+    } else if (H5Tequal(t, H5T_IEEE_F32LE) <= 0) {
+        fail(r, "the dataset '%s' is not float32 (little-endian)", full);
     } else if (!same) {
-        char shape[64] = "", expect[64] = "";
-        for (int i = 0; i < got && i < 3; i++)
-            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", i ? ", " : "",
-                     (unsigned long long)dims[i]);
-        for (int i = 0; i < rank; i++)
-            snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s%llu",
-                     i ? ", " : "", (unsigned long long)want[i]);
+        char shape[64], expect[64];
+        shape_text(shape, sizeof shape, got, dims);
+        shape_text(expect, sizeof expect, rank, want);
         fail(r, "the dataset '%s' is [%s] where its attributes give [%s]", full, shape, expect);
+    } else if (n * sizeof(float) > r->file_size) {
+        fail(r, "the dataset '%s' needs %llu bytes, more than the whole file (%llu)", full,
+             (unsigned long long)(n * sizeof(float)), (unsigned long long)r->file_size);
+    } else if ((why = storage_problem(r, d, s, rank, want, n * sizeof(float)))) {
+        fail(r, "the dataset '%s' is not stored as dml writes it: %s", full, why);
     } else if (!(out = malloc(n * sizeof(float)))) {
         r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0, "out of memory for '%s'", full);
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-        fail(r, "cannot read the dataset '%s'", full);
+        fail(r, "cannot read the dataset '%s' (a checksum mismatch: the file is damaged)", full);
     } else {
         for (size_t i = 0; i < n && r->st == DML_OK; i++)
             if (!isfinite(out[i]))
                 fail(r, "the dataset '%s' holds a non-finite value at flat index %zu", full, i);
     }
-    H5Tclose(t);
-    H5Sclose(s);
-    H5Dclose(d);
+    if (t >= 0)
+        H5Tclose(t);
+    if (s >= 0)
+        H5Sclose(s);
+    if (d >= 0)
+        H5Dclose(d);
     if (r->st != DML_OK) {
         free(out);
         out = NULL;
@@ -238,14 +333,16 @@ static void check_activation(reader *r, hid_t g, const char *where, int i, dml_m
     else if (s && i == 0 && m->n_layers > 1)
         m->act = a;
     free(s);
-    if (r->st == DML_OK && a == DML_ACT_LEAKY_RELU && H5Aexists(g, "negative_slope") > 0) {
+    hid_t at = a == DML_ACT_LEAKY_RELU ? open_attr(r, g, where, "negative_slope", H5T_FLOAT, 0)
+                                       : -1;
+    if (at >= 0) {
         float slope = 0.0f;
-        hid_t at = open_attr(r, g, where, "negative_slope", H5T_FLOAT, 1);
-        if (at >= 0 && H5Aread(at, H5T_NATIVE_FLOAT, &slope) >= 0 && slope != DML_LEAKY_SLOPE)
+        if (H5Aread(at, H5T_NATIVE_FLOAT, &slope) < 0)
+            fail(r, "%s: cannot read the attribute 'negative_slope'", where);
+        else if (slope != DML_LEAKY_SLOPE)
             fail(r, "%s: negative_slope %g is not supported (dml's leaky_relu uses %g)", where,
                  slope, DML_LEAKY_SLOPE);
-        if (at >= 0)
-            H5Aclose(at);
+        H5Aclose(at);
     }
 }
 
@@ -306,7 +403,7 @@ static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_i
     free(arch);
     int dim_in = get_size(r, t, where, "input_dim", MAX_WIDTH);
     int dim_out = get_size(r, t, where, "output_dim", MAX_WIDTH);
-    int n_layers = get_size(r, t, where, "num_layers", MAX_LAYERS);
+    int n_layers = get_size(r, t, where, "num_layers", DML_MODEL_MAX_LAYERS);
     if (r->st == DML_OK && !(m->layers = calloc((size_t)n_layers, sizeof *m->layers)))
         r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0, "out of memory for %s", where);
     if (r->st == DML_OK)
@@ -337,15 +434,17 @@ static void get_pq(reader *r, hid_t file, int dim, dml_pq *pq)
     else if (r->st == DML_OK && (ksub != 1 << nbits || dsub != d / m))
         fail(r, "/pq: ksub = %d and dsub = %d, but nbits = %d and d / M give %d and %d", ksub,
              dsub, nbits, 1 << nbits, d / m);
+    /* The centroids first: their storage is checked against the file before dml_pq_init
+     * allocates d * ksub floats. */
+    hsize_t dims[3] = {(hsize_t)m, (hsize_t)ksub, (hsize_t)dsub};
+    float *c = get_f32(r, g, "/pq", "centroids", 3, dims);
     if (r->st == DML_OK)
         r->st = dml_pq_init(pq, d, m, nbits, r->err);
     if (r->st == DML_OK) {
-        hsize_t dims[3] = {(hsize_t)m, (hsize_t)ksub, (hsize_t)dsub};
-        float *c = get_f32(r, g, "/pq", "centroids", 3, dims);
-        if (c) {
-            free(pq->centroids);
-            pq->centroids = c;
-        }
+        free(pq->centroids);
+        pq->centroids = c;
+    } else {
+        free(c);
     }
     H5Gclose(g);
 }
@@ -363,19 +462,30 @@ static void get_training(reader *r, hid_t file, dml_model_file *mf)
 }
 
 /* The root: format, version, model type (which towers exist) and metric. */
-static void get_root(reader *r, hid_t f, dml_model_file *mf)
+static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
 {
+    /* The version (an integer, safe to read) comes first: it decides how strings are read. */
+    int64_t version = get_i64(r, f, "/", "format_version", 0);
+    if (r->st == DML_OK && version == 1 && !upgrade)
+        fail(r, "format_version 1 is read only by `dml upgrade` (its variable-length strings go "
+                "through a part of libhdf5 that crashes on damaged files): run `dml upgrade %s` "
+                "once to rewrite it as version %d", r->path, DML_MODEL_FORMAT_VERSION);
+    r->version = (int)(version == 1 ? 1 : DML_MODEL_FORMAT_VERSION);
+    H5F_info2_t info;
+    if (r->st == DML_OK && version == DML_MODEL_FORMAT_VERSION &&
+        (H5Fget_info2(f, &info) < 0 || info.super.version < 2))
+        fail(r, "format_version %d files have a checksummed superblock (version 2 or later), "
+                "this one has not", DML_MODEL_FORMAT_VERSION);
     char *format = get_str(r, f, "/", "format", 0);
     if (r->st == DML_OK && (!format || strcmp(format, DML_MODEL_FORMAT) != 0))
         fail(r, "not a dml model file: format is '%s', expected '%s'", format ? format : "(none)",
              DML_MODEL_FORMAT);
     free(format);
-    int64_t version = get_i64(r, f, "/", "format_version", 1);
-    if (r->st == DML_OK && version != DML_MODEL_FORMAT_VERSION)
-        fail(r, "format_version %lld is not supported (this dml reads %d)", (long long)version,
-             DML_MODEL_FORMAT_VERSION);
-    int has_dec = r->st == DML_OK && H5Lexists(f, "decoder", H5P_DEFAULT) > 0;
-    int has_b = r->st == DML_OK && H5Lexists(f, "encoder_b", H5P_DEFAULT) > 0;
+    if (r->st == DML_OK && version != 1 && version != DML_MODEL_FORMAT_VERSION)
+        fail(r, "format_version %lld is not supported (this dml reads %d, and 1 through dml "
+                "upgrade)", (long long)version, DML_MODEL_FORMAT_VERSION);
+    int has_dec = has_link(r, f, "/", "decoder");
+    int has_b = has_link(r, f, "/", "encoder_b");
     mf->net.type = has_b ? DML_NET_DUAL : has_dec ? DML_NET_AUTOENCODER : DML_NET_MLP;
     char *type = get_str(r, f, "/", "model_type", 0);
     if (has_dec && has_b)
@@ -392,10 +502,10 @@ static void get_root(reader *r, hid_t f, dml_model_file *mf)
     free(metric);
 }
 
-static void get_all(reader *r, hid_t f, dml_model_file *mf)
+static void get_all(reader *r, hid_t f, dml_model_file *mf, int upgrade)
 {
     dml_net *net = &mf->net;
-    get_root(r, f, mf);
+    get_root(r, f, mf, upgrade);
     get_tower(r, f, "encoder", &net->encoder, &mf->norm);
     if (net->type == DML_NET_AUTOENCODER) {
         dml_input_norm none = {0};
@@ -419,18 +529,25 @@ static void get_all(reader *r, hid_t f, dml_model_file *mf)
     get_training(r, f, mf);
 }
 
-dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *err)
+/* upgrade: also read format_version 1 (dml upgrade's reader). */
+static dml_status read_model(const char *path, dml_model_file *mf, int upgrade, dml_error *err)
 {
     memset(mf, 0, sizeof *mf);
-    reader r = {path, err, DML_OK};
-    H5E_BEGIN_TRY {
+    reader r = {path, err, DML_OK, 0, 0};
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no such file");
+    if (!S_ISREG(sb.st_mode))
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not a regular file");
+    r.file_size = (hsize_t)sb.st_size;
+    H5E_BEGIN_TRY { /* our messages, not the HDF5 error stack */
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) {
             r.st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                                 access(path, F_OK) != 0 ? "no such file"
-                                                         : "cannot open the model: not an HDF5 file");
+                                 H5Fis_hdf5(path) > 0 ? "cannot open the model: a damaged HDF5 file"
+                                                      : "cannot open the model: not an HDF5 file");
         } else {
-            get_all(&r, f, mf);
+            get_all(&r, f, mf, upgrade);
             H5Fclose(f);
         }
     } H5E_END_TRY;
@@ -439,3 +556,17 @@ dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *
     return r.st;
 }
 
+dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *err)
+{
+    return read_model(path, mf, 0, err);
+}
+
+dml_status dml_model_file_upgrade(const char *path, const char *out, dml_error *err)
+{
+    dml_model_file mf;
+    dml_status st = read_model(path, &mf, 1, err);
+    if (st == DML_OK)
+        st = dml_model_file_write(out, &mf, err);
+    dml_model_file_free(&mf);
+    return st;
+}

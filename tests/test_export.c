@@ -461,7 +461,7 @@ static void test_cli_info(void **state)
     char args[400];
     snprintf(args, sizeof args, "info '%s' --config", c.model);
     assert_int_equal(dml_run(&c, args), 0);
-    assert_true(out_has(&c, "mlp model (format dml-model 1), metric inner_product"));
+    assert_true(out_has(&c, "mlp model (format dml-model 2), metric inner_product"));
     assert_true(out_has(&c, "encoder: 12 -> 16 -> 10 -> 8 (466 parameters)"));
     assert_true(out_has(&c, "input_norm   standardize"));
     assert_true(out_has(&c, "layer_001    linear 16 -> 10, relu"));

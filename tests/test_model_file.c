@@ -156,9 +156,9 @@ typedef struct mutation {
 static void put_str_attr(hid_t o, const char *name, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(value) + 1);
     hid_t s = H5Screate(H5S_SCALAR), a = H5Acreate2(o, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
-    assert_true(H5Awrite(a, t, &value) >= 0);
+    assert_true(H5Awrite(a, t, value) >= 0);
     H5Aclose(a);
     H5Sclose(s);
     H5Tclose(t);
@@ -211,7 +211,7 @@ static void mutate(const char *path, const mutation *mu)
 static const mutation MUTATIONS[] = {
     {SET_STR, "/", "format", "dml-checkpoint", 0, {0, 0},
      "not a dml model file: format is 'dml-checkpoint', expected 'dml-model'"},
-    {SET_I64, "/", "format_version", NULL, 2, {0, 0}, "format_version 2 is not supported"},
+    {SET_I64, "/", "format_version", NULL, 3, {0, 0}, "format_version 3 is not supported"},
     {SET_STR, "/", "model_type", "dual", 0, {0, 0},
      "model_type is 'dual', but the groups present make it 'mlp'"},
     {SET_STR, "/", "metric", "cosine", 0, {0, 0}, "metric 'cosine' is unknown"},

@@ -4,7 +4,8 @@ usage: check_model_h5.py MODEL.h5 X.f32 Y.f32 [TOWER]
 X.f32 holds raw float32 input rows and Y.f32 the C embeddings of them (dml_model_file_encode);
 TOWER is encoder (default) or encoder_b. The script rebuilds the forward pass in numpy from the
 file's layout (formats.md 2.3: weight [out, in], y = W x + b, input/output normalisation) and
-checks the string attributes are str (variable-length UTF-8), the shapes and the codebooks.
+checks the string attributes are fixed-length UTF-8 (h5py returns them as bytes), the float
+datasets are single chunks with a Fletcher-32 checksum, the shapes and the codebooks.
 Exit status 0 when everything holds; otherwise the first problem on stderr and 1."""
 import math
 import sys
@@ -23,6 +24,24 @@ def expect(cond, msg):
         fail(msg)
 
 
+def text(attrs, key):
+    """A fixed-length string attribute (h5py gives numpy.bytes_), decoded."""
+    v = attrs[key]
+    expect(isinstance(v, bytes), "attribute %s is %s, not a fixed-length string" % (key, type(v)))
+    tid = attrs.get_id(key).get_type()
+    expect(not tid.is_variable_str() and tid.get_cset() == h5py.h5t.CSET_UTF8,
+           "attribute %s is not fixed-length UTF-8" % key)
+    return v.decode("utf-8")
+
+
+def floats(ds):
+    """A float32 dataset as dml writes it: one chunk, Fletcher-32, nothing else."""
+    expect(ds.dtype == np.float32, "%s is not float32" % ds.name)
+    expect(ds.chunks == ds.shape and ds.fletcher32 and ds.compression is None,
+           "%s is not one Fletcher-32 chunk" % ds.name)
+    return ds[()]
+
+
 ERF = np.vectorize(math.erf)
 ACT = {
     "none": lambda x, a: x,
@@ -36,22 +55,19 @@ ACT = {
 
 def forward(tower, x):
     norm = tower["input_norm"]
-    expect(isinstance(norm.attrs["kind"], str), "input_norm kind is not a str")
-    if norm.attrs["kind"] == "standardize":
-        x = (x - norm["mean"][()]) / norm["std"][()]
+    if text(norm.attrs, "kind") == "standardize":
+        x = (x - floats(norm["mean"])) / floats(norm["std"])
     n_layers = int(tower.attrs["num_layers"])
     expect(int(tower.attrs["input_dim"]) == x.shape[1], "input_dim differs from the input rows")
     for i in range(n_layers):
         layer = tower["layer_%03d" % i]
-        w, b = layer["weight"][()], layer["bias"][()]
-        expect(w.dtype == np.float32 and b.dtype == np.float32, "weights are not float32")
+        w, b = floats(layer["weight"]), floats(layer["bias"])
         expect(w.shape == (layer.attrs["out_features"], layer.attrs["in_features"]),
                "layer %d weight shape %s" % (i, w.shape))
-        act = layer.attrs["activation"]
-        expect(isinstance(act, str), "activation is not a str")
+        act = text(layer.attrs, "activation")
         x = ACT[act](x.astype(np.float64) @ w.T + b, layer.attrs)
     out = tower["output_norm"]
-    kind = out.attrs["kind"]
+    kind = text(out.attrs, "kind")
     if kind == "l2":
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), float(out.attrs["eps"]))
     elif kind == "tanh":
@@ -66,11 +82,12 @@ def main():
     path, xpath, ypath = sys.argv[1:4]
     tower_name = sys.argv[4] if len(sys.argv) > 4 else "encoder"
     with h5py.File(path, "r") as f:
-        for key in ("format", "producer", "created", "metric", "model_type"):
-            expect(isinstance(f.attrs[key], str), "root attribute %s is not a str" % key)
-        expect(f.attrs["format"] == "dml-model", "format is %r" % f.attrs["format"])
-        expect(int(f.attrs["format_version"]) == 1, "format_version")
-        expect(f.attrs["metric"] in ("l2", "inner_product"), "metric")
+        root = {k: text(f.attrs, k) for k in ("format", "producer", "created", "metric",
+                                               "model_type")}
+        expect(root["format"] == "dml-model", "format is %r" % root["format"])
+        expect(int(f.attrs["format_version"]) == 2, "format_version")
+        expect(root["metric"] in ("l2", "inner_product"), "metric")
+        expect(root["producer"].startswith("dml "), "producer")
         tower = f[tower_name]
         d_in = int(tower.attrs["input_dim"])
         x = np.fromfile(xpath, dtype=np.float32).reshape(-1, d_in)
@@ -81,14 +98,14 @@ def main():
         if "pq" in f:
             pq = f["pq"]
             d, m, nbits = (int(pq.attrs[k]) for k in ("d", "M", "nbits"))
-            c = pq["centroids"][()]
+            c = floats(pq["centroids"])
             expect(c.shape == (m, 1 << nbits, d // m), "centroids shape %s" % (c.shape,))
             expect(int(pq.attrs["ksub"]) == 1 << nbits and int(pq.attrs["dsub"]) == d // m,
                    "ksub/dsub")
             expect(d == y.shape[1], "pq d differs from the embedding width")
         t = f["training"]
-        expect(isinstance(t.attrs["config"], str) and isinstance(t.attrs["final_metrics"], str),
-               "training strings are not str")
+        expect(text(t.attrs, "config").startswith("name: fixture"), "training config")
+        expect(text(t.attrs, "final_metrics").startswith("{"), "training final_metrics")
         expect(np.issubdtype(t.attrs["steps"].dtype, np.integer), "training steps")
     print("check_model_h5: ok (%d rows, max error %.3g)" % (x.shape[0], err))
 
