@@ -541,7 +541,13 @@ static dml_status read_model(const char *path, dml_model_file *mf, int upgrade, 
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not a regular file");
     r.file_size = (hsize_t)sb.st_size;
     H5E_BEGIN_TRY { /* our messages, not the HDF5 error stack */
-        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        /* Closing the file closes whatever a failed call left open inside HDF5. */
+        hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+        hid_t f = fapl >= 0 && H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) >= 0
+                      ? H5Fopen(path, H5F_ACC_RDONLY, fapl)
+                      : -1;
+        if (fapl >= 0)
+            H5Pclose(fapl);
         if (f < 0) {
             r.st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                  H5Fis_hdf5(path) > 0 ? "cannot open the model: a damaged HDF5 file"
