@@ -294,6 +294,37 @@ static void test_missing_or_not_hdf5(void **state)
     fx_rm(dir);
 }
 
+/* A model of dml's first format (format_version 1, written by the build before version 2): the
+ * readers refuse it and say how to rewrite it; dml upgrade rewrites it as version 2 holding the
+ * same groups, attributes and values. */
+static void test_version_1_upgrade(void **state)
+{
+    (void)state;
+    char dir[256], path[300], out[300];
+    FX_TMP(dir, path, "v1.h5");
+    snprintf(out, sizeof out, "%s/v2.h5", dir);
+    assert_int_equal(tu_system("cp tests/fixtures/model/v1_mlp.h5 '%s'", path), 0);
+    dml_model_file mf;
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.msg, "format_version 1 is read only by `dml upgrade`"));
+    assert_int_equal(tu_system("'%s' upgrade '%s' '%s' >/dev/null", tu_dml_path(), path, out), 0);
+    assert_int_equal(dml_model_file_read(out, &mf, &err), DML_OK);
+    assert_int_equal(dml_mlp_dim_in(&mf.net.encoder), 16);
+    assert_int_equal(dml_mlp_dim_out(&mf.net.encoder), 4);
+    assert_int_equal(mf.pq.m, 2);
+    assert_int_equal(mf.norm.d, 16);
+    assert_non_null(strstr(mf.config_yaml, "name: \"tiny\""));
+    dml_model_file_free(&mf);
+    if (tu_python_has("h5py,numpy"))
+        assert_int_equal(tu_python_run("tests/scripts/same_model_h5.py '%s' '%s'", path, out), 0);
+    /* In place, as the error message says. */
+    assert_int_equal(tu_system("'%s' upgrade '%s' >/dev/null", tu_dml_path(), path), 0);
+    assert_int_equal(dml_model_file_read(path, &mf, &err), DML_OK);
+    dml_model_file_free(&mf);
+    fx_rm(dir);
+}
+
 static size_t dir_entries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -420,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_h5py_reads_it),
         cmocka_unit_test(test_malformed_files),
         cmocka_unit_test(test_missing_or_not_hdf5),
+        cmocka_unit_test(test_version_1_upgrade),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_write_refuses_inconsistent),
         cmocka_unit_test(test_copy_into_trainer_net),

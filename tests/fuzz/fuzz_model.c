@@ -1,0 +1,47 @@
+/* libFuzzer harness for the model reader: the input is written to a temporary file and opened
+ * with dml_model_open, as a service would open it; a model that opens encodes one row, which
+ * must come out finite. Seeds: tests/fuzz/corpus/model/ (small real model files). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dml.h"
+
+static char path[64];
+
+static void remove_file(void)
+{
+    unlink(path);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/fuzz_model_%ld.h5", (long)getpid());
+        atexit(remove_file);
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+        abort(); /* the harness's own failure, not the reader's */
+    char msg[512];
+    dml_model *m = NULL;
+    if (dml_model_open(path, &m, msg, sizeof msg) != DML_OK) {
+        if (m || !msg[0])
+            abort(); /* a failed open returns no handle and says why */
+        return 0;
+    }
+    int d_in = dml_model_dim_in(m), dim = dml_model_dim_out(m);
+    float *x = calloc((size_t)d_in, sizeof(float)), *y = calloc((size_t)dim, sizeof(float));
+    for (int j = 0; x && j < d_in; j++)
+        x[j] = (float)(j % 7) - 3.0f;
+    if (x && y && dml_model_encode(m, x, 1, y) == DML_OK)
+        for (int j = 0; j < dim; j++)
+            if (!isfinite(y[j]))
+                abort(); /* an opened model must embed a finite row finitely */
+    free(x);
+    free(y);
+    dml_model_free(m);
+    return 0;
+}
