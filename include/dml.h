@@ -38,6 +38,19 @@
  * dml_model_encode* and dml_model_free require a handle dml_model_open returned. What a getter
  * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
  *
+ * Model files. A model.h5 is data, never trusted further than that: dml_model_open reads the
+ * file alone (soft or external links and external raw data are refused), and a damaged or hostile
+ * file gives DML_ERR_DATA with a message naming it, not a crash. It reads format_version 2 only,
+ * a format chosen to keep what libhdf5 parses small and checked: checksummed superblock and
+ * object headers (HDF5 1.10's format, verified before parsing), fixed-length string attributes
+ * (no variable-length strings), every tensor a float32 dataset in one chunk with a Fletcher-32
+ * checksum. Before it reads a tensor it checks the format name and version, every attribute's
+ * type and range, the tensor's type, its shape against the attributes (layer widths chain, the
+ * codebooks fit the embedding width), its layout, filter and chunk size, and that the chunk
+ * lies inside the file; then every value must be finite. A file that opens is a well-formed
+ * model, not proof of who wrote it. Older files (format_version 1) are refused: `dml upgrade
+ * FILE` rewrites them.
+ *
  * Threads. After dml_model_open returns, a model is read-only: any number of threads may call
  * dml_model_encode and the getters on one model at once (each call works in its own memory).
  * dml_model_open and dml_model_free read HDF5, which Debian builds without thread-safety: do
@@ -99,9 +112,10 @@ DML_API dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t 
 /* ---- models: a trained encoder read from model.h5 ---- */
 typedef struct dml_model dml_model;
 
-/* Reads and validates the model file at path. On success *model is a new handle (free it with
- * dml_model_free). On failure *model is NULL, the status says why (DML_ERR_DATA: missing,
- * malformed or inconsistent file; DML_ERR_USAGE: NULL arguments; DML_ERR_NOMEM) and errbuf (may
+/* Reads and validates the model file at path (format_version 2; see "Model files" above). On
+ * success *model is a new handle (free it with dml_model_free). On failure *model is NULL, the
+ * status says why (DML_ERR_DATA: missing, damaged, malformed or inconsistent file, or one of an
+ * older format; DML_ERR_USAGE: NULL arguments; DML_ERR_NOMEM) and errbuf (may
  * be NULL) gets a message naming the file, truncated to errlen bytes including the NUL. */
 DML_API dml_status dml_model_open(const char *path, dml_model **model, char *errbuf,
                                   size_t errlen);
