@@ -1,5 +1,6 @@
 /* dml: the command line. Each command lives in its own cli/<command>.c; main only
  * dispatches and maps nothing itself: every command returns its exit code. */
+#include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,10 @@ void dml_cli_report_error(const char *command, dml_status st, const dml_error *e
 
 int main(int argc, char **argv)
 {
+    /* Every command closes its HDF5 files before it returns, so libhdf5's exit handler has
+     * nothing to do but report blocks it leaked itself while refusing a damaged file ("HDF5:
+     * infinite loop closing library"), which would follow a clean error message. */
+    H5dont_atexit();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "help")) {
         fputs(USAGE, argc < 2 ? stderr : stdout);

@@ -539,7 +539,6 @@ static dml_status read_model(const char *path, dml_model_file *mf, int upgrade, 
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "no such file");
     if (!S_ISREG(sb.st_mode))
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not a regular file");
-    r.file_size = (hsize_t)sb.st_size;
     H5E_BEGIN_TRY { /* our messages, not the HDF5 error stack */
         /* Closing the file closes whatever a failed call left open inside HDF5. */
         hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -552,6 +551,9 @@ static dml_status read_model(const char *path, dml_model_file *mf, int upgrade, 
             r.st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                  H5Fis_hdf5(path) > 0 ? "cannot open the model: a damaged HDF5 file"
                                                       : "cannot open the model: not an HDF5 file");
+        } else if (H5Fget_filesize(f, &r.file_size) < 0) { /* of the file opened, not path now */
+            r.st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read the file's size");
+            H5Fclose(f);
         } else {
             get_all(&r, f, mf, upgrade);
             H5Fclose(f);
