@@ -39,17 +39,18 @@
  * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
  *
  * Model files. A model.h5 is data, never trusted further than that: dml_model_open reads the
- * file alone (soft or external links and external raw data are refused), and a damaged or hostile
- * file gives DML_ERR_DATA with a message naming it, not a crash. It reads format_version 2 only,
- * a format chosen to keep what libhdf5 parses small and checked: checksummed superblock and
+ * file alone (soft or external links and external raw data are refused), and a damaged file
+ * gives DML_ERR_DATA with a message naming it, not a crash. It reads format_version 2 only, a
+ * format chosen to keep what libhdf5 parses small and checked: checksummed superblock and
  * object headers (HDF5 1.10's format, verified before parsing), fixed-length string attributes
  * (no variable-length strings), every tensor a float32 dataset in one chunk with a Fletcher-32
- * checksum. Before it reads a tensor it checks the format name and version, every attribute's
- * type and range, the tensor's type, its shape against the attributes (layer widths chain, the
- * codebooks fit the embedding width), its layout, filter and chunk size, and that the chunk
- * lies inside the file; then every value must be finite. A file that opens is a well-formed
- * model, not proof of who wrote it. Older files (format_version 1) are refused: `dml upgrade
- * FILE` rewrites them.
+ * checksum. It refuses a superblock without a checksum before parsing anything else. Before it
+ * reads a tensor it checks the format name and version, every attribute's type and range, the
+ * tensor's type, its shape against the attributes (layer widths chain, the codebooks fit the
+ * embedding width), its layout, filter and chunk size, and that the chunk lies inside the
+ * file; then every value must be finite. A file that opens is a well-formed model, not proof of
+ * who wrote it, and a file crafted (with valid checksums) to hit a bug of libhdf5 is not ruled
+ * out. Older files (format_version 1) are refused: `dml upgrade FILE` rewrites them.
  *
  * Threads. After dml_model_open returns, a model is read-only: any number of threads may call
  * dml_model_encode and the getters on one model at once (each call works in its own memory).

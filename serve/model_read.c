@@ -464,18 +464,22 @@ static void get_training(reader *r, hid_t file, dml_model_file *mf)
 /* The root: format, version, model type (which towers exist) and metric. */
 static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
 {
-    /* The version (an integer, safe to read) comes first: it decides how strings are read. */
+    /* The superblock first: without its checksum (a file of an earlier dml, or not of dml) the
+     * object headers have none either, so nothing more is parsed, not even format_version. */
+    H5F_info2_t info;
+    if (H5Fget_info2(f, &info) < 0)
+        fail(r, "cannot read the HDF5 superblock (the file is damaged)");
+    else if (info.super.version < 2 && !upgrade)
+        fail(r, "not a model file of format_version %d (its HDF5 superblock is version %u, "
+                "without a checksum): a model.h5 of an earlier dml is rewritten by `dml upgrade "
+                "%s`", DML_MODEL_FORMAT_VERSION, info.super.version, r->path);
+    /* The version (an integer, safe to read) comes next: it decides how strings are read. */
     int64_t version = get_i64(r, f, "/", "format_version", 0);
     if (r->st == DML_OK && version == 1 && !upgrade)
         fail(r, "format_version 1 is read only by `dml upgrade` (its variable-length strings go "
                 "through a part of libhdf5 that crashes on damaged files): run `dml upgrade %s` "
                 "once to rewrite it as version %d", r->path, DML_MODEL_FORMAT_VERSION);
     r->version = (int)(version == 1 ? 1 : DML_MODEL_FORMAT_VERSION);
-    H5F_info2_t info;
-    if (r->st == DML_OK && version == DML_MODEL_FORMAT_VERSION &&
-        (H5Fget_info2(f, &info) < 0 || info.super.version < 2))
-        fail(r, "format_version %d files have a checksummed superblock (version 2 or later), "
-                "this one has not", DML_MODEL_FORMAT_VERSION);
     char *format = get_str(r, f, "/", "format", 0);
     if (r->st == DML_OK && (!format || strcmp(format, DML_MODEL_FORMAT) != 0))
         fail(r, "not a dml model file: format is '%s', expected '%s'", format ? format : "(none)",
