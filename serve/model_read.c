@@ -261,7 +261,7 @@ static float *get_f32(reader *r, hid_t loc, const char *where, const char *name,
     } else if (!(out = malloc(n * sizeof(float)))) {
         r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0, "out of memory for '%s'", full);
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-        fail(r, "cannot read the dataset '%s' (a checksum mismatch: the file is damaged)", full);
+        fail(r, "cannot read the dataset '%s' (damaged: its checksum does not match)", full);
     } else {
         for (size_t i = 0; i < n && r->st == DML_OK; i++)
             if (!isfinite(out[i]))
