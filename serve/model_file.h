@@ -27,8 +27,9 @@
  * fixed-length NUL-terminated UTF-8 attribute (h5py returns bytes), never a variable-length one
  * (those live in the global heap, whose parser crashes on damaged files); every dataset
  * little-endian float32 in one chunk with HDF5's Fletcher-32 checksum. The reader refuses an
- * older superblock before it parses anything else; before any dataset is read, it checks its type, shape (against the attributes), layout, filter, chunk size
- * and that the chunk lies inside the file. format_version 1 (dml 0.1.0's first builds: the same
+ * older superblock before it parses anything else; before any dataset is read, it checks its
+ * type, shape (against the attributes), layout, filter, chunk size and that the chunk lies
+ * inside the file. format_version 1 (dml 0.1.0's first builds: the same
  * groups, variable-length strings, contiguous datasets) is read by dml upgrade only.
  * data.normalize "unit" is stored as standardize with mean 0 and std 255. Writing is in
  * model_file.c, reading and validation in model_read.c, the encode path in api.c. */

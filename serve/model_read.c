@@ -470,7 +470,7 @@ static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
     if (H5Fget_info2(f, &info) < 0)
         fail(r, "cannot read the HDF5 superblock (the file is damaged)");
     else if (info.super.version < 2 && !upgrade)
-        fail(r, "not a model file of format_version %d (its HDF5 superblock is version %u, "
+        fail(r, "not a dml model file of format_version %d (its HDF5 superblock is version %u, "
                 "without a checksum): a model.h5 of an earlier dml is rewritten by `dml upgrade "
                 "%s`", DML_MODEL_FORMAT_VERSION, info.super.version, r->path);
     /* The version (an integer, safe to read) comes next: it decides how strings are read. */

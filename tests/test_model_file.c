@@ -291,8 +291,8 @@ static void test_missing_or_not_hdf5(void **state)
     hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(h);
     assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
-    assert_non_null(strstr(err.msg, "not a model file of format_version 2 (its HDF5 superblock is "
-                                    "version 0, without a checksum)"));
+    assert_non_null(strstr(err.msg, "not a dml model file of format_version 2 (its HDF5 "
+                                    "superblock is version 0, without a checksum)"));
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
     h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
