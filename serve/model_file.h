@@ -71,7 +71,7 @@ dml_status dml_model_file_read(const char *path, dml_model_file *mf, dml_error *
 /* Rewrites the model at path, format_version 1 or 2, as version 2 at out (which may be path:
  * the write is atomic). Version 1 is read only here, by a deliberate `dml upgrade` of a file the
  * user's own dml wrote: its variable-length strings go through libhdf5's global heap parser,
- * which a damaged file can crash. */
+ * which a damaged file can crash (dml upgrade calls this in a child process). */
 dml_status dml_model_file_upgrade(const char *path, const char *out, dml_error *err);
 void dml_model_file_free(dml_model_file *mf);
 
