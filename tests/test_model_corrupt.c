@@ -11,6 +11,16 @@
 #include "dml.h"
 #include "tests/model_fixture.h"
 
+/* Under make sanitize: libhdf5 1.10 leaks a block inside itself (about 100 bytes) each time a
+ * header fails its checksum, and LeakSanitizer would report hundreds of them at exit. Leaks
+ * allocated inside libhdf5 are left out here; test_model_file.c checks dml's own handling of
+ * HDF5 objects without this. */
+const char *__lsan_default_suppressions(void);
+__attribute__((visibility("default"))) const char *__lsan_default_suppressions(void)
+{
+    return "leak:libhdf5_serial.so\n";
+}
+
 typedef enum { FLIP, TRUNCATE, ZERO, N_KINDS } damage;
 
 static const char *const KIND_NAME[N_KINDS] = {"flips", "truncations", "zeroed ranges"};
@@ -100,10 +110,12 @@ static void damage_model(const fx_spec *spec, int n_per_kind, uint64_t seed)
                 fail_msg("%s copy %d opened as another model", KIND_NAME[kind], i);
             if (ok)
                 free(y);
-            /* The CLI on a few of the refused ones: a clean exit 2 naming the file. */
+            /* The CLI on a few of the refused ones: a clean exit 2 naming the file (leak checks
+             * off, for the same libhdf5 leak as above). */
             if (!ok && i % 25 == 0) {
-                assert_int_equal(tu_system("'%s' info '%s' >/dev/null 2>'%s/err.txt'",
-                                           tu_dml_path(), bad, dir), 2);
+                assert_int_equal(tu_system("ASAN_OPTIONS=detect_leaks=0 '%s' info '%s' "
+                                           ">/dev/null 2>'%s/err.txt'", tu_dml_path(), bad, dir),
+                                 2);
                 assert_int_equal(tu_system("grep -qF 'dml info: %s: ' '%s/err.txt'", bad, dir), 0);
                 cli_runs++;
             }
