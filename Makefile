@@ -60,7 +60,9 @@ $(BUILD)/dml: $(CLI_OBJ) $(BUILD)/libdml.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(BUILD)/libdml.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libdml.a $(LIBS) -lcmocka
 
-LDFLAGS_test_nn_arena := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
+WRAP_ALLOC := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
+LDFLAGS_test_nn_arena := $(WRAP_ALLOC)
+LDFLAGS_test_api_oom := $(WRAP_ALLOC)
 
 # The I/O fault injector the tests preload into the CLI (tests/fault_preload.c).
 FAULT_LIB := $(BUILD)/tests/libfault.so

@@ -111,13 +111,20 @@ static char *get_str(reader *r, hid_t loc, const char *where, const char *name, 
         return NULL;
     hid_t ft = H5Aget_type(a), mt = ft >= 0 ? H5Tcopy(ft) : -1;
     char *out = NULL;
+    int no_memory = 0;
     if (mt >= 0 && H5Tis_variable_str(ft) > 0) {
         char *v = NULL;
-        if (H5Aread(a, mt, &v) >= 0)
-            out = strdup(v ? v : "");
+        if (H5Aread(a, mt, &v) >= 0) {
+            size_t n = v ? strlen(v) : 0;
+            if ((out = malloc(n + 1)))
+                memcpy(out, v ? v : "", n + 1);
+            no_memory = !out;
+        }
         H5free_memory(v);
     } else if (mt >= 0) {
-        if ((out = calloc(H5Tget_size(ft) + 1, 1)) && H5Aread(a, mt, out) < 0) {
+        out = calloc(H5Tget_size(ft) + 1, 1);
+        no_memory = !out;
+        if (out && H5Aread(a, mt, out) < 0) {
             free(out);
             out = NULL;
         }
@@ -127,7 +134,10 @@ static char *get_str(reader *r, hid_t loc, const char *where, const char *name, 
     if (ft >= 0)
         H5Tclose(ft);
     H5Aclose(a);
-    if (!out)
+    if (no_memory && r->st == DML_OK)
+        r->st = dml_error_set(r->err, DML_ERR_NOMEM, r->path, 0, 0,
+                              "%s: out of memory for the attribute '%s'", where, name);
+    else if (!out)
         fail(r, "%s: cannot read the attribute '%s'", where, name);
     return out;
 }

@@ -1,0 +1,180 @@
+/* Allocation failure on the paths a search service calls (include/dml.h): every allocation dml
+ * itself makes in dml_model_open, dml_model_encode, dml_pq_encode and dml_pq_search fails in
+ * turn (SQLite's OOM tests; the allocator is wrapped at link time, see the Makefile's
+ * LDFLAGS_test_api_oom). Each failure must come back as DML_ERR_NOMEM with a message where the
+ * call has one, never a crash; the run after the last failure point succeeds, and its results
+ * are those of an undisturbed call. Leaks on the error paths are ASan's and valgrind's to find
+ * (make sanitize, make valgrind). libhdf5's own allocations are not wrapped. */
+#include <string.h>
+
+#include "dml.h"
+#include "tests/model_fixture.h"
+
+static long n_calls, fail_at; /* fail_at: the call to fail, counted from 1; 0 = none */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+int __real_posix_memalign(void **p, size_t align, size_t n);
+void *__real_aligned_alloc(size_t align, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+int __wrap_posix_memalign(void **p, size_t align, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
+
+static int fails(void)
+{
+    return fail_at > 0 && ++n_calls == fail_at;
+}
+
+void *__wrap_malloc(size_t n) { return fails() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return fails() ? NULL : __real_calloc(n, size); }
+void *__wrap_realloc(void *p, size_t n) { return fails() ? NULL : __real_realloc(p, n); }
+int __wrap_posix_memalign(void **p, size_t align, size_t n)
+{
+    return fails() ? 12 /* ENOMEM */ : __real_posix_memalign(p, align, n);
+}
+void *__wrap_aligned_alloc(size_t align, size_t n)
+{
+    return fails() ? NULL : __real_aligned_alloc(align, n);
+}
+
+/* Runs call(ctx) with its 1st, 2nd, ... allocation failing until a run makes no more
+ * allocations than the one failed; call returns its status. Returns how many were failed. */
+static int fail_each(dml_status (*call)(void *ctx), void *ctx, const char *what)
+{
+    int failed = 0;
+    for (long k = 1;; k++) {
+        n_calls = 0;
+        fail_at = k;
+        dml_status st = call(ctx);
+        long made = n_calls;
+        fail_at = 0;
+        if (made < k) { /* nothing was failed: the call is done */
+            assert_int_equal(st, DML_OK);
+            break;
+        }
+        if (st != DML_ERR_NOMEM)
+            fail_msg("%s: allocation %ld failed, and the call returned %s", what, k,
+                     dml_status_name(st));
+        failed++;
+    }
+    print_message("  %s: %d allocations failed in turn, each one DML_ERR_NOMEM\n", what, failed);
+    assert_true(failed > 0);
+    return failed;
+}
+
+static char dir[256], path[300];
+
+typedef struct open_ctx {
+    dml_model *m;
+    char msg[512];
+} open_ctx;
+
+static dml_status open_call(void *ctx)
+{
+    open_ctx *o = ctx;
+    o->msg[0] = '\0';
+    dml_status st = dml_model_open(path, &o->m, o->msg, sizeof o->msg);
+    if (st == DML_OK) {
+        dml_model_free(o->m);
+        o->m = NULL;
+    } else {
+        assert_null(o->m);
+        if (!strstr(o->msg, "memory"))
+            fail_msg("status %s, message \"%s\"", dml_status_name(st), o->msg);
+    }
+    return st;
+}
+
+typedef struct encode_ctx {
+    const dml_model *m;
+    const float *x;
+    size_t n;
+    float *out;
+} encode_ctx;
+
+static dml_status encode_call(void *ctx)
+{
+    encode_ctx *e = ctx;
+    return dml_model_encode(e->m, e->x, e->n, e->out);
+}
+
+typedef struct pq_ctx {
+    const dml_pq *pq;
+    const float *x, *q;
+    size_t n, n_q;
+    uint8_t *codes;
+    float *dist;
+    int64_t *labels;
+} pq_ctx;
+
+static dml_status pq_encode_call(void *ctx)
+{
+    pq_ctx *p = ctx;
+    return dml_pq_encode(p->pq, p->x, p->n, p->codes);
+}
+
+static dml_status pq_search_call(void *ctx)
+{
+    pq_ctx *p = ctx;
+    return dml_pq_search(p->pq, p->codes, p->n, p->q, p->n_q, 10, p->dist, p->labels);
+}
+
+static void test_every_allocation_fails_in_turn(void **state)
+{
+    (void)state;
+    FX_TMP(dir, path, "model.h5");
+    dml_model_file mf;
+    fx_model(&mf, &FX_MLP);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_write(path, &mf, &err), DML_OK);
+    dml_model_file_free(&mf);
+
+    open_ctx o = {0};
+    fail_each(open_call, &o, "dml_model_open");
+
+    char msg[256];
+    dml_model *m;
+    assert_int_equal(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    enum { N = 700 }; /* more than one encode block */
+    int d_in = dml_model_dim_in(m), dim = dml_model_dim_out(m);
+    float *x = fx_rows(N, d_in, 7), *out = malloc((size_t)N * dim * sizeof(float));
+    float *want = malloc((size_t)N * dim * sizeof(float));
+    assert_int_equal(dml_model_encode(m, x, N, want), DML_OK);
+    encode_ctx e = {m, x, N, out};
+    fail_each(encode_call, &e, "dml_model_encode");
+    assert_memory_equal(out, want, (size_t)N * dim * sizeof(float));
+
+    const dml_pq *pq = dml_model_pq(m);
+    size_t cs = dml_pq_code_size(pq);
+    pq_ctx p = {pq, want, want, N, 50, malloc(N * cs), malloc(50 * 10 * sizeof(float)),
+                malloc(50 * 10 * sizeof(int64_t))};
+    uint8_t *codes = malloc(N * cs);
+    assert_int_equal(dml_pq_encode(pq, want, N, codes), DML_OK);
+    fail_each(pq_encode_call, &p, "dml_pq_encode");
+    assert_memory_equal(p.codes, codes, N * cs);
+    float dist[50 * 10];
+    int64_t labels[50 * 10];
+    assert_int_equal(dml_pq_search(pq, codes, N, want, 50, 10, dist, labels), DML_OK);
+    fail_each(pq_search_call, &p, "dml_pq_search");
+    assert_memory_equal(p.labels, labels, sizeof labels);
+    free(x);
+    free(out);
+    free(want);
+    free(codes);
+    free(p.codes);
+    free(p.dist);
+    free(p.labels);
+    dml_model_free(m);
+    fx_rm(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_allocation_fails_in_turn),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
