@@ -2,6 +2,7 @@
 #   make            static + shared library and the dml CLI (objects under build/)
 #   make test       build and run every tests/test_*.c (cmocka)
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
+#   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side (bench/)
 #   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
@@ -37,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test sanitize bench parity deps demo install uninstall clean valgrind
+.PHONY: all test sanitize tsan bench parity deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
@@ -76,6 +77,13 @@ test: all $(TEST_BIN) $(FAULT_LIB)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 sanitize:
 	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
+
+# ThreadSanitizer (gcc's) over the library and the API's threads test; any report fails it.
+TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+tsan:
+	$(MAKE) BUILD=build-tsan CC=gcc OPT="$(TSAN_FLAGS)" LDFLAGS=-fsanitize=thread \
+	    build-tsan/tests/test_api_threads
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" sh tests/run.sh build-tsan/tests/test_api_threads
 
 valgrind: all $(TEST_BIN) $(FAULT_LIB)
 	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
@@ -131,6 +139,6 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/include/dml.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/dml.pc
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

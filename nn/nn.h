@@ -25,8 +25,11 @@ int dml_set_threads(int n);
 /* Marks a function whose loops are worth wider vectors than the baseline x86-64 build has
  * (square roots and divisions, as in Adam): compiled also for AVX2 and AVX-512, the best chosen
  * when the library loads. Every clone does the same IEEE operations per element (no FMA
- * contraction under -std=c11), so results do not depend on the machine. */
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+ * contraction under -std=c11), so results do not depend on the machine. ThreadSanitizer
+ * (gcc's, make tsan) instruments the clones' resolvers, which the loader runs before TSan is set
+ * up, and crashes at start: a TSan build keeps the baseline code only. */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__SANITIZE_THREAD__)
 #define DML_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DML_SIMD_CLONES
