@@ -1,8 +1,11 @@
 # dml: deep metric learning in C11.
 #   make            static + shared library and the dml CLI (objects under build/)
-#   make test       build and run every tests/test_*.c (cmocka)
+#   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
+#   make fuzz       libFuzzer harnesses tests/fuzz/fuzz_*.c, with clang (build-fuzz/)
+#   make fuzz-replay  every harness over its corpus tests/fuzz/corpus/<name>/ (part of make test)
+#   make fuzz-run FUZZ=config FUZZ_TIME=3600   fuzz one harness (docs/testing.md)
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side (bench/)
 #   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
@@ -38,7 +41,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test sanitize tsan bench parity deps demo install uninstall clean valgrind
+.PHONY: all test unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
+        deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
@@ -71,7 +75,14 @@ $(FAULT_LIB): tests/fault_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -fPIC -shared $< -o $@ -ldl
 
-test: all $(TEST_BIN) $(FAULT_LIB)
+# The cmocka tests, then the fuzz corpora as regression inputs (from the top-level make only:
+# make sanitize's inner make test would replay them a second time).
+test: unit-test
+ifeq ($(MAKELEVEL),0)
+	@$(MAKE) --no-print-directory fuzz-replay
+endif
+
+unit-test: all $(TEST_BIN) $(FAULT_LIB)
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -84,6 +95,43 @@ tsan:
 	$(MAKE) BUILD=build-tsan CC=gcc OPT="$(TSAN_FLAGS)" LDFLAGS=-fsanitize=thread \
 	    build-tsan/tests/test_api_threads
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" sh tests/run.sh build-tsan/tests/test_api_threads
+
+# libFuzzer harnesses: every tests/fuzz/fuzz_<name>.c becomes build-fuzz/fuzz_<name>, built with
+# clang over the library compiled the same way; its corpus is tests/fuzz/corpus/<name>/.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+              -fno-sanitize-recover=undefined
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
+FUZZ_TIME ?= 600
+# An input that takes 2 GB (libFuzzer's default limit, also its limit on one malloc) or 10 s
+# is a finding: every seed is a few KB.
+FUZZ_ARGS ?= -rss_limit_mb=2048 -timeout=10
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_FLAGS)" LDFLAGS= fuzz-bins
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz_%)
+
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/fuzzutil.o $(BUILD)/libdml.a
+	$(CC) $(CFLAGS) $(FUZZ_LINK) -o $@ $^ $(LIBS)
+
+# Runs each harness once over every file of its corpus (libFuzzer runs the files given, then exits).
+fuzz-replay: fuzz
+	@set -e; for n in $(FUZZ_NAMES); do \
+	    files=$$(find tests/fuzz/corpus/$$n -type f 2>/dev/null); \
+	    if [ -z "$$files" ]; then echo "fuzz-replay: $$n: no corpus"; exit 1; fi; \
+	    build-fuzz/fuzz_$$n $(FUZZ_ARGS) $$files > build-fuzz/replay_$$n.log 2>&1 \
+	        || { cat build-fuzz/replay_$$n.log; echo "fuzz-replay: $$n FAILED"; exit 1; }; \
+	    echo "fuzz-replay: $$n: $$(echo $$files | wc -w) inputs passed"; \
+	done
+
+# Fuzzes one harness for FUZZ_TIME seconds on one core; new inputs go to build-fuzz/corpus-<name>
+# (the shipped corpus is read, not written) and crashes to build-fuzz/crash-*.
+fuzz-run: fuzz
+	@test -n "$(FUZZ)" || { echo "usage: make fuzz-run FUZZ=<name> [FUZZ_TIME=seconds]"; exit 2; }
+	@mkdir -p build-fuzz/corpus-$(FUZZ)
+	build-fuzz/fuzz_$(FUZZ) $(FUZZ_ARGS) -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$(FUZZ) tests/fuzz/corpus/$(FUZZ)
 
 valgrind: all $(TEST_BIN) $(FAULT_LIB)
 	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
@@ -107,7 +155,7 @@ $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
-    python3-h5py python3-onnx python3-sklearn chromium time
+    python3-h5py python3-onnx python3-sklearn chromium time clang
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \
@@ -139,6 +187,6 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/include/dml.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/dml.pc
 
 clean:
-	rm -rf build build-san build-tsan
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
