@@ -671,6 +671,12 @@ static void test_round_trip(void **state)
     assert_string_equal(c->name, "it's \"quoted\" \\ # not a comment");
     assert_int_equal(c->model.n_hidden, 0);
     check_round_trip(c);
+    /* Characters libyaml refuses unescaped, or reads as line breaks or a byte order mark. */
+    char *odd[] = {"name=\"a\\x7fb\\x85c\\u2028d\\u2029e\\uFFFEf\\uFEFFg\\th\\u00e9\\U0001F600\""};
+    assert_int_equal(dml_config_load(FIXTURES "defaults.yaml", 1, odd, c, &err), DML_OK);
+    assert_string_equal(c->name, "a\x7f" "b\xc2\x85" "c\xe2\x80\xa8" "d\xe2\x80\xa9" "e\xef\xbf\xbe"
+                                 "f\xef\xbb\xbf" "g\th\xc3\xa9\xf0\x9f\x98\x80");
+    check_round_trip(c);
     free(c);
 }
 

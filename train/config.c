@@ -868,17 +868,47 @@ static void print_float(float v, FILE *out)
     fputs(buf, out);
 }
 
+/* The code point of the UTF-8 sequence at s and its length in *len; a byte that does not start
+ * a whole sequence is taken alone (libyaml's strings are valid UTF-8, but cfg may be filled
+ * otherwise). */
+static unsigned utf8_at(const unsigned char *s, int *len)
+{
+    int n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 1;
+    unsigned cp = n == 1 ? s[0] : s[0] & (0x7Fu >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            *len = 1;
+            return s[0];
+        }
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    }
+    *len = n;
+    return cp;
+}
+
+/* What must be escaped to read back as itself: what libyaml's reader refuses unescaped (C0 and
+ * C1 controls, DEL, U+FFFE, U+FFFF), and what it takes for line breaks (NEL, U+2028, U+2029)
+ * or a byte order mark, which would be folded or dropped. */
+static int needs_escape(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF;
+}
+
 /* A YAML double-quoted string. */
 static void print_string(const char *s, FILE *out)
 {
     fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(out, "\\x%02x", (unsigned char)*s);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len;
+        unsigned cp = utf8_at(p, &len);
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (needs_escape(cp))
+            fprintf(out, cp < 0x100 ? "\\x%02x" : "\\u%04x", cp);
         else
-            fputc(*s, out);
+            fwrite(p, 1, (size_t)len, out);
+        p += len;
     }
     fputc('"', out);
 }
