@@ -68,6 +68,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(BUILD)/libdml.a
 WRAP_ALLOC := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc
 LDFLAGS_test_nn_arena := $(WRAP_ALLOC)
 LDFLAGS_test_api_oom := $(WRAP_ALLOC)
+LDFLAGS_test_data_readers := -Wl,--wrap=malloc,--wrap=realloc
 
 # The I/O fault injector the tests preload into the CLI (tests/fault_preload.c).
 FAULT_LIB := $(BUILD)/tests/libfault.so

@@ -40,6 +40,37 @@ static long long read_all(gzFile gz, uint8_t *buf, size_t n)
     return (long long)done;
 }
 
+/* The n values after the header into a new *out. The buffer grows with what the file holds
+ * (from 1 MiB, doubling), so a header promising gigabytes in a short file costs no more memory
+ * than the file. Returns the bytes read, -1 on a read error, -2 when out of memory. */
+static long long read_values(gzFile gz, size_t n, uint8_t **out)
+{
+    size_t cap = n < (1u << 20) ? n : (1u << 20), done = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    while (buf && done < n) {
+        long long got = read_all(gz, buf + done, cap - done);
+        if (got < 0) {
+            free(buf);
+            return -1;
+        }
+        done += (size_t)got;
+        if (done < cap)
+            break; /* the end of the file */
+        if (done < n) {
+            size_t grown = cap > n / 2 ? n : 2 * cap;
+            uint8_t *p = realloc(buf, grown);
+            if (!p)
+                free(buf);
+            buf = p;
+            cap = grown;
+        }
+    }
+    if (!buf)
+        return -2;
+    *out = buf;
+    return (long long)done;
+}
+
 static dml_status gz_failure(gzFile gz, const char *path, const char *what, dml_error *err)
 {
     int code;
@@ -86,24 +117,27 @@ static dml_status read_idx_file(const char *path, int labels, idx_file *f, dml_e
         goto done;
     }
     f->cols = 1;
+    int too_large = 0;
     for (int i = 0; i < f->ndim; i++) {
         f->dims[i] = be32(head + 4 + 4 * i);
-        if (i > 0)
-            f->cols *= f->dims[i]; /* at most 3 factors below 2^32: fits in 64 bits */
+        if (i > 0 && !too_large) {
+            too_large = f->dims[i] && f->cols > INT_MAX / f->dims[i];
+            f->cols *= f->dims[i]; /* each partial product stays at most INT_MAX */
+        }
     }
     f->rows = f->dims[0];
-    if (f->rows > INT_MAX || f->cols > INT_MAX || (f->cols && f->rows > SIZE_MAX / 4 / f->cols)) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "IDX sizes too large (%zu x %zu)",
-                           f->rows, f->cols);
+    if (too_large || f->rows > INT_MAX || (f->cols && f->rows > SIZE_MAX / 4 / f->cols)) {
+        st = too_large ? dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                       "IDX sizes too large (more than 2^31 values per row)")
+                       : dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                       "IDX sizes too large (%zu x %zu)", f->rows, f->cols);
         goto done;
     }
     size_t total = f->rows * f->cols;
-    if (!(f->values = malloc(total ? total : 1))) {
+    got = read_values(gz, total, &f->values);
+    if (got == -2)
         st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for %zu bytes", total);
-        goto done;
-    }
-    got = read_all(gz, f->values, total);
-    if (got < 0)
+    else if (got < 0)
         st = gz_failure(gz, path, "values", err);
     else if ((size_t)got != total)
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,

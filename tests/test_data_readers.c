@@ -15,6 +15,22 @@
 
 static char dir[512];
 
+/* The largest single malloc or realloc request (the Makefile links this test with --wrap for
+ * both): a short file whose header promises gigabytes must cost no more than the file. */
+static size_t largest_alloc;
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n)
+{
+    largest_alloc = n > largest_alloc ? n : largest_alloc;
+    return __real_malloc(n);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    largest_alloc = n > largest_alloc ? n : largest_alloc;
+    return __real_realloc(p, n);
+}
+
 static int make_dir(void **state)
 {
     (void)state;
@@ -417,6 +433,17 @@ static void test_idx_malformed(void **state)
     assert_int_equal(truncate(at("cut-images-idx3-ubyte.gz"), 1000), 0);
     expect_error(at("cut-images-idx3-ubyte.gz"), DML_ERR_DATA, "cut-images-idx3-ubyte.gz",
                  "truncated: the header promises 4000 bytes of values");
+    /* Found by fuzz_data: a 12-byte file promising 2e9 values took 2 GB before reading them,
+     * and three dimensions of 2^22 multiplied past 2^64 to a width of 4. */
+    const uint32_t huge[3] = {2000000000, 1, 1}, wrap[4] = {1, 1u << 22, 1u << 22, 1u << 22};
+    write_idx(at("huge-images-idx3-ubyte.gz"), 0x08, 3, huge, PIXELS, 12, 1);
+    largest_alloc = 0;
+    expect_error(at("huge-images-idx3-ubyte.gz"), DML_ERR_DATA, "huge-images-idx3-ubyte.gz",
+                 "truncated: the header promises 2000000000 bytes of values, the file has 12");
+    assert_in_range(largest_alloc, 1, 4u << 20);
+    write_idx(at("wrap-images-idx3-ubyte"), 0x08, 4, wrap, PIXELS, 4, 0);
+    expect_error(at("wrap-images-idx3-ubyte"), DML_ERR_DATA, "wrap-images-idx3-ubyte",
+                 "IDX sizes too large (more than 2^31 values per row)");
 }
 
 static void test_fashion_mnist(void **state)
