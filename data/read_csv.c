@@ -56,7 +56,9 @@ static int parse_number(const char *s, double *v)
 
 static dml_status grow(csv *c, dml_error *err)
 {
-    size_t cap = c->cap ? 2 * c->cap : 1024;
+    /* From 16 rows: the first line fixes the width, and a very wide one must not cost
+     * a thousand rows' worth before a second line is seen. */
+    size_t cap = c->cap ? 2 * c->cap : 16;
     float *x = realloc(c->x, cap * (size_t)(c->width - 1) * sizeof *x);
     if (x)
         c->x = x;

@@ -669,6 +669,23 @@ static void test_csv_good(void **state)
     assert_int_equal(ds.d, 3);
     assert_int_equal(ds.y[1], 8);
     dml_dataset_free(&ds);
+    /* One row of 100,000 features: storage for a few rows, not for a thousand (400 MB). */
+    enum { WIDE = 100000 };
+    char *wide = malloc(2 * WIDE + 3);
+    assert_non_null(wide);
+    for (int j = 0; j < WIDE; j++)
+        memcpy(wide + 2 * j, "7,", 2);
+    memcpy(wide + 2 * WIDE, "1\n", 3);
+    wide[2 * WIDE + 2] = '\0';
+    write_text(at("wide.csv"), wide);
+    free(wide);
+    largest_alloc = 0;
+    open_ok(at("wide.csv"), &ds);
+    assert_int_equal(ds.n, 1);
+    assert_int_equal(ds.d, WIDE);
+    assert_true(ds.x[WIDE - 1] == 7.0f && ds.y[0] == 1);
+    assert_in_range(largest_alloc, 1, 8u << 20);
+    dml_dataset_free(&ds);
 }
 
 /* The error must also carry the line and column. */
