@@ -117,6 +117,12 @@ static void check_threads(const fx_spec *spec)
     fx_rm(dir);
 }
 
+/* Wide enough that each 256-row block's products are above OpenBLAS's own cut-off (256K
+ * multiply-adds), so OpenBLAS splits them over its worker threads too: the API leaves
+ * OpenBLAS's thread count as the machine sets it. */
+static const fx_spec WIDE = {DML_NET_MLP, 256, 0, 1, {512}, 64, DML_ACT_RELU,
+                             DML_OUTPUT_L2, 1, 8, 8, NULL, 21};
+
 static void test_threads_dual(void **state)
 {
     (void)state;
@@ -129,11 +135,18 @@ static void test_threads_mlp(void **state)
     check_threads(&FX_MLP);
 }
 
+static void test_threads_wide(void **state)
+{
+    (void)state;
+    check_threads(&WIDE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_dual),
         cmocka_unit_test(test_threads_mlp),
+        cmocka_unit_test(test_threads_wide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
