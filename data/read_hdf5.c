@@ -64,6 +64,29 @@ static void array_close(h5_array *a)
         H5Dclose(a->ds);
 }
 
+/* A dataset's declared shape costs nothing in the file, and HDF5 returns the fill value for
+ * values never written: refuse one with no stored values, or (uncompressed) fewer stored bytes
+ * than its shape needs, before allocating what the shape promises. */
+static dml_status check_stored(const h5_array *a, const char *path, const char *name,
+                               unsigned long long count, dml_error *err)
+{
+    H5D_space_status_t status;
+    if (H5Dget_space_status(a->ds, &status) < 0 || status == H5D_SPACE_STATUS_NOT_ALLOCATED)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             "'%s' has no stored values (never written)", name);
+    hid_t dcpl = H5Dget_create_plist(a->ds);
+    int filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    unsigned long long stored = H5Dget_storage_size(a->ds),
+                       need = count * (unsigned long long)H5Tget_size(a->type);
+    if (filters == 0 && stored < need)
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                             "'%s' stores %llu of the %llu bytes its shape needs: truncated, or "
+                             "partly never written", name, stored, need);
+    return DML_OK;
+}
+
 /* Rows [n, d] as floats; *from_bytes when stored as uint8. */
 static dml_status read_matrix(hid_t file, const char *path, const char *name, float **x, int *n,
                               int *d, int *from_bytes, dml_error *err)
@@ -96,6 +119,8 @@ static dml_status read_matrix(hid_t file, const char *path, const char *name, fl
                            rows, cols);
         goto done;
     }
+    if ((st = check_stored(&a, path, name, rows * cols, err)) != DML_OK)
+        goto done;
     if (!(*x = malloc((size_t)rows * (size_t)cols * sizeof(float)))) {
         st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s' (%llu x %llu)",
                            name, rows, cols);
@@ -140,6 +165,8 @@ static dml_status read_labels(hid_t file, const char *path, const char *name, co
                            (unsigned long long)a.dims[0], xname, n);
         goto done;
     }
+    if ((st = check_stored(&a, path, name, (unsigned long long)n, err)) != DML_OK)
+        goto done;
     v = malloc((size_t)n * sizeof *v);
     *y = malloc((size_t)n * sizeof **y);
     if (!v || !*y) {

@@ -323,6 +323,33 @@ static void test_hdf5_malformed(void **state)
     H5Fclose(f);
     assert_int_equal(truncate(at("cut.h5"), 8192), 0);
     expect_error(at("cut.h5"), DML_ERR_DATA, "cut.h5", "truncated");
+
+    /* A 1.4 KB file whose X [3e8, 2] was never written made dml allocate 2.4 GB for HDF5 to
+     * fill with zeros (seen in review; fuzz_hdf5 reports it as out-of-memory). */
+    hsize_t dhuge[2] = {300000000, 2};
+    f = h5_create(at("unwritten.h5"));
+    h5_put(f, "X", H5T_NATIVE_FLOAT, 2, dhuge, NULL);
+    H5Fclose(f);
+    largest_alloc = 0;
+    expect_error(at("unwritten.h5"), DML_ERR_DATA, "unwritten.h5",
+                 "'X' has no stored values (never written)");
+    assert_true(largest_alloc < (1u << 20));
+    /* Chunked, uncompressed, one of its four rows written: the rest would be fill values. */
+    hsize_t chunk[2] = {1, 2}, one[2] = {1, 2}, start[2] = {0, 0};
+    f = h5_create(at("partial.h5"));
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), space = H5Screate_simple(2, (hsize_t[]){4, 2}, NULL);
+    H5Pset_chunk(dcpl, 2, chunk);
+    hid_t ds = H5Dcreate2(f, "X", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+          mem = H5Screate_simple(2, one, NULL);
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, one, NULL);
+    assert_true(H5Dwrite(ds, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, xf) >= 0);
+    H5Sclose(mem);
+    H5Dclose(ds);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Fclose(f);
+    expect_error(at("partial.h5"), DML_ERR_DATA, "partial.h5",
+                 "'X' stores 8 of the 32 bytes its shape needs");
 }
 
 /* ---- IDX ---- */
