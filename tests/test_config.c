@@ -671,6 +671,15 @@ static void test_round_trip(void **state)
     assert_string_equal(c->name, "it's \"quoted\" \\ # not a comment");
     assert_int_equal(c->model.n_hidden, 0);
     check_round_trip(c);
+    /* A default sampler.m that does not divide the batch was printed as given, and the printed
+     * config then failed its own check (found by fuzz_config): it is the next divisor. */
+    char *batch[] = {"train.batch_size=250"}, *tiny[] = {"train.batch_size=3"};
+    assert_int_equal(dml_config_load(FIXTURES "defaults.yaml", 1, batch, c, &err), DML_OK);
+    assert_int_equal(c->sampler.m, 5);
+    check_round_trip(c);
+    assert_int_equal(dml_config_load(FIXTURES "defaults.yaml", 1, tiny, c, &err), DML_OK);
+    assert_int_equal(c->sampler.m, 3);
+    check_round_trip(c);
     /* Characters libyaml refuses unescaped, or reads as line breaks or a byte order mark. */
     char *odd[] = {"name=\"a\\x7fb\\x85c\\u2028d\\u2029e\\uFFFEf\\uFEFFg\\th\\u00e9\\U0001F600\""};
     assert_int_equal(dml_config_load(FIXTURES "defaults.yaml", 1, odd, c, &err), DML_OK);

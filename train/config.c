@@ -779,8 +779,8 @@ static void name_from_path(dml_config *cfg, const char *path)
 /* Defaults that depend on other keys. losses.md: batch-all triplet averages over the active
  * triplets only ("mean_nonzero"); every other loss over all terms. A default must work with
  * what the user did set: Fashion-MNIST's test set is no test set for other training data, and
- * pq.m must divide the embedding width (the largest divisor up to 4). The defaults only the data
- * can settle are the trainer's (train/run_defaults.c). */
+ * pq.m must divide the embedding width (the largest divisor up to 4), sampler.m the batch. The
+ * defaults only the data can settle are the trainer's (train/run_defaults.c). */
 static void settle(dml_config *cfg)
 {
     if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
@@ -793,6 +793,15 @@ static void settle(dml_config *cfg)
     if (!dml_config_where(cfg, "pq.m", NULL, NULL))
         while (cfg->pq.m > 1 && cfg->model.dim % cfg->pq.m != 0)
             cfg->pq.m--;
+    /* sampler.m: the smallest divisor of the batch from the default up, so that the printed
+     * config, which gives m, loads again; the data may raise it (train/run_defaults.c). */
+    int b = cfg->train.batch_size;
+    if (!dml_config_where(cfg, "sampler.m", NULL, NULL) && b % cfg->sampler.m != 0) {
+        int m = cfg->sampler.m < b ? cfg->sampler.m : b;
+        while (b % m != 0)
+            m++;
+        cfg->sampler.m = m;
+    }
 }
 
 dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,

@@ -15,10 +15,10 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "pq.m", err, "expected a divisor of model.dim (%d), got %d",
                                 c->model.dim, c->pq.m);
     int pairs = c->data.pairs != DML_PAIRS_NONE;
-    /* Pairs are drawn at random, and unlabelled rows have no classes to group. A default m is
-     * fitted to the batch and the data later (train/run_defaults.c). */
+    /* Pairs are drawn at random, and unlabelled rows have no classes to group. A default m
+     * always divides the batch (train/config.c's settle). */
     if (c->sampler.type == DML_SAMPLER_M_PER_CLASS && !pairs && !c->data.unlabelled &&
-        dml_config_where(c, "sampler.m", NULL, NULL) && c->train.batch_size % c->sampler.m != 0)
+        c->train.batch_size % c->sampler.m != 0)
         return dml_config_error(c, "sampler.m", err,
                                 "expected a divisor of train.batch_size (%d) for the m_per_class "
                                 "sampler, got %d",
