@@ -65,8 +65,9 @@ static void array_close(h5_array *a)
 }
 
 /* A dataset's declared shape costs nothing in the file, and HDF5 returns the fill value for
- * values never written: refuse one with no stored values, or (uncompressed) fewer stored bytes
- * than its shape needs, before allocating what the shape promises. */
+ * values never written: refuse one with no stored values, a chunked one with chunks never
+ * written (compressed or not), or a contiguous one stored shorter than its shape, before
+ * allocating what the shape promises. */
 static dml_status check_stored(const h5_array *a, const char *path, const char *name,
                                unsigned long long count, dml_error *err)
 {
@@ -75,15 +76,30 @@ static dml_status check_stored(const h5_array *a, const char *path, const char *
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                              "'%s' has no stored values (never written)", name);
     hid_t dcpl = H5Dget_create_plist(a->ds);
-    int filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
+    hsize_t cdims[H5S_MAX_RANK], written = 0;
+    unsigned long long chunks = 1;
+    if (chunked && H5Pget_chunk(dcpl, a->rank, cdims) == a->rank) {
+        for (int i = 0; i < a->rank; i++)
+            chunks *= cdims[i] ? (a->dims[i] + cdims[i] - 1) / cdims[i] : 1;
+    } else {
+        chunked = 0;
+    }
     if (dcpl >= 0)
         H5Pclose(dcpl);
+    if (chunked) {
+        if (H5Dget_num_chunks(a->ds, a->space, &written) < 0 || written < chunks)
+            return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                                 "'%s' has %llu of its %llu chunks written: the rest was never "
+                                 "written", name, (unsigned long long)written, chunks);
+        return DML_OK;
+    }
     unsigned long long stored = H5Dget_storage_size(a->ds),
                        need = count * (unsigned long long)H5Tget_size(a->type);
-    if (filters == 0 && stored < need)
+    if (stored < need)
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                             "'%s' stores %llu of the %llu bytes its shape needs: truncated, or "
-                             "partly never written", name, stored, need);
+                             "'%s' stores %llu of the %llu bytes its shape needs: truncated",
+                             name, stored, need);
     return DML_OK;
 }
 
