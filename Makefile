@@ -76,12 +76,12 @@ $(FAULT_LIB): tests/fault_preload.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -fPIC -shared $< -o $@ -ldl
 
-# The cmocka tests, then the fuzz corpora as regression inputs (from the top-level make only:
-# make sanitize's inner make test would replay them a second time).
-test: unit-test
+# The fuzz corpora as regression inputs (from the top-level make only: make sanitize's inner
+# make test would replay them a second time), then the cmocka tests, whose count closes the run.
 ifeq ($(MAKELEVEL),0)
-	@$(MAKE) --no-print-directory fuzz-replay
+test: fuzz-replay
 endif
+test: unit-test
 
 unit-test: all $(TEST_BIN) $(FAULT_LIB)
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
