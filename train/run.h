@@ -10,6 +10,7 @@
 #include "data/split.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
+#include "train/comm.h"
 #include "train/config.h"
 
 #define DML_MAX_PARAMS 192 /* three MLPs of up to 32 layers, weight + bias each */
@@ -28,6 +29,13 @@ typedef struct dml_run {
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
     const volatile sig_atomic_t *stop; /* dml_train_opts.stop */
+
+    /* data-parallel training (train/run_comm.c): NULL for one process */
+    const dml_comm *comm;
+    int lo, n_local;  /* this rank's rows [lo, lo + n_local) of every global batch */
+    float *flat;      /* [n_grad + size + 1]: the summed gradients, then per-rank flags */
+    size_t n_grad;    /* trainable floats */
+    int stop_any;     /* some rank was asked to stop (as of the last step's reduction) */
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */
@@ -78,6 +86,24 @@ void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float 
 /* Embeddings [n, dim] (malloc'ed; NULL when out of memory) of rows[n] of ds (every row when
  * rows is NULL): the anchor tower, or (second) the positive tower on the second view. */
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
+
+/* train/run_comm.c: data-parallel training (nothing is called when r->comm is NULL). */
+/* Checks that every rank set up the same run: st (this rank's set-up status), the config
+ * and the training data compared by hash with rank 0's, the batch divisible by the ranks.
+ * Allocates the gradient buffer. Every rank returns the same verdict. */
+dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err);
+/* Sums the parameter gradients over the ranks (one allreduce of one flat buffer), with each
+ * rank's "non-finite gradient" and "asked to stop" flags. Returns the lowest rank whose own
+ * gradient norm was NaN or Inf, or -1. */
+int dml_run_comm_reduce(dml_run *r);
+/* Rank 0's status (and its result, data[bytes], when given) on every rank: what rank 0 alone
+ * did (validation, writing files), agreed so that all ranks go on or stop together. */
+dml_status dml_run_comm_agree(dml_run *r, dml_status st, void *data, size_t bytes,
+                              dml_error *err);
+/* st when every rank's st is DML_OK or this rank's own failure; else an error naming a rank
+ * that failed (what every rank did itself: reading the checkpoint). */
+dml_status dml_run_comm_all(dml_run *r, dml_status st, const char *what, dml_error *err);
+int dml_run_is_root(const dml_run *r);
 
 /* train/run_state.c: checkpoint.h5 of a run. */
 dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err);

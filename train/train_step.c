@@ -1,12 +1,35 @@
 /* One training step's loss, composed from the config: a batch from the sampler, the encoder
  * forward on the tape, the metric loss, and the optional reconstruction and quantization
- * terms. No allocation here: batch buffers were sized at set-up, tensors live in the arena. */
+ * terms. No allocation here: batch buffers were sized at set-up, tensors live in the arena.
+ *
+ * Over several ranks (r->comm, docs/scale.md) every rank draws the whole global batch from the
+ * same seeded sampler and gathers and augments all of it (so the rows and their augmentation
+ * draws are the ones one process takes), then runs its encoder on its own rows
+ * [lo, lo + n_local) only. Every loss term sees the global batch: the embeddings (and the
+ * reconstruction's outputs and targets) are gathered from all ranks by a tape node, the loss
+ * over all of them is computed on every rank, and backward sends each rank only its own rows'
+ * gradient. The trainer sums the parameter gradients over the ranks, which is then the
+ * one-process gradient. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "train/run.h"
 
 #define EMBED_BLOCK 1024
+
+/* x's rows of every rank, in rank order: the global batch (x itself in one process). */
+static dml_tensor *global(const dml_run *r, dml_graph *g, dml_tensor *x)
+{
+    return r->comm ? dml_comm_gather(g, r->comm, x) : x;
+}
+
+/* This rank's share of a global batch of b rows (b divides by the ranks: train/run_comm.c
+ * checks full batches and an epoch's kept last one). */
+static void shard(dml_run *r, int b)
+{
+    r->n_local = r->comm ? b / r->comm->size : b;
+    r->lo = r->comm ? r->comm->rank * r->n_local : 0;
+}
 
 static dml_reduction reduction(const dml_config *c)
 {
@@ -43,15 +66,23 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
          * per layer, twice as tall), then row views whose gradients land in the batch's own */
         dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
         augment(r, r->xa, 2 * b);
-        dml_tensor *z = dml_mlp_forward(g, &r->net.encoder,
-                                        dml_leaf(g, r->xa, NULL, 2 * b, r->d_in));
+        shard(r, b);
+        float *x = r->xa;
+        if (r->comm) { /* this rank's anchors, then its positives (over later ranks' anchors,
+                        * not needed here): [2 n_local, d] */
+            size_t d = (size_t)r->d_in, n = (size_t)r->n_local, lo = (size_t)r->lo;
+            x = r->xa + lo * d;
+            memmove(x + n * d, r->xa + ((size_t)b + lo) * d, n * d * sizeof(float));
+            b = r->n_local;
+        }
+        dml_tensor *z = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, x, NULL, 2 * b, r->d_in));
         if (!z) {
             *za = *zp = NULL;
             return;
         }
         size_t half = (size_t)b * z->cols;
-        *za = dml_leaf(g, z->data, z->grad, b, z->cols);
-        *zp = dml_leaf(g, z->data + half, z->grad + half, b, z->cols);
+        *za = global(r, g, dml_leaf(g, z->data, z->grad, b, z->cols));
+        *zp = global(r, g, dml_leaf(g, z->data + half, z->grad + half, b, z->cols));
         return;
     }
     if (ds->x_b) /* two views: file pairs, or the halves of each row */
@@ -61,13 +92,18 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     augment(r, r->xa, b);
     if (r->d_in_b == r->d_in)
         augment(r, r->xb, b);
-    *za = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, r->xa, NULL, b, r->d_in));
-    *zp = dml_mlp_forward(g, tower_b, dml_leaf(g, r->xb, NULL, b, r->d_in_b));
+    shard(r, b);
+    float *xa = r->xa + (size_t)r->lo * r->d_in, *xb = r->xb + (size_t)r->lo * r->d_in_b;
+    b = r->n_local;
+    *za = global(r, g, dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, xa, NULL, b, r->d_in)));
+    *zp = global(r, g, dml_mlp_forward(g, tower_b, dml_leaf(g, xb, NULL, b, r->d_in_b)));
 }
 
 static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
 {
-    dml_tensor *out = dml_mlp_forward(g, &r->net.decoder, h);
+    /* A mean over the global batch's elements, like every other term. */
+    dml_tensor *out = global(r, g, dml_mlp_forward(g, &r->net.decoder, h));
+    x = global(r, g, x);
     return r->cfg->loss.reconstruction == DML_RECON_BCE ? dml_loss_bce_logits(g, out, x)
                                                         : dml_mse(g, out, x);
 }
@@ -90,11 +126,12 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         augment(r, r->xa, b);
         if (ds->y)
             dml_dataset_gather_labels(r->labels, ds, r->idx, b);
-        dml_tensor *x = dml_leaf(g, r->xa, NULL, b, r->d_in);
+        shard(r, b);
+        dml_tensor *x = dml_leaf(g, r->xa + (size_t)r->lo * r->d_in, NULL, r->n_local, r->d_in);
         /* The decoder reads the bottleneck before the embedding head, so an l2 or tanh head
          * does not squeeze what the autoencoder can reconstruct. */
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
-        z = dml_mlp_head(g, &r->net.encoder, h);
+        z = global(r, g, dml_mlp_head(g, &r->net.encoder, h));
         switch (c->loss.type) {
         case DML_LOSS_TRIPLET:
             loss = dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,
@@ -116,8 +153,10 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
         int bu = dml_sampler_next(&r->sampler_unl, r->idx_unl);
-        dml_dataset_gather(r->xu, ds, r->idx_unl, bu);
-        dml_tensor *u = dml_leaf(g, r->xu, NULL, bu, r->d_in);
+        shard(r, bu);
+        /* no augmentation draws here: this rank's rows alone keep the one-process stream */
+        dml_dataset_gather(r->xu, ds, r->idx_unl + r->lo, r->n_local);
+        dml_tensor *u = dml_leaf(g, r->xu, NULL, r->n_local, r->d_in);
         dml_tensor *rec = reconstruction(r, g, dml_mlp_body(g, &r->net.encoder, u), u);
         loss = dml_add(g, loss, dml_scale(g, rec, c->loss.reconstruction_weight));
     }

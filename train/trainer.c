@@ -219,6 +219,7 @@ void dml_run_close(dml_run *r)
     free(r->best);
     free(r->loss_curve);
     free(r->aug_scratch);
+    free(r->flat);
     free(r);
 }
 
@@ -267,10 +268,22 @@ static dml_status update_codebooks(dml_run *r, dml_error *err)
     return st;
 }
 
+/* Rank 0 writes the checkpoint and metrics.jsonl; every rank learns whether it could. */
+static dml_status save_state(dml_run *r, dml_error *err)
+{
+    dml_status st = DML_OK;
+    if (dml_run_is_root(r) && (st = dml_run_checkpoint_save(r, err)) == DML_OK)
+        st = dml_run_write_metrics(r, NULL, err);
+    return dml_run_comm_agree(r, st, NULL, 0, err);
+}
+
 static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 {
     dml_validation v = {r->step, 0.0, 0.0};
-    dml_status st = dml_run_validate(r, &v, err);
+    /* Over several ranks, rank 0 validates and sends its metrics: the early-stopping
+     * decisions below are then the same on every rank. */
+    dml_status st = dml_run_is_root(r) ? dml_run_validate(r, &v, err) : DML_OK;
+    st = dml_run_comm_agree(r, st, &v, sizeof v, err);
     if (st != DML_OK)
         return st;
     if (r->n_val < DML_MAX_VALIDATIONS)
@@ -294,9 +307,16 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
     dml_optim_zero_grad(&r->optim);
     dml_tensor *loss = dml_run_loss(r, &r->graph);
     dml_status st = dml_backward(&r->graph, loss);
-    if (st != DML_OK)
+    if (st != DML_OK) /* the same batch shape on every rank: all of them stop here */
         return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
                              r->step + 1);
+    /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
+    int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
+    char where[64] = "";
+    if (bad_rank >= 0)
+        snprintf(where, sizeof where, " (non-finite first on rank %d)", bad_rank);
+    else if (r->comm) /* every rank's part finite, their sum not */
+        snprintf(where, sizeof where, " (in the sum over the %d ranks)", r->comm->size);
     float value = loss->data[0];
     float norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
     dml_graph_reset(&r->graph);
@@ -306,11 +326,12 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
         *grad_norm = norm;
     if (!isfinite(value) || !isfinite(norm))
         return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
-                             "step %ld: the %s is %s: training diverged (try a lower train.lr "
+                             "step %ld: the %s is %s%s: training diverged (try a lower train.lr "
                              "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
                              "state",
                              r->step + 1, isfinite(value) ? "gradient norm" : "loss",
-                             isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", r->out_dir);
+                             isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", where,
+                             r->out_dir);
     dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
     r->step++;
     return DML_OK;
@@ -323,10 +344,11 @@ static dml_status train_loop(dml_run *r, dml_error *err)
     dml_progress_init(&bar, r->log, r->total_steps, r->step);
     dml_status st = DML_OK;
     while (r->step < r->total_steps) {
-        if (r->stop && *r->stop) { /* a step boundary: the checkpoint resumes from here */
+        /* Ranks stop together: at the boundary after the step whose reduction told them. */
+        int stop = r->comm ? r->stop_any : r->stop && *r->stop;
+        if (stop) { /* a step boundary: the checkpoint resumes from here */
             dml_progress_note(&bar, "\n");
-            if ((st = dml_run_checkpoint_save(r, err)) != DML_OK ||
-                (st = dml_run_write_metrics(r, NULL, err)) != DML_OK)
+            if ((st = save_state(r, err)) != DML_OK)
                 return st;
             return dml_error_set(err, DML_ERR_INTERRUPTED, NULL, 0, 0,
                                  "interrupted at step %ld of %ld: %s/checkpoint.h5 written; "
@@ -347,14 +369,13 @@ static dml_status train_loop(dml_run *r, dml_error *err)
         if ((every(r->step, c->train.eval_every, r->steps_per_epoch) || at_end) &&
             (st = validate_now(r, &bar, err)) != DML_OK)
             return st;
-        int stop = c->train.early_stop_patience > 0 &&
+        stop = c->train.early_stop_patience > 0 &&
                    r->evals_without_gain >= c->train.early_stop_patience;
         if (stop)
             dml_progress_note(&bar, "step %ld: early stop, no validation gain in %d evaluations\n",
                               r->step, r->evals_without_gain);
         if ((every(r->step, c->train.checkpoint_every, r->steps_per_epoch) || at_end || stop) &&
-            ((st = dml_run_checkpoint_save(r, err)) != DML_OK ||
-             (st = dml_run_write_metrics(r, NULL, err)) != DML_OK))
+            (st = save_state(r, err)) != DML_OK)
             return st;
         if (stop)
             break;
@@ -375,6 +396,7 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
     r->log = opts->log ? opts->log : stderr;
     r->resume = opts->resume;
     r->stop = opts->stop;
+    r->comm = opts->comm;
     if (opts->out_dir)
         snprintf(r->out_dir, sizeof r->out_dir, "%s", opts->out_dir);
     else
@@ -392,6 +414,9 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
         st = build_augment(r, err);
     if (st == DML_OK)
         st = build_training(r, err);
+    r->n_local = r->batch;
+    if (r->comm) /* every rank's verdict, so that all of them go on or stop together */
+        st = dml_run_comm_open(r, st, err);
     if (st != DML_OK) {
         dml_run_close(r);
         return st;
@@ -403,9 +428,12 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
 dml_status dml_run_train(dml_run *r, dml_error *err)
 {
     const dml_config *cfg = r->cfg;
-    dml_status st = dml_mkdirs(r->out_dir, err);
+    /* Rank 0 alone writes the run folder; every rank reads the checkpoint it resumes from. */
+    dml_status st = dml_run_is_root(r) ? dml_mkdirs(r->out_dir, err) : DML_OK;
+    st = dml_run_comm_agree(r, st, NULL, 0, err);
     if (st == DML_OK && r->resume) {
         st = dml_run_checkpoint_load(r, err);
+        st = dml_run_comm_all(r, st, "to read the checkpoint", err);
         if (st == DML_OK)
             fprintf(r->log, "resuming %s at step %ld of %ld\n", r->out_dir, r->step, r->total_steps);
     }
@@ -420,7 +448,7 @@ dml_status dml_run_train(dml_run *r, dml_error *err)
     }
     if (st == DML_OK && r->n_val > 0 && r->best_score >= 0.0)
         snapshot(r, 0); /* the model is the best validated one */
-    if (st == DML_OK)
+    if (st == DML_OK && dml_run_is_root(r)) /* the others hold the same model */
         st = dml_run_finish(r, err);
     return st;
 }

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "train/comm.h"
 #include "train/config.h"
 
 typedef struct dml_train_opts {
@@ -17,6 +18,11 @@ typedef struct dml_train_opts {
      * metrics.jsonl at the next step boundary and returns DML_ERR_INTERRUPTED (--resume then
      * continues exactly where it stopped) */
     const volatile sig_atomic_t *stop;
+    /* NULL: one process. Else synchronous data-parallel training over comm->size ranks
+     * (docs/scale.md): every rank is given the same config and data, rank 0 alone writes the
+     * run folder, and every rank ends with the model one process would train (within float
+     * rounding). comm must outlive the run. */
+    const dml_comm *comm;
 } dml_train_opts;
 
 /* Reads the data, trains, evaluates, and writes model.h5, checkpoint.h5, metrics.jsonl and
