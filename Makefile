@@ -27,6 +27,10 @@ PYTHON ?= /usr/bin/python3
 HDF5_CFLAGS = $(eval HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null))$(HDF5_CFLAGS)
 HDF5_LIBS = $(eval HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null || echo -lhdf5))$(HDF5_LIBS)
 
+# MPI (OpenMPI's C binding) for the dml binary only: cli/mpi.c; libdml links no MPI.
+MPI_CFLAGS = $(eval MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null))$(MPI_CFLAGS)
+MPI_LIBS = $(eval MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null || echo -lmpi))$(MPI_LIBS)
+
 CPPFLAGS += -I. -Iinclude $(HDF5_CFLAGS) -D_XOPEN_SOURCE=700 \
             -DDML_VERSION_STRING='"$(VERSION)"'
 CFLAGS += -std=c11 $(OPT) -fno-math-errno -Wall -Wextra -Werror -MMD -MP -fPIC -fvisibility=hidden
@@ -51,6 +55,8 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/cli/mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+
 $(BUILD)/libdml.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -59,7 +65,7 @@ $(BUILD)/libdml.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libdml.so.$(VERSION_MAJOR) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/dml: $(CLI_OBJ) $(BUILD)/libdml.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdml.a $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libdml.a $(LIBS) $(MPI_LIBS)
 
 # Tests may need extra link flags: LDFLAGS_test_<name> (e.g. --wrap=malloc to count allocations).
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(BUILD)/libdml.a
@@ -156,7 +162,7 @@ $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
-    python3-h5py python3-onnx python3-sklearn chromium time clang
+    python3-h5py python3-onnx python3-sklearn chromium time clang libopenmpi-dev openmpi-bin
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \

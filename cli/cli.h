@@ -6,6 +6,7 @@
 #define DML_CLI_H
 
 #include "data/error.h"
+#include "train/comm.h"
 
 int dml_cli_train(int argc, char **argv);
 int dml_cli_eval(int argc, char **argv);
@@ -13,6 +14,11 @@ int dml_cli_encode(int argc, char **argv);
 int dml_cli_export(int argc, char **argv);
 int dml_cli_info(int argc, char **argv);
 int dml_cli_upgrade(int argc, char **argv);
+
+/* cli/mpi.c: MPI_Init when mpirun launched this process; the world as a communicator when it
+ * has more than one rank, else NULL (one process). dml_cli_mpi_close finalises. */
+const dml_comm *dml_cli_mpi_open(int *argc, char ***argv);
+void dml_cli_mpi_close(void);
 
 /* "dml <command>: file:line:col: message" on stderr. */
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err);

@@ -21,7 +21,11 @@ static const char HELP[] =
     "\n"
     "SIGINT or SIGTERM (a cluster's preemption) writes checkpoint.h5 at the next step and exits\n"
     "130 or 143; --resume then ends with the model an uninterrupted run ends with. A second\n"
-    "SIGINT stops at once.\n";
+    "SIGINT stops at once.\n"
+    "\n"
+    "Under `mpirun -np N dml train CONFIG` the N ranks train one model data-parallel: each\n"
+    "computes 1/N of every batch (train.batch_size must divide by N), the result is the model\n"
+    "one process trains, and rank 0 alone writes DIR (docs/scale.md).\n";
 
 /* The signal that asked the run to stop, 0 until one does. */
 static volatile sig_atomic_t stop_signal;
@@ -81,17 +85,25 @@ int dml_cli_train(int argc, char **argv)
         free(sets);
         return 2;
     }
+    const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
+    FILE *quiet = comm && comm->rank > 0 ? fopen("/dev/null", "w") : NULL; /* rank 0 reports */
     dml_config *cfg = malloc(sizeof *cfg);
     dml_error err = {0};
     dml_status st = cfg ? dml_config_load(config, n_sets, sets, cfg, &err) : DML_ERR_NOMEM;
     if (st == DML_OK) {
-        dml_train_opts opts = {.out_dir = out, .resume = resume, .log = stderr,
-                               .stop = &stop_signal};
+        dml_train_opts opts = {.out_dir = out, .resume = resume, .log = quiet ? quiet : stderr,
+                               .stop = &stop_signal, .comm = comm};
         catch_stop_signals();
         st = dml_train_run(cfg, &opts, &err);
     }
+    char name[64] = "train";
+    if (comm)
+        snprintf(name, sizeof name, "train (rank %d of %d)", comm->rank, comm->size);
     if (st != DML_OK)
-        dml_cli_report_error("train", st, &err);
+        dml_cli_report_error(name, st, &err);
+    if (quiet)
+        fclose(quiet);
+    dml_cli_mpi_close();
     free(cfg);
     free(sets);
     /* the shell's convention for a process a signal ended: 128 + its number */

@@ -1,0 +1,58 @@
+/* The trainer's communicator (train/comm.h) over MPI: only the dml binary links MPI, libdml
+ * never does. MPI is initialised only when mpirun launched the process (OpenMPI sets
+ * OMPI_COMM_WORLD_SIZE), so a plain `dml train` runs exactly the single-process path. */
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+static dml_comm world;
+static int initialised;
+
+static void allreduce_sum(void *ctx, float *buf, size_t n)
+{
+    (void)ctx;
+    /* One call per step: counts above INT_MAX floats (8 GB of gradients) go in pieces. */
+    for (size_t off = 0; off < n; off += INT_MAX) {
+        size_t k = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+static void allgather(void *ctx, const void *send, void *recv, size_t bytes)
+{
+    (void)ctx;
+    if (bytes > INT_MAX) /* a step's embeddings: never near 2 GB */
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+}
+
+static void bcast(void *ctx, void *buf, size_t bytes)
+{
+    (void)ctx;
+    if (bytes > INT_MAX)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
+{
+    if (!getenv("OMPI_COMM_WORLD_SIZE"))
+        return NULL;
+    MPI_Init(argc, argv);
+    initialised = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+    world.allreduce_sum = allreduce_sum;
+    world.allgather = allgather;
+    world.bcast = bcast;
+    return world.size > 1 ? &world : NULL; /* mpirun -np 1: the single-process path */
+}
+
+void dml_cli_mpi_close(void)
+{
+    if (initialised)
+        MPI_Finalize();
+    initialised = 0;
+}
