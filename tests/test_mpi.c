@@ -1,0 +1,351 @@
+/* Data-parallel training under mpirun, over loopback on this machine (docs/scale.md): 2 and 3
+ * ranks end with the model one process trains, for each coupled loss; resume after a rank is
+ * killed; the errors that name a rank. Skipped (with a note) when mpirun is not installed. */
+#include "tests/testutil.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+
+#define N_ROWS 600
+#define WIDTH 16
+#define CLASSES 4
+
+/* The largest |a - b| / max(|a|, |b|, REL_FLOOR) over every weight and codeword a test
+ * allows. Measured on this machine (OpenBLAS, one thread a rank, 40 steps of Adam), the
+ * printed figures: up to 7.5e-5 (contrastive, 3 ranks); docs/scale.md has the table. */
+#define REL_TOL 1e-4
+/* Weights smaller than this (a thousandth of the layers' typical 0.1) are held to an absolute
+ * 1e-8 instead: rounding noise of 4e-9 on an MNR bias of -3.3e-5 is 1.1e-4 of it. */
+#define REL_FLOOR 1e-4
+
+/* CI runs as root, and 3 ranks on 2 cores oversubscribe. */
+#define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
+
+static char dir[256], data[512], data2[512];
+static char dml[1024], config[1024]; /* absolute: some ranks run in other folders */
+
+/* Four Gaussian classes in 16-d as X/y in an HDF5 file; shift moves every value (other data). */
+static void write_blobs(const char *path, float shift)
+{
+    static float x[N_ROWS * WIDTH], centers[CLASSES * WIDTH];
+    static int32_t y[N_ROWS];
+    tu_fill_normal(centers, CLASSES * WIDTH, 2.0f, 1);
+    tu_fill_normal(x, N_ROWS * WIDTH, 1.0f, 2);
+    for (int i = 0; i < N_ROWS; i++) {
+        y[i] = i % CLASSES;
+        for (int j = 0; j < WIDTH; j++)
+            x[i * WIDTH + j] += centers[y[i] * WIDTH + j] + shift;
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dx[2] = {N_ROWS, WIDTH}, dy[1] = {N_ROWS};
+    hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
+    hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dclose(ds);
+    ds = H5Dcreate2(f, "y", H5T_STD_I32LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    H5Dclose(ds);
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    tu_mkdtemp(dir, sizeof dir);
+    snprintf(data, sizeof data, "%s/blobs.h5", dir);
+    snprintf(data2, sizeof data2, "%s/blobs2.h5", dir);
+    write_blobs(data, 0.0f);
+    write_blobs(data2, 0.5f);
+    /* Containers often forbid the shared-memory transport's cross-process copies; and a rank
+     * that waits (for rank 0's final evaluation) should yield its core, not spin on it. */
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+    char *d = realpath(tu_dml_path(), NULL), *c = realpath("configs/demo.yaml", NULL);
+    if (!d || !c || strlen(d) >= sizeof dml || strlen(c) >= sizeof config)
+        return -1;
+    snprintf(dml, sizeof dml, "%s", d);
+    snprintf(config, sizeof config, "%s", c);
+    free(d);
+    free(c);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_system("rm -rf '%s'", dir);
+    return 0;
+}
+
+static int have_mpirun(void)
+{
+    return tu_system("command -v mpirun >/dev/null 2>&1") == 0;
+}
+
+/* The training arguments every run shares: a global batch of 48 (divisible by 2 and 3). */
+#define ARGS "%s --set data.train=%s --set data.test=%s --set model.hidden=[32] " \
+             "--set model.dim=8 --set pq.m=2 --set pq.k=16 --set sampler.m=12 "               \
+             "--set train.batch_size=48 --set train.threads=1 --set train.steps=40 "
+
+/* dml train into dir/out on np ranks (np 0: plain dml, no mpirun); returns the exit code. */
+static int train(int np, const char *out, const char *extra)
+{
+    char launcher[256] = "";
+    if (np > 0)
+        snprintf(launcher, sizeof launcher, MPIRUN " -np %d", np);
+    return tu_system("%s %s train " ARGS "--out %s/%s %s >%s/%s.log 2>&1", launcher, dml,
+                     config, data, data, dir, out, extra, dir, out);
+}
+
+static int log_has(const char *out, const char *text)
+{
+    return tu_system("grep -q -- '%s' %s/%s.log", text, dir, out) == 0;
+}
+
+static int file_exists(const char *folder, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/%s", dir, folder, name);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void read_model(const char *folder, dml_model_file *mf)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/model.h5", dir, folder);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_read(path, mf, &err), DML_OK);
+}
+
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double scale = fmax(fmax(fabs(a[i]), fabs(b[i])), REL_FLOOR);
+        worst = fmax(worst, fabs((double)a[i] - b[i]) / scale);
+    }
+    return worst;
+}
+
+/* The largest relative difference over every encoder weight and codeword of two runs. */
+static double model_rel_diff(const char *folder_a, const char *folder_b)
+{
+    dml_model_file a, b;
+    read_model(folder_a, &a);
+    read_model(folder_b, &b);
+    assert_int_equal(a.steps, b.steps);
+    assert_int_equal(a.net.encoder.n_layers, b.net.encoder.n_layers);
+    double worst = 0.0;
+    for (int i = 0; i < a.net.encoder.n_layers; i++) {
+        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
+        worst = fmax(worst, max_rel(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols));
+        worst = fmax(worst, max_rel(la->b.data, lb->b.data, (size_t)la->b.cols));
+    }
+    worst = fmax(worst, max_rel(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub));
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+    return worst;
+}
+
+static int same_model_bits(const char *folder_a, const char *folder_b)
+{
+    return model_rel_diff(folder_a, folder_b) == 0.0;
+}
+
+/* One process, then 2 and 3 ranks, of one loss: the same model within REL_TOL. */
+static void check_loss(const char *name, const char *extra)
+{
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed (make deps installs openmpi-bin)");
+    char one[64], many[64];
+    snprintf(one, sizeof one, "%s_1", name);
+    assert_int_equal(train(0, one, extra), 0);
+    for (int np = 2; np <= 3; np++) {
+        snprintf(many, sizeof many, "%s_%d", name, np);
+        assert_int_equal(train(np, many, extra), 0);
+        double rel = model_rel_diff(one, many);
+        print_message("  %s: %d ranks vs 1 process, max relative difference %.2g\n", name, np,
+                      rel);
+        assert_true(rel <= REL_TOL);
+    }
+}
+
+static void test_triplet_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("triplet", "");
+}
+
+static void test_contrastive_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("contrastive", "--set loss.type=contrastive");
+}
+
+static void test_mnr_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("mnr", "--set loss.type=mnr --set data.pairs=same_class");
+}
+
+/* The joint loss: codebooks from step 11 (one epoch of warm-up), refitted every epoch. */
+static void test_joint_quantization_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("joint", "--set loss.quantization.weight=0.5");
+}
+
+/* Rank 0 alone writes the run folder: one log's worth of output, every file in place. */
+static void test_rank_zero_writes_the_outputs(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(2, "outputs", ""), 0);
+    const char *files[] = {"model.h5", "checkpoint.h5", "metrics.jsonl", "report.html"};
+    for (int i = 0; i < 4; i++)
+        assert_true(file_exists("outputs", files[i]));
+    assert_int_equal(tu_system("test $(grep -c 'final metrics' %s/outputs.log) -eq 1", dir), 0);
+}
+
+/* The pid of one process mpirun started (a rank: mpirun's threads fork them), or 0. */
+static int a_child_of(pid_t pid)
+{
+    char cmd[128], line[64] = "";
+    snprintf(cmd, sizeof cmd, "cat /proc/%d/task/*/children 2>/dev/null", (int)pid);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return 0;
+    if (!fgets(line, sizeof line, f))
+        line[0] = 0;
+    pclose(f);
+    return atoi(line);
+}
+
+#define RESUME_ARGS "--set train.steps=1500 --set train.checkpoint_every=20 " \
+                    "--set train.eval_every=500"
+
+/* A rank killed mid-run stops the job (mpirun names it); --resume under mpirun then ends with
+ * the uninterrupted run's model, to the bit (same ranks), and within REL_TOL of one process. */
+static void test_resume_after_a_rank_dies(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(2, "whole", RESUME_ARGS), 0);
+    assert_int_equal(train(0, "whole_1", RESUME_ARGS), 0);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "exec " MPIRUN " -np 2 %s train " ARGS "--out %s/killed " RESUME_ARGS
+             " >%s/killed.log 2>&1", dml, config, data, data, dir, dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char ckpt[700];
+    snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.h5", dir);
+    struct stat st;
+    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_int_equal(stat(ckpt, &st), 0);
+    int victim = a_child_of(pid);
+    assert_true(victim > 0);
+    kill(victim, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    assert_true(log_has("killed", "signal 9"));
+    assert_false(file_exists("killed", "model.h5"));
+    assert_int_equal(train(2, "killed", "--resume " RESUME_ARGS), 0);
+    assert_true(log_has("killed", "resuming"));
+    assert_true(same_model_bits("whole", "killed"));
+    double rel = model_rel_diff("whole_1", "whole");
+    print_message("  1500 steps: 2 ranks vs 1 process, max relative difference %.2g\n", rel);
+}
+
+static void test_batch_not_divisible_is_named(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(3, "indivisible", "--set train.batch_size=32 --set sampler.m=8"), 2);
+    assert_true(log_has("indivisible", "train.batch_size: 32 rows is not divisible by the 3 "
+                                       "ranks"));
+    assert_false(file_exists("indivisible", "checkpoint.h5"));
+}
+
+/* mpirun's MPMD form gives each rank its own command line and folder. */
+static int train_two_ways(const char *out, const char *wdir_a, const char *a, const char *wdir_b,
+                          const char *b)
+{
+    return tu_system(MPIRUN " -np 1 --wdir %s %s train " ARGS "--out %s/%s %s : -np 1 --wdir %s "
+                     "%s train " ARGS "--out %s/%s %s >%s/%s.log 2>&1",
+                     wdir_a, dml, config, data, data, dir, out, a, wdir_b, dml, config, data,
+                     data, dir, out, b, dir, out);
+}
+
+static void test_ranks_that_disagree_are_named(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train_two_ways("config", dir, "", dir, "--set train.lr=0.01"), 2);
+    assert_true(log_has("config", "config differs from rank 0"));
+    assert_false(file_exists("config", "checkpoint.h5"));
+    /* The same path, other contents: what a node with a stale copy of the file reads. */
+    assert_int_equal(tu_system("cd %s && mkdir -p a b && cp %s a/blobs.h5 && cp %s b/blobs.h5",
+                               dir, data, data2), 0);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    const char *same = "--set data.train=blobs.h5";
+    assert_int_equal(train_two_ways("stale", a, same, b, same), 2);
+    assert_true(log_has("stale", "rank 1 read other training data than rank 0"));
+}
+
+static void test_divergence_stops_every_rank(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    int rc = train(2, "diverge", "--set train.optimizer=sgd --set train.lr=9 "
+                                 "--set train.steps=200 --set train.checkpoint_every=1 "
+                                 "--set model.output=none --set train.schedule=constant "
+                                 "--set loss.distance=squared_euclidean");
+    assert_int_equal(rc, 1);
+    /* every rank stops at the same step; mpirun may end the others before they print */
+    assert_true(log_has("diverge", "train (rank [01] of 2): step [0-9]*: the .* (.* rank"));
+    assert_true(file_exists("diverge", "checkpoint.h5"));
+    assert_false(file_exists("diverge", "model.h5"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_triplet_equals_one_process),
+        cmocka_unit_test(test_contrastive_equals_one_process),
+        cmocka_unit_test(test_mnr_equals_one_process),
+        cmocka_unit_test(test_joint_quantization_equals_one_process),
+        cmocka_unit_test(test_rank_zero_writes_the_outputs),
+        cmocka_unit_test(test_resume_after_a_rank_dies),
+        cmocka_unit_test(test_batch_not_divisible_is_named),
+        cmocka_unit_test(test_ranks_that_disagree_are_named),
+        cmocka_unit_test(test_divergence_stops_every_rank),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
