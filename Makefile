@@ -147,8 +147,9 @@ valgrind: all $(TEST_BIN) $(FAULT_LIB)
 demo: all
 	$(BUILD)/dml train configs/demo.yaml
 
-bench: all $(BUILD)/bench_dml
+bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale
 	$(PYTHON) bench/run.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(BENCH_ARGS)
+	$(PYTHON) bench/scale.py --bench $(BUILD)/bench_scale
 
 # Retrieval quality, not time: the same recipe in dml and PyTorch, each with its own defaults
 # (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.
@@ -159,6 +160,11 @@ parity: all $(BUILD)/bench_dml
 $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -Wl,--wrap=dml_gemm \
 	    -o $@ $(wildcard bench/bench_*.c) $(BUILD)/libdml.a $(LIBS)
+
+# The scaling row: the trainer's step under mpirun (bench/scale_mpi.c, bench/scale.py).
+$(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/scale_mpi.c \
+	    $(BUILD)/cli/mpi.o $(BUILD)/libdml.a $(LIBS) $(MPI_LIBS)
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \

@@ -1,0 +1,106 @@
+/* bench/scale_mpi.c: the scaling row of `make bench` (bench/scale.py). Under
+ * `mpirun -np N build/bench_scale CONFIG --steps S --warmup W [--set key=value ...]`, every rank
+ * runs the trainer's data-parallel step (dml_run_step over cli/mpi.c's communicator); rank 0
+ * prints one JSON line: global samples/s over the timed steps and the share of the step spent
+ * in the gradient allreduce and the embedding allgather (this rank's wall time in each call,
+ * waits for slower ranks included). Without mpirun it is the one-process step. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "data/error.h"
+#include "train/run.h"
+#include "train/trainer.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The MPI communicator, each call timed. */
+typedef struct timed {
+    const dml_comm *inner;
+    double allreduce_s, allgather_s;
+} timed;
+
+static void t_allreduce(void *ctx, float *buf, size_t n)
+{
+    timed *t = ctx;
+    double t0 = now();
+    t->inner->allreduce_sum(t->inner->ctx, buf, n);
+    t->allreduce_s += now() - t0;
+}
+
+static void t_allgather(void *ctx, const void *send, void *recv, size_t bytes)
+{
+    timed *t = ctx;
+    double t0 = now();
+    t->inner->allgather(t->inner->ctx, send, recv, bytes);
+    t->allgather_s += now() - t0;
+}
+
+static void t_bcast(void *ctx, void *buf, size_t bytes)
+{
+    timed *t = ctx;
+    t->inner->bcast(t->inner->ctx, buf, bytes);
+}
+
+int main(int argc, char **argv)
+{
+    const dml_comm *mpi = dml_cli_mpi_open(&argc, &argv);
+    int steps = 50, warmup = 5, n_sets = 0;
+    char **sets = calloc((size_t)argc, sizeof *sets);
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+            warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc)
+            sets[n_sets++] = argv[++i];
+        else
+            config = argv[i];
+    }
+    dml_config *cfg = malloc(sizeof *cfg);
+    dml_error err = {0};
+    dml_status st = !config || !sets || !cfg ? DML_ERR_USAGE
+                                             : dml_config_load(config, n_sets, sets, cfg, &err);
+    timed t = {mpi, 0.0, 0.0};
+    dml_comm comm = {mpi ? mpi->rank : 0, mpi ? mpi->size : 1, &t, t_allreduce, t_allgather,
+                     t_bcast};
+    FILE *quiet = fopen("/dev/null", "w");
+    dml_train_opts opts = {.out_dir = "/nonexistent", .log = quiet, .comm = mpi ? &comm : NULL};
+    dml_run *r = NULL;
+    if (st == DML_OK)
+        st = dml_run_open(cfg, &opts, &r, &err);
+    double t0 = 0.0;
+    for (int i = 0; st == DML_OK && i < warmup + steps; i++) {
+        if (i == warmup) {
+            t.allreduce_s = t.allgather_s = 0.0;
+            t0 = now();
+        }
+        st = dml_run_step(r, NULL, NULL, &err);
+    }
+    double seconds = now() - t0;
+    if (st == DML_OK && comm.rank == 0)
+        printf("{\"ranks\": %d, \"batch\": %d, \"steps\": %d, \"seconds\": %.6f, "
+               "\"samples_per_s\": %.1f, \"allreduce_share\": %.4f, \"allgather_share\": %.4f, "
+               "\"param_floats\": %zu}\n",
+               comm.size, r->batch, steps, seconds, r->batch * steps / seconds,
+               t.allreduce_s / seconds, t.allgather_s / seconds, r->n_floats);
+    if (st != DML_OK) {
+        char msg[2048];
+        dml_error_format(&err, msg, sizeof msg);
+        fprintf(stderr, "bench_scale (rank %d): %s\n", comm.rank, msg);
+    }
+    dml_run_close(r);
+    fclose(quiet);
+    free(cfg);
+    free(sets);
+    dml_cli_mpi_close();
+    return st == DML_OK ? 0 : 1;
+}
