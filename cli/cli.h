@@ -19,6 +19,11 @@ int dml_cli_upgrade(int argc, char **argv);
  * has more than one rank, else NULL (one process). dml_cli_mpi_close finalises. */
 const dml_comm *dml_cli_mpi_open(int *argc, char ***argv);
 void dml_cli_mpi_close(void);
+/* Rank 0 receives each rank k's part, bytes[k] from its mine, into all + offset[k] (offsets and
+ * sizes the same on every rank), in messages of at most 64 MB; rank 0's own part is already in
+ * place. Collective over c. */
+void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const size_t *offset,
+                         const size_t *bytes);
 
 /* "dml <command>: file:line:col: message" on stderr. */
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err);

@@ -56,39 +56,103 @@ static int parse(int argc, char **argv, args *a)
     return -1;
 }
 
-static dml_status run(const args *a, dml_model_file *mf, dml_dataset *ds, dml_error *err)
+/* The rows [lo, hi) a rank encodes: whole DML_ENCODE_BLOCKs, split as evenly as they go, so
+ * every forward pass is one the single process makes too and the bytes are the same. */
+static void shard(size_t n, int rank, int size, size_t *lo, size_t *hi)
+{
+    size_t blocks = (n + DML_ENCODE_BLOCK - 1) / DML_ENCODE_BLOCK;
+    size_t a = DML_ENCODE_BLOCK * (blocks * (size_t)rank / (size_t)size);
+    size_t b = DML_ENCODE_BLOCK * (blocks * (size_t)(rank + 1) / (size_t)size);
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
+/* st, or an error naming the first rank that failed when this one did not. */
+static dml_status all_ok(const dml_comm *c, dml_status st, dml_error *err)
+{
+    if (!c)
+        return st;
+    float failed[256] = {0}; /* ranks past 256 report as the 256th */
+    int n = c->size < 256 ? c->size : 256;
+    failed[c->rank < n ? c->rank : n - 1] = st != DML_OK ? (float)st : 0.0f;
+    c->allreduce_sum(c->ctx, failed, (size_t)n);
+    for (int k = 0; k < n && st == DML_OK; k++)
+        if (failed[k] != 0.0f)
+            st = dml_error_set(err, DML_ERR_IO, NULL, 0, 0,
+                               "rank %d failed (its own message says why)", k);
+    return st;
+}
+
+/* Under mpirun each rank embeds (and PQ-encodes) its contiguous slice of the rows; rank 0
+ * gathers the slices in bounded messages and writes OUTPUT.h5 alone, through the same writer as
+ * one process. Debian's HDF5 is the serial build: parallel HDF5 would need another library
+ * build for every user, and one writer keeps the file's bytes the writer's own. */
+static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, dml_dataset *ds,
+                      dml_error *err)
 {
     dml_status st = dml_model_file_read(a->model, mf, err);
-    if (st != DML_OK)
+    if (st == DML_OK && a->tower && mf->net.type != DML_NET_DUAL)
+        st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
+                           "--tower b needs a dual encoder; this model is %s",
+                           dml_model_file_type_name(mf->net.type));
+    if (st == DML_OK && a->pq && !mf->pq.d)
+        st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
+                           "the model has no PQ codebooks (/pq): drop --pq");
+    if (st == DML_OK)
+        st = dml_dataset_open(a->input, ds, err);
+    if ((st = all_ok(comm, st, err)) != DML_OK)
         return st;
-    if (a->tower && mf->net.type != DML_NET_DUAL)
-        return dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
-                             "--tower b needs a dual encoder; this model is %s",
-                             dml_model_file_type_name(mf->net.type));
-    if (a->pq && !mf->pq.d)
-        return dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
-                             "the model has no PQ codebooks (/pq): drop --pq");
-    if ((st = dml_dataset_open(a->input, ds, err)) != DML_OK)
-        return st;
-    float *x = NULL;
-    uint8_t *codes = NULL;
+    int rank = comm ? comm->rank : 0, size = comm ? comm->size : 1;
+    size_t n = (size_t)ds->n, lo, hi;
+    shard(n, rank, size, &lo, &hi);
+    dml_dataset part = *ds; /* a view of rows [lo, hi) */
+    part.n = (int)(hi - lo);
+    part.x = ds->x + lo * ds->d;
+    part.x_b = ds->x_b ? ds->x_b + lo * ds->d_b : NULL;
+    float *x = NULL, *x_all = NULL;
+    uint8_t *codes = NULL, *codes_all = NULL;
     size_t cs = a->pq ? dml_pq_code_size(&mf->pq) : 0;
-    st = dml_model_file_encode_dataset(mf, a->tower, ds, &x, err);
-    if (st == DML_OK && a->pq && !(codes = malloc((size_t)ds->n * cs + 1)))
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %d codes", ds->n);
-    if (st == DML_OK) {
-        if (codes)
-            dml_pq_encode(&mf->pq, x, (size_t)ds->n, codes);
-        const dml_mlp *m = dml_model_file_tower(mf, a->tower);
-        dml_embeddings e = {a->model, a->input,   a->tower ? "encoder_b" : "encoder",
-                            (size_t)ds->n, dml_mlp_dim_out(m), x, codes, cs, ds->y};
+    const dml_mlp *m = dml_model_file_tower(mf, a->tower);
+    size_t dim = m ? (size_t)dml_mlp_dim_out(m) : 0;
+    st = dml_model_file_encode_dataset(mf, a->tower, &part, &x, err);
+    if (st == DML_OK && a->pq && !(codes = malloc((hi - lo) * cs + 1)))
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %d codes", part.n);
+    if (st == DML_OK && codes)
+        dml_pq_encode(&mf->pq, x, hi - lo, codes);
+    if (st == DML_OK && comm && rank == 0 &&
+        (!(x_all = malloc(n * dim * sizeof(float) + 1)) || (a->pq && !(codes_all = malloc(n * cs + 1)))))
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %zu rows", n);
+    if ((st = all_ok(comm, st, err)) == DML_OK && comm) {
+        size_t off[256 * 2], bytes[256 * 2];
+        for (int k = 0; k < size && k < 256; k++) {
+            size_t l, h;
+            shard(n, k, size, &l, &h);
+            off[k] = l * dim * sizeof(float);
+            bytes[k] = (h - l) * dim * sizeof(float);
+            off[256 + k] = l * cs;
+            bytes[256 + k] = (h - l) * cs;
+        }
+        if (rank == 0) {
+            memcpy(x_all, x, (hi - lo) * dim * sizeof(float));
+            if (codes)
+                memcpy(codes_all, codes, (hi - lo) * cs);
+        }
+        dml_cli_mpi_collect(comm, x_all, x, off, bytes);
+        if (a->pq)
+            dml_cli_mpi_collect(comm, codes_all, codes, off + 256, bytes + 256);
+    }
+    if (st == DML_OK && rank == 0) {
+        dml_embeddings e = {a->model, a->input, a->tower ? "encoder_b" : "encoder", n, (int)dim,
+                            comm ? x_all : x, comm ? codes_all : codes, cs, ds->y};
         st = dml_embeddings_write(a->output, &e, err);
         if (st == DML_OK)
-            printf("%s: %d rows -> %d-dim embeddings%s\n", a->output, ds->n, e.dim,
-                   codes ? " and PQ codes" : "");
+            printf("%s: %d rows -> %d-dim embeddings%s%s\n", a->output, ds->n, e.dim,
+                   a->pq ? " and PQ codes" : "", comm ? " (sharded over the ranks)" : "");
     }
     free(x);
     free(codes);
+    free(x_all);
+    free(codes_all);
     return st;
 }
 
@@ -103,9 +167,19 @@ int dml_cli_encode(int argc, char **argv)
     memset(&mf, 0, sizeof mf);
     memset(&ds, 0, sizeof ds);
     dml_error err = {0};
-    dml_status st = run(&a, &mf, &ds, &err);
+    const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
+    if (comm && comm->size > 256) {
+        fprintf(stderr, "dml encode: at most 256 ranks, not %d\n", comm->size);
+        dml_cli_mpi_close();
+        return 2;
+    }
+    dml_status st = run(&a, comm, &mf, &ds, &err);
+    char name[64] = "encode";
+    if (comm)
+        snprintf(name, sizeof name, "encode (rank %d of %d)", comm->rank, comm->size);
     if (st != DML_OK)
-        dml_cli_report_error("encode", st, &err);
+        dml_cli_report_error(name, st, &err);
+    dml_cli_mpi_close();
     dml_dataset_free(&ds);
     dml_model_file_free(&mf);
     return dml_status_exit_code(st);

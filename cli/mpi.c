@@ -36,6 +36,26 @@ static void bcast(void *ctx, void *buf, size_t bytes)
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
+/* Point-to-point messages stay under this size whatever the rows add up to. */
+#define COLLECT_CHUNK ((size_t)64 << 20)
+
+void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const size_t *offset,
+                         const size_t *bytes)
+{
+    for (int k = 1; k < c->size; k++) {
+        if (c->rank != 0 && c->rank != k)
+            continue;
+        for (size_t off = 0; off < bytes[k]; off += COLLECT_CHUNK) {
+            int n = (int)(bytes[k] - off < COLLECT_CHUNK ? bytes[k] - off : COLLECT_CHUNK);
+            if (c->rank == 0)
+                MPI_Recv((char *)all + offset[k] + off, n, MPI_BYTE, k, 0, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
+            else
+                MPI_Send((const char *)mine + off, n, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+        }
+    }
+}
+
 const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
 {
     if (!getenv("OMPI_COMM_WORLD_SIZE"))

@@ -6,9 +6,6 @@
 #include "dml.h"
 #include "serve/model_file.h"
 
-/* Rows per forward pass: bounds each call's memory whatever n is. */
-#define ENCODE_BLOCK 256
-
 struct dml_model {
     dml_model_file mf; /* read-only after open */
 };
@@ -28,10 +25,10 @@ dml_status dml_model_file_encode(const dml_model_file *mf, int tower, const floa
     /* One graph per call, never shared: concurrent calls on one model touch disjoint memory
      * (the parameters are only read). The arena grows if this first guess is short. */
     dml_graph g;
-    dml_graph_init(&g, ENCODE_BLOCK * (width + 16) * sizeof(float) + 4096);
+    dml_graph_init(&g, DML_ENCODE_BLOCK * (width + 16) * sizeof(float) + 4096);
     dml_status st = g.status;
-    for (size_t i0 = 0; st == DML_OK && i0 < n; i0 += ENCODE_BLOCK) {
-        int rows = (int)(n - i0 < ENCODE_BLOCK ? n - i0 : ENCODE_BLOCK);
+    for (size_t i0 = 0; st == DML_OK && i0 < n; i0 += DML_ENCODE_BLOCK) {
+        int rows = (int)(n - i0 < DML_ENCODE_BLOCK ? n - i0 : DML_ENCODE_BLOCK);
         dml_graph_reset(&g);
         dml_tensor *in = dml_leaf_copy(&g, x + i0 * d_in, rows, (int)d_in, 0);
         if (in)

@@ -92,6 +92,10 @@ const char *dml_model_file_output_name(dml_output_norm o);
  * model lacks, DML_ERR_NOMEM when memory runs out. */
 dml_status dml_model_file_encode(const dml_model_file *mf, int tower, const float *x, size_t n,
                                  float *out);
+/* Rows per forward pass of dml_model_file_encode: bounds each call's memory whatever n is. Rows
+ * split at multiples of it (dml encode's ranks) go through the very same passes, and so give the
+ * same bytes as one call over all of them. */
+#define DML_ENCODE_BLOCK 256
 /* Every row of ds through a tower (tower 1 reads ds's second view when it has one) into a new
  * buffer *out [ds->n, dim] the caller frees. Rows of another width than the tower's input are
  * DML_ERR_DATA naming ds->source. */

@@ -1,6 +1,7 @@
 /* Data-parallel training under mpirun, over loopback on this machine (docs/scale.md): 2 and 3
  * ranks end with the model one process trains, for each coupled loss; resume after a rank is
- * killed; the errors that name a rank. Skipped (with a note) when mpirun is not installed. */
+ * killed; the errors that name a rank; dml encode sharded over the ranks. Skipped (with a note)
+ * when mpirun is not installed. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>
@@ -334,6 +335,61 @@ static void test_divergence_stops_every_rank(void **state)
     assert_false(file_exists("diverge", "model.h5"));
 }
 
+/* Every byte of dataset name in file path (NULL when it is absent); *n gets the size. */
+static unsigned char *dataset_bytes(const char *path, const char *name, size_t *n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return NULL;
+    unsigned char *buf = NULL;
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) {
+        hid_t ds = H5Dopen2(f, name, H5P_DEFAULT), sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+        *n = (size_t)H5Sget_simple_extent_npoints(sp) * H5Tget_size(ty);
+        buf = malloc(*n + 1);
+        if (buf && H5Dread(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+            free(buf);
+            buf = NULL;
+        }
+        H5Tclose(ty);
+        H5Sclose(sp);
+        H5Dclose(ds);
+    }
+    H5Fclose(f);
+    return buf;
+}
+
+/* 2 and 3 ranks each embed a slice (600 rows: 3 blocks of 256, one rank of 3 with the 88-row
+ * tail); rank 0 writes X, codes and y with the bytes one process writes. */
+static void test_sharded_encode_equals_one_process(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(0, "enc", ""), 0);
+    const char *cmd = "%s %s encode %s/enc/model.h5 %s %s/enc_%d.h5 --pq >%s/enc_%d.log 2>&1";
+    assert_int_equal(tu_system(cmd, "", dml, dir, data, dir, 1, dir, 1), 0);
+    for (int np = 2; np <= 3; np++) {
+        char launcher[128];
+        snprintf(launcher, sizeof launcher, MPIRUN " -np %d", np);
+        assert_int_equal(tu_system(cmd, launcher, dml, dir, data, dir, np, dir, np), 0);
+        char one[600], many[600];
+        snprintf(one, sizeof one, "%s/enc_1.h5", dir);
+        snprintf(many, sizeof many, "%s/enc_%d.h5", dir, np);
+        const char *names[] = {"X", "codes", "y"};
+        for (int i = 0; i < 3; i++) {
+            size_t na = 0, nb = 0;
+            unsigned char *a = dataset_bytes(one, names[i], &na);
+            unsigned char *b = dataset_bytes(many, names[i], &nb);
+            assert_non_null(a);
+            assert_non_null(b);
+            assert_int_equal(na, nb);
+            assert_memory_equal(a, b, na);
+            free(a);
+            free(b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_batch_not_divisible_is_named),
         cmocka_unit_test(test_ranks_that_disagree_are_named),
         cmocka_unit_test(test_divergence_stops_every_rank),
+        cmocka_unit_test(test_sharded_encode_equals_one_process),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
