@@ -19,6 +19,9 @@ int dml_cli_upgrade(int argc, char **argv);
  * has more than one rank, else NULL (one process). dml_cli_mpi_close finalises. */
 const dml_comm *dml_cli_mpi_open(int *argc, char ***argv);
 void dml_cli_mpi_close(void);
+/* The lowest rank whose failed is nonzero, or -1; collective over c, so that every rank goes on
+ * or stops together. */
+int dml_cli_mpi_first_failure(const dml_comm *c, int failed);
 /* Rank 0 receives each rank k's part, bytes[k] from its mine, into all + offset[k] (offsets and
  * sizes the same on every rank), in messages of at most 64 MB; rank 0's own part is already in
  * place. Collective over c. */

@@ -70,16 +70,10 @@ static void shard(size_t n, int rank, int size, size_t *lo, size_t *hi)
 /* st, or an error naming the first rank that failed when this one did not. */
 static dml_status all_ok(const dml_comm *c, dml_status st, dml_error *err)
 {
-    if (!c)
-        return st;
-    float failed[256] = {0}; /* ranks past 256 report as the 256th */
-    int n = c->size < 256 ? c->size : 256;
-    failed[c->rank < n ? c->rank : n - 1] = st != DML_OK ? (float)st : 0.0f;
-    c->allreduce_sum(c->ctx, failed, (size_t)n);
-    for (int k = 0; k < n && st == DML_OK; k++)
-        if (failed[k] != 0.0f)
-            st = dml_error_set(err, DML_ERR_IO, NULL, 0, 0,
-                               "rank %d failed (its own message says why)", k);
+    int failed = c ? dml_cli_mpi_first_failure(c, st != DML_OK) : -1;
+    if (failed >= 0 && st == DML_OK)
+        st = dml_error_set(err, DML_ERR_IO, NULL, 0, 0,
+                           "rank %d failed (its own message says why)", failed);
     return st;
 }
 
@@ -122,15 +116,20 @@ static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, d
     if (st == DML_OK && comm && rank == 0 &&
         (!(x_all = malloc(n * dim * sizeof(float) + 1)) || (a->pq && !(codes_all = malloc(n * cs + 1)))))
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %zu rows", n);
+    /* [4, size]: each rank's byte offset and size in X, then in codes */
+    size_t *parts = comm && st == DML_OK ? malloc(4 * (size_t)size * sizeof *parts) : NULL;
+    if (comm && st == DML_OK && !parts)
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
     if ((st = all_ok(comm, st, err)) == DML_OK && comm) {
-        size_t off[256 * 2], bytes[256 * 2];
-        for (int k = 0; k < size && k < 256; k++) {
+        size_t *off = parts, *bytes = parts + size, *off_c = parts + 2 * size,
+               *bytes_c = parts + 3 * size;
+        for (int k = 0; k < size; k++) {
             size_t l, h;
             shard(n, k, size, &l, &h);
             off[k] = l * dim * sizeof(float);
             bytes[k] = (h - l) * dim * sizeof(float);
-            off[256 + k] = l * cs;
-            bytes[256 + k] = (h - l) * cs;
+            off_c[k] = l * cs;
+            bytes_c[k] = (h - l) * cs;
         }
         if (rank == 0) {
             memcpy(x_all, x, (hi - lo) * dim * sizeof(float));
@@ -139,8 +138,9 @@ static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, d
         }
         dml_cli_mpi_collect(comm, x_all, x, off, bytes);
         if (a->pq)
-            dml_cli_mpi_collect(comm, codes_all, codes, off + 256, bytes + 256);
+            dml_cli_mpi_collect(comm, codes_all, codes, off_c, bytes_c);
     }
+    free(parts);
     if (st == DML_OK && rank == 0) {
         dml_embeddings e = {a->model, a->input, a->tower ? "encoder_b" : "encoder", n, (int)dim,
                             comm ? x_all : x, comm ? codes_all : codes, cs, ds->y};
@@ -168,11 +168,6 @@ int dml_cli_encode(int argc, char **argv)
     memset(&ds, 0, sizeof ds);
     dml_error err = {0};
     const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
-    if (comm && comm->size > 256) {
-        fprintf(stderr, "dml encode: at most 256 ranks, not %d\n", comm->size);
-        dml_cli_mpi_close();
-        return 2;
-    }
     dml_status st = run(&a, comm, &mf, &ds, &err);
     char name[64] = "encode";
     if (comm)

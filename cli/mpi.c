@@ -56,6 +56,13 @@ void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const s
     }
 }
 
+int dml_cli_mpi_first_failure(const dml_comm *c, int failed)
+{
+    int first = failed ? c->rank : c->size;
+    MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return first < c->size ? first : -1;
+}
+
 const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
 {
     if (!getenv("OMPI_COMM_WORLD_SIZE"))

@@ -90,6 +90,10 @@ int dml_cli_train(int argc, char **argv)
     dml_config *cfg = malloc(sizeof *cfg);
     dml_error err = {0};
     dml_status st = cfg ? dml_config_load(config, n_sets, sets, cfg, &err) : DML_ERR_NOMEM;
+    int failed = comm ? dml_cli_mpi_first_failure(comm, st != DML_OK) : -1;
+    if (failed >= 0 && st == DML_OK) /* the others wait for nobody: every rank stops */
+        st = dml_error_set(&err, DML_ERR_CONFIG, config, 0, 0,
+                           "rank %d could not load the config (its own message says why)", failed);
     if (st == DML_OK) {
         dml_train_opts opts = {.out_dir = out, .resume = resume, .log = quiet ? quiet : stderr,
                                .stop = &stop_signal, .comm = comm};

@@ -308,6 +308,10 @@ static void test_ranks_that_disagree_are_named(void **state)
     assert_int_equal(train_two_ways("config", dir, "", dir, "--set train.lr=0.01"), 2);
     assert_true(log_has("config", "config differs from rank 0"));
     assert_false(file_exists("config", "checkpoint.h5"));
+    /* A rank that cannot even load its config: the others stop too, and say which. */
+    assert_int_equal(train_two_ways("unloadable", dir, "", dir, "--set train.lr=fast"), 2);
+    assert_true(log_has("unloadable", "rank 1 could not load the config"));
+    assert_true(log_has("unloadable", "train.lr: expected a positive number"));
     /* The same path, other contents: what a node with a stale copy of the file reads. */
     assert_int_equal(tu_system("cd %s && mkdir -p a b && cp %s a/blobs.h5 && cp %s b/blobs.h5",
                                dir, data, data2), 0);

@@ -312,11 +312,6 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
                              r->step + 1);
     /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
-    char where[64] = "";
-    if (bad_rank >= 0)
-        snprintf(where, sizeof where, " (non-finite first on rank %d)", bad_rank);
-    else if (r->comm) /* every rank's part finite, their sum not */
-        snprintf(where, sizeof where, " (in the sum over the %d ranks)", r->comm->size);
     float value = loss->data[0];
     float norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
     dml_graph_reset(&r->graph);
@@ -324,7 +319,12 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
         *loss_value = value;
     if (grad_norm)
         *grad_norm = norm;
-    if (!isfinite(value) || !isfinite(norm))
+    if (!isfinite(value) || !isfinite(norm)) {
+        char where[64] = "";
+        if (bad_rank >= 0)
+            snprintf(where, sizeof where, " (non-finite first on rank %d)", bad_rank);
+        else if (r->comm) /* every rank's part finite, their sum not */
+            snprintf(where, sizeof where, " (in the sum over the %d ranks)", r->comm->size);
         return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
                              "step %ld: the %s is %s%s: training diverged (try a lower train.lr "
                              "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
@@ -332,6 +332,7 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
                              r->step + 1, isfinite(value) ? "gradient norm" : "loss",
                              isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", where,
                              r->out_dir);
+    }
     dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
     r->step++;
     return DML_OK;
@@ -370,7 +371,7 @@ static dml_status train_loop(dml_run *r, dml_error *err)
             (st = validate_now(r, &bar, err)) != DML_OK)
             return st;
         stop = c->train.early_stop_patience > 0 &&
-                   r->evals_without_gain >= c->train.early_stop_patience;
+               r->evals_without_gain >= c->train.early_stop_patience;
         if (stop)
             dml_progress_note(&bar, "step %ld: early stop, no validation gain in %d evaluations\n",
                               r->step, r->evals_without_gain);
