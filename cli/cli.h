@@ -22,6 +22,8 @@ void dml_cli_mpi_close(void);
 /* The lowest rank whose failed is nonzero, or -1; collective over c, so that every rank goes on
  * or stops together. */
 int dml_cli_mpi_first_failure(const dml_comm *c, int failed);
+/* dml_eval_request.share_rows over MPI (ctx: the dml_comm): every rank gets every rank's rows. */
+void dml_cli_mpi_share_rows(void *ctx, void *buf, size_t row_bytes, const int *row_begin);
 /* Rank 0 receives each rank k's part, bytes[k] from its mine, into all + offset[k] (offsets and
  * sizes the same on every rank), in messages of at most 64 MB; rank 0's own part is already in
  * place. Collective over c. */

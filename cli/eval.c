@@ -102,7 +102,10 @@ static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, float
     return st == DML_OK ? dml_model_file_encode_dataset(mf, 1, ds, zp, err) : st;
 }
 
-static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
+/* Under mpirun every rank embeds every row and ranks its share of the queries (whole search
+ * blocks); the per-query values are shared, so each rank averages the same numbers one
+ * process does, and rank 0 prints them. */
+static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res, dml_error *err)
 {
     dml_model_file mf;
     dml_dataset q = {0}, db = {0};
@@ -126,13 +129,18 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
     const char *truth_spec = a->truth;
     if (!truth_spec && a->db && dml_neighbors_beside(a->data, beside, sizeof beside)) {
         truth_spec = beside;
-        fprintf(stderr, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
+        if (!comm || comm->rank == 0)
+            fprintf(stderr, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
     }
     if (st == DML_OK && truth_spec && (st = dml_neighbors_open(truth_spec, &truth, err)) == DML_OK &&
         truth.n != q.n)
         st = dml_error_set(err, DML_ERR_DATA, truth_spec, 0, 0,
                            "neighbours for %d queries, but %s has %d rows", truth.n, a->data, q.n);
     int dim = dml_mlp_dim_out(&mf.net.encoder);
+    int failed = comm ? dml_cli_mpi_first_failure(comm, st != DML_OK) : -1;
+    if (failed >= 0 && st == DML_OK) /* nobody waits for a rank that stopped */
+        st = dml_error_set(err, DML_ERR_IO, NULL, 0, 0,
+                           "rank %d failed (its own message says why)", failed);
     if (st == DML_OK) {
         dml_eval_request req = {.d = dim, .queries = zq, .q_labels = q.y, .n_queries = q.n,
                                 .distance = strcmp(mf.metric, "inner_product") ? DML_EVAL_L2SQ
@@ -152,9 +160,15 @@ static dml_status run(const args *a, dml_eval_result *res, dml_error *err)
             req.truth = truth.ids;
             req.truth_k = truth.k;
         }
+        if (comm) {
+            req.shard_rank = comm->rank;
+            req.shard_size = comm->size;
+            req.share_rows = dml_cli_mpi_share_rows;
+            req.share_ctx = (void *)comm;
+        }
         st = dml_eval_run(&req, res, err);
     }
-    if (st == DML_OK && a->projector) {
+    if (st == DML_OK && a->projector && (!comm || comm->rank == 0)) {
         st = dml_mkdirs(a->projector, err);
         if (st == DML_OK)
             st = dml_projector_write(a->projector, zq, q.y, q.n, dim, err);
@@ -177,11 +191,19 @@ int dml_cli_eval(int argc, char **argv)
         return ok == 0 ? 0 : 2;
     dml_eval_result res;
     dml_error err = {0};
-    dml_status st = run(&a, &res, &err);
+    const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
+    dml_status st = run(&a, comm, &res, &err);
+    char name[64] = "eval";
+    if (comm)
+        snprintf(name, sizeof name, "eval (rank %d of %d)", comm->rank, comm->size);
+    int quiet = comm && comm->rank > 0;
+    dml_cli_mpi_close();
     if (st != DML_OK) {
-        dml_cli_report_error("eval", st, &err);
+        dml_cli_report_error(name, st, &err);
         return dml_status_exit_code(st);
     }
+    if (quiet)
+        return 0;
     if (a.json) {
         dml_eval_write_json(&res, stdout);
         fputc('\n', stdout);

@@ -56,6 +56,21 @@ void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const s
     }
 }
 
+void dml_cli_mpi_share_rows(void *ctx, void *buf, size_t row_bytes, const int *row_begin)
+{
+    const dml_comm *c = ctx;
+    int *counts = malloc(2 * (size_t)c->size * sizeof *counts), *displs = counts + c->size;
+    if (!counts || (size_t)row_begin[c->size] * row_bytes > INT_MAX) /* eval's per-query rows */
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    for (int k = 0; k < c->size; k++) {
+        counts[k] = (int)((size_t)(row_begin[k + 1] - row_begin[k]) * row_bytes);
+        displs[k] = (int)((size_t)row_begin[k] * row_bytes);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_BYTE,
+                   MPI_COMM_WORLD);
+    free(counts);
+}
+
 int dml_cli_mpi_first_failure(const dml_comm *c, int failed)
 {
     int first = failed ? c->rank : c->size;

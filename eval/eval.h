@@ -132,6 +132,15 @@ typedef struct dml_eval_request {
     uint64_t seed;            /* nmi's k-means */
     int threads;              /* <= 0: one per core */
     int block;                /* queries per search block; 0: automatic */
+    /* Sharding the queries over processes (dml eval under mpirun); shard_size <= 1: none.
+     * Process shard_rank ranks a contiguous slice of whole search blocks (so every block is
+     * scored as one process scores it); share_rows then gives every process the others' rows
+     * of buf [n_rows, row_bytes], process k's rows being [row_begin[k], row_begin[k + 1]).
+     * Everything else (embeddings, nmi, quantization_mse) is computed by every process, and
+     * the metrics are the one-process numbers. */
+    int shard_rank, shard_size;
+    void (*share_rows)(void *ctx, void *buf, size_t row_bytes, const int *row_begin);
+    void *share_ctx;
 } dml_eval_request;
 
 typedef struct dml_eval_value {
@@ -197,6 +206,7 @@ typedef struct dml_eval_pass {
     int n_classes;
     unsigned want;             /* 1u << DML_QV_* */
     int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
+    int q_begin, q_end;        /* the queries ranked here (all of them unless sharded) */
     int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
     const int32_t *truth;      /* [n_queries, truth_k] for DML_QV_NN* */
     int truth_k;

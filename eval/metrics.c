@@ -152,8 +152,8 @@ dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
     }
     block_ctx b = {p, sc, 0};
-    for (b.q0 = 0; b.q0 < p->n_queries; b.q0 += p->s->block) {
-        int n = p->n_queries - b.q0 < p->s->block ? p->n_queries - b.q0 : p->s->block;
+    for (b.q0 = p->q_begin; b.q0 < p->q_end; b.q0 += p->s->block) {
+        int n = p->q_end - b.q0 < p->s->block ? p->q_end - b.q0 : p->s->block;
         dml_searcher_score(p->s, p->queries + (size_t)b.q0 * p->s->d, n);
         dml_parallel_for(threads, n, score_queries, &b);
     }

@@ -260,6 +260,18 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         return st;
     for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
         qv[i] = NAN;
+    int shards = req->shard_size > 1 ? req->shard_size : 1;
+    int *row_begin = malloc(((size_t)shards + 1) * sizeof *row_begin);
+    if (!row_begin) {
+        dml_searcher_free(&s);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
+    }
+    size_t blocks = ((size_t)req->n_queries + s.block - 1) / s.block;
+    for (int r = 0; r <= shards; r++) {
+        size_t q = (size_t)s.block * (blocks * (size_t)r / (size_t)shards);
+        row_begin[r] = q < (size_t)req->n_queries ? (int)q : req->n_queries;
+    }
+    int me = shards > 1 ? req->shard_rank : 0;
     dml_eval_pass p = {.s = &s,
                        .queries = req->queries,
                        .n_queries = req->n_queries,
@@ -271,11 +283,19 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                        .want = bits,
                        .k = k,
                        .knn_k = knn_k,
+                       .q_begin = row_begin[me],
+                       .q_end = row_begin[me + 1],
                        .exact_nn = exact_nn,
                        .truth = req->truth,
                        .truth_k = req->truth_k,
                        .qv = qv};
     st = dml_eval_pass_run(&p, err);
+    if (st == DML_OK && shards > 1) {
+        req->share_rows(req->share_ctx, qv, DML_QV_COUNT * sizeof *qv, row_begin);
+        if (!codes) /* the PQ pass splits by its own block size and reads any query's */
+            req->share_rows(req->share_ctx, exact_nn, sizeof *exact_nn, row_begin);
+    }
+    free(row_begin);
     dml_searcher_free(&s);
     return st;
 }

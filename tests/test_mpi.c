@@ -34,23 +34,25 @@
 /* Ranks that disagreed on a collective would wait for each other for ever: a hang fails. */
 #define MPIRUN_T "timeout 120 " MPIRUN
 
-static char dir[256], data[512], data2[512];
+static char dir[256], data[512], data2[512], queries[512];
 static char dml[1024], config[1024]; /* absolute: some ranks run in other folders */
 
-/* Four Gaussian classes in 16-d as X/y in an HDF5 file; shift moves every value (other data). */
-static void write_blobs(const char *path, float shift)
+/* n rows of four Gaussian classes in 16-d as X/y in an HDF5 file; shift moves every value
+ * (other data). */
+#define N_QUERIES 3000 /* three of eval's 1024-query search blocks */
+static void write_blobs(const char *path, int n, float shift)
 {
-    static float x[N_ROWS * WIDTH], centers[CLASSES * WIDTH];
-    static int32_t y[N_ROWS];
+    static float x[N_QUERIES * WIDTH], centers[CLASSES * WIDTH];
+    static int32_t y[N_QUERIES];
     tu_fill_normal(centers, CLASSES * WIDTH, 2.0f, 1);
-    tu_fill_normal(x, N_ROWS * WIDTH, 1.0f, 2);
-    for (int i = 0; i < N_ROWS; i++) {
+    tu_fill_normal(x, (size_t)n * WIDTH, 1.0f, 2);
+    for (int i = 0; i < n; i++) {
         y[i] = i % CLASSES;
         for (int j = 0; j < WIDTH; j++)
             x[i * WIDTH + j] += centers[y[i] * WIDTH + j] + shift;
     }
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t dx[2] = {N_ROWS, WIDTH}, dy[1] = {N_ROWS};
+    hsize_t dx[2] = {(hsize_t)n, WIDTH}, dy[1] = {(hsize_t)n};
     hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
     hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
@@ -69,8 +71,10 @@ static int setup(void **state)
     tu_mkdtemp(dir, sizeof dir);
     snprintf(data, sizeof data, "%s/blobs.h5", dir);
     snprintf(data2, sizeof data2, "%s/blobs2.h5", dir);
-    write_blobs(data, 0.0f);
-    write_blobs(data2, 0.5f);
+    snprintf(queries, sizeof queries, "%s/queries.h5", dir);
+    write_blobs(data, N_ROWS, 0.0f);
+    write_blobs(data2, N_ROWS, 0.5f);
+    write_blobs(queries, N_QUERIES, 0.0f);
     /* Containers often forbid the shared-memory transport's cross-process copies; and a rank
      * that waits (for rank 0's final evaluation) should yield its core, not spin on it. */
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
@@ -424,6 +428,53 @@ static void test_sharded_encode_equals_one_process(void **state)
     }
 }
 
+/* The output of dml eval --json up to its timing (the last key, "seconds"), malloc'ed. */
+static char *metrics_json(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    static char line[8192];
+    char *text = fgets(line, sizeof line, f) ? strdup(line) : NULL;
+    fclose(f);
+    char *cut = text ? strstr(text, "\"seconds\"") : NULL;
+    if (cut)
+        *cut = 0;
+    return cut ? text : NULL;
+}
+
+/* 3000 queries (three search blocks) against the 600 rows, and among themselves (protocol
+ * 1), float and PQ: 2 and 3 ranks print the numbers one process prints. */
+static void test_sharded_eval_equals_one_process(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(0, "ev", ""), 0);
+    for (int m = 0; m < 2; m++) {
+        char db[600] = "", one[600];
+        if (m == 0)
+            snprintf(db, sizeof db, "--db %s", data);
+        const char *cmd = "%s %s eval %s/ev/model.h5 --data %s %s --pq --json >%s/ev_%d_%d.json";
+        assert_int_equal(tu_system(cmd, "", dml, dir, queries, db, dir, m, 1), 0);
+        snprintf(one, sizeof one, "%s/ev_%d_1.json", dir, m);
+        char *ref = metrics_json(one);
+        assert_non_null(ref);
+        assert_non_null(strstr(ref, "map_at_r"));
+        for (int np = 2; np <= 3; np++) {
+            char launcher[128], many[600];
+            snprintf(launcher, sizeof launcher, MPIRUN_T " -np %d", np);
+            assert_int_equal(tu_system(cmd, launcher, dml, dir, queries, db, dir, m, np), 0);
+            snprintf(many, sizeof many, "%s/ev_%d_%d.json", dir, m, np);
+            char *got = metrics_json(many);
+            assert_non_null(got);
+            assert_string_equal(ref, got);
+            free(got);
+        }
+        free(ref);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_ranks_that_disagree_are_named),
         cmocka_unit_test(test_divergence_stops_every_rank),
         cmocka_unit_test(test_sharded_encode_equals_one_process),
+        cmocka_unit_test(test_sharded_eval_equals_one_process),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
