@@ -302,6 +302,29 @@ static int a_child_of(pid_t pid)
 #define RESUME_ARGS "--set train.steps=1500 --set train.checkpoint_every=20 " \
                     "--set train.eval_every=500"
 
+/* mpirun -np 2 training into dir/out in the background (exec'ed: the pid is mpirun's), once
+ * its first checkpoint is written. */
+static pid_t start_ranks(const char *out)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "exec " MPIRUN " -np 2 %s train " ARGS "--out %s/%s " RESUME_ARGS " >%s/%s.log 2>&1",
+             dml, config, data, data, dir, out, dir, out);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char ckpt[700];
+    snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.h5", dir, out);
+    struct stat st;
+    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    assert_int_equal(stat(ckpt, &st), 0);
+    return pid;
+}
+
 /* A rank killed mid-run stops the job (mpirun names it); --resume under mpirun then ends with
  * the uninterrupted run's model, to the bit (same ranks), and within REL_TOL of one process. */
 static void test_resume_after_a_rank_dies(void **state)
@@ -311,22 +334,7 @@ static void test_resume_after_a_rank_dies(void **state)
         TU_SKIP("mpirun is not installed");
     assert_int_equal(train(2, "whole", RESUME_ARGS), 0);
     assert_int_equal(train(0, "whole_1", RESUME_ARGS), 0);
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "exec " MPIRUN " -np 2 %s train " ARGS "--out %s/killed " RESUME_ARGS
-             " >%s/killed.log 2>&1", dml, config, data, data, dir, dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    char ckpt[700];
-    snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.h5", dir);
-    struct stat st;
-    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    assert_int_equal(stat(ckpt, &st), 0);
+    pid_t pid = start_ranks("killed");
     int victim = a_child_of(pid);
     assert_true(victim > 0);
     kill(victim, SIGKILL);
@@ -340,6 +348,32 @@ static void test_resume_after_a_rank_dies(void **state)
     assert_true(same_model_bits("whole", "killed"));
     double rel = model_rel_diff("whole_1", "whole");
     print_message("  1500 steps: 2 ranks vs 1 process, max relative difference %.2g\n", rel);
+    assert_true(rel <= REL_TOL);
+}
+
+/* SIGTERM to one rank (a preemption): the flag travels in the next step's allreduce, both
+ * ranks stop at the same step boundary, rank 0 writes the checkpoint, and --resume ends with
+ * the uninterrupted run's model. Runs after the test above, whose run it compares with. */
+static void test_sigterm_on_one_rank_stops_both(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    pid_t pid = start_ranks("term");
+    int victim = a_child_of(pid);
+    assert_true(victim > 0);
+    kill(victim, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
+    /* the same step on both: one distinct "interrupted at step N" */
+    assert_int_equal(tu_system("test $(grep -o 'interrupted at step [0-9]*' %s/term.log | sort -u "
+                               "| wc -l) -eq 1", dir), 0);
+    assert_int_equal(tu_system("test $(grep -c 'rank [01] of 2): interrupted at step' %s/term.log)"
+                               " -eq 2", dir), 0);
+    assert_false(file_exists("term", "model.h5"));
+    assert_int_equal(train(2, "term", "--resume " RESUME_ARGS), 0);
+    assert_true(same_model_bits("whole", "term"));
 }
 
 static void test_batch_not_divisible_is_named(void **state)
@@ -516,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_early_stop_agrees_with_one_process),
         cmocka_unit_test(test_rank_zero_writes_the_outputs),
         cmocka_unit_test(test_resume_after_a_rank_dies),
+        cmocka_unit_test(test_sigterm_on_one_rank_stops_both),
         cmocka_unit_test(test_batch_not_divisible_is_named),
         cmocka_unit_test(test_ranks_that_disagree_are_named),
         cmocka_unit_test(test_divergence_stops_every_rank),

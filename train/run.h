@@ -28,14 +28,14 @@ typedef struct dml_run {
     char out_dir[1024];
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
-    const volatile sig_atomic_t *stop; /* dml_train_opts.stop */
+    volatile sig_atomic_t *stop; /* dml_train_opts.stop */
 
     /* data-parallel training (train/run_comm.c): NULL for one process */
     const dml_comm *comm;
     int lo, n_local;  /* this rank's rows [lo, lo + n_local) of every global batch */
-    float *flat;      /* [n_grad + size + 1]: the summed gradients, then per-rank flags */
+    float *flat;      /* [n_grad + 2 size]: the summed gradients, then per-rank flags */
     size_t n_grad;    /* trainable floats */
-    int stop_any;     /* some rank was asked to stop (as of the last step's reduction) */
+    int stop_any;     /* the largest stop flag of any rank (as of the last step's reduction) */
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */

@@ -115,7 +115,7 @@ dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err)
     r->n_grad = 0;
     for (int i = 0; i < r->n_params; i++)
         r->n_grad += r->params[i].n;
-    r->flat = malloc((r->n_grad + (size_t)c->size + 1) * sizeof *r->flat);
+    r->flat = malloc((r->n_grad + 2 * (size_t)c->size) * sizeof *r->flat);
     if (!r->flat)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the gradients");
     return DML_OK;
@@ -135,17 +135,21 @@ int dml_run_comm_reduce(dml_run *r)
         p += r->params[i].n;
     }
     int finite = isfinite((float)sqrt(ss)) != 0;
-    float *bad = r->flat + r->n_grad, *stop = bad + c->size;
-    memset(bad, 0, (size_t)c->size * sizeof *bad);
+    float *bad = r->flat + r->n_grad, *stop = bad + c->size; /* [size] each */
+    memset(bad, 0, 2 * (size_t)c->size * sizeof *bad);
     bad[c->rank] = !finite;
-    *stop = r->stop && *r->stop;
-    c->allreduce_sum(c->ctx, r->flat, r->n_grad + (size_t)c->size + 1);
+    stop[c->rank] = r->stop ? (float)*r->stop : 0.0f; /* the signal's number, or 0 */
+    c->allreduce_sum(c->ctx, r->flat, r->n_grad + 2 * (size_t)c->size);
     p = r->flat;
     for (int i = 0; i < r->n_params; i++) {
         memcpy(r->params[i].grad, p, r->params[i].n * sizeof *p);
         p += r->params[i].n;
     }
-    r->stop_any = *stop > 0.0f;
+    r->stop_any = 0;
+    for (int k = 0; k < c->size; k++)
+        r->stop_any = stop[k] > (float)r->stop_any ? (int)stop[k] : r->stop_any;
+    if (r->stop_any && r->stop && !*r->stop) /* the signal another rank got: its exit code */
+        *r->stop = r->stop_any;
     for (int k = 0; k < c->size; k++)
         if (bad[k] != 0.0f)
             return k;

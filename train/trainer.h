@@ -16,8 +16,9 @@ typedef struct dml_train_opts {
     FILE *log;           /* progress and results (stderr when NULL) */
     /* NULL, or a flag a signal handler sets: once nonzero, the loop writes checkpoint.h5 and
      * metrics.jsonl at the next step boundary and returns DML_ERR_INTERRUPTED (--resume then
-     * continues exactly where it stopped) */
-    const volatile sig_atomic_t *stop;
+     * continues exactly where it stopped). With comm, every rank stops together, and the flag
+     * of a rank that got no signal is set to the (largest) value another rank's got. */
+    volatile sig_atomic_t *stop;
     /* NULL: one process. Else synchronous data-parallel training over comm->size ranks
      * (docs/scale.md): every rank is given the same config and data, rank 0 alone writes the
      * run folder, and every rank ends with the model one process would train (within float
