@@ -43,6 +43,12 @@ static void t_allgather(void *ctx, const void *send, void *recv, size_t bytes)
     t->allgather_s += now() - t0;
 }
 
+static void t_allreduce_f64(void *ctx, double *buf, size_t n)
+{
+    timed *t = ctx;
+    t->inner->allreduce_sum_f64(t->inner->ctx, buf, n);
+}
+
 static void t_bcast(void *ctx, void *buf, size_t bytes)
 {
     timed *t = ctx;
@@ -70,8 +76,8 @@ int main(int argc, char **argv)
     dml_status st = !config || !sets || !cfg ? DML_ERR_USAGE
                                              : dml_config_load(config, n_sets, sets, cfg, &err);
     timed t = {mpi, 0.0, 0.0};
-    dml_comm comm = {mpi ? mpi->rank : 0, mpi ? mpi->size : 1, &t, t_allreduce, t_allgather,
-                     t_bcast};
+    dml_comm comm = {mpi ? mpi->rank : 0, mpi ? mpi->size : 1, &t, t_allreduce, t_allreduce_f64,
+                     t_allgather, t_bcast};
     FILE *quiet = fopen("/dev/null", "w");
     dml_train_opts opts = {.out_dir = "/nonexistent", .log = quiet, .comm = mpi ? &comm : NULL};
     dml_run *r = NULL;

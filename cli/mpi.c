@@ -20,6 +20,15 @@ static void allreduce_sum(void *ctx, float *buf, size_t n)
     }
 }
 
+static void allreduce_sum_f64(void *ctx, double *buf, size_t n)
+{
+    (void)ctx;
+    for (size_t off = 0; off < n; off += INT_MAX) {
+        size_t k = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
 static void allgather(void *ctx, const void *send, void *recv, size_t bytes)
 {
     (void)ctx;
@@ -87,6 +96,7 @@ const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world.size);
     world.allreduce_sum = allreduce_sum;
+    world.allreduce_sum_f64 = allreduce_sum_f64;
     world.allgather = allgather;
     world.bcast = bcast;
     return world.size > 1 ? &world : NULL; /* mpirun -np 1: the single-process path */

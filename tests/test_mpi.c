@@ -254,6 +254,33 @@ static void test_augment_pairs_mnr_equals_one_process(void **state)
                       AUGMENT_TOL);
 }
 
+/* The final codebooks' k-means over the ranks (each assigns its shard, the sums allreduced) on
+ * the embeddings of one untrained model (lr 1e-30: no weight moves in float), so that only the
+ * k-means differs from one process: the same codewords, measured bit for bit here. */
+static void test_kmeans_over_ranks_equals_one_process(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    const char *frozen = "--set train.steps=2 --set train.lr=1e-30";
+    assert_int_equal(train(0, "km_1", frozen), 0);
+    for (int np = 2; np <= 3; np++) {
+        char out[32];
+        snprintf(out, sizeof out, "km_%d", np);
+        assert_int_equal(train(np, out, frozen), 0);
+        assert_true(log_has(out, "fitting PQ codebooks (M = 2, K = 16) over"));
+        dml_model_file a, b;
+        read_model("km_1", &a);
+        read_model(out, &b);
+        double rel = max_rel(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub);
+        print_message("  codebooks: k-means over %d ranks vs 1 process, max relative "
+                      "difference %.2g\n", np, rel);
+        assert_true(rel <= 1e-6);
+        dml_model_file_free(&a);
+        dml_model_file_free(&b);
+    }
+}
+
 /* Early stopping decides on rank 0's validation, sent to every rank: the ranks stop at the
  * step one process stops at, with its model. */
 static void test_early_stop_agrees_with_one_process(void **state)
@@ -547,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_joint_quantization_equals_one_process),
         cmocka_unit_test(test_augmented_triplet_equals_one_process),
         cmocka_unit_test(test_augment_pairs_mnr_equals_one_process),
+        cmocka_unit_test(test_kmeans_over_ranks_equals_one_process),
         cmocka_unit_test(test_early_stop_agrees_with_one_process),
         cmocka_unit_test(test_rank_zero_writes_the_outputs),
         cmocka_unit_test(test_resume_after_a_rank_dies),

@@ -18,6 +18,7 @@ typedef struct dml_comm {
     void *ctx;
     /* buf[n] summed element-wise over the ranks, in place; every rank gets the same bits */
     void (*allreduce_sum)(void *ctx, float *buf, size_t n);
+    void (*allreduce_sum_f64)(void *ctx, double *buf, size_t n); /* the same in double */
     /* send[bytes] of every rank, in rank order, into recv[size * bytes] */
     void (*allgather)(void *ctx, const void *send, void *recv, size_t bytes);
     /* buf[bytes] of rank 0 into every rank's buf */

@@ -51,6 +51,7 @@ typedef struct dml_run {
     dml_schedule schedule;
     dml_pq pq;                /* codebooks: learned jointly or fitted at the end */
     int pq_ready;             /* the joint loss's codebooks have been initialised */
+    int pq_final;             /* the final codebooks are fitted (by every rank, before finish) */
     float *best;              /* [n_floats] parameters at the best validation (early stopping) */
     size_t n_floats;
 

@@ -25,6 +25,8 @@ dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err)
     dml_status st = DML_OK;
     if (!z)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
+    else if (r->comm)
+        st = dml_run_pq_fit_ranks(r, z, n, fresh, err);
     else if (fresh)
         st = dml_pq_train(&r->pq, z, n, r->cfg->pq.iters, DML_KMEANS_PLUSPLUS, &r->rng, err);
     else

@@ -132,7 +132,7 @@ dml_status dml_run_finish(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
     dml_status st = DML_OK;
-    if (!(c->loss.quantization.weight > 0.0f && r->pq_ready)) {
+    if (!r->pq_final && !(c->loss.quantization.weight > 0.0f && r->pq_ready)) {
         fprintf(r->log, "fitting PQ codebooks (M = %d, K = %d) on %d training embeddings\n",
                 c->pq.m, c->pq.k, r->split.n_train);
         st = dml_run_fit_codebooks(r, 1, err);

@@ -449,7 +449,16 @@ dml_status dml_run_train(dml_run *r, dml_error *err)
     }
     if (st == DML_OK && r->n_val > 0 && r->best_score >= 0.0)
         snapshot(r, 0); /* the model is the best validated one */
-    if (st == DML_OK && dml_run_is_root(r)) /* the others hold the same model */
+    /* Over several ranks the final codebooks' k-means runs on all of them (train/run_kmeans.c);
+     * the rest of the finish, evaluation and writing, on rank 0, as the others hold the same
+     * model. */
+    if (st == DML_OK && r->comm && !(cfg->loss.quantization.weight > 0.0f && r->pq_ready)) {
+        fprintf(r->log, "fitting PQ codebooks (M = %d, K = %d) over %d ranks\n", cfg->pq.m,
+                cfg->pq.k, r->comm->size);
+        st = dml_run_comm_all(r, dml_run_fit_codebooks(r, 1, err), "to fit the codebooks", err);
+        r->pq_final = 1;
+    }
+    if (st == DML_OK && dml_run_is_root(r))
         st = dml_run_finish(r, err);
     return st;
 }
