@@ -412,6 +412,13 @@ static void test_batch_not_divisible_is_named(void **state)
     assert_true(log_has("indivisible", "train.batch_size: 32 rows is not divisible by the 3 "
                                        "ranks"));
     assert_false(file_exists("indivisible", "checkpoint.h5"));
+    /* random batches keep each epoch's last, short one (sampler.drop_last false): 541 rows
+     * leave 13, which 3 ranks cannot share */
+    assert_int_equal(train(3, "short_last", "--set sampler.type=random "
+                                            "--set data.val_fraction=0.098"), 2);
+    assert_true(log_has("short_last", "sampler.drop_last: each epoch ends with a batch of the 13 "
+                                      "rows left (541 training rows, batch_size 48), not "
+                                      "divisible by the 3 ranks"));
 }
 
 /* mpirun's MPMD form gives each rank its own command line and folder. */
