@@ -43,45 +43,20 @@ dml_status dml_file_commit(const char *tmp, const char *path, dml_error *err)
     return DML_OK;
 }
 
-dml_status dml_file_write_atomic(const char *path, const char *what, const void *bytes, size_t n,
-                                 dml_error *err)
-{
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    const char *p = bytes;
-    while (fd >= 0 && n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) { /* 0: nothing written to a regular file, as good as a full disk */
-            if (k == 0)
-                errno = ENOSPC;
-            break;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    int saved = errno;
-    if (fd >= 0 && close(fd) != 0 && n == 0) {
-        saved = errno;
-        n = 1; /* the kernel reported a delayed write error */
-    }
-    if (fd < 0 || n > 0) {
-        if (fd >= 0)
-            unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                             strerror(saved));
-    }
-    return dml_file_commit(tmp, path, err);
-}
-
-/* A stream over a file descriptor whose bytes go through dml's own write loop (not stdio's
- * internal one), so that the first failure's errno is kept and a test can inject it. */
+/* A temporary file whose bytes go through one write loop (not stdio's internal one), so that
+ * the first failure's errno is kept for the message and a test can inject it. */
 typedef struct sink {
     int fd;
     int err; /* the first failure's errno, 0 while all is well */
+    char tmp[4096];
 } sink;
+
+static void sink_open(sink *s, const char *path)
+{
+    dml_tmp_path(path, s->tmp, sizeof s->tmp);
+    s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    s->err = s->fd < 0 ? errno : 0;
+}
 
 static ssize_t sink_write(void *c, const char *buf, size_t n)
 {
@@ -91,7 +66,7 @@ static ssize_t sink_write(void *c, const char *buf, size_t n)
         ssize_t k = write(s->fd, buf, left);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
+        if (k <= 0) /* 0: nothing written to a regular file, as good as a full disk */
             s->err = k < 0 ? errno : ENOSPC;
         else {
             buf += k;
@@ -104,38 +79,52 @@ static ssize_t sink_write(void *c, const char *buf, size_t n)
 static int sink_close(void *c)
 {
     sink *s = c;
-    if (close(s->fd) != 0 && !s->err)
+    if (s->fd >= 0 && close(s->fd) != 0 && !s->err)
         s->err = errno; /* a delayed write error */
+    s->fd = -1;
     return s->err ? -1 : 0;
+}
+
+/* After sink_close: the temporary file renamed over path, or removed with the reason. */
+static dml_status sink_commit(sink *s, int failed, const char *path, const char *what,
+                              dml_error *err)
+{
+    if (!failed && !s->err)
+        return dml_file_commit(s->tmp, path, err);
+    unlink(s->tmp);
+    return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
+                         s->err ? strerror(s->err) : "a write failed");
+}
+
+dml_status dml_file_write_atomic(const char *path, const char *what, const void *bytes, size_t n,
+                                 dml_error *err)
+{
+    sink s;
+    sink_open(&s, path);
+    sink_write(&s, bytes, n);
+    sink_close(&s);
+    return sink_commit(&s, 0, path, what, err);
 }
 
 dml_status dml_file_write_stdio(const char *path, const char *what,
                                 void (*write_body)(FILE *f, const void *ctx), const void *ctx,
                                 dml_error *err)
 {
-    char tmp[4096];
-    dml_tmp_path(path, tmp, sizeof tmp);
-    sink s = {open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666), 0};
-    FILE *f = NULL;
-    if (s.fd < 0 || !(f = fopencookie(&s, "w", (cookie_io_functions_t){NULL, sink_write, NULL,
-                                                                        sink_close}))) {
-        int saved = errno;
-        if (s.fd >= 0) {
-            close(s.fd);
-            unlink(tmp);
-        }
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                             strerror(saved));
+    sink s;
+    sink_open(&s, path);
+    FILE *f = s.err ? NULL
+                    : fopencookie(&s, "w", (cookie_io_functions_t){NULL, sink_write, NULL,
+                                                                   sink_close});
+    if (!f) {
+        if (!s.err)
+            s.err = errno;
+        sink_close(&s);
+        return sink_commit(&s, 1, path, what, err);
     }
     write_body(f, ctx);
     int failed = ferror(f);
-    failed |= fclose(f) != 0;
-    if (failed) {
-        unlink(tmp);
-        return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                             s.err ? strerror(s.err) : "a write failed");
-    }
-    return dml_file_commit(tmp, path, err);
+    failed |= fclose(f) != 0; /* calls sink_close */
+    return sink_commit(&s, failed, path, what, err);
 }
 
 dml_status dml_mkdirs(const char *dir, dml_error *err)
