@@ -150,6 +150,7 @@ demo: all
 bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale
 	$(PYTHON) bench/run.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(BENCH_ARGS)
 	$(PYTHON) bench/scale.py --bench $(BUILD)/bench_scale
+	$(PYTHON) bench/database.py --dml $(BUILD)/dml $(DATABASE_ARGS)
 
 # Retrieval quality, not time: the same recipe in dml and PyTorch, each with its own defaults
 # (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.

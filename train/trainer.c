@@ -297,8 +297,9 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
     } else {
         r->evals_without_gain++;
     }
-    dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f%s\n", r->step,
-                      v.map_at_r, v.precision_at_1, better ? " (best)" : "");
+    if (!isnan(v.map_at_r)) /* NaN: nothing labelled to validate on, nothing to say */
+        dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f%s\n",
+                          r->step, v.map_at_r, v.precision_at_1, better ? " (best)" : "");
     return DML_OK;
 }
 
