@@ -8,6 +8,19 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* libhdf5 1.10.8 (Debian 12) leaks on the error paths of corrupt files: after H5Fopen fails on
+ * a corrupt root group (H5G_mkroot), after H5Dopen2 fails on a corrupt layout message
+ * (H5D__layout_oh_read), cached object headers of an earlier file (H5C_protect), and inside
+ * attribute and link lookups of a damaged model file. No id reaches dml, so it has nothing to
+ * free. Leaks allocated inside libhdf5 are suppressed (by its module: libhdf5 has no frame
+ * pointers for deeper frames); the harnesses that read HDF5 check dml's side instead: no HDF5
+ * object open after each input. Harnesses that never load libhdf5 are unaffected. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libhdf5_serial.so\n";
+}
+
 static char dir[512];
 
 static void remove_dir(void)
