@@ -1,10 +1,13 @@
-/* Contrastive loss (Hadsell, Chopra & LeCun 2006) over all ordered pairs of a batch. */
+/* Contrastive loss (Hadsell, Chopra & LeCun 2006) over all ordered pairs of a batch, and of the
+ * batch against extra references (a cross-batch memory). */
 #include <math.h>
 
 #include "losses/losses.h"
 
-/* fparam: pos_margin, neg_margin; iparam: power, reduction; ctx: labels; cache: [B + 1], a row
- * of scratch then the divisor.
+/* src[0] = d [B, N]: row i against reference j, the first B references being the batch itself
+ * (so column i is row i's own distance, never a pair). fparam: pos_margin, neg_margin; iparam:
+ * power, reduction; ctx: the row and reference labels; cache: [N + 1], a row of scratch then
+ * the divisor.
  *
  * The pair term of d with s = 1 (same label) or 0: h = s (d - pm) + (1 - s) (nm - d), the loss
  * [h]+ or [h]+^2. Written with s as a number rather than a branch, one row at a time, so the
@@ -47,21 +50,26 @@ static void row_slopes(const pair_row *r, float g, float *restrict grad)
     grad[r->i] = keep;
 }
 
+typedef struct pair_labels {
+    const int32_t *rows; /* [B] */
+    const int32_t *refs; /* [N] */
+} pair_labels;
+
 static pair_row row_of(const dml_tensor *out, int i)
 {
     const dml_tensor *d = out->src[0];
-    const int32_t *y = out->ctx;
-    return (pair_row){d->data + (size_t)i * d->cols, y, y[i], d->rows, i, out->iparam[0],
-                      out->fparam[0], out->fparam[1]};
+    const pair_labels *y = out->ctx;
+    return (pair_row){d->data + (size_t)i * d->cols, y->refs, y->rows[i], d->cols, i,
+                      out->iparam[0], out->fparam[0], out->fparam[1]};
 }
 
 static void contrastive_forward(dml_tensor *out)
 {
-    int b = out->src[0]->rows;
+    int rows = out->src[0]->rows, b = out->src[0]->cols;
     float *t = out->cache, *divisor = t + b;
     double sum = 0.0;
     long nonzero = 0;
-    for (int i = 0; i < b; i++) {
+    for (int i = 0; i < rows; i++) {
         pair_row r = row_of(out, i);
         row_terms(&r, t);
         float part[LANES] = {0}, count[LANES] = {0};
@@ -80,7 +88,7 @@ static void contrastive_forward(dml_tensor *out)
             nonzero += (long)count[k];
         }
     }
-    long pairs = (long)b * (b - 1);
+    long pairs = (long)rows * (b - 1);
     *divisor = (float)(out->iparam[1] == DML_REDUCE_MEAN_NONZERO ? nonzero : pairs);
     out->data[0] = *divisor > 0.0f ? (float)(sum / *divisor) : 0.0f;
 }
@@ -88,7 +96,7 @@ static void contrastive_forward(dml_tensor *out)
 static void contrastive_backward(dml_tensor *out)
 {
     dml_tensor *d = out->src[0];
-    const float *divisor = (float *)out->cache + d->rows;
+    const float *divisor = (float *)out->cache + d->cols;
     if (*divisor == 0.0f)
         return;
     float g = out->grad[0] / *divisor;
@@ -100,20 +108,31 @@ static void contrastive_backward(dml_tensor *out)
 
 const dml_op_def dml_op_contrastive = {"contrastive", contrastive_forward, contrastive_backward};
 
-dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
-                                 float pos_margin, float neg_margin, int power,
-                                 dml_reduction reduction)
+dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                      const int32_t *ref_labels, float pos_margin,
+                                      float neg_margin, int power, dml_reduction reduction)
 {
     if (!d)
         return NULL;
-    DML_ASSERT(d->rows == d->cols && (power == 1 || power == 2));
+    DML_ASSERT(d->rows <= d->cols && (power == 1 || power == 2));
     dml_tensor *out = dml_graph_node(g, &dml_op_contrastive, 1, 1, d, NULL, NULL);
-    if (!out || !(out->cache = dml_graph_alloc(g, ((size_t)d->rows + 1) * sizeof(float))))
+    pair_labels *y = out ? dml_graph_alloc(g, sizeof *y) : NULL;
+    if (!y || !(out->cache = dml_graph_alloc(g, ((size_t)d->cols + 1) * sizeof(float))))
         return NULL;
-    out->ctx = labels;
+    *y = (pair_labels){labels, ref_labels};
+    out->ctx = y;
     out->fparam[0] = pos_margin;
     out->fparam[1] = neg_margin;
     out->iparam[0] = power;
     out->iparam[1] = reduction;
     return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                 float pos_margin, float neg_margin, int power,
+                                 dml_reduction reduction)
+{
+    DML_ASSERT(!d || d->rows == d->cols);
+    return dml_loss_contrastive_refs(g, d, labels, labels, pos_margin, neg_margin, power,
+                                     reduction);
 }

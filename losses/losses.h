@@ -33,6 +33,12 @@ dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_
 dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
                                  float pos_margin, float neg_margin, int power,
                                  dml_reduction reduction);
+/* The same over d [B, N] of the batch against N references whose first B are the batch itself
+ * and the rest extra rows (a cross-batch memory), labelled ref_labels[N]: the pairs (i, j) for
+ * j != i, B (N - 1) of them. */
+dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                      const int32_t *ref_labels, float pos_margin,
+                                      float neg_margin, int power, dml_reduction reduction);
 
 /* Triplet [d(a,p) - d(a,n) + margin]+ (or softplus when soft) over the triplets a miner picks
  * from d [B,B]: all (every valid triplet), hard (farthest positive, nearest negative per
@@ -50,6 +56,13 @@ dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t
  * NULL) drop off-diagonal candidates of the anchor's label; symmetric adds p_i -> a_i. */
 dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *hard_neg,
                          const int32_t *labels, float scale, int symmetric);
+/* The same with extra [K, D] candidates for every anchor (hard negatives, or a cross-batch
+ * memory of earlier positives), labelled extra_labels[K] (NULL: none is dropped); with labels,
+ * an extra candidate of the anchor's label is dropped, as the batch's other positives are.
+ * symmetric's p_i -> a_i terms rank among the batch's anchors only. */
+dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *extra,
+                               const int32_t *labels, const int32_t *extra_labels, float scale,
+                               int symmetric);
 
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */

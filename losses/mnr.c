@@ -4,9 +4,15 @@
 
 #include "losses/losses.h"
 
-/* src[0] = S [B, C] of cosines (C = B, or 2B with hard negatives); fparam[0] = scale;
- * iparam[0] = symmetric; ctx = labels or NULL. Candidate j of anchor i is dropped when it is
- * another positive (j < B, j != i) of the anchor's label. */
+/* src[0] = S [B, C] of cosines (C = B + the extra candidates: hard negatives or a cross-batch
+ * memory); fparam[0] = scale; iparam[0] = symmetric; ctx = the labels. Candidate j of anchor i
+ * is dropped when it is another positive (j < B, j != i) of the anchor's label, or an extra
+ * candidate (j >= B) labelled with it. */
+typedef struct mnr_labels {
+    const int32_t *batch; /* [B] or NULL: nothing is dropped */
+    const int32_t *extra; /* [C - B] or NULL: no extra candidate is dropped */
+} mnr_labels;
+
 typedef struct mnr_cache {
     /* Kept from forward for backward: the softmax of every row (and with symmetric, every
      * column of the square part, stored as rows), as exp(v - max) and 1 / their sum. One exp per
@@ -20,14 +26,20 @@ typedef struct mnr_cache {
  * LANES running maxima that do not wait on each other, so a row's walk vectorises. */
 DML_SIMD_CLONES static float scaled_candidates(float *restrict e, const float *restrict s,
                                                size_t stride, int n, float scale,
-                                               const int32_t *restrict y, int i, int b)
+                                               const mnr_labels *lab, int i, int b)
 {
     enum { LANES = 16 };
+    const int32_t *restrict y = lab->batch, *restrict extra = lab->extra;
     int k = 0, labelled = y ? (n < b ? n : b) : 0, yi = y ? y[i] : 0;
     for (; k < labelled; k++) {
         float v = scale * s[(size_t)k * stride];
         e[k] = y[k] == yi && k != i ? -INFINITY : v;
     }
+    if (y && extra)
+        for (; k < n; k++) {
+            float v = scale * s[(size_t)k * stride];
+            e[k] = extra[k - b] == yi ? -INFINITY : v;
+        }
     for (; k < n; k++)
         e[k] = scale * s[(size_t)k * stride];
     float lane[LANES], mx = -INFINITY;
@@ -47,7 +59,7 @@ DML_SIMD_CLONES static float scaled_candidates(float *restrict e, const float *r
  * log-sum-exp and sets *inv = 1 / sum. The sum runs in LANES double partial sums, which do not
  * wait on each other. */
 static float softmax_terms(float *restrict e, const float *restrict s, size_t stride, int n,
-                           float scale, const int32_t *y, int i, int b, float *inv)
+                           float scale, const mnr_labels *y, int i, int b, float *inv)
 {
     enum { LANES = 8 };
     float mx = scaled_candidates(e, s, stride, n, scale, y, i, b);
@@ -71,7 +83,7 @@ static float softmax_terms(float *restrict e, const float *restrict s, size_t st
 static void mnr_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
-    const int32_t *y = out->ctx;
+    const mnr_labels *y = out->ctx;
     mnr_cache *m = out->cache;
     float scale = out->fparam[0];
     int b = s->rows, c = s->cols, sym = out->iparam[0];
@@ -121,19 +133,22 @@ static void mnr_backward(dml_tensor *out)
 
 const dml_op_def dml_op_mnr = {"mnr", mnr_forward, mnr_backward};
 
-dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *hard_neg,
-                         const int32_t *labels, float scale, int symmetric)
+dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *extra,
+                               const int32_t *labels, const int32_t *extra_labels, float scale,
+                               int symmetric)
 {
     dml_tensor *an = dml_l2_normalize(g, a), *pn = dml_l2_normalize(g, p);
     dml_tensor *s = dml_matmul(g, an, pn, 1);
-    if (hard_neg)
-        s = dml_concat_cols(g, s, dml_matmul(g, an, dml_l2_normalize(g, hard_neg), 1));
+    if (extra)
+        s = dml_concat_cols(g, s, dml_matmul(g, an, dml_l2_normalize(g, extra), 1));
     if (!s)
         return NULL;
     dml_tensor *out = dml_graph_node(g, &dml_op_mnr, 1, 1, s, NULL, NULL);
     mnr_cache *m = out ? dml_graph_alloc(g, sizeof *m) : NULL;
-    if (!m)
+    mnr_labels *y = m ? dml_graph_alloc(g, sizeof *y) : NULL;
+    if (!y)
         return NULL;
+    *y = (mnr_labels){labels, labels ? extra_labels : NULL};
     size_t b = (size_t)s->rows;
     m->row_e = dml_graph_alloc(g, b * (size_t)s->cols * sizeof(float));
     m->row_inv = dml_graph_alloc(g, b * sizeof(float));
@@ -142,8 +157,14 @@ dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor 
     if (!m->row_e || !m->row_inv || (symmetric && (!m->col_e || !m->col_inv)))
         return NULL;
     out->cache = m;
-    out->ctx = labels;
+    out->ctx = y;
     out->fparam[0] = scale;
     out->iparam[0] = symmetric != 0;
     return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *hard_neg,
+                         const int32_t *labels, float scale, int symmetric)
+{
+    return dml_loss_mnr_extra(g, a, p, hard_neg, labels, NULL, scale, symmetric);
 }

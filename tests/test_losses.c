@@ -13,6 +13,8 @@
 static const int32_t LABELS[B] = {0, 0, 1, 1, 2, 2, 0, 1};
 static const int32_t ONE_CLASS[B] = {3, 3, 3, 3, 3, 3, 3, 3};
 static const int32_t ALL_DIFFERENT[B] = {0, 1, 2, 3, 4, 5, 6, 7};
+/* A cross-batch memory of B rows: the batch's labels, then the memory's. */
+static const int32_t WITH_MEMORY[2 * B] = {0, 0, 1, 1, 2, 2, 0, 1, 1, 2, 0, 0, 1, 2, 2, 0};
 
 typedef struct loss_case {
     const char *op;
@@ -22,6 +24,7 @@ typedef struct loss_case {
     int soft, power, symmetric;
     dml_reduction reduction;
     const int32_t *labels;
+    int memory; /* in[2] as a cross-batch memory labelled WITH_MEMORY + B */
 } loss_case;
 
 static dml_pq test_pq;
@@ -33,6 +36,14 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
     if (!strcmp(c->op, "triplet"))
         return dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.3f, c->miner,
                                 c->soft, c->reduction);
+    if (!strcmp(c->op, "contrastive") && c->memory)
+        return dml_loss_contrastive_refs(
+            g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
+                               dml_distance_matrix(g, z, in[2], c->dist)),
+            c->labels, WITH_MEMORY, 0.1f, 1.2f, c->power, c->reduction);
+    if (!strcmp(c->op, "mnr") && c->memory)
+        return dml_loss_mnr_extra(g, z, in[1], in[2], c->labels, WITH_MEMORY + B, 5.0f,
+                                  c->symmetric);
     if (!strcmp(c->op, "contrastive"))
         return dml_loss_contrastive(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.1f, 1.2f,
                                     c->power, c->reduction);
@@ -49,22 +60,25 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
 }
 
 static const loss_case CASES[] = {
-    {"triplet", "all, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LABELS},
-    {"triplet", "all, mean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
-    {"triplet", "hard, squared", DML_DIST_SQUARED_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
-    {"triplet", "semihard, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_SEMIHARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS},
-    {"triplet", "soft all, cosine", DML_DIST_COSINE, DML_MINER_ALL, 1, 0, 0, DML_REDUCE_MEAN, LABELS},
-    {"triplet", "one class only", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, ONE_CLASS},
-    {"triplet", "no positive pair", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, ALL_DIFFERENT},
-    {"contrastive", "p = 2, mean", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS},
-    {"contrastive", "p = 1, mean_nonzero", DML_DIST_EUCLIDEAN, 0, 0, 1, 0, DML_REDUCE_MEAN_NONZERO, LABELS},
-    {"contrastive", "cosine", DML_DIST_COSINE, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS},
-    {"mnr", "plain", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL},
-    {"mnr", "symmetric, masked", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS},
-    {"mnr", "hard negatives", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS},
-    {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS},
-    {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL},
-    {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL},
+    {"triplet", "all, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LABELS, 0},
+    {"triplet", "all, mean", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"triplet", "hard, squared", DML_DIST_SQUARED_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"triplet", "semihard, euclidean", DML_DIST_EUCLIDEAN, DML_MINER_SEMIHARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"triplet", "soft all, cosine", DML_DIST_COSINE, DML_MINER_ALL, 1, 0, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"triplet", "one class only", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, ONE_CLASS, 0},
+    {"triplet", "no positive pair", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, ALL_DIFFERENT, 0},
+    {"contrastive", "p = 2, mean", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"contrastive", "p = 1, mean_nonzero", DML_DIST_EUCLIDEAN, 0, 0, 1, 0, DML_REDUCE_MEAN_NONZERO, LABELS, 0},
+    {"contrastive", "cosine", DML_DIST_COSINE, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS, 0},
+    {"contrastive", "memory, squared", DML_DIST_SQUARED_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS, 1},
+    {"contrastive", "memory, cosine, p = 1", DML_DIST_COSINE, 0, 0, 1, 0, DML_REDUCE_MEAN_NONZERO, LABELS, 1},
+    {"mnr", "plain", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL, 0},
+    {"mnr", "symmetric, masked", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS, 0},
+    {"mnr", "hard negatives", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 0},
+    {"mnr", "memory, masked, symmetric", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS, 1},
+    {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL, 0},
+    {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL, 0},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -128,7 +142,7 @@ static void test_triplet_hand_computed(void **state)
     (void)state;
     /* margin 0.3. Hard: anchor 0: pos 1 (d 1), neg 2 (d 3) -> 0; anchor 1: pos 0 (1), neg 2 (2)
      * -> 0; anchor 2: pos 3 (0.5), neg 1 (2) -> 0; anchor 3: pos 2 (0.5), neg 1 (2.5) -> 0. */
-    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LINE_LABELS, 0};
     assert_float_equal(loss_value(&c, LINE, 4), 0.0f, 1e-6);
     /* All hinges inactive: mean_nonzero divides by nothing and gives 0, not NaN. */
     c.miner = DML_MINER_ALL;
@@ -149,7 +163,7 @@ static void test_contrastive_hand_computed(void **state)
     (void)state;
     /* pos_margin 0.1, neg_margin 1.2, p = 2 over 12 ordered pairs: positives (0,1) d 1 ->
      * 0.81, (2,3) d 0.5 -> 0.16, each twice; negatives all >= 2 apart -> 0. */
-    loss_case c = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    loss_case c = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS, 0};
     assert_float_equal(loss_value(&c, LINE, 4), 2.0f * (0.81f + 0.16f) / 12.0f, 1e-5);
     c.reduction = DML_REDUCE_MEAN_NONZERO;
     assert_float_equal(loss_value(&c, LINE, 4), 2.0f * (0.81f + 0.16f) / 4.0f, 1e-5);
@@ -161,7 +175,7 @@ static void test_mnr_hand_computed(void **state)
     /* B = 2, a = p: cosines [[1, c], [c, 1]], c = cos(row 0, row 1). Loss per row:
      * log(e^s + e^(s c)) - s, with s = 5. */
     float z[4] = {1, 0, 0.6f, 0.8f};
-    loss_case c = {"mnr", "", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL};
+    loss_case c = {"mnr", "", 0, DML_MINER_ALL, 0, 0, 0, 0, NULL, 0};
     float expect = logf(expf(5.0f) + expf(5.0f * 0.6f)) - 5.0f;
     assert_float_equal(loss_value(&c, z, 2), expect, 1e-5);
     /* Masking a same-label candidate leaves only the positive: loss 0. */
@@ -170,13 +184,60 @@ static void test_mnr_hand_computed(void **state)
     assert_float_equal(loss_value(&c, z, 2), 0.0f, 1e-6);
 }
 
+/* The loss of rows z[b, 2] against the batch and memory rows mem[k, 2]. */
+static float memory_loss(const char *op, const float *z, int b, const int32_t *labels,
+                         const float *mem, int k, const int32_t *refs)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *x = dml_leaf_copy(&g, z, b, 2, 1), *m = dml_leaf_copy(&g, mem, k, 2, 0);
+    dml_tensor *loss =
+        !strcmp(op, "contrastive")
+            ? dml_loss_contrastive_refs(&g,
+                                        dml_concat_cols(&g, dml_distance_matrix(&g, x, x, DML_DIST_EUCLIDEAN),
+                                                        dml_distance_matrix(&g, x, m, DML_DIST_EUCLIDEAN)),
+                                        labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN)
+            : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0);
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+static void test_memory_hand_computed(void **state)
+{
+    (void)state;
+    /* Contrastive, pos_margin 0, neg_margin 1, p = 2: rows x = 0 (class 0) and x = 1 (class
+     * 1), one memory row at x = 0.5 of class 0. Row 0: row 1 is a negative 1 away (0), the
+     * memory a positive 0.5 away (0.25); row 1: row 0 a negative 1 away (0), the memory a
+     * negative 0.5 away ([1 - 0.5]^2 = 0.25). Four pairs: 0.5 / 4. */
+    float z[4] = {0, 0, 1, 0}, mem[2] = {0.5f, 0};
+    static const int32_t labels[2] = {0, 1}, refs[3] = {0, 1, 0};
+    assert_float_equal(memory_loss("contrastive", z, 2, labels, mem, 1, refs), 0.125f, 1e-6);
+    /* MNR, a = p, s = 5: a memory row of another class is one more candidate, as a hard
+     * negative is; one of the anchor's own class is dropped. Rows (1, 0) and (0.6, 0.8) of
+     * classes 0 and 1; memory (0, 1) of class 0: row 0's candidates are cos 1 (target), 0.6
+     * and the dropped memory row; row 1's are 0.6, 1 (target) and the memory's 0.8. */
+    float a[4] = {1, 0, 0.6f, 0.8f}, m1[2] = {0, 1};
+    static const int32_t mnr_refs[3] = {0, 1, 0};
+    float row0 = logf(expf(5.0f) + expf(3.0f)) - 5.0f;
+    float row1 = logf(expf(3.0f) + expf(5.0f) + expf(4.0f)) - 5.0f;
+    assert_float_equal(memory_loss("mnr", a, 2, labels, m1, 1, mnr_refs), (row0 + row1) / 2.0f,
+                       1e-5);
+    /* Unlabelled: nothing is dropped, row 0 gains the memory's cos 0 too. */
+    float row0_all = logf(expf(5.0f) + expf(3.0f) + expf(0.0f)) - 5.0f;
+    float un = memory_loss("mnr", a, 2, NULL, m1, 1, NULL);
+    assert_float_equal(un, (row0_all + row1) / 2.0f, 1e-5);
+}
+
 static void test_cosine_pair_hand_computed(void **state)
 {
     (void)state;
     /* cos = 0.6 between two rows of one class: (1 - 0.6)^2 for both ordered pairs. */
     float z[4] = {1, 0, 0.6f, 0.8f};
     static const int32_t same[2] = {0, 0};
-    loss_case c = {"cosine_pair", "", 0, 0, 0, 0, 0, 0, same};
+    loss_case c = {"cosine_pair", "", 0, 0, 0, 0, 0, 0, same, 0};
     assert_float_equal(loss_value(&c, z, 2), 0.16f, 1e-5);
 }
 
@@ -185,9 +246,9 @@ static void test_duplicates_and_two_rows(void **state)
 {
     (void)state;
     float dup[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LINE_LABELS};
+    loss_case c = {"triplet", "", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, LINE_LABELS, 0};
     assert_float_equal(loss_value(&c, dup, 4), 0.3f, 1e-6); /* every hinge at the margin */
-    loss_case k = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS};
+    loss_case k = {"contrastive", "", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LINE_LABELS, 0};
     assert_true(isfinite(loss_value(&k, dup, 4)));
     static const int32_t two[2] = {0, 1};
     c.labels = two;
@@ -201,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_triplet_hand_computed),
         cmocka_unit_test(test_contrastive_hand_computed),
         cmocka_unit_test(test_mnr_hand_computed),
+        cmocka_unit_test(test_memory_hand_computed),
         cmocka_unit_test(test_cosine_pair_hand_computed),
         cmocka_unit_test(test_duplicates_and_two_rows),
     };

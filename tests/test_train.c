@@ -237,6 +237,17 @@ static void test_augmented_resume_equals_uninterrupted(void **state)
     dml_model_file_free(&b);
 }
 
+/* The cross-batch memory (its rows, labels and ring position) is kept in the checkpoint: a
+ * killed and resumed run ends with the uninterrupted one's model. 96 rows of batches of 32
+ * wrap around every 3 steps, so the checkpoint catches the ring part-way. */
+static void test_memory_resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    kill_and_resume("mem_whole", "mem_killed",
+                    RESUME_ARGS " --set loss.type=contrastive"
+                                " --set 'loss.memory={size: 96, start_step: 10}'");
+}
+
 /* SIGINT and SIGTERM (a preemption) write a checkpoint at the next step and exit 128 + the
  * signal; --resume then ends with the uninterrupted run's model. Runs after the kill test,
  * whose uninterrupted run it compares with. */
@@ -353,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_demo_config_on_fashion_mnist),
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
+        cmocka_unit_test(test_memory_resume_equals_uninterrupted),
         cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),

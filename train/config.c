@@ -128,6 +128,8 @@ static const field FIELDS[] = {
         "an integer >= 0"),
     EVERY("loss.quantization.codebook_every", loss.quantization.codebook_every),
     FLAG("loss.quantization.tanh", loss.quantization.tanh),
+    NUM("loss.memory.size", F_INT, loss.memory.size, 0, 1 << 20, 0, "an integer in 0..1048576"),
+    NUM("loss.memory.start_step", F_INT, loss.memory.start_step, 0, BIG, 0, "an integer >= 0"),
     CHOICE("sampler.type", sampler.type, SAMPLER),
     NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
     FLAG("sampler.drop_last", sampler.drop_last),
@@ -156,7 +158,7 @@ static const field FIELDS[] = {
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 static const char *const SECTIONS[] = {"data", "data.augment", "model", "loss", "loss.quantization",
-                                       "sampler", "train", "pq", "eval"};
+                                       "loss.memory", "sampler", "train", "pq", "eval"};
 #define N_SECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
 _Static_assert(sizeof FIELDS / sizeof FIELDS[0] + sizeof SECTIONS / sizeof SECTIONS[0] <=

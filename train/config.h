@@ -97,6 +97,10 @@ typedef struct dml_config {
             dml_every codebook_every;
             bool tanh; /* quantize tanh(z) rather than z */
         } quantization;
+        struct {
+            int size;       /* cross-batch memory: the last size embeddings; 0 = off */
+            int start_step; /* the step from which the loss uses them */
+        } memory;
     } loss;
     struct {
         dml_sampler_kind type;

@@ -45,6 +45,11 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, c->data.augment.height > 0 ? "data.augment.height"
                                                               : "data.augment.width",
                                 err, "expected both data.augment.height and width, or neither");
+    if (c->loss.memory.size > 0 && c->loss.type != DML_LOSS_CONTRASTIVE &&
+        c->loss.type != DML_LOSS_MNR)
+        return dml_config_error(c, "loss.memory", err,
+                                "cross-batch memory serves loss.type contrastive and mnr: set "
+                                "loss.memory.size to 0 for this loss");
     if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,
                                 "reconstruction needs a decoder: set model.type to autoencoder");

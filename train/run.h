@@ -22,6 +22,33 @@ typedef struct dml_validation {
     double map_at_r, precision_at_1;
 } dml_validation;
 
+/* loss.memory (train/run_memory.c): the last `size` embeddings of earlier batches. Slots fill in
+ * order and then wrap, so the first n are the ones in use (their order does not matter to a
+ * loss). */
+typedef struct dml_memory {
+    int size, dim;
+    int n, head;       /* slots in use; the next slot written */
+    float *x;          /* [size, dim] */
+    int32_t *y;        /* [size] their labels (0 when unlabelled) */
+    int32_t *refs;     /* [batch + size] a step's reference labels: the batch's, then y[0, n) */
+    const float *held; /* [n_held, dim] the step's embeddings (in the arena) until pushed */
+    const int32_t *held_y;
+    int n_held;
+} dml_memory;
+
+dml_status dml_memory_init(dml_memory *m, int size, int dim, int batch, dml_error *err);
+void dml_memory_free(dml_memory *m);
+/* Arena bytes a step needs beyond the loss without memory. */
+size_t dml_memory_arena_bytes(int size, int dim, int batch);
+/* The rows in use as a leaf without gradient [n, dim]; NULL while empty. */
+dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g);
+/* The labels of the references [b + n]: batch_y[b], then the memory's. */
+const int32_t *dml_memory_ref_labels(dml_memory *m, const int32_t *batch_y, int b);
+/* Notes the step's embeddings z[b, dim] and labels (y may be NULL) for dml_memory_push. */
+void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
+/* Writes the held rows into the ring, oldest slots first once it is full. */
+void dml_memory_push(dml_memory *m);
+
 typedef struct dml_run {
     const dml_config *cfg;  /* &cfg_fitted */
     dml_config cfg_fitted;  /* the run's config: the caller's, the data's defaults filled in */
@@ -66,6 +93,7 @@ typedef struct dml_run {
     int augment_on;
     float *aug_scratch; /* [d_in] */
     dml_rng rng_aug;
+    dml_memory mem; /* loss.memory; mem.size == 0 when off */
 
     /* progress */
     long step, total_steps, steps_per_epoch;

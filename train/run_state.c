@@ -39,7 +39,8 @@ static void add_mlp(entries *es, const char *tower, dml_mlp *m)
 
 /* Scalars travel through one int64 and one float64 array. */
 typedef struct scalars {
-    int64_t i[8]; /* step, pq_ready, evals_without_gain, n_val, optimizer steps, has_best */
+    int64_t i[8]; /* step, pq_ready, evals_without_gain, n_val, optimizer steps, has_best,
+                   * memory rows in use, the memory's next slot */
     double f[2];  /* best_score */
 } scalars;
 
@@ -71,6 +72,10 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     if (sampler_unl_state)
         add(es, "sampler_unlabelled", DML_CKPT_U8, sampler_unl_state,
             dml_sampler_state_size(&r->sampler_unl));
+    if (r->mem.size > 0) {
+        add(es, "memory_x", DML_CKPT_F32, r->mem.x, (size_t)r->mem.size * r->mem.dim);
+        add(es, "memory_y", DML_CKPT_U8, r->mem.y, (size_t)r->mem.size * sizeof *r->mem.y);
+    }
     add(es, "pq_centroids", DML_CKPT_F32, r->pq.centroids, (size_t)r->pq.d * r->pq.ksub);
     add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
     add(es, "loss_curve", DML_CKPT_F32, r->loss_curve, (size_t)r->total_steps);
@@ -110,7 +115,8 @@ dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
         buffers_free(&b);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
     }
-    scalars s = {{r->step, r->pq_ready, r->evals_without_gain, r->n_val, r->optim.step, 0, 0, 0},
+    scalars s = {{r->step, r->pq_ready, r->evals_without_gain, r->n_val, r->optim.step, 0,
+                  r->mem.n, r->mem.head},
                  {r->best_score, 0.0}};
     dml_sampler_state_save(&r->sampler, b.sampler);
     if (b.sampler_unl)
@@ -154,6 +160,14 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
         r->n_val = (int)s.i[3];
         r->optim.step = s.i[4];
         r->best_score = s.f[0];
+        r->mem.n = (int)s.i[6];
+        r->mem.head = (int)s.i[7];
+        if (r->mem.n < 0 || r->mem.n > r->mem.size || r->mem.head < 0 ||
+            (r->mem.size > 0 && r->mem.head >= r->mem.size))
+            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                               "the cross-batch memory's position (%lld rows, slot %lld) does not "
+                               "fit loss.memory.size %d", (long long)s.i[6], (long long)s.i[7],
+                               r->mem.size);
         for (int i = 0; i < r->n_val; i++) {
             r->val[i].step = b.val_steps[i];
             r->val[i].map_at_r = b.val_metrics[2 * i];

@@ -108,6 +108,34 @@ static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_t
                                                         : dml_mse(g, out, x);
 }
 
+/* loss.memory's references for this step (NULL: none yet, or before start_step); the batch's
+ * embeddings z[b] are held for the push after backward either way. */
+static dml_tensor *memory_refs(dml_run *r, dml_graph *g, const dml_tensor *z)
+{
+    if (r->mem.size == 0 || !z)
+        return NULL;
+    dml_tensor *refs = r->step >= r->cfg->loss.memory.start_step ? dml_memory_refs(&r->mem, g)
+                                                                  : NULL;
+    dml_memory_hold(&r->mem, z->data, r->train.y ? r->labels : NULL, z->rows);
+    return refs;
+}
+
+/* Contrastive over the batch, and against the memory's rows when it has some. */
+static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
+{
+    const dml_config *c = r->cfg;
+    dml_tensor *d = dml_distance_matrix(g, z, z, c->loss.distance);
+    dml_tensor *refs = memory_refs(r, g, z);
+    if (!refs)
+        return dml_loss_contrastive(g, d, r->labels, c->loss.pos_margin, c->loss.neg_margin,
+                                    c->loss.power, reduction(c));
+    d = dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, c->loss.distance));
+    return dml_loss_contrastive_refs(g, d, r->labels,
+                                     dml_memory_ref_labels(&r->mem, r->labels, z->rows),
+                                     c->loss.pos_margin, c->loss.neg_margin, c->loss.power,
+                                     reduction(c));
+}
+
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
 {
     const dml_config *c = r->cfg;
@@ -118,8 +146,10 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
         int mask = c->loss.mask_same_label && ds->y && c->data.pairs == DML_PAIRS_SAME_CLASS;
-        loss = dml_loss_mnr(g, z, zp, NULL, mask ? r->labels : NULL, c->loss.scale,
-                            c->loss.symmetric);
+        /* the memory holds earlier positives: more candidates for every anchor */
+        dml_tensor *refs = memory_refs(r, g, zp);
+        loss = dml_loss_mnr_extra(g, z, zp, refs, mask ? r->labels : NULL,
+                                  refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         dml_dataset_gather(r->xa, ds, r->idx, b);
@@ -138,9 +168,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
                                     c->loss.margin, c->loss.miner, c->loss.soft, reduction(c));
             break;
         case DML_LOSS_CONTRASTIVE:
-            loss = dml_loss_contrastive(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,
-                                        c->loss.pos_margin, c->loss.neg_margin, c->loss.power,
-                                        reduction(c));
+            loss = contrastive(r, g, z);
             break;
         case DML_LOSS_COSINE_PAIR:
             loss = dml_loss_cosine_pair(g, z, r->labels);

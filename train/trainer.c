@@ -190,7 +190,12 @@ static dml_status build_training(dml_run *r, dml_error *err)
     if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
         return st;
     r->best_score = -1.0;
-    dml_graph_init(&r->graph, ARENA_BYTES);
+    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, c->model.dim, r->batch, err)))
+        return st;
+    dml_graph_init(&r->graph, ARENA_BYTES + (c->loss.memory.size > 0
+                                                 ? dml_memory_arena_bytes(c->loss.memory.size,
+                                                                          c->model.dim, r->batch)
+                                                 : 0));
     return DML_OK;
 }
 
@@ -219,6 +224,7 @@ void dml_run_close(dml_run *r)
     free(r->best);
     free(r->loss_curve);
     free(r->aug_scratch);
+    dml_memory_free(&r->mem);
     free(r->flat);
     free(r);
 }
@@ -313,6 +319,8 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
                              r->step + 1);
     /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
+    if (r->mem.size > 0) /* after backward, which read the memory as forward did */
+        dml_memory_push(&r->mem);
     float value = loss->data[0];
     float norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
     dml_graph_reset(&r->graph);
