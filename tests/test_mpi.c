@@ -229,6 +229,17 @@ static void test_mnr_equals_one_process(void **state)
     check_loss("mnr", "--set loss.type=mnr --set data.pairs=same_class");
 }
 
+/* Every rank pushes the gathered batch into its cross-batch memory, so the rings, and the
+ * model, stay those of one process. */
+static void test_memory_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("contrastive_memory", "--set loss.type=contrastive "
+                                     "--set 'loss.memory={size: 64, start_step: 3}'");
+    check_loss("mnr_memory", "--set loss.type=mnr --set data.pairs=same_class "
+                             "--set 'loss.memory={size: 64, start_step: 3}'");
+}
+
 /* The joint loss: codebooks from step 11 (one epoch of warm-up), refitted every epoch. */
 static void test_joint_quantization_equals_one_process(void **state)
 {
@@ -578,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_triplet_equals_one_process),
         cmocka_unit_test(test_contrastive_equals_one_process),
         cmocka_unit_test(test_mnr_equals_one_process),
+        cmocka_unit_test(test_memory_equals_one_process),
         cmocka_unit_test(test_joint_quantization_equals_one_process),
         cmocka_unit_test(test_augmented_triplet_equals_one_process),
         cmocka_unit_test(test_augment_pairs_mnr_equals_one_process),
