@@ -196,6 +196,55 @@ static void assert_same_model(const char *folder_a, const char *folder_b)
     dml_model_file_free(&b);
 }
 
+/* The largest difference between two runs' encoder weights (both towers), relative to the
+ * largest weight of the layer. */
+static double weights_rel_diff(const char *folder_a, const char *folder_b)
+{
+    dml_model_file a, b;
+    read_model(folder_a, &a);
+    read_model(folder_b, &b);
+    double worst = 0.0;
+    const dml_mlp *ta[2] = {&a.net.encoder, &a.net.encoder_b}, *tb[2] = {&b.net.encoder, &b.net.encoder_b};
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < ta[t]->n_layers; i++) {
+            const dml_tensor *wa = &ta[t]->layers[i].w, *wb = &tb[t]->layers[i].w;
+            double big = 0.0, diff = 0.0;
+            for (size_t k = 0; k < (size_t)wa->rows * wa->cols; k++) {
+                big = fmax(big, fabs(wa->data[k]));
+                diff = fmax(diff, fabs((double)wa->data[k] - wb->data[k]));
+            }
+            worst = fmax(worst, diff / big);
+        }
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+    return worst;
+}
+
+/* GradCache: the batch in chunks of 5 (the last one short) gives the one-shot batch's
+ * gradients. With SGD a step moves the weights by lr times the gradient, so after a few steps
+ * equal weights (to float rounding) mean equal gradients; one encoder over same-class pairs,
+ * and two towers over halves. */
+static void test_gradcache_gradients_equal_one_shot(void **state)
+{
+    (void)state;
+    static const char *const setups[2] = {
+        "--set loss.type=mnr --set data.pairs=same_class",
+        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual"};
+    for (int k = 0; k < 2; k++) {
+        char args[400], chunked[450];
+        snprintf(args, sizeof args, "%s --set train.optimizer=sgd --set train.lr=0.5 "
+                                    "--set train.steps=4 --set train.eval_every=never",
+                 setups[k]);
+        snprintf(chunked, sizeof chunked, "%s --set train.chunk_size=5", args);
+        assert_int_equal(train("gc_whole", args), 0);
+        assert_int_equal(train("gc_chunks", chunked), 0);
+        double rel = weights_rel_diff("gc_whole", "gc_chunks");
+        print_message("  %s: chunks of 5 vs one shot, max relative weight difference %.2g\n",
+                      k ? "two towers" : "one encoder", rel);
+        assert_true(rel < 1e-5);
+    }
+}
+
 #define RESUME_ARGS "--set train.steps=3000 --set train.checkpoint_every=20 --set train.eval_every=100"
 
 /* Trains dir/whole with args, then dir/killed the same way, SIGKILLed after its first checkpoint
@@ -365,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
         cmocka_unit_test(test_memory_resume_equals_uninterrupted),
+        cmocka_unit_test(test_gradcache_gradients_equal_one_shot),
         cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),

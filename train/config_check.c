@@ -50,6 +50,15 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "loss.memory", err,
                                 "cross-batch memory serves loss.type contrastive and mnr: set "
                                 "loss.memory.size to 0 for this loss");
+    if (c->train.chunk_size > 0 && c->loss.type != DML_LOSS_MNR)
+        return dml_config_error(c, "train.chunk_size", err,
+                                "GradCache chunks serve loss.type mnr: set train.chunk_size to 0 "
+                                "for this loss");
+    if (c->train.chunk_size > 0 &&
+        (c->loss.quantization.weight > 0.0f || c->loss.reconstruction_weight > 0.0f))
+        return dml_config_error(c, "train.chunk_size", err,
+                                "GradCache chunks the mnr loss alone: set loss.quantization.weight "
+                                "and loss.reconstruction_weight to 0, or this to 0");
     if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,
                                 "reconstruction needs a decoder: set model.type to autoencoder");

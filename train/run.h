@@ -94,6 +94,9 @@ typedef struct dml_run {
     float *aug_scratch; /* [d_in] */
     dml_rng rng_aug;
     dml_memory mem; /* loss.memory; mem.size == 0 when off */
+    struct {
+        float *za, *zp, *ga, *gp; /* [batch, dim] embeddings and their gradients (GradCache) */
+    } gc;
 
     /* progress */
     long step, total_steps, steps_per_epoch;
@@ -110,8 +113,15 @@ void dml_run_fit_defaults(dml_run *r);
 
 /* train/train_step.c: one optimisation step's loss on the tape. */
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);
+/* train.chunk_size > 0: the MNR step by GradCache (the loss's value in *loss_value, the
+ * parameter gradients accumulated); the memory's held rows are pushed by the caller. The tape
+ * is left holding the last chunk. */
+dml_status dml_run_gradcache_step(dml_run *r, float *loss_value);
 /* Embeds rows x[n, d] with one tower, in blocks, into out[n, dim]. */
 void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out);
+/* The same in blocks of block rows. */
+void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n, int block,
+                          float *out);
 /* Embeddings [n, dim] (malloc'ed; NULL when out of memory) of rows[n] of ds (every row when
  * rows is NULL): the anchor tower, or (second) the positive tower on the second view. */
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);

@@ -97,6 +97,10 @@ dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err)
     free(all);
     if (st != DML_OK)
         return st;
+    if (r->cfg->train.chunk_size > 0)
+        return dml_config_error(r->cfg, "train.chunk_size", err,
+                                "GradCache runs in one process: under mpirun the ranks already "
+                                "share each batch's memory; set train.chunk_size to 0");
     if (r->batch % c->size != 0)
         return dml_config_error(r->cfg, "train.batch_size", err,
                                 "%d rows is not divisible by the %d ranks: every rank takes an "

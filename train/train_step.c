@@ -44,9 +44,10 @@ static void augment(dml_run *r, float *x, int n)
         dml_augment_rows(&r->cfg->data.augment, x, n, r->d_in, r->aug_scratch, &r->rng_aug);
 }
 
-/* The anchor and positive embeddings of a pair batch. Augment pairs are a row twice, each copy
- * augmented on its own. */
-static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **zp)
+/* A pair batch's inputs, gathered and augmented: the anchors in r->xa [b, d_in]; the positives
+ * after them in r->xa when one encoder embeds both (*one_encoder = 1), else in r->xb. Returns
+ * b. Augment pairs are a row twice, each copy augmented on its own. */
+static int pair_inputs(dml_run *r, int *one_encoder)
 {
     const dml_config *c = r->cfg;
     const dml_dataset *ds = &r->train;
@@ -57,16 +58,38 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     } else {
         dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     }
-    const dml_mlp *tower_b = c->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
     dml_dataset_gather(r->xa, ds, r->idx, b);
     if (ds->y)
         dml_dataset_gather_labels(r->labels, ds, r->idx, b);
-    if (!ds->x_b && tower_b == &r->net.encoder) {
-        /* same_class through one encoder: anchors and positives as one [2B, d] batch (one GEMM
-         * per layer, twice as tall), then row views whose gradients land in the batch's own */
+    *one_encoder = !ds->x_b && c->model.type != DML_NET_DUAL;
+    if (*one_encoder) {
         dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
         augment(r, r->xa, 2 * b);
-        shard(r, b);
+        return b;
+    }
+    if (ds->x_b) /* two views: file pairs, or the halves of each row */
+        dml_dataset_gather_b(r->xb, ds, r->pos, b);
+    else /* two towers over one view */
+        dml_dataset_gather(r->xb, ds, r->pos, b);
+    augment(r, r->xa, b);
+    if (r->d_in_b == r->d_in)
+        augment(r, r->xb, b);
+    return b;
+}
+
+static const dml_mlp *positive_tower(const dml_run *r)
+{
+    return r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
+}
+
+/* The anchor and positive embeddings of a pair batch. */
+static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **zp)
+{
+    int one_encoder, b = pair_inputs(r, &one_encoder);
+    shard(r, b);
+    if (one_encoder) {
+        /* same_class through one encoder: anchors and positives as one [2B, d] batch (one GEMM
+         * per layer, twice as tall), then row views whose gradients land in the batch's own */
         float *x = r->xa;
         if (r->comm) { /* this rank's anchors, then its positives (over later ranks' anchors,
                         * not needed here): [2 n_local, d] */
@@ -85,18 +108,10 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
         *zp = global(r, g, dml_leaf(g, z->data + half, z->grad + half, b, z->cols));
         return;
     }
-    if (ds->x_b) /* two views: file pairs, or the halves of each row */
-        dml_dataset_gather_b(r->xb, ds, r->pos, b);
-    else /* two towers over one view */
-        dml_dataset_gather(r->xb, ds, r->pos, b);
-    augment(r, r->xa, b);
-    if (r->d_in_b == r->d_in)
-        augment(r, r->xb, b);
-    shard(r, b);
     float *xa = r->xa + (size_t)r->lo * r->d_in, *xb = r->xb + (size_t)r->lo * r->d_in_b;
     b = r->n_local;
     *za = global(r, g, dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, xa, NULL, b, r->d_in)));
-    *zp = global(r, g, dml_mlp_forward(g, tower_b, dml_leaf(g, xb, NULL, b, r->d_in_b)));
+    *zp = global(r, g, dml_mlp_forward(g, positive_tower(r), dml_leaf(g, xb, NULL, b, r->d_in_b)));
 }
 
 static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
@@ -136,6 +151,17 @@ static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
                                      reduction(c));
 }
 
+/* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
+ * for every anchor). */
+static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
+{
+    const dml_config *c = r->cfg;
+    int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
+    dml_tensor *refs = memory_refs(r, g, zp);
+    return dml_loss_mnr_extra(g, za, zp, refs, mask ? r->labels : NULL,
+                              refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
+}
+
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
 {
     const dml_config *c = r->cfg;
@@ -145,11 +171,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     if (c->loss.type == DML_LOSS_MNR) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
-        int mask = c->loss.mask_same_label && ds->y && c->data.pairs == DML_PAIRS_SAME_CLASS;
-        /* the memory holds earlier positives: more candidates for every anchor */
-        dml_tensor *refs = memory_refs(r, g, zp);
-        loss = dml_loss_mnr_extra(g, z, zp, refs, mask ? r->labels : NULL,
-                                  refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
+        loss = mnr(r, g, z, zp);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         dml_dataset_gather(r->xa, ds, r->idx, b);
@@ -194,11 +216,65 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     return loss;
 }
 
-void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out)
+/* ---- GradCache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
+ * Limited Setup"): the batch's embeddings in chunks without the tape, the loss and its gradient
+ * with respect to the embeddings on a small tape of its own, then each chunk again on the tape,
+ * backpropagated from its slice of that gradient. The parameter gradients add up to the one-shot
+ * batch's (the chain rule splits over the rows); the tape never holds more than one chunk's
+ * activations. The inputs were augmented once, in place, so both passes see the same rows. */
+
+/* Each chunk of x[n, d] through m on the tape, its output gradient set to dz's rows, and
+ * backpropagated into the parameters. */
+static dml_status backprop_chunks(dml_run *r, const dml_mlp *m, float *x, int n, int d,
+                                  const float *dz)
+{
+    dml_graph *g = &r->graph;
+    int chunk = r->cfg->train.chunk_size, dim = dml_mlp_dim_out(m);
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+        int rows = n - i0 < chunk ? n - i0 : chunk;
+        dml_graph_reset(g);
+        dml_tensor *z = dml_mlp_forward(g, m, dml_leaf(g, x + (size_t)i0 * d, NULL, rows, d));
+        if (!z)
+            return g->status != DML_OK ? g->status : DML_ERR_NOMEM;
+        memcpy(z->grad, dz + (size_t)i0 * dim, (size_t)rows * dim * sizeof(float));
+        dml_status st = dml_backward_from(g, z);
+        if (st != DML_OK)
+            return st;
+    }
+    return DML_OK;
+}
+
+dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
+{
+    int one_encoder, b = pair_inputs(r, &one_encoder), chunk = r->cfg->train.chunk_size;
+    shard(r, b); /* one process: the whole batch */
+    const dml_mlp *tower_b = positive_tower(r);
+    float *xb = one_encoder ? r->xa + (size_t)b * r->d_in : r->xb;
+    int d_b = one_encoder ? r->d_in : r->d_in_b;
+    size_t n_z = (size_t)b * r->cfg->model.dim;
+    dml_run_embed_blocks(&r->graph, &r->net.encoder, r->xa, b, chunk, r->gc.za);
+    dml_run_embed_blocks(&r->graph, tower_b, xb, b, chunk, r->gc.zp);
+    memset(r->gc.ga, 0, n_z * sizeof(float));
+    memset(r->gc.gp, 0, n_z * sizeof(float));
+    dml_graph *g = &r->graph;
+    dml_tensor *za = dml_leaf(g, r->gc.za, r->gc.ga, b, r->cfg->model.dim);
+    dml_tensor *zp = dml_leaf(g, r->gc.zp, r->gc.gp, b, r->cfg->model.dim);
+    dml_tensor *loss = mnr(r, g, za, zp);
+    dml_status st = dml_backward(g, loss);
+    if (st != DML_OK)
+        return st;
+    *loss_value = loss->data[0];
+    if ((st = backprop_chunks(r, &r->net.encoder, r->xa, b, r->d_in, r->gc.ga)) == DML_OK)
+        st = backprop_chunks(r, tower_b, xb, b, d_b, r->gc.gp);
+    return st;
+}
+
+void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n, int block,
+                          float *out)
 {
     int d_in = dml_mlp_dim_in(m), dim = dml_mlp_dim_out(m);
-    for (int i0 = 0; i0 < n; i0 += EMBED_BLOCK) {
-        int rows = n - i0 < EMBED_BLOCK ? n - i0 : EMBED_BLOCK;
+    for (int i0 = 0; i0 < n; i0 += block) {
+        int rows = n - i0 < block ? n - i0 : block;
         dml_graph_reset(g);
         dml_tensor *z = dml_mlp_forward(g, m, dml_leaf(g, (float *)x + (size_t)i0 * d_in, NULL,
                                                        rows, d_in));
@@ -206,6 +282,11 @@ void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float 
         memcpy(out + (size_t)i0 * dim, z->data, (size_t)rows * dim * sizeof(float));
     }
     dml_graph_reset(g);
+}
+
+void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out)
+{
+    dml_run_embed_blocks(g, m, x, n, EMBED_BLOCK, out);
 }
 
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)

@@ -192,6 +192,15 @@ static dml_status build_training(dml_run *r, dml_error *err)
     r->best_score = -1.0;
     if ((st = dml_memory_init(&r->mem, c->loss.memory.size, c->model.dim, r->batch, err)))
         return st;
+    if (c->train.chunk_size > 0) {
+        size_t n_z = b * (size_t)c->model.dim;
+        r->gc.za = malloc(n_z * sizeof(float));
+        r->gc.zp = malloc(n_z * sizeof(float));
+        r->gc.ga = malloc(n_z * sizeof(float));
+        r->gc.gp = malloc(n_z * sizeof(float));
+        if (!r->gc.za || !r->gc.zp || !r->gc.ga || !r->gc.gp)
+            return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for GradCache");
+    }
     dml_graph_init(&r->graph, ARENA_BYTES + (c->loss.memory.size > 0
                                                  ? dml_memory_arena_bytes(c->loss.memory.size,
                                                                           c->model.dim, r->batch)
@@ -225,6 +234,10 @@ void dml_run_close(dml_run *r)
     free(r->loss_curve);
     free(r->aug_scratch);
     dml_memory_free(&r->mem);
+    free(r->gc.za);
+    free(r->gc.zp);
+    free(r->gc.ga);
+    free(r->gc.gp);
     free(r->flat);
     free(r);
 }
@@ -312,8 +325,15 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_error *err)
 {
     dml_optim_zero_grad(&r->optim);
-    dml_tensor *loss = dml_run_loss(r, &r->graph);
-    dml_status st = dml_backward(&r->graph, loss);
+    float value = 0.0f;
+    dml_status st;
+    if (r->cfg->train.chunk_size > 0) {
+        st = dml_run_gradcache_step(r, &value);
+    } else {
+        dml_tensor *loss = dml_run_loss(r, &r->graph);
+        if ((st = dml_backward(&r->graph, loss)) == DML_OK)
+            value = loss->data[0];
+    }
     if (st != DML_OK) /* the same batch shape on every rank: all of them stop here */
         return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
                              r->step + 1);
@@ -321,7 +341,6 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
     if (r->mem.size > 0) /* after backward, which read the memory as forward did */
         dml_memory_push(&r->mem);
-    float value = loss->data[0];
     float norm = dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
     dml_graph_reset(&r->graph);
     if (loss_value)
