@@ -284,4 +284,30 @@ void dml_chart_end(FILE *f);
 /* s with <, >, & and " escaped for HTML text and attributes. */
 void dml_html_text(FILE *f, const char *s);
 
+/* ---------------------------------------------------------------------------------------------
+ * Collapse diagnostics (eval/spread.c). */
+
+typedef struct dml_spread {
+    double mean_std;       /* the mean over dimensions of each dimension's standard deviation */
+    double relative_spread; /* sqrt(total variance) / the rows' root-mean-square norm: 0 when
+                             * every row is one point, about 1 for rows spread around 0 */
+    double effective_rank; /* exp(entropy of the covariance's normalised eigenvalues): 1..d */
+    double pos_dist, neg_dist; /* mean euclidean distance within and across labels (NaN: none) */
+} dml_spread;
+
+/* The spread of z[n, d] (zeros when n < 2). DML_ERR_NOMEM only. */
+dml_status dml_embedding_spread(const float *z, int n, int d, dml_spread *out, dml_error *err);
+
+#define DML_SPREAD_MAX_PAIR_ROWS 2000 /* dml_label_distances: pairs among the first rows */
+/* out->pos_dist and neg_dist of z[n, d] labelled y[n]. */
+void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spread *out);
+
+#define DML_COLLAPSE_MIN_RANK 2.0    /* below: the rows lie near a line */
+#define DML_COLLAPSE_MIN_SPREAD 0.05 /* below: the rows sit near one point */
+/* 1 when the spread looks collapsed: an effective rank under DML_COLLAPSE_MIN_RANK or a
+ * relative spread under DML_COLLAPSE_MIN_SPREAD. Both are scale-free, so they read the same on
+ * l2-normalised and raw embeddings, and need no earlier validation to compare with (a run can
+ * collapse within its first steps). */
+int dml_spread_collapsed(const dml_spread *s);
+
 #endif

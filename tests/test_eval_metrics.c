@@ -475,9 +475,52 @@ static void test_all_skipped_and_outputs(void **state)
     free(buf);
 }
 
+/* The collapse diagnostics on data whose spread is known. */
+static void test_spread_hand_computed(void **state)
+{
+    (void)state;
+    dml_spread sp;
+    /* Rows along one direction: t * (1, 2, 0) for t = 1..4: one nonzero eigenvalue, effective
+     * rank 1; per-dimension stds sqrt(5/3) * (1, 2, 0), their mean sqrt(5/3); total variance
+     * 5/3 * 5 against a mean squared norm of 7.5 * 5: relative spread sqrt(1/4.5). */
+    float line[12] = {1, 2, 0, 2, 4, 0, 3, 6, 0, 4, 8, 0};
+    assert_int_equal(dml_embedding_spread(line, 4, 3, &sp, NULL), DML_OK);
+    assert_true(fabs(sp.effective_rank - 1.0) < 1e-6);
+    assert_true(fabs(sp.mean_std - sqrt(5.0 / 3.0)) < 1e-6);
+    assert_true(fabs(sp.relative_spread - sqrt(1.0 / 4.5)) < 1e-6);
+    assert_true(dml_spread_collapsed(&sp)); /* a line */
+    /* +-e_k for k = 0..3: covariance (2/7) I, every eigenvalue equal: effective rank 4. */
+    float cross[32] = {0};
+    for (int k = 0; k < 4; k++) {
+        cross[(2 * k) * 4 + k] = 1.0f;
+        cross[(2 * k + 1) * 4 + k] = -1.0f;
+    }
+    assert_int_equal(dml_embedding_spread(cross, 8, 4, &sp, NULL), DML_OK);
+    assert_true(fabs(sp.effective_rank - 4.0) < 1e-6);
+    assert_true(fabs(sp.relative_spread - sqrt(4.0 * 2.0 / 7.0)) < 1e-6);
+    assert_false(dml_spread_collapsed(&sp));
+    /* The same cross shrunk around a far point: every row near (10, 0, 0, 0). */
+    for (int i = 0; i < 8; i++) {
+        for (int k = 0; k < 4; k++)
+            cross[i * 4 + k] *= 0.01f;
+        cross[i * 4] += 10.0f;
+    }
+    assert_int_equal(dml_embedding_spread(cross, 8, 4, &sp, NULL), DML_OK);
+    assert_true(fabs(sp.effective_rank - 4.0) < 1e-3); /* the shape is the same... */
+    assert_true(dml_spread_collapsed(&sp));             /* ...but it sits near one point */
+    /* Label distances: 0 and 1 (label 0) at x = 0, 1; 2 (label 1) at x = 4. Same: |0-1| = 1;
+     * other: 4 and 3, mean 3.5. */
+    float pts[6] = {0, 0, 1, 0, 4, 0};
+    static const int32_t y[3] = {0, 0, 1};
+    dml_label_distances(pts, y, 3, 2, &sp);
+    assert_true(fabs(sp.pos_dist - 1.0) < 1e-6);
+    assert_true(fabs(sp.neg_dist - 3.5) < 1e-6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spread_hand_computed),
         cmocka_unit_test(test_protocol1_by_hand),
         cmocka_unit_test(test_ties_broken_by_index),
         cmocka_unit_test(test_protocol2_by_hand),

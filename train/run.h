@@ -8,6 +8,7 @@
 #include "data/normalize.h"
 #include "data/progress.h"
 #include "data/split.h"
+#include "eval/eval.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
 #include "train/comm.h"
@@ -20,6 +21,7 @@
 typedef struct dml_validation {
     long step;
     double map_at_r, precision_at_1;
+    dml_spread spread; /* of the validation embeddings: the collapse diagnostics */
 } dml_validation;
 
 /* loss.memory (train/run_memory.c): the last `size` embeddings of earlier batches. Slots fill in

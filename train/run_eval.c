@@ -24,7 +24,7 @@ static int paired(const dml_config *c)
 /* Metrics of rows of ds: protocol 1 for labelled data, recall/mrr for two-view pairs. */
 static dml_status evaluate_set(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n,
                                const char *const *metrics, int n_metrics, int use_pq,
-                               dml_eval_result *res, dml_error *err)
+                               dml_eval_result *res, dml_spread *spread, dml_error *err)
 {
     float *z = dml_run_embed_rows(r, ds, rows, n, 0);
     float *zb = paired(r->cfg) ? dml_run_embed_rows(r, ds, rows, n, 1) : NULL;
@@ -49,6 +49,10 @@ static dml_status evaluate_set(dml_run *r, const dml_dataset *ds, const int32_t 
     }
     if (st == DML_OK)
         st = dml_eval_run(&req, res, err);
+    if (st == DML_OK && spread)
+        st = dml_embedding_spread(z, n, req.d, spread, err);
+    if (st == DML_OK && spread && y)
+        dml_label_distances(z, y, n, req.d, spread);
     free(z);
     free(zb);
     free(y);
@@ -66,7 +70,7 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
     }
     static const char *const metrics[] = {"map_at_r", "precision_at_1"};
     dml_eval_result res;
-    dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, err);
+    dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, &v->spread, err);
     v->map_at_r = dml_eval_get(&res, "map_at_r");
     v->precision_at_1 = dml_eval_get(&res, "precision_at_1");
     return st;
@@ -98,7 +102,7 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
         p1[n1++] = "recall_at_k";
         p1[n1++] = "mrr_at_10";
     }
-    dml_status st = evaluate_set(r, &r->test, NULL, r->test.n, p1, n1, c->eval.pq, out, err);
+    dml_status st = evaluate_set(r, &r->test, NULL, r->test.n, p1, n1, c->eval.pq, out, NULL, err);
     if (st != DML_OK || n2 == 0)
         return st;
     /* Protocol 2: test queries against the training rows (the DQN setting). */

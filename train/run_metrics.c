@@ -20,9 +20,16 @@ static void write_metrics(FILE *f, const void *ctx)
         if (s % LOSS_EVERY == 0 || s == r->step)
             fprintf(f, "{\"step\": %ld, \"loss\": %.6g, \"lr\": %.6g}\n", s,
                     (double)r->loss_curve[s - 1], (double)dml_schedule_lr(&r->schedule, s - 1));
-        for (; v < r->n_val && r->val[v].step == s; v++)
-            fprintf(f, "{\"step\": %ld, \"val_map_at_r\": %.6f, \"val_precision_at_1\": %.6f}\n", s,
-                    r->val[v].map_at_r, r->val[v].precision_at_1);
+        for (; v < r->n_val && r->val[v].step == s; v++) {
+            const dml_validation *x = &r->val[v];
+            fprintf(f, "{\"step\": %ld, \"val_map_at_r\": %.6f, \"val_precision_at_1\": %.6f, "
+                       "\"val_effective_rank\": %.4f, \"val_mean_std\": %.6g, \"val_relative_spread\": %.6g, "
+                       "\"val_same_label_distance\": %.6g, \"val_other_label_distance\": %.6g, "
+                       "\"collapse\": %s}\n",
+                    s, x->map_at_r, x->precision_at_1, x->spread.effective_rank,
+                    x->spread.mean_std, x->spread.relative_spread, x->spread.pos_dist,
+                    x->spread.neg_dist, dml_spread_collapsed(&x->spread) ? "true" : "false");
+        }
     }
     if (m->final_json)
         fprintf(f, "{\"step\": %ld, \"final\": %s}\n", r->step, m->final_json);

@@ -9,6 +9,7 @@
 #include "train/run.h"
 
 #define MAX_ENTRIES (4 * DML_MAX_PARAMS + 16)
+#define VAL_FIELDS 7 /* a validation's map_at_r, precision_at_1 and dml_spread */
 
 typedef struct entries {
     dml_ckpt_entry e[MAX_ENTRIES];
@@ -80,7 +81,7 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
     add(es, "loss_curve", DML_CKPT_F32, r->loss_curve, (size_t)r->total_steps);
     add(es, "val_steps", DML_CKPT_I64, val_steps, DML_MAX_VALIDATIONS);
-    add(es, "val_metrics", DML_CKPT_F64, val_metrics, 2 * DML_MAX_VALIDATIONS);
+    add(es, "val_metrics", DML_CKPT_F64, val_metrics, VAL_FIELDS * DML_MAX_VALIDATIONS);
 }
 
 typedef struct buffers {
@@ -96,7 +97,7 @@ static int buffers_alloc(dml_run *r, buffers *b)
     if (r->sampler_unl.n > 0)
         b->sampler_unl = malloc(dml_sampler_state_size(&r->sampler_unl));
     b->val_steps = calloc(DML_MAX_VALIDATIONS, sizeof *b->val_steps);
-    b->val_metrics = calloc(2 * DML_MAX_VALIDATIONS, sizeof *b->val_metrics);
+    b->val_metrics = calloc(VAL_FIELDS * DML_MAX_VALIDATIONS, sizeof *b->val_metrics);
     return b->sampler && (r->sampler_unl.n == 0 || b->sampler_unl) && b->val_steps && b->val_metrics;
 }
 
@@ -123,8 +124,14 @@ dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
         dml_sampler_state_save(&r->sampler_unl, b.sampler_unl);
     for (int i = 0; i < r->n_val; i++) {
         b.val_steps[i] = r->val[i].step;
-        b.val_metrics[2 * i] = r->val[i].map_at_r;
-        b.val_metrics[2 * i + 1] = r->val[i].precision_at_1;
+        double *m = b.val_metrics + VAL_FIELDS * i;
+        m[0] = r->val[i].map_at_r;
+        m[1] = r->val[i].precision_at_1;
+        m[2] = r->val[i].spread.mean_std;
+        m[3] = r->val[i].spread.relative_spread;
+        m[4] = r->val[i].spread.effective_rank;
+        m[5] = r->val[i].spread.pos_dist;
+        m[6] = r->val[i].spread.neg_dist;
     }
     static entries es; /* large; one run at a time */
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
@@ -170,8 +177,10 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
                                r->mem.size);
         for (int i = 0; i < r->n_val; i++) {
             r->val[i].step = b.val_steps[i];
-            r->val[i].map_at_r = b.val_metrics[2 * i];
-            r->val[i].precision_at_1 = b.val_metrics[2 * i + 1];
+            const double *m = b.val_metrics + VAL_FIELDS * i;
+            r->val[i].map_at_r = m[0];
+            r->val[i].precision_at_1 = m[1];
+            r->val[i].spread = (dml_spread){m[2], m[3], m[4], m[5], m[6]};
         }
     }
     buffers_free(&b);

@@ -298,7 +298,7 @@ static dml_status save_state(dml_run *r, dml_error *err)
 
 static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 {
-    dml_validation v = {r->step, 0.0, 0.0};
+    dml_validation v = {r->step, 0.0, 0.0, {0.0, 0.0, 0.0, NAN, NAN}};
     /* Over several ranks, rank 0 validates and sends its metrics: the early-stopping
      * decisions below are then the same on every rank. */
     dml_status st = dml_run_is_root(r) ? dml_run_validate(r, &v, err) : DML_OK;
@@ -316,9 +316,18 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
     } else {
         r->evals_without_gain++;
     }
-    if (!isnan(v.map_at_r)) /* NaN: nothing labelled to validate on, nothing to say */
-        dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f%s\n",
-                          r->step, v.map_at_r, v.precision_at_1, better ? " (best)" : "");
+    if (isnan(v.map_at_r)) /* nothing labelled to validate on, nothing to say */
+        return DML_OK;
+    dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f, effective "
+                      "rank %.1f, distance same/other label %.3f/%.3f%s\n", r->step, v.map_at_r,
+                      v.precision_at_1, v.spread.effective_rank, v.spread.pos_dist,
+                      v.spread.neg_dist, better ? " (best)" : "");
+    if (dml_spread_collapsed(&v.spread))
+        dml_progress_note(bar, "step %ld: warning: the embeddings look collapsed (effective rank "
+                          "%.2f of %d dimensions, spread %.3f of their norm; distance to the same "
+                          "label %.3f, to others %.3f): try a lower train.lr, or another "
+                          "loss.miner\n", r->step, v.spread.effective_rank, r->cfg->model.dim,
+                          v.spread.relative_spread, v.spread.pos_dist, v.spread.neg_dist);
     return DML_OK;
 }
 
