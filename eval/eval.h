@@ -288,6 +288,7 @@ void dml_html_text(FILE *f, const char *s);
  * Collapse diagnostics (eval/spread.c). */
 
 typedef struct dml_spread {
+    int rows;              /* rows measured; under 2: nothing was, and nothing is judged */
     double mean_std;       /* the mean over dimensions of each dimension's standard deviation */
     double relative_spread; /* sqrt(total variance) / the rows' root-mean-square norm: 0 when
                              * every row is one point, about 1 for rows spread around 0 */
@@ -304,7 +305,7 @@ void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spr
 
 #define DML_COLLAPSE_MIN_RANK 2.0    /* below: the rows lie near a line */
 #define DML_COLLAPSE_MIN_SPREAD 0.05 /* below: the rows sit near one point */
-/* 1 when the spread looks collapsed: an effective rank under DML_COLLAPSE_MIN_RANK or a
+/* 1 when the spread (of 2 rows or more) looks collapsed: an effective rank under DML_COLLAPSE_MIN_RANK or a
  * relative spread under DML_COLLAPSE_MIN_SPREAD. Both are scale-free, so they read the same on
  * l2-normalised and raw embeddings, and need no earlier validation to compare with (a run can
  * collapse within its first steps). */

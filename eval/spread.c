@@ -49,6 +49,7 @@ static void jacobi_eigenvalues(double *a, int d, double *ev)
 dml_status dml_embedding_spread(const float *z, int n, int d, dml_spread *out, dml_error *err)
 {
     memset(out, 0, sizeof *out);
+    out->pos_dist = out->neg_dist = NAN;
     if (n < 2)
         return DML_OK;
     double *mean = calloc((size_t)d, sizeof *mean), *cov = calloc((size_t)d * d, sizeof *cov);
@@ -97,6 +98,7 @@ dml_status dml_embedding_spread(const float *z, int n, int d, dml_spread *out, d
             entropy -= w * log(w);
         }
     out->effective_rank = total > 0.0 ? exp(entropy) : 0.0;
+    out->rows = n;
     free(mean);
     free(cov);
     free(ev);
@@ -126,5 +128,6 @@ void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spr
 
 int dml_spread_collapsed(const dml_spread *s)
 {
-    return s->effective_rank < DML_COLLAPSE_MIN_RANK || s->relative_spread < DML_COLLAPSE_MIN_SPREAD;
+    return s->rows >= 2 && (s->effective_rank < DML_COLLAPSE_MIN_RANK ||
+                            s->relative_spread < DML_COLLAPSE_MIN_SPREAD);
 }

@@ -1,5 +1,6 @@
 /* metrics.jsonl: one JSON object per line, rewritten whole at every checkpoint so a crash
  * leaves the previous complete file, never a torn line. */
+#include <math.h>
 #include <stdio.h>
 
 #include "train/run_output.h"
@@ -11,6 +12,33 @@ typedef struct metrics_text {
     const char *final_json;
 } metrics_text;
 
+/* ", "name": v, or null where v is NaN (nothing to measure) or Inf: JSON has neither. */
+static void number(FILE *f, const char *name, double v)
+{
+    fprintf(f, ", \"%s\": ", name);
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+/* A validation line; the spread fields only where embeddings were measured. */
+static void write_validation(FILE *f, const dml_validation *x)
+{
+    fprintf(f, "{\"step\": %ld", x->step);
+    number(f, "val_map_at_r", x->map_at_r);
+    number(f, "val_precision_at_1", x->precision_at_1);
+    if (x->spread.rows >= 2) {
+        number(f, "val_effective_rank", x->spread.effective_rank);
+        number(f, "val_mean_std", x->spread.mean_std);
+        number(f, "val_relative_spread", x->spread.relative_spread);
+        number(f, "val_same_label_distance", x->spread.pos_dist);
+        number(f, "val_other_label_distance", x->spread.neg_dist);
+        fprintf(f, ", \"collapse\": %s", dml_spread_collapsed(&x->spread) ? "true" : "false");
+    }
+    fputs("}\n", f);
+}
+
 static void write_metrics(FILE *f, const void *ctx)
 {
     const metrics_text *m = ctx;
@@ -20,16 +48,8 @@ static void write_metrics(FILE *f, const void *ctx)
         if (s % LOSS_EVERY == 0 || s == r->step)
             fprintf(f, "{\"step\": %ld, \"loss\": %.6g, \"lr\": %.6g}\n", s,
                     (double)r->loss_curve[s - 1], (double)dml_schedule_lr(&r->schedule, s - 1));
-        for (; v < r->n_val && r->val[v].step == s; v++) {
-            const dml_validation *x = &r->val[v];
-            fprintf(f, "{\"step\": %ld, \"val_map_at_r\": %.6f, \"val_precision_at_1\": %.6f, "
-                       "\"val_effective_rank\": %.4f, \"val_mean_std\": %.6g, \"val_relative_spread\": %.6g, "
-                       "\"val_same_label_distance\": %.6g, \"val_other_label_distance\": %.6g, "
-                       "\"collapse\": %s}\n",
-                    s, x->map_at_r, x->precision_at_1, x->spread.effective_rank,
-                    x->spread.mean_std, x->spread.relative_spread, x->spread.pos_dist,
-                    x->spread.neg_dist, dml_spread_collapsed(&x->spread) ? "true" : "false");
-        }
+        for (; v < r->n_val && r->val[v].step == s; v++)
+            write_validation(f, &r->val[v]);
     }
     if (m->final_json)
         fprintf(f, "{\"step\": %ld, \"final\": %s}\n", r->step, m->final_json);

@@ -9,7 +9,7 @@
 #include "train/run.h"
 
 #define MAX_ENTRIES (4 * DML_MAX_PARAMS + 16)
-#define VAL_FIELDS 7 /* a validation's map_at_r, precision_at_1 and dml_spread */
+#define VAL_FIELDS 8 /* a validation's map_at_r, precision_at_1 and dml_spread */
 
 typedef struct entries {
     dml_ckpt_entry e[MAX_ENTRIES];
@@ -132,6 +132,7 @@ dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
         m[4] = r->val[i].spread.effective_rank;
         m[5] = r->val[i].spread.pos_dist;
         m[6] = r->val[i].spread.neg_dist;
+        m[7] = r->val[i].spread.rows;
     }
     static entries es; /* large; one run at a time */
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
@@ -180,7 +181,7 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
             const double *m = b.val_metrics + VAL_FIELDS * i;
             r->val[i].map_at_r = m[0];
             r->val[i].precision_at_1 = m[1];
-            r->val[i].spread = (dml_spread){m[2], m[3], m[4], m[5], m[6]};
+            r->val[i].spread = (dml_spread){(int)m[7], m[2], m[3], m[4], m[5], m[6]};
         }
     }
     buffers_free(&b);

@@ -298,7 +298,7 @@ static dml_status save_state(dml_run *r, dml_error *err)
 
 static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 {
-    dml_validation v = {r->step, 0.0, 0.0, {0.0, 0.0, 0.0, NAN, NAN}};
+    dml_validation v = {r->step, 0.0, 0.0, {0, 0.0, 0.0, 0.0, NAN, NAN}};
     /* Over several ranks, rank 0 validates and sends its metrics: the early-stopping
      * decisions below are then the same on every rank. */
     dml_status st = dml_run_is_root(r) ? dml_run_validate(r, &v, err) : DML_OK;
