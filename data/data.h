@@ -7,6 +7,7 @@
 #include "data/fileio.h"
 #include "data/rng.h"
 #include "data/dataset.h"
+#include "data/rows.h"
 #include "data/normalize.h"
 #include "data/split.h"
 #include "data/sampler.h"

@@ -13,14 +13,15 @@
 
 #define FMNIST_PREFIX "fashion-mnist:"
 
-static dml_status check_finite(const char *source, const float *x, int n, int d, const char *view,
-                               dml_error *err)
+dml_status dml_check_finite(const char *source, const float *x, int n, int d, long first_row,
+                            const char *view, dml_error *err)
 {
     for (size_t i = 0; i < (size_t)n * (size_t)d; i++)
         if (!isfinite(x[i]))
             return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
                                  "%s row %zu, column %zu (0-based) is %s: expected finite numbers",
-                                 view, i / (size_t)d, i % (size_t)d, isnan(x[i]) ? "NaN" : "Inf");
+                                 view, (size_t)first_row + i / (size_t)d, i % (size_t)d,
+                                 isnan(x[i]) ? "NaN" : "Inf");
     return DML_OK;
 }
 
@@ -29,9 +30,9 @@ static dml_status validate(const char *source, dml_dataset *ds, dml_error *err)
     if (ds->n < 1 || ds->d < 1)
         return dml_error_set(err, DML_ERR_DATA, source, 0, 0,
                              "the data set is empty (%d rows of width %d)", ds->n, ds->d);
-    dml_status st = check_finite(source, ds->x, ds->n, ds->d, ds->x_b ? "anchor" : "data", err);
+    dml_status st = dml_check_finite(source, ds->x, ds->n, ds->d, 0, ds->x_b ? "anchor" : "data", err);
     if (st == DML_OK && ds->x_b)
-        st = check_finite(source, ds->x_b, ds->n, ds->d_b, "positive", err);
+        st = dml_check_finite(source, ds->x_b, ds->n, ds->d_b, 0, "positive", err);
     ds->n_classes = 0;
     for (int i = 0; ds->y && i < ds->n; i++)
         if (ds->y[i] + 1 > ds->n_classes)
@@ -53,18 +54,17 @@ static const char *fmnist_path(const char *spec, char *buf, size_t n, dml_error 
     return buf;
 }
 
-/* The reader whose probe takes the spec (fashion-mnist: names first resolved to the package's
- * files), once its file is known to exist. */
-static dml_status dispatch(const char *spec, dml_dataset *ds, dml_error *err)
+dml_status dml_reader_find(const char *spec, const dml_reader **reader, char *file, size_t n,
+                           char *inner, size_t n_inner, dml_error *err)
 {
-    char resolved[4096], file[4096];
+    char resolved[4096];
     int is_fmnist = strncmp(spec, FMNIST_PREFIX, strlen(FMNIST_PREFIX)) == 0;
     if (is_fmnist && !(spec = fmnist_path(spec, resolved, sizeof resolved, err)))
         return DML_ERR_DATA;
     if (!*spec)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "an empty data spec");
     for (const dml_reader *const *r = dml_readers; *r; r++) {
-        if (!(*r)->probe(spec, file, sizeof file))
+        if (!(*r)->probe(spec, file, n))
             continue;
         if (!dml_file_exists(file))
             return dml_error_set(err, DML_ERR_DATA, file, 0, 0, "no such file%s",
@@ -72,8 +72,9 @@ static dml_status dispatch(const char *spec, dml_dataset *ds, dml_error *err)
                                              "it)"
                                            : "");
         size_t k = strlen(file);
-        const char *inner = spec[k] == ':' && spec[k + 1] ? spec + k + 1 : NULL;
-        return (*r)->read(file, inner, ds, err);
+        snprintf(inner, n_inner, "%s", spec[k] == ':' ? spec + k + 1 : "");
+        *reader = *r;
+        return DML_OK;
     }
     if (!dml_file_exists(spec))
         return dml_error_set(err, DML_ERR_DATA, spec, 0, 0, "no such file");
@@ -88,7 +89,11 @@ static dml_status dispatch(const char *spec, dml_dataset *ds, dml_error *err)
 dml_status dml_dataset_open(const char *spec, dml_dataset *ds, dml_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    dml_status st = dispatch(spec, ds, err);
+    const dml_reader *reader;
+    char file[4096], inner[1024];
+    dml_status st = dml_reader_find(spec, &reader, file, sizeof file, inner, sizeof inner, err);
+    if (st == DML_OK)
+        st = reader->read(file, *inner ? inner : NULL, ds, err);
     if (st == DML_OK)
         st = validate(spec, ds, err);
     if (st != DML_OK) {

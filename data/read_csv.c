@@ -185,4 +185,4 @@ static int probe_csv(const char *spec, char *file, size_t n)
     return dml_reader_probe_suffix(spec, ".csv", file, n);
 }
 
-const dml_reader dml_reader_csv = {".csv", probe_csv, read_csv};
+const dml_reader dml_reader_csv = {".csv", probe_csv, read_csv, NULL};

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "data/readers.h"
+#include "data/rows.h"
 
 static int exists(hid_t file, const char *name)
 {
@@ -62,6 +63,7 @@ static void array_close(h5_array *a)
         H5Tclose(a->type);
     if (a->ds >= 0)
         H5Dclose(a->ds);
+    a->ds = a->type = a->space = -1;
 }
 
 /* A dataset's declared shape costs nothing in the file, and HDF5 returns the fill value for
@@ -103,54 +105,64 @@ static dml_status check_stored(const h5_array *a, const char *path, const char *
     return DML_OK;
 }
 
+/* Opens rows [n, d] stored as float32, float64 or uint8 and checks their shape and storage;
+ * *from_bytes when stored as uint8. On error a is closed. */
+static dml_status matrix_open(hid_t file, const char *path, const char *name, h5_array *a, int *n,
+                              int *d, int *from_bytes, dml_error *err)
+{
+    dml_status st = array_open(file, path, name, a, err);
+    if (st != DML_OK)
+        goto fail;
+    H5T_class_t cls = H5Tget_class(a->type);
+    size_t size = H5Tget_size(a->type);
+    int is_byte = cls == H5T_INTEGER && size == 1 && H5Tget_sign(a->type) == H5T_SGN_NONE;
+    if (!is_byte && !(cls == H5T_FLOAT && (size == 4 || size == 8))) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' holds %s: expected float32, float64 or uint8", name, a->type_name);
+        goto fail;
+    }
+    if (a->rank != 2) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "'%s' has %d dimensions: expected 2 ([rows, features])", name, a->rank);
+        goto fail;
+    }
+    unsigned long long rows = a->dims[0], cols = a->dims[1];
+    if (rows == 0 || cols == 0) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is empty (%llu x %llu)", name,
+                           rows, cols);
+        goto fail;
+    }
+    if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / sizeof(float) / cols) {
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is too large (%llu x %llu)", name,
+                           rows, cols);
+        goto fail;
+    }
+    if ((st = check_stored(a, path, name, rows * cols, err)) != DML_OK)
+        goto fail;
+    *n = (int)rows;
+    *d = (int)cols;
+    *from_bytes = is_byte;
+    return DML_OK;
+fail:
+    array_close(a);
+    return st;
+}
+
 /* Rows [n, d] as floats; *from_bytes when stored as uint8. */
 static dml_status read_matrix(hid_t file, const char *path, const char *name, float **x, int *n,
                               int *d, int *from_bytes, dml_error *err)
 {
     h5_array a;
-    dml_status st = array_open(file, path, name, &a, err);
+    dml_status st = matrix_open(file, path, name, &a, n, d, from_bytes, err);
     if (st != DML_OK)
-        goto done;
-    H5T_class_t cls = H5Tget_class(a.type);
-    size_t size = H5Tget_size(a.type);
-    int is_byte = cls == H5T_INTEGER && size == 1 && H5Tget_sign(a.type) == H5T_SGN_NONE;
-    if (!is_byte && !(cls == H5T_FLOAT && (size == 4 || size == 8))) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "'%s' holds %s: expected float32, float64 or uint8", name, a.type_name);
-        goto done;
-    }
-    if (a.rank != 2) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "'%s' has %d dimensions: expected 2 ([rows, features])", name, a.rank);
-        goto done;
-    }
-    unsigned long long rows = a.dims[0], cols = a.dims[1];
-    if (rows == 0 || cols == 0) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is empty (%llu x %llu)", name,
-                           rows, cols);
-        goto done;
-    }
-    if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / sizeof(float) / cols) {
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is too large (%llu x %llu)", name,
-                           rows, cols);
-        goto done;
-    }
-    if ((st = check_stored(&a, path, name, rows * cols, err)) != DML_OK)
-        goto done;
-    if (!(*x = malloc((size_t)rows * (size_t)cols * sizeof(float)))) {
-        st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s' (%llu x %llu)",
-                           name, rows, cols);
-        goto done;
-    }
-    if (H5Dread(a.ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0) {
+        return st;
+    if (!(*x = malloc((size_t)*n * (size_t)*d * sizeof(float)))) {
+        st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory for '%s' (%d x %d)",
+                           name, *n, *d);
+    } else if (H5Dread(a.ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0) {
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                            "cannot read '%s': the file is truncated or corrupt", name);
-        goto done;
     }
-    *n = (int)rows;
-    *d = (int)cols;
-    *from_bytes = is_byte;
-done:
     array_close(&a);
     return st;
 }
@@ -247,29 +259,48 @@ static herr_t add_name(hid_t group, const char *name, const H5L_info_t *info, vo
     return 0;
 }
 
-static dml_status read_file(hid_t file, const char *path, const char *inner, dml_dataset *ds,
-                            dml_error *err)
+/* The rows a spec names: inner, else X, else the pair anchor/positive (*name NULL), else
+ * ann-benchmarks' train. */
+static dml_status resolve(hid_t file, const char *path, const char *inner, const char **name,
+                          dml_error *err)
 {
-    if (inner)
-        return exists(file, inner) ? read_rows(file, path, inner, ds, err)
+    *name = NULL;
+    if (inner) {
+        *name = inner;
+        return exists(file, inner) ? DML_OK
                                    : dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                                    "no dataset '%s' in the file", inner);
-    if (exists(file, "X"))
-        return read_rows(file, path, "X", ds, err);
+    }
+    if (exists(file, "X")) {
+        *name = "X";
+        return DML_OK;
+    }
     if (exists(file, "anchor") || exists(file, "positive")) {
         if (!exists(file, "anchor") || !exists(file, "positive"))
             return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                  "a paired file needs both 'anchor' and 'positive' datasets");
-        return read_pairs(file, path, ds, err);
+        return DML_OK;
     }
-    if (exists(file, "train"))
-        return read_rows(file, path, "train", ds, err);
+    if (exists(file, "train")) {
+        *name = "train";
+        return DML_OK;
+    }
     names found = {{0}, 0};
     hsize_t at = 0;
     H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &at, add_name, &found);
     return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                          "no dataset 'X' (nor 'anchor'/'positive', nor ann-benchmarks' 'train'); "
                          "the file has %s", found.count ? found.buf : "nothing at its root");
+}
+
+static dml_status read_file(hid_t file, const char *path, const char *inner, dml_dataset *ds,
+                            dml_error *err)
+{
+    const char *name;
+    dml_status st = resolve(file, path, inner, &name, err);
+    if (st != DML_OK)
+        return st;
+    return name ? read_rows(file, path, name, ds, err) : read_pairs(file, path, ds, err);
 }
 
 static dml_status read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err)
@@ -285,6 +316,82 @@ static dml_status read_hdf5(const char *path, const char *inner, dml_dataset *ds
             H5Fclose(file);
         }
     } H5E_END_TRY;
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Streaming: the file and its rows stay open, and each range is one hyperslab read. */
+
+typedef struct h5_stream {
+    hid_t file;
+    h5_array a;
+    char name[1024];
+} h5_stream;
+
+static void stream_close(void *impl)
+{
+    h5_stream *s = impl;
+    H5E_BEGIN_TRY {
+        array_close(&s->a);
+        H5Fclose(s->file);
+    } H5E_END_TRY;
+    free(s);
+}
+
+static dml_status stream_read(dml_rows *r, int lo, int count, float *x, dml_error *err)
+{
+    h5_stream *s = r->impl;
+    dml_status st = DML_OK;
+    H5E_BEGIN_TRY {
+        hsize_t start[2] = {(hsize_t)lo, 0}, size[2] = {(hsize_t)count, (hsize_t)r->d};
+        hid_t mem = H5Screate_simple(2, size, NULL);
+        if (mem < 0 || H5Sselect_hyperslab(s->a.space, H5S_SELECT_SET, start, NULL, size, NULL) < 0 ||
+            H5Dread(s->a.ds, H5T_NATIVE_FLOAT, mem, s->a.space, H5P_DEFAULT, x) < 0)
+            st = dml_error_set(err, DML_ERR_DATA, r->file, 0, 0,
+                               "cannot read rows %d..%d of '%s': the file is truncated or corrupt",
+                               lo, lo + count - 1, s->name);
+        if (mem >= 0)
+            H5Sclose(mem);
+    } H5E_END_TRY;
+    return st;
+}
+
+/* Paired files (two views) are left to be read whole: r->read stays NULL. */
+static dml_status stream_hdf5(const char *path, const char *inner, dml_rows *r, dml_error *err)
+{
+    h5_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+    s->a.ds = s->a.type = s->a.space = -1;
+    dml_status st;
+    H5E_BEGIN_TRY {
+        const char *name = NULL;
+        s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (s->file < 0)
+            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "not an HDF5 file, or a truncated one");
+        else
+            st = resolve(s->file, path, inner, &name, err);
+        if (st == DML_OK && name) {
+            snprintf(s->name, sizeof s->name, "%s", name);
+            st = matrix_open(s->file, path, name, &s->a, &r->n, &r->d, &r->from_bytes, err);
+            char yname[1024];
+            sibling_labels(name, yname, sizeof yname);
+            if (st == DML_OK && strcmp(yname, name) != 0 && exists(s->file, yname))
+                st = read_labels(s->file, path, yname, name, r->n, &r->y, err);
+        }
+        if (st != DML_OK || !name) {
+            array_close(&s->a);
+            if (s->file >= 0)
+                H5Fclose(s->file);
+            free(s);
+            s = NULL;
+        }
+    } H5E_END_TRY;
+    if (s) {
+        r->impl = s;
+        r->read = stream_read;
+        r->close = stream_close;
+    }
     return st;
 }
 
@@ -304,4 +411,4 @@ static int probe_hdf5(const char *spec, char *file, size_t n)
            dml_reader_probe_suffix(spec, ".hdf5", file, n);
 }
 
-const dml_reader dml_reader_hdf5 = {".h5[:/dataset], .hdf5", probe_hdf5, read_hdf5};
+const dml_reader dml_reader_hdf5 = {".h5[:/dataset], .hdf5", probe_hdf5, read_hdf5, stream_hdf5};

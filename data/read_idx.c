@@ -209,4 +209,4 @@ static int probe_idx(const char *spec, char *file, size_t n)
            dml_reader_probe_suffix(spec, "idx3-ubyte.gz", file, n);
 }
 
-const dml_reader dml_reader_idx = {"an IDX file (*-idx3-ubyte[.gz])", probe_idx, read_idx};
+const dml_reader dml_reader_idx = {"an IDX file (*-idx3-ubyte[.gz])", probe_idx, read_idx, NULL};

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "data/readers.h"
+#include "data/rows.h"
 
 #define NPY_MAX_RANK 8
 #define CHUNK 65536 /* values converted per read */
@@ -234,41 +235,110 @@ static dml_status read_labels(const char *lpath, const char *xpath, dml_dataset 
     return st;
 }
 
+/* Opens path as rows [n, d] of float32, float64 or uint8 in C order; on error a->f is closed. */
+static dml_status npy_open_rows(const char *path, npy_array *a, dml_error *err)
+{
+    dml_status st = npy_open(path, a, err);
+    char shape[128];
+    describe_shape(a, shape, sizeof shape);
+    int is_byte = !strcmp(a->descr, "|u1") || !strcmp(a->descr, "<u1");
+    if (st == DML_OK && !is_byte && strcmp(a->descr, "<f4") != 0 && strcmp(a->descr, "<f8") != 0)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "dtype '%s': expected float32 ('<f4'), float64 ('<f8') or uint8 ('|u1')",
+                           a->descr);
+    if (st == DML_OK && a->fortran)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                           "a Fortran-order array: expected C order (np.ascontiguousarray)");
+    if (st == DML_OK && a->rank != 2)
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: expected 2 dimensions "
+                           "([rows, features])", shape);
+    if (st == DML_OK && (a->shape[0] == 0 || a->shape[1] == 0))
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: the array is empty", shape);
+    if (st == DML_OK && (a->shape[0] > INT_MAX || a->shape[1] > INT_MAX))
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: too large", shape);
+    if (st != DML_OK && a->f) {
+        fclose(a->f);
+        a->f = NULL;
+    }
+    return st;
+}
+
+/* The labels file beside path: <stem>.labels.npy, read when it exists. */
+static dml_status read_sibling_labels(const char *path, dml_dataset *ds, dml_error *err)
+{
+    char lpath[4096];
+    snprintf(lpath, sizeof lpath, "%.*s.labels.npy", (int)(strlen(path) - 4), path);
+    return dml_file_exists(lpath) ? read_labels(lpath, path, ds, err) : DML_OK;
+}
+
 static dml_status read_npy(const char *path, const char *inner, dml_dataset *ds,
                            dml_error *err)
 {
     (void)inner; /* one data set per file */
     npy_array a;
-    dml_status st = npy_open(path, &a, err);
-    char shape[128];
-    describe_shape(&a, shape, sizeof shape);
-    int is_byte = !strcmp(a.descr, "|u1") || !strcmp(a.descr, "<u1");
-    if (st == DML_OK && !is_byte && strcmp(a.descr, "<f4") != 0 && strcmp(a.descr, "<f8") != 0)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "dtype '%s': expected float32 ('<f4'), float64 ('<f8') or uint8 ('|u1')",
-                           a.descr);
-    if (st == DML_OK && a.fortran)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                           "a Fortran-order array: expected C order (np.ascontiguousarray)");
-    if (st == DML_OK && a.rank != 2)
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: expected 2 dimensions "
-                           "([rows, features])", shape);
-    if (st == DML_OK && (a.shape[0] == 0 || a.shape[1] == 0))
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: the array is empty", shape);
-    if (st == DML_OK && (a.shape[0] > INT_MAX || a.shape[1] > INT_MAX))
-        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "shape %s: too large", shape);
+    dml_status st = npy_open_rows(path, &a, err);
     if (st == DML_OK)
         st = dml_dataset_alloc(ds, (int)a.shape[0], (int)a.shape[1], 0, err);
     if (st == DML_OK)
         st = npy_read(&a, path, 1, ds->x, err);
     if (a.f)
         fclose(a.f);
-    ds->from_bytes = is_byte;
-    char lpath[4096];
-    snprintf(lpath, sizeof lpath, "%.*s.labels.npy", (int)(strlen(path) - 4), path);
-    if (st == DML_OK && dml_file_exists(lpath))
-        st = read_labels(lpath, path, ds, err);
+    ds->from_bytes = a.elem == 1;
+    if (st == DML_OK)
+        st = read_sibling_labels(path, ds, err);
     return st;
+}
+
+/* Streaming: each range is one read at its offset, converted in CHUNK-value pieces. */
+typedef struct npy_stream {
+    npy_array a;
+    long long data_at; /* the file offset of the first value */
+} npy_stream;
+
+static void stream_close(void *impl)
+{
+    npy_stream *s = impl;
+    fclose(s->a.f);
+    free(s);
+}
+
+static dml_status stream_read(dml_rows *r, int lo, int count, float *x, dml_error *err)
+{
+    npy_stream *s = r->impl;
+    long long at = s->data_at + (long long)lo * r->d * (long long)s->a.elem;
+    s->a.count = (size_t)count * (size_t)r->d;
+    if (fseeko(s->a.f, (off_t)at, SEEK_SET) != 0)
+        return dml_error_set(err, DML_ERR_DATA, r->file, 0, 0, "cannot seek to row %d", lo);
+    return npy_read(&s->a, r->file, 1, x, err);
+}
+
+static dml_status stream_npy(const char *path, const char *inner, dml_rows *r, dml_error *err)
+{
+    (void)inner;
+    npy_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+    dml_status st = npy_open_rows(path, &s->a, err);
+    dml_dataset labels = {0};
+    if (st == DML_OK) {
+        s->data_at = (long long)ftello(s->a.f);
+        r->n = labels.n = (int)s->a.shape[0];
+        r->d = (int)s->a.shape[1];
+        r->from_bytes = s->a.elem == 1;
+        st = read_sibling_labels(path, &labels, err);
+    }
+    if (st != DML_OK) {
+        if (s->a.f)
+            fclose(s->a.f);
+        free(s);
+        free(labels.y);
+        return st;
+    }
+    r->y = labels.y;
+    r->impl = s;
+    r->read = stream_read;
+    r->close = stream_close;
+    return DML_OK;
 }
 
 static int probe_npy(const char *spec, char *file, size_t n)
@@ -276,4 +346,4 @@ static int probe_npy(const char *spec, char *file, size_t n)
     return dml_reader_probe_suffix(spec, ".npy", file, n);
 }
 
-const dml_reader dml_reader_npy = {".npy", probe_npy, read_npy};
+const dml_reader dml_reader_npy = {".npy", probe_npy, read_npy, stream_npy};

@@ -23,12 +23,18 @@
 /* Where Debian's dataset-fashion-mnist package puts the files. */
 #define DML_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
+struct dml_rows;
+
 typedef struct dml_reader {
     const char *forms; /* the specs it reads, for the "unknown data format" message */
     /* 1 when spec is this format's, with the file it reads in file[n]; else 0 */
     int (*probe)(const char *spec, char *file, size_t n);
     /* inner: what follows "file:" in the spec (a dataset path inside an HDF5 file), or NULL */
     dml_status (*read)(const char *file, const char *inner, dml_dataset *ds, dml_error *err);
+    /* Optional: opens the file for reading ranges (data/rows.h): sets r's n, d, y, from_bytes
+     * and its read, impl and close, or leaves read NULL for a file it reads only whole (a paired
+     * HDF5 file). NULL: the format is always read whole. */
+    dml_status (*stream)(const char *file, const char *inner, struct dml_rows *r, dml_error *err);
 } dml_reader;
 
 extern const dml_reader dml_reader_hdf5, dml_reader_idx, dml_reader_npy, dml_reader_vecs,
@@ -40,6 +46,17 @@ extern const dml_reader *const dml_readers[];
 /* The probe of a reader known by its file name's ending: 1 (file = spec) when spec ends with
  * suffix. */
 int dml_reader_probe_suffix(const char *spec, const char *suffix, char *file, size_t n);
+
+/* The reader whose probe takes spec (fashion-mnist: names resolved to the package's files),
+ * once its file is known to exist: *reader, its file, and inner = what follows "file:" ("" for
+ * none). Errors name the file: no such file, or an unknown format. */
+dml_status dml_reader_find(const char *spec, const dml_reader **reader, char *file, size_t n,
+                           char *inner, size_t n_inner, dml_error *err);
+
+/* An error naming source and the 0-based row (first_row + i) and column of the first value of
+ * x[n, d] that is not finite. view: "data", "anchor" or "positive". */
+dml_status dml_check_finite(const char *source, const float *x, int n, int d, long first_row,
+                            const char *view, dml_error *err);
 
 /* y[i] = v[i] after checking 0 <= v[i] <= DML_MAX_LABEL; an error names file and the row. */
 dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char *file,

@@ -887,6 +887,104 @@ static void test_subset_halves_gather(void **state)
     dml_dataset_free(&two);
 }
 
+/* ---- dml_rows: ranges read from the file ---- */
+
+/* Every range of spec read through dml_rows equals the same rows of dml_dataset_open. */
+static void expect_rows_match(const char *spec, int streamed)
+{
+    dml_dataset ds;
+    open_ok(spec, &ds);
+    dml_rows r;
+    dml_error err = {0};
+    assert_int_equal(dml_rows_open(spec, &r, &err), DML_OK);
+    assert_int_equal(r.streamed, streamed);
+    assert_int_equal(r.n, ds.n);
+    assert_int_equal(r.d, ds.d);
+    assert_int_equal(r.n_classes, ds.n_classes);
+    assert_int_equal(r.from_bytes, ds.from_bytes);
+    assert_int_equal(r.y != NULL, ds.y != NULL);
+    if (ds.y)
+        assert_memory_equal(r.y, ds.y, (size_t)ds.n * sizeof *ds.y);
+    float *x = malloc((size_t)ds.n * (size_t)ds.d * sizeof *x);
+    assert_non_null(x);
+    for (int lo = 0; lo < ds.n; lo++)
+        for (int count = 0; lo + count <= ds.n; count++) {
+            assert_int_equal(dml_rows_read(&r, lo, count, x, &err), DML_OK);
+            assert_memory_equal(x, ds.x + (size_t)lo * ds.d, (size_t)count * ds.d * sizeof *x);
+        }
+    free(x);
+    dml_rows_close(&r);
+    dml_dataset_free(&ds);
+}
+
+static void test_rows_ranges(void **state)
+{
+    (void)state;
+    int64_t y[4] = {3, 1, 0, 1};
+    expect_rows_match(h5_xy("rows.h5", y, 4), 1);
+    hid_t f = h5_create(at("rows_ann.hdf5"));
+    hsize_t dims[2] = {4, 3};
+    h5_put(f, "train", H5T_NATIVE_FLOAT, 2, dims, X43);
+    h5_put(f, "test", H5T_NATIVE_FLOAT, 2, dims, X43);
+    H5Fclose(f);
+    expect_rows_match(at("rows_ann.hdf5"), 1);
+    expect_rows_match(at("rows_ann.hdf5:/test"), 1);
+
+    double x64[12];
+    for (int i = 0; i < 12; i++)
+        x64[i] = X43[i] * 0.5;
+    write_npy(at("rows.npy"), 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 3), }",
+              x64, sizeof x64);
+    write_npy(at("rows.labels.npy"), 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }",
+              y, sizeof y);
+    expect_rows_match(at("rows.npy"), 1);
+
+    uint8_t bv[4 * 7];
+    for (int i = 0; i < 4; i++) {
+        int32_t d = 3;
+        memcpy(bv + 7 * i, &d, 4);
+        for (int j = 0; j < 3; j++)
+            bv[7 * i + 4 + j] = (uint8_t)(10 * i + j);
+    }
+    write_file(at("rows.bvecs"), bv, sizeof bv);
+    expect_rows_match(at("rows.bvecs"), 1);
+
+    write_text(at("rows.csv"), "1,2,0\n3,4,1\n5,6,1\n");
+    expect_rows_match(at("rows.csv"), 0); /* read whole, served from memory */
+}
+
+/* A bad value is found when its range is read, named by its row in the file; a bad shape at
+ * open, with the message dml_dataset_open gives. */
+static void test_rows_errors(void **state)
+{
+    (void)state;
+    float x[12];
+    memcpy(x, X43, sizeof x);
+    x[3 * 2 + 1] = NAN;
+    hid_t f = h5_create(at("rows_nan.h5"));
+    hsize_t dims[2] = {4, 3};
+    h5_put(f, "X", H5T_NATIVE_FLOAT, 2, dims, x);
+    H5Fclose(f);
+    dml_rows r;
+    dml_error err = {0};
+    float out[12];
+    assert_int_equal(dml_rows_open(at("rows_nan.h5"), &r, &err), DML_OK);
+    assert_int_equal(dml_rows_read(&r, 0, 2, out, &err), DML_OK);
+    assert_int_equal(dml_rows_read(&r, 1, 2, out, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.msg, "row 2, column 1 (0-based) is NaN"));
+    assert_string_equal(err.file, at("rows_nan.h5"));
+    dml_rows_close(&r);
+
+    hsize_t d3[3] = {2, 2, 3};
+    f = h5_create(at("rows_3d.h5"));
+    h5_put(f, "X", H5T_NATIVE_FLOAT, 3, d3, X43);
+    H5Fclose(f);
+    assert_int_equal(dml_rows_open(at("rows_3d.h5"), &r, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.msg, "expected 2 ([rows, features])"));
+    assert_int_equal(dml_rows_open(at("missing.npy"), &r, &err), DML_ERR_DATA);
+    assert_non_null(strstr(err.msg, "no such file"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -906,6 +1004,8 @@ int main(void)
         cmocka_unit_test(test_missing_and_unknown),
         cmocka_unit_test(test_neighbors),
         cmocka_unit_test(test_subset_halves_gather),
+        cmocka_unit_test(test_rows_ranges),
+        cmocka_unit_test(test_rows_errors),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -1,0 +1,72 @@
+/* dml_rows: a data SPEC read in ranges through its reader's stream function, or read whole and
+ * served from memory where the format has none. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/readers.h"
+#include "data/rows.h"
+
+static dml_status check_streamed(dml_rows *r, dml_error *err)
+{
+    if (r->n < 1 || r->d < 1)
+        return dml_error_set(err, DML_ERR_DATA, r->file, 0, 0,
+                             "the data set is empty (%d rows of width %d)", r->n, r->d);
+    for (int i = 0; r->y && i < r->n; i++)
+        if (r->y[i] + 1 > r->n_classes)
+            r->n_classes = r->y[i] + 1;
+    return DML_OK;
+}
+
+dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->source, sizeof r->source, "%s", spec);
+    const dml_reader *reader;
+    char inner[1024];
+    dml_status st = dml_reader_find(spec, &reader, r->file, sizeof r->file, inner, sizeof inner, err);
+    if (st == DML_OK && reader->stream)
+        st = reader->stream(r->file, *inner ? inner : NULL, r, err);
+    if (st == DML_OK && r->read) {
+        r->streamed = 1;
+        st = check_streamed(r, err);
+    } else if (st == DML_OK) {
+        free(r->y); /* a stream function that declined may have read nothing, or labels */
+        r->y = NULL;
+        if ((st = dml_dataset_open(spec, &r->whole, err)) == DML_OK) {
+            r->n = r->whole.n;
+            r->d = r->whole.d;
+            r->y = r->whole.y;
+            r->n_classes = r->whole.n_classes;
+            r->from_bytes = r->whole.from_bytes;
+        }
+    }
+    if (st != DML_OK)
+        dml_rows_close(r);
+    return st;
+}
+
+void dml_rows_close(dml_rows *r)
+{
+    if (r->close && r->impl)
+        r->close(r->impl);
+    if (r->streamed)
+        free(r->y);
+    dml_dataset_free(&r->whole);
+    memset(r, 0, sizeof *r);
+}
+
+dml_status dml_rows_read(dml_rows *r, int lo, int count, float *x, dml_error *err)
+{
+    DML_ASSERT(lo >= 0 && count >= 0 && lo <= r->n - count);
+    if (!r->streamed) {
+        memcpy(x, r->whole.x + (size_t)lo * (size_t)r->d, (size_t)count * (size_t)r->d * sizeof *x);
+        return DML_OK;
+    }
+    dml_status st = r->read(r, lo, count, x, err);
+    return st != DML_OK ? st : dml_check_finite(r->source, x, count, r->d, lo, "data", err);
+}
+
+double dml_rows_bytes(const dml_rows *r)
+{
+    return (double)r->n * (double)r->d * sizeof(float);
+}
