@@ -1,8 +1,13 @@
 /* dml eval MODEL.h5 --data SPEC [--db SPEC [--truth SPEC]] [--pq] [--metrics a,b,...] [--json]
- *          [--projector DIR] */
+ *          [--projector DIR] [--memory-limit SIZE] [--stream] [--chunk ROWS] */
+#include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "data/rows.h"
 
 #include "eval/eval.h"
 #include "cli/cli.h"
@@ -10,7 +15,7 @@
 
 static const char HELP[] =
     "usage: dml eval MODEL.h5 --data SPEC [--db SPEC [--truth SPEC]] [--pq] [--metrics a,b,...]\n"
-    "                [--json] [--projector DIR]\n"
+    "                [--json] [--projector DIR] [--memory-limit SIZE] [--stream] [--chunk ROWS]\n"
     "\n"
     "Embeds SPEC with the model and reports retrieval metrics (docs: shared metrics.md).\n"
     "Without --db every row is a query searched among the others (self excluded); with --db\n"
@@ -30,15 +35,43 @@ static const char HELP[] =
     "  --metrics LIST     comma-separated metric keys (default: all the data allow)\n"
     "  --json             one JSON object instead of the table\n"
     "  --projector DIR    write DIR/vectors.tsv and DIR/metadata.tsv (Embedding Projector)\n"
+    "  --memory-limit SIZE  a database whose rows and embeddings (and codes) would take more\n"
+    "                     (e.g. 512MB, 2GB; powers of 1024; default half the machine's RAM)\n"
+    "                     is read, embedded and searched in chunks sized to SIZE, each query\n"
+    "                     keeping its top-k: the same numbers, without map_all, and without\n"
+    "                     map_at_r / r_precision when a label has over 1000 database rows.\n"
+    "                     One process only (not under mpirun)\n"
+    "  --stream           search the database in chunks whatever its size\n"
+    "  --chunk ROWS       database rows per chunk (rounded up to a multiple of 8192; default\n"
+    "                     from --memory-limit)\n"
     "  -h, --help         this text\n";
 
 typedef struct args {
     const char *model, *data, *db, *truth, *projector;
-    int pq, json;
+    int pq, json, stream, chunk;
+    double memory_limit; /* bytes; 0: half the RAM */
     char *metrics[DML_EVAL_MAX_METRICS];
     int n_metrics;
     char metric_text[1024];
 } args;
+
+/* "512MB", "2GB", "1.5G", "300000000": bytes (K, M, G, T are powers of 1024; B, iB optional). */
+static double parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    const char *units = "KMGT";
+    const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u) {
+        v *= pow(1024.0, (double)(u - units + 1));
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    return end != s && !*end && v >= 1.0 && isfinite(v) ? v : -1.0;
+}
 
 static int parse(int argc, char **argv, args *a)
 {
@@ -53,6 +86,22 @@ static int parse(int argc, char **argv, args *a)
             a->pq = 1;
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
+        } else if (!strcmp(s, "--stream")) {
+            a->stream = 1;
+        } else if (!strcmp(s, "--memory-limit") && has_value) {
+            if ((a->memory_limit = parse_size(argv[++i])) < 0) {
+                fprintf(stderr, "dml eval: --memory-limit %s: expected a size such as 512MB or 2GB\n",
+                        argv[i]);
+                return -1;
+            }
+        } else if (!strcmp(s, "--chunk") && has_value) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1L << 30) {
+                fprintf(stderr, "dml eval: --chunk %s: expected a number of rows >= 1\n", argv[i]);
+                return -1;
+            }
+            a->chunk = (int)v;
         } else if (!strcmp(s, "--data") && has_value) {
             a->data = argv[++i];
         } else if (!strcmp(s, "--db") && has_value) {
@@ -83,9 +132,10 @@ static int parse(int argc, char **argv, args *a)
     return 1;
 }
 
-/* Queries (and, for a dual encoder, their paired references) embedded by the model. */
-static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, float **zq, float **zp,
-                                dml_error *err)
+/* Queries embedded by the model; for a dual encoder, ds then holds both views (a row's halves
+ * when it has one view), and *zp their paired references unless the database is streamed. */
+static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, int paired_stream,
+                                float **zq, float **zp, dml_error *err)
 {
     *zp = NULL;
     if (mf->net.type != DML_NET_DUAL)
@@ -99,28 +149,107 @@ static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, float
         *ds = halves;
     }
     dml_status st = dml_model_file_encode_dataset(mf, 0, ds, zq, err);
-    return st == DML_OK ? dml_model_file_encode_dataset(mf, 1, ds, zp, err) : st;
+    if (st == DML_OK && paired_stream && ds->d_b != dml_mlp_dim_in(&mf->net.encoder_b))
+        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
+                             "rows have %d features, but the model's encoder_b takes %d", ds->d_b,
+                             dml_mlp_dim_in(&mf->net.encoder_b));
+    return st == DML_OK && !paired_stream ? dml_model_file_encode_dataset(mf, 1, ds, zp, err) : st;
+}
+
+/* What embeds the chunks of a streamed database: rows read from the --db file, or (a dual
+ * encoder) the queries' second views. */
+typedef struct stream_src {
+    const dml_model_file *mf;
+    dml_rows *rows;       /* NULL: paired */
+    const dml_dataset *q; /* paired: its x_b */
+    float *x;             /* [chunk, rows->d] the rows read, sized once */
+} stream_src;
+
+static dml_status embed_chunk(void *ctx, int lo, int count, float *z, dml_error *err)
+{
+    stream_src *src = ctx;
+    const float *x = src->q ? src->q->x_b + (size_t)lo * src->q->d_b : src->x;
+    if (!src->q) {
+        dml_status st = dml_rows_read(src->rows, lo, count, src->x, err);
+        if (st != DML_OK)
+            return st;
+    }
+    dml_status st = dml_model_file_encode(src->mf, src->q ? 1 : 0, x, (size_t)count, z);
+    return st == DML_OK ? DML_OK
+                        : dml_error_set(err, st, src->q ? src->q->source : src->rows->source, 0, 0,
+                                        "out of memory embedding rows %d..%d", lo, lo + count - 1);
+}
+
+/* Half the machine's RAM: what --memory-limit is without a value. */
+static double default_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (double)pages * (double)size / 2.0 : 2.0 * (1 << 30);
 }
 
 /* Under mpirun every rank embeds every row and ranks its share of the queries (whole search
  * blocks); the per-query values are shared, so each rank averages the same numbers one
- * process does, and rank 0 prints them. */
+ * process does, and rank 0 prints them. A database over the memory limit is streamed, on one
+ * process only. */
 static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res, dml_error *err)
 {
     dml_model_file mf;
     dml_dataset q = {0}, db = {0};
+    dml_rows rows = {0};
     dml_neighbors truth = {0};
     float *zq = NULL, *zp = NULL, *zd = NULL;
+    stream_src src = {0};
+    dml_eval_stream stream = {0};
+    int quiet = comm && comm->rank > 0, streamed = 0, n_db = 0;
+    double limit = a->memory_limit > 0 ? a->memory_limit : default_limit(), need = 0.0;
     dml_status st = dml_model_file_read(a->model, &mf, err);
     if (st != DML_OK)
         return st;
+    int dim = dml_mlp_dim_out(&mf.net.encoder), paired = mf.net.type == DML_NET_DUAL;
+    size_t code_size = a->pq && mf.pq.d ? dml_pq_code_size(&mf.pq) : 0;
     if (a->pq && !mf.pq.d)
         st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0, "--pq: the model has no codebooks");
     if (st == DML_OK)
         st = dml_dataset_open(a->data, &q, err);
+    if (st == DML_OK && paired) { /* the database: the queries' positives, their raw rows held */
+        n_db = q.n;
+        need = (double)q.n * ((double)dim * sizeof(float) + (double)code_size);
+    } else if (st == DML_OK && a->db && (st = dml_rows_open(a->db, &rows, err)) == DML_OK) {
+        n_db = rows.n;
+        need = dml_rows_bytes(&rows) + (double)rows.n * ((double)dim * sizeof(float) + code_size);
+        if (rows.d != dml_mlp_dim_in(&mf.net.encoder))
+            st = dml_error_set(err, DML_ERR_DATA, rows.file, 0, 0,
+                               "rows have %d features, but the model's encoder takes %d", rows.d,
+                               dml_mlp_dim_in(&mf.net.encoder));
+    }
+    streamed = st == DML_OK && (paired || a->db) && (a->stream || need > limit);
+    if (streamed && comm && comm->size > 1)
+        st = dml_error_set(err, DML_ERR_USAGE, a->db ? a->db : a->data, 0, 0,
+                           "the database is searched in chunks (%s), on one process only: run "
+                           "dml eval without mpirun%s",
+                           a->stream ? "--stream" : "it is over --memory-limit",
+                           a->stream ? "" : ", or raise --memory-limit");
     if (st == DML_OK)
-        st = embed_queries(&mf, &q, &zq, &zp, err);
-    if (st == DML_OK && a->db) {
+        st = embed_queries(&mf, &q, streamed, &zq, &zp, err);
+    if (st == DML_OK && streamed) {
+        stream.chunk = a->chunk > 0 ? (a->chunk + DML_STREAM_ALIGN - 1) / DML_STREAM_ALIGN * DML_STREAM_ALIGN
+                                    : dml_eval_stream_chunk(limit, q.n, paired ? 0 : rows.d, dim,
+                                                            (int)code_size,
+                                                            (paired ? q.y : rows.y) != NULL);
+        src = (stream_src){.mf = &mf, .rows = paired ? NULL : &rows, .q = paired ? &q : NULL};
+        size_t chunk = stream.chunk < n_db ? (size_t)stream.chunk : (size_t)n_db;
+        if (!paired && !(src.x = malloc(chunk * (size_t)rows.d * sizeof *src.x)))
+            st = dml_error_set(err, DML_ERR_NOMEM, a->db, 0, 0,
+                               "out of memory for a chunk of %zu rows", chunk);
+        stream.embed = embed_chunk;
+        stream.ctx = &src;
+        stream.progress = quiet ? NULL : stderr;
+        if (!quiet)
+            fprintf(stderr, "dml eval: %d database rows (%.0f MB in memory, limit %.0f MB) searched "
+                    "in chunks of %d rows\n", n_db, need / (1 << 20), limit / (1 << 20),
+                    stream.chunk);
+    } else if (st == DML_OK && a->db && !paired) {
+        dml_rows_close(&rows);
         st = dml_dataset_open(a->db, &db, err);
         if (st == DML_OK)
             st = dml_model_file_encode_dataset(&mf, 0, &db, &zd, err);
@@ -129,14 +258,13 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
     const char *truth_spec = a->truth;
     if (!truth_spec && a->db && dml_neighbors_beside(a->data, beside, sizeof beside)) {
         truth_spec = beside;
-        if (!comm || comm->rank == 0)
+        if (!quiet)
             fprintf(stderr, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
     }
     if (st == DML_OK && truth_spec && (st = dml_neighbors_open(truth_spec, &truth, err)) == DML_OK &&
         truth.n != q.n)
         st = dml_error_set(err, DML_ERR_DATA, truth_spec, 0, 0,
                            "neighbours for %d queries, but %s has %d rows", truth.n, a->data, q.n);
-    int dim = dml_mlp_dim_out(&mf.net.encoder);
     int failed = comm ? dml_cli_mpi_first_failure(comm, st != DML_OK) : -1;
     if (failed >= 0 && st == DML_OK) /* nobody waits for a rank that stopped */
         st = dml_error_set(err, DML_ERR_IO, NULL, 0, 0,
@@ -147,16 +275,17 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
                                                                                : DML_EVAL_IP,
                                 .pq = a->pq ? &mf.pq : NULL,
                                 .metrics = a->n_metrics ? (const char *const *)a->metrics : NULL,
-                                .n_metrics = a->n_metrics, .seed = (uint64_t)mf.seed};
-        if (zp) {
+                                .n_metrics = a->n_metrics, .seed = (uint64_t)mf.seed,
+                                .stream = streamed ? &stream : NULL};
+        if (paired) {
             req.db = zp;
             req.db_labels = q.y;
             req.n_db = q.n;
             req.paired = 1;
-        } else if (zd) {
+        } else if (a->db) {
             req.db = zd;
-            req.db_labels = db.y;
-            req.n_db = db.n;
+            req.db_labels = streamed ? rows.y : db.y;
+            req.n_db = n_db;
             req.truth = truth.ids;
             req.truth_k = truth.k;
         }
@@ -168,16 +297,18 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
         }
         st = dml_eval_run(&req, res, err);
     }
-    if (st == DML_OK && a->projector && (!comm || comm->rank == 0)) {
+    if (st == DML_OK && a->projector && !quiet) {
         st = dml_mkdirs(a->projector, err);
         if (st == DML_OK)
             st = dml_projector_write(a->projector, zq, q.y, q.n, dim, err);
     }
+    free(src.x);
     free(zq);
     free(zp);
     free(zd);
     dml_dataset_free(&q);
     dml_dataset_free(&db);
+    dml_rows_close(&rows);
     dml_neighbors_free(&truth);
     dml_model_file_free(&mf);
     return st;

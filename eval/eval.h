@@ -47,8 +47,15 @@ int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, in
 
 /* A reference set prepared for blocked search, with its scratch. Scores are "smaller is
  * nearer": squared distance (L2, ADC), -x.r (IP), 1 - cos (cosine). */
+/* References per GEMM call: scores are computed in tiles of this many references (from row 0)
+ * and of tile_q queries, so a database scored chunk by chunk, each chunk starting at a multiple
+ * of it, gets the scores a whole one does. */
+#define DML_SEARCH_REF_TILE 8192
+
 typedef struct dml_searcher {
     int d, n_ref, block, threads, max_k;
+    int n_cap;             /* the most references the buffers hold (the n_ref of init) */
+    int tile_q;            /* queries per GEMM call: block, unless the caller sets fewer */
     dml_eval_distance distance;
     const float *ref;      /* [n_ref, d] rows searched (ref_copy for cosine); NULL with pq */
     float *ref_copy;       /* [n_ref, d] normalised rows (cosine only) */
@@ -73,6 +80,12 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
 dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
                                 int block, int threads, int max_k, dml_error *err);
 void dml_searcher_free(dml_searcher *s);
+/* The queries per block dml_searcher_init picks for n_ref references (block > 0: block). */
+int dml_searcher_pick_block(int block, int n_ref);
+/* Other references for the same searcher, n_ref <= s->n_cap (the next chunk of a database):
+ * no allocation. */
+void dml_searcher_set_refs(dml_searcher *s, const float *ref, int n_ref);
+void dml_searcher_set_codes(dml_searcher *s, const uint8_t *codes, int n_ref);
 /* Scores queries q[n, d], n <= s->block, against every reference into s->scores (with pq:
  * takes the queries; each is scanned in dml_searcher_topk). */
 void dml_searcher_score(dml_searcher *s, const float *q, int n);
@@ -141,7 +154,32 @@ typedef struct dml_eval_request {
     int shard_rank, shard_size;
     void (*share_rows)(void *ctx, void *buf, size_t row_bytes, const int *row_begin);
     void *share_ctx;
+    /* Set (protocol 2, db NULL): the database is never whole in memory; its n_db rows are
+     * embedded, searched (and PQ-encoded) chunk by chunk, each query keeping a bounded top-k
+     * merged across chunks (eval/stream.c). db_labels are still whole. */
+    const struct dml_eval_stream *stream;
 } dml_eval_request;
+
+/* A database produced in chunks for dml_eval_run. */
+#define DML_STREAM_ALIGN 8192 /* chunk rows are a multiple: DML_SEARCH_REF_TILE, DML_ENCODE_BLOCK
+                               * and the PQ encoder's block all divide it */
+#define DML_STREAM_MAX_R 1000 /* map_at_r, r_precision: a label with more database rows than
+                               * this leaves them out (each query keeps its top max-R) */
+typedef struct dml_eval_stream {
+    int chunk; /* rows per chunk, rounded up to a multiple of DML_STREAM_ALIGN */
+    /* Writes the embeddings of database rows [lo, lo + count) to z[count, d]; errors name the
+     * database file. */
+    dml_status (*embed)(void *ctx, int lo, int count, float *z, dml_error *err);
+    void *ctx;
+    FILE *progress; /* a bar with the rows done and an ETA; NULL: none */
+} dml_eval_stream;
+
+/* The rows per chunk that keep a streamed search within budget bytes: the queries' embeddings,
+ * their top-k lists (DML_STREAM_MAX_R long with labels, 100 without; twice with codes) and the
+ * scores of a block first, then per row its input (d_in floats), embedding, norm, code and
+ * selection scratch. A multiple of DML_STREAM_ALIGN, at least one. */
+int dml_eval_stream_chunk(double budget, int n_queries, int d_in, int dim, int code_size,
+                          int labelled);
 
 typedef struct dml_eval_value {
     char name[40]; /* "map_at_r", "pq_map_at_r", "recall_at_1", ... */
@@ -154,6 +192,7 @@ typedef struct dml_eval_result {
     int n_queries, n_db; /* n_db: the references searched (n_queries in protocol 1) */
     int skipped_queries; /* queries with R = 0, left out of the label metrics */
     double seconds;
+    char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
 /* Computes the requested metrics. A metric the request cannot give (no labels, no pairs, no
@@ -207,6 +246,7 @@ typedef struct dml_eval_pass {
     unsigned want;             /* 1u << DML_QV_* */
     int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
     int q_begin, q_end;        /* the queries ranked here (all of them unless sharded) */
+    int over_codes;            /* a PQ pass (ADC over codes) */
     int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
     const int32_t *truth;      /* [n_queries, truth_k] for DML_QV_NN* */
     int truth_k;
@@ -214,6 +254,15 @@ typedef struct dml_eval_pass {
 } dml_eval_pass;
 
 dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);
+/* The values of query q (p->qv's row) from its ranking idx[found], nearest first; votes
+ * [n_classes] zeros (left zero). Writes exact_nn[q] in a float pass. */
+void dml_eval_query_values(const dml_eval_pass *p, int q, const int32_t *idx, int found,
+                           int *votes);
+/* Both passes of a streamed database at once (pp NULL: the float one only): each query's
+ * top p->k merged across the chunks, then its values; *qmse the PQ error of every row (when
+ * pp and qmse are set). */
+dml_status dml_eval_stream_run(const dml_eval_request *req, dml_eval_pass *fp, dml_eval_pass *pp,
+                               double *qmse, dml_error *err);
 
 /* Normalised mutual information of two labelings of n items (any int32 values), arithmetic-mean
  * normalisation as sklearn's normalized_mutual_info_score; 1 when both are constant. */

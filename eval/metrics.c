@@ -43,8 +43,8 @@ static int knn_vote(const dml_eval_pass *p, const int32_t *idx, int k, int *vote
     return best;
 }
 
-static void label_metrics(const dml_eval_pass *p, scratch *sc, int q, int self, int found,
-                          double *v)
+static void label_metrics(const dml_eval_pass *p, const int32_t *idx, int *votes, int q, int self,
+                          int found, double *v)
 {
     int c = p->q_class[q];
     int r = c < 0 ? 0 : p->class_size[c] - (self >= 0);
@@ -59,7 +59,7 @@ static void label_metrics(const dml_eval_pass *p, scratch *sc, int q, int self, 
     double ap_r = 0.0, ap_all = 0.0;
     int limit = p->want & 1u << DML_QV_MAPALL ? found : (r < found ? r : found);
     for (int t = 0; t < limit && hits < r; t++)
-        if (p->ref_class[sc->idx[t]] == c) {
+        if (p->ref_class[idx[t]] == c) {
             double precision = (double)++hits / (t + 1);
             ap_all += precision;
             if (t < r) {
@@ -67,12 +67,12 @@ static void label_metrics(const dml_eval_pass *p, scratch *sc, int q, int self, 
                 hits_r++;
             }
         }
-    v[DML_QV_P1] = found > 0 && p->ref_class[sc->idx[0]] == c;
+    v[DML_QV_P1] = found > 0 && p->ref_class[idx[0]] == c;
     v[DML_QV_RPREC] = (double)hits_r / r;
     v[DML_QV_MAPR] = ap_r / r;
     v[DML_QV_MAPALL] = ap_all / r;
     if (p->want & 1u << DML_QV_KNN)
-        v[DML_QV_KNN] = knn_vote(p, sc->idx, found < p->knn_k ? found : p->knn_k, sc->votes) == c;
+        v[DML_QV_KNN] = knn_vote(p, idx, found < p->knn_k ? found : p->knn_k, votes) == c;
 }
 
 /* ann-benchmarks' k-nn recall: the share of the query's k true nearest rows (by the raw
@@ -89,40 +89,47 @@ static double nn_recall(const int32_t *found_idx, int found, const int32_t *trut
     return (double)hits / k;
 }
 
+void dml_eval_query_values(const dml_eval_pass *p, int q, const int32_t *idx, int found,
+                           int *votes)
+{
+    int self = p->protocol1 ? q : -1;
+    double *v = p->qv + (size_t)q * DML_QV_COUNT;
+    if (p->exact_nn && !p->over_codes)
+        p->exact_nn[q] = found > 0 ? idx[0] : -1;
+    if (p->want & 1u << DML_QV_PQREC) {
+        v[DML_QV_PQREC] = 0.0;
+        for (int t = 0; t < found && t < DML_PQ_RECALL_R; t++)
+            if (idx[t] == p->exact_nn[q])
+                v[DML_QV_PQREC] = 1.0;
+    }
+    if (p->want & (1u << DML_QV_R1 | 1u << DML_QV_MRR)) { /* the own positive is row q */
+        int rank = 0;
+        for (int t = 0; t < found && t < PAIRED_K && !rank; t++)
+            if (idx[t] == q)
+                rank = t + 1;
+        v[DML_QV_R1] = rank == 1;
+        v[DML_QV_R5] = rank >= 1 && rank <= 5;
+        v[DML_QV_R10] = rank >= 1;
+        v[DML_QV_MRR] = rank ? 1.0 / rank : 0.0;
+    }
+    static const int NN_K[3] = {1, 10, 100};
+    for (int t = 0; t < 3; t++)
+        if (p->want & 1u << (DML_QV_NN1 + t))
+            v[DML_QV_NN1 + t] = nn_recall(idx, found, p->truth + (size_t)q * p->truth_k, NN_K[t]);
+    if (p->q_class)
+        label_metrics(p, idx, votes, q, self, found, v);
+}
+
 static void score_queries(void *arg, int begin, int end, int thread)
 {
     block_ctx *b = arg;
     dml_eval_pass *p = b->p;
     scratch *sc = &b->sc[thread];
     for (int i = begin; i < end; i++) {
-        int q = b->q0 + i, self = p->protocol1 ? q : -1;
-        double *v = p->qv + (size_t)q * DML_QV_COUNT;
-        int found = dml_searcher_topk(p->s, i, self, p->k, thread, sc->idx, sc->score);
-        if (p->exact_nn && !p->s->pq)
-            p->exact_nn[q] = found > 0 ? sc->idx[0] : -1;
-        if (p->want & 1u << DML_QV_PQREC) {
-            v[DML_QV_PQREC] = 0.0;
-            for (int t = 0; t < found && t < DML_PQ_RECALL_R; t++)
-                if (sc->idx[t] == p->exact_nn[q])
-                    v[DML_QV_PQREC] = 1.0;
-        }
-        if (p->want & (1u << DML_QV_R1 | 1u << DML_QV_MRR)) { /* the own positive is row q */
-            int rank = 0;
-            for (int t = 0; t < found && t < PAIRED_K && !rank; t++)
-                if (sc->idx[t] == q)
-                    rank = t + 1;
-            v[DML_QV_R1] = rank == 1;
-            v[DML_QV_R5] = rank >= 1 && rank <= 5;
-            v[DML_QV_R10] = rank >= 1;
-            v[DML_QV_MRR] = rank ? 1.0 / rank : 0.0;
-        }
-        static const int NN_K[3] = {1, 10, 100};
-        for (int t = 0; t < 3; t++)
-            if (p->want & 1u << (DML_QV_NN1 + t))
-                v[DML_QV_NN1 + t] = nn_recall(sc->idx, found, p->truth + (size_t)q * p->truth_k,
-                                              NN_K[t]);
-        if (p->q_class)
-            label_metrics(p, sc, q, self, found, v);
+        int q = b->q0 + i;
+        int found = dml_searcher_topk(p->s, i, p->protocol1 ? q : -1, p->k, thread, sc->idx,
+                                      sc->score);
+        dml_eval_query_values(p, q, sc->idx, found, sc->votes);
     }
 }
 

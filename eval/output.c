@@ -61,6 +61,8 @@ void dml_eval_print_table(const dml_eval_result *res, FILE *f)
     }
     fprintf(f, "%d queries, %d references, %d skipped (no relevant reference), %.2f s\n",
             res->n_queries, res->n_db, res->skipped_queries, res->seconds);
+    if (res->omitted[0])
+        fprintf(f, "left out with a streamed database: %s\n", res->omitted);
 }
 
 void dml_eval_write_json(const dml_eval_result *res, FILE *f)
@@ -73,6 +75,8 @@ void dml_eval_write_json(const dml_eval_result *res, FILE *f)
         else
             fputs("null, ", f);
     }
+    if (res->omitted[0]) /* plain text: no quote or backslash to escape */
+        fprintf(f, "\"omitted\": \"%s\", ", res->omitted);
     fprintf(f, "\"n_queries\": %d, \"n_db\": %d, \"skipped_queries\": %d, \"seconds\": %.3f}",
             res->n_queries, res->n_db, res->skipped_queries, res->seconds);
 }

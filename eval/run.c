@@ -39,6 +39,12 @@ static const char *const RECALL_KEYS[3] = {"recall_at_1", "recall_at_5", "recall
 static const char *const NN_KEYS[3] = {"nn_recall_at_1", "nn_recall_at_10", "nn_recall_at_100"};
 static const int NN_K[3] = {1, 10, 100};
 
+/* A database to search: in memory, or streamed in chunks. */
+static int has_db(const dml_eval_request *req)
+{
+    return req->db || req->stream;
+}
+
 /* nn_recall_at_k for k = NN_K[t]: the ground truth and the database hold k neighbours. */
 static int nn_k_fits(const dml_eval_request *req, int t)
 {
@@ -47,10 +53,10 @@ static int nn_k_fits(const dml_eval_request *req, int t)
 
 static int has(const dml_eval_request *req, int needs)
 {
-    int labels = req->q_labels && (!req->db || req->db_labels);
+    int labels = req->q_labels && (!has_db(req) || req->db_labels);
     return (!(needs & NEED_LABELS) || labels) && (!(needs & NEED_Q_LABELS) || req->q_labels) &&
            (!(needs & NEED_PAIRS) || req->paired) && (!(needs & NEED_PQ) || req->pq) &&
-           (!(needs & NEED_TRUTH) || (req->truth && req->db));
+           (!(needs & NEED_TRUTH) || (req->truth && has_db(req)));
 }
 
 static dml_status check(const dml_eval_request *req, dml_error *err)
@@ -58,15 +64,20 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
     const char *what = NULL;
     if (!req->queries || req->n_queries < 1 || req->d < 1)
         what = "at least one query row of width >= 1";
-    else if (req->db && req->n_db < 1)
+    else if (has_db(req) && req->n_db < 1)
         what = "a database of at least one row";
-    else if (req->paired && (!req->db || req->n_db != req->n_queries))
+    else if (req->stream && (req->db || !req->stream->embed || req->stream->chunk < 1 ||
+                             req->db_codes))
+        what = "a streamed database: no rows in memory, a chunk size and an embed function";
+    else if (req->stream && req->shard_size > 1)
+        what = "one process for a streamed database (it is not sharded)";
+    else if (req->paired && (!has_db(req) || req->n_db != req->n_queries))
         what = "paired data: a database row (the positive) for every query";
     else if (req->pq && req->pq->d != req->d)
         what = "PQ codebooks of the embeddings' width";
     else if (req->db_codes && !req->pq)
         what = "codebooks with the database codes";
-    else if (req->truth && (!req->db || req->truth_k < 1))
+    else if (req->truth && (!has_db(req) || req->truth_k < 1))
         what = "a database and at least one neighbour per query with the ground truth";
     else if (req->knn_k < 0)
         what = "knn_k >= 1 (or 0 for the default)";
@@ -77,7 +88,7 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
     if (what)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "evaluation: expected %s (%d queries of width %d, %d database rows)",
-                             what, req->n_queries, req->d, req->db ? req->n_db : 0);
+                             what, req->n_queries, req->d, has_db(req) ? req->n_db : 0);
     for (size_t i = 0; req->truth && i < (size_t)req->n_queries * req->truth_k; i++)
         if (req->truth[i] < 0 || req->truth[i] >= req->n_db)
             return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
@@ -102,7 +113,8 @@ static dml_status select_metrics(const dml_eval_request *req, int *want, dml_err
     memset(want, 0, M_COUNT * sizeof *want);
     if (!req->metrics) { /* everything the data allow; map_all and knn_accuracy in protocol 2 */
         for (int m = 0; m < M_COUNT; m++)
-            want[m] = has(req, METRICS[m].needs) && (req->db || (m != M_MAPALL && m != M_KNN));
+            want[m] = has(req, METRICS[m].needs) && (has_db(req) || (m != M_MAPALL && m != M_KNN)) &&
+                      !(req->stream && m == M_MAPALL);
         return DML_OK;
     }
     for (int i = 0; i < req->n_metrics; i++) {
@@ -125,6 +137,10 @@ static dml_status select_metrics(const dml_eval_request *req, int *want, dml_err
                                  : needs & NEED_TRUTH ? "a database and its ground-truth neighbours"
                                  : needs & NEED_Q_LABELS ? "labels on the queries"
                                                          : "labels on the queries and the references");
+        if (req->stream && m == M_MAPALL)
+            return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                                 "metric map_all needs each query's whole ranking: a streamed "
+                                 "database keeps its top-k only (raise --memory-limit)");
         want[m] = 1;
     }
     return DML_OK;
@@ -182,8 +198,8 @@ typedef struct classes {
 static dml_status make_classes(const dml_eval_request *req, classes *c, dml_error *err)
 {
     memset(c, 0, sizeof *c);
-    const int32_t *ref_labels = req->db ? req->db_labels : req->q_labels;
-    int n_ref = req->db ? req->n_db : req->n_queries;
+    const int32_t *ref_labels = has_db(req) ? req->db_labels : req->q_labels;
+    int n_ref = has_db(req) ? req->n_db : req->n_queries;
     int32_t *values = NULL;
     c->n = dml_labels_distinct(ref_labels, n_ref, &values);
     c->q_class = malloc((size_t)req->n_queries * sizeof(int32_t));
@@ -196,8 +212,9 @@ static dml_status make_classes(const dml_eval_request *req, classes *c, dml_erro
     for (int j = 0; j < n_ref; j++)
         c->size[c->ref_class[j] = dml_labels_find(values, c->n, ref_labels[j])]++;
     for (int q = 0; q < req->n_queries; q++) {
-        c->q_class[q] = req->db ? dml_labels_find(values, c->n, req->q_labels[q]) : c->ref_class[q];
-        int r = c->q_class[q] < 0 ? 0 : c->size[c->q_class[q]] - !req->db;
+        c->q_class[q] = has_db(req) ? dml_labels_find(values, c->n, req->q_labels[q])
+                                    : c->ref_class[q];
+        int r = c->q_class[q] < 0 ? 0 : c->size[c->q_class[q]] - !has_db(req);
         c->skipped += r == 0;
     }
     for (int k = 0; k < c->n; k++)
@@ -213,11 +230,12 @@ static void free_classes(classes *c)
     free(c->size);
 }
 
-/* One pass over all queries: against the float references, or by ADC against their codes. */
-static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
-                           const uint8_t *codes, int32_t *exact_nn, double *qv, dml_error *err)
+/* A pass over all queries (of every query, unsharded; s unset): what it computes and the top-k
+ * that needs, against the float references or by ADC (over_codes). */
+static dml_eval_pass plan_pass(const dml_eval_request *req, const int *want, const classes *c,
+                               int over_codes, int32_t *exact_nn, double *qv)
 {
-    int protocol1 = req->db == NULL, n_ref = protocol1 ? req->n_queries : req->n_db;
+    int protocol1 = !has_db(req), n_ref = protocol1 ? req->n_queries : req->n_db;
     int available = n_ref - protocol1, knn_k = req->knn_k > 0 ? req->knn_k : DML_EVAL_KNN_K;
     unsigned bits = 0;
     int k = 1;
@@ -235,7 +253,7 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         bits |= 1u << DML_QV_R1 | 1u << DML_QV_R5 | 1u << DML_QV_R10 | 1u << DML_QV_MRR;
         k = k < 10 ? 10 : k;
     }
-    if (codes && want[M_PQREC]) {
+    if (over_codes && want[M_PQREC]) {
         bits |= 1u << DML_QV_PQREC;
         k = k < DML_PQ_RECALL_R ? DML_PQ_RECALL_R : k;
     }
@@ -251,6 +269,32 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
     }
     k = k > available ? available : k;
     k = k < 1 ? 1 : k;
+    for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
+        qv[i] = NAN;
+    return (dml_eval_pass){.queries = req->queries,
+                           .n_queries = req->n_queries,
+                           .protocol1 = protocol1,
+                           .q_class = bits & LABEL_BITS ? c->q_class : NULL,
+                           .ref_class = c->ref_class,
+                           .class_size = c->size,
+                           .n_classes = c->n,
+                           .want = bits,
+                           .k = k,
+                           .knn_k = knn_k,
+                           .q_end = req->n_queries,
+                           .over_codes = over_codes,
+                           .exact_nn = exact_nn,
+                           .truth = req->truth,
+                           .truth_k = req->truth_k,
+                           .qv = qv};
+}
+
+/* One pass over all queries: against the float references, or by ADC against their codes. */
+static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
+                           const uint8_t *codes, int32_t *exact_nn, double *qv, dml_error *err)
+{
+    dml_eval_pass p = plan_pass(req, want, c, codes != NULL, exact_nn, qv);
+    int protocol1 = p.protocol1, n_ref = protocol1 ? req->n_queries : req->n_db, k = p.k;
     dml_searcher s;
     dml_status st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads,
                                                  k, err)
@@ -258,8 +302,6 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                                               req->distance, req->block, req->threads, k, err);
     if (st != DML_OK)
         return st;
-    for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
-        qv[i] = NAN;
     int shards = req->shard_size > 1 ? req->shard_size : 1;
     int *row_begin = malloc(((size_t)shards + 1) * sizeof *row_begin);
     if (!row_begin) {
@@ -272,23 +314,9 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
         row_begin[r] = q < (size_t)req->n_queries ? (int)q : req->n_queries;
     }
     int me = shards > 1 ? req->shard_rank : 0;
-    dml_eval_pass p = {.s = &s,
-                       .queries = req->queries,
-                       .n_queries = req->n_queries,
-                       .protocol1 = protocol1,
-                       .q_class = bits & LABEL_BITS ? c->q_class : NULL,
-                       .ref_class = c->ref_class,
-                       .class_size = c->size,
-                       .n_classes = c->n,
-                       .want = bits,
-                       .k = k,
-                       .knn_k = knn_k,
-                       .q_begin = row_begin[me],
-                       .q_end = row_begin[me + 1],
-                       .exact_nn = exact_nn,
-                       .truth = req->truth,
-                       .truth_k = req->truth_k,
-                       .qv = qv};
+    p.s = &s;
+    p.q_begin = row_begin[me];
+    p.q_end = row_begin[me + 1];
     st = dml_eval_pass_run(&p, err);
     if (st == DML_OK && shards > 1) {
         req->share_rows(req->share_ctx, qv, DML_QV_COUNT * sizeof *qv, row_begin);
@@ -321,6 +349,31 @@ static int any_pass_metric(const int *want)
     return 0;
 }
 
+/* A streamed database keeps each query's top-k only: map_at_r and r_precision when every R
+ * fits DML_STREAM_MAX_R (asked for by name, a larger R is an error); map_all never. */
+static dml_status stream_limits(const dml_eval_request *req, const classes *c, int *want,
+                                dml_eval_result *res, dml_error *err)
+{
+    int wide = (want[M_MAPR] || want[M_RPREC]) && c->max_size > DML_STREAM_MAX_R;
+    if (wide && req->metrics)
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "map_at_r and r_precision with a streamed database need every label's "
+                             "database rows R <= %d (one label has %d): raise --memory-limit",
+                             DML_STREAM_MAX_R, c->max_size);
+    if (wide)
+        want[M_MAPR] = want[M_RPREC] = 0;
+    if (!req->metrics && has(req, NEED_LABELS))
+        snprintf(res->omitted, sizeof res->omitted, "map_all (it needs the whole ranking)");
+    if (wide) {
+        char why[160];
+        snprintf(why, sizeof why, "%smap_at_r and r_precision (a label has %d database rows, over "
+                 "the %d a query keeps)", res->omitted[0] ? "; " : "", c->max_size,
+                 DML_STREAM_MAX_R);
+        strncat(res->omitted, why, sizeof res->omitted - strlen(res->omitted) - 1);
+    }
+    return DML_OK;
+}
+
 dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_error *err)
 {
     struct timespec t0, t1;
@@ -333,21 +386,35 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     if (st != DML_OK)
         return st;
     const float *ref = req->db ? req->db : req->queries;
-    int n_ref = req->db ? req->n_db : req->n_queries;
+    int n_ref = has_db(req) ? req->n_db : req->n_queries;
     res->n_queries = req->n_queries;
     res->n_db = n_ref;
     int passes = any_pass_metric(want), labelled = has(req, NEED_LABELS);
+    int streamed = req->stream && (passes || want[M_QMSE]);
+    size_t n_qv = (size_t)req->n_queries * DML_QV_COUNT;
     classes c;
     memset(&c, 0, sizeof c);
-    double *qv = passes ? malloc((size_t)req->n_queries * DML_QV_COUNT * sizeof(double)) : NULL;
-    int32_t *exact_nn = passes ? malloc((size_t)req->n_queries * sizeof(int32_t)) : NULL;
-    if (passes && (!qv || !exact_nn))
+    /* A streamed database runs both passes at once: the PQ pass's values need a column of
+     * their own. */
+    double *qv = passes || streamed ? malloc(n_qv * (req->stream ? 2 : 1) * sizeof(double)) : NULL;
+    double *qv_pq = req->stream ? qv + n_qv : qv, qmse = NAN;
+    int32_t *exact_nn = passes || streamed ? malloc((size_t)req->n_queries * sizeof(int32_t)) : NULL;
+    if ((passes || streamed) && (!qv || !exact_nn))
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
     if (st == DML_OK && passes && labelled)
         st = make_classes(req, &c, err);
+    if (st == DML_OK && req->stream)
+        st = stream_limits(req, &c, want, res, err);
     res->skipped_queries = c.skipped;
+    if (st == DML_OK && streamed) {
+        dml_eval_pass fp = plan_pass(req, want, &c, 0, exact_nn, qv);
+        dml_eval_pass pp = plan_pass(req, want, &c, 1, exact_nn, qv_pq);
+        st = dml_eval_stream_run(req, &fp, req->pq ? &pp : NULL, want[M_QMSE] ? &qmse : NULL,
+                                 err);
+    }
     if (st == DML_OK && passes) {
-        st = run_pass(req, want, &c, NULL, exact_nn, qv, err);
+        if (!req->stream)
+            st = run_pass(req, want, &c, NULL, exact_nn, qv, err);
         if (st == DML_OK)
             add_pass_values(res, req, "", want, qv, req->n_queries);
     }
@@ -357,16 +424,18 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         add_value(res, "", "nmi", nmi);
     }
     if (st == DML_OK && want[M_QMSE])
-        add_value(res, "", "quantization_mse", dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref));
+        add_value(res, "", "quantization_mse",
+                  req->stream ? qmse : dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref));
     if (st == DML_OK && req->pq && passes) {
-        uint8_t *owned;
-        const uint8_t *codes = reference_codes(req, ref, n_ref, &owned);
-        st = codes ? run_pass(req, want, &c, codes, exact_nn, qv, err)
-                   : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");
+        uint8_t *owned = NULL;
+        const uint8_t *codes = req->stream ? NULL : reference_codes(req, ref, n_ref, &owned);
+        if (!req->stream)
+            st = codes ? run_pass(req, want, &c, codes, exact_nn, qv_pq, err)
+                       : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");
         if (st == DML_OK && want[M_PQREC])
-            add_value(res, "", "pq_recall_at_r", column_mean(qv, req->n_queries, DML_QV_PQREC));
+            add_value(res, "", "pq_recall_at_r", column_mean(qv_pq, req->n_queries, DML_QV_PQREC));
         if (st == DML_OK)
-            add_pass_values(res, req, "pq_", want, qv, req->n_queries);
+            add_pass_values(res, req, "pq_", want, qv_pq, req->n_queries);
         free(owned);
     }
     free_classes(&c);

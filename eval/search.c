@@ -11,7 +11,7 @@
 #define SCORE_BYTES (32u << 20) /* the block's score matrix */
 #define MAX_BLOCK 1024
 
-static int pick_block(int block, int n_ref)
+int dml_searcher_pick_block(int block, int n_ref)
 {
     if (block > 0)
         return block;
@@ -35,7 +35,7 @@ static void normalise_rows(float *x, const float *src, int n, int d)
 
 static dml_status alloc_common(dml_searcher *s, int d, int max_k, dml_error *err)
 {
-    size_t n_ref = (size_t)(s->n_ref > 0 ? s->n_ref : 1);
+    size_t n_ref = (size_t)(s->n_cap > 0 ? s->n_cap : 1);
     size_t score_rows = (size_t)(s->pq ? s->threads : s->block);
     s->scores = malloc(score_rows * n_ref * sizeof(float));
     s->q = malloc((size_t)s->block * (size_t)(d > 0 ? d : 1) * sizeof(float));
@@ -67,33 +67,48 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
                              "search: expected at least one reference row of width >= 1 "
                              "(got %d rows of width %d)", n_ref, d);
     s->d = d;
-    s->n_ref = n_ref;
+    s->n_ref = s->n_cap = n_ref;
     s->distance = distance;
-    s->block = pick_block(block, n_ref);
+    s->block = s->tile_q = dml_searcher_pick_block(block, n_ref);
     s->threads = dml_eval_threads(threads);
-    s->ref = ref;
     dml_status st = alloc_common(s, d, max_k, err);
     if (st != DML_OK)
         return st;
-    if (distance == DML_EVAL_COSINE) {
+    if (distance == DML_EVAL_COSINE)
         s->ref_copy = malloc((size_t)n_ref * d * sizeof(float));
-        if (s->ref_copy)
-            normalise_rows(s->ref_copy, ref, n_ref, d);
-        s->ref = s->ref_copy;
-    } else if (distance == DML_EVAL_L2SQ || distance == DML_EVAL_L2) {
+    else if (distance == DML_EVAL_L2SQ || distance == DML_EVAL_L2)
         s->ref_norms = malloc((size_t)n_ref * sizeof(float));
-        for (int j = 0; s->ref_norms && j < n_ref; j++) {
-            float acc = 0.0f;
-            for (int t = 0; t < d; t++)
-                acc += ref[(size_t)j * d + t] * ref[(size_t)j * d + t];
-            s->ref_norms[j] = acc;
-        }
-    }
-    if (!s->ref || (distance <= DML_EVAL_L2 && !s->ref_norms)) {
+    if ((distance == DML_EVAL_COSINE && !s->ref_copy) || (distance <= DML_EVAL_L2 && !s->ref_norms)) {
         dml_searcher_free(s);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the search");
     }
+    dml_searcher_set_refs(s, ref, n_ref);
     return DML_OK;
+}
+
+void dml_searcher_set_refs(dml_searcher *s, const float *ref, int n_ref)
+{
+    DML_ASSERT(!s->pq && ref && n_ref >= 1 && n_ref <= s->n_cap);
+    int d = s->d;
+    s->n_ref = n_ref;
+    s->ref = ref;
+    if (s->distance == DML_EVAL_COSINE) {
+        normalise_rows(s->ref_copy, ref, n_ref, d);
+        s->ref = s->ref_copy;
+    }
+    for (int j = 0; s->ref_norms && j < n_ref; j++) {
+        float acc = 0.0f;
+        for (int t = 0; t < d; t++)
+            acc += ref[(size_t)j * d + t] * ref[(size_t)j * d + t];
+        s->ref_norms[j] = acc;
+    }
+}
+
+void dml_searcher_set_codes(dml_searcher *s, const uint8_t *codes, int n_ref)
+{
+    DML_ASSERT(s->pq && codes && n_ref >= 1 && n_ref <= s->n_cap);
+    s->codes = codes;
+    s->n_ref = n_ref;
 }
 
 dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t *codes, int n_ref,
@@ -104,9 +119,9 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "PQ search: expected codebooks and at least one code (got %d)", n_ref);
     s->d = pq->d;
-    s->n_ref = n_ref;
+    s->n_ref = s->n_cap = n_ref;
     s->distance = DML_EVAL_L2SQ;
-    s->block = block > 0 ? block : MAX_BLOCK; /* only queries are held per block */
+    s->block = s->tile_q = block > 0 ? block : MAX_BLOCK; /* only queries are held per block */
     s->threads = dml_eval_threads(threads);
     s->pq = pq;
     s->codes = codes;
@@ -171,8 +186,18 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n)
     if (s->pq)
         return; /* scanned query by query in dml_searcher_topk */
     int l2 = s->distance == DML_EVAL_L2SQ || s->distance == DML_EVAL_L2;
-    dml_gemm(0, 1, n, s->n_ref, s->d, l2 ? -2.0f : -1.0f, s->q, s->d, s->ref, s->d, 0.0f, s->scores,
-             s->n_ref);
+    /* Fixed tiles, not one GEMM: sgemm's rounding depends on the call's shape, and a database
+     * searched chunk by chunk (eval/stream.c) issues these very calls, so both give the same
+     * scores. References outer: a tile stays in cache across the query tiles. */
+    for (int j0 = 0; j0 < s->n_ref; j0 += DML_SEARCH_REF_TILE) {
+        int nj = s->n_ref - j0 < DML_SEARCH_REF_TILE ? s->n_ref - j0 : DML_SEARCH_REF_TILE;
+        for (int i0 = 0; i0 < n; i0 += s->tile_q) {
+            int ni = n - i0 < s->tile_q ? n - i0 : s->tile_q;
+            dml_gemm(0, 1, ni, nj, s->d, l2 ? -2.0f : -1.0f, s->q + (size_t)i0 * s->d, s->d,
+                     s->ref + (size_t)j0 * s->d, s->d, 0.0f,
+                     s->scores + (size_t)i0 * s->n_ref + j0, s->n_ref);
+        }
+    }
     if (l2)
         dml_parallel_for(s->threads, n, finish_l2, s);
     else if (s->distance == DML_EVAL_COSINE)
