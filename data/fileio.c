@@ -43,88 +43,113 @@ dml_status dml_file_commit(const char *tmp, const char *path, dml_error *err)
     return DML_OK;
 }
 
-/* A temporary file whose bytes go through one write loop (not stdio's internal one), so that
- * the first failure's errno is kept for the message and a test can inject it. */
-typedef struct sink {
-    int fd;
-    int err; /* the first failure's errno, 0 while all is well */
-    char tmp[4096];
-} sink;
-
-static void sink_open(sink *s, const char *path)
+/* Every byte goes through one write loop (not stdio's internal one), so that the first
+ * failure's errno is kept for the message and a test can inject it. at < 0 appends (write),
+ * otherwise the bytes go at that offset (pwrite). */
+static void put(dml_file_out *o, const char *buf, size_t n, int64_t at)
 {
-    dml_tmp_path(path, s->tmp, sizeof s->tmp);
-    s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    s->err = s->fd < 0 ? errno : 0;
-}
-
-static ssize_t sink_write(void *c, const char *buf, size_t n)
-{
-    sink *s = c;
-    size_t left = n;
-    while (!s->err && left > 0) {
-        ssize_t k = write(s->fd, buf, left);
+    while (!o->err && n > 0) {
+        ssize_t k = at < 0 ? write(o->fd, buf, n) : pwrite(o->fd, buf, n, (off_t)at);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) /* 0: nothing written to a regular file, as good as a full disk */
-            s->err = k < 0 ? errno : ENOSPC;
+            o->err = k < 0 ? errno : ENOSPC;
         else {
             buf += k;
-            left -= (size_t)k;
+            n -= (size_t)k;
+            at += at < 0 ? 0 : k;
         }
     }
-    return s->err ? -1 : (ssize_t)n;
 }
 
-static int sink_close(void *c)
+dml_status dml_file_out_open(dml_file_out *o, const char *path, const char *what, dml_error *err)
 {
-    sink *s = c;
-    if (s->fd >= 0 && close(s->fd) != 0 && !s->err)
-        s->err = errno; /* a delayed write error */
-    s->fd = -1;
-    return s->err ? -1 : 0;
+    o->path = path;
+    o->what = what;
+    o->stream = NULL;
+    dml_tmp_path(path, o->tmp, sizeof o->tmp);
+    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    o->err = o->fd < 0 ? errno : 0;
+    return o->err ? dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
+                                  strerror(o->err))
+                  : DML_OK;
 }
 
-/* After sink_close: the temporary file renamed over path, or removed with the reason. */
-static dml_status sink_commit(sink *s, int failed, const char *path, const char *what,
-                              dml_error *err)
+void dml_file_out_write(dml_file_out *o, const void *p, size_t n)
 {
-    if (!failed && !s->err)
-        return dml_file_commit(s->tmp, path, err);
-    unlink(s->tmp);
-    return dml_error_set(err, DML_ERR_IO, path, 0, 0, "cannot write the %s: %s", what,
-                         s->err ? strerror(s->err) : "a write failed");
+    put(o, p, n, -1);
+}
+
+void dml_file_out_write_at(dml_file_out *o, const void *p, size_t n, uint64_t at)
+{
+    put(o, p, n, (int64_t)at);
+}
+
+void dml_file_out_truncate(dml_file_out *o, uint64_t size)
+{
+    if (!o->err && ftruncate(o->fd, (off_t)size) != 0)
+        o->err = errno;
+}
+
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    dml_file_out *o = c;
+    put(o, buf, n, -1);
+    return o->err ? -1 : (ssize_t)n;
+}
+
+FILE *dml_file_out_stream(dml_file_out *o)
+{
+    if (!o->stream && !o->err &&
+        !(o->stream = fopencookie(o, "w", (cookie_io_functions_t){NULL, cookie_write, NULL, NULL})))
+        o->err = errno;
+    return o->stream;
+}
+
+dml_status dml_file_out_finish(dml_file_out *o, int ok, dml_error *err)
+{
+    if (o->stream) {
+        int failed = ferror(o->stream);
+        failed |= fclose(o->stream) != 0; /* its buffered bytes are written now */
+        if (failed && !o->err)
+            o->err = EIO;
+        o->stream = NULL;
+    }
+    if (o->fd >= 0 && close(o->fd) != 0 && !o->err)
+        o->err = errno; /* a delayed write error */
+    o->fd = -1;
+    if (ok && !o->err)
+        return dml_file_commit(o->tmp, o->path, err);
+    unlink(o->tmp);
+    if (!ok)
+        return DML_ERR_IO; /* the caller's failure, already in err */
+    return dml_error_set(err, DML_ERR_IO, o->path, 0, 0, "cannot write the %s: %s", o->what,
+                         strerror(o->err));
 }
 
 dml_status dml_file_write_atomic(const char *path, const char *what, const void *bytes, size_t n,
                                  dml_error *err)
 {
-    sink s;
-    sink_open(&s, path);
-    sink_write(&s, bytes, n);
-    sink_close(&s);
-    return sink_commit(&s, 0, path, what, err);
+    dml_file_out o;
+    dml_status st = dml_file_out_open(&o, path, what, err);
+    if (st != DML_OK)
+        return st;
+    dml_file_out_write(&o, bytes, n);
+    return dml_file_out_finish(&o, 1, err);
 }
 
 dml_status dml_file_write_stdio(const char *path, const char *what,
                                 void (*write_body)(FILE *f, const void *ctx), const void *ctx,
                                 dml_error *err)
 {
-    sink s;
-    sink_open(&s, path);
-    FILE *f = s.err ? NULL
-                    : fopencookie(&s, "w", (cookie_io_functions_t){NULL, sink_write, NULL,
-                                                                   sink_close});
-    if (!f) {
-        if (!s.err)
-            s.err = errno;
-        sink_close(&s);
-        return sink_commit(&s, 1, path, what, err);
-    }
-    write_body(f, ctx);
-    int failed = ferror(f);
-    failed |= fclose(f) != 0; /* calls sink_close */
-    return sink_commit(&s, failed, path, what, err);
+    dml_file_out o;
+    dml_status st = dml_file_out_open(&o, path, what, err);
+    if (st != DML_OK)
+        return st;
+    FILE *f = dml_file_out_stream(&o);
+    if (f)
+        write_body(f, ctx);
+    return dml_file_out_finish(&o, 1, err); /* a failed stream or write is in o.err */
 }
 
 dml_status dml_mkdirs(const char *dir, dml_error *err)
