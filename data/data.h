@@ -8,6 +8,7 @@
 #include "data/rng.h"
 #include "data/dataset.h"
 #include "data/rows.h"
+#include "data/rows_cache.h"
 #include "data/normalize.h"
 #include "data/split.h"
 #include "data/sampler.h"

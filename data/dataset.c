@@ -10,6 +10,7 @@
 
 #include "data/data.h"
 #include "data/readers.h"
+#include "data/rows_cache.h"
 
 #define FMNIST_PREFIX "fashion-mnist:"
 
@@ -223,7 +224,10 @@ static void gather_rows(float *out, const float *x, int d, const int32_t *idx, i
 
 void dml_dataset_gather(float *out, const dml_dataset *ds, const int32_t *idx, int n)
 {
-    gather_rows(out, ds->x, ds->d, idx, n);
+    if (ds->cache)
+        dml_row_cache_gather(ds->cache, out, idx, n);
+    else
+        gather_rows(out, ds->x, ds->d, idx, n);
 }
 
 void dml_dataset_gather_b(float *out, const dml_dataset *ds, const int32_t *idx, int n)

@@ -12,9 +12,11 @@
 /* Labels above this are refused as absurd (a label column of ids, not classes). */
 #define DML_MAX_LABEL 1000000
 
+struct dml_row_cache;
+
 typedef struct dml_dataset {
     int n, d;
-    float *x;         /* [n, d] */
+    float *x;         /* [n, d], or NULL when the rows stay in the file (cache below) */
     int32_t *y;       /* [n] labels in 0..DML_MAX_LABEL, or NULL when unlabelled */
     int n_classes;    /* max label + 1; 0 when unlabelled */
     int d_b;          /* second view (pairs from a file: anchor in x, positive in x_b), else 0 */
@@ -22,6 +24,9 @@ typedef struct dml_dataset {
     int from_bytes;   /* x was read from bytes (IDX, uint8 arrays): values 0..255 */
     int from_bytes_b; /* the same for x_b */
     char source[512]; /* the spec it was read from */
+    /* Set (and x NULL): the rows are read from the file in blocks as they are gathered (training
+     * on data larger than memory); not owned. Only the gather functions read rows then. */
+    struct dml_row_cache *cache;
 } dml_dataset;
 
 /* Reads a data SPEC:
@@ -57,7 +62,8 @@ dml_status dml_dataset_subset(const dml_dataset *src, const int32_t *rows, int n
  * src must have one view and d >= 2. */
 dml_status dml_dataset_halves(const dml_dataset *src, dml_dataset *out, dml_error *err);
 
-/* Batch inputs: out[n, d] = the rows idx[n] of x, copied as they are (no normalisation). */
+/* Batch inputs: out[n, d] = the rows idx[n] of x, copied as they are (no normalisation), or
+ * from the cache (a read failure is kept there: dml_row_cache_status). */
 void dml_dataset_gather(float *out, const dml_dataset *ds, const int32_t *idx, int n);
 /* The same from the second view: out[n, d_b]. */
 void dml_dataset_gather_b(float *out, const dml_dataset *ds, const int32_t *idx, int n);

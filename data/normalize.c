@@ -20,33 +20,60 @@ static dml_status alloc_norm(dml_input_norm *norm, int d, dml_error *err)
 }
 
 /* Per-feature mean, then the mean squared deviation (two passes: no cancellation). */
-static dml_status standardize(dml_input_norm *norm, const float *x, int d, const int32_t *rows,
-                              int n, dml_error *err)
+/* The sums of the rows [i0, i0 + k) of the fitted rows into sum (pass 0) or their squared
+ * deviations from norm->mean (pass 1). */
+static void accumulate(double *sum, const dml_input_norm *norm, const float *x, int d,
+                       const int32_t *rows, int i0, int k, int pass)
 {
-    double *sum = calloc((size_t)d, sizeof *sum);
-    if (!sum)
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for normalisation");
-    for (int i = 0; i < n; i++) {
-        const float *row = x + (size_t)(rows ? rows[i] : i) * (size_t)d;
-        for (int j = 0; j < d; j++)
-            sum[j] += row[j];
-    }
-    for (int j = 0; j < d; j++) {
-        norm->mean[j] = (float)(sum[j] / n);
-        sum[j] = 0.0;
-    }
-    for (int i = 0; i < n; i++) {
-        const float *row = x + (size_t)(rows ? rows[i] : i) * (size_t)d;
+    for (int i = 0; i < k; i++) {
+        const float *row = x + (size_t)(rows ? rows[i0 + i] : i0 + i) * (size_t)d;
         for (int j = 0; j < d; j++) {
-            double dev = (double)row[j] - norm->mean[j];
-            sum[j] += dev * dev;
+            double v = row[j];
+            sum[j] += pass == 0 ? v : (v - norm->mean[j]) * (v - norm->mean[j]);
         }
     }
-    for (int j = 0; j < d; j++) {
-        double std = sqrt(sum[j] / n);
-        norm->std[j] = std < STD_MIN ? 1.0f : (float)std;
+}
+
+/* Two passes over the rows (means, then deviations); rows that stay in the file are gathered
+ * FIT_BLOCK at a time, summed in the same order as in memory. */
+static dml_status standardize(dml_input_norm *norm, const dml_dataset *ds, const float *x, int d,
+                              const int32_t *rows, int n, dml_error *err)
+{
+    enum { FIT_BLOCK = 4096 };
+    double *sum = calloc((size_t)d, sizeof *sum);
+    float *buf = x ? NULL : malloc((size_t)FIT_BLOCK * (size_t)d * sizeof *buf);
+    int32_t *ids = x ? NULL : malloc(FIT_BLOCK * sizeof *ids);
+    if (!sum || (!x && (!buf || !ids))) {
+        free(sum);
+        free(buf);
+        free(ids);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for normalisation");
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i0 = 0; i0 < n; i0 += FIT_BLOCK) {
+            int k = n - i0 < FIT_BLOCK ? n - i0 : FIT_BLOCK;
+            if (x) {
+                accumulate(sum, norm, x, d, rows, i0, k, pass);
+                continue;
+            }
+            for (int i = 0; i < k; i++)
+                ids[i] = rows ? rows[i0 + i] : i0 + i;
+            dml_dataset_gather(buf, ds, ids, k);
+            accumulate(sum, norm, buf, d, NULL, 0, k, pass);
+        }
+        for (int j = 0; j < d; j++) {
+            if (pass == 0) {
+                norm->mean[j] = (float)(sum[j] / n);
+            } else {
+                double std = sqrt(sum[j] / n);
+                norm->std[j] = std < STD_MIN ? 1.0f : (float)std;
+            }
+            sum[j] = 0.0;
+        }
     }
     free(sum);
+    free(buf);
+    free(ids);
     return DML_OK;
 }
 
@@ -73,7 +100,7 @@ dml_status dml_input_norm_fit(dml_input_norm *norm, dml_norm_kind kind, const dm
         }
         return DML_OK;
     }
-    if ((st = standardize(norm, x, d, rows, n, err)) != DML_OK)
+    if ((st = standardize(norm, ds, x, d, rows, n, err)) != DML_OK)
         dml_input_norm_free(norm);
     return st;
 }

@@ -17,7 +17,7 @@ static dml_status check_streamed(dml_rows *r, dml_error *err)
     return DML_OK;
 }
 
-dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err)
+dml_status dml_rows_try_stream(const char *spec, dml_rows *r, dml_error *err)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->source, sizeof r->source, "%s", spec);
@@ -29,28 +29,36 @@ dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err)
     if (st == DML_OK && r->read) {
         r->streamed = 1;
         st = check_streamed(r, err);
-    } else if (st == DML_OK) {
-        free(r->y); /* a stream function that declined may have read nothing, or labels */
-        r->y = NULL;
-        if ((st = dml_dataset_open(spec, &r->whole, err)) == DML_OK) {
-            r->n = r->whole.n;
-            r->d = r->whole.d;
-            r->y = r->whole.y;
-            r->n_classes = r->whole.n_classes;
-            r->from_bytes = r->whole.from_bytes;
-        }
     }
-    if (st != DML_OK)
-        dml_rows_close(r);
+    if (st != DML_OK || !r->streamed)
+        dml_rows_close(r); /* a stream function that declined may have read labels */
     return st;
+}
+
+dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err)
+{
+    dml_status st = dml_rows_try_stream(spec, r, err);
+    if (st != DML_OK || r->streamed)
+        return st;
+    snprintf(r->source, sizeof r->source, "%s", spec);
+    if ((st = dml_dataset_open(spec, &r->whole, err)) != DML_OK) {
+        dml_rows_close(r);
+        return st;
+    }
+    r->n = r->whole.n;
+    r->d = r->whole.d;
+    r->y = r->whole.y;
+    r->n_classes = r->whole.n_classes;
+    r->from_bytes = r->whole.from_bytes;
+    return DML_OK;
 }
 
 void dml_rows_close(dml_rows *r)
 {
     if (r->close && r->impl)
         r->close(r->impl);
-    if (r->streamed)
-        free(r->y);
+    if (!r->whole.x)
+        free(r->y); /* else the whole data set's */
     dml_dataset_free(&r->whole);
     memset(r, 0, sizeof *r);
 }

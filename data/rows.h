@@ -46,6 +46,9 @@ struct dml_rows {
  * dml_dataset_open's (DML_ERR_DATA naming the file). On error *r is closed. */
 dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err);
 void dml_rows_close(dml_rows *r);
+/* The same for a spec whose format reads ranges (r->streamed 1); for any other, DML_OK with
+ * nothing read and r->streamed 0 (the caller reads it whole, with dml_dataset_open). */
+dml_status dml_rows_try_stream(const char *spec, dml_rows *r, dml_error *err);
 
 /* x[count, d] = rows [lo, lo + count), 0 <= lo, lo + count <= n, as floats; every value checked
  * finite. */

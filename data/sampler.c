@@ -24,6 +24,10 @@ static uint64_t fingerprint(const dml_sampler *s)
     uint64_t h = fnv1a(0xcbf29ce484222325ull, head, sizeof head);
     if (s->spec.keep_last) /* hashed only when set: states saved before the flag still load */
         h = fnv1a(h, "keep_last", 9);
+    if (s->spec.block_rows) {
+        int32_t block[2] = {s->spec.block_rows, s->spec.window_blocks};
+        h = fnv1a(h, block, sizeof block);
+    }
     return fnv1a(h, s->rows, (size_t)s->n * sizeof *s->rows);
 }
 
@@ -102,6 +106,15 @@ static dml_status check_spec(const dml_sampler_spec *spec, dml_error *err)
     if (spec->pairs != DML_PAIR_MODE_NONE && spec->kind != DML_SAMPLER_RANDOM)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
                              "pairs are drawn by the random sampler, not m_per_class");
+    if (spec->block_rows < 0 || (spec->block_rows && spec->window_blocks < 1))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "block-random order of %d-row blocks, %d a window: expected positive "
+                             "numbers", spec->block_rows, spec->window_blocks);
+    if (spec->block_rows && (spec->kind != DML_SAMPLER_RANDOM ||
+                             spec->pairs == DML_PAIR_MODE_SAME_CLASS))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "block-random order is the random sampler's, without same_class pairs "
+                             "(those draw rows from anywhere in the data)");
     return DML_OK;
 }
 
@@ -126,6 +139,27 @@ static dml_status check_fit(const dml_sampler *s, const dml_dataset *ds, dml_err
                              s->spec.pairs == DML_PAIR_MODE_SAME_CLASS
                                  ? " (rows whose class has another row)" : "");
     return DML_OK;
+}
+
+/* Block-random order: the anchors grouped by the block of their dataset row. */
+static int group_blocks(dml_sampler *s, const dml_dataset *ds)
+{
+    int b = s->spec.block_rows;
+    s->n_blocks = (ds->n + b - 1) / b;
+    s->block_start = calloc((size_t)s->n_blocks + 1, sizeof *s->block_start);
+    s->block_order = malloc(((size_t)s->n_blocks + 1) * sizeof *s->block_order);
+    s->by_block = malloc(((size_t)s->n_anchor + 1) * sizeof *s->by_block);
+    if (!s->block_start || !s->block_order || !s->by_block)
+        return 0;
+    for (int i = 0; i < s->n_anchor; i++)
+        s->block_start[s->rows[s->anchor[i]] / b + 1]++;
+    for (int k = 0; k < s->n_blocks; k++)
+        s->block_start[k + 1] += s->block_start[k];
+    for (int k = 0; k < s->n_blocks; k++) /* fill positions, reset below */
+        s->block_order[k] = s->block_start[k];
+    for (int i = 0; i < s->n_anchor; i++)
+        s->by_block[s->block_order[s->rows[s->anchor[i]] / b]++] = s->anchor[i];
+    return 1;
 }
 
 dml_status dml_sampler_init(dml_sampler *s, const dml_sampler_spec *spec, const dml_dataset *ds,
@@ -169,6 +203,8 @@ dml_status dml_sampler_init(dml_sampler *s, const dml_sampler_spec *spec, const 
             s->class_start[c + 1] - s->class_start[c] > 1)
             s->anchor[s->n_anchor++] = i;
     }
+    if (random && spec->block_rows && !group_blocks(s, ds))
+        goto nomem;
     if ((st = check_fit(s, ds, err)) != DML_OK) {
         dml_sampler_free(s);
         return st;
@@ -194,6 +230,9 @@ void dml_sampler_free(dml_sampler *s)
     free(s->class_of);
     free(s->rank);
     free(s->class_order);
+    free(s->block_start);
+    free(s->by_block);
+    free(s->block_order);
     memset(s, 0, sizeof *s);
 }
 
@@ -211,6 +250,20 @@ static void shuffle_from(dml_sampler *s, dml_rng *g)
         for (int c = 0; c < s->n_classes; c++)
             s->class_order[c] = c;
         dml_rng_shuffle(g, s->class_order, s->n_classes);
+    } else if (s->spec.block_rows) {
+        for (int k = 0; k < s->n_blocks; k++)
+            s->block_order[k] = k;
+        dml_rng_shuffle(g, s->block_order, s->n_blocks);
+        int at = 0;
+        for (int w = 0; w < s->n_blocks; w += s->spec.window_blocks) {
+            int from = at;
+            for (int k = w; k < s->n_blocks && k < w + s->spec.window_blocks; k++) {
+                int b = s->block_order[k], size = s->block_start[b + 1] - s->block_start[b];
+                memcpy(s->order + at, s->by_block + s->block_start[b], (size_t)size * sizeof *s->order);
+                at += size;
+            }
+            dml_rng_shuffle(g, s->order + from, at - from);
+        }
     } else {
         memcpy(s->order, s->anchor, (size_t)s->n_anchor * sizeof *s->order);
         dml_rng_shuffle(g, s->order, s->n_anchor);

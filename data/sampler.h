@@ -31,6 +31,12 @@ typedef struct dml_sampler_spec {
     int m;                 /* M, rows per class (M_PER_CLASS); B % M == 0 */
     int keep_last;         /* RANDOM without pairs: also serve each epoch's last, partial batch
                             * (PyTorch's DataLoader with drop_last=False); 0 drops it */
+    /* RANDOM without same-class pairs: block-random order when block_rows > 0. The rows are
+     * cut in blocks of block_rows consecutive dataset rows; an epoch takes the blocks in a
+     * shuffled order, window_blocks at a time, and shuffles the rows of each window. A data
+     * set read from disk in blocks (data/rows_cache.h) then loads each block once an epoch. */
+    int block_rows;
+    int window_blocks;     /* >= 1 with block_rows */
 } dml_sampler_spec;
 
 typedef struct dml_sampler {
@@ -46,6 +52,10 @@ typedef struct dml_sampler {
     int32_t *class_of;    /* [n] class index (0..n_classes-1) of rows[i] */
     int32_t *rank;        /* [n] offset of rows[i] inside its class's group in by_class */
     int32_t *class_order; /* [n_classes] this round's shuffle of the classes (M_PER_CLASS) */
+    int n_blocks;         /* block-random: blocks of the dataset's rows, */
+    int32_t *block_start; /* [n_blocks + 1] offsets into by_block */
+    int32_t *by_block;    /* [n_anchor] anchor positions grouped by block, anchor order inside */
+    int32_t *block_order; /* [n_blocks] this epoch's shuffle of the blocks */
     int pos;              /* next unused entry of order (RANDOM) or class_order (M_PER_CLASS) */
     int64_t step;         /* batches served since init */
     dml_rng rng;          /* every draw */
@@ -63,6 +73,7 @@ dml_status dml_sampler_init(dml_sampler *s, const dml_sampler_spec *spec, const 
 void dml_sampler_free(dml_sampler *s);
 
 /* The next batch: idx[B] dataset rows; returns how many were written. RANDOM: the epoch's
+ * shuffle (block-random with spec.block_rows)
  * shuffle B rows at a time, reshuffled once fewer than B remain (the last partial batch is
  * dropped), or with keep_last once none remain (the last batch then has the 1..B rows left, and
  * that count is returned). M_PER_CLASS: B/M

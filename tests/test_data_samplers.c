@@ -69,7 +69,7 @@ static void test_random_epochs(void **state)
     int32_t pool[50], idx[8], first[48], seen[N];
     for (int i = 0; i < 50; i++)
         pool[i] = 2 + i; /* rows 2..51 */
-    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 0};
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 0, 0, 0};
     dml_sampler s, t, u;
     init_ok(&s, &spec, &ds, pool, 50, 5);
     init_ok(&t, &spec, &ds, pool, 50, 5);
@@ -104,6 +104,67 @@ static void test_random_epochs(void **state)
     dml_dataset_free(&ds);
 }
 
+/* Block-random order: rows 2..51 in blocks of 5 rows (rows 0-4, 5-9, ...), two blocks a
+ * window. An epoch serves every row once; the rows of each window's 10 slots come from two
+ * blocks only; a saved state draws the same next batches. */
+static void test_random_block_order(void **state)
+{
+    (void)state;
+    dml_dataset ds;
+    make_data(&ds);
+    int32_t pool[50], order[50];
+    for (int i = 0; i < 50; i++)
+        pool[i] = 2 + i;
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 0, 5, 2};
+    dml_sampler s, t;
+    init_ok(&s, &spec, &ds, pool, 50, 5);
+    init_ok(&t, &spec, &ds, pool, 50, 5);
+    assert_int_equal(s.n_blocks, (N + 4) / 5);
+    for (int b = 0; b < 5; b++)
+        assert_int_equal(dml_sampler_next(&s, order + 10 * b), 10);
+    int seen[N] = {0};
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(seen[order[i]]++, 0);
+    /* Cut greedily where a third block appears: 11 blocks, two a window, make 6 windows (a
+     * full shuffle would need far more). */
+    int at = 0, windows = 0;
+    while (at < 50) {
+        int blocks[2] = {-1, -1}, n_blocks = 0, size = 0;
+        for (int i = at; i < 50; i++) {
+            int b = order[i] / 5;
+            if (b != blocks[0] && b != blocks[1]) {
+                if (n_blocks == 2)
+                    break;
+                blocks[n_blocks++] = b;
+            }
+            size++;
+        }
+        at += size;
+        windows++;
+    }
+    assert_int_equal(windows, 6);
+    uint8_t saved[256];
+    assert_true(dml_sampler_state_size(&s) <= sizeof saved);
+    dml_sampler_state_save(&s, saved);
+    dml_error err = {0};
+    assert_int_equal(dml_sampler_state_load(&t, saved, dml_sampler_state_size(&s), &err), DML_OK);
+    int32_t a[10], b[10];
+    for (int k = 0; k < 7; k++) {
+        dml_sampler_next(&s, a);
+        dml_sampler_next(&t, b);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    /* not a same_class or m_per_class order */
+    dml_sampler_spec same = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 10, 0, 0, 5, 2};
+    dml_sampler u;
+    assert_int_equal(dml_sampler_init(&u, &same, &ds, pool, 50, &(dml_rng){{1, 2, 3, 4}}, &err),
+                     DML_ERR_USAGE);
+    assert_non_null(strstr(err.msg, "block-random order"));
+    dml_sampler_free(&s);
+    dml_sampler_free(&t);
+    dml_dataset_free(&ds);
+}
+
 /* keep_last: each epoch ends with the rows left (50 = 6 x 8 + 2), every row exactly once;
  * pairs ignore it (their batches are always full). */
 static void test_random_keep_last(void **state)
@@ -114,7 +175,7 @@ static void test_random_keep_last(void **state)
     int32_t pool[50], idx[8], seen[N];
     for (int i = 0; i < 50; i++)
         pool[i] = 2 + i;
-    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 1};
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, 1, 0, 0};
     dml_sampler s;
     init_ok(&s, &spec, &ds, pool, 50, 5);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), 7);
@@ -132,7 +193,7 @@ static void test_random_keep_last(void **state)
     dml_sampler_free(&s);
     int32_t all[N], a[16], p[16];
     all_rows(all, N);
-    dml_sampler_spec pairs = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 1};
+    dml_sampler_spec pairs = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 1, 0, 0};
     init_ok(&s, &pairs, &ds, all, 60, 5);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), 3); /* 60 / 16, rounded down */
     for (int b = 0; b < 4; b++)
@@ -148,7 +209,7 @@ static void test_m_per_class(void **state)
     make_data(&ds);
     int32_t pool[N], idx[12];
     all_rows(pool, N);
-    dml_sampler_spec spec = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0};
+    dml_sampler_spec spec = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0, 0, 0};
     dml_sampler s;
     init_ok(&s, &spec, &ds, pool, N, 9);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), N / 12);
@@ -181,7 +242,7 @@ static void test_same_class_pairs(void **state)
     make_data(&ds);
     int32_t pool[N], a[16], p[16];
     all_rows(pool, N);
-    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 16, 0, 0};
+    dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 16, 0, 0, 0, 0};
     dml_sampler s;
     init_ok(&s, &spec, &ds, pool, N, 3);
     assert_int_equal(dml_sampler_steps_per_epoch(&s), 63 / 16); /* row 0 (class 0) has no partner */
@@ -201,7 +262,7 @@ static void test_same_class_pairs(void **state)
 
     /* The other view: each anchor is paired with its own row, and every row is an anchor
      * once per epoch (labels play no part). */
-    dml_sampler_spec views = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 0};
+    dml_sampler_spec views = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_OTHER_VIEW, 16, 0, 0, 0, 0};
     free(ds.y);
     ds.y = NULL;
     init_ok(&s, &views, &ds, pool, N, 3);
@@ -264,10 +325,10 @@ static void test_save_restore(void **state)
     make_data(&ds);
     int32_t pool[N];
     all_rows(pool, N);
-    const dml_sampler_spec specs[4] = {{DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 0},
-                                       {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 9, 3, 0},
-                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 10, 0, 0},
-                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 1}};
+    const dml_sampler_spec specs[4] = {{DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 0, 0, 0},
+                                       {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 9, 3, 0, 0, 0},
+                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 10, 0, 0, 0, 0},
+                                       {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 10, 0, 1, 0, 0}};
     /* Fresh, mid-epoch, exactly at an epoch's end (6 batches of 10 of 64; with keep_last, the
      * 7th batch of 4 follows), and later. */
     const int ks[6] = {0, 1, 3, 6, 7, 13};
@@ -303,27 +364,27 @@ static void test_init_errors(void **state)
     make_data(&ds);
     int32_t pool[N];
     all_rows(pool, N);
-    const dml_sampler_spec mpc = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 5, 0};
+    const dml_sampler_spec mpc = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 5, 0, 0, 0};
     expect_init_error(&mpc, &ds, pool, N, DML_ERR_USAGE, "positive divisor of batch_size 12");
-    const dml_sampler_spec wide = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 36, 4, 0};
+    const dml_sampler_spec wide = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 36, 4, 0, 0, 0};
     expect_init_error(&wide, &ds, pool, N, DML_ERR_DATA, "needs batch_size / m = 9 classes");
-    const dml_sampler_spec pairs = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_SAME_CLASS, 12, 3, 0};
+    const dml_sampler_spec pairs = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_SAME_CLASS, 12, 3, 0, 0, 0};
     expect_init_error(&pairs, &ds, pool, N, DML_ERR_USAGE, "pairs are drawn by the random sampler");
-    const dml_sampler_spec zero = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 0, 0, 0};
+    const dml_sampler_spec zero = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 0, 0, 0, 0, 0};
     expect_init_error(&zero, &ds, pool, N, DML_ERR_USAGE, "batch_size 0");
-    const dml_sampler_spec big = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 65, 0, 0};
+    const dml_sampler_spec big = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 65, 0, 0, 0, 0};
     expect_init_error(&big, &ds, pool, N, DML_ERR_DATA, "batch_size 65 is larger than the 64 rows");
-    const dml_sampler_spec rnd = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 4, 0, 0};
+    const dml_sampler_spec rnd = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 4, 0, 0, 0, 0};
     int32_t bad[3] = {0, 64, 1}, twice[3] = {5, 6, 5};
     expect_init_error(&rnd, &ds, bad, 3, DML_ERR_USAGE, "row 64 is outside 0..63");
     expect_init_error(&rnd, &ds, twice, 3, DML_ERR_USAGE, "row 5 is there twice");
-    const dml_sampler_spec same = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 1, 0, 0};
+    const dml_sampler_spec same = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_SAME_CLASS, 1, 0, 0, 0, 0};
     int32_t singles[3] = {0, 1, 4}; /* classes 0, 1 and 2: one row each in this pool */
     expect_init_error(&same, &ds, singles, 3, DML_ERR_DATA, "need a class with two rows");
     free(ds.y);
     ds.y = NULL;
     expect_init_error(&mpc, &ds, pool, N, DML_ERR_USAGE, "positive divisor");
-    const dml_sampler_spec mpc_ok = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0};
+    const dml_sampler_spec mpc_ok = {DML_SAMPLER_M_PER_CLASS, DML_PAIR_MODE_NONE, 12, 3, 0, 0, 0};
     expect_init_error(&mpc_ok, &ds, pool, N, DML_ERR_DATA, "needs labels");
     dml_dataset_free(&ds);
 }
@@ -332,6 +393,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_epochs),
+        cmocka_unit_test(test_random_block_order),
         cmocka_unit_test(test_random_keep_last),
         cmocka_unit_test(test_m_per_class),
         cmocka_unit_test(test_same_class_pairs),

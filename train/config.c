@@ -14,7 +14,10 @@
 
 #define MAX_CONFIG_BYTES (1 << 20)
 
-typedef enum { F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_EVERY, F_INT_LIST, F_NAME_LIST } ftype;
+typedef enum {
+    F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_EVERY, F_INT_LIST, F_NAME_LIST,
+    F_SIZE_MB /* a size like 512MB or 4GB, kept in MB (int) */
+} ftype;
 
 /* Bounds are inclusive unless marked open. */
 enum { OPEN_MIN = 1, OPEN_MAX = 2, POW2 = 4, NONEMPTY = 8, NEVER = 16 /* F_EVERY: never, 0 */ };
@@ -55,6 +58,11 @@ static const char *const MINER[] = {[DML_MINER_ALL] = "all", [DML_MINER_HARD] = 
 static const char *const REDUCTION[] = {[DML_CFG_REDUCE_MEAN] = "mean",
                                         [DML_CFG_REDUCE_MEAN_NONZERO] = "mean_nonzero", NULL};
 static const char *const RECON[] = {[DML_RECON_MSE] = "mse", [DML_RECON_BCE] = "bce", NULL};
+static const char *const IN_MEMORY[] = {[DML_IN_MEMORY_AUTO] = "auto",
+                                        [DML_IN_MEMORY_TRUE] = "true",
+                                        [DML_IN_MEMORY_FALSE] = "false", NULL};
+static const char *const SHUFFLE[] = {[DML_SHUFFLE_FULL] = "full", [DML_SHUFFLE_BLOCK] = "block",
+                                      NULL};
 static const char *const SAMPLER[] = {[DML_SAMPLER_RANDOM] = "random",
                                       [DML_SAMPLER_M_PER_CLASS] = "m_per_class", NULL};
 static const char *const OPTIMIZER[] = {[DML_OPTIM_SGD] = "sgd", [DML_OPTIM_ADAM] = "adam",
@@ -98,6 +106,9 @@ static const field FIELDS[] = {
     NUM("data.augment.noise", F_FLOAT, data.augment.noise, 0, INFINITY, 0, "a number >= 0"),
     NUM("data.augment.dropout", F_FLOAT, data.augment.dropout, 0, 1, OPEN_MAX,
         "a probability in [0, 1)"),
+    CHOICE("data.in_memory", data.in_memory, IN_MEMORY),
+    {"data.memory_limit", F_SIZE_MB, MEMBER(data.memory_limit_mb), NULL, 1, BIG, 0,
+     "a size like 512MB or 4GB"},
     CHOICE("model.type", model.type, MODEL_TYPE),
     {"model.hidden", F_INT_LIST, MEMBER(model.hidden), NULL, 1, 65536, 0,
      "a list of layer widths like [512, 256]"},
@@ -133,6 +144,8 @@ static const field FIELDS[] = {
     CHOICE("sampler.type", sampler.type, SAMPLER),
     NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
     FLAG("sampler.drop_last", sampler.drop_last),
+    CHOICE("sampler.shuffle", sampler.shuffle, SHUFFLE),
+    NUM("sampler.block_rows", F_INT, sampler.block_rows, 1, BIG, 0, "a positive integer"),
     NUM("train.batch_size", F_INT, train.batch_size, 2, BIG, 0, "an integer >= 2"),
     NUM("train.epochs", F_INT, train.epochs, 1, BIG, 0, "a positive integer"),
     NUM("train.steps", F_INT64, train.steps, 0, BIG, 0, "an integer >= 0"),
@@ -175,6 +188,7 @@ void dml_config_defaults(dml_config *c)
     c->data.val_fraction = 0.1f;
     c->data.normalize = DML_NORM_UNIT;
     c->data.pairs = DML_PAIRS_NONE;
+    c->data.memory_limit_mb = 4096;
     c->model.type = DML_NET_MLP;
     c->model.hidden[0] = 512;
     c->model.hidden[1] = 256;
@@ -196,6 +210,7 @@ void dml_config_defaults(dml_config *c)
     c->loss.quantization.warmup_epochs = 1;
     c->sampler.type = DML_SAMPLER_M_PER_CLASS;
     c->sampler.m = 4;
+    c->sampler.block_rows = 4096;
     c->train.batch_size = 256;
     c->train.epochs = 10;
     c->train.optimizer = DML_OPTIM_ADAM;
@@ -395,6 +410,28 @@ static int parse_int(const field *f, const char *s, double *v)
     return parse_number(s, v) && *v == floor(*v) && in_range(f, *v);
 }
 
+/* "512MB", "4GB", "1.5 GiB", "300" (MB): binary units, in whole MB. */
+static int parse_size_mb(const field *f, const char *s, double *mb)
+{
+    static const struct { const char *unit; double mb; } units[] = {
+        {"", 1}, {"k", 1.0 / 1024}, {"kb", 1.0 / 1024}, {"kib", 1.0 / 1024}, {"m", 1}, {"mb", 1},
+        {"mib", 1}, {"g", 1024}, {"gb", 1024}, {"gib", 1024}, {"t", 1 << 20}, {"tb", 1 << 20},
+        {"tib", 1 << 20}};
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno != 0 || !isfinite(v))
+        return 0;
+    while (*end == ' ')
+        end++;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcasecmp(end, units[i].unit)) {
+            *mb = ceil(v * units[i].mb);
+            return in_range(f, *mb);
+        }
+    return 0;
+}
+
 static int choice_index(const char *const *choices, const char *s)
 {
     for (int i = 0; choices[i]; i++)
@@ -446,6 +483,13 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
         case F_INT:
             DML_ASSERT(f->size == sizeof(int));
             if (parse_int(f, s, &v)) {
+                *(int *)dst = (int)v;
+                return DML_OK;
+            }
+            break;
+        case F_SIZE_MB:
+            DML_ASSERT(f->size == sizeof(int));
+            if (parse_size_mb(f, s, &v)) {
                 *(int *)dst = (int)v;
                 return DML_OK;
             }
@@ -942,6 +986,9 @@ static void print_value(const field *f, const dml_config *cfg, FILE *out)
             fputs("never", out);
         else
             fprintf(out, "%d", *(const int *)src);
+        break;
+    case F_SIZE_MB:
+        fprintf(out, "%dMB", *(const int *)src);
         break;
     case F_INT_LIST:
         fputc('[', out);

@@ -21,6 +21,10 @@
  * dml_distance, dml_miner, dml_sampler_kind, dml_optim_kind, dml_schedule_kind) the config uses
  * that enum (dml_init_scheme too); train/config.c asserts the orders match its choice tables. */
 /* augment: two augmented views of each row, a positive pair (SimCLR's self-supervision) */
+/* data.in_memory: auto reads the training rows whole when they fit data.memory_limit */
+typedef enum { DML_IN_MEMORY_AUTO, DML_IN_MEMORY_TRUE, DML_IN_MEMORY_FALSE } dml_in_memory;
+/* sampler.shuffle: the whole pool each epoch, or block-random (data/sampler.h) */
+typedef enum { DML_SHUFFLE_FULL, DML_SHUFFLE_BLOCK } dml_shuffle;
 typedef enum {
     DML_PAIRS_NONE,
     DML_PAIRS_SAME_CLASS,
@@ -65,6 +69,8 @@ typedef struct dml_config {
         dml_norm_kind normalize;
         dml_pairs pairs;
         dml_augment augment; /* every training batch's rows; all zero = off */
+        dml_in_memory in_memory;
+        int memory_limit_mb; /* the training rows' budget: auto streams above it */
     } data;
     struct {
         dml_net_type type;
@@ -106,6 +112,8 @@ typedef struct dml_config {
         dml_sampler_kind type;
         int m;
         bool drop_last; /* random batches: drop each epoch's last, partial batch */
+        dml_shuffle shuffle;
+        int block_rows; /* block-random: rows a block */
     } sampler;
     struct {
         int batch_size, epochs;

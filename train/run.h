@@ -68,6 +68,9 @@ typedef struct dml_run {
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */
+    int streamed;            /* train's rows stay in the file (train/run_stream.c): */
+    dml_rows rows;           /* the file, */
+    dml_row_cache cache;     /* the blocks held, train.cache */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
     int d_in, d_in_b;            /* encoder input widths (halves split the row) */
@@ -112,6 +115,23 @@ typedef struct dml_run {
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
  * config left them at their defaults, each change noted in the log. */
 void dml_run_fit_defaults(dml_run *r);
+
+/* train/run_stream.c: training rows larger than memory. */
+/* Opens data.train whole, or (data.in_memory false, or auto over data.memory_limit) for
+ * reading in blocks: r->streamed, r->train with labels and no rows. */
+dml_status dml_run_open_train(dml_run *r, dml_error *err);
+/* Streamed: refuses what needs every row at hand, fits the sampler (random, block shuffle;
+ * each change logged) and sizes the cache. Nothing when not streamed. */
+dml_status dml_run_stream_fit(dml_run *r, dml_error *err);
+/* Blocks a block-random window holds: a quarter of data.memory_limit of rows. */
+int dml_run_window_blocks(const dml_run *r);
+/* Streamed: blocks are normalised with r->norm as they are loaded. */
+void dml_run_stream_normalise(dml_run *r);
+/* Validation rows used: split.n_val, capped when streamed. */
+int dml_run_validation_rows(const dml_run *r);
+/* The rows the final codebooks are fitted on (malloc'ed): every training row, or when
+ * streamed a seeded sample of at most 256 per centroid in file order. */
+int32_t *dml_run_codebook_rows(dml_run *r, int *n);
 
 /* train/train_step.c: one optimisation step's loss on the tape. */
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);

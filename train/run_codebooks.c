@@ -20,11 +20,13 @@ int32_t *dml_run_all_train_rows(const dml_run *r, int *n)
 dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err)
 {
     int n;
-    int32_t *rows = dml_run_all_train_rows(r, &n);
+    int32_t *rows = dml_run_codebook_rows(r, &n);
     float *z = rows ? dml_run_embed_rows(r, &r->train, rows, n, 0) : NULL;
     dml_status st = DML_OK;
     if (!z)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the embeddings");
+    else if (r->streamed && dml_row_cache_status(&r->cache, err) != DML_OK)
+        st = r->cache.status; /* the rows were read from the file */
     else if (r->comm)
         st = dml_run_pq_fit_ranks(r, z, n, fresh, err);
     else if (fresh)

@@ -63,7 +63,7 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
 {
     const dml_dataset *ds = r->split.n_val > 0 ? &r->train : &r->test;
     const int32_t *rows = r->split.n_val > 0 ? r->split.val : NULL;
-    int n = r->split.n_val > 0 ? r->split.n_val : r->test.n;
+    int n = r->split.n_val > 0 ? dml_run_validation_rows(r) : r->test.n;
     if (n == 0 || !ds->y) { /* nothing labelled to validate on: the loss alone guides the run */
         v->map_at_r = v->precision_at_1 = NAN;
         return DML_OK;
@@ -71,6 +71,8 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
     static const char *const metrics[] = {"map_at_r", "precision_at_1"};
     dml_eval_result res;
     dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, &v->spread, err);
+    if (st == DML_OK && r->streamed) /* the rows were read from the file */
+        st = dml_row_cache_status(&r->cache, err);
     v->map_at_r = dml_eval_get(&res, "map_at_r");
     v->precision_at_1 = dml_eval_get(&res, "precision_at_1");
     return st;
@@ -105,6 +107,11 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
     dml_status st = evaluate_set(r, &r->test, NULL, r->test.n, p1, n1, c->eval.pq, out, NULL, err);
     if (st != DML_OK || n2 == 0)
         return st;
+    if (r->streamed) {
+        fprintf(r->log, "# map_all and knn_accuracy against the training rows left out: they are "
+                        "read in blocks (dml eval --db ranks them in bounded memory)\n");
+        return st;
+    }
     /* Protocol 2: test queries against the training rows (the DQN setting). */
     int n_db;
     int32_t *db_rows = dml_run_all_train_rows(r, &n_db);

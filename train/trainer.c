@@ -15,7 +15,7 @@
 static dml_status open_data(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
-    dml_status st = dml_dataset_open(c->data.train, &r->train, err);
+    dml_status st = dml_run_open_train(r, err);
     if (st == DML_OK && c->data.test[0])
         st = dml_dataset_open(c->data.test, &r->test, err);
     if (st != DML_OK)
@@ -46,6 +46,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
         return st;
     dml_run_fit_defaults(r);
+    if ((st = dml_run_stream_fit(r, err)) != DML_OK)
+        return st;
     if (c->pq.k > r->split.n_train + r->split.n_unlabelled)
         return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
                                 c->pq.k, r->split.n_train + r->split.n_unlabelled);
@@ -63,7 +65,10 @@ static dml_status normalise(dml_run *r, dml_error *err)
                                 r->split.n_train, err);
     if (st != DML_OK)
         return st;
-    dml_input_norm_apply(&r->norm, r->train.x, (size_t)r->train.n);
+    if (r->streamed)
+        dml_run_stream_normalise(r);
+    else
+        dml_input_norm_apply(&r->norm, r->train.x, (size_t)r->train.n);
     if (r->train.x_b)
         dml_input_norm_apply(&r->norm_b, r->train.x_b, (size_t)r->train.n);
     if (r->test.n)
@@ -151,7 +156,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
         return st;
     r->batch = c->train.batch_size;
     dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
-                           c->sampler.m, !c->sampler.drop_last};
+                           c->sampler.m, !c->sampler.drop_last, 0, 0};
     if (c->data.pairs != DML_PAIRS_NONE) {
         ss.kind = DML_SAMPLER_RANDOM;
         ss.pairs = c->data.pairs == DML_PAIRS_SAME_CLASS ? DML_PAIR_MODE_SAME_CLASS
@@ -160,10 +165,15 @@ static dml_status build_training(dml_run *r, dml_error *err)
     }
     if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
         ss.kind = DML_SAMPLER_RANDOM; /* nothing to group by */
+    if (c->sampler.shuffle == DML_SHUFFLE_BLOCK) {
+        ss.block_rows = c->sampler.block_rows;
+        ss.window_blocks = dml_run_window_blocks(r);
+    }
     st = dml_sampler_init(&r->sampler, &ss, &r->train, r->split.train, r->split.n_train, &r->rng,
                           err);
     if (st == DML_OK && c->loss.reconstruction_weight > 0.0f && r->split.n_unlabelled >= r->batch) {
-        dml_sampler_spec us = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, r->batch, 1, 0};
+        dml_sampler_spec us = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, r->batch, 1, 0,
+                               ss.block_rows, ss.window_blocks};
         st = dml_sampler_init(&r->sampler_unl, &us, &r->train, r->split.unlabelled,
                               r->split.n_unlabelled, &r->rng, err);
     }
@@ -214,6 +224,8 @@ void dml_run_close(dml_run *r)
         return;
     dml_dataset_free(&r->train);
     dml_dataset_free(&r->test);
+    dml_row_cache_free(&r->cache);
+    dml_rows_close(&r->rows);
     dml_split_free(&r->split);
     dml_input_norm_free(&r->norm);
     dml_input_norm_free(&r->norm_b);
@@ -346,6 +358,10 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
     if (st != DML_OK) /* the same batch shape on every rank: all of them stop here */
         return dml_error_set(err, st, NULL, 0, 0, "step %ld: out of memory in the arena",
                              r->step + 1);
+    if (r->streamed && (st = dml_row_cache_status(&r->cache, err)) != DML_OK) {
+        dml_graph_reset(&r->graph);
+        return st; /* the file failed under the batch: its message names the file */
+    }
     /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
     if (r->mem.size > 0) /* after backward, which read the memory as forward did */
