@@ -15,6 +15,10 @@ static const char HELP[] =
     "  codes  uint8 [n, code_size]   with --pq: their PQ codes, packed as FAISS's IndexPQ packs them\n"
     "  y      int64 [n]              the input's labels, when it has them\n"
     "\n"
+    "HDF5, .npy and .fvecs/.bvecs inputs are read, embedded and written 65536 rows at a time\n"
+    "(DML_ENCODE_CHUNK_ROWS, a multiple of 4096), so a database larger than memory goes through;\n"
+    "other formats are read whole. A progress line shows on a terminal.\n"
+    "\n"
     "  --pq          also encode the embeddings with the model's PQ codebooks\n"
     "  --tower a|b   the tower of a dual encoder: a (default) or b, the positive side, which reads\n"
     "                INPUT's second view when it has one\n"
@@ -77,14 +81,100 @@ static dml_status all_ok(const dml_comm *c, dml_status st, dml_error *err)
     return st;
 }
 
-/* Under mpirun each rank embeds (and PQ-encodes) its contiguous slice of the rows; rank 0
- * gathers the slices in bounded messages and writes OUTPUT.h5 alone, through the same writer as
- * one process. Debian's HDF5 is the serial build: parallel HDF5 would need another library
- * build for every user, and one writer keeps the file's bytes the writer's own. */
-static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, dml_dataset *ds,
-                      dml_error *err)
+/* Under mpirun each rank streams its contiguous slice of the rows and rank 0 writes OUTPUT.h5
+ * alone, through the same writer as one process. Debian's HDF5 is the serial build: parallel
+ * HDF5 would need another library build for every user, and one writer keeps the file's bytes
+ * the writer's own. The ranks go in rounds: each embeds its next range, then rank 0 receives the
+ * ranges one rank at a time and writes each where its rows go; a failure anywhere stops every
+ * rank at the round's end. One process is the same with one rank and no messages. */
+static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *enc,
+                         const dml_embeddings *e, dml_error *err)
 {
-    dml_status st = dml_model_file_read(a->model, mf, err);
+    int rank = comm ? comm->rank : 0, size = comm ? comm->size : 1;
+    size_t n = e->n, dim = (size_t)e->dim, cs = e->code_size, lo, hi, rounds = 0;
+    size_t row_bytes = dim * sizeof(float) + cs;
+    dml_embeddings_out *out = NULL;
+    dml_status st = rank == 0 ? dml_embeddings_open(a->output, e, &out, err) : DML_OK;
+    /* [size, chunk] rows from every rank in a round; [5, size] their offsets and sizes in all,
+     * X then codes, and their first rows */
+    char *all = NULL;
+    size_t *parts = comm ? calloc(5 * (size_t)size, sizeof *parts) : NULL;
+    if (rank == 0 && comm)
+        all = malloc(size * enc->chunk * row_bytes + 1);
+    if (st == DML_OK && comm && (!parts || (rank == 0 && !all)))
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a round's rows");
+    for (int k = 0; k < size; k++) {
+        size_t l, h;
+        shard(n, k, size, &l, &h);
+        size_t r = (h - l + enc->chunk - 1) / enc->chunk;
+        rounds = r > rounds ? r : rounds;
+    }
+    shard(n, rank, size, &lo, &hi);
+    dml_rows_progress bar;
+    dml_rows_progress_init(&bar, rank == 0 ? stderr : NULL, n);
+    size_t done = 0;
+    for (size_t j = 0; j < rounds; j++) {
+        size_t at = lo + j * enc->chunk < hi ? lo + j * enc->chunk : hi;
+        size_t count = hi - at < enc->chunk ? hi - at : enc->chunk;
+        if (st == DML_OK && count)
+            st = dml_rows_encoder_run(enc, at, count, err);
+        if ((st = all_ok(comm, st, err)) != DML_OK)
+            break;
+        if (!comm) {
+            dml_embeddings_put(out, at, enc->x, enc->codes, e->labelled ? enc->rows->y + at : NULL,
+                               count);
+            dml_rows_progress_update(&bar, done += count);
+            continue;
+        }
+        /* round j: rank k's range at k * chunk rows in all (X), then its codes */
+        size_t *off = parts, *bytes = parts + size, *off_c = parts + 2 * size,
+               *bytes_c = parts + 3 * size, *first = parts + 4 * size;
+        for (int k = 0; k < size; k++) {
+            size_t l, h;
+            shard(n, k, size, &l, &h);
+            first[k] = l + j * enc->chunk < h ? l + j * enc->chunk : h;
+            size_t c = h - first[k] < enc->chunk ? h - first[k] : enc->chunk;
+            off[k] = (size_t)k * enc->chunk * dim * sizeof(float);
+            bytes[k] = c * dim * sizeof(float);
+            off_c[k] = size * enc->chunk * dim * sizeof(float) + (size_t)k * enc->chunk * cs;
+            bytes_c[k] = c * cs;
+        }
+        if (rank == 0) {
+            memcpy(all, enc->x, count * dim * sizeof(float));
+            if (cs)
+                memcpy(all + off_c[0], enc->codes, count * cs);
+        }
+        dml_cli_mpi_collect(comm, all, enc->x, off, bytes);
+        if (cs)
+            dml_cli_mpi_collect(comm, all, enc->codes, off_c, bytes_c);
+        for (int k = 0; rank == 0 && k < size; k++) {
+            size_t c = bytes[k] / (dim * sizeof(float));
+            dml_embeddings_put(out, first[k], (const float *)(all + off[k]),
+                               cs ? (const uint8_t *)(all + off_c[k]) : NULL,
+                               e->labelled ? enc->rows->y + first[k] : NULL, c);
+            done += c;
+        }
+        dml_rows_progress_update(&bar, done);
+    }
+    dml_rows_progress_finish(&bar);
+    free(all);
+    free(parts);
+    dml_status closed = out ? dml_embeddings_close(out, st == DML_OK, err) : st;
+    return st == DML_OK ? closed : st;
+}
+
+static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, dml_rows *rows,
+                      dml_rows_encoder *enc, dml_error *err)
+{
+    size_t chunk = 0;
+    dml_status st = dml_rows_encoder_chunk(&chunk, err);
+    /* rank 0 holds a round's ranges from every rank: keep that near one process's range */
+    if (comm) {
+        size_t per = chunk / (size_t)comm->size / DML_KMEANS_BLOCK * DML_KMEANS_BLOCK;
+        chunk = per > DML_KMEANS_BLOCK ? per : DML_KMEANS_BLOCK;
+    }
+    if (st == DML_OK)
+        st = dml_model_file_read(a->model, mf, err);
     if (st == DML_OK && a->tower && mf->net.type != DML_NET_DUAL)
         st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
                            "--tower b needs a dual encoder; this model is %s",
@@ -93,66 +183,17 @@ static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, d
         st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
                            "the model has no PQ codebooks (/pq): drop --pq");
     if (st == DML_OK)
-        st = dml_dataset_open(a->input, ds, err);
+        st = dml_rows_open(a->input, rows, err);
+    if (st == DML_OK)
+        st = dml_rows_encoder_init(enc, mf, a->tower, rows, a->pq, chunk, err);
     if ((st = all_ok(comm, st, err)) != DML_OK)
         return st;
-    int rank = comm ? comm->rank : 0, size = comm ? comm->size : 1;
-    size_t n = (size_t)ds->n, lo, hi;
-    shard(n, rank, size, &lo, &hi);
-    dml_dataset part = *ds; /* a view of rows [lo, hi) */
-    part.n = (int)(hi - lo);
-    part.x = ds->x + lo * ds->d;
-    part.x_b = ds->x_b ? ds->x_b + lo * ds->d_b : NULL;
-    float *x = NULL, *x_all = NULL;
-    uint8_t *codes = NULL, *codes_all = NULL;
-    size_t cs = a->pq ? dml_pq_code_size(&mf->pq) : 0;
-    const dml_mlp *m = dml_model_file_tower(mf, a->tower);
-    size_t dim = m ? (size_t)dml_mlp_dim_out(m) : 0;
-    st = dml_model_file_encode_dataset(mf, a->tower, &part, &x, err);
-    if (st == DML_OK && a->pq && !(codes = malloc((hi - lo) * cs + 1)))
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %d codes", part.n);
-    if (st == DML_OK && codes)
-        dml_pq_encode(&mf->pq, x, hi - lo, codes);
-    if (st == DML_OK && comm && rank == 0 &&
-        (!(x_all = malloc(n * dim * sizeof(float) + 1)) || (a->pq && !(codes_all = malloc(n * cs + 1)))))
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %zu rows", n);
-    /* [4, size]: each rank's byte offset and size in X, then in codes */
-    size_t *parts = comm && st == DML_OK ? malloc(4 * (size_t)size * sizeof *parts) : NULL;
-    if (comm && st == DML_OK && !parts)
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
-    if ((st = all_ok(comm, st, err)) == DML_OK && comm) {
-        size_t *off = parts, *bytes = parts + size, *off_c = parts + 2 * size,
-               *bytes_c = parts + 3 * size;
-        for (int k = 0; k < size; k++) {
-            size_t l, h;
-            shard(n, k, size, &l, &h);
-            off[k] = l * dim * sizeof(float);
-            bytes[k] = (h - l) * dim * sizeof(float);
-            off_c[k] = l * cs;
-            bytes_c[k] = (h - l) * cs;
-        }
-        if (rank == 0) {
-            memcpy(x_all, x, (hi - lo) * dim * sizeof(float));
-            if (codes)
-                memcpy(codes_all, codes, (hi - lo) * cs);
-        }
-        dml_cli_mpi_collect(comm, x_all, x, off, bytes);
-        if (a->pq)
-            dml_cli_mpi_collect(comm, codes_all, codes, off_c, bytes_c);
-    }
-    free(parts);
-    if (st == DML_OK && rank == 0) {
-        dml_embeddings e = {a->model, a->input, a->tower ? "encoder_b" : "encoder", n, (int)dim,
-                            comm ? x_all : x, comm ? codes_all : codes, cs, ds->y};
-        st = dml_embeddings_write(a->output, &e, err);
-        if (st == DML_OK)
-            printf("%s: %d rows -> %d-dim embeddings%s%s\n", a->output, ds->n, e.dim,
-                   a->pq ? " and PQ codes" : "", comm ? " (sharded over the ranks)" : "");
-    }
-    free(x);
-    free(codes);
-    free(x_all);
-    free(codes_all);
+    dml_embeddings e = {a->model, a->input, a->tower ? "encoder_b" : "encoder", (size_t)rows->n,
+                        enc->dim, enc->code_size, rows->y != NULL};
+    st = stream(a, comm, enc, &e, err);
+    if (st == DML_OK && (!comm || comm->rank == 0))
+        printf("%s: %d rows -> %d-dim embeddings%s%s\n", a->output, rows->n, e.dim,
+               a->pq ? " and PQ codes" : "", comm ? " (sharded over the ranks)" : "");
     return st;
 }
 
@@ -163,19 +204,22 @@ int dml_cli_encode(int argc, char **argv)
     if (rc >= 0)
         return rc;
     dml_model_file mf;
-    dml_dataset ds;
+    dml_rows rows;
+    dml_rows_encoder enc;
     memset(&mf, 0, sizeof mf);
-    memset(&ds, 0, sizeof ds);
+    memset(&rows, 0, sizeof rows);
+    memset(&enc, 0, sizeof enc);
     dml_error err = {0};
     const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
-    dml_status st = run(&a, comm, &mf, &ds, &err);
+    dml_status st = run(&a, comm, &mf, &rows, &enc, &err);
     char name[64] = "encode";
     if (comm)
         snprintf(name, sizeof name, "encode (rank %d of %d)", comm->rank, comm->size);
     if (st != DML_OK)
         dml_cli_report_error(name, st, &err);
     dml_cli_mpi_close();
-    dml_dataset_free(&ds);
+    dml_rows_encoder_free(&enc);
+    dml_rows_close(&rows);
     dml_model_file_free(&mf);
     return dml_status_exit_code(st);
 }

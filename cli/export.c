@@ -15,6 +15,7 @@ static const char HELP[] =
     "  --faiss OUT.index  a FAISS 1.7 index of the data SPEC --db, encoded by the model: IndexPQ\n"
     "                     with the model's codebooks (--pq, the default when it has them) or\n"
     "                     IndexFlat of the embeddings (--flat); faiss.read_index loads it\n"
+    "                     (read, embedded and written 65536 rows at a time, as dml encode)\n"
     "  --metric l2|ip     the index's metric (default: the model's, l2 or inner_product)\n"
     "  --onnx OUT.onnx    the encoder as ONNX (opset 13): input x [N, d_in], output y [N, dim]\n"
     "  --tower a|b        the tower of a dual encoder: a (default) or b, the positive side, which\n"
@@ -79,6 +80,7 @@ static int parse(int argc, char **argv, args *a)
     return -1;
 }
 
+/* The database streamed a range of rows at a time: read, embed (and PQ-encode), append. */
 static dml_status export_faiss(const args *a, const dml_model_file *mf, dml_error *err)
 {
     dml_faiss_metric metric;
@@ -87,28 +89,42 @@ static dml_status export_faiss(const args *a, const dml_model_file *mf, dml_erro
     if (pq && !mf->pq.d)
         return dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0,
                              "the model has no PQ codebooks (/pq): export --flat instead");
-    dml_dataset db;
-    dml_status st = dml_dataset_open(a->db, &db, err);
-    float *x = NULL;
-    uint8_t *codes = NULL;
+    dml_rows db;
+    dml_rows_encoder enc;
+    dml_faiss_out *w = NULL;
+    size_t chunk = 0, n = 0;
+    memset(&db, 0, sizeof db);
+    memset(&enc, 0, sizeof enc);
+    dml_status st = dml_rows_encoder_chunk(&chunk, err);
     if (st == DML_OK)
-        st = dml_model_file_encode_dataset(mf, a->tower, &db, &x, err);
-    size_t n = st == DML_OK ? (size_t)db.n : 0, cs = dml_pq_code_size(&mf->pq);
-    if (st == DML_OK && pq && !(codes = malloc(n * cs + 1)))
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for %zu codes", n);
-    if (st == DML_OK && pq) {
-        dml_pq_encode(&mf->pq, x, n, codes);
-        st = dml_export_faiss_pq(a->faiss, &mf->pq, codes, n, metric, err);
-    } else if (st == DML_OK) {
-        st = dml_export_faiss_flat(a->faiss, x, n, dml_mlp_dim_out(&mf->net.encoder), metric, err);
+        st = dml_rows_open(a->db, &db, err);
+    if (st == DML_OK)
+        st = dml_rows_encoder_init(&enc, mf, a->tower, &db, pq, chunk, err);
+    if (st == DML_OK) {
+        n = (size_t)db.n;
+        st = pq ? dml_faiss_pq_open(a->faiss, &mf->pq, n, metric, &w, err)
+                : dml_faiss_flat_open(a->faiss, enc.dim, n, metric, &w, err);
+    }
+    dml_rows_progress bar;
+    dml_rows_progress_init(&bar, stderr, n);
+    for (size_t lo = 0; st == DML_OK && lo < n; lo += chunk) {
+        size_t count = n - lo < chunk ? n - lo : chunk;
+        if ((st = dml_rows_encoder_run(&enc, lo, count, err)) == DML_OK) {
+            dml_faiss_put(w, pq ? (const void *)enc.codes : (const void *)enc.x, count);
+            dml_rows_progress_update(&bar, lo + count);
+        }
+    }
+    dml_rows_progress_finish(&bar);
+    if (w) {
+        dml_status closed = dml_faiss_close(w, st == DML_OK, err);
+        st = st == DML_OK ? closed : st;
     }
     if (st == DML_OK)
         printf("%s: FAISS %s, %zu vectors, metric %s\n", a->faiss,
                pq ? "IndexPQ" : metric == DML_FAISS_IP ? "IndexFlatIP" : "IndexFlatL2", n,
                metric == DML_FAISS_IP ? "inner product" : "L2");
-    free(x);
-    free(codes);
-    dml_dataset_free(&db);
+    dml_rows_encoder_free(&enc);
+    dml_rows_close(&db);
     return st;
 }
 

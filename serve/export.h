@@ -26,6 +26,20 @@ typedef enum dml_faiss_metric { DML_FAISS_IP = 0, DML_FAISS_L2 = 1 } dml_faiss_m
 /* "l2" -> DML_FAISS_L2, "inner_product" or "ip" -> DML_FAISS_IP; 0 when the name is unknown. */
 int dml_faiss_metric_parse(const char *name, dml_faiss_metric *metric);
 
+/* A FAISS index written a range of rows at a time, for databases larger than memory: open
+ * writes the header for n rows (to the temporary name: errors as dml_export_atomic's),
+ * dml_faiss_put appends the next rows' vectors (IndexFlat: float[count, d]) or codes (IndexPQ:
+ * uint8[count, code_size]), and close writes what follows them and commits the file once every
+ * row was put (ok 1), or removes it (ok 0, the caller's failure: err is left alone). A failed
+ * write is DML_ERR_IO naming path at close. close frees w. */
+typedef struct dml_faiss_out dml_faiss_out;
+dml_status dml_faiss_flat_open(const char *path, int d, size_t n, dml_faiss_metric metric,
+                               dml_faiss_out **w, dml_error *err);
+dml_status dml_faiss_pq_open(const char *path, const dml_pq *pq, size_t n,
+                             dml_faiss_metric metric, dml_faiss_out **w, dml_error *err);
+void dml_faiss_put(dml_faiss_out *w, const void *rows, size_t count);
+dml_status dml_faiss_close(dml_faiss_out *w, int ok, dml_error *err);
+
 /* IndexFlatL2 ("IxF2") or IndexFlatIP ("IxFI") holding x[n, d]. */
 dml_status dml_export_faiss_flat(const char *path, const float *x, size_t n, int d,
                                  dml_faiss_metric metric, dml_error *err);

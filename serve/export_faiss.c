@@ -1,6 +1,7 @@
 /* FAISS 1.7.3 index files, byte for byte (shared/design/formats.md §1): the raw native-order
  * fwrite of each C++ field, no padding, no magic beyond the fourcc. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "serve/export.h"
@@ -83,56 +84,103 @@ int dml_faiss_metric_parse(const char *name, dml_faiss_metric *metric)
     return 1;
 }
 
-typedef struct flat_ctx {
-    const float *x; /* [n, d] */
-    size_t n;
-    int d;
-    dml_faiss_metric metric;
-} flat_ctx;
+struct dml_faiss_out {
+    dml_file_out file;
+    dml_out out;
+    size_t row_bytes, n, rows; /* bytes a row, rows in the header, rows put so far */
+    int pq_trailer;            /* IndexPQ: the fields after the codes; -1 for IndexFlat */
+};
+
+static dml_status faiss_open(const char *path, size_t row_bytes, size_t n, dml_faiss_out **out,
+                             dml_error *err)
+{
+    dml_faiss_out *w = calloc(1, sizeof *w);
+    *out = NULL;
+    if (!w)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+    dml_status st = dml_file_out_open(&w->file, path, "index", err);
+    w->out.f = st == DML_OK ? dml_file_out_stream(&w->file) : NULL;
+    if (st != DML_OK) {
+        free(w);
+        return st;
+    }
+    w->row_bytes = row_bytes;
+    w->n = n;
+    *out = w;
+    return DML_OK;
+}
 
 /* IndexFlat: fourcc, header, then the vectors as one vector<float> of n * d values. */
-static void flat_body(dml_out *o, const void *ctx)
+dml_status dml_faiss_flat_open(const char *path, int d, size_t n, dml_faiss_metric metric,
+                               dml_faiss_out **out, dml_error *err)
 {
-    const flat_ctx *c = ctx;
-    fourcc(o, c->metric == DML_FAISS_IP ? "IxFI" : "IxF2");
-    header(o, c->d, c->n, c->metric);
-    PUT(o, uint64_t, c->n * (size_t)c->d);
-    dml_out_put(o, c->x, c->n * (size_t)c->d * sizeof(float));
+    dml_status st = faiss_open(path, (size_t)d * sizeof(float), n, out, err);
+    if (st != DML_OK)
+        return st;
+    dml_out *o = &(*out)->out;
+    (*out)->pq_trailer = -1;
+    fourcc(o, metric == DML_FAISS_IP ? "IxFI" : "IxF2");
+    header(o, d, n, metric);
+    PUT(o, uint64_t, n * (size_t)d);
+    return DML_OK;
+}
+
+/* IndexPQ: fourcc, header, the quantizer, the codes as vector<uint8>, then search_type (ST_PQ),
+ * encode_signs and polysemous_ht (its constructor default, M * nbits + 1). */
+dml_status dml_faiss_pq_open(const char *path, const dml_pq *pq, size_t n,
+                             dml_faiss_metric metric, dml_faiss_out **out, dml_error *err)
+{
+    size_t cs = dml_pq_code_size(pq);
+    dml_status st = faiss_open(path, cs, n, out, err);
+    if (st != DML_OK)
+        return st;
+    dml_out *o = &(*out)->out;
+    (*out)->pq_trailer = pq->m * pq->nbits + 1;
+    fourcc(o, "IxPq");
+    header(o, pq->d, n, metric);
+    pq_block(o, pq);
+    PUT(o, uint64_t, n * cs);
+    return DML_OK;
+}
+
+void dml_faiss_put(dml_faiss_out *w, const void *rows, size_t count)
+{
+    DML_ASSERT(w->rows + count <= w->n);
+    dml_out_put(&w->out, rows, count * w->row_bytes);
+    w->rows += count;
+}
+
+dml_status dml_faiss_close(dml_faiss_out *w, int ok, dml_error *err)
+{
+    DML_ASSERT(!ok || w->rows == w->n);
+    if (ok && w->pq_trailer >= 0) {
+        PUT(&w->out, int32_t, 0);
+        PUT(&w->out, uint8_t, 0);
+        PUT(&w->out, int32_t, w->pq_trailer);
+    }
+    dml_status st = dml_file_out_finish(&w->file, ok, err);
+    free(w);
+    return st;
 }
 
 dml_status dml_export_faiss_flat(const char *path, const float *x, size_t n, int d,
                                  dml_faiss_metric metric, dml_error *err)
 {
-    flat_ctx c = {x, n, d, metric};
-    return dml_export_atomic(path, "index", flat_body, &c, err);
-}
-
-typedef struct pq_ctx {
-    const dml_pq *pq;
-    const uint8_t *codes; /* [n, code_size] */
-    size_t n;
-    dml_faiss_metric metric;
-} pq_ctx;
-
-/* IndexPQ: fourcc, header, the quantizer, the codes as vector<uint8>, then search_type (ST_PQ),
- * encode_signs and polysemous_ht (its constructor default, M * nbits + 1). */
-static void pq_body(dml_out *o, const void *ctx)
-{
-    const pq_ctx *c = ctx;
-    size_t cs = dml_pq_code_size(c->pq);
-    fourcc(o, "IxPq");
-    header(o, c->pq->d, c->n, c->metric);
-    pq_block(o, c->pq);
-    PUT(o, uint64_t, c->n * cs);
-    dml_out_put(o, c->codes, c->n * cs);
-    PUT(o, int32_t, 0);
-    PUT(o, uint8_t, 0);
-    PUT(o, int32_t, c->pq->m * c->pq->nbits + 1);
+    dml_faiss_out *w;
+    dml_status st = dml_faiss_flat_open(path, d, n, metric, &w, err);
+    if (st != DML_OK)
+        return st;
+    dml_faiss_put(w, x, n);
+    return dml_faiss_close(w, 1, err);
 }
 
 dml_status dml_export_faiss_pq(const char *path, const dml_pq *pq, const uint8_t *codes, size_t n,
                                dml_faiss_metric metric, dml_error *err)
 {
-    pq_ctx c = {pq, codes, n, metric};
-    return dml_export_atomic(path, "index", pq_body, &c, err);
+    dml_faiss_out *w;
+    dml_status st = dml_faiss_pq_open(path, pq, n, metric, &w, err);
+    if (st != DML_OK)
+        return st;
+    dml_faiss_put(w, codes, n);
+    return dml_faiss_close(w, 1, err);
 }
