@@ -42,7 +42,7 @@ static const char HELP[] =
     "                     map_at_r / r_precision when a label has over 1000 database rows.\n"
     "                     One process only (not under mpirun)\n"
     "  --stream           search the database in chunks whatever its size\n"
-    "  --chunk ROWS       database rows per chunk (rounded up to a multiple of 8192; default\n"
+    "  --chunk ROWS       database rows per chunk (rounded up to a multiple of 65536; default\n"
     "                     from --memory-limit)\n"
     "  -h, --help         this text\n";
 
@@ -180,6 +180,21 @@ static dml_status embed_chunk(void *ctx, int lo, int count, float *z, dml_error 
                                         "out of memory embedding rows %d..%d", lo, lo + count - 1);
 }
 
+/* What the chunks may take of the limit: not what the process already holds (the program, its
+ * libraries, the model and the queries: the resident set now, from /proc/self/statm), nor
+ * OpenBLAS's GEMM buffers, touched on the first search. */
+#define BLAS_RESERVE (32.0 * (1 << 20))
+static double chunk_budget(double limit)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    if (f)
+        fclose(f);
+    return limit - (double)resident * (double)sysconf(_SC_PAGESIZE) - BLAS_RESERVE;
+}
+
 /* Half the machine's RAM: what --memory-limit is without a value. */
 static double default_limit(void)
 {
@@ -233,7 +248,7 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
         st = embed_queries(&mf, &q, streamed, &zq, &zp, err);
     if (st == DML_OK && streamed) {
         stream.chunk = a->chunk > 0 ? (a->chunk + DML_STREAM_ALIGN - 1) / DML_STREAM_ALIGN * DML_STREAM_ALIGN
-                                    : dml_eval_stream_chunk(limit, q.n, paired ? 0 : rows.d, dim,
+                                    : dml_eval_stream_chunk(chunk_budget(limit), q.n, paired ? 0 : rows.d, dim,
                                                             (int)code_size,
                                                             (paired ? q.y : rows.y) != NULL);
         src = (stream_src){.mf = &mf, .rows = paired ? NULL : &rows, .q = paired ? &q : NULL};

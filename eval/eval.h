@@ -50,7 +50,7 @@ int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, in
 /* References per GEMM call: scores are computed in tiles of this many references (from row 0)
  * and of tile_q queries, so a database scored chunk by chunk, each chunk starting at a multiple
  * of it, gets the scores a whole one does. */
-#define DML_SEARCH_REF_TILE 8192
+#define DML_SEARCH_REF_TILE 65536
 
 typedef struct dml_searcher {
     int d, n_ref, block, threads, max_k;
@@ -161,7 +161,7 @@ typedef struct dml_eval_request {
 } dml_eval_request;
 
 /* A database produced in chunks for dml_eval_run. */
-#define DML_STREAM_ALIGN 8192 /* chunk rows are a multiple: DML_SEARCH_REF_TILE, DML_ENCODE_BLOCK
+#define DML_STREAM_ALIGN 65536 /* chunk rows are a multiple: DML_SEARCH_REF_TILE, DML_ENCODE_BLOCK
                                * and the PQ encoder's block all divide it */
 #define DML_STREAM_MAX_R 1000 /* map_at_r, r_precision: a label with more database rows than
                                * this leaves them out (each query keeps its top max-R) */

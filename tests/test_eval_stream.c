@@ -119,13 +119,13 @@ static void test_labelled_stream_equals_memory(void **state)
     snprintf(model, sizeof model, "%s/model.h5", dir);
     dml_model_file mf;
     write_model(model, &mf);
-    tu_write_blobs(db, N_DB, D_IN, 100); /* R = 265: map_at_r fits the streamed lists */
-    tu_write_blobs(q, N_Q, D_IN, 100);   /* the database's first rows: exact duplicates */
-    tu_write_blobs(wide, N_DB, D_IN, 10); /* R = 2650: over DML_STREAM_MAX_R */
+    tu_write_blobs(db, N_DB, D_IN, 300); /* R = 660: map_at_r fits the streamed lists */
+    tu_write_blobs(q, N_Q, D_IN, 300);   /* the database's first rows: exact duplicates */
+    tu_write_blobs(wide, N_DB, D_IN, 10); /* R = 19811: over DML_STREAM_MAX_R */
     for (int pq = 0; pq < 2; pq++) {
         snprintf(args, sizeof args, "%s --data %s --db %s%s", model, q, db, pq ? " --pq" : "");
         char *mem = run_json(args, "mem.json");
-        strcat(args, " --stream --chunk 8192");
+        strcat(args, " --stream --chunk 65536");
         char *str = run_json(args, "str.json");
         assert_non_null(strstr(mem, "\"map_at_r\""));
         assert_non_null(strstr(str, "\"omitted\": \"map_all (it needs the whole ranking)\""));
@@ -134,11 +134,11 @@ static void test_labelled_stream_equals_memory(void **state)
         free(str);
     }
     /* a label with more rows than a query keeps: map_at_r and r_precision left out, said why */
-    snprintf(args, sizeof args, "%s --data %s --db %s --stream --chunk 8192", model, q, wide);
+    snprintf(args, sizeof args, "%s --data %s --db %s --stream --chunk 65536", model, q, wide);
     char *str = run_json(args, "wide.json");
     assert_null(strstr(str, "\"map_at_r\""));
     assert_null(strstr(str, "\"r_precision\""));
-    assert_non_null(strstr(str, "map_at_r and r_precision (a label has 26"));
+    assert_non_null(strstr(str, "map_at_r and r_precision (a label has 198"));
     assert_non_null(strstr(str, "\"precision_at_1\""));
     free(str);
     /* asked for by name: refused */
@@ -171,7 +171,7 @@ static void test_ann_benchmarks_stream_equals_memory(void **state)
         snprintf(args, sizeof args, "%s --data %s:/test --db %s:/train%s", model, ann, ann,
                  pq ? " --pq" : "");
         char *mem = run_json(args, "mem.json");
-        strcat(args, " --stream --chunk 5000"); /* rounded up to 8192 */
+        strcat(args, " --stream --chunk 5000"); /* rounded up to 65536 */
         char *str = run_json(args, "str.json");
         assert_non_null(strstr(mem, "\"nn_recall_at_100\""));
         assert_null(strstr(str, "\"omitted\"")); /* no labels: nothing is left out */
@@ -184,8 +184,8 @@ static void test_ann_benchmarks_stream_equals_memory(void **state)
     char err_path[420];
     snprintf(err_path, sizeof err_path, "%s/str.json.err", dir);
     char *log = fx_slurp(err_path, &n);
-    assert_non_null(strstr(log, "searched in chunks of 8192 rows"));
-    assert_non_null(strstr(log, "database 26076/26076 rows"));
+    assert_non_null(strstr(log, "searched in chunks of 65536 rows"));
+    assert_non_null(strstr(log, "database 198108/198108 rows"));
     free(log);
     free(db);
     free(q);
@@ -236,7 +236,7 @@ static void brute_topk(const float *q, const float *db, int n, int d, int k, int
 static void test_merge_matches_brute_force(void **state)
 {
     (void)state;
-    enum { N = 2 * DML_STREAM_ALIGN + 777, Q = 120, D = 6, K = 100, CLASSES = 40 };
+    enum { N = 2 * DML_STREAM_ALIGN + 777, Q = 120, D = 6, K = 100, CLASSES = 200 };
     float *db = coarse_rows(N, D, 5), *q = coarse_rows(Q, D, 6);
     int32_t *truth = malloc((size_t)Q * K * sizeof *truth), *y = malloc(N * sizeof *y),
             *qy = malloc(Q * sizeof *qy);
