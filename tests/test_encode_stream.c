@@ -237,6 +237,37 @@ static void test_h5py_reads_it(void **state)
         out, in, N, SPEC.dim, N), 0);
 }
 
+/* --tower b of a dual encoder reads the rows into the second tower, range by range. */
+static void test_tower_b(void **state)
+{
+    (void)state;
+    dml_model_file dual;
+    fx_model(&dual, &FX_DUAL);
+    char dual_path[400], in[400], out[400];
+    path_of(dual_path, sizeof dual_path, "dual.h5");
+    path_of(in, sizeof in, "in_b.h5");
+    path_of(out, sizeof out, "out_b.h5");
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_write(dual_path, &dual, &err), DML_OK);
+    float *x_b = fx_rows(N, FX_DUAL.dim_in_b, 9);
+    write_h5("in_b.h5", x_b, N, FX_DUAL.dim_in_b, NULL);
+    assert_int_equal(tu_system("DML_ENCODE_CHUNK_ROWS=%s %s encode %s %s %s --tower b --pq "
+                               ">%s/log 2>&1", CHUNK, tu_dml_path(), dual_path, in, out, dir), 0);
+    dml_dataset ds;
+    float *want;
+    assert_int_equal(dml_dataset_open(in, &ds, &err), DML_OK);
+    assert_int_equal(dml_model_file_encode_dataset(&dual, 1, &ds, &want, &err), DML_OK);
+    size_t n = 0;
+    unsigned char *got = dataset_bytes(out, "X", &n);
+    assert_int_equal(n, (size_t)N * FX_DUAL.dim * sizeof(float));
+    assert_memory_equal(got, want, n);
+    free(got);
+    free(want);
+    free(x_b);
+    dml_dataset_free(&ds);
+    dml_model_file_free(&dual);
+}
+
 /* A NaN in the last range: the error comes after two ranges were written, and must still name
  * the file and row and leave nothing behind. */
 static void test_bad_row_in_a_later_range(void **state)
@@ -450,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_hdf5_streamed_equals_in_memory),
         cmocka_unit_test(test_npy_and_fvecs_streamed_equal_in_memory),
         cmocka_unit_test(test_h5py_reads_it),
+        cmocka_unit_test(test_tower_b),
         cmocka_unit_test(test_bad_row_in_a_later_range),
         cmocka_unit_test(test_truncated_and_misshaped_inputs),
         cmocka_unit_test(test_chunk_rows_must_fit_the_pq_blocks),
