@@ -1,11 +1,9 @@
 /* dml upgrade MODEL.h5 [OUT.h5] */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
+#include "data/isolate.h"
 #include "serve/serve.h"
 
 static const char HELP[] =
@@ -20,32 +18,14 @@ static const char HELP[] =
 
 #define CHILD_SECONDS 120 /* a damaged length can make libhdf5 fill gigabytes: not for ever */
 
-/* Version 1 goes through libhdf5's global-heap parser, which a damaged file can crash or hang,
- * so the rewrite runs in a child process and a crash there is this command's clean error. */
-static int upgrade_in_child(const char *path, const char *out)
+typedef struct upgrade_args {
+    const char *path, *out;
+} upgrade_args;
+
+static dml_status upgrade(const void *ctx, dml_error *err)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("dml upgrade: fork");
-        return 1;
-    }
-    if (pid == 0) {
-        alarm(CHILD_SECONDS);
-        dml_error err = {0};
-        dml_status st = dml_model_file_upgrade(path, out, &err);
-        if (st != DML_OK)
-            dml_cli_report_error("upgrade", st, &err);
-        _exit(dml_status_exit_code(st));
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0)
-        ;
-    if (WIFEXITED(ws))
-        return WEXITSTATUS(ws);
-    fprintf(stderr, "dml upgrade: %s: libhdf5 %s reading this version-1 file (it is damaged); %s "
-            "was not written\n", path, WTERMSIG(ws) == SIGALRM ? "hung" : "crashed", out);
-    return 2;
+    const upgrade_args *a = ctx;
+    return dml_model_file_upgrade(a->path, a->out, err);
 }
 
 int dml_cli_upgrade(int argc, char **argv)
@@ -66,9 +46,15 @@ int dml_cli_upgrade(int argc, char **argv)
         fprintf(stderr, "dml upgrade: which model?\n\n%s", HELP);
         return 2;
     }
-    int rc = upgrade_in_child(path, out ? out : path);
-    if (rc == 0)
-        printf("wrote %s (format %s %d)\n", out ? out : path, DML_MODEL_FORMAT,
-               DML_MODEL_FORMAT_VERSION);
-    return rc;
+    /* Version 1 goes through libhdf5's global-heap parser, which a damaged file can crash or
+     * hang: the rewrite runs in a child process, where a crash is this command's clean error. */
+    upgrade_args a = {path, out ? out : path};
+    dml_error err = {0};
+    dml_status st = dml_isolated(upgrade, &a, CHILD_SECONDS, 0, path,
+                                 "libhdf5, reading this version-1 file,", &err);
+    if (st == DML_OK)
+        printf("wrote %s (format %s %d)\n", a.out, DML_MODEL_FORMAT, DML_MODEL_FORMAT_VERSION);
+    else
+        dml_cli_report_error("upgrade", st, &err);
+    return dml_status_exit_code(st);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/isolate.h"
 #include "data/readers.h"
 #include "data/rows.h"
 
@@ -303,9 +304,77 @@ static dml_status read_file(hid_t file, const char *path, const char *inner, dml
     return name ? read_rows(file, path, name, ds, err) : read_pairs(file, path, ds, err);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * libhdf5 1.10 can crash on a damaged file's metadata (a corrupt local heap: SIGSEGV inside
+ * H5Lexists) or fill gigabytes before it answers, and dml cannot see either coming without
+ * parsing HDF5's object headers itself. A data file may come from anywhere, so the reader's
+ * metadata calls (open, the dataset looked up, its type, shape and storage, its chunk index, the
+ * labels' likewise) are first made in a child process with a time and a memory limit, and only a
+ * file they pass is opened here. A file they refuse is refused with the child's message (which
+ * a memory limit met inside libhdf5 may have turned into another refusal: either way a damaged
+ * file). */
+
+#define WALK_SECONDS 60
+#define WALK_MEMORY ((size_t)1 << 30)
+
+typedef struct walk_args {
+    const char *path, *inner;
+} walk_args;
+
+/* The labels beside rows name, if any: their type and storage, not their values. */
+static dml_status walk_labels(hid_t file, const char *path, const char *name, int n,
+                              dml_error *err)
+{
+    char yname[1024];
+    sibling_labels(name, yname, sizeof yname);
+    if (strcmp(yname, name) == 0 || !exists(file, yname))
+        return DML_OK;
+    h5_array a;
+    dml_status st = array_open(file, path, yname, &a, err);
+    if (st == DML_OK && a.rank >= 1 && a.dims[0] == (hsize_t)n)
+        st = check_stored(&a, path, yname, (unsigned long long)n, err);
+    array_close(&a);
+    return st;
+}
+
+static dml_status walk_metadata(const void *ctx, dml_error *err)
+{
+    const walk_args *w = ctx;
+    dml_status st;
+    H5E_BEGIN_TRY {
+        const char *name = NULL;
+        hid_t file = H5Fopen(w->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        st = file < 0 ? dml_error_set(err, DML_ERR_DATA, w->path, 0, 0,
+                                      "not an HDF5 file, or a truncated one")
+                      : resolve(file, w->path, w->inner, &name, err);
+        static const char *const views[2] = {"anchor", "positive"};
+        for (int v = 0; st == DML_OK && v < (name ? 1 : 2); v++) {
+            const char *x = name ? name : views[v];
+            h5_array a;
+            int n, d, bytes;
+            if ((st = matrix_open(file, w->path, x, &a, &n, &d, &bytes, err)) == DML_OK) {
+                array_close(&a);
+                st = walk_labels(file, w->path, x, n, err);
+            }
+        }
+        if (file >= 0)
+            H5Fclose(file);
+    } H5E_END_TRY;
+    return st;
+}
+
+static dml_status check_in_child(const char *path, const char *inner, dml_error *err)
+{
+    walk_args w = {path, inner};
+    return dml_isolated(walk_metadata, &w, WALK_SECONDS, WALK_MEMORY, path,
+                        "libhdf5, reading the file's metadata,", err);
+}
+
 static dml_status read_hdf5(const char *path, const char *inner, dml_dataset *ds, dml_error *err)
 {
-    dml_status st;
+    dml_status st = check_in_child(path, inner, err);
+    if (st != DML_OK)
+        return st;
     H5E_BEGIN_TRY { /* our own messages, not the HDF5 error stack */
         hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) {
@@ -363,7 +432,11 @@ static dml_status stream_hdf5(const char *path, const char *inner, dml_rows *r, 
     if (!s)
         return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
     s->a.ds = s->a.type = s->a.space = -1;
-    dml_status st;
+    dml_status st = check_in_child(path, inner, err);
+    if (st != DML_OK) {
+        free(s);
+        return st;
+    }
     H5E_BEGIN_TRY {
         const char *name = NULL;
         s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -887,6 +887,39 @@ static void test_subset_halves_gather(void **state)
     dml_dataset_free(&two);
 }
 
+/* Damaged HDF5 files on which libhdf5 1.10 itself crashes (a corrupt local heap: SIGSEGV in
+ * H5Lexists) or fills 2.2 GB before answering (tests/fuzz/corpus/hdf5/, found by fuzzing; their
+ * first byte is the harness's): the metadata is walked in a child process first, so each is
+ * refused with DML_ERR_DATA naming the file, and this process never touches its memory. */
+static void test_hdf5_libhdf5_failures_are_the_files(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {"local-heap-null-1", "local-heap-null-2",
+                                         "local-heap-null-3", "cache-2.2GB"};
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        char src[256];
+        snprintf(src, sizeof src, "tests/fuzz/corpus/hdf5/%s", inputs[i]);
+        FILE *f = fopen(src, "rb");
+        assert_non_null(f);
+        uint8_t buf[8192];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        assert_true(n > 1 && n < sizeof buf);
+        const char *path = at("damaged.h5");
+        write_file(path, buf + 1, n - 1);
+        largest_alloc = 0;
+        dml_dataset ds;
+        dml_error err = {0};
+        assert_int_equal(dml_dataset_open(path, &ds, &err), DML_ERR_DATA);
+        assert_string_equal(err.file, path);
+        assert_true(largest_alloc < ((size_t)1 << 20));
+        dml_rows r;
+        assert_int_equal(dml_rows_open(path, &r, &err), DML_ERR_DATA);
+        if (i < 3)
+            assert_non_null(strstr(err.msg, "libhdf5, reading the file's metadata, crashed"));
+    }
+}
+
 /* ---- dml_rows: ranges read from the file ---- */
 
 /* Every range of spec read through dml_rows equals the same rows of dml_dataset_open. */
@@ -1004,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_missing_and_unknown),
         cmocka_unit_test(test_neighbors),
         cmocka_unit_test(test_subset_halves_gather),
+        cmocka_unit_test(test_hdf5_libhdf5_failures_are_the_files),
         cmocka_unit_test(test_rows_ranges),
         cmocka_unit_test(test_rows_errors),
     };

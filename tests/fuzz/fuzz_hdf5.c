@@ -14,19 +14,11 @@
  * after each input. */
 
 /* libhdf5 allocates what a corrupt size field says before finding the file too short (2.4 GB
- * for a local heap, found here), and never touches most of it. One allocation may therefore be
- * up to 16 GB here; -rss_limit_mb still bounds the memory actually used. libFuzzer reads its
- * flags after this call. */
+ * for a local heap, found here), and never touches most of it. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    static char limit[] = "-malloc_limit_mb=16384", *args[256];
-    int n = *argc < 254 ? *argc : 254;
-    memcpy(args, *argv, (size_t)n * sizeof *args);
-    args[n++] = limit;
-    args[n] = NULL;
-    *argc = n;
-    *argv = args;
+    fz_allow_untouched_allocations(argc, argv);
     return 0;
 }
 

@@ -90,3 +90,14 @@ void fz_remove(const char *name)
     snprintf(path, sizeof path, "%s/%s", fz_dir(), name);
     unlink(path);
 }
+
+void fz_allow_untouched_allocations(int *argc, char ***argv)
+{
+    static char limit[] = "-malloc_limit_mb=16384", *args[256];
+    int n = *argc < 254 ? *argc : 254;
+    memcpy(args, *argv, (size_t)n * sizeof *args);
+    args[n++] = limit;
+    args[n] = NULL;
+    *argc = n;
+    *argv = args;
+}
