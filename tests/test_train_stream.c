@@ -113,7 +113,7 @@ static void test_streamed_resume_after_kill(void **state)
     char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.h5", dir);
     struct stat st;
-    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
+    for (int i = 0; i < 12000 && stat(ckpt, &st) != 0; i++) /* 120 s: a loaded machine */
         nanosleep(&(struct timespec){0, 10000000}, NULL);
     assert_int_equal(stat(ckpt, &st), 0);
     kill(pid, SIGKILL);
