@@ -118,6 +118,8 @@ static const field FIELDS[] = {
     CHOICE("model.init_scheme", model.init_scheme, INIT_SCHEME),
     TEXT("model.init", model.init, 0, "the path of a model.h5, or \"\""),
     NUM("model.freeze", F_INT, model.freeze, 0, BIG, 0, "an integer >= 0"),
+    {"model.head", F_INT_LIST, MEMBER(model.head), NULL, 1, 65536, 0,
+     "a list of layer widths like [512, 128], or []"},
     CHOICE("loss.type", loss.type, LOSS),
     CHOICE("loss.distance", loss.distance, DISTANCE),
     NUM("loss.margin", F_FLOAT, loss.margin, 0, INFINITY, 0, "a number >= 0"),
@@ -541,7 +543,15 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
     return fail(c, n, "%s: expected %s, got %s", f->path, expect, got);
 }
 
-/* The two lists of the schema: model.hidden (F_INT_LIST) and eval.metrics (F_NAME_LIST). */
+/* Where an F_INT_LIST's count is: model.hidden's or model.head's. */
+static size_t int_list_count(const field *f)
+{
+    return f->offset == offsetof(dml_config, model.head) ? offsetof(dml_config, model.n_head)
+                                                         : offsetof(dml_config, model.n_hidden);
+}
+
+/* The lists of the schema: layer widths (F_INT_LIST: model.hidden, model.head) and eval.metrics
+ * (F_NAME_LIST). */
 static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
 {
     char got[64];
@@ -564,7 +574,7 @@ static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
             if (item->type != YAML_SCALAR_NODE || !parse_int(f, s, &v))
                 return fail(c, item, "%s[%d]: expected an integer in %.0f..%.0f, got %s", f->path,
                             i, f->min, f->max, got);
-            cfg->model.hidden[i] = (int)v;
+            ((int *)((char *)cfg + f->offset))[i] = (int)v;
             continue;
         }
         if (item->type != YAML_SCALAR_NODE || choice_index(f->choices, s) < 0) {
@@ -579,7 +589,7 @@ static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
         set_text(cfg->eval.metrics[i], sizeof cfg->eval.metrics[i], s);
     }
     if (hidden)
-        cfg->model.n_hidden = count;
+        *(int *)((char *)cfg + int_list_count(f)) = count;
     else
         cfg->eval.n_metrics = count;
     return DML_OK;
@@ -992,8 +1002,8 @@ static void print_value(const field *f, const dml_config *cfg, FILE *out)
         break;
     case F_INT_LIST:
         fputc('[', out);
-        for (int i = 0; i < cfg->model.n_hidden; i++)
-            fprintf(out, "%s%d", i ? ", " : "", cfg->model.hidden[i]);
+        for (int i = 0; i < *(const int *)((const char *)cfg + int_list_count(f)); i++)
+            fprintf(out, "%s%d", i ? ", " : "", ((const int *)src)[i]);
         fputc(']', out);
         break;
     case F_NAME_LIST:

@@ -82,6 +82,8 @@ typedef struct dml_config {
         dml_init_scheme init_scheme; /* how fresh weights are drawn (nn.h) */
         char init[DML_CONFIG_PATH];  /* "" = fresh weights */
         int freeze;                 /* the first N encoder layers keep their weights */
+        int head[DML_CONFIG_MAX_HIDDEN]; /* [n_head] projection head widths: the loss's only */
+        int n_head;
     } model;
     struct {
         dml_loss_type type;

@@ -75,6 +75,22 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "data.labels_per_class", err,
                                 "expected 0 with data.unlabelled: true, got %d",
                                 c->data.labels_per_class);
+    /* model.head feeds the metric loss alone: reconstruction has none; the joint quantization
+     * loss would quantize the head's output while the codebooks serve the encoder's; GradCache
+     * caches the encoder's output as the loss's input. */
+    if (c->model.n_head > 0 && c->loss.type == DML_LOSS_RECONSTRUCTION)
+        return dml_config_error(c, "model.head", err,
+                                "a projection head feeds a metric loss, and reconstruction has "
+                                "none: set model.head to [] or loss.type to a metric loss");
+    if (c->model.n_head > 0 && c->loss.quantization.weight > 0.0f)
+        return dml_config_error(c, "model.head", err,
+                                "the joint quantization loss would quantize the head's output, "
+                                "but the codebooks serve the encoder's: set model.head to [] or "
+                                "loss.quantization.weight to 0");
+    if (c->model.n_head > 0 && c->train.chunk_size > 0)
+        return dml_config_error(c, "model.head", err,
+                                "GradCache chunks (train.chunk_size) do not run a projection "
+                                "head: set model.head to [] or train.chunk_size to 0");
     /* An mlp with every layer frozen has nothing left to train; a decoder or second tower does. */
     int layers = c->model.n_hidden + 1, max_frozen = layers - (c->model.type == DML_NET_MLP);
     if (c->model.freeze > max_frozen)

@@ -14,7 +14,7 @@
 #include "train/comm.h"
 #include "train/config.h"
 
-#define DML_MAX_PARAMS 192 /* three MLPs of up to 32 layers, weight + bias each */
+#define DML_MAX_PARAMS 192 /* four MLPs (three towers, the head) of up to 17 layers, 2 each */
 #define DML_MAX_VALIDATIONS 4096
 
 /* One validation: the step and its metrics (for metrics.jsonl and the report). */
@@ -77,6 +77,10 @@ typedef struct dml_run {
 
     /* model and optimisation */
     dml_net net;
+    /* model.head: the projection MLP between the encoder's output and the training loss (none:
+     * n_layers 0). Trained and checkpointed, never exported. */
+    dml_mlp head;
+    int dim_loss; /* the width of what the loss sees: the head's output, else model.dim */
     dml_param_view params[DML_MAX_PARAMS];
     int n_params;
     dml_optim optim;

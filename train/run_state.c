@@ -52,6 +52,7 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add_mlp(es, "encoder", &r->net.encoder);
     add_mlp(es, "decoder", &r->net.decoder);
     add_mlp(es, "encoder_b", &r->net.encoder_b);
+    add_mlp(es, "head", &r->head); /* model.head: in the checkpoint only */
     int n_state = dml_optim_n_state(&r->optim);
     char name[64];
     for (int i = 0; i < r->optim.n_params; i++) {

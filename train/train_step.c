@@ -77,12 +77,19 @@ static int pair_inputs(dml_run *r, int *one_encoder)
     return b;
 }
 
+/* model.head on a tower's embeddings, this rank's rows (before any gather, so that each rank
+ * backpropagates its own rows through the head); z itself when there is none. */
+static dml_tensor *project(const dml_run *r, dml_graph *g, dml_tensor *z)
+{
+    return r->head.n_layers > 0 ? dml_mlp_forward(g, &r->head, z) : z;
+}
+
 static const dml_mlp *positive_tower(const dml_run *r)
 {
     return r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
 }
 
-/* The anchor and positive embeddings of a pair batch. */
+/* The anchor and positive embeddings of a pair batch (through model.head when there is one). */
 static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **zp)
 {
     int one_encoder, b = pair_inputs(r, &one_encoder);
@@ -98,7 +105,8 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
             memmove(x + n * d, r->xa + ((size_t)b + lo) * d, n * d * sizeof(float));
             b = r->n_local;
         }
-        dml_tensor *z = dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, x, NULL, 2 * b, r->d_in));
+        dml_tensor *z = project(r, g, dml_mlp_forward(g, &r->net.encoder,
+                                                      dml_leaf(g, x, NULL, 2 * b, r->d_in)));
         if (!z) {
             *za = *zp = NULL;
             return;
@@ -110,8 +118,10 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
     }
     float *xa = r->xa + (size_t)r->lo * r->d_in, *xb = r->xb + (size_t)r->lo * r->d_in_b;
     b = r->n_local;
-    *za = global(r, g, dml_mlp_forward(g, &r->net.encoder, dml_leaf(g, xa, NULL, b, r->d_in)));
-    *zp = global(r, g, dml_mlp_forward(g, positive_tower(r), dml_leaf(g, xb, NULL, b, r->d_in_b)));
+    *za = global(r, g, project(r, g, dml_mlp_forward(g, &r->net.encoder,
+                                                     dml_leaf(g, xa, NULL, b, r->d_in))));
+    *zp = global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                     dml_leaf(g, xb, NULL, b, r->d_in_b))));
 }
 
 static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
@@ -183,7 +193,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         /* The decoder reads the bottleneck before the embedding head, so an l2 or tanh head
          * does not squeeze what the autoencoder can reconstruct. */
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
-        z = global(r, g, dml_mlp_head(g, &r->net.encoder, h));
+        z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
         switch (c->loss.type) {
         case DML_LOSS_TRIPLET:
             loss = dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,

@@ -11,6 +11,9 @@
 
 #define ARENA_BYTES (8u << 20)
 
+_Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) <= DML_MAX_PARAMS,
+               "r->params must hold every tower's and the head's weights and biases");
+
 /* ---- set-up: data ---- */
 static dml_status open_data(dml_run *r, dml_error *err)
 {
@@ -111,6 +114,22 @@ static dml_status build_model(dml_run *r, dml_error *err)
         return st;
     dml_mlp_freeze(&r->net.encoder, c->model.freeze);
     r->n_params = dml_net_params(&r->net, r->params);
+    r->dim_loss = c->model.dim;
+    if (c->model.n_head > 0) {
+        /* SimCLR's projection head: ReLU between its layers, the last linear, then the same
+         * output normalisation as the encoder (l2: the loss compares cosines). Its weights come
+         * from a generator of their own, so the batches are those of the run without it. */
+        int widths[DML_CONFIG_MAX_HIDDEN + 1] = {c->model.dim};
+        memcpy(widths + 1, c->model.head, (size_t)c->model.n_head * sizeof *widths);
+        dml_rng rng_head;
+        dml_rng_seed(&rng_head, (uint64_t)c->seed ^ 0x68656164ull); /* "head" */
+        if ((st = dml_mlp_init(&r->head, c->model.n_head + 1, widths, DML_ACT_RELU,
+                               output_norm(c->model.output), c->model.init_scheme, &rng_head,
+                               err)) != DML_OK)
+            return st;
+        r->n_params += dml_mlp_params(&r->head, r->params + r->n_params);
+        r->dim_loss = c->model.head[c->model.n_head - 1];
+    }
     r->n_floats = dml_mlp_n_floats(&r->net.encoder) + dml_mlp_n_floats(&r->net.decoder) +
                   dml_mlp_n_floats(&r->net.encoder_b);
     return DML_OK;
@@ -200,7 +219,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
         return st;
     r->best_score = -1.0;
-    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, c->model.dim, r->batch, err)))
+    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, r->dim_loss, r->batch, err)))
         return st;
     if (c->train.chunk_size > 0) {
         size_t n_z = b * (size_t)c->model.dim;
@@ -213,7 +232,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     }
     dml_graph_init(&r->graph, ARENA_BYTES + (c->loss.memory.size > 0
                                                  ? dml_memory_arena_bytes(c->loss.memory.size,
-                                                                          c->model.dim, r->batch)
+                                                                          r->dim_loss, r->batch)
                                                  : 0));
     return DML_OK;
 }
@@ -230,6 +249,7 @@ void dml_run_close(dml_run *r)
     dml_input_norm_free(&r->norm);
     dml_input_norm_free(&r->norm_b);
     dml_net_free(&r->net);
+    dml_mlp_free(&r->head);
     dml_optim_free(&r->optim);
     dml_pq_free(&r->pq);
     dml_sampler_free(&r->sampler);
