@@ -362,6 +362,38 @@ static void test_paired_stream_equals_memory(void **state)
     fx_rm(dir);
 }
 
+/* Under mpirun the streamed database is refused (it runs on one process), exit 2. */
+static void test_mpirun_refused(void **state)
+{
+    (void)state;
+    if (tu_system("command -v mpirun >/dev/null 2>&1") != 0)
+        TU_SKIP("no mpirun");
+    char db[400], q[400], model[400], out[400];
+    FX_TMP(dir, db, "db.h5");
+    snprintf(q, sizeof q, "%s/q.h5", dir);
+    snprintf(model, sizeof model, "%s/model.h5", dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    dml_model_file mf;
+    write_model(model, &mf);
+    tu_write_blobs(db, 500, D_IN, 4);
+    tu_write_blobs(q, 20, D_IN, 4);
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1); /* as tests/test_mpi.c */
+    char *abs = realpath(tu_dml_path(), NULL);
+    assert_non_null(abs);
+    assert_int_equal(tu_system("timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 %s "
+                               "eval %s --data %s --db %s --stream >%s 2>&1",
+                               abs, model, q, db, out),
+                     2);
+    size_t n;
+    char *msg = fx_slurp(out, &n);
+    if (!strstr(msg, "on one process only: run dml eval without mpirun"))
+        fail_msg("no refusal: %s", msg);
+    free(msg);
+    free(abs);
+    dml_model_file_free(&mf);
+    fx_rm(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_ann_benchmarks_stream_equals_memory),
         cmocka_unit_test(test_merge_matches_brute_force),
         cmocka_unit_test(test_paired_stream_equals_memory),
+        cmocka_unit_test(test_mpirun_refused),
         cmocka_unit_test(test_truncated_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
