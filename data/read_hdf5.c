@@ -315,7 +315,7 @@ static dml_status read_file(hid_t file, const char *path, const char *inner, dml
  * file). */
 
 #define WALK_SECONDS 60
-#define WALK_MEMORY ((size_t)1 << 30)
+#define WALK_MEMORY ((size_t)256 << 20) /* a metadata walk needs a few MB; libhdf5 on damaged files, gigabytes */
 
 typedef struct walk_args {
     const char *path, *inner;
