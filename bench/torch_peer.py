@@ -98,11 +98,19 @@ def distance(z, spec):
 
 
 def triplet_hard(d, y, spec):
+    # losses.md: one triplet per anchor that has a positive and a negative in the batch, the
+    # mean over those anchors (losses/triplet.c skips the others). Masking with a 0 instead
+    # would give an anchor without a positive the triplet (a, a, n) and count it in the mean:
+    # the same on full batches of a few classes, not on an epoch's short last batch.
     same = y[:, None] == y[None, :]
     eye = torch.eye(len(y), dtype=torch.bool)
-    hardest_pos = (d * (same & ~eye)).max(1).values
+    pos = same & ~eye
+    hardest_pos = (d * pos).max(1).values
     hardest_neg = (d + 1e9 * same).min(1).values
-    return F.relu(hardest_pos - hardest_neg + spec["margin"]).mean()
+    valid = pos.any(1) & (~same).any(1)
+    if not bool(valid.any()):
+        return d.sum() * 0.0
+    return F.relu(hardest_pos - hardest_neg + spec["margin"])[valid].mean()
 
 
 def triplet_all(d, y, spec):
