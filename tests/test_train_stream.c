@@ -37,8 +37,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* 1 MB of memory: windows of 1 MB / 4 / (64 rows x 64 floats) = 16 blocks of 64 rows, against
- * the file's 47 blocks, so an epoch goes through three windows. */
+/* 1 MB of memory: windows of 1 MB / 8 / (64 rows x 64 floats) = 8 blocks of 64 rows, against
+ * the file's 47 blocks, so an epoch goes through six windows. */
 #define ARGS(file)                                                                                 \
     "%s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "               \
     "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "                        \

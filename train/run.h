@@ -127,7 +127,7 @@ dml_status dml_run_open_train(dml_run *r, dml_error *err);
 /* Streamed: refuses what needs every row at hand, fits the sampler (random, block shuffle;
  * each change logged) and sizes the cache. Nothing when not streamed. */
 dml_status dml_run_stream_fit(dml_run *r, dml_error *err);
-/* Blocks a block-random window holds: a quarter of data.memory_limit of rows. */
+/* Blocks a block-random window holds: an eighth of data.memory_limit of rows. */
 int dml_run_window_blocks(const dml_run *r);
 /* Streamed: blocks are normalised with r->norm as they are loaded. */
 void dml_run_stream_normalise(dml_run *r);

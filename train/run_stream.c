@@ -1,7 +1,8 @@
 /* Training rows larger than memory (data.in_memory, data.memory_limit): the rows stay in the
  * file and are read in blocks of sampler.block_rows as the block-random sampler reaches them,
  * normalised as each block is loaded. Labels, the split and the sampler's indices are in
- * memory (a few ints a row); the rows themselves take at most half the memory limit. */
+ * memory (a few ints a row, some 25 bytes in all); the rows themselves take at most a quarter of
+ * the memory limit, which leaves the rest of it for those indices and the libraries. */
 #include <stdlib.h>
 
 #include "train/run.h"
@@ -54,7 +55,7 @@ int dml_run_window_blocks(const dml_run *r)
 {
     const dml_config *c = r->cfg;
     double block = (double)c->sampler.block_rows * r->train.d * sizeof(float);
-    double w = limit_bytes(c) / 4.0 / block; /* the cache holds two windows: half the limit */
+    double w = limit_bytes(c) / 8.0 / block; /* the cache holds two windows: a quarter */
     return w < 1.0 ? 1 : w > 1e6 ? 1000000 : (int)w;
 }
 
