@@ -168,32 +168,21 @@ static pid_t start_training(const char *out, const char *args)
     return start_training_env(out, "", args);
 }
 
-/* Waits (up to 30 s) for the run's first checkpoint: training is then under way. */
+/* Waits for the run's first checkpoint: training is then under way (120 s: a loaded machine). */
 static void wait_for_checkpoint(const char *out)
 {
     char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint.h5", dir, out);
-    struct stat st;
-    for (int i = 0; i < 3000 && stat(ckpt, &st) != 0; i++)
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    assert_int_equal(stat(ckpt, &st), 0);
+    tu_wait_for_file(ckpt, 120);
 }
 
 /* The model of dir/a and dir/b: the same to the bit. */
 static void assert_same_model(const char *folder_a, const char *folder_b)
 {
-    dml_model_file a, b;
-    read_model(folder_a, &a);
-    read_model(folder_b, &b);
-    assert_int_equal(a.steps, b.steps);
-    for (int i = 0; i < a.net.encoder.n_layers; i++) {
-        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
-        assert_memory_equal(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols * sizeof(float));
-        assert_memory_equal(la->b.data, lb->b.data, (size_t)la->b.cols * sizeof(float));
-    }
-    assert_memory_equal(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub * sizeof(float));
-    dml_model_file_free(&a);
-    dml_model_file_free(&b);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/%s", dir, folder_a);
+    snprintf(b, sizeof b, "%s/%s", dir, folder_b);
+    tu_assert_same_model(a, b);
 }
 
 /* The largest difference between two runs' encoder weights (both towers), relative to the

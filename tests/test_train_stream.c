@@ -10,10 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "serve/serve.h"
 
 #define N_ROWS 3000
 #define WIDTH 64
@@ -57,29 +55,13 @@ static int log_has(const char *out, const char *text)
     return tu_system("grep -q -- '%s' %s/%s.log", text, dir, out) == 0;
 }
 
-static void read_model(const char *folder, dml_model_file *mf)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/%s/model.h5", dir, folder);
-    dml_error err = {0};
-    assert_int_equal(dml_model_file_read(path, mf, &err), DML_OK);
-}
-
-/* The encoders of dir/a and dir/b, and their codebooks: the same to the bit. */
+/* The model of dir/a and dir/b: the same to the bit. */
 static void assert_same_model(const char *folder_a, const char *folder_b)
 {
-    dml_model_file a, b;
-    read_model(folder_a, &a);
-    read_model(folder_b, &b);
-    assert_int_equal(a.steps, b.steps);
-    for (int i = 0; i < a.net.encoder.n_layers; i++) {
-        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
-        assert_memory_equal(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols * sizeof(float));
-        assert_memory_equal(la->b.data, lb->b.data, (size_t)la->b.cols * sizeof(float));
-    }
-    assert_memory_equal(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub * sizeof(float));
-    dml_model_file_free(&a);
-    dml_model_file_free(&b);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/%s", dir, folder_a);
+    snprintf(b, sizeof b, "%s/%s", dir, folder_b);
+    tu_assert_same_model(a, b);
 }
 
 static void test_streamed_equals_in_memory(void **state)
@@ -112,10 +94,7 @@ static void test_streamed_resume_after_kill(void **state)
     }
     char ckpt[700];
     snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.h5", dir);
-    struct stat st;
-    for (int i = 0; i < 12000 && stat(ckpt, &st) != 0; i++) /* 120 s: a loaded machine */
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    assert_int_equal(stat(ckpt, &st), 0);
+    tu_wait_for_file(ckpt, 120); /* a loaded machine */
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve/serve.h"
+
 void tu_fill_normal(float *x, size_t n, float scale, uint64_t seed)
 {
     dml_rng r;
@@ -202,4 +204,37 @@ void tu_write_blobs(const char *path, int n, int d, int classes)
     free(x);
     free(centers);
     free(y);
+}
+
+static void read_run_model(const char *run, dml_model_file *mf)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.h5", run);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_read(path, mf, &err), DML_OK);
+}
+
+void tu_assert_same_model(const char *run_a, const char *run_b)
+{
+    dml_model_file a, b;
+    read_run_model(run_a, &a);
+    read_run_model(run_b, &b);
+    assert_int_equal(a.steps, b.steps);
+    for (int i = 0; i < a.net.encoder.n_layers; i++) {
+        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
+        assert_memory_equal(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols * sizeof(float));
+        assert_memory_equal(la->b.data, lb->b.data, (size_t)la->b.cols * sizeof(float));
+    }
+    assert_memory_equal(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub * sizeof(float));
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+}
+
+void tu_wait_for_file(const char *path, double seconds)
+{
+    double until = tu_now() + seconds;
+    while (access(path, F_OK) != 0 && tu_now() < until)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    if (access(path, F_OK) != 0)
+        fail_msg("%s did not appear within %.0f s", path, seconds);
 }

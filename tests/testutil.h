@@ -49,6 +49,12 @@ double tu_now(void);
 /* Run a shell command; returns its exit status (0-255), or -1. */
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Two runs' model.h5 files (run folders): the same steps, encoder weights and codebooks, to the
+ * bit. */
+void tu_assert_same_model(const char *run_a, const char *run_b);
+/* Waits up to `seconds` for a file to exist; fails the test otherwise. */
+void tu_wait_for_file(const char *path, double seconds);
+
 /* Skip the current test with a visible note (cmocka's skip() prints nothing of why). */
 #define TU_SKIP(why) do { print_message("[  SKIP    ] %s\n", (why)); skip(); } while (0)
 
