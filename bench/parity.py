@@ -6,7 +6,7 @@ script with PyTorch's defaults (nn.Linear's init, a constant learning rate, a Da
 keeps the last partial batch), over several seeds; map_at_r on the test rows is compared.
 
     parity.py --dml build/dml --bench build/bench_dml [--seeds 1,2,3] [--quick]
-              [--dml-variant NAME=key=value,key=value]... [--same-init] [--out FILE]
+              [--dml-variant NAME=key=value,key=value]... [--same-init] [--out FILE] [--json FILE]
 
 --same-init adds a third side: the PyTorch script started from dml's initial weights (written
 by `bench_dml train --dump`), which separates "the same maths" from "different defaults".
@@ -196,6 +196,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 sets, 1 seed, 3 epochs")
     p.add_argument("--work", default="", help="where the data and runs go (default: a temp dir)")
     p.add_argument("--out", default="", help="also write the table (markdown) here")
+    p.add_argument("--json", default="", help="also write every run's map_at_r, per seed, here")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     epochs = args.epochs
@@ -217,7 +218,7 @@ def main():
 def run(args, work, seeds, epochs, variants):
     open(os.path.join(work, "empty.yaml"), "w").close()
     wanted = [s for s in args.sets.split(",") if s]
-    rows = []
+    rows, raw = [], []
     head = ["data set", "loss", "PyTorch"] + (["PyTorch, dml's init"] if args.same_init else [])
     head += [f"{name} (Δ vs PyTorch)" for name, _ in variants]
     for name, x, y, tr, te in data_sets(args.quick):
@@ -227,16 +228,20 @@ def run(args, work, seeds, epochs, variants):
         for loss in args.losses.split(","):
             torch_maps = [run_torch(train, test, loss, s, epochs) for s in seeds]
             row = [f"{name} ({x.shape[1]}-d, {len(tr)}/{len(te)})", loss, cell(torch_maps)]
+            runs = {"set": name, "loss": loss, "seeds": seeds, "PyTorch": torch_maps}
             if args.same_init:
                 same = [run_torch(train, test, loss, s, epochs,
                                   dml_init_weights(args, work, dml_sets(train, test, loss, s, epochs, [])))
                         for s in seeds]
                 row.append(cell(same))
-            for _, extra in variants:
+                runs["PyTorch, dml's init"] = same
+            for vname, extra in variants:
                 maps = [run_dml(args, work, dml_sets(train, test, loss, s, epochs, extra)) for s in seeds]
+                runs[vname] = maps
                 delta = summary(maps)[0] - summary(torch_maps)[0]
                 row.append(f"{cell(maps)} ({delta:+.3f})")
             rows.append(row)
+            raw.append(runs)
             print(" | ".join(row), file=sys.stderr, flush=True)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -247,6 +252,9 @@ def run(args, work, seeds, epochs, variants):
     if args.out:
         with open(args.out, "w") as f:
             f.write(f"{note}\n\n{table}\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"epochs": epochs, "runs": raw}, f, indent=1)
 
 
 if __name__ == "__main__":
