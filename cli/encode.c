@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "data/progress.h"
 #include "serve/serve.h"
 
 static const char HELP[] =
@@ -17,7 +18,7 @@ static const char HELP[] =
     "\n"
     "HDF5, .npy and .fvecs/.bvecs inputs are read, embedded and written 65536 rows at a time\n"
     "(DML_ENCODE_CHUNK_ROWS, a multiple of 4096), so a database larger than memory goes through;\n"
-    "other formats are read whole. A progress line shows on a terminal.\n"
+    "other formats are read whole. A progress bar shows on a terminal (a line per 5% otherwise).\n"
     "\n"
     "  --pq          also encode the embeddings with the model's PQ codebooks\n"
     "  --tower a|b   the tower of a dual encoder: a (default) or b, the positive side, which reads\n"
@@ -110,8 +111,8 @@ static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *
         rounds = r > rounds ? r : rounds;
     }
     shard(n, rank, size, &lo, &hi);
-    dml_rows_progress bar;
-    dml_rows_progress_init(&bar, rank == 0 ? stderr : NULL, n);
+    dml_progress bar;
+    dml_progress_init_units(&bar, rank == 0 ? stderr : NULL, (long)n, "rows");
     size_t done = 0;
     for (size_t j = 0; j < rounds; j++) {
         size_t at = lo + j * enc->chunk < hi ? lo + j * enc->chunk : hi;
@@ -123,7 +124,7 @@ static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *
         if (!comm) {
             dml_embeddings_put(out, at, enc->x, enc->codes, e->labelled ? enc->rows->y + at : NULL,
                                count);
-            dml_rows_progress_update(&bar, done += count);
+            dml_progress_count(&bar, (long)(done += count));
             continue;
         }
         /* round j: rank k's range at k * chunk rows in all (X), then its codes */
@@ -154,9 +155,8 @@ static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *
                                e->labelled ? enc->rows->y + first[k] : NULL, c);
             done += c;
         }
-        dml_rows_progress_update(&bar, done);
+        dml_progress_count(&bar, (long)done);
     }
-    dml_rows_progress_finish(&bar);
     free(all);
     free(parts);
     dml_status closed = out ? dml_embeddings_close(out, st == DML_OK, err) : st;

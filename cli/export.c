@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "data/progress.h"
 #include "serve/serve.h"
 
 static const char HELP[] =
@@ -105,16 +106,15 @@ static dml_status export_faiss(const args *a, const dml_model_file *mf, dml_erro
         st = pq ? dml_faiss_pq_open(a->faiss, &mf->pq, n, metric, &w, err)
                 : dml_faiss_flat_open(a->faiss, enc.dim, n, metric, &w, err);
     }
-    dml_rows_progress bar;
-    dml_rows_progress_init(&bar, stderr, n);
+    dml_progress bar;
+    dml_progress_init_units(&bar, stderr, (long)n, "rows");
     for (size_t lo = 0; st == DML_OK && lo < n; lo += chunk) {
         size_t count = n - lo < chunk ? n - lo : chunk;
         if ((st = dml_rows_encoder_run(&enc, lo, count, err)) == DML_OK) {
             dml_faiss_put(w, pq ? (const void *)enc.codes : (const void *)enc.x, count);
-            dml_rows_progress_update(&bar, lo + count);
+            dml_progress_count(&bar, (long)(lo + count));
         }
     }
-    dml_rows_progress_finish(&bar);
     if (w) {
         dml_status closed = dml_faiss_close(w, st == DML_OK, err);
         st = st == DML_OK ? closed : st;

@@ -18,8 +18,6 @@
 
 #define SCORE_BYTES (32u << 20) /* a block's scores against a chunk, as search.c's */
 #define MAX_BLOCK 1024
-#define PROGRESS_LINES 20       /* without a terminal: one line per 5% */
-#define BAR_WIDTH 30
 #define LIST_K_UNLABELLED 100   /* the longest list without labels: nn_recall_at_100 */
 
 /* One pass (float rows or codes) over the chunks. */
@@ -89,29 +87,6 @@ static void search_chunk(stream_pass *sp, const float *queries, int n_queries, i
     sp->found = sp->found + rows < sp->p->k ? sp->found + rows : sp->p->k;
 }
 
-/* The rows done, their rate and the time left: a bar on a terminal, a line per 5% otherwise. */
-static void progress(FILE *f, double t0, long done, long total, int *lines)
-{
-    if (!f)
-        return;
-    double rate = (double)done / (dml_now() - t0 + 1e-9);
-    long left = rate > 0 ? (long)((double)(total - done) / rate + 0.5) : 0;
-    char eta[32];
-    snprintf(eta, sizeof eta, "%ld:%02ld:%02ld", left / 3600, left / 60 % 60, left % 60);
-    if (isatty(fileno(f))) {
-        char bar[BAR_WIDTH + 1];
-        for (int i = 0; i < BAR_WIDTH; i++)
-            bar[i] = i < (int)((double)BAR_WIDTH * done / total) ? '#' : '.';
-        bar[BAR_WIDTH] = '\0';
-        fprintf(f, "\r[%s] %ld/%ld database rows  %.0f rows/s  ETA %s \033[K%s", bar, done, total,
-                rate, eta, done == total ? "\n" : "");
-    } else if (done == total || done * PROGRESS_LINES / total > *lines) {
-        *lines = (int)(done * PROGRESS_LINES / total);
-        fprintf(f, "database %ld/%ld rows  %.0f rows/s  ETA %s\n", done, total, rate, eta);
-    }
-    fflush(f);
-}
-
 static dml_status check_finite(const float *z, int rows, int d, int lo, dml_error *err)
 {
     for (size_t i = 0; i < (size_t)rows * d; i++)
@@ -158,8 +133,9 @@ dml_status dml_eval_stream_run(const dml_eval_request *req, dml_eval_pass *fp, d
     if (!z || (pp && !codes) || !votes)
         s = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                           "out of memory for a database chunk of %zu rows", chunk);
-    double total_mse = 0.0, t0 = dml_now();
-    int lines = 0;
+    double total_mse = 0.0;
+    dml_progress bar;
+    dml_progress_init_units(&bar, st->progress, n_db, "database rows");
     for (size_t lo = 0; s == DML_OK && lo < (size_t)n_db; lo += chunk) {
         int rows = (size_t)n_db - lo < chunk ? (int)((size_t)n_db - lo) : (int)chunk;
         s = st->embed(st->ctx, (int)lo, rows, z, err);
@@ -190,7 +166,7 @@ dml_status dml_eval_stream_run(const dml_eval_request *req, dml_eval_pass *fp, d
         search_chunk(&sf, req->queries, n_q, (int)lo, rows);
         if (pp)
             search_chunk(&sp, req->queries, n_q, (int)lo, rows);
-        progress(st->progress, t0, (long)lo + rows, n_db, &lines);
+        dml_progress_count(&bar, (long)lo + rows);
     }
     for (int q = 0; s == DML_OK && q < n_q; q++)
         dml_eval_query_values(fp, q, sf.idx + (size_t)q * fp->k, sf.found, votes);

@@ -3,7 +3,6 @@
 #include "serve/model_file.h"
 
 #include "data/h5_image.h"
-#include "data/progress.h"
 
 #include <hdf5.h>
 #include <stdio.h>
@@ -381,32 +380,6 @@ void dml_rows_encoder_free(dml_rows_encoder *e)
     free(e->x);
     free(e->codes);
     memset(e, 0, sizeof *e);
-}
-
-void dml_rows_progress_init(dml_rows_progress *p, FILE *out, size_t total)
-{
-    p->out = out && isatty(fileno(out)) ? out : NULL;
-    p->total = total;
-    p->t_start = p->t_last = dml_now();
-}
-
-void dml_rows_progress_update(dml_rows_progress *p, size_t done)
-{
-    double now = dml_now(), rate = (double)done / (now - p->t_start + 1e-9);
-    if (!p->out || (now - p->t_last < 0.5 && done < p->total))
-        return;
-    long eta = rate > 0 ? (long)((double)(p->total - done) / rate + 0.5) : 0;
-    fprintf(p->out, "\rencoding: %zu / %zu rows (%.0f%%), %.0f rows/s, ETA %ld:%02ld \033[K", done,
-            p->total, 100.0 * (double)done / (double)(p->total ? p->total : 1), rate, eta / 60,
-            eta % 60);
-    fflush(p->out);
-    p->t_last = now;
-}
-
-void dml_rows_progress_finish(dml_rows_progress *p)
-{
-    if (p->out)
-        fputs("\r\033[K", p->out); /* the summary line follows on stdout */
 }
 
 void dml_model_file_free(dml_model_file *mf)

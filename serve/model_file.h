@@ -165,15 +165,5 @@ dml_status dml_rows_encoder_init(dml_rows_encoder *e, const dml_model_file *mf, 
 dml_status dml_rows_encoder_run(dml_rows_encoder *e, size_t lo, size_t count, dml_error *err);
 void dml_rows_encoder_free(dml_rows_encoder *e);
 
-/* A progress line for a long encode, redrawn in place at most twice a second on a terminal
- * (out NULL or not a terminal: nothing is drawn). */
-typedef struct dml_rows_progress {
-    FILE *out;
-    size_t total;
-    double t_start, t_last;
-} dml_rows_progress;
-void dml_rows_progress_init(dml_rows_progress *p, FILE *out, size_t total);
-void dml_rows_progress_update(dml_rows_progress *p, size_t done);
-void dml_rows_progress_finish(dml_rows_progress *p);
 
 #endif

@@ -185,7 +185,7 @@ static void test_ann_benchmarks_stream_equals_memory(void **state)
     snprintf(err_path, sizeof err_path, "%s/str.json.err", dir);
     char *log = fx_slurp(err_path, &n);
     assert_non_null(strstr(log, "searched in chunks of 65536 rows"));
-    assert_non_null(strstr(log, "database 198108/198108 rows"));
+    assert_non_null(strstr(log, "database rows 198108/198108"));
     free(log);
     free(db);
     free(q);
