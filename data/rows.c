@@ -74,6 +74,11 @@ dml_status dml_rows_read(dml_rows *r, int lo, int count, float *x, dml_error *er
     return st != DML_OK ? st : dml_check_finite(r->source, x, count, r->d, lo, "data", err);
 }
 
+const dml_dataset *dml_rows_whole(const dml_rows *r)
+{
+    return r->streamed ? NULL : &r->whole;
+}
+
 double dml_rows_bytes(const dml_rows *r)
 {
     return (double)r->n * (double)r->d * sizeof(float);

@@ -54,6 +54,10 @@ dml_status dml_rows_try_stream(const char *spec, dml_rows *r, dml_error *err);
  * finite. */
 dml_status dml_rows_read(dml_rows *r, int lo, int count, float *x, dml_error *err);
 
+/* The data set read whole (a format that does not stream, e.g. a paired file whose second view
+ * a dual encoder's other tower reads), or NULL when the rows are streamed. */
+const dml_dataset *dml_rows_whole(const dml_rows *r);
+
 /* The bytes the rows take as float32 in memory: what reading them whole would cost. */
 double dml_rows_bytes(const dml_rows *r);
 

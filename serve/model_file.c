@@ -328,8 +328,8 @@ dml_status dml_rows_encoder_chunk(size_t *chunk, dml_error *err)
 /* A paired input (never streamed: read whole) gives tower 1 its second view. */
 static const dml_dataset *second_view(const dml_rows_encoder *e)
 {
-    const dml_rows *r = e->rows;
-    return e->tower == 1 && !r->streamed && r->whole.x_b ? &r->whole : NULL;
+    const dml_dataset *whole = dml_rows_whole(e->rows);
+    return e->tower == 1 && whole && whole->x_b ? whole : NULL;
 }
 
 dml_status dml_rows_encoder_init(dml_rows_encoder *e, const dml_model_file *mf, int tower,
