@@ -441,9 +441,7 @@ static void test_mpi_rounds_equal_one_process(void **state)
     (void)state;
     if (tu_system("command -v mpirun >/dev/null 2>&1") != 0)
         TU_SKIP("mpirun is not installed");
-    /* as tests/test_mpi.c: containers forbid cross-process copies; idle ranks yield */
-    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+    tu_mpi_env();
     char in[400], one[400], many[400], *dml = realpath(tu_dml_path(), NULL);
     assert_non_null(dml);
     path_of(in, sizeof in, "in.h5");

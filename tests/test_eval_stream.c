@@ -377,7 +377,7 @@ static void test_mpirun_refused(void **state)
     write_model(model, &mf);
     tu_write_blobs(db, 500, D_IN, 4);
     tu_write_blobs(q, 20, D_IN, 4);
-    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1); /* as tests/test_mpi.c */
+    tu_mpi_env();
     char *abs = realpath(tu_dml_path(), NULL);
     assert_non_null(abs);
     assert_int_equal(tu_system("timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 %s "

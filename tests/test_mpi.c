@@ -75,20 +75,7 @@ static int setup(void **state)
     write_blobs(data, N_ROWS, 0.0f);
     write_blobs(data2, N_ROWS, 0.5f);
     write_blobs(queries, N_QUERIES, 0.0f);
-    /* Containers often forbid the shared-memory transport's cross-process copies; and a rank
-     * that waits (for rank 0's final evaluation) should yield its core, not spin on it. */
-    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
-    /* Under make sanitize: OpenMPI keeps memory until exit; with its components kept loaded and
-     * full stacks, tests/lsan_openmpi.supp names its libraries, and dml's own leaks still show. */
-    char supp[1200], *sp = realpath("tests/lsan_openmpi.supp", NULL);
-    if (!sp)
-        return -1;
-    snprintf(supp, sizeof supp, "suppressions=%s", sp);
-    free(sp);
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    setenv("ASAN_OPTIONS", "fast_unwind_on_malloc=0", 0);
-    setenv("LSAN_OPTIONS", supp, 0);
+    tu_mpi_env();
     char *d = realpath(tu_dml_path(), NULL), *c = realpath("configs/demo.yaml", NULL);
     if (!d || !c || strlen(d) >= sizeof dml || strlen(c) >= sizeof config)
         return -1;

@@ -214,8 +214,7 @@ static void test_two_ranks_with_a_head_equal_one_process(void **state)
     (void)state;
     if (tu_system("command -v mpirun >/dev/null 2>&1") != 0)
         TU_SKIP("mpirun is not installed");
-    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+    tu_mpi_env();
     const char *args = SIMCLR_ARGS " --set model.head=[24,6] --set train.steps=40";
     char cmd[4096];
     assert_int_equal(train("one", args), 0);

@@ -238,3 +238,16 @@ void tu_wait_for_file(const char *path, double seconds)
     if (access(path, F_OK) != 0)
         fail_msg("%s did not appear within %.0f s", path, seconds);
 }
+
+void tu_mpi_env(void)
+{
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
+    setenv("ASAN_OPTIONS", "fast_unwind_on_malloc=0", 0);
+    char supp[1200], *sp = realpath("tests/lsan_openmpi.supp", NULL);
+    assert_non_null(sp);
+    snprintf(supp, sizeof supp, "suppressions=%s", sp);
+    free(sp);
+    setenv("LSAN_OPTIONS", supp, 0);
+}

@@ -55,6 +55,12 @@ void tu_assert_same_model(const char *run_a, const char *run_b);
 /* Waits up to `seconds` for a file to exist; fails the test otherwise. */
 void tu_wait_for_file(const char *path, double seconds);
 
+/* The environment mpirun runs under in the tests: OpenMPI's shared-memory transport without
+ * cross-process copies (containers forbid them), idle ranks yielding their core, and, under make
+ * sanitize, OpenMPI's own exit-time memory suppressed by library (tests/lsan_openmpi.supp) with
+ * full stacks, so dml's own leaks still show. */
+void tu_mpi_env(void);
+
 /* Skip the current test with a visible note (cmocka's skip() prints nothing of why). */
 #define TU_SKIP(why) do { print_message("[  SKIP    ] %s\n", (why)); skip(); } while (0)
 
