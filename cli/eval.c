@@ -264,8 +264,7 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
                     "in chunks of %d rows\n", n_db, need / (1 << 20), limit / (1 << 20),
                     stream.chunk);
     } else if (st == DML_OK && a->db && !paired) {
-        dml_rows_close(&rows);
-        st = dml_dataset_open(a->db, &db, err);
+        st = dml_rows_take(&rows, &db, err); /* read once: whole formats are already in memory */
         if (st == DML_OK)
             st = dml_model_file_encode_dataset(&mf, 0, &db, &zd, err);
     }

@@ -34,10 +34,7 @@ static dml_status validate(const char *source, dml_dataset *ds, dml_error *err)
     dml_status st = dml_check_finite(source, ds->x, ds->n, ds->d, 0, ds->x_b ? "anchor" : "data", err);
     if (st == DML_OK && ds->x_b)
         st = dml_check_finite(source, ds->x_b, ds->n, ds->d_b, 0, "positive", err);
-    ds->n_classes = 0;
-    for (int i = 0; ds->y && i < ds->n; i++)
-        if (ds->y[i] + 1 > ds->n_classes)
-            ds->n_classes = ds->y[i] + 1;
+    ds->n_classes = dml_labels_classes(ds->y, ds->n);
     return st;
 }
 
@@ -111,6 +108,15 @@ void dml_dataset_free(dml_dataset *ds)
     free(ds->y);
     free(ds->x_b);
     memset(ds, 0, sizeof *ds);
+}
+
+int dml_labels_classes(const int32_t *y, int n)
+{
+    int classes = 0;
+    for (int i = 0; y && i < n; i++)
+        if (y[i] + 1 > classes)
+            classes = y[i] + 1;
+    return classes;
 }
 
 dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char *file,

@@ -58,6 +58,9 @@ dml_status dml_reader_find(const char *spec, const dml_reader **reader, char *fi
 dml_status dml_check_finite(const char *source, const float *x, int n, int d, long first_row,
                             const char *view, dml_error *err);
 
+/* max label + 1 over y[n] (0 when y is NULL): a data set's n_classes. */
+int dml_labels_classes(const int32_t *y, int n);
+
 /* y[i] = v[i] after checking 0 <= v[i] <= DML_MAX_LABEL; an error names file and the row. */
 dml_status dml_labels_narrow(int32_t *y, const int64_t *v, size_t n, const char *file,
                              dml_error *err);

@@ -11,9 +11,7 @@ static dml_status check_streamed(dml_rows *r, dml_error *err)
     if (r->n < 1 || r->d < 1)
         return dml_error_set(err, DML_ERR_DATA, r->file, 0, 0,
                              "the data set is empty (%d rows of width %d)", r->n, r->d);
-    for (int i = 0; r->y && i < r->n; i++)
-        if (r->y[i] + 1 > r->n_classes)
-            r->n_classes = r->y[i] + 1;
+    r->n_classes = dml_labels_classes(r->y, r->n);
     return DML_OK;
 }
 
@@ -72,6 +70,27 @@ dml_status dml_rows_read(dml_rows *r, int lo, int count, float *x, dml_error *er
     }
     dml_status st = r->read(r, lo, count, x, err);
     return st != DML_OK ? st : dml_check_finite(r->source, x, count, r->d, lo, "data", err);
+}
+
+dml_status dml_rows_take(dml_rows *r, dml_dataset *ds, dml_error *err)
+{
+    dml_status st = DML_OK;
+    if (!r->streamed) {
+        *ds = r->whole;
+        memset(&r->whole, 0, sizeof r->whole);
+        r->y = NULL; /* now ds's */
+    } else if ((st = dml_dataset_alloc(ds, r->n, r->d, 0, err)) == DML_OK &&
+               (st = dml_rows_read(r, 0, r->n, ds->x, err)) == DML_OK) {
+        ds->y = r->y;
+        r->y = NULL;
+        ds->n_classes = r->n_classes;
+        ds->from_bytes = r->from_bytes;
+        snprintf(ds->source, sizeof ds->source, "%s", r->source);
+    }
+    if (st != DML_OK)
+        dml_dataset_free(ds);
+    dml_rows_close(r);
+    return st;
 }
 
 const dml_dataset *dml_rows_whole(const dml_rows *r)

@@ -54,6 +54,11 @@ dml_status dml_rows_try_stream(const char *spec, dml_rows *r, dml_error *err);
  * finite. */
 dml_status dml_rows_read(dml_rows *r, int lo, int count, float *x, dml_error *err);
 
+/* The whole data set into *ds, as dml_dataset_open would give it, without reading the file
+ * again: a data set read whole is handed over, streamed rows are read in one pass. r is closed
+ * either way; on error *ds is empty. */
+dml_status dml_rows_take(dml_rows *r, dml_dataset *ds, dml_error *err);
+
 /* The data set read whole (a format that does not stream, e.g. a paired file whose second view
  * a dual encoder's other tower reads), or NULL when the rows are streamed. */
 const dml_dataset *dml_rows_whole(const dml_rows *r);

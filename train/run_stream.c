@@ -29,11 +29,10 @@ dml_status dml_run_open_train(dml_run *r, dml_error *err)
         return dml_config_error(c, "data.in_memory", err,
                                 "false needs rows read in ranges: an HDF5, .npy or .fvecs/.bvecs "
                                 "file with one view (%s is read whole)", c->data.train);
-    if (!r->rows.streamed ||
-        (c->data.in_memory == DML_IN_MEMORY_AUTO && dml_rows_bytes(&r->rows) <= limit_bytes(c))) {
-        dml_rows_close(&r->rows);
+    if (!r->rows.streamed)
         return dml_dataset_open(c->data.train, &r->train, err);
-    }
+    if (c->data.in_memory == DML_IN_MEMORY_AUTO && dml_rows_bytes(&r->rows) <= limit_bytes(c))
+        return dml_rows_take(&r->rows, &r->train, err); /* the file is open: read it once */
     r->streamed = 1;
     dml_dataset *t = &r->train;
     t->n = r->rows.n;
