@@ -12,7 +12,8 @@ int dml_augment_geometric(const dml_augment *a)
 
 int dml_augment_on(const dml_augment *a)
 {
-    return dml_augment_geometric(a) || a->noise > 0.0f || a->dropout > 0.0f;
+    return dml_augment_geometric(a) || a->brightness > 0.0f || a->contrast > 0.0f ||
+           a->noise > 0.0f || a->dropout > 0.0f;
 }
 
 /* A uniform draw in [-r, r]. */
@@ -69,6 +70,21 @@ static void cutout(const dml_augment *a, float *img, dml_rng *rng)
                 img[y * w + x] = 0.0f;
 }
 
+/* Brightness and contrast, one draw each per row. Without them a self-supervised loss can tell
+ * two rows apart by their overall grey level alone, a shortcut SimCLR's colour distortion
+ * removes (Chen et al. 2020, section 3). */
+static void photometric(const dml_augment *a, float *row, int d, dml_rng *rng)
+{
+    float bright = 1.0f + symmetric(rng, a->brightness), con = 1.0f + symmetric(rng, a->contrast);
+    double sum = 0.0;
+    if (a->contrast > 0.0f)
+        for (int j = 0; j < d; j++)
+            sum += row[j];
+    float mean = (float)(sum / d);
+    for (int j = 0; j < d; j++)
+        row[j] = bright * (mean + con * (row[j] - mean));
+}
+
 void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, dml_rng *rng)
 {
     int moves = a->shift > 0 || a->rotate > 0.0f || a->scale > 0.0f || a->flip > 0.0f;
@@ -80,6 +96,8 @@ void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scrat
         }
         if (a->cutout > 0)
             cutout(a, row, rng);
+        if (a->brightness > 0.0f || a->contrast > 0.0f)
+            photometric(a, row, d, rng);
         if (a->noise > 0.0f)
             for (int j = 0; j < d; j++)
                 row[j] += a->noise * dml_rng_normal(rng);

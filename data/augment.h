@@ -1,7 +1,8 @@
 /* Augmentations of training rows, drawn afresh for every row of every batch: for rows that are
  * images (height x width, one channel, row-major) a random affine map (shift, rotation, scale,
- * horizontal flip) sampled bilinearly with zeros outside, and cutout; for any row, gaussian
- * noise and feature dropout. Seeded (the caller's generator) and allocation-free: the caller
+ * horizontal flip) sampled bilinearly with zeros outside, and cutout; for any row, brightness
+ * and contrast jitter (SimCLR's colour distortion, one channel), gaussian noise and feature
+ * dropout. Seeded (the caller's generator) and allocation-free: the caller
  * gives one row of scratch. */
 #ifndef DML_DATA_AUGMENT_H
 #define DML_DATA_AUGMENT_H
@@ -16,6 +17,9 @@ typedef struct dml_augment {
     float flip;        /* probability of a horizontal flip */
     int cutout;        /* side of a square of pixels set to 0 at a random place; 0 = off */
     float noise;       /* standard deviation of gaussian noise added to every value */
+    float brightness;  /* the row times a factor in [1 - brightness, 1 + brightness] */
+    float contrast;    /* each value's distance from the row's mean times a factor in
+                        * [1 - contrast, 1 + contrast] */
     float dropout;     /* probability of setting each value to 0 */
 } dml_augment;
 

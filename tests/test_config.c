@@ -569,7 +569,7 @@ static void test_impossible_combinations(void **state)
          "loss.type: mnr needs pairs: set data.pairs to same_class, halves, file or augment"},
         {"data:\n  pairs: augment\nloss:\n  type: mnr\n", NULL, 2, 10,
          "data.pairs: augment pairs are two augmented views of a row: set data.augment (shift, "
-         "rotate, scale, flip, cutout, noise or dropout)"},
+         "rotate, scale, flip, cutout, brightness, contrast, noise or dropout)"},
         {"data:\n  augment:\n    height: 28\n", NULL, 3, 13,
          "data.augment.height: expected both data.augment.height and width, or neither"},
         {"data:\n  augment: {flip: 2}\n", NULL, 2, 19,

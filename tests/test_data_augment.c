@@ -1,6 +1,7 @@
 /* data.augment's transforms on small images: integer shifts and flips copy pixels exactly,
  * rotation keeps a centred round blob, cutout zeroes one square, noise and dropout have the
- * asked-for strength, and a seed gives the same draws. */
+ * asked-for strength, brightness and contrast are one scale per row within their range, and
+ * a seed gives the same draws. */
 #include <math.h>
 #include <string.h>
 
@@ -141,11 +142,44 @@ static void test_noise_and_dropout_strength(void **state)
     assert_float_equal((double)zeros / (N * WIDE), 0.3, 0.02);
 }
 
+/* Brightness multiplies a row by one factor in [0.5, 1.5]; contrast keeps the row's mean and
+ * scales every value's distance from it by one factor in [0.7, 1.3]; over many rows the
+ * factors spread over their ranges. */
+static void test_brightness_and_contrast_scale_each_row(void **state)
+{
+    (void)state;
+    dml_augment bright = {.brightness = 0.5f}, con = {.contrast = 0.3f};
+    float lo_b = 2, hi_b = 0, lo_c = 2, hi_c = 0;
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        float src[D], img[D];
+        ramp(src);
+        memcpy(img, src, sizeof img);
+        augment_one(&bright, img, seed);
+        float f = img[0] / src[0];
+        for (int i = 0; i < D; i++)
+            assert_float_equal(img[i], f * src[i], 1e-4 * src[i]);
+        lo_b = fminf(lo_b, f), hi_b = fmaxf(hi_b, f);
+
+        memcpy(img, src, sizeof img);
+        augment_one(&con, img, seed);
+        float mean = (D + 1) / 2.0f, g = (img[0] - mean) / (src[0] - mean), sum = 0;
+        for (int i = 0; i < D; i++) {
+            assert_float_equal(img[i] - mean, g * (src[i] - mean), 1e-3);
+            sum += img[i];
+        }
+        assert_float_equal(sum / D, mean, 1e-3);
+        lo_c = fminf(lo_c, g), hi_c = fmaxf(hi_c, g);
+    }
+    assert_true(lo_b >= 0.5f && lo_b < 0.55f && hi_b <= 1.5f && hi_b > 1.45f);
+    assert_true(lo_c >= 0.7f && lo_c < 0.73f && hi_c <= 1.3f && hi_c > 1.27f);
+}
+
 static void test_same_seed_same_draws(void **state)
 {
     (void)state;
     dml_augment a = {.height = H, .width = W, .shift = 1, .rotate = 20.0f, .scale = 0.2f,
-                     .flip = 0.5f, .cutout = 2, .noise = 0.1f, .dropout = 0.1f};
+                     .flip = 0.5f, .cutout = 2, .brightness = 0.2f, .contrast = 0.2f,
+                     .noise = 0.1f, .dropout = 0.1f};
     float x[D], y[D];
     ramp(x);
     ramp(y);
@@ -168,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_rotation_keeps_a_centred_blob),
         cmocka_unit_test(test_cutout_zeroes_one_square),
         cmocka_unit_test(test_noise_and_dropout_strength),
+        cmocka_unit_test(test_brightness_and_contrast_scale_each_row),
         cmocka_unit_test(test_same_seed_same_draws),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

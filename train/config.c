@@ -103,6 +103,8 @@ static const field FIELDS[] = {
     NUM("data.augment.scale", F_FLOAT, data.augment.scale, 0, 1, OPEN_MAX, "a number in [0, 1)"),
     NUM("data.augment.flip", F_FLOAT, data.augment.flip, 0, 1, 0, "a probability in [0, 1]"),
     NUM("data.augment.cutout", F_INT, data.augment.cutout, 0, 65536, 0, "an integer >= 0 (pixels)"),
+    NUM("data.augment.brightness", F_FLOAT, data.augment.brightness, 0, 1, 0, "a number in [0, 1]"),
+    NUM("data.augment.contrast", F_FLOAT, data.augment.contrast, 0, 1, 0, "a number in [0, 1]"),
     NUM("data.augment.noise", F_FLOAT, data.augment.noise, 0, INFINITY, 0, "a number >= 0"),
     NUM("data.augment.dropout", F_FLOAT, data.augment.dropout, 0, 1, OPEN_MAX,
         "a probability in [0, 1)"),

@@ -36,7 +36,8 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     if (c->data.pairs == DML_PAIRS_AUGMENT && !dml_augment_on(&c->data.augment))
         return dml_config_error(c, "data.pairs", err,
                                 "augment pairs are two augmented views of a row: set data.augment "
-                                "(shift, rotate, scale, flip, cutout, noise or dropout)");
+                                "(shift, rotate, scale, flip, cutout, brightness, contrast, noise "
+                                "or dropout)");
     if (c->data.pairs == DML_PAIRS_AUGMENT && c->model.type == DML_NET_DUAL)
         return dml_config_error(c, "model.type", err,
                                 "the two views of augment pairs share one encoder: use mlp or "
