@@ -6,12 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench/bench.h"
 #include "train/run_output.h"
 #include "train/trainer.h"
 
-#define MAX_GEMMS 256          /* GEMM calls noted in one step */
+#define MAX_GEMMS 1024         /* GEMM calls noted in one step (GradCache at 4096 by 256: ~360) */
 #define LOSS_WINDOW 5          /* steps averaged for the first and last loss */
 
 /* ---- GEMM shapes of one step ----
@@ -296,17 +297,22 @@ static int train_case(const dml_bench_args *a, const char *what)
             st = dump_first(a->dump, r, losses[0], norm, &err);
     }
     double seconds = a->steps > 0 ? dml_bench_now() - t0 : 0.0;
+    /* The process's peak so far (data, model, the steps' arena), before the GEMM replay's
+     * buffers add to it: what a training run of this config holds. */
+    struct rusage ru;
+    double rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0;
     if (st == DML_OK) {
         int w = total < LOSS_WINDOW ? total : LOSS_WINDOW;
         printf("{\"case\": \"%s\", \"side\": \"dml\", \"loss\": \"%s\", \"batch\": %d, "
                "\"steps\": %d, \"warmup\": %d, \"threads\": %d, \"seconds\": %.6f, "
                "\"samples_per_s\": %.3f, \"us_per_step\": %.3f, \"first_loss\": %.6g, "
                "\"first_grad_norm\": %.6g, \"loss_first\": %.6g, \"loss_last\": %.6g, "
-               "\"finite\": %s, \"probe_gflops\": %.1f, \"spec\": ",
+               "\"finite\": %s, \"probe_gflops\": %.1f, \"max_rss_mb\": %.1f, \"spec\": ",
                a->name, loss_key(c), r->batch, a->steps, a->warmup, dml_set_threads(a->threads),
                seconds, a->steps > 0 ? r->batch * a->steps / seconds : 0.0,
                a->steps > 0 ? 1e6 * seconds / a->steps : 0.0, losses[0], norm_first,
-               mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false", probe);
+               mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false", probe,
+               rss_mb);
         write_spec(stdout, r);
         if (a->reps > 0) {
             printf(", \"gemm\": ");

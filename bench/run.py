@@ -7,6 +7,7 @@ them to --out (bench/results.md) with the machine's CPU, core count, date and ve
 
     /usr/bin/python3 bench/run.py --dml build/dml --bench build/bench_dml
     /usr/bin/python3 bench/run.py ... --quick --out /tmp/results.md   (a smoke run: tiny counts)
+    /usr/bin/python3 bench/run.py ... --cases augment,gradcache        (those rows alone)
 
 Threads are set deliberately: N = --threads (default: every core). dml: dml_set_threads(N) for
 OpenBLAS and N search threads. PyTorch: OpenBLAS N threads, intra-op threads 1 and N both tried
@@ -38,11 +39,19 @@ TRAIN_CASES = [
     ("joint_pq", "configs/fmnist-triplet.yaml",
      ["loss.miner=hard", "loss.quantization={weight: 1.0, warmup_epochs: 0}", "pq.m=4", "pq.k=256"]),
 ]
-SMALL_SETS = ["data.normalize=none", "data.val_fraction=0", "model.hidden=[128, 64]", "model.dim=32",
-              "loss.miner=hard", "sampler.m=4", "train.batch_size=64"]
+# data.test= : no test set, the config's (784 wide) would not match the small rows (64 wide).
+SMALL_SETS = ["data.test=", "data.normalize=none", "data.val_fraction=0", "model.hidden=[128, 64]",
+              "model.dim=32", "loss.miner=hard", "sampler.m=4", "train.batch_size=64"]
 TRAIN_TARGET = 1.5    # dml samples/s over PyTorch's best, every case-1 loss
 CEILING_TARGET = 0.8  # fraction of the GEMM ceiling, the triplet case
 SMALL_TARGET = 8.0    # PyTorch's us/step over dml's, the small model
+# Issue #15: dml against itself on the MNR step. fmnist-simclr.yaml's augmentation:
+MNR = "configs/fmnist-mnr.yaml"
+AUGMENT = "data.augment={shift: 3, rotate: 10, scale: 0.15, flip: 0.5, cutout: 10, noise: 0.1, dropout: 0.1}"
+AUGMENT_TARGET = 1.15  # augmented step time over the plain one, at most
+GC_BATCH, GC_CHUNK = 4096, 256
+GC_TARGET = 1.3        # one GradCache step of GC_BATCH over GC_BATCH / GC_CHUNK plain steps, at most
+CASES = ["train", "pq", "eval", "memory", "augment", "gradcache"]  # --cases
 
 
 def log(msg):
@@ -87,20 +96,25 @@ def median(values):
 
 
 # ---- preparation and validation ----
-def prepare(r, q):
-    """The small model's data (random rows, 16 classes) and the search cases' embeddings (a
-    briefly trained dml encoder over every Fashion-MNIST row), written once for both sides."""
+def prepare_small(r):
+    """The small model's data (random rows, 16 classes), written once for both sides."""
     import numpy as np
     rng = np.random.default_rng(0)
     small = os.path.join(r.work, "small.npy")
     np.save(small, rng.standard_normal((4096, 64)).astype(np.float32))
     np.save(os.path.join(r.work, "small.labels.npy"), rng.integers(0, 16, 4096).astype(np.int32))
+    return small
+
+
+def prepare_embeddings(r, q):
+    """The search cases' embeddings (a briefly trained dml encoder over every Fashion-MNIST row),
+    written once for both sides."""
     emb = os.path.join(r.work, "emb")
     info = r.dml("embed", "configs/fmnist-triplet.yaml", emb, "--steps", q["embed_steps"],
                  "--threads", r.args.threads, label="prepare")[0]
     log(f"embeddings: {info['n_train']} + {info['n_test']} rows of {info['dim']} from a dml encoder "
         f"trained {info['steps']} steps (loss {info['first_loss']:.3f} -> {info['last_loss']:.3f})")
-    return small, os.path.join(emb, "train_emb.npy"), os.path.join(emb, "test_emb.npy")
+    return os.path.join(emb, "train_emb.npy"), os.path.join(emb, "test_emb.npy")
 
 
 def validate(r, cases):
@@ -216,6 +230,41 @@ def rss_case(r, q):
     return {"dml_mb": dml_mb, "dml_s": dml_s, "peer_mb": peer_mb, "peer_s": peer_s,
             "peer_steps": q["demo_torch_steps"],
             "dml_sets": "".join(f" --set {x}" for x in q["demo_sets"])}
+
+
+def mnr_step(r, name, sets, steps, warmup, reps=0):
+    """One bench_dml train process on fmnist-mnr.yaml; its JSON (max_rss_mb: its peak before
+    the GEMM replay)."""
+    return r.dml("train", MNR, *sets_args(sets), "--steps", steps, "--warmup", warmup, "--reps", reps,
+                 "--threads", r.args.threads, "--name", name, label=name.split("_")[0])[0]
+
+
+def augment_case(r, q):
+    """The MNR step with and without fmnist-simclr's augmentation, alternated. The augmentation
+    is done in the batch gather, which is inside the timed step."""
+    out = {"plain": [], "augment": []}
+    for rnd in range(r.args.rounds):
+        log(f"augment: round {rnd + 1}/{r.args.rounds}")
+        out["plain"].append(mnr_step(r, "augment_none", [], q["steps"], q["warmup"]))
+        out["augment"].append(mnr_step(r, "augment_simclr", [AUGMENT], q["steps"], q["warmup"]))
+    return out
+
+
+def gradcache_case(r, q):
+    """MNR at batch GC_BATCH by GradCache chunks of GC_CHUNK and in one shot, against plain steps
+    of GC_CHUNK, alternated; each with its GEMM ceiling, to tell the GEMMs' share from the
+    rest. The large steps are slow (~1 s): a few of them, one warm-up."""
+    big = [f"train.batch_size={GC_BATCH}"]
+    out = {"plain": [], "gradcache": [], "oneshot": []}
+    for rnd in range(r.args.rounds):
+        log(f"gradcache: round {rnd + 1}/{r.args.rounds}")
+        out["plain"].append(mnr_step(r, "gradcache_plain", [f"train.batch_size={GC_CHUNK}"],
+                                     q["steps"], q["warmup"], q["gemm_reps"]))
+        out["gradcache"].append(mnr_step(r, "gradcache_chunked", big + [f"train.chunk_size={GC_CHUNK}"],
+                                         q["steps_big"], 1, q["reps_big"]))
+        out["oneshot"].append(mnr_step(r, "gradcache_oneshot", big + ["train.chunk_size=0"],
+                                       q["steps_big"], 1, q["reps_big"]))
+    return out
 
 
 # ---- the report ----
@@ -360,21 +409,15 @@ def report(r, checks, train, pq, ev, rss):
             quality.add(name, f"{dmse:.6g}", f"{fmse:.6g}", f"{dmse / fmse:.4f}"
                         f" ({'equal or lower' if dmse <= fmse * (1 + 1e-6) else 'higher'})",
                         f"{x0['train_points']:,} both", init)
-    e0 = ev["dml"][0]
-    for key, what in (("map_at_r_s", f"map_at_r s ({e0['n_queries']:,} x {e0['d']}, protocol 1)"),
-                      ("knn_s", f"exact top-{e0['k']} s ({e0['n_queries']:,} q x {e0['n_db']:,})")):
-        d = median([x[key] for x in ev["dml"]])
-        p = median([x[key] for x in ev["peer"]])
-        main.add(what, fmt(d), fmt(p), f"{p / d:.2f}x", "", "")
-    main.add("peak RSS MiB, `dml train configs/demo.yaml` vs the PyTorch script", fmt(rss["dml_mb"]),
-             fmt(rss["peer_mb"]), f"{rss['peer_mb'] / rss['dml_mb']:.2f}x less", "", "")
-    notes.append(f"peak RSS: the `dml train configs/demo.yaml{rss['dml_sets']}` run took {rss['dml_s']:.0f} s (data, "
-                 f"training, validation, codebooks, final evaluation, outputs); the PyTorch script ran "
-                 f"the same set-up, " + ("every training step" if rss["peer_steps"] == "0" else
-                 f"the first {rss['peer_steps']} training steps (its peak is its B x B x B batch-all "
-                 f"mask, reached at the first step; --full-demo runs them all)") +
-                 f", the validation and the final test metrics in {rss['peer_s']:.0f} s, without a "
-                 f"product quantizer")
+    if ev is not None:
+        e0 = ev["dml"][0]
+        for key, what in (("map_at_r_s", f"map_at_r s ({e0['n_queries']:,} x {e0['d']}, protocol 1)"),
+                          ("knn_s", f"exact top-{e0['k']} s ({e0['n_queries']:,} q x {e0['n_db']:,})")):
+            d = median([x[key] for x in ev["dml"]])
+            p = median([x[key] for x in ev["peer"]])
+            main.add(what, fmt(d), fmt(p), f"{p / d:.2f}x", "", "")
+    if rss is not None:
+        rss_report(rss, main, notes)
     valid = Table(["check", "dml", "peer", "agree"])
     for c in checks:
         valid.add(f"first-step loss, {c['case']} (same weights, same batch)", f"{c['dml_loss']:.6f}",
@@ -393,6 +436,24 @@ def report(r, checks, train, pq, ev, rss):
         valid.add(f"loss, mean of the first -> last 5 steps, {name}",
                   f"{d0['loss_first']:.4f} -> {d0['loss_last']:.4f}",
                   f"{p0['loss_first']:.4f} -> {p0['loss_last']:.4f}", verdict_text)
+    if ev is not None:
+        eval_checks(ev, valid)
+    return main, ceiling, quality, valid, notes
+
+
+def rss_report(rss, main, notes):
+    main.add("peak RSS MiB, `dml train configs/demo.yaml` vs the PyTorch script", fmt(rss["dml_mb"]),
+             fmt(rss["peer_mb"]), f"{rss['peer_mb'] / rss['dml_mb']:.2f}x less", "", "")
+    notes.append(f"peak RSS: the `dml train configs/demo.yaml{rss['dml_sets']}` run took {rss['dml_s']:.0f} s (data, "
+                 f"training, validation, codebooks, final evaluation, outputs); the PyTorch script ran "
+                 f"the same set-up, " + ("every training step" if rss["peer_steps"] == "0" else
+                 f"the first {rss['peer_steps']} training steps (its peak is its B x B x B batch-all "
+                 f"mask, reached at the first step; --full-demo runs them all)") +
+                 f", the validation and the final test metrics in {rss['peer_s']:.0f} s, without a "
+                 f"product quantizer")
+
+
+def eval_checks(ev, valid):
     dmap = median([x["map_at_r"] for x in ev["dml"]])
     pmap = median([x["map_at_r"] for x in ev["peer"]])
     valid.add("map_at_r of the test embeddings", f"{dmap:.6f}", f"{pmap:.6f}",
@@ -401,7 +462,62 @@ def report(r, checks, train, pq, ev, rss):
     pk = median([x["kth_dist_mean"] for x in ev["peer"]])
     valid.add("mean 100th-neighbour squared distance", f"{dk:.6f}", f"{pk:.6f}",
               "yes" if abs(dk - pk) <= 1e-4 * max(abs(pk), 1e-12) + 1e-6 else "NO")
-    return main, ceiling, quality, valid, notes
+
+
+def verdict_at_most(ratio, target):
+    return "met" if ratio <= target else f"missed by {100.0 * (ratio - target) / target:.0f}%"
+
+
+def step_s(runs):
+    return median([x["seconds"] / x["steps"] for x in runs])
+
+
+def peak_mb(runs):
+    return median([x["max_rss_mb"] for x in runs])
+
+
+def by_round(runs, base, k=1):
+    """Each round's ratio, its two processes seconds apart: the spread the machine's load gave."""
+    return ", ".join(f"{step_s([x]) / (k * step_s([y])):.2f}x" for x, y in zip(runs, base))
+
+
+def self_report(aug, gc, notes):
+    """Issue #15's rows: dml's step against dml's step, ratios of the per-side medians."""
+    own = Table(["case", "dml", "baseline", "ratio", "target", "result"])
+    where = Table([f"{GC_BATCH} samples as", "GEMM GFLOP", "GEMM s at the ceiling", "step s",
+                   "outside GEMM s", "peak RSS MiB"])
+    if aug:
+        a, p = step_s(aug["augment"]), step_s(aug["plain"])
+        b = aug["plain"][0]["batch"]
+        own.add(f"augment: MNR step ms (batch {b} pairs), fmnist-simclr's data.augment vs none",
+                f"{1e3 * a:.2f}", f"{1e3 * p:.2f}", f"{a / p:.2f}x", f"<= {AUGMENT_TARGET:g}x",
+                verdict_at_most(a / p, AUGMENT_TARGET))
+        notes.append(f"augment: augmented / plain step, round by round: "
+                     f"{by_round(aug['augment'], aug['plain'])}")
+    if gc:
+        k = GC_BATCH // GC_CHUNK
+        plain, chunked, one = step_s(gc["plain"]), step_s(gc["gradcache"]), step_s(gc["oneshot"])
+        ratio = chunked / (k * plain)
+        own.add(f"gradcache: MNR step ms, batch {GC_BATCH} in chunks of {GC_CHUNK} vs {k} steps of "
+                f"batch {GC_CHUNK}", f"{1e3 * chunked:.1f}", f"{1e3 * k * plain:.1f}", f"{ratio:.2f}x",
+                f"<= {GC_TARGET:g}x", verdict_at_most(ratio, GC_TARGET))
+        own.add(f"gradcache: MNR step ms, batch {GC_BATCH} in one shot vs {k} steps of batch {GC_CHUNK}",
+                f"{1e3 * one:.1f}", f"{1e3 * k * plain:.1f}", f"{one / (k * plain):.2f}x", "", "")
+        own.add(f"gradcache: peak RSS MiB, batch {GC_BATCH} in chunks of {GC_CHUNK} vs in one shot",
+                fmt(peak_mb(gc["gradcache"])), fmt(peak_mb(gc["oneshot"])),
+                f"{peak_mb(gc['gradcache']) / peak_mb(gc['oneshot']):.2f}x", "", "")
+        for label, runs, times in ((f"{k} steps of {GC_CHUNK}", gc["plain"], k),
+                                   ("one step in one shot", gc["oneshot"], 1),
+                                   (f"one step in chunks of {GC_CHUNK}", gc["gradcache"], 1)):
+            flops = times * runs[0]["gemm"]["flops_per_step"]
+            gemm_s = times * median([x["gemm"]["seconds_per_step"] for x in runs])
+            s = times * step_s(runs)
+            where.add(label, f"{flops / 1e9:.1f}", f"{gemm_s:.3f}", f"{s:.3f}", f"{s - gemm_s:.3f}",
+                      fmt(peak_mb(runs)))
+        notes.append(f"gradcache: chunked / {k} x plain, round by round: "
+                     f"{by_round(gc['gradcache'], gc['plain'], k)}; one shot / {k} x plain: "
+                     f"{by_round(gc['oneshot'], gc['plain'], k)}")
+    return own, where
 
 
 def main():
@@ -415,44 +531,79 @@ def main():
     p.add_argument("--full-demo", action="store_true",
                    help="case 5: run every step of the PyTorch demo script (minutes), not the first 50")
     p.add_argument("--root", default=os.path.dirname(HERE), help="the repository (paths are relative to it)")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help=f"comma-separated, of {', '.join(CASES)} (default: all); only those rows are written")
     args = p.parse_args()
+    cases = args.cases.split(",")
+    if not set(cases) <= set(CASES):
+        p.error(f"--cases: unknown {', '.join(sorted(set(cases) - set(CASES)))}; known: {', '.join(CASES)}")
     args.dml, args.bench = os.path.abspath(args.dml), os.path.abspath(args.bench)
     if args.quick:
         args.rounds = 1
         q = {"steps": 3, "steps_small": 3, "steps_torch_slow": 2, "warmup": 1, "gemm_reps": 2, "pq_iters": 1,
              "embed_steps": 2, "demo_sets": ["train.steps=3", "eval.pq=false"],
-             "demo_torch_steps": "3"}
+             "demo_torch_steps": "3", "steps_big": 1, "reps_big": 1}
     else:
         q = {"steps": 40, "steps_small": 1000, "steps_torch_slow": 15, "warmup": 5, "gemm_reps": 20, "pq_iters": 25,
-             "embed_steps": 100, "demo_sets": [], "demo_torch_steps": "0" if args.full_demo else "50"}
+             "embed_steps": 100, "demo_sets": [], "demo_torch_steps": "0" if args.full_demo else "50",
+             "steps_big": 3, "reps_big": 3}
     t_start = time.perf_counter()
     work = tempfile.mkdtemp(prefix="dml-bench-")
     try:
         r = Runner(args, work)
-        small, train_emb, test_emb = prepare(r, q)
-        cases = TRAIN_CASES + [("small_triplet_hard", "configs/fmnist-triplet.yaml",
-                                [f"data.train={small}"] + SMALL_SETS)]
-        checks = validate(r, cases)
-        if not all(c["ok"] for c in checks):
-            log("bench: dml and the PyTorch peer disagree on a first step; timing them would "
-                "compare different work")
-            raise SystemExit(1)
-        train = train_cases(r, q, cases)
-        pq = pq_cases(r, q, train_emb, test_emb)
-        ev = eval_case(r, train_emb, test_emb)
-        rss = rss_case(r, q)
+        checks, train, pq, ev, rss, aug, gc = [], {}, {}, None, None, None, None
+        if "pq" in cases or "eval" in cases:
+            train_emb, test_emb = prepare_embeddings(r, q)
+        if "train" in cases:
+            train_list = TRAIN_CASES + [("small_triplet_hard", "configs/fmnist-triplet.yaml",
+                                         [f"data.train={prepare_small(r)}"] + SMALL_SETS)]
+            checks = validate(r, train_list)
+            if not all(c["ok"] for c in checks):
+                log("bench: dml and the PyTorch peer disagree on a first step; timing them would "
+                    "compare different work")
+                raise SystemExit(1)
+            train = train_cases(r, q, train_list)
+        if "pq" in cases:
+            pq = pq_cases(r, q, train_emb, test_emb)
+        if "eval" in cases:
+            ev = eval_case(r, train_emb, test_emb)
+        if "memory" in cases:
+            rss = rss_case(r, q)
+        if "augment" in cases:
+            aug = augment_case(r, q)
+        if "gradcache" in cases:
+            gc = gradcache_case(r, q)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     main_t, ceil_t, qual_t, valid_t, notes = report(r, checks, train, pq, ev, rss)
+    own_t, where_t = self_report(aug, gc, notes)
     cpu, cores = machine()
     ver = versions(args)
     total = time.perf_counter() - t_start
     head = (f"dml {ver['dml']} against PyTorch {ver['torch']} and FAISS {ver['faiss']}; "
             f"{cpu}, {cores} cores; {args.threads} threads; median of {args.rounds} rounds"
             f"{' (QUICK: smoke counts, not a measurement)' if args.quick else ''}")
+    # (printed title, results.md title, its introduction, table): those with rows, as --cases chose.
+    sections = [s for s in (
+        ("Results", "Results", "Ratios read \"dml is N times the peer\" (throughput over throughput, "
+         "or the peer's time over dml's).", main_t),
+        ("dml against itself (issue #15)", "dml against itself (issue #15)",
+         "Step time over step time, each side a fresh `bench_dml train` process, alternated round by "
+         "round; the ratio of the two medians, which the target bounds from above.", own_t),
+        ("GradCache: where the time goes", "GradCache: where the time goes",
+         f"{GC_BATCH} samples of the MNR step three ways. GEMM: the step's `dml_gemm` calls replayed "
+         "at their shapes (as for the ceiling below); outside GEMM: the rest of the step (the batch "
+         "gather, the loss's element-wise passes over its [B, B] scores on one thread, Adam). Peak "
+         "RSS: the process's, data and model included, before the replay. A negative time outside GEMM: "
+         "the replay, run after the steps, found the machine slower than they did.", where_t),
+        ("Fraction of the GEMM ceiling", "Fraction of the GEMM ceiling",
+         "The ceiling: the same step's GEMM calls (every `dml_gemm` the step makes, noted by wrapping "
+         "it) replayed through `cblas_sgemm` in the same run, median of 20 replays. % of ceiling = "
+         "GEMM time at those shapes / step time.", ceil_t),
+        ("PQ quality (same data, same iterations)", "PQ quality", "", qual_t),
+        ("Validation", "Validation (before timing)", "", valid_t)) if s[3].rows]
     print("\n" + head + "\n")
-    for title, t in (("Results", main_t), ("Fraction of the GEMM ceiling", ceil_t),
-                     ("PQ quality (same data, same iterations)", qual_t), ("Validation", valid_t)):
+    for title, _, _, t in sections:
         print(f"{title}\n{t.text()}\n")
     print(f"total {total:.0f} s; wall time by part: " +
           ", ".join(f"{k} {v:.0f} s" for k, v in r.wall.items()))
@@ -466,15 +617,10 @@ def main():
                 f"PyTorch OpenBLAS {args.threads} threads, intra-op 1 and {args.threads} tried every "
                 f"round, the faster counted; FAISS OpenMP {args.threads}, OpenBLAS {args.threads}\n")
         f.write(f"- the whole run took {total:.0f} s\n\n")
-        f.write("## Results\n\nRatios read \"dml is N times the peer\" (throughput over throughput, "
-                "or the peer's time over dml's).\n\n" + main_t.markdown() + "\n\n")
-        f.write("## Fraction of the GEMM ceiling\n\nThe ceiling: the same step's GEMM calls (every "
-                "`dml_gemm` the step makes, noted by wrapping it) replayed through `cblas_sgemm` in "
-                "the same run, median of 20 replays. % of ceiling = GEMM time at those shapes / step "
-                "time.\n\n" + ceil_t.markdown() + "\n\n")
-        f.write("## PQ quality\n\n" + qual_t.markdown() + "\n\n")
-        f.write("## Validation (before timing)\n\n" + valid_t.markdown() + "\n\n")
-        f.write("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+        for _, title, intro, t in sections:
+            f.write(f"## {title}\n\n" + (intro + "\n\n" if intro else "") + t.markdown() + "\n\n")
+        if notes:
+            f.write("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     log(f"wrote {args.out}")
 
 
