@@ -19,8 +19,10 @@ uint64_t dml_rng_u64(dml_rng *r);
 uint32_t dml_rng_below(dml_rng *r, uint32_t n);
 /* Uniform float in [0, 1). */
 float dml_rng_uniform(dml_rng *r);
-/* Standard normal (Box-Muller). */
+/* Standard normal (the Ziggurat method). */
 float dml_rng_normal(dml_rng *r);
+/* n standard normals into out: the same stream as n calls of dml_rng_normal, faster. */
+void dml_rng_normals(dml_rng *r, float *out, int n);
 /* Fisher-Yates shuffle of n ints. */
 void dml_rng_shuffle(dml_rng *r, int *v, int n);
 

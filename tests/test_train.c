@@ -344,7 +344,7 @@ static void test_second_sigint_stops_at_once(void **state)
 static void test_divergence_stops_and_keeps_the_checkpoint(void **state)
 {
     (void)state;
-    int rc = train("diverge", "--set train.optimizer=sgd --set train.lr=9 --set train.steps=200 "
+    int rc = train("diverge", "--set train.optimizer=sgd --set train.lr=1000 --set train.steps=200 "
                               "--set train.checkpoint_every=1 --set model.output=none "
                               "--set loss.distance=squared_euclidean --set train.schedule=constant");
     assert_int_equal(rc, 1);
