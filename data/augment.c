@@ -22,12 +22,24 @@ static float symmetric(dml_rng *rng, float r)
     return r > 0.0f ? r * (2.0f * dml_rng_uniform(rng) - 1.0f) : 0.0f;
 }
 
+/* floorf without a libm call (coordinates stay far inside int's range: zoom > 0). */
+static int floor_int(float x)
+{
+    int i = (int)x;
+    return (float)i > x ? i - 1 : i;
+}
+
 /* The pixel at real coordinates (x, y) of img[h, w], bilinear, 0 outside. */
 static float sample(const float *img, int h, int w, float x, float y)
 {
-    float fx = floorf(x), fy = floorf(y);
-    int x0 = (int)fx, y0 = (int)fy;
-    float ax = x - fx, ay = y - fy, v = 0.0f;
+    int x0 = floor_int(x), y0 = floor_int(y);
+    float ax = x - (float)x0, ay = y - (float)y0;
+    if (x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h) { /* all four neighbours inside */
+        const float *p = img + y0 * w + x0;
+        float top = p[0] + ax * (p[1] - p[0]), bottom = p[w] + ax * (p[w + 1] - p[w]);
+        return top + ay * (bottom - top);
+    }
+    float v = 0.0f;
     for (int dy = 0; dy < 2; dy++)
         for (int dx = 0; dx < 2; dx++) {
             int xi = x0 + dx, yi = y0 + dy;
@@ -39,7 +51,8 @@ static float sample(const float *img, int h, int w, float x, float y)
 }
 
 /* out = img under a random affine map about the centre: each output pixel reads the source
- * point the inverse map sends it to. Integer shifts without rotation or zoom copy exactly. */
+ * point the inverse map sends it to, which moves by (c, -s) from one column to the next.
+ * Integer shifts without rotation or zoom copy exactly. */
 static void affine(const dml_augment *a, const float *img, float *out, dml_rng *rng)
 {
     int h = a->height, w = a->width;
@@ -50,14 +63,12 @@ static void affine(const dml_augment *a, const float *img, float *out, dml_rng *
     int flip = a->flip > 0.0f && dml_rng_uniform(rng) < a->flip;
     float c = cosf(theta) / zoom, s = sinf(theta) / zoom;
     float cx = 0.5f * (float)(w - 1), cy = 0.5f * (float)(h - 1);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float u = (float)(x - tx) - cx, v = (float)(y - ty) - cy;
-            float sx = c * u + s * v + cx, sy = -s * u + c * v + cy;
-            if (flip)
-                sx = (float)(w - 1) - sx;
-            out[y * w + x] = sample(img, h, w, sx, sy);
-        }
+    for (int y = 0; y < h; y++) {
+        float u = (float)(-tx) - cx, v = (float)(y - ty) - cy;
+        float sx = c * u + s * v + cx, sy = -s * u + c * v + cy;
+        for (int x = 0; x < w; x++, sx += c, sy -= s)
+            out[y * w + x] = sample(img, h, w, flip ? (float)(w - 1) - sx : sx, sy);
+    }
 }
 
 static void cutout(const dml_augment *a, float *img, dml_rng *rng)
@@ -85,6 +96,18 @@ static void photometric(const dml_augment *a, float *row, int d, dml_rng *rng)
         row[j] = bright * (mean + con * (row[j] - mean));
 }
 
+/* Each value set to 0 with probability p (to 1/65536): four 16-bit draws from each 64-bit one. */
+static void drop(float *row, int d, float p, dml_rng *rng)
+{
+    uint32_t cut = (uint32_t)(p * 65536.0f);
+    for (int j = 0; j < d; j += 4) {
+        uint64_t u = dml_rng_u64(rng);
+        for (int k = 0; k < 4 && j + k < d; k++, u >>= 16)
+            if ((uint32_t)(u & 0xffff) < cut)
+                row[j + k] = 0.0f;
+    }
+}
+
 void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, dml_rng *rng)
 {
     int moves = a->shift > 0 || a->rotate > 0.0f || a->scale > 0.0f || a->flip > 0.0f;
@@ -98,12 +121,12 @@ void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scrat
             cutout(a, row, rng);
         if (a->brightness > 0.0f || a->contrast > 0.0f)
             photometric(a, row, d, rng);
-        if (a->noise > 0.0f)
+        if (a->noise > 0.0f) {
+            dml_rng_normals(rng, scratch, d);
             for (int j = 0; j < d; j++)
-                row[j] += a->noise * dml_rng_normal(rng);
+                row[j] += a->noise * scratch[j];
+        }
         if (a->dropout > 0.0f)
-            for (int j = 0; j < d; j++)
-                if (dml_rng_uniform(rng) < a->dropout)
-                    row[j] = 0.0f;
+            drop(row, d, a->dropout, rng);
     }
 }
