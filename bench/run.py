@@ -47,7 +47,9 @@ CEILING_TARGET = 0.8  # fraction of the GEMM ceiling, the triplet case
 SMALL_TARGET = 8.0    # PyTorch's us/step over dml's, the small model
 # Issue #15: dml against itself on the MNR step. fmnist-simclr.yaml's augmentation:
 MNR = "configs/fmnist-mnr.yaml"
-AUGMENT = "data.augment={shift: 3, rotate: 10, scale: 0.15, flip: 0.5, cutout: 10, noise: 0.1, dropout: 0.1}"
+AUGMENT = (
+    "data.augment={shift: 3, rotate: 10, scale: 0.15, flip: 0.5, cutout: 10, brightness: 0.6, "
+    "contrast: 0.6, noise: 0.1, dropout: 0.1}")
 AUGMENT_TARGET = 1.15  # augmented step time over the plain one, at most
 GC_BATCH, GC_CHUNK = 4096, 256
 GC_TARGET = 1.3        # one GradCache step of GC_BATCH over GC_BATCH / GC_CHUNK plain steps, at most

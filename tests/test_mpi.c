@@ -193,8 +193,8 @@ static void check_loss(const char *name, const char *extra)
 }
 
 /* Augmented batches move the weights further each step, and rounding with them: measured 3.9e-3
- * (augment, 3 ranks: the runs agree to 6e-8 up to step 30, then a batch-hard choice between
- * near-equal distances went the other way under the other reduction order) and 4.5e-5
+ * (augment, 3 ranks: the runs agree to 6e-8 up to step 30, then one hinge (a triplet at
+ * the margin, or a unit at relu's zero) went the other way under another reduction order) and 4.5e-5
  * (mnr_augment, 2 ranks). A rank that drew other augmentations (noise 0.11 for 0.1) was 1.8
  * away (measured by hand), so this still tells them apart. */
 #define AUGMENT_TOL 1e-2
