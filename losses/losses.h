@@ -46,6 +46,12 @@ dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t
  * margin, else the hardest negative). */
 dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
                              dml_miner miner, int soft, dml_reduction reduction);
+/* The same over d [B, N] of the batch against N references whose first B are the batch itself
+ * and the rest extra rows (a cross-batch memory), labelled ref_labels[N]: each anchor's
+ * positives and negatives are drawn from all N (a itself excluded). */
+dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                  const int32_t *ref_labels, float margin, dml_miner miner, int soft,
+                                  dml_reduction reduction);
 /* The same over explicit triplets: rows anchor[t], positive[t], negative[t] of d. */
 dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,
                                       const int32_t *positive, const int32_t *negative, int n,

@@ -1,4 +1,5 @@
-/* Triplet loss over the batch distance matrix, with its miners. Batch-all walks, per anchor,
+/* Triplet loss over the distance matrix of the batch's anchors against its references (the
+ * batch itself, then a cross-batch memory's rows), with its miners. Batch-all walks, per anchor,
  * its positives x its negatives (no B x B x B mask): the anchor's distances to its negatives are
  * gathered into one contiguous row first, so the loop over negatives is plain arithmetic the
  * compiler vectorises, and batch-all costs little more than batch-hard. */
@@ -9,13 +10,14 @@
 
 typedef struct triplet_ctx {
     const int32_t *labels;  /* [B]; NULL with an explicit list */
+    const int32_t *refs;    /* [N] the references' labels: labels, then the memory's */
     dml_miner miner;        /* DML_MINER_ALL walks every triplet (with labels); else the list */
     int soft;
     dml_reduction reduction;
     int n;                  /* triplets in the list */
     const int32_t *a, *p, *neg; /* [n] each: the list (mined into arena memory, or given) */
-    int32_t *pos_idx, *neg_idx; /* [B] scratch for batch-all: one anchor's positives, negatives */
-    float *neg_d, *neg_w;       /* [B] scratch: d(a, negative), summed slopes per negative */
+    int32_t *pos_idx, *neg_idx; /* [N] scratch for batch-all: one anchor's positives, negatives */
+    float *neg_d, *neg_w;       /* [N] scratch: d(a, negative), summed slopes per negative */
     float denom;            /* what forward divided by (0: the loss is 0) */
 } triplet_ctx;
 
@@ -43,11 +45,11 @@ static void for_each_listed(const dml_tensor *out, visit_fn visit, void *acc)
 {
     const triplet_ctx *c = out->cache;
     const float *d = out->src[0]->data;
-    size_t b = (size_t)out->src[0]->rows;
+    size_t n = (size_t)out->src[0]->cols;
     float margin = out->fparam[0];
     for (int t = 0; t < c->n; t++)
         visit(acc, c->a[t], c->p[t], c->neg[t],
-              d[c->a[t] * b + c->p[t]] - d[c->a[t] * b + c->neg[t]] + margin);
+              d[c->a[t] * n + c->p[t]] - d[c->a[t] * n + c->neg[t]] + margin);
 }
 
 typedef struct forward_acc {
@@ -68,7 +70,7 @@ static void forward_visit(void *p, int a, int pos, int n, float x)
 
 typedef struct backward_acc {
     float *dd;
-    int b, soft;
+    int n, soft; /* n: the row stride, the references */
     float g;
 } backward_acc;
 
@@ -76,20 +78,20 @@ static void backward_visit(void *p, int a, int pos, int n, float x)
 {
     backward_acc *acc = p;
     float w = acc->g * hinge_slope(x, acc->soft);
-    acc->dd[(size_t)a * acc->b + pos] += w;
-    acc->dd[(size_t)a * acc->b + n] -= w;
+    acc->dd[(size_t)a * acc->n + pos] += w;
+    acc->dd[(size_t)a * acc->n + n] -= w;
 }
 
 /* ---- batch-all ---- */
 
 enum { LANES = 8 }; /* partial sums: a fixed order, whatever the vector width */
 
-/* Anchor a's positives and negatives; c->neg_d[k] = d(a, negative k). */
-static void split_anchor(const triplet_ctx *c, const float *row, int b, int a, int *np, int *nn)
+/* Anchor a's positives and negatives among the n references; c->neg_d[k] = d(a, negative k). */
+static void split_anchor(const triplet_ctx *c, const float *row, int n, int a, int *np, int *nn)
 {
     *np = *nn = 0;
-    for (int j = 0; j < b; j++) {
-        if (c->labels[j] != c->labels[a]) {
+    for (int j = 0; j < n; j++) {
+        if (c->refs[j] != c->labels[a]) {
             c->neg_d[*nn] = row[j];
             c->neg_idx[(*nn)++] = j;
         } else if (j != a) {
@@ -166,10 +168,10 @@ static float add_slopes(const float *restrict neg_d, float *restrict neg_w, int 
 static void all_forward(const dml_tensor *out, forward_acc *acc)
 {
     const triplet_ctx *c = out->cache;
-    int b = out->src[0]->rows, np, nn;
+    int b = out->src[0]->rows, n = out->src[0]->cols, np, nn;
     for (int a = 0; a < b; a++) {
-        const float *row = out->src[0]->data + (size_t)a * b;
-        split_anchor(c, row, b, a, &np, &nn);
+        const float *row = out->src[0]->data + (size_t)a * n;
+        split_anchor(c, row, n, a, &np, &nn);
         for (int i = 0; i < np; i++)
             acc->sum += hinge_sum(c->neg_d, nn, row[c->pos_idx[i]] + out->fparam[0], c->soft,
                                   &acc->nonzero);
@@ -182,11 +184,11 @@ static void all_forward(const dml_tensor *out, forward_acc *acc)
 static void all_backward(const dml_tensor *out, float g)
 {
     const triplet_ctx *c = out->cache;
-    int b = out->src[0]->rows, np, nn;
+    int b = out->src[0]->rows, n = out->src[0]->cols, np, nn;
     for (int a = 0; a < b; a++) {
-        const float *row = out->src[0]->data + (size_t)a * b;
-        float *dd = out->src[0]->grad + (size_t)a * b;
-        split_anchor(c, row, b, a, &np, &nn);
+        const float *row = out->src[0]->data + (size_t)a * n;
+        float *dd = out->src[0]->grad + (size_t)a * n;
+        split_anchor(c, row, n, a, &np, &nn);
         memset(c->neg_w, 0, (size_t)nn * sizeof *c->neg_w);
         for (int i = 0; i < np; i++)
             dd[c->pos_idx[i]] += g * add_slopes(c->neg_d, c->neg_w, nn,
@@ -224,7 +226,7 @@ static void triplet_backward(dml_tensor *out)
         all_backward(out, g);
         return;
     }
-    backward_acc acc = {out->src[0]->grad, out->src[0]->rows, c->soft, g};
+    backward_acc acc = {out->src[0]->grad, out->src[0]->cols, c->soft, g};
     for_each_listed(out, backward_visit, &acc);
 }
 
@@ -241,17 +243,17 @@ static int32_t order_key(float v)
     return k ^ (-(int32_t)(k < 0) & INT32_MAX);
 }
 
-/* Anchor a's hardest positive (farthest row of its class, a excluded) and hardest negative
- * (nearest row of another class), -1 where there is none. One branch-free pass finds the two
+/* Anchor a's hardest positive (farthest reference of its class, a excluded) and hardest
+ * negative (nearest reference of another class) among the n, -1 where there is none. One branch-free pass finds the two
  * extreme distances, a second the first row holding each (ties go to the lowest index); both
  * vectorise, where a loop keeping the best index so far branches on every row. */
 DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
-                                           const int32_t *restrict labels, int b, int a, int *pos,
+                                           const int32_t *restrict labels, int n, int a, int *pos,
                                            int *neg)
 {
     const int32_t la = labels[a];
     int32_t far = INT32_MIN, near = INT32_MAX;
-    for (int j = 0; j < b; j++) {
+    for (int j = 0; j < n; j++) {
         int32_t key = order_key(row[j]);
         int32_t same = -(int32_t)(labels[j] == la), positive = same & -(int32_t)(j != a);
         int32_t as_pos = (key & positive) | (INT32_MIN & ~positive);
@@ -260,7 +262,7 @@ DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
         near = as_neg < near ? as_neg : near;
     }
     int32_t first_pos = INT32_MAX, first_neg = INT32_MAX;
-    for (int j = 0; j < b; j++) {
+    for (int j = 0; j < n; j++) {
         int32_t key = order_key(row[j]);
         int32_t same = -(int32_t)(labels[j] == la), positive = same & -(int32_t)(j != a);
         int32_t at_far = positive & -(int32_t)(key == far);
@@ -278,15 +280,16 @@ DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
 static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta, int32_t *tp,
                  int32_t *tn)
 {
-    int b = d->rows;
+    int b = d->rows, n = d->cols;
+    const int32_t *ref = c->refs;
     c->n = 0;
     c->a = ta;
     c->p = tp;
     c->neg = tn;
     for (int a = 0; a < b; a++) {
-        const float *row = d->data + (size_t)a * b;
+        const float *row = d->data + (size_t)a * n;
         int hardest_pos, hardest_neg;
-        hardest_of_row(row, c->labels, b, a, &hardest_pos, &hardest_neg);
+        hardest_of_row(row, ref, n, a, &hardest_pos, &hardest_neg);
         if (hardest_pos < 0 || hardest_neg < 0)
             continue; /* no positive or no negative: this anchor has no triplet */
         if (c->miner == DML_MINER_HARD) {
@@ -295,12 +298,12 @@ static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta,
             tn[c->n++] = hardest_neg;
             continue;
         }
-        for (int p = 0; p < b; p++) {
-            if (p == a || c->labels[p] != c->labels[a])
+        for (int p = 0; p < n; p++) {
+            if (p == a || ref[p] != ref[a])
                 continue;
             int semi = -1;
-            for (int j = 0; j < b; j++)
-                if (c->labels[j] != c->labels[a] && row[j] > row[p] && row[j] < row[p] + margin &&
+            for (int j = 0; j < n; j++)
+                if (ref[j] != ref[a] && row[j] > row[p] && row[j] < row[p] + margin &&
                     (semi < 0 || row[j] < row[semi]))
                     semi = j;
             ta[c->n] = a;
@@ -314,7 +317,7 @@ static dml_tensor *triplet_node(dml_graph *g, dml_tensor *d, triplet_ctx **ctx)
 {
     if (!d)
         return NULL;
-    DML_ASSERT(d->rows == d->cols);
+    DML_ASSERT(d->rows <= d->cols);
     dml_tensor *out = dml_graph_node(g, &dml_op_triplet, 1, 1, d, NULL, NULL);
     *ctx = out ? dml_graph_alloc(g, sizeof **ctx) : NULL;
     if (!*ctx)
@@ -324,28 +327,30 @@ static dml_tensor *triplet_node(dml_graph *g, dml_tensor *d, triplet_ctx **ctx)
     return out;
 }
 
-dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
-                             dml_miner miner, int soft, dml_reduction reduction)
+dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
+                                  const int32_t *ref_labels, float margin, dml_miner miner, int soft,
+                                  dml_reduction reduction)
 {
     triplet_ctx *c;
     dml_tensor *out = triplet_node(g, d, &c);
     if (!out)
         return NULL;
-    int b = d->rows;
+    int b = d->rows, n = d->cols;
     c->labels = labels;
+    c->refs = ref_labels;
     c->miner = miner;
     c->soft = soft;
     c->reduction = reduction;
     out->fparam[0] = margin;
     if (miner == DML_MINER_ALL) {
-        c->pos_idx = dml_graph_alloc(g, (size_t)b * sizeof(int32_t));
-        c->neg_idx = dml_graph_alloc(g, (size_t)b * sizeof(int32_t));
-        c->neg_d = dml_graph_alloc(g, (size_t)b * sizeof(float));
-        c->neg_w = dml_graph_alloc(g, (size_t)b * sizeof(float));
+        c->pos_idx = dml_graph_alloc(g, (size_t)n * sizeof(int32_t));
+        c->neg_idx = dml_graph_alloc(g, (size_t)n * sizeof(int32_t));
+        c->neg_d = dml_graph_alloc(g, (size_t)n * sizeof(float));
+        c->neg_w = dml_graph_alloc(g, (size_t)n * sizeof(float));
         if (!c->pos_idx || !c->neg_idx || !c->neg_d || !c->neg_w)
             return NULL;
     } else {
-        size_t cap = miner == DML_MINER_HARD ? (size_t)b : (size_t)b * b;
+        size_t cap = miner == DML_MINER_HARD ? (size_t)b : (size_t)b * n;
         int32_t *ta = dml_graph_alloc(g, cap * sizeof(int32_t));
         int32_t *tp = dml_graph_alloc(g, cap * sizeof(int32_t));
         int32_t *tn = dml_graph_alloc(g, cap * sizeof(int32_t));
@@ -354,6 +359,12 @@ dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels,
         mine(c, d, margin, ta, tp, tn);
     }
     return dml_graph_run(g, out);
+}
+
+dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
+                             dml_miner miner, int soft, dml_reduction reduction)
+{
+    return dml_loss_triplet_refs(g, d, labels, labels, margin, miner, soft, reduction);
 }
 
 dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,

@@ -33,6 +33,11 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
 {
     const loss_case *c = ctx;
     dml_tensor *z = in[0];
+    if (!strcmp(c->op, "triplet") && c->memory)
+        return dml_loss_triplet_refs(
+            g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
+                               dml_distance_matrix(g, z, in[2], c->dist)),
+            c->labels, WITH_MEMORY, 0.3f, c->miner, c->soft, c->reduction);
     if (!strcmp(c->op, "triplet"))
         return dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.3f, c->miner,
                                 c->soft, c->reduction);
@@ -67,6 +72,11 @@ static const loss_case CASES[] = {
     {"triplet", "soft all, cosine", DML_DIST_COSINE, DML_MINER_ALL, 1, 0, 0, DML_REDUCE_MEAN, LABELS, 0},
     {"triplet", "one class only", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN_NONZERO, ONE_CLASS, 0},
     {"triplet", "no positive pair", DML_DIST_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, ALL_DIFFERENT, 0},
+    /* mean: with the memory's triplets one sits within the step of the hinge, and
+     * mean_nonzero's divisor jumps there */
+    {"triplet", "memory, all", DML_DIST_EUCLIDEAN, DML_MINER_ALL, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 1},
+    {"triplet", "memory, hard, squared", DML_DIST_SQUARED_EUCLIDEAN, DML_MINER_HARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 1},
+    {"triplet", "memory, semihard", DML_DIST_EUCLIDEAN, DML_MINER_SEMIHARD, 0, 0, 0, DML_REDUCE_MEAN, LABELS, 1},
     {"contrastive", "p = 2, mean", DML_DIST_EUCLIDEAN, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS, 0},
     {"contrastive", "p = 1, mean_nonzero", DML_DIST_EUCLIDEAN, 0, 0, 1, 0, DML_REDUCE_MEAN_NONZERO, LABELS, 0},
     {"contrastive", "cosine", DML_DIST_COSINE, 0, 0, 2, 0, DML_REDUCE_MEAN, LABELS, 0},
@@ -191,12 +201,13 @@ static float memory_loss(const char *op, const float *z, int b, const int32_t *l
     dml_graph g;
     dml_graph_init(&g, 1 << 16);
     dml_tensor *x = dml_leaf_copy(&g, z, b, 2, 1), *m = dml_leaf_copy(&g, mem, k, 2, 0);
+    dml_tensor *d = dml_concat_cols(&g, dml_distance_matrix(&g, x, x, DML_DIST_EUCLIDEAN),
+                                    dml_distance_matrix(&g, x, m, DML_DIST_EUCLIDEAN));
     dml_tensor *loss =
         !strcmp(op, "contrastive")
-            ? dml_loss_contrastive_refs(&g,
-                                        dml_concat_cols(&g, dml_distance_matrix(&g, x, x, DML_DIST_EUCLIDEAN),
-                                                        dml_distance_matrix(&g, x, m, DML_DIST_EUCLIDEAN)),
-                                        labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN)
+            ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN)
+        : !strcmp(op, "triplet")
+            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN)
             : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);
@@ -225,6 +236,14 @@ static void test_memory_hand_computed(void **state)
     float row1 = logf(expf(3.0f) + expf(5.0f) + expf(4.0f)) - 5.0f;
     assert_float_equal(memory_loss("mnr", a, 2, labels, m1, 1, mnr_refs), (row0 + row1) / 2.0f,
                        1e-5);
+    /* Batch-all triplet, margin 1, mean over triplets: rows x = 0 (class 0) and x = 1 (class 1),
+     * memory rows x = 0.5 (class 0) and x = 3 (class 1). Anchor 0: positive the memory's 0.5,
+     * negatives row 1 (1 away) and the memory's 3: [0.5 - 1 + 1]+ + [0.5 - 3 + 1]+ = 0.5 + 0.
+     * Anchor 1: positive the memory's 3 (2 away), negatives row 0 (1) and 0.5 (0.5):
+     * [2 - 1 + 1]+ + [2 - 0.5 + 1]+ = 2 + 2.5. Four triplets: 5 / 4. */
+    float mem2[4] = {0.5f, 0, 3, 0};
+    static const int32_t tri_refs[4] = {0, 1, 0, 1};
+    assert_float_equal(memory_loss("triplet", z, 2, labels, mem2, 2, tri_refs), 1.25f, 1e-5);
     /* Unlabelled: nothing is dropped, row 0 gains the memory's cos 0 too. */
     float row0_all = logf(expf(5.0f) + expf(3.0f) + expf(0.0f)) - 5.0f;
     float un = memory_loss("mnr", a, 2, NULL, m1, 1, NULL);

@@ -226,6 +226,7 @@ static void test_memory_equals_one_process(void **state)
                                      "--set 'loss.memory={size: 64, start_step: 3}'");
     check_loss("mnr_memory", "--set loss.type=mnr --set data.pairs=same_class "
                              "--set 'loss.memory={size: 64, start_step: 3}'");
+    check_loss("triplet_memory", "--set 'loss.memory={size: 64, start_step: 3}'");
 }
 
 /* The joint loss: codebooks from step 11 (one epoch of warm-up), refitted every epoch. */

@@ -47,10 +47,10 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
                                                               : "data.augment.width",
                                 err, "expected both data.augment.height and width, or neither");
     if (c->loss.memory.size > 0 && c->loss.type != DML_LOSS_CONTRASTIVE &&
-        c->loss.type != DML_LOSS_MNR)
+        c->loss.type != DML_LOSS_TRIPLET && c->loss.type != DML_LOSS_MNR)
         return dml_config_error(c, "loss.memory", err,
-                                "cross-batch memory serves loss.type contrastive and mnr: set "
-                                "loss.memory.size to 0 for this loss");
+                                "cross-batch memory serves loss.type contrastive, triplet and mnr: "
+                                "set loss.memory.size to 0 for this loss");
     if (c->train.chunk_size > 0 && c->loss.type != DML_LOSS_MNR)
         return dml_config_error(c, "train.chunk_size", err,
                                 "GradCache chunks serve loss.type mnr: set train.chunk_size to 0 "

@@ -39,10 +39,11 @@ void dml_memory_free(dml_memory *m)
 size_t dml_memory_arena_bytes(int size, int dim, int batch)
 {
     /* The memory's part of a step's tape: the batch-by-memory scores and their gradient, their
-     * concatenation with the batch's own (twice over, with the loss's saved softmax terms), and
-     * the normalised memory rows with their gradient buffers. */
+     * concatenation with the batch's own (twice over, with the loss's saved softmax terms, or
+     * a triplet miner's three index lists), and the normalised memory rows with their gradient
+     * buffers. */
     size_t b = (size_t)batch, k = (size_t)size;
-    return sizeof(float) * (6 * b * (b + k) + 3 * k * (size_t)dim + 4 * k) + (1u << 16);
+    return sizeof(float) * (9 * b * (b + k) + 3 * k * (size_t)dim + 4 * k) + (1u << 16);
 }
 
 dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g)

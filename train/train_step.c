@@ -161,6 +161,22 @@ static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
                                      reduction(c));
 }
 
+/* Triplets of batch anchors whose positives and negatives come from the batch, and from the
+ * memory's rows when it has some. */
+static dml_tensor *triplet(dml_run *r, dml_graph *g, dml_tensor *z)
+{
+    const dml_config *c = r->cfg;
+    dml_tensor *d = dml_distance_matrix(g, z, z, c->loss.distance);
+    dml_tensor *refs = memory_refs(r, g, z);
+    const int32_t *ref_labels = r->labels;
+    if (refs) {
+        d = dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, c->loss.distance));
+        ref_labels = dml_memory_ref_labels(&r->mem, r->labels, z->rows);
+    }
+    return dml_loss_triplet_refs(g, d, r->labels, ref_labels, c->loss.margin, c->loss.miner,
+                                 c->loss.soft, reduction(c));
+}
+
 /* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
  * for every anchor). */
 static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
@@ -196,8 +212,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
         switch (c->loss.type) {
         case DML_LOSS_TRIPLET:
-            loss = dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->loss.distance), r->labels,
-                                    c->loss.margin, c->loss.miner, c->loss.soft, reduction(c));
+            loss = triplet(r, g, z);
             break;
         case DML_LOSS_CONTRASTIVE:
             loss = contrastive(r, g, z);
