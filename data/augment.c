@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "data/parallel.h"
+
 #define PI 3.14159265358979323846
 
 int dml_augment_geometric(const dml_augment *a)
@@ -108,25 +110,46 @@ static void drop(float *row, int d, float p, dml_rng *rng)
     }
 }
 
-void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, dml_rng *rng)
+static void augment_row(const dml_augment *a, float *row, int d, float *scratch, dml_rng *rng)
 {
-    int moves = a->shift > 0 || a->rotate > 0.0f || a->scale > 0.0f || a->flip > 0.0f;
-    for (int i = 0; i < n; i++) {
-        float *row = x + (size_t)i * d;
-        if (moves) {
-            affine(a, row, scratch, rng);
-            memcpy(row, scratch, (size_t)d * sizeof(float));
-        }
-        if (a->cutout > 0)
-            cutout(a, row, rng);
-        if (a->brightness > 0.0f || a->contrast > 0.0f)
-            photometric(a, row, d, rng);
-        if (a->noise > 0.0f) {
-            dml_rng_normals(rng, scratch, d);
-            for (int j = 0; j < d; j++)
-                row[j] += a->noise * scratch[j];
-        }
-        if (a->dropout > 0.0f)
-            drop(row, d, a->dropout, rng);
+    if (a->shift > 0 || a->rotate > 0.0f || a->scale > 0.0f || a->flip > 0.0f) {
+        affine(a, row, scratch, rng);
+        memcpy(row, scratch, (size_t)d * sizeof(float));
     }
+    if (a->cutout > 0)
+        cutout(a, row, rng);
+    if (a->brightness > 0.0f || a->contrast > 0.0f)
+        photometric(a, row, d, rng);
+    if (a->noise > 0.0f) {
+        dml_rng_normals(rng, scratch, d);
+        for (int j = 0; j < d; j++)
+            row[j] += a->noise * scratch[j];
+    }
+    if (a->dropout > 0.0f)
+        drop(row, d, a->dropout, rng);
+}
+
+typedef struct batch {
+    const dml_augment *a;
+    float *x, *scratch;
+    int d;
+    uint64_t seed;
+} batch;
+
+static void augment_range(void *ctx, int begin, int end, int thread)
+{
+    batch *b = ctx;
+    float *scratch = b->scratch + (size_t)thread * b->d;
+    for (int i = begin; i < end; i++) {
+        dml_rng row_rng;
+        dml_rng_seed(&row_rng, b->seed + (uint64_t)i);
+        augment_row(b->a, b->x + (size_t)i * b->d, b->d, scratch, &row_rng);
+    }
+}
+
+void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, int threads,
+                      dml_rng *rng)
+{
+    batch b = {a, x, scratch, d, dml_rng_u64(rng)};
+    dml_parallel_for(threads, n, augment_range, &b);
 }

@@ -27,8 +27,11 @@ typedef struct dml_augment {
 int dml_augment_on(const dml_augment *a);
 int dml_augment_geometric(const dml_augment *a);
 
-/* Augments rows x[n, d] in place (d = height * width when geometric), one draw per row from
- * rng; scratch holds d floats. */
-void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, dml_rng *rng);
+/* Augments rows x[n, d] in place (d = height * width when geometric) on up to `threads`
+ * threads; scratch holds threads * d floats. One draw from rng seeds the batch, and row i draws
+ * from its own generator, seeded with that draw plus i (splitmix64 spreads consecutive seeds
+ * apart), so the result does not depend on the thread count. */
+void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, int threads,
+                      dml_rng *rng);
 
 #endif

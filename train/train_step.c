@@ -41,7 +41,8 @@ static dml_reduction reduction(const dml_config *c)
 static void augment(dml_run *r, float *x, int n)
 {
     if (r->augment_on)
-        dml_augment_rows(&r->cfg->data.augment, x, n, r->d_in, r->aug_scratch, &r->rng_aug);
+        dml_augment_rows(&r->cfg->data.augment, x, n, r->d_in, r->aug_scratch, r->aug_threads,
+                         &r->rng_aug);
 }
 
 /* A pair batch's inputs, gathered and augmented: the anchors in r->xa [b, d_in]; the positives
