@@ -102,6 +102,24 @@ static void zig_build(void)
     }
 }
 
+/* The rare part of a draw (about 1 in 100): layer i's value x = h * w[i] lay outside the layer's
+ * box wholly under the curve. Sets *out and returns 1 when it is accepted after all. Kept out of
+ * line so that the common path inlines into the callers' loops. */
+__attribute__((noinline)) static int zig_edge(dml_rng *r, int i, int32_t h, float x, float *out)
+{
+    if (i == 0) { /* the tail beyond R, by Marsaglia's exponential method */
+        double t, y;
+        do {
+            t = -log(unit_open(r)) / ZIG_R;
+            y = -log(unit_open(r));
+        } while (y + y < t * t);
+        *out = (float)(h > 0 ? ZIG_R + t : -ZIG_R - t);
+        return 1;
+    }
+    *out = x; /* in the wedge under the curve; otherwise draw again */
+    return zig.f[i] + dml_rng_uniform(r) * (zig.f[i - 1] - zig.f[i]) < expf(-0.5f * x * x);
+}
+
 static float zig_draw(dml_rng *r)
 {
     for (;;) {
@@ -111,19 +129,11 @@ static float zig_draw(dml_rng *r)
         int i = (int)(u & 127);
         int32_t h = (int32_t)(uint32_t)(u >> 32);
         uint32_t mag = h < 0 ? 0u - (uint32_t)h : (uint32_t)h;
-        float x = (float)h * zig.w[i];
+        float x = (float)h * zig.w[i], out;
         if (mag < zig.k[i])
             return x;
-        if (i == 0) { /* the tail beyond R, by Marsaglia's exponential method */
-            double t, y;
-            do {
-                t = -log(unit_open(r)) / ZIG_R;
-                y = -log(unit_open(r));
-            } while (y + y < t * t);
-            return (float)(h > 0 ? ZIG_R + t : -ZIG_R - t);
-        }
-        if (zig.f[i] + dml_rng_uniform(r) * (zig.f[i - 1] - zig.f[i]) < expf(-0.5f * x * x))
-            return x; /* in the wedge under the curve; otherwise draw again */
+        if (zig_edge(r, i, h, x, &out))
+            return out;
     }
 }
 
