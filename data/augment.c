@@ -132,7 +132,7 @@ static void augment_row(const dml_augment *a, float *row, int d, float *scratch,
 typedef struct batch {
     const dml_augment *a;
     float *x, *scratch;
-    int d;
+    int d, first;
     uint64_t seed;
 } batch;
 
@@ -142,14 +142,14 @@ static void augment_range(void *ctx, int begin, int end, int thread)
     float *scratch = b->scratch + (size_t)thread * b->d;
     for (int i = begin; i < end; i++) {
         dml_rng row_rng;
-        dml_rng_seed(&row_rng, b->seed + (uint64_t)i);
+        dml_rng_seed(&row_rng, b->seed + (uint64_t)(b->first + i));
         augment_row(b->a, b->x + (size_t)i * b->d, b->d, scratch, &row_rng);
     }
 }
 
-void dml_augment_rows(const dml_augment *a, float *x, int n, int d, float *scratch, int threads,
-                      dml_rng *rng)
+void dml_augment_rows(const dml_augment *a, uint64_t seed, int first, float *x, int n, int d,
+                      float *scratch, int threads)
 {
-    batch b = {a, x, scratch, d, dml_rng_u64(rng)};
+    batch b = {a, x, scratch, d, first, seed};
     dml_parallel_for(threads, n, augment_range, &b);
 }

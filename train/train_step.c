@@ -3,9 +3,8 @@
  * terms. No allocation here: batch buffers were sized at set-up, tensors live in the arena.
  *
  * Over several ranks (r->comm, docs/scale.md) every rank draws the whole global batch from the
- * same seeded sampler and gathers and augments all of it (so the rows and their augmentation
- * draws are the ones one process takes), then runs its encoder on its own rows
- * [lo, lo + n_local) only. Every loss term sees the global batch: the embeddings (and the
+ * same seeded sampler and gathers all of it, augments its own rows [lo, lo + n_local) (with the
+ * draws one process gives those rows) and runs its encoder on them only. Every loss term sees the global batch: the embeddings (and the
  * reconstruction's outputs and targets) are gathered from all ranks by a tape node, the loss
  * over all of them is computed on every rank, and backward sends each rank only its own rows'
  * gradient. The trainer sums the parameter gradients over the ranks, which is then the
@@ -37,12 +36,23 @@ static dml_reduction reduction(const dml_config *c)
                                                             : DML_REDUCE_MEAN;
 }
 
-/* data.augment on n gathered rows of the encoder's input width, in place. */
-static void augment(dml_run *r, float *x, int n)
+static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
 {
-    if (r->augment_on)
-        dml_augment_rows(&r->cfg->data.augment, x, n, r->d_in, r->aug_scratch, r->aug_threads,
-                         &r->rng_aug);
+    dml_augment_rows(&r->cfg->data.augment, seed, first, x + (size_t)first * r->d_in, r->n_local,
+                     r->d_in, r->aug_scratch, r->aug_threads);
+}
+
+/* data.augment on this rank's rows [lo, lo + n_local) of a gathered batch x (one process: all of
+ * them), and with pairs (x then [2 b, d]: anchors, positives) on its positives too. The batch's
+ * one draw seeds every row's generator, so a rank's rows get what one process gives them. */
+static void augment(dml_run *r, float *x, int b, int pairs)
+{
+    if (!r->augment_on)
+        return;
+    uint64_t seed = dml_rng_u64(&r->rng_aug);
+    augment_rows(r, seed, x, r->lo);
+    if (pairs)
+        augment_rows(r, seed, x, b + r->lo);
 }
 
 /* A pair batch's inputs, gathered and augmented: the anchors in r->xa [b, d_in]; the positives
@@ -59,22 +69,23 @@ static int pair_inputs(dml_run *r, int *one_encoder)
     } else {
         dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     }
+    shard(r, b);
     dml_dataset_gather(r->xa, ds, r->idx, b);
     if (ds->y)
         dml_dataset_gather_labels(r->labels, ds, r->idx, b);
     *one_encoder = !ds->x_b && c->model.type != DML_NET_DUAL;
     if (*one_encoder) {
         dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
-        augment(r, r->xa, 2 * b);
+        augment(r, r->xa, b, 1);
         return b;
     }
     if (ds->x_b) /* two views: file pairs, or the halves of each row */
         dml_dataset_gather_b(r->xb, ds, r->pos, b);
     else /* two towers over one view */
         dml_dataset_gather(r->xb, ds, r->pos, b);
-    augment(r, r->xa, b);
+    augment(r, r->xa, b, 0);
     if (r->d_in_b == r->d_in)
-        augment(r, r->xb, b);
+        augment(r, r->xb, b, 0);
     return b;
 }
 
@@ -94,7 +105,6 @@ static const dml_mlp *positive_tower(const dml_run *r)
 static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **zp)
 {
     int one_encoder, b = pair_inputs(r, &one_encoder);
-    shard(r, b);
     if (one_encoder) {
         /* same_class through one encoder: anchors and positives as one [2B, d] batch (one GEMM
          * per layer, twice as tall), then row views whose gradients land in the batch's own */
@@ -201,11 +211,11 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         loss = mnr(r, g, z, zp);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
+        shard(r, b);
         dml_dataset_gather(r->xa, ds, r->idx, b);
-        augment(r, r->xa, b);
+        augment(r, r->xa, b, 0);
         if (ds->y)
             dml_dataset_gather_labels(r->labels, ds, r->idx, b);
-        shard(r, b);
         dml_tensor *x = dml_leaf(g, r->xa + (size_t)r->lo * r->d_in, NULL, r->n_local, r->d_in);
         /* The decoder reads the bottleneck before the embedding head, so an l2 or tanh head
          * does not squeeze what the autoencoder can reconstruct. */
@@ -272,8 +282,8 @@ static dml_status backprop_chunks(dml_run *r, const dml_mlp *m, float *x, int n,
 
 dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
 {
+    /* one process (train/run_comm.c): pair_inputs' shard is the whole batch */
     int one_encoder, b = pair_inputs(r, &one_encoder), chunk = r->cfg->train.chunk_size;
-    shard(r, b); /* one process: the whole batch */
     const dml_mlp *tower_b = positive_tower(r);
     float *xb = one_encoder ? r->xa + (size_t)b * r->d_in : r->xb;
     int d_b = one_encoder ? r->d_in : r->d_in_b;
