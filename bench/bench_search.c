@@ -54,7 +54,7 @@ int dml_bench_pq(const dml_bench_args *a)
     dml_dataset x = {0}, q = {0};
     dml_pq pq = {0};
     uint8_t *codes = NULL;
-    int threads = dml_parallel_threads(a->threads);
+    int threads = dml_eval_threads(a->threads);
     dml_set_threads(a->threads);
     dml_status st = dml_bench_open_unit(a->pos[0], &x, &err);
     if (st == DML_OK && a->queries)
@@ -110,7 +110,7 @@ int dml_bench_eval(const dml_bench_args *a)
 {
     dml_error err = {0};
     dml_dataset db = {0}, q = {0};
-    int threads = dml_parallel_threads(a->threads), k = a->k;
+    int threads = dml_eval_threads(a->threads), k = a->k;
     dml_set_threads(a->threads);
     dml_status st = dml_dataset_open(a->pos[0], &db, &err);
     if (st == DML_OK)

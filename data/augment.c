@@ -3,8 +3,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "data/parallel.h"
-
 #define PI 3.14159265358979323846
 
 int dml_augment_geometric(const dml_augment *a)
@@ -129,27 +127,12 @@ static void augment_row(const dml_augment *a, float *row, int d, float *scratch,
         drop(row, d, a->dropout, rng);
 }
 
-typedef struct batch {
-    const dml_augment *a;
-    float *x, *scratch;
-    int d, first;
-    uint64_t seed;
-} batch;
-
-static void augment_range(void *ctx, int begin, int end, int thread)
-{
-    batch *b = ctx;
-    float *scratch = b->scratch + (size_t)thread * b->d;
-    for (int i = begin; i < end; i++) {
-        dml_rng row_rng;
-        dml_rng_seed(&row_rng, b->seed + (uint64_t)(b->first + i));
-        augment_row(b->a, b->x + (size_t)i * b->d, b->d, scratch, &row_rng);
-    }
-}
-
 void dml_augment_rows(const dml_augment *a, uint64_t seed, int first, float *x, int n, int d,
-                      float *scratch, int threads)
+                      float *scratch)
 {
-    batch b = {a, x, scratch, d, first, seed};
-    dml_parallel_for(threads, n, augment_range, &b);
+    for (int i = 0; i < n; i++) {
+        dml_rng row_rng;
+        dml_rng_seed(&row_rng, seed + (uint64_t)(first + i));
+        augment_row(a, x + (size_t)i * d, d, scratch, &row_rng);
+    }
 }

@@ -27,13 +27,12 @@ typedef struct dml_augment {
 int dml_augment_on(const dml_augment *a);
 int dml_augment_geometric(const dml_augment *a);
 
-/* Augments rows x[n, d] in place (d = height * width when geometric) on up to `threads`
- * threads; scratch holds threads * d floats. x holds rows [first, first + n) of a batch whose
- * augmentation is seeded with `seed` (one draw of the caller's generator per batch), and row i
- * draws from its own generator seeded with seed + i (splitmix64 spreads consecutive seeds
- * apart): the result depends neither on the thread count nor on which rows a call covers, so
- * each rank of a data-parallel run augments only its own rows. */
+/* Augments rows x[n, d] in place (d = height * width when geometric); scratch holds d floats.
+ * x holds rows [first, first + n) of a batch whose augmentation is seeded with `seed` (one draw
+ * of the caller's generator per batch), and row i draws from its own generator seeded with
+ * seed + i (splitmix64 spreads consecutive seeds apart): the result does not depend on which
+ * rows a call covers, so each rank of a data-parallel run augments only its own rows. */
 void dml_augment_rows(const dml_augment *a, uint64_t seed, int first, float *x, int n, int d,
-                      float *scratch, int threads);
+                      float *scratch);
 
 #endif

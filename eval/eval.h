@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "data/parallel.h"
 #include "nn/nn.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -102,6 +101,13 @@ float dml_searcher_distance(const dml_searcher *s, float score);
  * query i never finds row i. */
 dml_status dml_knn_search(dml_searcher *s, const float *q, int n_q, int k, int exclude_self,
                           int32_t *idx, float *dist, dml_error *err);
+
+/* Runs fn(ctx, begin, end, thread) over [0, n) split into contiguous ranges on up to threads
+ * threads (thread in [0, threads)); returns when all are done. */
+typedef void (*dml_range_fn)(void *ctx, int begin, int end, int thread);
+void dml_parallel_for(int threads, int n, dml_range_fn fn, void *ctx);
+/* threads <= 0: one per online core. */
+int dml_eval_threads(int threads);
 
 /* ---------------------------------------------------------------------------------------------
  * Metrics. */

@@ -70,7 +70,7 @@ dml_status dml_searcher_init(dml_searcher *s, const float *ref, int n_ref, int d
     s->n_ref = s->n_cap = n_ref;
     s->distance = distance;
     s->block = s->tile_q = dml_searcher_pick_block(block, n_ref);
-    s->threads = dml_parallel_threads(threads);
+    s->threads = dml_eval_threads(threads);
     dml_status st = alloc_common(s, d, max_k, err);
     if (st != DML_OK)
         return st;
@@ -122,7 +122,7 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
     s->n_ref = s->n_cap = n_ref;
     s->distance = DML_EVAL_L2SQ;
     s->block = s->tile_q = block > 0 ? block : MAX_BLOCK; /* only queries are held per block */
-    s->threads = dml_parallel_threads(threads);
+    s->threads = dml_eval_threads(threads);
     s->pq = pq;
     s->codes = codes;
     dml_status st = alloc_common(s, pq->d, max_k, err);

@@ -101,7 +101,7 @@ static dml_status check_finite(const float *z, int rows, int d, int lo, dml_erro
 int dml_eval_stream_chunk(double budget, int n_queries, int d_in, int dim, int code_size,
                           int labelled)
 {
-    size_t k = labelled ? DML_STREAM_MAX_R : LIST_K_UNLABELLED, threads = dml_parallel_threads(0);
+    size_t k = labelled ? DML_STREAM_MAX_R : LIST_K_UNLABELLED, threads = dml_eval_threads(0);
     double fixed = (double)n_queries * ((double)dim * sizeof(float) + /* the queries */
                                         (double)k * 8.0 * (code_size ? 2 : 1)) + SCORE_BYTES;
     double row = (double)(d_in + dim + 1) * sizeof(float) + code_size +

@@ -100,8 +100,7 @@ typedef struct dml_run {
     dml_rng rng;
     /* data.augment: its own generator, so that batches are the same with or without it */
     int augment_on;
-    int aug_threads;    /* train.threads, resolved */
-    float *aug_scratch; /* [aug_threads, d_in] */
+    float *aug_scratch; /* [d_in] */
     dml_rng rng_aug;
     dml_memory mem; /* loss.memory; mem.size == 0 when off */
     struct {

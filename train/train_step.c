@@ -39,7 +39,7 @@ static dml_reduction reduction(const dml_config *c)
 static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
 {
     dml_augment_rows(&r->cfg->data.augment, seed, first, x + (size_t)first * r->d_in, r->n_local,
-                     r->d_in, r->aug_scratch, r->aug_threads);
+                     r->d_in, r->aug_scratch);
 }
 
 /* data.augment on this rank's rows [lo, lo + n_local) of a gathered batch x (one process: all of

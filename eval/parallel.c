@@ -1,7 +1,9 @@
-#include "data/parallel.h"
-
+/* A parallel for over contiguous ranges with plain pthreads: the search scans and the metric
+ * passes are independent per query, and OpenBLAS is idle while they run. */
 #include <pthread.h>
 #include <unistd.h>
+
+#include "eval/eval.h"
 
 #define MAX_THREADS 64
 
@@ -18,7 +20,7 @@ static void *run_task(void *arg)
     return NULL;
 }
 
-int dml_parallel_threads(int threads)
+int dml_eval_threads(int threads)
 {
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -29,7 +31,7 @@ int dml_parallel_threads(int threads)
 
 void dml_parallel_for(int threads, int n, dml_range_fn fn, void *ctx)
 {
-    threads = dml_parallel_threads(threads);
+    threads = dml_eval_threads(threads);
     if (threads > n)
         threads = n;
     if (threads <= 1) {
