@@ -4,11 +4,11 @@
  *
  * Over several ranks (r->comm, docs/scale.md) every rank draws the whole global batch from the
  * same seeded sampler and gathers all of it, augments its own rows [lo, lo + n_local) (with the
- * draws one process gives those rows) and runs its encoder on them only. Every loss term sees the global batch: the embeddings (and the
- * reconstruction's outputs and targets) are gathered from all ranks by a tape node, the loss
- * over all of them is computed on every rank, and backward sends each rank only its own rows'
- * gradient. The trainer sums the parameter gradients over the ranks, which is then the
- * one-process gradient. */
+ * draws one process gives those rows) and runs its encoder on them only. Every loss term sees
+ * the global batch: the embeddings (and the reconstruction's outputs and targets) are gathered
+ * from all ranks by a tape node, the loss over all of them is computed on every rank, and
+ * backward sends each rank only its own rows' gradient. The trainer sums the parameter
+ * gradients over the ranks, which is then the one-process gradient. */
 #include <stdlib.h>
 #include <string.h>
 
