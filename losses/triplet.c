@@ -244,9 +244,10 @@ static int32_t order_key(float v)
 }
 
 /* Anchor a's hardest positive (farthest reference of its class, a excluded) and hardest
- * negative (nearest reference of another class) among the n, -1 where there is none. One branch-free pass finds the two
- * extreme distances, a second the first row holding each (ties go to the lowest index); both
- * vectorise, where a loop keeping the best index so far branches on every row. */
+ * negative (nearest reference of another class) among the n, -1 where there is none. One
+ * branch-free pass finds the two extreme distances, a second the first row holding each (ties go
+ * to the lowest index); both vectorise, where a loop keeping the best index so far branches on
+ * every row. */
 DML_SIMD_CLONES static void hardest_of_row(const float *restrict row,
                                            const int32_t *restrict labels, int n, int a, int *pos,
                                            int *neg)

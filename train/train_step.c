@@ -156,34 +156,36 @@ static dml_tensor *memory_refs(dml_run *r, dml_graph *g, const dml_tensor *z)
     return refs;
 }
 
-/* Contrastive over the batch, and against the memory's rows when it has some. */
+/* The distances of the batch's embeddings z to its references: the batch itself, then the
+ * memory's rows when it has some; *ref_labels gets the references' labels. */
+static dml_tensor *reference_distances(dml_run *r, dml_graph *g, dml_tensor *z,
+                                       const int32_t **ref_labels)
+{
+    dml_distance dist = r->cfg->loss.distance;
+    dml_tensor *d = dml_distance_matrix(g, z, z, dist);
+    dml_tensor *refs = memory_refs(r, g, z);
+    *ref_labels = r->labels;
+    if (!refs)
+        return d;
+    *ref_labels = dml_memory_ref_labels(&r->mem, r->labels, z->rows);
+    return dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, dist));
+}
+
 static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
 {
     const dml_config *c = r->cfg;
-    dml_tensor *d = dml_distance_matrix(g, z, z, c->loss.distance);
-    dml_tensor *refs = memory_refs(r, g, z);
-    if (!refs)
-        return dml_loss_contrastive(g, d, r->labels, c->loss.pos_margin, c->loss.neg_margin,
-                                    c->loss.power, reduction(c));
-    d = dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, c->loss.distance));
-    return dml_loss_contrastive_refs(g, d, r->labels,
-                                     dml_memory_ref_labels(&r->mem, r->labels, z->rows),
-                                     c->loss.pos_margin, c->loss.neg_margin, c->loss.power,
-                                     reduction(c));
+    const int32_t *ref_labels;
+    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
+    return dml_loss_contrastive_refs(g, d, r->labels, ref_labels, c->loss.pos_margin,
+                                     c->loss.neg_margin, c->loss.power, reduction(c));
 }
 
-/* Triplets of batch anchors whose positives and negatives come from the batch, and from the
- * memory's rows when it has some. */
+/* Triplets of batch anchors whose positives and negatives come from all the references. */
 static dml_tensor *triplet(dml_run *r, dml_graph *g, dml_tensor *z)
 {
     const dml_config *c = r->cfg;
-    dml_tensor *d = dml_distance_matrix(g, z, z, c->loss.distance);
-    dml_tensor *refs = memory_refs(r, g, z);
-    const int32_t *ref_labels = r->labels;
-    if (refs) {
-        d = dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, c->loss.distance));
-        ref_labels = dml_memory_ref_labels(&r->mem, r->labels, z->rows);
-    }
+    const int32_t *ref_labels;
+    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
     return dml_loss_triplet_refs(g, d, r->labels, ref_labels, c->loss.margin, c->loss.miner,
                                  c->loss.soft, reduction(c));
 }
