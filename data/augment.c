@@ -39,6 +39,8 @@ static float sample(const float *img, int h, int w, float x, float y)
         float top = p[0] + ax * (p[1] - p[0]), bottom = p[w] + ax * (p[w + 1] - p[w]);
         return top + ay * (bottom - top);
     }
+    if (x0 < -1 || x0 >= w || y0 < -1 || y0 >= h) /* all four outside: a tenth of the pixels */
+        return 0.0f;
     float v = 0.0f;
     for (int dy = 0; dy < 2; dy++)
         for (int dx = 0; dx < 2; dx++) {
