@@ -180,18 +180,15 @@ static double value_at(const npy_array *a, const uint8_t *p, int64_t *iv)
     return (double)*iv;
 }
 
-/* Reads all values, converted, into out: float[count] when as_float, else int64[count]. */
-static dml_status npy_read(npy_array *a, const char *path, int as_float, void *out, dml_error *err)
+/* Reads all values, converted, into out: float[count] when as_float, else int64[count]; chunk
+ * holds CHUNK values as stored. */
+static dml_status npy_convert(npy_array *a, const char *path, int as_float, void *out,
+                              uint8_t *chunk, dml_error *err)
 {
-    uint8_t *chunk = malloc(CHUNK * a->elem);
-    if (!chunk)
-        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
     for (size_t at = 0; at < a->count; at += CHUNK) {
         size_t k = a->count - at < CHUNK ? a->count - at : CHUNK;
-        if (fread(chunk, a->elem, k, a->f) != k) {
-            free(chunk);
+        if (fread(chunk, a->elem, k, a->f) != k)
             return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "read error");
-        }
         for (size_t i = 0; i < k; i++) {
             int64_t iv;
             double v = value_at(a, chunk + i * a->elem, &iv);
@@ -201,8 +198,18 @@ static dml_status npy_read(npy_array *a, const char *path, int as_float, void *o
                 ((int64_t *)out)[at + i] = iv;
         }
     }
-    free(chunk);
     return DML_OK;
+}
+
+/* npy_convert with a chunk of its own, for a file read once. */
+static dml_status npy_read(npy_array *a, const char *path, int as_float, void *out, dml_error *err)
+{
+    uint8_t *chunk = malloc(CHUNK * a->elem);
+    if (!chunk)
+        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
+    dml_status st = npy_convert(a, path, as_float, out, chunk, err);
+    free(chunk);
+    return st;
 }
 
 static dml_status read_labels(const char *lpath, const char *xpath, dml_dataset *ds, dml_error *err)
@@ -289,16 +296,19 @@ static dml_status read_npy(const char *path, const char *inner, dml_dataset *ds,
     return st;
 }
 
-/* Streaming: each range is one read at its offset, converted in CHUNK-value pieces. */
+/* Streaming: each range is one read at its offset, converted in CHUNK-value pieces through a
+ * chunk allocated once, since ranges are read while training. */
 typedef struct npy_stream {
     npy_array a;
     long long data_at; /* the file offset of the first value */
+    uint8_t *chunk;    /* CHUNK values as stored */
 } npy_stream;
 
 static void stream_close(void *impl)
 {
     npy_stream *s = impl;
     fclose(s->a.f);
+    free(s->chunk);
     free(s);
 }
 
@@ -309,7 +319,7 @@ static dml_status stream_read(dml_rows *r, int lo, int count, float *x, dml_erro
     s->a.count = (size_t)count * (size_t)r->d;
     if (fseeko(s->a.f, (off_t)at, SEEK_SET) != 0)
         return dml_error_set(err, DML_ERR_DATA, r->file, 0, 0, "cannot seek to row %d", lo);
-    return npy_read(&s->a, r->file, 1, x, err);
+    return npy_convert(&s->a, r->file, 1, x, s->chunk, err);
 }
 
 static dml_status stream_npy(const char *path, const char *inner, dml_rows *r, dml_error *err)
@@ -325,11 +335,15 @@ static dml_status stream_npy(const char *path, const char *inner, dml_rows *r, d
         r->n = labels.n = (int)s->a.shape[0];
         r->d = (int)s->a.shape[1];
         r->from_bytes = s->a.elem == 1;
-        st = read_sibling_labels(path, &labels, err);
+        if (!(s->chunk = malloc(CHUNK * s->a.elem)))
+            st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
     }
+    if (st == DML_OK)
+        st = read_sibling_labels(path, &labels, err);
     if (st != DML_OK) {
         if (s->a.f)
             fclose(s->a.f);
+        free(s->chunk);
         free(s);
         free(labels.y);
         return st;
