@@ -597,9 +597,9 @@ static void test_impossible_combinations(void **state)
          "model.freeze: expected at most 2 (the encoder has 2 layers), got 3"},
         {"model:\n  freeze: 1\n", NULL, 2, 11,
          "model.freeze: frozen layers need pretrained weights: set model.init"},
-        {"data:\n  val_fraction: 0\n  test: \"\"\ntrain:\n  early_stop_patience: 3\n", NULL, 5, 24,
-         "train.early_stop_patience: early stopping needs a validation set: set data.val_fraction "
-         "> 0 or data.test"},
+        {"data:\n  val_fraction: 0\ntrain:\n  early_stop_patience: 3\n", NULL, 4, 24,
+         "train.early_stop_patience: early stopping needs a validation split: set "
+         "data.val_fraction > 0 (the test set never picks the model)"},
         {"name: \"..\"\n", NULL, 1, 7, "name: expected a run folder name without '/', got \"..\""},
         /* Made impossible by an override: the error names --set. */
         {"", "loss.type=mnr", 0, 0,

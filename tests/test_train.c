@@ -1,6 +1,6 @@
-/* The trainer end to end through the dml CLI: the demo config, resume equality after a kill
- * and after SIGINT/SIGTERM, divergence, bad input before anything is written, and defaults
- * fitted to the data. */
+/* The trainer end to end through the dml CLI: the demo config, validation on the test set
+ * picking nothing, resume equality after a kill and after SIGINT/SIGTERM, divergence, bad
+ * input before anything is written, and defaults fitted to the data. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>
@@ -183,6 +183,23 @@ static void assert_same_model(const char *folder_a, const char *folder_b)
     snprintf(a, sizeof a, "%s/%s", dir, folder_a);
     snprintf(b, sizeof b, "%s/%s", dir, folder_b);
     tu_assert_same_model(a, b);
+}
+
+/* With no validation split, validation reads the test set and only reports: nothing is picked
+ * by it (no "(best)" in the log), and the model is the last step's, the one a run that never
+ * validates ends with. */
+static void test_test_set_validation_picks_no_model(void **state)
+{
+    (void)state;
+    const char *common = "--set data.val_fraction=0 --set train.epochs=4";
+    char args[200];
+    snprintf(args, sizeof args, "%s --set train.eval_every=5", common);
+    assert_int_equal(train("on_test", args), 0);
+    assert_true(count_lines("on_test.log", "validation map_at_r") > 4);
+    assert_int_equal(count_lines("on_test.log", "(best)"), 0);
+    snprintf(args, sizeof args, "%s --set train.eval_every=never", common);
+    assert_int_equal(train("no_eval", args), 0);
+    assert_same_model("on_test", "no_eval");
 }
 
 /* The largest difference between two runs' encoder weights (both towers), relative to the
@@ -399,6 +416,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end_writes_every_output),
         cmocka_unit_test(test_never_validates_and_checkpoints_only_at_the_end),
+        cmocka_unit_test(test_test_set_validation_picks_no_model),
         cmocka_unit_test(test_demo_config_on_fashion_mnist),
         cmocka_unit_test(test_resume_after_kill_equals_uninterrupted),
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),

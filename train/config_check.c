@@ -102,10 +102,10 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     if (c->model.freeze > 0 && !c->model.init[0])
         return dml_config_error(c, "model.freeze", err,
                                 "frozen layers need pretrained weights: set model.init");
-    if (c->train.early_stop_patience > 0 && c->data.val_fraction == 0.0f && !c->data.test[0])
+    if (c->train.early_stop_patience > 0 && c->data.val_fraction == 0.0f)
         return dml_config_error(c, "train.early_stop_patience", err,
-                                "early stopping needs a validation set: set data.val_fraction > 0 "
-                                "or data.test");
+                                "early stopping needs a validation split: set data.val_fraction > 0 "
+                                "(the test set never picks the model)");
     if (c->train.early_stop_patience > 0 && c->train.eval_every == DML_EVERY_NEVER)
         return dml_config_error(c, "train.early_stop_patience", err,
                                 "early stopping counts validations, and train.eval_every is never: "

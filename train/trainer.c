@@ -339,13 +339,16 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
         return st;
     if (r->n_val < DML_MAX_VALIDATIONS)
         r->val[r->n_val++] = v;
-    /* Unlabelled training selects nothing by labels: the metrics are only reported. */
-    int better = !r->cfg->data.unlabelled && v.map_at_r > r->best_score;
+    /* Only a validation split picks the model and stops early. Unlabelled training selects
+     * nothing by labels, and validation on the test set (no split) is only reported: a model
+     * picked by the test set would flatter its own test figures. */
+    int selects = !r->cfg->data.unlabelled && r->split.n_val > 0;
+    int better = selects && v.map_at_r > r->best_score;
     if (better) {
         r->best_score = v.map_at_r;
         r->evals_without_gain = 0;
         snapshot(r, 1);
-    } else {
+    } else if (selects) {
         r->evals_without_gain++;
     }
     if (isnan(v.map_at_r)) /* nothing labelled to validate on, nothing to say */
