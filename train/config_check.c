@@ -104,8 +104,8 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
                                 "frozen layers need pretrained weights: set model.init");
     if (c->train.early_stop_patience > 0 && c->data.val_fraction == 0.0f)
         return dml_config_error(c, "train.early_stop_patience", err,
-                                "early stopping needs a validation split: set data.val_fraction > 0 "
-                                "(the test set never picks the model)");
+                                "early stopping needs a validation split: set "
+                                "data.val_fraction > 0 (the test set never picks the model)");
     if (c->train.early_stop_patience > 0 && c->train.eval_every == DML_EVERY_NEVER)
         return dml_config_error(c, "train.early_stop_patience", err,
                                 "early stopping counts validations, and train.eval_every is never: "
