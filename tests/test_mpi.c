@@ -21,13 +21,19 @@
 #define WIDTH 16
 #define CLASSES 4
 
-/* The largest |a - b| / max(|a|, |b|, REL_FLOOR) over every weight and codeword a test
- * allows. Measured on this machine (OpenBLAS, one thread a rank, 40 steps of Adam), the
- * printed figures: up to 7.5e-5 (contrastive, 3 ranks); docs/scale.md has the table. */
-#define REL_TOL 1e-4
-/* Weights smaller than this (a thousandth of the layers' typical 0.1) are held to an absolute
- * 1e-8 instead: rounding noise of 4e-9 on an MNR bias of -3.3e-5 is 1.1e-4 of it. */
-#define REL_FLOOR 1e-4
+/* Ranks and one process sum the same gradients in other orders, so their models differ by
+ * rounding, which grows with every step (and through the cross-batch memory, which feeds each
+ * step's rounding into the next) until it says nothing about the code: after 1500 steps,
+ * 1.5e-4 under OpenBLAS's SkylakeX kernel against 3.1e-5 under Zen. So each loss is compared
+ * over a short run, where the difference stays rounding's own size, under a bound at least ten
+ * times the largest difference measured on any kernel: 4.2e-5 (mnr with memory, 3 ranks,
+ * Haswell and Zen), the rest 1.7e-5 or less, on Nehalem, Sandybridge, Haswell, Zen, SkylakeX
+ * and Cooperlake (make test-kernels prints them; docs/testing.md has the table). A learning
+ * rate 2% off, the size of a rank losing one row of the 48, is 0.3 away after these 12 steps.
+ * Long runs are compared bit for bit with the same ranks' own uninterrupted run, and with one
+ * process on their metrics. */
+#define SHORT_STEPS "--set train.steps=12 " /* one epoch of 11 batches, and a step of the next */
+#define REL_TOL 5e-4
 
 /* CI runs as root, and 3 ranks on 2 cores oversubscribe. */
 #define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
@@ -126,64 +132,38 @@ static int file_exists(const char *folder, const char *name)
     return stat(path, &st) == 0;
 }
 
-static void read_model(const char *folder, dml_model_file *mf)
+/* dir/folder, for the test helpers that take a run folder. */
+static const char *run_path(const char *folder)
 {
-    char path[700];
-    snprintf(path, sizeof path, "%s/%s/model.h5", dir, folder);
-    dml_error err = {0};
-    assert_int_equal(dml_model_file_read(path, mf, &err), DML_OK);
+    static char path[2][700];
+    static int turn;
+    turn = !turn;
+    snprintf(path[turn], sizeof path[turn], "%s/%s", dir, folder);
+    return path[turn];
 }
 
-static double max_rel(const float *a, const float *b, size_t n)
-{
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double scale = fmax(fmax(fabs(a[i]), fabs(b[i])), REL_FLOOR);
-        worst = fmax(worst, fabs((double)a[i] - b[i]) / scale);
-    }
-    return worst;
-}
-
-/* The largest relative difference over every encoder weight and codeword of two runs. */
 static double model_rel_diff(const char *folder_a, const char *folder_b)
 {
-    dml_model_file a, b;
-    read_model(folder_a, &a);
-    read_model(folder_b, &b);
-    assert_int_equal(a.steps, b.steps);
-    assert_int_equal(a.net.encoder.n_layers, b.net.encoder.n_layers);
-    double worst = 0.0;
-    for (int i = 0; i < a.net.encoder.n_layers; i++) {
-        const dml_linear *la = &a.net.encoder.layers[i], *lb = &b.net.encoder.layers[i];
-        worst = fmax(worst, max_rel(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols));
-        worst = fmax(worst, max_rel(la->b.data, lb->b.data, (size_t)la->b.cols));
-    }
-    worst = fmax(worst, max_rel(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub));
-    dml_model_file_free(&a);
-    dml_model_file_free(&b);
-    return worst;
+    return tu_model_rel_diff(run_path(folder_a), run_path(folder_b));
 }
 
-static int same_model_bits(const char *folder_a, const char *folder_b)
-{
-    return model_rel_diff(folder_a, folder_b) == 0.0;
-}
-
-/* One process, then 2 and 3 ranks, of one loss: the same model within tol. */
+/* One process, then 2 and 3 ranks, of one loss over a short run (extra may set more steps):
+ * the same model within tol. */
 static void check_loss_within(const char *name, const char *extra, double tol)
 {
     if (!have_mpirun())
         TU_SKIP("mpirun is not installed (make deps installs openmpi-bin)");
-    char one[64], many[64];
+    char one[64], many[64], args[512];
     snprintf(one, sizeof one, "%s_1", name);
+    snprintf(args, sizeof args, SHORT_STEPS "%s", extra);
+    extra = args;
     assert_int_equal(train(0, one, extra), 0);
     for (int np = 2; np <= 3; np++) {
         snprintf(many, sizeof many, "%s_%d", name, np);
         assert_int_equal(train(np, many, extra), 0);
-        double rel = model_rel_diff(one, many);
-        print_message("  %s: %d ranks vs 1 process, max relative difference %.2g\n", name, np,
-                      rel);
-        assert_true(rel <= tol);
+        char what[96];
+        snprintf(what, sizeof what, "%s, %d ranks vs 1 process", name, np);
+        tu_assert_measured(what, model_rel_diff(one, many), tol);
     }
 }
 
@@ -230,11 +210,12 @@ static void test_memory_equals_one_process(void **state)
     check_loss("triplet_memory", "--set 'loss.memory={size: 64, start_step: 3}'");
 }
 
-/* The joint loss: codebooks from step 11 (one epoch of warm-up), refitted every epoch. */
+/* The joint loss: codebooks from step 11 (one epoch of warm-up), refitted every epoch: two
+ * epochs and a step, so that a refit is compared. */
 static void test_joint_quantization_equals_one_process(void **state)
 {
     (void)state;
-    check_loss("joint", "--set loss.quantization.weight=0.5");
+    check_loss("joint", "--set loss.quantization.weight=0.5 --set train.steps=23");
 }
 
 /* data.augment draws from its own generator row by row: every rank augments the whole global
@@ -270,15 +251,9 @@ static void test_kmeans_over_ranks_equals_one_process(void **state)
         snprintf(out, sizeof out, "km_%d", np);
         assert_int_equal(train(np, out, frozen), 0);
         assert_true(log_has(out, "fitting PQ codebooks (M = 2, K = 16) over"));
-        dml_model_file a, b;
-        read_model("km_1", &a);
-        read_model(out, &b);
-        double rel = max_rel(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub);
-        print_message("  codebooks: k-means over %d ranks vs 1 process, max relative "
-                      "difference %.2g\n", np, rel);
-        assert_true(rel <= 1e-6);
-        dml_model_file_free(&a);
-        dml_model_file_free(&b);
+        char what[96];
+        snprintf(what, sizeof what, "codebooks, k-means over %d ranks vs 1 process", np);
+        tu_assert_measured(what, model_rel_diff("km_1", out), 1e-6);
     }
 }
 
@@ -295,9 +270,9 @@ static void test_early_stop_agrees_with_one_process(void **state)
     assert_int_equal(train(2, "stop_2", stop), 0);
     assert_true(log_has("stop_1", "early stop"));
     assert_true(log_has("stop_2", "early stop"));
-    double rel = model_rel_diff("stop_1", "stop_2"); /* asserts the same step count too */
-    print_message("  early stop: 2 ranks vs 1 process, max relative difference %.2g\n", rel);
-    assert_true(rel <= REL_TOL);
+    /* asserts the same step count too */
+    tu_assert_measured("early stop, 2 ranks vs 1 process", model_rel_diff("stop_1", "stop_2"),
+                       REL_TOL);
 }
 
 /* Rank 0 alone writes the run folder: one log's worth of output, every file in place. */
@@ -353,8 +328,30 @@ static pid_t start_ranks(const char *out)
     return pid;
 }
 
+/* The final test metric key of a run folder's metrics.jsonl (its last line). */
+static double final_metric(const char *folder, const char *key)
+{
+    char path[700], line[4096] = "", last[4096] = "", pat[80];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, folder);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        memcpy(last, line, sizeof last);
+    fclose(f);
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *at = strstr(last, "\"final\"") ? strstr(last, pat) : NULL;
+    if (!at)
+        fail_msg("%s has no final %s: %s", path, key, last);
+    return strtod(at + strlen(pat), NULL);
+}
+
 /* A rank killed mid-run stops the job (mpirun names it); --resume under mpirun then ends with
- * the uninterrupted run's model, to the bit (same ranks), and within REL_TOL of one process. */
+ * the uninterrupted run's model, to the bit (same ranks). After 1500 steps rounding has grown
+ * past what weights can be compared on (SHORT_STEPS says why), so one process is compared on
+ * what the model is for, its test metrics, within 0.01: equal on every kernel measured
+ * (docs/testing.md). These blobs are easy, so this only catches a run that went wrong (a
+ * model of 100 steps is 0.04 below on map_at_r, of 10 steps 0.28); the short runs above catch
+ * the subtle errors. */
 static void test_resume_after_a_rank_dies(void **state)
 {
     (void)state;
@@ -373,10 +370,14 @@ static void test_resume_after_a_rank_dies(void **state)
     assert_false(file_exists("killed", "model.h5"));
     assert_int_equal(train(2, "killed", "--resume " RESUME_ARGS), 0);
     assert_true(log_has("killed", "resuming"));
-    assert_true(same_model_bits("whole", "killed"));
-    double rel = model_rel_diff("whole_1", "whole");
-    print_message("  1500 steps: 2 ranks vs 1 process, max relative difference %.2g\n", rel);
-    assert_true(rel <= REL_TOL);
+    tu_assert_same_model(run_path("whole"), run_path("killed"));
+    const char *keys[] = {"map_at_r", "precision_at_1", "pq_map_at_r"};
+    for (int i = 0; i < 3; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "%s after 1500 steps, 2 ranks vs 1 process", keys[i]);
+        tu_assert_measured(what, fabs(final_metric("whole", keys[i]) -
+                                      final_metric("whole_1", keys[i])), 0.01);
+    }
 }
 
 /* SIGTERM to one rank (a preemption): the flag travels in the next step's allreduce, both
@@ -401,7 +402,7 @@ static void test_sigterm_on_one_rank_stops_both(void **state)
                                " -eq 2", dir), 0);
     assert_false(file_exists("term", "model.h5"));
     assert_int_equal(train(2, "term", "--resume " RESUME_ARGS), 0);
-    assert_true(same_model_bits("whole", "term"));
+    tu_assert_same_model(run_path("whole"), run_path("term"));
 }
 
 static void test_batch_not_divisible_is_named(void **state)

@@ -346,7 +346,43 @@ static void slurp(const char *dir, const char *name, void *p, size_t bytes)
     fclose(f);
 }
 
-/* dml trains a PQ; FAISS, given dml's centroids, computes byte-identical codes; FAISS's own
+/* Squared distance, in double, from sub-vector s of row x to centroid c of sub-quantizer s. */
+static double sub_dist(const dml_pq *pq, const float *x, int s, int c)
+{
+    const float *cent = pq->centroids + ((size_t)s * pq->ksub + c) * pq->dsub;
+    double sum = 0.0;
+    for (int j = 0; j < pq->dsub; j++) {
+        double t = (double)x[s * pq->dsub + j] - cent[j];
+        sum += t * t;
+    }
+    return sum;
+}
+
+/* Where dml's and FAISS's codes of x[n] pick other centroids, the two must be within rounding
+ * of a tie (FAISS encodes dsub 16 through BLAS, whose kernels sum in their own order); returns
+ * the largest relative gap between the two choices' distances (0 when every code is equal). */
+static double code_tie_gap(const dml_pq *pq, const float *x, int n, const uint8_t *ours,
+                           const uint8_t *theirs)
+{
+    int32_t *a = malloc(sizeof(int32_t) * n * pq->m), *b = malloc(sizeof(int32_t) * n * pq->m);
+    assert_non_null(a);
+    assert_non_null(b);
+    dml_pq_unpack(pq, ours, (size_t)n, a);
+    dml_pq_unpack(pq, theirs, (size_t)n, b);
+    double worst = 0.0;
+    for (int i = 0; i < n * pq->m; i++)
+        if (a[i] != b[i]) {
+            const float *row = x + (size_t)(i / pq->m) * pq->d;
+            double da = sub_dist(pq, row, i % pq->m, a[i]), db = sub_dist(pq, row, i % pq->m, b[i]);
+            worst = fmax(worst, fabs(da - db) / fmax(fmax(da, db), 1e-12));
+        }
+    free(a);
+    free(b);
+    return worst;
+}
+
+/* dml trains a PQ; FAISS, given dml's centroids, computes the same codes (a code may differ
+ * only where two centroids tie within float rounding: 1e-5 of the distance); FAISS's own
  * training on the same rows and iterations reaches no lower error than dml's, within 2%, each
  * side's error the mean over SEEDS trainings (one training's local optimum moves it by a few
  * percent: 20 mixture components for 16 centroids). */
@@ -380,7 +416,9 @@ static void faiss_check(int d, int m, int nbits)
     dump(dir, "centroids.f32", pq.centroids, sizeof(float) * ((size_t)d << nbits));
     assert_int_equal(tu_python_run("tests/scripts/pq_faiss.py %s", dir), 0);
     slurp(dir, "codes.u8", theirs, N * cs);
-    assert_memory_equal(codes, theirs, N * cs);
+    char what[96];
+    snprintf(what, sizeof what, "PQ d=%d M=%d nbits=%d codes against FAISS, tie gap", d, m, nbits);
+    tu_assert_measured(what, code_tie_gap(&pq, x, N, codes, theirs), 1e-5);
     char text[64] = {0};
     char path[512];
     snprintf(path, sizeof path, "%s/mse.txt", dir);
@@ -393,7 +431,8 @@ static void faiss_check(int d, int m, int nbits)
                   "quantization MSE dml %.6f, FAISS %.6f (ratio %.4f)\n", d, m, nbits, N, ITERS,
                   SEEDS, dml_mse, faiss_mse, dml_mse / faiss_mse);
     assert_true(faiss_mse > 0.0);
-    assert_true(dml_mse <= 1.02 * faiss_mse);
+    snprintf(what, sizeof what, "PQ d=%d M=%d nbits=%d quantization MSE, dml / FAISS", d, m, nbits);
+    tu_assert_measured(what, dml_mse / faiss_mse, 1.02);
     assert_int_equal(tu_system("rm -rf '%s'", dir), 0);
     dml_pq_free(&pq);
     free(x);

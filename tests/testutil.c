@@ -230,6 +230,51 @@ void tu_assert_same_model(const char *run_a, const char *run_b)
     dml_model_file_free(&b);
 }
 
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double scale = fmax(fmax(fabs(a[i]), fabs(b[i])), 1e-4);
+        worst = fmax(worst, fabs((double)a[i] - b[i]) / scale);
+    }
+    return worst;
+}
+
+static double mlp_rel_diff(const dml_mlp *a, const dml_mlp *b)
+{
+    assert_int_equal(a->n_layers, b->n_layers);
+    double worst = 0.0;
+    for (int i = 0; i < a->n_layers; i++) {
+        const dml_linear *la = &a->layers[i], *lb = &b->layers[i];
+        assert_int_equal(la->w.rows * la->w.cols, lb->w.rows * lb->w.cols);
+        worst = fmax(worst, max_rel(la->w.data, lb->w.data, (size_t)la->w.rows * la->w.cols));
+        worst = fmax(worst, max_rel(la->b.data, lb->b.data, (size_t)la->b.cols));
+    }
+    return worst;
+}
+
+double tu_model_rel_diff(const char *run_a, const char *run_b)
+{
+    dml_model_file a, b;
+    read_run_model(run_a, &a);
+    read_run_model(run_b, &b);
+    assert_int_equal(a.steps, b.steps);
+    double worst = fmax(mlp_rel_diff(&a.net.encoder, &b.net.encoder),
+                        mlp_rel_diff(&a.net.encoder_b, &b.net.encoder_b));
+    assert_int_equal(a.pq.d * a.pq.ksub, b.pq.d * b.pq.ksub);
+    worst = fmax(worst, max_rel(a.pq.centroids, b.pq.centroids, (size_t)a.pq.d * a.pq.ksub));
+    dml_model_file_free(&a);
+    dml_model_file_free(&b);
+    return worst;
+}
+
+void tu_assert_measured(const char *what, double value, double bound)
+{
+    print_message("  measured %s: %.3g (bound %.3g)\n", what, value, bound);
+    if (!(value <= bound))
+        fail_msg("%s: %.3g is over its bound %.3g", what, value, bound);
+}
+
 void tu_wait_for_file(const char *path, double seconds)
 {
     double until = tu_now() + seconds;

@@ -52,6 +52,19 @@ int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Two runs' model.h5 files (run folders): the same steps, encoder weights and codebooks, to the
  * bit. */
 void tu_assert_same_model(const char *run_a, const char *run_b);
+/* The largest |a - b| / max(|a|, |b|, 1e-4) over every encoder weight and bias (both towers of
+ * a dual encoder) and every codeword of two runs' model.h5 files (run folders), which must have
+ * trained the same number of steps. The floor holds weights smaller than a thousandth of a
+ * layer's typical 0.1 to an absolute 1e-8: rounding noise of 4e-9 on an MNR bias of -3.3e-5 is
+ * 1.1e-4 of it. */
+double tu_model_rel_diff(const char *run_a, const char *run_b);
+
+/* A difference between two summation orders of one computation (ranks against one process,
+ * GradCache chunks against one shot, ...) checked against its bound: prints
+ * "  measured <what>: <value> (bound <bound>)", the line `make test-kernels` collects into its
+ * table per OpenBLAS kernel, and fails the test when value > bound. */
+void tu_assert_measured(const char *what, double value, double bound);
+
 /* Waits up to `seconds` for a file to exist; fails the test otherwise. */
 void tu_wait_for_file(const char *path, double seconds);
 
