@@ -1,6 +1,7 @@
 # dml: deep metric learning in C11.
 #   make            static + shared library and the dml CLI (objects under build/)
 #   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay
+#   make test-kernels  the float-sensitive tests under each OpenBLAS kernel the CPU runs
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
 #   make fuzz       libFuzzer harnesses tests/fuzz/fuzz_*.c, with clang (build-fuzz/)
@@ -45,7 +46,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
+.PHONY: all test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
         deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
@@ -139,6 +140,20 @@ fuzz-run: fuzz
 	@mkdir -p build-fuzz/corpus-$(FUZZ)
 	build-fuzz/fuzz_$(FUZZ) $(FUZZ_ARGS) -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$(FUZZ) tests/fuzz/corpus/$(FUZZ)
+
+# The float-sensitive tests (those comparing two summation orders, and the PyTorch and FAISS
+# cross-checks) under each OpenBLAS kernel the CPU can run, with a table of the measured
+# differences per kernel (docs/testing.md). Not part of make test.
+KERNEL_TESTS := test_mpi test_train test_train_head test_train_stream test_encode_stream \
+    test_eval_stream test_eval_search test_eval_ann test_losses_torch test_nn_pq test_nn_kmeans \
+    test_api_threads
+test-kernels: all $(KERNEL_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/openblas_core
+	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/scripts/test_kernels.sh $(BUILD) \
+	    $(KERNEL_TESTS:%=$(BUILD)/tests/%)
+
+$(BUILD)/tests/openblas_core: tests/scripts/openblas_core.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror $< -o $@ -lopenblas
 
 valgrind: all $(TEST_BIN) $(FAULT_LIB)
 	@VALGRIND=1 DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
