@@ -16,13 +16,17 @@ typedef struct dml_ckpt_entry {
     dml_ckpt_type type;
     void *data;         /* [n] elements of type */
     size_t n;
+    /* The file may hold another count (loss_curve, when --resume changes train.steps): the
+     * first min(n, stored) values are read, the rest of data left as it is. */
+    int any_length;
 } dml_ckpt_entry;
 
 /* Writes every entry to path (temporary name, fsync, rename). */
 dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries, int n_entries,
                                 dml_error *err);
-/* Reads every entry into its buffer; a missing dataset or a size other than n is an error that
- * names the file and the entry (the run's config no longer matches the checkpoint). */
+/* Reads every entry into its buffer; a missing dataset or a size other than n (unless
+ * any_length) is an error that names the file and the entry (the run's config no longer
+ * matches the checkpoint). */
 dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
                                dml_error *err);
 

@@ -24,6 +24,7 @@ static void add(entries *es, const char *name, dml_ckpt_type type, void *data, s
     e->type = type;
     e->data = data;
     e->n = n;
+    e->any_length = 0;
 }
 
 static void add_mlp(entries *es, const char *tower, dml_mlp *m)
@@ -81,6 +82,7 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add(es, "pq_centroids", DML_CKPT_F32, r->pq.centroids, (size_t)r->pq.d * r->pq.ksub);
     add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
     add(es, "loss_curve", DML_CKPT_F32, r->loss_curve, (size_t)r->total_steps);
+    es->e[es->n - 1].any_length = 1; /* --resume may extend the run (train.steps) */
     add(es, "val_steps", DML_CKPT_I64, val_steps, DML_MAX_VALIDATIONS);
     add(es, "val_metrics", DML_CKPT_F64, val_metrics, VAL_FIELDS * DML_MAX_VALIDATIONS);
 }
@@ -171,8 +173,13 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
         r->best_score = s.f[0];
         r->mem.n = (int)s.i[6];
         r->mem.head = (int)s.i[7];
-        if (r->mem.n < 0 || r->mem.n > r->mem.size || r->mem.head < 0 ||
-            (r->mem.size > 0 && r->mem.head >= r->mem.size))
+        if (r->step > r->total_steps)
+            st = dml_error_set(err, DML_ERR_CONFIG, path, 0, 0,
+                               "the checkpoint is at step %ld, past the %ld steps this config "
+                               "trains (train.steps, train.epochs): --resume can only extend a "
+                               "run", r->step, r->total_steps);
+        else if (r->mem.n < 0 || r->mem.n > r->mem.size || r->mem.head < 0 ||
+                 (r->mem.size > 0 && r->mem.head >= r->mem.size))
             st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                "the cross-batch memory's position (%lld rows, slot %lld) does not "
                                "fit loss.memory.size %d", (long long)s.i[6], (long long)s.i[7],
