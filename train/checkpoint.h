@@ -7,7 +7,8 @@
 #include "data/data.h"
 
 #define DML_CHECKPOINT_FORMAT "dml-checkpoint"
-#define DML_CHECKPOINT_VERSION 1
+/* 2: adds "run", the run's record (train/run_resume.c); 1 had none and still loads */
+#define DML_CHECKPOINT_VERSION 2
 
 typedef enum dml_ckpt_type { DML_CKPT_F32, DML_CKPT_F64, DML_CKPT_I64, DML_CKPT_U8 } dml_ckpt_type;
 
@@ -29,5 +30,9 @@ dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries,
  * matches the checkpoint). */
 dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
                                dml_error *err);
+/* Reads the U8 entry name whole as a malloc'ed NUL-terminated string in *text; *text is NULL
+ * when the checkpoint has no such entry (an older one). */
+dml_status dml_checkpoint_read_text(const char *path, const char *name, char **text,
+                                    dml_error *err);
 
 #endif

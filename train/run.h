@@ -71,6 +71,7 @@ typedef struct dml_run {
     int streamed;            /* train's rows stay in the file (train/run_stream.c): */
     dml_rows rows;           /* the file, */
     dml_row_cache cache;     /* the blocks held, train.cache */
+    uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
     int d_in, d_in_b;            /* encoder input widths (halves split the row) */
@@ -153,8 +154,12 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
 
 /* train/run_comm.c: data-parallel training (nothing is called when r->comm is NULL). */
+/* A hash of a dataset's shape, rows and labels (in memory; a streamed one's shape and labels):
+ * what tells two training files apart, between ranks and between a checkpoint and a resume. */
+uint64_t dml_run_data_hash(const dml_dataset *ds);
 /* Checks that every rank set up the same run: st (this rank's set-up status), the config
- * and the training data compared by hash with rank 0's, the batch divisible by the ranks.
+ * and the training data (r->data_hash) compared by hash with rank 0's, the batch divisible by
+ * the ranks.
  * Allocates the gradient buffer. Every rank returns the same verdict. */
 dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err);
 /* Sums the parameter gradients over the ranks (one allreduce of one flat buffer), with each
@@ -172,6 +177,17 @@ int dml_run_is_root(const dml_run *r);
 
 /* train/run_state.c: checkpoint.h5 of a run. */
 dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err);
+/* Refuses (train/run_resume.c) a checkpoint of another run before reading its state. */
 dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err);
+
+/* train/run_resume.c: what a checkpoint's run was, and whether --resume continues it. */
+/* The run's record (malloc'ed; NULL when out of memory): the training data's hash and the
+ * effective config (its data-fitted defaults in), one "key: value" line each. */
+char *dml_run_record(const dml_run *r);
+/* DML_OK when the run r would train is the one the record saved (a checkpoint at path) was
+ * made by, up to the keys a resume may change; else DML_ERR_CONFIG naming every changed key
+ * with its old and new values. */
+dml_status dml_run_record_check(const dml_run *r, const char *saved, const char *path,
+                                dml_error *err);
 
 #endif

@@ -139,15 +139,42 @@ dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
     }
     static entries es; /* large; one run at a time */
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
+    char *record = dml_run_record(r); /* what --resume checks before reading the rest */
+    if (!record) {
+        buffers_free(&b);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
+    }
+    add(&es, "run", DML_CKPT_U8, record, strlen(record));
     char path[1100];
     snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
     dml_status st = dml_checkpoint_write(path, es.e, es.n, err);
+    free(record);
     buffers_free(&b);
+    return st;
+}
+
+/* The checkpoint's run is this one (up to the keys a resume may change); one without the
+ * record (format_version 1) loads with a warning. */
+static dml_status check_record(dml_run *r, const char *path, dml_error *err)
+{
+    char *saved;
+    dml_status st = dml_checkpoint_read_text(path, "run", &saved, err);
+    if (st == DML_OK && saved)
+        st = dml_run_record_check(r, saved, path, err);
+    else if (st == DML_OK)
+        fprintf(r->log, "# %s: warning: an older checkpoint, without its run's config and data "
+                        "hash: --resume cannot check that they are unchanged\n", path);
+    free(saved);
     return st;
 }
 
 dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
 {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
+    dml_status st = check_record(r, path, err);
+    if (st != DML_OK)
+        return st;
     buffers b;
     if (!buffers_alloc(r, &b)) {
         buffers_free(&b);
@@ -156,9 +183,7 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
     scalars s;
     static entries es;
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
-    dml_status st = dml_checkpoint_read(path, es.e, es.n, err);
+    st = dml_checkpoint_read(path, es.e, es.n, err);
     if (st == DML_OK)
         st = dml_sampler_state_load(&r->sampler, b.sampler, dml_sampler_state_size(&r->sampler), err);
     if (st == DML_OK && b.sampler_unl)

@@ -19,6 +19,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
     dml_status st = dml_run_open_train(r, err);
+    if (st == DML_OK) /* the rows as read: data.normalize is compared on its own */
+        r->data_hash = dml_run_data_hash(&r->train);
     if (st == DML_OK && c->data.test[0])
         st = dml_dataset_open(c->data.test, &r->test, err);
     if (st != DML_OK)
