@@ -25,6 +25,9 @@ static const char HELP[] =
     "130 or 143; --resume then ends with the model an uninterrupted run ends with. A second\n"
     "SIGINT stops at once.\n"
     "\n"
+    "A run locks DIR while it writes it (DIR/.lock): a second dml train into DIR exits 2\n"
+    "naming the first one's pid.\n"
+    "\n"
     "Under `mpirun -np N dml train CONFIG` the N ranks train one model data-parallel: each\n"
     "computes 1/N of every batch (train.batch_size must divide by N), the result is the model\n"
     "one process trains, and rank 0 alone writes DIR (docs/scale.md).\n";

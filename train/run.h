@@ -51,10 +51,24 @@ void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
 /* Writes the held rows into the ring, oldest slots first once it is full. */
 void dml_memory_push(dml_memory *m);
 
+/* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
+typedef struct dml_run_lock {
+    int fd;
+    char path[1100];
+} dml_run_lock;
+
+/* Takes dir's lock for this process, or fails with DML_ERR_USAGE naming the holder's pid and
+ * host. A lock its holder left without releasing (the process is gone) is taken over, said in
+ * one line of log. On a file system without locks: a warning in log, DML_OK, nothing held. */
+dml_status dml_run_lock_take(dml_run_lock *l, const char *dir, FILE *log, dml_error *err);
+/* Removes the lock file and drops the lock; nothing when none is held. */
+void dml_run_lock_release(dml_run_lock *l);
+
 typedef struct dml_run {
     const dml_config *cfg;  /* &cfg_fitted */
     dml_config cfg_fitted;  /* the run's config: the caller's, the data's defaults filled in */
     char out_dir[1024];
+    dml_run_lock lock; /* out_dir's, held by rank 0 while dml_run_train writes it */
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
     volatile sig_atomic_t *stop; /* dml_train_opts.stop */
