@@ -5,6 +5,7 @@
  * the calls libhdf5 makes (open, pwrite, close) as well as dml's own (fsync, rename, fclose).
  *
  *   FAULT_MATCH   substring of the paths watched
+ *   FAULT_SKIP    substring of paths among those that are not watched after all
  *   FAULT_CALL    write | fsync | close | rename
  *   FAULT_NTH     1-based call to fail; 0 counts only
  *   FAULT_ERRNO   the errno the failed call sets (default ENOSPC)
@@ -44,8 +45,8 @@ static void *real(const char *name)
 
 static int matches(const char *path)
 {
-    const char *m = getenv("FAULT_MATCH");
-    return path && m && *m && strstr(path, m);
+    const char *m = getenv("FAULT_MATCH"), *skip = getenv("FAULT_SKIP");
+    return path && m && *m && strstr(path, m) && !(skip && *skip && strstr(path, skip));
 }
 
 /* Counts the call and says whether this one fails (errno set). */

@@ -1,9 +1,10 @@
 /* Data-parallel training under mpirun, over loopback on this machine (docs/scale.md): 2 and 3
  * ranks end with the model one process trains, for each coupled loss; resume after a rank is
- * killed; the errors that name a rank; dml encode sharded over the ranks. Skipped (with a note)
- * when mpirun is not installed. */
+ * killed; the errors that name a rank (a changed config on --resume, a locked run folder);
+ * dml encode sharded over the ranks. Skipped (with a note) when mpirun is not installed. */
 #include "tests/testutil.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <signal.h>
@@ -405,6 +406,43 @@ static void test_sigterm_on_one_rank_stops_both(void **state)
     tu_assert_same_model(run_path("whole"), run_path("term"));
 }
 
+/* Every rank checks the checkpoint's record: a resume with a changed config stops all of them,
+ * exit 2, each naming the key. */
+static void test_resume_with_a_changed_config_stops_every_rank(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    assert_int_equal(train(2, "changed", ""), 0);
+    assert_int_equal(train(2, "changed", "--resume --set model.activation=tanh"), 2);
+    assert_int_equal(tu_system("test $(grep -c 'rank [01] of 2): .*model.activation was relu, "
+                               "now tanh' %s/changed.log) -eq 2", dir), 0);
+}
+
+/* Rank 0 takes the run folder's lock: a folder another process holds stops every rank. */
+static void test_a_locked_folder_stops_every_rank(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    char path[700], text[64];
+    snprintf(path, sizeof path, "%s/locked", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/locked/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(fd, F_SETLK, &fl), 0);
+    int n = snprintf(text, sizeof text, "%ld here\n", (long)getpid());
+    assert_int_equal(pwrite(fd, text, (size_t)n, 0), n);
+    assert_int_equal(train(2, "locked", ""), 2);
+    snprintf(text, sizeof text, "in use by dml train (pid %ld on here)", (long)getpid());
+    assert_true(log_has("locked", text));
+    assert_true(log_has("locked", "rank 1 of 2): rank 0 failed"));
+    assert_false(file_exists("locked", "checkpoint.h5"));
+    close(fd);
+}
+
 static void test_batch_not_divisible_is_named(void **state)
 {
     (void)state;
@@ -589,6 +627,8 @@ int main(void)
         cmocka_unit_test(test_rank_zero_writes_the_outputs),
         cmocka_unit_test(test_resume_after_a_rank_dies),
         cmocka_unit_test(test_sigterm_on_one_rank_stops_both),
+        cmocka_unit_test(test_resume_with_a_changed_config_stops_every_rank),
+        cmocka_unit_test(test_a_locked_folder_stops_every_rank),
         cmocka_unit_test(test_batch_not_divisible_is_named),
         cmocka_unit_test(test_ranks_that_disagree_are_named),
         cmocka_unit_test(test_divergence_stops_every_rank),

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include "data/h5_image.h"
+#include <stdlib.h>
 #include <string.h>
 
 static hid_t mem_type(dml_ckpt_type t)
@@ -83,6 +84,18 @@ dml_status dml_checkpoint_write(const char *path, const dml_ckpt_entry *entries,
     return dml_h5_write_atomic(path, "checkpoint", fill, &es, err);
 }
 
+/* The first n values of the dataset, whatever its length. */
+static int read_prefix(hid_t ds, const dml_ckpt_entry *e, hsize_t n)
+{
+    hid_t file_space = H5Dget_space(ds), mem_space = H5Screate_simple(1, &n, NULL);
+    hsize_t start = 0;
+    int ok = H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, NULL, &n, NULL) >= 0 &&
+             H5Dread(ds, mem_type(e->type), mem_space, file_space, H5P_DEFAULT, e->data) >= 0;
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    return ok;
+}
+
 static dml_status read_entry(hid_t file, const char *path, const dml_ckpt_entry *e, dml_error *err)
 {
     hid_t ds = H5Dopen2(file, e->name, H5P_DEFAULT);
@@ -94,12 +107,13 @@ static dml_status read_entry(hid_t file, const char *path, const dml_ckpt_entry 
     hssize_t n = H5Sget_simple_extent_npoints(space);
     H5Sclose(space);
     dml_status st = DML_OK;
-    if (n != (hssize_t)e->n)
+    hsize_t n_read = n < (hssize_t)e->n ? (hsize_t)n : e->n;
+    if (n != (hssize_t)e->n && !e->any_length)
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                            "'%s' holds %lld values where this run needs %zu: the config no longer "
                            "matches the checkpoint",
                            e->name, (long long)n, e->n);
-    else if (n > 0 && H5Dread(ds, mem_type(e->type), H5S_ALL, H5S_ALL, H5P_DEFAULT, e->data) < 0)
+    else if (n_read > 0 && !read_prefix(ds, e, n_read))
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read '%s'", e->name);
     H5Dclose(ds);
     return st;
@@ -117,6 +131,56 @@ dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, 
         } else {
             for (int i = 0; st == DML_OK && i < n_entries; i++)
                 st = read_entry(file, path, &entries[i], err);
+            H5Fclose(file);
+        }
+    } H5E_END_TRY;
+    return st;
+}
+
+static dml_status read_text(hid_t file, const char *path, const char *name, char **text,
+                            dml_error *err)
+{
+    if (H5Lexists(file, name, H5P_DEFAULT) == 0) /* < 0: H5Dopen2 fails and says so below */
+        return DML_OK;
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    dml_status st = DML_OK;
+    if (n >= 0 && !buf)
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
+    else if (!buf || (n > 0 && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                       buf) < 0))
+        st = dml_error_set(err, DML_ERR_DATA, path, 0, 0, "cannot read '%s'", name);
+    if (space >= 0)
+        H5Sclose(space);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (st != DML_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != (size_t)n) { /* a NUL inside: not text this file wrote */
+        free(buf);
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "'%s' is not text", name);
+    }
+    *text = buf;
+    return DML_OK;
+}
+
+dml_status dml_checkpoint_read_text(const char *path, const char *name, char **text,
+                                    dml_error *err)
+{
+    *text = NULL;
+    dml_status st = DML_OK;
+    H5E_BEGIN_TRY {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (file < 0) {
+            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                               "cannot open the checkpoint (missing, or not an HDF5 file)");
+        } else {
+            st = read_text(file, path, name, text, err);
             H5Fclose(file);
         }
     } H5E_END_TRY;

@@ -1040,6 +1040,15 @@ void dml_config_print(const dml_config *cfg, FILE *out)
     }
 }
 
+void dml_config_print_keys(const dml_config *cfg, FILE *out)
+{
+    for (int i = 0; i < N_FIELDS; i++) {
+        fprintf(out, "%s: ", FIELDS[i].path);
+        print_value(&FIELDS[i], cfg, out);
+        fputc('\n', out);
+    }
+}
+
 char *dml_config_to_yaml(const dml_config *cfg)
 {
     char *buf = NULL;

@@ -171,7 +171,10 @@ dml_status dml_config_error(const dml_config *cfg, const char *key_path, dml_err
 /* The effective config as YAML, in config.md's order and sections, defaults filled in. Loading
  * it again gives the same config. */
 void dml_config_print(const dml_config *cfg, FILE *f);
-/* The same as a malloc'ed string (stored in model.h5); NULL when out of memory. */
+/* The same flat, one "key.path: value" line per key (YAML's quoting, no line breaks in a
+ * value), in the same order: two configs compared key by key (train/run_resume.c). */
+void dml_config_print_keys(const dml_config *cfg, FILE *f);
+/* dml_config_print as a malloc'ed string (stored in model.h5); NULL when out of memory. */
 char *dml_config_to_yaml(const dml_config *cfg);
 
 #endif

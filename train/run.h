@@ -51,10 +51,24 @@ void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
 /* Writes the held rows into the ring, oldest slots first once it is full. */
 void dml_memory_push(dml_memory *m);
 
+/* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
+typedef struct dml_run_lock {
+    int fd;
+    char path[1100];
+} dml_run_lock;
+
+/* Takes dir's lock for this process, or fails with DML_ERR_USAGE naming the holder's pid and
+ * host. A lock its holder left without releasing (the process is gone) is taken over, said in
+ * one line of log. On a file system without locks: a warning in log, DML_OK, nothing held. */
+dml_status dml_run_lock_take(dml_run_lock *l, const char *dir, FILE *log, dml_error *err);
+/* Removes the lock file and drops the lock; nothing when none is held. */
+void dml_run_lock_release(dml_run_lock *l);
+
 typedef struct dml_run {
     const dml_config *cfg;  /* &cfg_fitted */
     dml_config cfg_fitted;  /* the run's config: the caller's, the data's defaults filled in */
     char out_dir[1024];
+    dml_run_lock lock; /* out_dir's, held by rank 0 while dml_run_train writes it */
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
     volatile sig_atomic_t *stop; /* dml_train_opts.stop */
@@ -71,6 +85,7 @@ typedef struct dml_run {
     int streamed;            /* train's rows stay in the file (train/run_stream.c): */
     dml_rows rows;           /* the file, */
     dml_row_cache cache;     /* the blocks held, train.cache */
+    uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
     int d_in, d_in_b;            /* encoder input widths (halves split the row) */
@@ -153,8 +168,12 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
 
 /* train/run_comm.c: data-parallel training (nothing is called when r->comm is NULL). */
+/* A hash of a dataset's shape, rows and labels (in memory; a streamed one's shape and labels):
+ * what tells two training files apart, between ranks and between a checkpoint and a resume. */
+uint64_t dml_run_data_hash(const dml_dataset *ds);
 /* Checks that every rank set up the same run: st (this rank's set-up status), the config
- * and the training data compared by hash with rank 0's, the batch divisible by the ranks.
+ * and the training data (r->data_hash) compared by hash with rank 0's, the batch divisible by
+ * the ranks.
  * Allocates the gradient buffer. Every rank returns the same verdict. */
 dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err);
 /* Sums the parameter gradients over the ranks (one allreduce of one flat buffer), with each
@@ -172,6 +191,17 @@ int dml_run_is_root(const dml_run *r);
 
 /* train/run_state.c: checkpoint.h5 of a run. */
 dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err);
+/* Refuses (train/run_resume.c) a checkpoint of another run before reading its state. */
 dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err);
+
+/* train/run_resume.c: what a checkpoint's run was, and whether --resume continues it. */
+/* The run's record (malloc'ed; NULL when out of memory): the training data's hash and the
+ * effective config (its data-fitted defaults in), one "key: value" line each. */
+char *dml_run_record(const dml_run *r);
+/* DML_OK when the run r would train is the one the record saved (a checkpoint at path) was
+ * made by, up to the keys a resume may change; else DML_ERR_CONFIG naming every changed key
+ * with its old and new values. */
+dml_status dml_run_record_check(const dml_run *r, const char *saved, const char *path,
+                                dml_error *err);
 
 #endif

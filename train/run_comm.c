@@ -45,7 +45,7 @@ static uint64_t config_hash(const dml_run *r)
     return h;
 }
 
-static uint64_t data_hash(const dml_dataset *ds)
+uint64_t dml_run_data_hash(const dml_dataset *ds)
 {
     uint64_t h = hash_bytes(0xcbf29ce484222325ull, &ds->n, sizeof ds->n);
     h = hash_bytes(h, &ds->d, sizeof ds->d);
@@ -71,7 +71,7 @@ dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err)
     if (st == DML_OK) {
         mine.batch = r->batch;
         mine.config = config_hash(r);
-        mine.data = data_hash(&r->train);
+        mine.data = r->data_hash;
     }
     if (!all) /* a rank that cannot even hold the records cannot take part: abort the job */
         abort();

@@ -24,6 +24,7 @@ static void add(entries *es, const char *name, dml_ckpt_type type, void *data, s
     e->type = type;
     e->data = data;
     e->n = n;
+    e->any_length = 0;
 }
 
 static void add_mlp(entries *es, const char *tower, dml_mlp *m)
@@ -81,6 +82,7 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add(es, "pq_centroids", DML_CKPT_F32, r->pq.centroids, (size_t)r->pq.d * r->pq.ksub);
     add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
     add(es, "loss_curve", DML_CKPT_F32, r->loss_curve, (size_t)r->total_steps);
+    es->e[es->n - 1].any_length = 1; /* --resume may extend the run (train.steps) */
     add(es, "val_steps", DML_CKPT_I64, val_steps, DML_MAX_VALIDATIONS);
     add(es, "val_metrics", DML_CKPT_F64, val_metrics, VAL_FIELDS * DML_MAX_VALIDATIONS);
 }
@@ -137,15 +139,42 @@ dml_status dml_run_checkpoint_save(dml_run *r, dml_error *err)
     }
     static entries es; /* large; one run at a time */
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
+    char *record = dml_run_record(r); /* what --resume checks before reading the rest */
+    if (!record) {
+        buffers_free(&b);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the checkpoint");
+    }
+    add(&es, "run", DML_CKPT_U8, record, strlen(record));
     char path[1100];
     snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
     dml_status st = dml_checkpoint_write(path, es.e, es.n, err);
+    free(record);
     buffers_free(&b);
+    return st;
+}
+
+/* The checkpoint's run is this one (up to the keys a resume may change); one without the
+ * record (format_version 1) loads with a warning. */
+static dml_status check_record(dml_run *r, const char *path, dml_error *err)
+{
+    char *saved;
+    dml_status st = dml_checkpoint_read_text(path, "run", &saved, err);
+    if (st == DML_OK && saved)
+        st = dml_run_record_check(r, saved, path, err);
+    else if (st == DML_OK)
+        fprintf(r->log, "# %s: warning: an older checkpoint, without its run's config and data "
+                        "hash: --resume cannot check that they are unchanged\n", path);
+    free(saved);
     return st;
 }
 
 dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
 {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
+    dml_status st = check_record(r, path, err);
+    if (st != DML_OK)
+        return st;
     buffers b;
     if (!buffers_alloc(r, &b)) {
         buffers_free(&b);
@@ -154,9 +183,7 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
     scalars s;
     static entries es;
     collect(r, &es, &s, b.sampler, b.sampler_unl, b.val_steps, b.val_metrics);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/checkpoint.h5", r->out_dir);
-    dml_status st = dml_checkpoint_read(path, es.e, es.n, err);
+    st = dml_checkpoint_read(path, es.e, es.n, err);
     if (st == DML_OK)
         st = dml_sampler_state_load(&r->sampler, b.sampler, dml_sampler_state_size(&r->sampler), err);
     if (st == DML_OK && b.sampler_unl)
@@ -171,8 +198,13 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
         r->best_score = s.f[0];
         r->mem.n = (int)s.i[6];
         r->mem.head = (int)s.i[7];
-        if (r->mem.n < 0 || r->mem.n > r->mem.size || r->mem.head < 0 ||
-            (r->mem.size > 0 && r->mem.head >= r->mem.size))
+        if (r->step > r->total_steps)
+            st = dml_error_set(err, DML_ERR_CONFIG, path, 0, 0,
+                               "the checkpoint is at step %ld, past the %ld steps this config "
+                               "trains (train.steps, train.epochs): --resume can only extend a "
+                               "run", r->step, r->total_steps);
+        else if (r->mem.n < 0 || r->mem.n > r->mem.size || r->mem.head < 0 ||
+                 (r->mem.size > 0 && r->mem.head >= r->mem.size))
             st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                "the cross-batch memory's position (%lld rows, slot %lld) does not "
                                "fit loss.memory.size %d", (long long)s.i[6], (long long)s.i[7],

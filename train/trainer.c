@@ -19,6 +19,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
     dml_status st = dml_run_open_train(r, err);
+    if (st == DML_OK) /* the rows as read: data.normalize is compared on its own */
+        r->data_hash = dml_run_data_hash(&r->train);
     if (st == DML_OK && c->data.test[0])
         st = dml_dataset_open(c->data.test, &r->test, err);
     if (st != DML_OK)
@@ -471,6 +473,7 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
     r->cfg_fitted = *cfg;
     r->cfg = &r->cfg_fitted;
     r->log = opts->log ? opts->log : stderr;
+    r->lock.fd = -1;
     r->resume = opts->resume;
     r->stop = opts->stop;
     r->comm = opts->comm;
@@ -505,8 +508,11 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
 dml_status dml_run_train(dml_run *r, dml_error *err)
 {
     const dml_config *cfg = r->cfg;
-    /* Rank 0 alone writes the run folder; every rank reads the checkpoint it resumes from. */
+    /* Rank 0 alone writes the run folder, and locks it first (before the checkpoint is read:
+     * another run may be writing it); every rank reads the checkpoint it resumes from. */
     dml_status st = dml_run_is_root(r) ? dml_mkdirs(r->out_dir, err) : DML_OK;
+    if (st == DML_OK && dml_run_is_root(r))
+        st = dml_run_lock_take(&r->lock, r->out_dir, r->log, err);
     st = dml_run_comm_agree(r, st, NULL, 0, err);
     if (st == DML_OK && r->resume) {
         st = dml_run_checkpoint_load(r, err);
@@ -536,6 +542,7 @@ dml_status dml_run_train(dml_run *r, dml_error *err)
     }
     if (st == DML_OK && dml_run_is_root(r))
         st = dml_run_finish(r, err);
+    dml_run_lock_release(&r->lock); /* every way out: done, failed or interrupted */
     return st;
 }
 
