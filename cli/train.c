@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "data/fileio.h"
 #include "train/trainer.h"
 
 static const char HELP[] =
@@ -33,6 +34,7 @@ static volatile sig_atomic_t stop_signal;
 static void on_stop(int sig)
 {
     if (stop_signal && sig == SIGINT) { /* asked twice: no checkpoint, stop now */
+        dml_tmp_remove_live(); /* the checkpoint being written, say */
         signal(SIGINT, SIG_DFL);
         raise(SIGINT);
         return;

@@ -328,9 +328,9 @@ static void test_signal_checkpoints_then_resume_equals_uninterrupted(void **stat
     }
 }
 
-/* A second SIGINT does not wait for the checkpoint. The fault injector (tests/fault_preload.c)
- * holds the interrupted run's checkpoint write in fsync for 5 s, so the second signal surely
- * comes while the first one's checkpoint is still being written. */
+/* A second SIGINT does not wait for the checkpoint, and removes its temporary file. The fault
+ * injector (tests/fault_preload.c) holds the interrupted run's checkpoint write in fsync for
+ * 5 s, so the second signal surely comes while the first one's checkpoint is being written. */
 static void test_second_sigint_stops_at_once(void **state)
 {
     (void)state;
@@ -356,6 +356,8 @@ static void test_second_sigint_stops_at_once(void **state)
     assert_int_equal(WTERMSIG(status), SIGINT);
     assert_true(tu_now() - t0 < 4.0); /* it did not sit out the slow fsync */
     assert_false(file_exists("twice", "checkpoint.h5"));
+    /* nor is the checkpoint's temporary file left */
+    assert_int_equal(tu_system("! ls -a %s/twice | grep -q '\\.tmp\\.'", dir), 0);
 }
 
 static void test_divergence_stops_and_keeps_the_checkpoint(void **state)
