@@ -503,6 +503,16 @@ static void test_out_of_range(void **state)
         {"seed: -1\n", NULL, 1, 7, "seed: expected a non-negative integer, got \"-1\""},
         {"sampler:\n  m: 1\n", NULL, 2, 6, "sampler.m: expected an integer >= 2, got \"1\""},
         {"train:\n  threads: 5000\n", NULL, 2, 12, "train.threads: expected an integer in 0..1024, got \"5000\""},
+        /* above the limit of the type, which the field's own words leave unsaid: the range */
+        {"train:\n  steps: 2147483648\n", NULL, 2, 10,
+         "train.steps: expected an integer from 0 to 2147483647, got \"2147483648\""},
+        {"seed: 18446744073709551616\n", NULL, 1, 7,
+         "seed: expected an integer from 0 to 9007199254740992, got \"18446744073709551616\""},
+        {"", "train.batch_size=1e10", 0, 0,
+         "train.batch_size: expected an integer from 2 to 2147483647, got \"1e10\""},
+        {"train:\n  eval_every: 2147483648\n", NULL, 2, 15,
+         "train.eval_every: expected epoch, never (or 0) or a number of steps from 1 to "
+         "2147483647, got \"2147483648\""},
         {"model:\n  hidden: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]\n", NULL, 2,
          11, "model.hidden: expected at most 16 entries, got 17"},
         {"model:\n  hidden: [0]\n", NULL, 2, 12, "model.hidden[0]: expected an integer in 1..65536, got \"0\""},

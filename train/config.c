@@ -436,6 +436,27 @@ static int parse_size_mb(const field *f, const char *s, double *mb)
     return 0;
 }
 
+/* An integer field given a whole number (even one too large for a double) above a maximum its
+ * words leave unsaid, the limit of its type ("an integer >= 0" up to INT_MAX): the message says
+ * the range instead. A field's own bounds (0..1024, 1 or 2) are in its words already. */
+static int above_max(const field *f, const yaml_node_t *n, char *expect, size_t size)
+{
+    int integer = f->type == F_INT || f->type == F_INT64 || f->type == F_EVERY;
+    if (n->type != YAML_SCALAR_NODE || !integer || f->max < BIG)
+        return 0;
+    const char *s = text(n);
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v > f->max) || v != floor(v))
+        return 0;
+    if (f->type == F_EVERY)
+        snprintf(expect, size, "%s or a number of steps from %.0f to %.0f",
+                 f->flags & NEVER ? "epoch, never (or 0)" : "epoch", f->min, f->max);
+    else
+        snprintf(expect, size, "an integer from %.0f to %.0f", f->min, f->max);
+    return 1;
+}
+
 static int choice_index(const char *const *choices, const char *s)
 {
     for (int i = 0; choices[i]; i++)
@@ -539,7 +560,7 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
     char expect[256], got[64];
     if (f->type == F_ENUM)
         choices_text(f->choices, expect, sizeof expect);
-    else
+    else if (!above_max(f, n, expect, sizeof expect))
         snprintf(expect, sizeof expect, "%s", f->expect);
     shown(n, got, sizeof got);
     return fail(c, n, "%s: expected %s, got %s", f->path, expect, got);
