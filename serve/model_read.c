@@ -485,10 +485,12 @@ static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
                 "%s`", DML_MODEL_FORMAT_VERSION, info.super.version, r->path);
     /* The version (an integer, safe to read) comes next: it decides how strings are read. */
     int64_t version = get_i64(r, f, "/", "format_version", 0);
+    /* Models of format_version 1 have no superblock checksum (refused above, pointing to dml
+     * upgrade); checkpoints written before their format became a fixed-length string do. */
     if (r->st == DML_OK && version == 1 && !upgrade)
-        fail(r, "format_version 1 is read only by `dml upgrade` (its variable-length strings go "
-                "through a part of libhdf5 that crashes on damaged files): run `dml upgrade %s` "
-                "once to rewrite it as version %d", r->path, DML_MODEL_FORMAT_VERSION);
+        fail(r, "not a dml model file: format_version 1 with a superblock checksum, which no "
+                "model.h5 has; a run's checkpoint.h5 has both, and `dml train CONFIG --resume` "
+                "reads it");
     r->version = (int)(version == 1 ? 1 : DML_MODEL_FORMAT_VERSION);
     char *format = get_str(r, f, "/", "format", 0);
     if (r->st == DML_OK && (!format || strcmp(format, DML_MODEL_FORMAT) != 0))
