@@ -856,17 +856,28 @@ static void name_from_path(dml_config *cfg, const char *path)
     memcpy(cfg->name, base, n);
 }
 
-/* Defaults that depend on other keys. losses.md: batch-all triplet averages over the active
- * triplets only ("mean_nonzero"); every other loss over all terms. A default must work with
+void dml_config_settle_reduction(dml_config *cfg)
+{
+    /* losses.md: batch-all triplet averages over the active triplets only; every other loss
+     * over all terms */
+    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
+        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
+                                  ? DML_CFG_REDUCE_MEAN_NONZERO
+                                  : DML_CFG_REDUCE_MEAN;
+}
+
+/* Defaults that depend on other keys: the loss (and its reduction) of an unlabelled
+ * autoencoder, dml_config_settle_reduction's. A default must work with
  * what the user did set: Fashion-MNIST's test set is no test set for other training data, and
  * pq.m must divide the embedding width (the largest divisor up to 4), sampler.m the batch. The
  * defaults only the data can settle are the trainer's (train/run_defaults.c). */
 static void settle(dml_config *cfg)
 {
-    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
-        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
-                                  ? DML_CFG_REDUCE_MEAN_NONZERO
-                                  : DML_CFG_REDUCE_MEAN;
+    /* unlabelled rows give the default triplet loss nothing: an autoencoder reconstructs them */
+    if (!dml_config_where(cfg, "loss.type", NULL, NULL) && cfg->data.unlabelled &&
+        cfg->model.type == DML_NET_AUTOENCODER)
+        cfg->loss.type = DML_LOSS_RECONSTRUCTION;
+    dml_config_settle_reduction(cfg);
     if (!dml_config_where(cfg, "data.test", NULL, NULL) &&
         strncmp(cfg->data.train, "fashion-mnist:", strlen("fashion-mnist:")) != 0)
         memset(cfg->data.test, 0, sizeof cfg->data.test); /* as a config that gave "" */

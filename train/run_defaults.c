@@ -1,6 +1,7 @@
 /* The defaults only the data can settle. A key the user left at its default must work with the
- * data it meets (config.md: a default never makes a run fail), so the batch size, the
- * m_per_class sampler's m and the codebook size are fitted to the training rows when not given,
+ * data it meets (config.md: a default never makes a run fail), so the loss of an autoencoder on
+ * rows without labels, the batch size, the m_per_class sampler's m and the codebook size are
+ * fitted to the training rows when not given,
  * each change said in one line of the log. A value the user gave is kept, and a later check
  * refuses it if the data cannot take it. */
 #include <stdlib.h>
@@ -69,4 +70,17 @@ void dml_run_fit_defaults(dml_run *r)
                 k, c->pq.k, pool);
         c->pq.k = k;
     }
+}
+
+dml_status dml_run_fit_loss(dml_run *r, dml_error *err)
+{
+    dml_config *c = &r->cfg_fitted;
+    if (given(c, "loss.type") || r->train.y || c->model.type != DML_NET_AUTOENCODER ||
+        c->loss.type == DML_LOSS_RECONSTRUCTION)
+        return DML_OK;
+    fprintf(r->log, "# loss.type: reconstruction (the training data have no labels, which the "
+                    "default loss needs)\n");
+    c->loss.type = DML_LOSS_RECONSTRUCTION;
+    dml_config_settle_reduction(c);
+    return dml_config_check(c, err); /* as if the config had given it: model.head, say */
 }
