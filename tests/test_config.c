@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/size.h"
 #include "train/config.h"
 
 #define FIXTURES "tests/fixtures/config/"
@@ -740,6 +741,33 @@ static void test_every(void **state)
     CHECK_BAD(cases);
 }
 
+/* data.memory_limit and dml eval --memory-limit read sizes through one parser: a bare number is
+ * MB in both. */
+static void test_sizes(void **state)
+{
+    (void)state;
+    static const struct { const char *text; double bytes; } ok[] = {
+        {"300", 300.0 * 1048576}, {"512MB", 512.0 * 1048576}, {"4GB", 4.0 * 1073741824},
+        {"1.5 GiB", 1.5 * 1073741824}, {"64k", 65536}, {"100B", 100}, {"2t", 2 * 0x1p40}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        double b = -1;
+        assert_true(dml_size_parse(ok[i].text, &b));
+        assert_true(b == ok[i].bytes);
+    }
+    static const char *const bad[] = {"", "MB", "-1MB", "12 parsecs", "1e999", "nan"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double b;
+        assert_false(dml_size_parse(bad[i], &b));
+    }
+    dml_config *c = malloc(sizeof *c);
+    dml_error err;
+    assert_int_equal(load("data:\n  memory_limit: 300\n", 0, NULL, c, &err), DML_OK);
+    assert_int_equal(c->data.memory_limit_mb, 300);
+    assert_int_equal(load("data:\n  memory_limit: 1.5GiB\n", 0, NULL, c, &err), DML_OK);
+    assert_int_equal(c->data.memory_limit_mb, 1536);
+    free(c);
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -806,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_possible_combinations),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_every),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

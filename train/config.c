@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "data/size.h"
+
 #define MAX_CONFIG_BYTES (1 << 20)
 
 typedef enum {
@@ -414,26 +416,14 @@ static int parse_int(const field *f, const char *s, double *v)
     return parse_number(s, v) && *v == floor(*v) && in_range(f, *v);
 }
 
-/* "512MB", "4GB", "1.5 GiB", "300" (MB): binary units, in whole MB. */
+/* A size (data/size.h's: a bare number is MB), in whole MB. */
 static int parse_size_mb(const field *f, const char *s, double *mb)
 {
-    static const struct { const char *unit; double mb; } units[] = {
-        {"", 1}, {"k", 1.0 / 1024}, {"kb", 1.0 / 1024}, {"kib", 1.0 / 1024}, {"m", 1}, {"mb", 1},
-        {"mib", 1}, {"g", 1024}, {"gb", 1024}, {"gib", 1024}, {"t", 1 << 20}, {"tb", 1 << 20},
-        {"tib", 1 << 20}};
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno != 0 || !isfinite(v))
+    double bytes;
+    if (!dml_size_parse(s, &bytes))
         return 0;
-    while (*end == ' ')
-        end++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (!strcasecmp(end, units[i].unit)) {
-            *mb = ceil(v * units[i].mb);
-            return in_range(f, *mb);
-        }
-    return 0;
+    *mb = ceil(bytes / 1048576.0);
+    return in_range(f, *mb);
 }
 
 /* An integer field given a whole number (even one too large for a double) above a maximum its
