@@ -272,6 +272,32 @@ static void test_malformed_files(void **state)
     fx_rm(dir);
 }
 
+/* A 60 KB attribute value is echoed cut (its start and its size), so the message keeps its end:
+ * what was expected. */
+static void test_long_values_are_cut(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    FX_TMP(dir, path, "long.h5");
+    static char value[60001];
+    memset(value, 'x', 60000);
+    dml_model_file good, mf;
+    fx_model(&good, &FX_MLP);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_write(path, &good, &err), DML_OK);
+    mutation mu = {SET_STR, "/encoder/layer_000", "activation", value, 0, {0, 0}, NULL};
+    mutate(path, &mu);
+    assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
+    char want[200];
+    snprintf(want, sizeof want, "activation '%.80s... (60000 bytes)' is unknown (expected relu",
+             value);
+    if (!strstr(err.msg, want))
+        fail_msg("message \"%s\", expected \"%s\"", err.msg, want);
+    dml_model_file_free(&mf);
+    dml_model_file_free(&good);
+    fx_rm(dir);
+}
+
 static void test_missing_or_not_hdf5(void **state)
 {
     (void)state;
@@ -495,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_dual),
         cmocka_unit_test(test_h5py_reads_it),
         cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_long_values_are_cut),
         cmocka_unit_test(test_missing_or_not_hdf5),
         cmocka_unit_test(test_version_1_upgrade),
         cmocka_unit_test(test_checkpoint_is_not_sent_to_upgrade),
