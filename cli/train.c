@@ -25,8 +25,9 @@ static const char HELP[] =
     "SIGINT stops at once.\n"
     "\n"
     "Under `mpirun -np N dml train CONFIG` the N ranks train one model data-parallel: each\n"
-    "computes 1/N of every batch (train.batch_size must divide by N), the result is the model\n"
-    "one process trains, and rank 0 alone writes DIR (docs/scale.md).\n";
+    "computes 1/N of every batch (train.batch_size must divide by N; left unset, it is rounded\n"
+    "down to fit), the result is the model one process trains, and rank 0 alone writes DIR\n"
+    "(docs/scale.md).\n";
 
 /* The signal that asked the run to stop, 0 until one does. */
 static volatile sig_atomic_t stop_signal;
