@@ -1,13 +1,12 @@
 /* dml eval MODEL.h5 --data SPEC [--db SPEC [--truth SPEC]] [--pq] [--metrics a,b,...] [--json]
  *          [--projector DIR] [--memory-limit SIZE] [--stream] [--chunk ROWS] */
-#include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "data/rows.h"
+#include "data/size.h"
 
 #include "eval/eval.h"
 #include "cli/cli.h"
@@ -36,7 +35,8 @@ static const char HELP[] =
     "  --json             one JSON object instead of the table\n"
     "  --projector DIR    write DIR/vectors.tsv and DIR/metadata.tsv (Embedding Projector)\n"
     "  --memory-limit SIZE  a database whose rows and embeddings (and codes) would take more\n"
-    "                     (e.g. 512MB, 2GB; powers of 1024; default half the machine's RAM)\n"
+    "                     (e.g. 512MB, 2GB; powers of 1024; a bare number is MB, as in a\n"
+    "                     config's data.memory_limit; default half the machine's RAM)\n"
     "                     is read, embedded and searched in chunks sized to SIZE, each query\n"
     "                     keeping its top-k: the same numbers, without map_all, and without\n"
     "                     map_at_r / r_precision when a label has over 1000 database rows.\n"
@@ -55,24 +55,6 @@ typedef struct args {
     char metric_text[1024];
 } args;
 
-/* "512MB", "2GB", "1.5G", "300000000": bytes (K, M, G, T are powers of 1024; B, iB optional). */
-static double parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    const char *units = "KMGT";
-    const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
-    if (u) {
-        v *= pow(1024.0, (double)(u - units + 1));
-        end++;
-        if (*end == 'i' || *end == 'I')
-            end++;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    return end != s && !*end && v >= 1.0 && isfinite(v) ? v : -1.0;
-}
-
 static int parse(int argc, char **argv, args *a)
 {
     memset(a, 0, sizeof *a);
@@ -89,9 +71,9 @@ static int parse(int argc, char **argv, args *a)
         } else if (!strcmp(s, "--stream")) {
             a->stream = 1;
         } else if (!strcmp(s, "--memory-limit") && has_value) {
-            if ((a->memory_limit = parse_size(argv[++i])) < 0) {
-                fprintf(stderr, "dml eval: --memory-limit %s: expected a size such as 512MB or 2GB\n",
-                        argv[i]);
+            if (!dml_size_parse(argv[++i], &a->memory_limit) || a->memory_limit < 1.0) {
+                fprintf(stderr, "dml eval: --memory-limit %s: expected a size such as 512MB or 2GB "
+                                "(a bare number is MB)\n", argv[i]);
                 return -1;
             }
         } else if (!strcmp(s, "--chunk") && has_value) {

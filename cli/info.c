@@ -4,13 +4,15 @@
 
 #include "cli/cli.h"
 #include "serve/serve.h"
+#include "train/checkpoint.h"
 
 static const char HELP[] =
     "usage: dml info MODEL.h5 [--config]\n"
     "\n"
     "What a model file holds: the model type and metric; per tower the input normalisation, each\n"
     "layer's widths and activation, the output normalisation and the parameter count; the PQ\n"
-    "codebooks (M, K, bits); the training seed, steps and final metrics.\n"
+    "codebooks (M, K, bits); the training seed, steps and final metrics. Of a run's\n"
+    "checkpoint.h5, what it is and what reads it (dml train --resume).\n"
     "\n"
     "  --config     also print the effective config the model was trained with (YAML)\n"
     "  -h, --help   this text\n";
@@ -77,6 +79,15 @@ int dml_cli_info(int argc, char **argv)
     if (!path) {
         fprintf(stderr, "dml info: which model?\n\n%s", HELP);
         return 2;
+    }
+    dml_checkpoint_summary ck;
+    if (dml_checkpoint_probe(path, &ck)) { /* a run's state, not a model: say what reads it */
+        printf("%s: a dml training checkpoint (format %s %lld), not a model: %lld arrays, %llu "
+               "bytes (the run's weights, optimizer moments, sampler and RNG positions, curves "
+               "so far)\n`dml train CONFIG --resume` continues the run from it; the run's "
+               "model.h5 is what dml info, eval, encode and export read\n",
+               path, DML_CHECKPOINT_FORMAT, ck.version, ck.n_arrays, ck.bytes);
+        return 0;
     }
     dml_model_file mf;
     dml_error err = {0};

@@ -1,11 +1,15 @@
 /* dml: the command line. Each command lives in its own cli/<command>.c; main only
- * dispatches and maps nothing itself: every command returns its exit code. */
+ * dispatches (and sets what SIGTERM and SIGINT do) and maps nothing itself: every command
+ * returns its exit code. */
 #include <hdf5.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dml.h"
 #include "cli/cli.h"
+#include "data/fileio.h"
 
 static const char USAGE[] =
     "dml " DML_VERSION_STRING ": deep metric learning encoders and product quantizers\n"
@@ -48,6 +52,25 @@ void dml_cli_report_error(const char *command, dml_status st, const dml_error *e
     fprintf(stderr, "dml %s: %s\n", command, msg);
 }
 
+/* SIGTERM or SIGINT ends a command at once, removing the temporary files of the outputs being
+ * written (an existing output stays as it was), with the shell's 128 + the signal. dml train
+ * replaces this while it trains, to stop at a step boundary with a checkpoint. */
+static void on_signal(int sig)
+{
+    dml_tmp_remove_live();
+    _exit(128 + sig);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
     /* Every command closes its HDF5 files before it returns, so libhdf5's exit handler has
@@ -63,6 +86,7 @@ int main(int argc, char **argv)
         printf("dml %s\n", DML_VERSION_STRING);
         return 0;
     }
+    catch_signals();
     for (const command *c = COMMANDS; c->name; c++)
         if (!strcmp(argv[1], c->name))
             return c->run(argc - 1, argv + 1);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "data/fileio.h"
 #include "train/trainer.h"
 
 static const char HELP[] =
@@ -29,8 +30,9 @@ static const char HELP[] =
     "naming the first one's pid.\n"
     "\n"
     "Under `mpirun -np N dml train CONFIG` the N ranks train one model data-parallel: each\n"
-    "computes 1/N of every batch (train.batch_size must divide by N), the result is the model\n"
-    "one process trains, and rank 0 alone writes DIR (docs/scale.md).\n";
+    "computes 1/N of every batch (train.batch_size must divide by N; left unset, it is rounded\n"
+    "down to fit), the result is the model one process trains, and rank 0 alone writes DIR\n"
+    "(docs/scale.md).\n";
 
 /* The signal that asked the run to stop, 0 until one does. */
 static volatile sig_atomic_t stop_signal;
@@ -38,6 +40,7 @@ static volatile sig_atomic_t stop_signal;
 static void on_stop(int sig)
 {
     if (stop_signal && sig == SIGINT) { /* asked twice: no checkpoint, stop now */
+        dml_tmp_remove_live(); /* the checkpoint being written, say */
         signal(SIGINT, SIG_DFL);
         raise(SIGINT);
         return;

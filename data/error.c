@@ -37,6 +37,17 @@ dml_status dml_error_set(dml_error *e, dml_status code, const char *file, int li
     return code;
 }
 
+const char *dml_error_shown(char *out, const char *s)
+{
+    size_t n = strlen(s), k = n < DML_SHOWN_CHARS ? n : DML_SHOWN_CHARS;
+    for (size_t i = 0; i < k; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    out[k] = '\0';
+    if (n > k)
+        snprintf(out + k, DML_SHOWN_SIZE - k, "... (%zu bytes)", n);
+    return out;
+}
+
 void dml_error_clear(dml_error *e)
 {
     if (e)

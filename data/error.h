@@ -17,6 +17,15 @@ typedef struct dml_error {
 dml_status dml_error_set(dml_error *e, dml_status code, const char *file, int line, int col,
                          const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A value read from a file, as a message shows it: its first DML_SHOWN_CHARS bytes, then
+ * "... (N bytes)" when it is longer, control characters as '?' (a message stays one line, and
+ * keeps what follows the value). out holds DML_SHOWN_SIZE bytes; returns out. */
+#define DML_SHOWN_CHARS 80
+#define DML_SHOWN_SIZE (DML_SHOWN_CHARS + 32)
+const char *dml_error_shown(char *out, const char *s);
+/* The same in a buffer of its own that lives to the end of the enclosing block: an argument. */
+#define DML_SHOWN(s) dml_error_shown((char[DML_SHOWN_SIZE]){0}, (s))
+
 /* Clear *e to DML_OK. */
 void dml_error_clear(dml_error *e);
 

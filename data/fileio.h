@@ -12,6 +12,11 @@
 /* The temporary name used for path: "<dir>/.<base>.tmp.<pid>". */
 void dml_tmp_path(const char *path, char *tmp, size_t n);
 
+/* Removes the temporary files of every dml_file_out open now (unlink only; errno is kept):
+ * async-signal-safe, for a SIGTERM or SIGINT handler that ends the process. A temporary file a
+ * SIGKILL leaves is removed by the next dml_file_out_open of the same path. */
+void dml_tmp_remove_live(void);
+
 /* fsync tmp, rename it to path, fsync the folder. On failure tmp is removed. */
 dml_status dml_file_commit(const char *tmp, const char *path, dml_error *err);
 
@@ -27,6 +32,7 @@ dml_status dml_file_commit(const char *tmp, const char *path, dml_error *err);
  *   } */
 typedef struct dml_file_out {
     int fd;             /* the temporary file */
+    int live;           /* its slot among the files dml_tmp_remove_live removes, or -1 */
     int err;            /* the first failure's errno, 0 while all is well */
     FILE *stream;       /* dml_file_out_stream's, or NULL */
     const char *path, *what;
@@ -34,6 +40,7 @@ typedef struct dml_file_out {
 } dml_file_out;
 
 /* Creates path's temporary file; DML_ERR_IO "cannot write the <what>: <reason>" when it cannot.
+ * First removes path's temporary files of processes that are gone (killed mid-write).
  * path and what are kept (not copied) until dml_file_out_finish. */
 dml_status dml_file_out_open(dml_file_out *o, const char *path, const char *what, dml_error *err);
 void dml_file_out_write(dml_file_out *o, const void *p, size_t n);              /* appends */

@@ -92,16 +92,17 @@ static dml_status add_row(csv *c, char **fields, int count, int line_no, const c
                                  j + 1);
         if (!parse_number(fields[j], &v))
             return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
-                                 "field %d: \"%s\" is not a number", j + 1, fields[j]);
+                                 "field %d: \"%s\" is not a number", j + 1,
+                                 DML_SHOWN(fields[j]));
         if (j == count - 1) {
             if (v != floor(v) || !isfinite(v))
                 return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
                                      "field %d (the label): \"%s\" is not an integer", j + 1,
-                                     fields[j]);
+                                     DML_SHOWN(fields[j]));
             if (v < 0 || v > DML_MAX_LABEL)
                 return dml_error_set(err, DML_ERR_DATA, c->path, line_no, col,
                                      "field %d (the label): %s: expected 0..%d", j + 1,
-                                     fields[j], DML_MAX_LABEL);
+                                     DML_SHOWN(fields[j]), DML_MAX_LABEL);
             c->y[c->n] = (int32_t)v;
         } else {
             float f = (float)v;

@@ -77,14 +77,16 @@ static dml_status parse_header(const char *text, const char *path, npy_array *a,
     if (!descr || !order || !shape || (*descr != '\'' && *descr != '"'))
         return dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                              "malformed .npy header (expected descr, fortran_order and shape): %s",
-                             text);
+                             DML_SHOWN(text));
     size_t len = strcspn(descr + 1, "'\"");
     snprintf(a->descr, sizeof a->descr, "%.*s", (int)(len < 15 ? len : 15), descr + 1);
     a->fortran = strncmp(order, "True", 4) == 0;
     if (!a->fortran && strncmp(order, "False", 5) != 0)
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed fortran_order in: %s", text);
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed fortran_order in: %s",
+                             DML_SHOWN(text));
     if (!parse_shape(shape, a))
-        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed shape in: %s", text);
+        return dml_error_set(err, DML_ERR_DATA, path, 0, 0, "malformed shape in: %s",
+                             DML_SHOWN(text));
     return DML_OK;
 }
 

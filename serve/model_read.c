@@ -318,7 +318,8 @@ static void get_norm(reader *r, hid_t tower, const char *where, int dim_in, dml_
                      norm->std[j]);
         norm->d = dim_in;
     } else if (kind && strcmp(kind, "none") != 0) {
-        fail(r, "%s: kind '%s' is unknown (expected none or standardize)", gwhere, kind);
+        fail(r, "%s: kind '%s' is unknown (expected none or standardize)", gwhere,
+             DML_SHOWN(kind));
     }
     free(kind);
     if (g >= 0)
@@ -333,7 +334,7 @@ static void check_activation(reader *r, hid_t g, const char *where, int i, dml_m
     dml_activation a = DML_ACT_NONE;
     if (s && !activation_of(s, &a))
         fail(r, "%s: activation '%s' is unknown (expected relu, leaky_relu, tanh, gelu, sigmoid "
-                "or none)", where, s);
+                "or none)", where, DML_SHOWN(s));
     else if (s && i + 1 == m->n_layers && a != DML_ACT_NONE)
         fail(r, "%s: the last layer's activation must be none, not '%s' (output_norm applies "
                 "after it)", where, s);
@@ -392,7 +393,8 @@ static void get_output_norm(reader *r, hid_t tower, const char *where, dml_mlp *
     else if (kind && !strcmp(kind, "tanh"))
         m->output = DML_OUTPUT_TANH;
     else if (kind && strcmp(kind, "none") != 0)
-        fail(r, "%s: kind '%s' is unknown (expected none, l2 or tanh)", gwhere, kind);
+        fail(r, "%s: kind '%s' is unknown (expected none, l2 or tanh)", gwhere,
+             DML_SHOWN(kind));
     free(kind);
     if (g >= 0)
         H5Gclose(g);
@@ -409,7 +411,7 @@ static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_i
         return;
     char *arch = get_str(r, t, where, "architecture", 1);
     if (arch && strcmp(arch, "mlp") != 0)
-        fail(r, "%s: architecture '%s' is unknown (expected mlp)", where, arch);
+        fail(r, "%s: architecture '%s' is unknown (expected mlp)", where, DML_SHOWN(arch));
     free(arch);
     int dim_in = get_size(r, t, where, "input_dim", MAX_WIDTH);
     int dim_out = get_size(r, t, where, "output_dim", MAX_WIDTH);
@@ -485,15 +487,17 @@ static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
                 "%s`", DML_MODEL_FORMAT_VERSION, info.super.version, r->path);
     /* The version (an integer, safe to read) comes next: it decides how strings are read. */
     int64_t version = get_i64(r, f, "/", "format_version", 0);
+    /* Models of format_version 1 have no superblock checksum (refused above, pointing to dml
+     * upgrade); checkpoints written before their format became a fixed-length string do. */
     if (r->st == DML_OK && version == 1 && !upgrade)
-        fail(r, "format_version 1 is read only by `dml upgrade` (its variable-length strings go "
-                "through a part of libhdf5 that crashes on damaged files): run `dml upgrade %s` "
-                "once to rewrite it as version %d", r->path, DML_MODEL_FORMAT_VERSION);
+        fail(r, "not a dml model file: format_version 1 with a superblock checksum, which no "
+                "model.h5 has; a run's checkpoint.h5 has both, and `dml train CONFIG --resume` "
+                "reads it");
     r->version = (int)(version == 1 ? 1 : DML_MODEL_FORMAT_VERSION);
     char *format = get_str(r, f, "/", "format", 0);
     if (r->st == DML_OK && (!format || strcmp(format, DML_MODEL_FORMAT) != 0))
-        fail(r, "not a dml model file: format is '%s', expected '%s'", format ? format : "(none)",
-             DML_MODEL_FORMAT);
+        fail(r, "not a dml model file: format is '%s', expected '%s'",
+             format ? DML_SHOWN(format) : "(none)", DML_MODEL_FORMAT);
     free(format);
     if (r->st == DML_OK && version != 1 && version != DML_MODEL_FORMAT_VERSION)
         fail(r, "format_version %lld is not supported (this dml reads %d, and 1 through dml "
@@ -506,12 +510,12 @@ static void get_root(reader *r, hid_t f, dml_model_file *mf, int upgrade)
         fail(r, "the file has both /decoder and /encoder_b: a model is an autoencoder or a dual "
                 "encoder, not both");
     else if (type && strcmp(type, dml_model_file_type_name(mf->net.type)) != 0)
-        fail(r, "model_type is '%s', but the groups present make it '%s'", type,
+        fail(r, "model_type is '%s', but the groups present make it '%s'", DML_SHOWN(type),
              dml_model_file_type_name(mf->net.type));
     free(type);
     char *metric = get_str(r, f, "/", "metric", 0);
     if (metric && strcmp(metric, "l2") != 0 && strcmp(metric, "inner_product") != 0)
-        fail(r, "metric '%s' is unknown (expected l2 or inner_product)", metric);
+        fail(r, "metric '%s' is unknown (expected l2 or inner_product)", DML_SHOWN(metric));
     snprintf(mf->metric, sizeof mf->metric, "%s", metric && r->st == DML_OK ? metric : "l2");
     free(metric);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/size.h"
 #include "train/config.h"
 
 #define FIXTURES "tests/fixtures/config/"
@@ -503,6 +504,16 @@ static void test_out_of_range(void **state)
         {"seed: -1\n", NULL, 1, 7, "seed: expected a non-negative integer, got \"-1\""},
         {"sampler:\n  m: 1\n", NULL, 2, 6, "sampler.m: expected an integer >= 2, got \"1\""},
         {"train:\n  threads: 5000\n", NULL, 2, 12, "train.threads: expected an integer in 0..1024, got \"5000\""},
+        /* above the limit of the type, which the field's own words leave unsaid: the range */
+        {"train:\n  steps: 2147483648\n", NULL, 2, 10,
+         "train.steps: expected an integer from 0 to 2147483647, got \"2147483648\""},
+        {"seed: 18446744073709551616\n", NULL, 1, 7,
+         "seed: expected an integer from 0 to 9007199254740992, got \"18446744073709551616\""},
+        {"", "train.batch_size=1e10", 0, 0,
+         "train.batch_size: expected an integer from 2 to 2147483647, got \"1e10\""},
+        {"train:\n  eval_every: 2147483648\n", NULL, 2, 15,
+         "train.eval_every: expected epoch, never (or 0) or a number of steps from 1 to "
+         "2147483647, got \"2147483648\""},
         {"model:\n  hidden: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]\n", NULL, 2,
          11, "model.hidden: expected at most 16 entries, got 17"},
         {"model:\n  hidden: [0]\n", NULL, 2, 12, "model.hidden[0]: expected an integer in 1..65536, got \"0\""},
@@ -730,6 +741,33 @@ static void test_every(void **state)
     CHECK_BAD(cases);
 }
 
+/* data.memory_limit and dml eval --memory-limit read sizes through one parser: a bare number is
+ * MB in both. */
+static void test_sizes(void **state)
+{
+    (void)state;
+    static const struct { const char *text; double bytes; } ok[] = {
+        {"300", 300.0 * 1048576}, {"512MB", 512.0 * 1048576}, {"4GB", 4.0 * 1073741824},
+        {"1.5 GiB", 1.5 * 1073741824}, {"64k", 65536}, {"100B", 100}, {"2t", 2 * 0x1p40}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        double b = -1;
+        assert_true(dml_size_parse(ok[i].text, &b));
+        assert_true(b == ok[i].bytes);
+    }
+    static const char *const bad[] = {"", "MB", "-1MB", "12 parsecs", "1e999", "nan"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double b;
+        assert_false(dml_size_parse(bad[i], &b));
+    }
+    dml_config *c = malloc(sizeof *c);
+    dml_error err;
+    assert_int_equal(load("data:\n  memory_limit: 300\n", 0, NULL, c, &err), DML_OK);
+    assert_int_equal(c->data.memory_limit_mb, 300);
+    assert_int_equal(load("data:\n  memory_limit: 1.5GiB\n", 0, NULL, c, &err), DML_OK);
+    assert_int_equal(c->data.memory_limit_mb, 1536);
+    free(c);
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -796,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_possible_combinations),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_every),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_print),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

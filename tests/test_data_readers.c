@@ -750,6 +750,12 @@ static void test_csv_malformed(void **state)
     expect_csv_error("one.csv", "1\n2\n", 1, 0, "expected at least one feature and a label");
     expect_csv_error("header_only.csv", "a,b,label\n\n", 0, 0, "no data rows after the header");
     expect_csv_error("blank.csv", "", 0, 0, "no data rows");
+    /* a long field is shown cut, its size said */
+    static char text[6000], want[200];
+    snprintf(text, sizeof text, "1,2,0\n3,%05000d,1\n", 7);
+    memset(text + 8, 'z', 4999);
+    snprintf(want, sizeof want, "field 2: \"%.80s... (5000 bytes)\" is not a number", text + 8);
+    expect_csv_error("long.csv", text, 2, 3, want);
 }
 
 /* ---- dispatch ---- */

@@ -4,13 +4,19 @@
  * fails in a later range exits 2 naming the file and leaves nothing behind; a failed write,
  * fsync, close or rename of the output exits 1 and leaves no temporary file; the streamed FAISS
  * index loads in FAISS and holds the in-memory codes; under mpirun, ranks streaming their slices
- * in rounds write the one process's bytes. */
+ * in rounds write the one process's bytes; SIGTERM to a running encode removes its temporary
+ * file and leaves the previous output, and a temporary file a killed writer (kill -9) left is
+ * removed by the next write of the same path. */
 #include <dirent.h>
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "data/fileio.h"
 #include "tests/model_fixture.h"
 #include "serve/serve.h"
 
@@ -473,6 +479,74 @@ static void test_mpi_rounds_equal_one_process(void **state)
     assert_no_temporary();
 }
 
+/* SIGTERM and SIGINT while OUTPUT.h5 is being written (the injector holds its first write for
+ * 30 s): exit 128 + the signal, no temporary file, the previous OUTPUT.h5 untouched. */
+static void test_signal_removes_the_temporary_file(void **state)
+{
+    (void)state;
+    char in[400], out[400], good[400], log[400];
+    path_of(in, sizeof in, "in.h5");
+    path_of(out, sizeof out, "sig/out.h5");
+    path_of(good, sizeof good, "sig/good.h5");
+    path_of(log, sizeof log, "sig/log");
+    assert_int_equal(tu_system("mkdir -p %s/sig && %s encode %s %s %s >%s 2>&1", dir,
+                               tu_dml_path(), model, in, out, log), 0);
+    assert_int_equal(tu_system("cp %s %s", out, good), 0);
+    const int sigs[] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        char cmd[2000], tmp[500];
+        snprintf(cmd, sizeof cmd, "exec env LD_PRELOAD=%s ASAN_OPTIONS=verify_asan_link_order=0 "
+                                  "FAULT_MATCH=%s/sig/.out FAULT_CALL=write FAULT_NTH=1 "
+                                  "FAULT_SLEEP_MS=30000 %s encode %s %s %s >%s 2>&1",
+                 tu_fault_lib_path(), dir, tu_dml_path(), model, in, out, log);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        snprintf(tmp, sizeof tmp, "%s/sig/.out.h5.tmp.%ld", dir, (long)pid);
+        tu_wait_for_file(tmp, 120);
+        kill(pid, sigs[k]);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 128 + sigs[k]) {
+            tu_system("cat %s", log);
+            fail_msg("signal %d: expected exit %d", sigs[k], 128 + sigs[k]);
+        }
+        assert_int_equal(access(tmp, F_OK), -1);
+        assert_int_equal(tu_system("cmp -s %s %s", good, out), 0);
+    }
+}
+
+/* A temporary file named for a process that is gone (kill -9 of a writer) is removed by the next
+ * write of the same path; one of a live process, or of another file, is left alone. */
+static void test_stale_temporary_files_are_removed(void **state)
+{
+    (void)state;
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    char out[400], stale[500], live[500], other[500];
+    path_of(out, sizeof out, "stale.bin");
+    snprintf(stale, sizeof stale, "%s/.stale.bin.tmp.%ld", dir, (long)dead);
+    snprintf(live, sizeof live, "%s/.stale.bin.tmp.%ld", dir, (long)getppid());
+    snprintf(other, sizeof other, "%s/.other.bin.tmp.%ld", dir, (long)dead);
+    fx_dump(dir, strrchr(stale, '/') + 1, "x", 1);
+    fx_dump(dir, strrchr(live, '/') + 1, "x", 1);
+    fx_dump(dir, strrchr(other, '/') + 1, "x", 1);
+    dml_error err = {0};
+    assert_int_equal(dml_file_write_atomic(out, "test file", "abc", 3, &err), DML_OK);
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    unlink(live);
+    unlink(other);
+    unlink(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +560,8 @@ int main(void)
         cmocka_unit_test(test_faiss_export_streamed),
         cmocka_unit_test(test_write_faults),
         cmocka_unit_test(test_mpi_rounds_equal_one_process),
+        cmocka_unit_test(test_signal_removes_the_temporary_file),
+        cmocka_unit_test(test_stale_temporary_files_are_removed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -394,6 +394,35 @@ static void test_mpirun_refused(void **state)
     fx_rm(dir);
 }
 
+/* --memory-limit reads a size as data.memory_limit does: a bare 300 is 300 MB, which this
+ * database fits in (searched whole: map_all reported), not 300 bytes (streamed). */
+static void test_memory_limit_bare_number_is_mb(void **state)
+{
+    (void)state;
+    char db[400], q[400], model[400], args[2000];
+    FX_TMP(dir, db, "db.h5");
+    snprintf(q, sizeof q, "%s/q.h5", dir);
+    snprintf(model, sizeof model, "%s/model.h5", dir);
+    dml_model_file mf;
+    write_model(model, &mf);
+    tu_write_blobs(db, 2000, D_IN, 10);
+    tu_write_blobs(q, 100, D_IN, 10);
+    const char *limits[] = {"300", "300MB"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "%s --data %s --db %s --memory-limit %s", model, q, db,
+                 limits[i]);
+        char *out = run_json(args, "limit.json");
+        if (!strstr(out, "\"map_all\""))
+            fail_msg("--memory-limit %s streamed the database: %s", limits[i], out);
+        free(out);
+    }
+    assert_int_equal(tu_system("%s eval %s --data %s --db %s --memory-limit 12parsecs >%s/out "
+                               "2>&1", tu_dml_path(), model, q, db, dir), 2);
+    assert_int_equal(tu_system("grep -q 'a bare number is MB' %s/out", dir), 0);
+    dml_model_file_free(&mf);
+    fx_rm(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_merge_matches_brute_force),
         cmocka_unit_test(test_paired_stream_equals_memory),
         cmocka_unit_test(test_mpirun_refused),
+        cmocka_unit_test(test_memory_limit_bare_number_is_mb),
         cmocka_unit_test(test_truncated_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

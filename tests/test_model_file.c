@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tests/model_fixture.h"
+#include "train/checkpoint.h"
 
 static void same_floats(const float *a, const float *b, size_t n)
 {
@@ -271,6 +272,32 @@ static void test_malformed_files(void **state)
     fx_rm(dir);
 }
 
+/* A 60 KB attribute value is echoed cut (its start and its size), so the message keeps its end:
+ * what was expected. */
+static void test_long_values_are_cut(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    FX_TMP(dir, path, "long.h5");
+    static char value[60001];
+    memset(value, 'x', 60000);
+    dml_model_file good, mf;
+    fx_model(&good, &FX_MLP);
+    dml_error err = {0};
+    assert_int_equal(dml_model_file_write(path, &good, &err), DML_OK);
+    mutation mu = {SET_STR, "/encoder/layer_000", "activation", value, 0, {0, 0}, NULL};
+    mutate(path, &mu);
+    assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
+    char want[200];
+    snprintf(want, sizeof want, "activation '%.80s... (60000 bytes)' is unknown (expected relu",
+             value);
+    if (!strstr(err.msg, want))
+        fail_msg("message \"%s\", expected \"%s\"", err.msg, want);
+    dml_model_file_free(&mf);
+    dml_model_file_free(&good);
+    fx_rm(dir);
+}
+
 static void test_missing_or_not_hdf5(void **state)
 {
     (void)state;
@@ -341,6 +368,31 @@ static void test_version_1_upgrade(void **state)
     assert_int_equal(tu_system("'%s' upgrade '%s' >/dev/null", tu_dml_path(), path), 0);
     assert_int_equal(dml_model_file_read(path, &mf, &err), DML_OK);
     dml_model_file_free(&mf);
+    fx_rm(dir);
+}
+
+/* A checkpoint.h5 given where a model goes: dml info says what it is and that dml train
+ * --resume reads it; neither it nor the model readers send the user to dml upgrade, which
+ * refuses it. */
+static void test_checkpoint_is_not_sent_to_upgrade(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    FX_TMP(dir, path, "checkpoint.h5");
+    float w[6] = {1, 2, 3, 4, 5, 6};
+    int64_t step[1] = {7};
+    dml_ckpt_entry e[2] = {{"encoder_000_w", DML_CKPT_F32, w, 6},
+                           {"scalars_i", DML_CKPT_I64, step, 1}};
+    dml_error err = {0};
+    assert_int_equal(dml_checkpoint_write(path, e, 2, &err), DML_OK);
+    assert_int_equal(tu_system("'%s' info '%s' >'%s/out.txt' 2>&1", tu_dml_path(), path, dir), 0);
+    assert_int_equal(tu_system("grep -q 'checkpoint.h5: a dml training checkpoint' '%s/out.txt' && "
+                               "grep -q 'dml train CONFIG --resume' '%s/out.txt' && "
+                               "! grep -q upgrade '%s/out.txt'", dir, dir, dir), 0);
+    dml_model_file mf;
+    assert_int_equal(dml_model_file_read(path, &mf, &err), DML_ERR_DATA);
+    assert_null(strstr(err.msg, "upgrade"));
+    assert_non_null(strstr(err.msg, "checkpoint"));
     fx_rm(dir);
 }
 
@@ -469,8 +521,10 @@ int main(void)
         cmocka_unit_test(test_round_trip_dual),
         cmocka_unit_test(test_h5py_reads_it),
         cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_long_values_are_cut),
         cmocka_unit_test(test_missing_or_not_hdf5),
         cmocka_unit_test(test_version_1_upgrade),
+        cmocka_unit_test(test_checkpoint_is_not_sent_to_upgrade),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_write_refuses_inconsistent),
         cmocka_unit_test(test_copy_into_trainer_net),

@@ -461,6 +461,29 @@ static void test_batch_not_divisible_is_named(void **state)
                                       "divisible by the 3 ranks"));
 }
 
+/* A batch size left unset is fitted to the ranks (and to sampler.m's groups), said in one
+ * line: the default 256 never fails on 3 ranks. */
+static void test_default_batch_fits_the_ranks(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    char empty[600];
+    snprintf(empty, sizeof empty, "%s/empty.yaml", dir);
+    assert_int_equal(tu_system(": > %s", empty), 0);
+    int rc = tu_system(MPIRUN_T " -np 3 %s train %s --set data.train=%s --set data.test=%s "
+                       "--set model.hidden=[32] --set model.dim=8 --set pq.m=2 --set pq.k=16 "
+                       "--set train.threads=1 --set train.steps=2 --out %s/fitted "
+                       ">%s/fitted.log 2>&1", dml, empty, data, data, dir, dir);
+    if (rc != 0) {
+        tu_system("cat %s/fitted.log", dir);
+        fail_msg("exit %d", rc);
+    }
+    assert_true(log_has("fitted", "# train.batch_size: 252 (the default 256 rounded down to a "
+                                  "multiple of the 3 ranks and of sampler.m 4)"));
+    assert_true(file_exists("fitted", "model.h5"));
+}
+
 /* mpirun's MPMD form gives each rank its own command line and folder. */
 static int train_two_ways(const char *out, const char *wdir_a, const char *a, const char *wdir_b,
                           const char *b)
@@ -630,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_resume_with_a_changed_config_stops_every_rank),
         cmocka_unit_test(test_a_locked_folder_stops_every_rank),
         cmocka_unit_test(test_batch_not_divisible_is_named),
+        cmocka_unit_test(test_default_batch_fits_the_ranks),
         cmocka_unit_test(test_ranks_that_disagree_are_named),
         cmocka_unit_test(test_divergence_stops_every_rank),
         cmocka_unit_test(test_sharded_encode_equals_one_process),

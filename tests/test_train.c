@@ -330,9 +330,9 @@ static void test_signal_checkpoints_then_resume_equals_uninterrupted(void **stat
     }
 }
 
-/* A second SIGINT does not wait for the checkpoint. The fault injector (tests/fault_preload.c)
- * holds the interrupted run's checkpoint write in fsync for 5 s, so the second signal surely
- * comes while the first one's checkpoint is still being written. */
+/* A second SIGINT does not wait for the checkpoint, and removes its temporary file. The fault
+ * injector (tests/fault_preload.c) holds the interrupted run's checkpoint write in fsync for
+ * 5 s, so the second signal surely comes while the first one's checkpoint is being written. */
 static void test_second_sigint_stops_at_once(void **state)
 {
     (void)state;
@@ -358,6 +358,8 @@ static void test_second_sigint_stops_at_once(void **state)
     assert_int_equal(WTERMSIG(status), SIGINT);
     assert_true(tu_now() - t0 < 4.0); /* it did not sit out the slow fsync */
     assert_false(file_exists("twice", "checkpoint.h5"));
+    /* nor is the checkpoint's temporary file left */
+    assert_int_equal(tu_system("! ls -a %s/twice | grep -q '\\.tmp\\.'", dir), 0);
 }
 
 static void test_divergence_stops_and_keeps_the_checkpoint(void **state)
@@ -413,6 +415,58 @@ static void test_defaults_fit_the_data(void **state)
     assert_true(log_has("given", "m_per_class needs batch_size / m = 64 classes per batch"));
 }
 
+/* An ann-benchmarks file: train and test rows and the test rows' neighbors, no labels. */
+static void write_ann(const char *path)
+{
+    static float x[300 * 8];
+    static int32_t nb[50 * 10];
+    tu_fill_normal(x, 300 * 8, 1.0f, 3);
+    for (int i = 0; i < 50 * 10; i++)
+        nb[i] = i % 250;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const char *names[] = {"train", "test", "neighbors"};
+    hsize_t dims[3][2] = {{250, 8}, {50, 8}, {50, 10}};
+    const void *bufs[] = {x, x + 250 * 8, nb};
+    for (int i = 0; i < 3; i++) {
+        hid_t sp = H5Screate_simple(2, dims[i], NULL);
+        hid_t ds = H5Dcreate2(f, names[i], i < 2 ? H5T_IEEE_F32LE : H5T_STD_I32LE, sp,
+                              H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(H5Dwrite(ds, i < 2 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, H5S_ALL, H5S_ALL,
+                             H5P_DEFAULT, bufs[i]) >= 0);
+        H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+}
+
+/* With loss.type unset, an autoencoder on data without labels (an ann-benchmarks file, or
+ * data.unlabelled) reconstructs them, said in one line; an mlp is refused with what to set. */
+static void test_unlabelled_data_default_loss(void **state)
+{
+    (void)state;
+    char cfg[600], ann[600];
+    snprintf(cfg, sizeof cfg, "%s/empty.yaml", dir);
+    snprintf(ann, sizeof ann, "%s/ann.h5", dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fclose(f);
+    write_ann(ann);
+    const char *cmd = "%s train %s --out %s/%s --set data.train=%s --set train.threads=1 "
+                      "--set train.steps=3 --set model.hidden=[16] --set model.dim=4 %s "
+                      ">%s/%s.log 2>&1";
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "ae", ann,
+                               "--set model.type=autoencoder", dir, "ae"), 0);
+    assert_true(log_has("ae", "# loss.type: reconstruction (the training data have no labels"));
+    assert_true(file_exists("ae", "model.h5"));
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "ae_unl", data,
+                               "--set model.type=autoencoder --set data.unlabelled=true", dir,
+                               "ae_unl"), 0);
+    assert_true(file_exists("ae_unl", "model.h5"));
+    assert_int_equal(tu_system(cmd, tu_dml_path(), cfg, dir, "mlp", ann, "", dir, "mlp"), 2);
+    assert_true(log_has("mlp", "loss.type: the default loss (triplet) needs labels, and"));
+    assert_true(log_has("mlp", "set model.type to autoencoder"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),
         cmocka_unit_test(test_bad_input_exits_2_before_writing),
         cmocka_unit_test(test_defaults_fit_the_data),
+        cmocka_unit_test(test_unlabelled_data_default_loss),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,15 +44,16 @@ static int write_entry(hid_t file, const dml_ckpt_entry *e)
 
 static int write_format(hid_t file)
 {
+    /* fixed-length, as a model's strings: read without libhdf5's global heap (dml info) */
     hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_size(str, sizeof DML_CHECKPOINT_FORMAT);
+    H5Tset_strpad(str, H5T_STR_NULLTERM);
     H5Tset_cset(str, H5T_CSET_UTF8);
     hid_t scalar = H5Screate(H5S_SCALAR);
-    const char *name = DML_CHECKPOINT_FORMAT;
     long long version = DML_CHECKPOINT_VERSION;
     hid_t a = H5Acreate2(file, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
     hid_t b = H5Acreate2(file, "format_version", H5T_STD_I64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && b >= 0 && H5Awrite(a, str, &name) >= 0 &&
+    int ok = a >= 0 && b >= 0 && H5Awrite(a, str, DML_CHECKPOINT_FORMAT) >= 0 &&
              H5Awrite(b, H5T_NATIVE_LLONG, &version) >= 0;
     if (a >= 0)
         H5Aclose(a);
@@ -185,4 +186,51 @@ dml_status dml_checkpoint_read_text(const char *path, const char *name, char **t
         }
     } H5E_END_TRY;
     return st;
+}
+
+/* The root's attribute name when it is one fixed-length string of fewer than n bytes (a
+ * variable-length one is not read: its global heap is where libhdf5 crashes on damaged files). */
+static int fixed_str(hid_t file, const char *name, char *out, size_t n)
+{
+    hid_t a = H5Aexists(file, name) > 0 ? H5Aopen(file, name, H5P_DEFAULT) : -1;
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, s = a >= 0 ? H5Aget_space(a) : -1;
+    memset(out, 0, n);
+    int ok = t >= 0 && s >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) == 0 &&
+             H5Tget_size(t) < n && H5Sget_simple_extent_npoints(s) == 1 && H5Aread(a, t, out) >= 0;
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return ok;
+}
+
+int dml_checkpoint_probe(const char *path, dml_checkpoint_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    int is = 0;
+    H5E_BEGIN_TRY {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        char format[32];
+        H5G_info_t g;
+        hsize_t size = 0;
+        is = file >= 0 && fixed_str(file, "format", format, sizeof format) &&
+             !strcmp(format, DML_CHECKPOINT_FORMAT) && H5Gget_info(file, &g) >= 0 &&
+             H5Fget_filesize(file, &size) >= 0;
+        if (is) {
+            s->n_arrays = (long long)g.nlinks;
+            s->bytes = (unsigned long long)size;
+            hid_t v = H5Aexists(file, "format_version") > 0
+                          ? H5Aopen(file, "format_version", H5P_DEFAULT)
+                          : -1;
+            if (v < 0 || H5Aread(v, H5T_NATIVE_LLONG, &s->version) < 0)
+                s->version = -1;
+            if (v >= 0)
+                H5Aclose(v);
+        }
+        if (file >= 0)
+            H5Fclose(file);
+    } H5E_END_TRY;
+    return is;
 }

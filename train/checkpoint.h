@@ -35,4 +35,16 @@ dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, 
 dml_status dml_checkpoint_read_text(const char *path, const char *name, char **text,
                                     dml_error *err);
 
+/* What dml info says of a checkpoint. */
+typedef struct dml_checkpoint_summary {
+    long long version;        /* its format_version; -1 when unreadable */
+    long long n_arrays;       /* the named arrays it holds */
+    unsigned long long bytes; /* the file's size */
+} dml_checkpoint_summary;
+
+/* 1 when path is a checkpoint (its format attribute a fixed-length "dml-checkpoint", as
+ * dml_checkpoint_write writes it), with s filled in; 0 for anything else, which the caller
+ * then reads as what it expects. */
+int dml_checkpoint_probe(const char *path, dml_checkpoint_summary *s);
+
 #endif

@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "data/size.h"
+
 #define MAX_CONFIG_BYTES (1 << 20)
 
 typedef enum {
@@ -414,26 +416,35 @@ static int parse_int(const field *f, const char *s, double *v)
     return parse_number(s, v) && *v == floor(*v) && in_range(f, *v);
 }
 
-/* "512MB", "4GB", "1.5 GiB", "300" (MB): binary units, in whole MB. */
+/* A size (data/size.h's: a bare number is MB), in whole MB. */
 static int parse_size_mb(const field *f, const char *s, double *mb)
 {
-    static const struct { const char *unit; double mb; } units[] = {
-        {"", 1}, {"k", 1.0 / 1024}, {"kb", 1.0 / 1024}, {"kib", 1.0 / 1024}, {"m", 1}, {"mb", 1},
-        {"mib", 1}, {"g", 1024}, {"gb", 1024}, {"gib", 1024}, {"t", 1 << 20}, {"tb", 1 << 20},
-        {"tib", 1 << 20}};
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno != 0 || !isfinite(v))
+    double bytes;
+    if (!dml_size_parse(s, &bytes))
         return 0;
-    while (*end == ' ')
-        end++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (!strcasecmp(end, units[i].unit)) {
-            *mb = ceil(v * units[i].mb);
-            return in_range(f, *mb);
-        }
-    return 0;
+    *mb = ceil(bytes / 1048576.0);
+    return in_range(f, *mb);
+}
+
+/* An integer field given a whole number (even one too large for a double) above a maximum its
+ * words leave unsaid, the limit of its type ("an integer >= 0" up to INT_MAX): the message says
+ * the range instead. A field's own bounds (0..1024, 1 or 2) are in its words already. */
+static int above_max(const field *f, const yaml_node_t *n, char *expect, size_t size)
+{
+    int integer = f->type == F_INT || f->type == F_INT64 || f->type == F_EVERY;
+    if (n->type != YAML_SCALAR_NODE || !integer || f->max < BIG)
+        return 0;
+    const char *s = text(n);
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v > f->max) || v != floor(v))
+        return 0;
+    if (f->type == F_EVERY)
+        snprintf(expect, size, "%s or a number of steps from %.0f to %.0f",
+                 f->flags & NEVER ? "epoch, never (or 0)" : "epoch", f->min, f->max);
+    else
+        snprintf(expect, size, "an integer from %.0f to %.0f", f->min, f->max);
+    return 1;
 }
 
 static int choice_index(const char *const *choices, const char *s)
@@ -539,7 +550,7 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
     char expect[256], got[64];
     if (f->type == F_ENUM)
         choices_text(f->choices, expect, sizeof expect);
-    else
+    else if (!above_max(f, n, expect, sizeof expect))
         snprintf(expect, sizeof expect, "%s", f->expect);
     shown(n, got, sizeof got);
     return fail(c, n, "%s: expected %s, got %s", f->path, expect, got);
@@ -835,17 +846,28 @@ static void name_from_path(dml_config *cfg, const char *path)
     memcpy(cfg->name, base, n);
 }
 
-/* Defaults that depend on other keys. losses.md: batch-all triplet averages over the active
- * triplets only ("mean_nonzero"); every other loss over all terms. A default must work with
+void dml_config_settle_reduction(dml_config *cfg)
+{
+    /* losses.md: batch-all triplet averages over the active triplets only; every other loss
+     * over all terms */
+    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
+        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
+                                  ? DML_CFG_REDUCE_MEAN_NONZERO
+                                  : DML_CFG_REDUCE_MEAN;
+}
+
+/* Defaults that depend on other keys: the loss (and its reduction) of an unlabelled
+ * autoencoder, dml_config_settle_reduction's. A default must work with
  * what the user did set: Fashion-MNIST's test set is no test set for other training data, and
  * pq.m must divide the embedding width (the largest divisor up to 4), sampler.m the batch. The
  * defaults only the data can settle are the trainer's (train/run_defaults.c). */
 static void settle(dml_config *cfg)
 {
-    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
-        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
-                                  ? DML_CFG_REDUCE_MEAN_NONZERO
-                                  : DML_CFG_REDUCE_MEAN;
+    /* unlabelled rows give the default triplet loss nothing: an autoencoder reconstructs them */
+    if (!dml_config_where(cfg, "loss.type", NULL, NULL) && cfg->data.unlabelled &&
+        cfg->model.type == DML_NET_AUTOENCODER)
+        cfg->loss.type = DML_LOSS_RECONSTRUCTION;
+    dml_config_settle_reduction(cfg);
     if (!dml_config_where(cfg, "data.test", NULL, NULL) &&
         strncmp(cfg->data.train, "fashion-mnist:", strlen("fashion-mnist:")) != 0)
         memset(cfg->data.test, 0, sizeof cfg->data.test); /* as a config that gave "" */

@@ -165,6 +165,10 @@ int dml_config_where(const dml_config *cfg, const char *key_path, int *line, int
 /* An error about a key found later (once the data are read): DML_ERR_CONFIG at the key's
  * position ("cfg.yaml:12:3: pq.k: <message>"; "--set: pq.k: ..." for an override; "cfg.yaml:
  * pq.k: ..." for a default). fmt's arguments may point into *err. Returns DML_ERR_CONFIG. */
+/* loss.reduction, when the config left it unset, for loss.type and loss.miner: the load's
+ * default, again for a loss.type the trainer fits to the data. */
+void dml_config_settle_reduction(dml_config *cfg);
+
 dml_status dml_config_error(const dml_config *cfg, const char *key_path, dml_error *err,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -134,6 +134,9 @@ typedef struct dml_run {
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
  * config left them at their defaults, each change noted in the log. */
 void dml_run_fit_defaults(dml_run *r);
+/* loss.type reconstruction for an autoencoder whose training rows have no labels, when the
+ * config left the loss unset (noted in the log); the config is then checked again. */
+dml_status dml_run_fit_loss(dml_run *r, dml_error *err);
 
 /* train/run_stream.c: training rows larger than memory. */
 /* Opens data.train whole, or (data.in_memory false, or auto over data.memory_limit) for

@@ -1,9 +1,11 @@
 /* The defaults only the data can settle. A key the user left at its default must work with the
- * data it meets (config.md: a default never makes a run fail), so the batch size, the
- * m_per_class sampler's m and the codebook size are fitted to the training rows when not given,
+ * data it meets (config.md: a default never makes a run fail), so the loss of an autoencoder on
+ * rows without labels, the batch size, the m_per_class sampler's m and the codebook size are
+ * fitted to the training rows when not given,
  * each change said in one line of the log. A value the user gave is kept, and a later check
  * refuses it if the data cannot take it. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "train/run.h"
 
@@ -38,18 +40,49 @@ static int classes_present(const dml_run *r)
     return n;
 }
 
+static int gcd(int a, int b)
+{
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The batch size: at most the training rows, and under mpirun a multiple of the ranks, each
+ * taking an equal share (train/run_comm.c), and of the m_per_class groups. */
+static void fit_batch(dml_run *r, int grouped)
+{
+    dml_config *c = &r->cfg_fitted;
+    int rows = r->split.n_train, ranks = r->comm ? r->comm->size : 1, b = c->train.batch_size;
+    int m = grouped ? c->sampler.m : 1, unit = ranks / gcd(ranks, m) * m;
+    char why[160] = "";
+    if (rows >= 2 && rows < b) {
+        b = pow2_floor(rows);
+        snprintf(why, sizeof why, " is more than the %d training rows", rows);
+    }
+    if (ranks > 1 && b % unit != 0 && b >= unit) {
+        b -= b % unit;
+        size_t n = strlen(why);
+        n += (size_t)snprintf(why + n, sizeof why - n, "%s rounded down to a multiple of the %d "
+                              "ranks", n ? ";" : "", ranks);
+        if (m > 1)
+            snprintf(why + n, sizeof why - n, " and of sampler.m %d", m);
+    }
+    if (b != c->train.batch_size) {
+        fprintf(r->log, "# train.batch_size: %d (the default %d%s)\n", b, c->train.batch_size, why);
+        c->train.batch_size = b;
+    }
+}
+
 void dml_run_fit_defaults(dml_run *r)
 {
     dml_config *c = &r->cfg_fitted;
-    int rows = r->split.n_train;
-    if (!given(c, "train.batch_size") && rows >= 2 && rows < c->train.batch_size) {
-        int b = pow2_floor(rows);
-        fprintf(r->log, "# train.batch_size: %d (the default %d is more than the %d training "
-                        "rows)\n", b, c->train.batch_size, rows);
-        c->train.batch_size = b;
-    }
     int grouped = c->sampler.type == DML_SAMPLER_M_PER_CLASS && c->data.pairs == DML_PAIRS_NONE &&
                   !c->data.unlabelled && r->train.y;
+    if (!given(c, "train.batch_size"))
+        fit_batch(r, grouped);
     int classes = grouped ? classes_present(r) : 0;
     int b = c->train.batch_size, m = c->sampler.m;
     if (grouped && !given(c, "sampler.m") && classes > 0 && (b % m != 0 || b / m > classes)) {
@@ -69,4 +102,17 @@ void dml_run_fit_defaults(dml_run *r)
                 k, c->pq.k, pool);
         c->pq.k = k;
     }
+}
+
+dml_status dml_run_fit_loss(dml_run *r, dml_error *err)
+{
+    dml_config *c = &r->cfg_fitted;
+    if (given(c, "loss.type") || r->train.y || c->model.type != DML_NET_AUTOENCODER ||
+        c->loss.type == DML_LOSS_RECONSTRUCTION)
+        return DML_OK;
+    fprintf(r->log, "# loss.type: reconstruction (the training data have no labels, which the "
+                    "default loss needs)\n");
+    c->loss.type = DML_LOSS_RECONSTRUCTION;
+    dml_config_settle_reduction(c);
+    return dml_config_check(c, err); /* as if the config had given it: model.head, say */
 }

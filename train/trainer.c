@@ -29,8 +29,16 @@ static dml_status open_data(dml_run *r, dml_error *err)
         return dml_error_set(err, DML_ERR_DATA, c->data.test, 0, 0,
                              "rows of width %d, but the training data (%s) has width %d",
                              r->test.d, c->data.train, r->train.d);
+    if ((st = dml_run_fit_loss(r, err)) != DML_OK)
+        return st;
     int supervised = !c->data.unlabelled && c->loss.type != DML_LOSS_RECONSTRUCTION &&
                      !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+    if (supervised && !r->train.y && !dml_config_where(c, "loss.type", NULL, NULL))
+        return dml_config_error(c, "loss.type", err,
+                                "the default loss (triplet) needs labels, and %s has none: set "
+                                "model.type to autoencoder (it then reconstructs the rows), or "
+                                "loss.type to mnr with data.pairs halves, file or augment",
+                                c->data.train);
     if (supervised && !r->train.y)
         return dml_config_error(c, "loss.type", err, "the %s loss needs labels, and %s has none",
                                 c->loss.type == DML_LOSS_MNR ? "mnr (same_class)" : "configured",
@@ -184,8 +192,8 @@ static dml_status build_training(dml_run *r, dml_error *err)
                    : c->data.pairs == DML_PAIRS_AUGMENT  ? DML_PAIR_MODE_NONE /* a row, twice */
                                                          : DML_PAIR_MODE_OTHER_VIEW;
     }
-    if (!r->train.y && ss.kind == DML_SAMPLER_M_PER_CLASS)
-        ss.kind = DML_SAMPLER_RANDOM; /* nothing to group by */
+    if ((!r->train.y || c->data.unlabelled) && ss.kind == DML_SAMPLER_M_PER_CLASS)
+        ss.kind = DML_SAMPLER_RANDOM; /* nothing to group by (labels ignored: config_check.c) */
     if (c->sampler.shuffle == DML_SHUFFLE_BLOCK) {
         ss.block_rows = c->sampler.block_rows;
         ss.window_blocks = dml_run_window_blocks(r);
