@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/loss_data.h"
 #include "train/run.h"
 #include "train/run_output.h"
 
@@ -27,9 +28,7 @@ static dml_status open_data(dml_run *r, dml_error *err)
         return dml_error_set(err, DML_ERR_DATA, c->data.test, 0, 0,
                              "rows of width %d, but the training data (%s) has width %d",
                              r->test.d, c->data.train, r->train.d);
-    int supervised = !c->data.unlabelled && c->loss.type != DML_LOSS_RECONSTRUCTION &&
-                     !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
-    if (supervised && !r->train.y)
+    if (!c->data.unlabelled && dml_loss_needs_labels(c) && !r->train.y)
         return dml_config_error(c, "loss.type", err, "the %s loss needs labels, and %s has none",
                                 c->loss.type == DML_LOSS_MNR ? "mnr (same_class)" : "configured",
                                 c->data.train);
@@ -46,7 +45,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
             *ds = halves;
         }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
-    if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
+    if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK ||
+        (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK)
         return st;
     dml_run_fit_defaults(r);
     if ((st = dml_run_stream_fit(r, err)) != DML_OK)
