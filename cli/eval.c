@@ -132,6 +132,34 @@ static int parse(int argc, char **argv, args *a)
     return 1;
 }
 
+/* Label metrics over no query, or over references of one label (every ranking then starts with
+ * a row of the query's label, and every kNN vote is for it), measure nothing: refused rather
+ * than printed as n/a or 1.0. */
+static dml_status check_scored(const args *a, const dml_eval_result *res, dml_error *err)
+{
+    if (res->n_classes == 0) /* no label metric */
+        return DML_OK;
+    if (res->scored_queries == 0 && !res->protocol2)
+        return dml_error_set(err, DML_ERR_DATA, a->data, 0, 0,
+                             "no row shares its label with another (%d rows, %d labels), so no "
+                             "query can be scored by the label metrics (map_at_r, precision_at_1, "
+                             "...): expected two rows or more of a label",
+                             res->n_queries, res->n_classes);
+    if (res->scored_queries == 0)
+        return dml_error_set(err, DML_ERR_DATA, a->data, 0, 0,
+                             "none of the %d queries has a label found in the database %s, so "
+                             "none can be scored by the label metrics (map_at_r, "
+                             "knn_accuracy, ...): expected queries of the database's labels",
+                             res->n_queries, a->db ? a->db : a->data);
+    if (res->n_classes == 1)
+        return dml_error_set(err, DML_ERR_DATA, a->db ? a->db : a->data, 0, 0,
+                             "every %s row has the same label, so every label metric (map_at_r, "
+                             "knn_accuracy, ...) would be 1.0 whatever the model: expected rows "
+                             "of two labels or more",
+                             res->protocol2 ? "database" : "query");
+    return DML_OK;
+}
+
 /* Queries embedded by the model; for a dual encoder, ds then holds both views (a row's halves
  * when it has one view), and *zp their paired references unless the database is streamed. */
 static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, int paired_stream,
@@ -310,6 +338,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             req.share_ctx = (void *)comm;
         }
         st = dml_eval_run(&req, res, err);
+        if (st == DML_OK)
+            st = check_scored(a, res, err);
     }
     if (st == DML_OK && a->projector && !quiet) {
         st = dml_mkdirs(a->projector, err);
