@@ -356,6 +356,10 @@ dml_status dml_embedding_spread(const float *z, int n, int d, dml_spread *out, d
 /* out->pos_dist and neg_dist of z[n, d] labelled y[n]. */
 void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spread *out);
 
+/* "same/other" label distances for a log line ("0.412/1.237"), a missing one as "-" with why:
+ * "0.412/- (one label: no pair across labels)", "-/1.237 (no two rows share a label)". */
+void dml_label_distances_text(const dml_spread *s, char *out, size_t n);
+
 #define DML_COLLAPSE_MIN_RANK 2.0    /* below: the rows lie near a line */
 #define DML_COLLAPSE_MIN_SPREAD 0.05 /* below: the rows sit near one point */
 /* 1 when the spread (of 2 rows or more) looks collapsed: an effective rank under DML_COLLAPSE_MIN_RANK or a

@@ -550,6 +550,17 @@ static void test_spread_hand_computed(void **state)
     dml_label_distances(pts, y, 3, 2, &sp);
     assert_true(fabs(sp.pos_dist - 1.0) < 1e-6);
     assert_true(fabs(sp.neg_dist - 3.5) < 1e-6);
+    char text[96];
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "1.000/3.500");
+    /* one label: no pair across labels, said rather than printed as nan */
+    static const int32_t one[3] = {2, 2, 2}, own[3] = {0, 1, 2};
+    dml_label_distances(pts, one, 3, 2, &sp);
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "2.667/- (one label: no pair across labels)");
+    dml_label_distances(pts, own, 3, 2, &sp);
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "-/2.667 (no two rows share a label)");
 }
 
 int main(void)

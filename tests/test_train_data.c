@@ -1,6 +1,7 @@
 /* What the training rows must hold for the configured loss to learn anything, checked through
  * the dml CLI before a run folder is written: label losses on one class, on classes of one row
- * each, mnr on a single pair; and the rows that do suffice still train. */
+ * each, mnr on a single pair; and the rows that do suffice still train. Validation on one label
+ * says why it has no distance across labels. */
 #include "tests/testutil.h"
 
 #include <stdio.h>
@@ -143,12 +144,32 @@ static void test_rows_that_suffice_train(void **state)
                      0);
 }
 
+/* Validation on a test set of one label has no pair across labels: the log says so, where it
+ * printed "nan". */
+static void test_validation_on_one_label_says_so(void **state)
+{
+    (void)state;
+    write_csv("two", 60, two_classes);
+    write_csv("one", 60, one_class);
+    assert_int_equal(tu_system("%s train configs/demo.yaml --out %s/oneval --set data.train=%s/two.csv "
+                               "--set data.test=%s/one.csv --set data.val_fraction=0 "
+                               "--set model.hidden=[16] --set model.dim=8 --set pq.m=2 "
+                               "--set pq.k=4 --set train.threads=1 --set train.steps=2 "
+                               "--set sampler.m=4 --set train.batch_size=8 >%s/oneval.log 2>&1",
+                               tu_dml_path(), dir, dir, dir, dir),
+                     0);
+    assert_true(log_has("oneval", "distance same/other label [0-9.]*/- (one label: no pair across "
+                                  "labels)"));
+    assert_false(log_has("oneval", "nan"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_losses_need_two_classes_and_a_pair),
         cmocka_unit_test(test_mnr_needs_pairs_of_two_classes_or_two_pairs),
         cmocka_unit_test(test_rows_that_suffice_train),
+        cmocka_unit_test(test_validation_on_one_label_says_so),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

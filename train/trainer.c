@@ -353,16 +353,17 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
     }
     if (isnan(v.map_at_r)) /* nothing labelled to validate on, nothing to say */
         return DML_OK;
+    char dist[96];
+    dml_label_distances_text(&v.spread, dist, sizeof dist);
     dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f, effective "
-                      "rank %.1f, distance same/other label %.3f/%.3f%s\n", r->step, v.map_at_r,
-                      v.precision_at_1, v.spread.effective_rank, v.spread.pos_dist,
-                      v.spread.neg_dist, better ? " (best)" : "");
+                      "rank %.1f, distance same/other label %s%s\n", r->step, v.map_at_r,
+                      v.precision_at_1, v.spread.effective_rank, dist, better ? " (best)" : "");
     if (dml_spread_collapsed(&v.spread))
         dml_progress_note(bar, "step %ld: warning: the embeddings look collapsed (effective rank "
-                          "%.2f of %d dimensions, spread %.3f of their norm; distance to the same "
-                          "label %.3f, to others %.3f): try a lower train.lr, or another "
-                          "loss.miner\n", r->step, v.spread.effective_rank, r->cfg->model.dim,
-                          v.spread.relative_spread, v.spread.pos_dist, v.spread.neg_dist);
+                          "%.2f of %d dimensions, spread %.3f of their norm; distance same/other "
+                          "label %s): try a lower train.lr, or another loss.miner\n", r->step,
+                          v.spread.effective_rank, r->cfg->model.dim, v.spread.relative_spread,
+                          dist);
     return DML_OK;
 }
 
