@@ -173,7 +173,9 @@ static void test_faiss_loads_pq(void **state)
 }
 
 /* ---- ONNX ---- */
-static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
+/* scale (may be NULL): the input scale recorded for the exported tower. */
+static void onnx_check_scaled(const fx_spec *spec, int tower, const dml_input_scale *scale,
+                              const char *expect_meta)
 {
     char dir[256], path[300], xp[300], yp[300];
     FX_TMP(dir, path, "model.onnx");
@@ -181,6 +183,8 @@ static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
     snprintf(yp, sizeof yp, "%s/y.f32", dir);
     dml_model_file mf;
     fx_model(&mf, spec);
+    if (scale)
+        *(tower ? &mf.scale_b : &mf.scale) = *scale;
     dml_error err = {0};
     assert_int_equal(dml_export_onnx(path, &mf, tower, &err), DML_OK);
     const dml_mlp *m = dml_model_file_tower(&mf, tower);
@@ -200,6 +204,11 @@ static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
     fx_rm(dir);
 }
 
+static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
+{
+    onnx_check_scaled(spec, tower, NULL, expect_meta);
+}
+
 static void test_onnx_export(void **state)
 {
     (void)state;
@@ -214,6 +223,12 @@ static void test_onnx_export(void **state)
     onnx_check(&FX_SIGMOID, 0, "metric=l2 input_norm=none");
     onnx_check(&FX_LINEAR, 0, "output_norm=l2");
     onnx_check(&FX_AUTOENC, 0, "model_type=autoencoder");
+    /* the input scale the model was trained on, when model.h5 records it */
+    dml_input_scale bytes = {"unit", "uint8", 0, 255}, floats = {"none", "float32", -0.5, 1};
+    onnx_check_scaled(&FX_MLP, 0, &bytes,
+                      "'input_norm=unit (x / 255; expects raw uint8 values 0..255)'");
+    onnx_check_scaled(&FX_SIGMOID, 0, &floats,
+                      "'input_norm=none (the identity; expects float32 values -0.5..1)'");
 }
 
 static void test_onnx_refuses_missing_tower(void **state)

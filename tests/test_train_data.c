@@ -1,7 +1,8 @@
 /* What the training rows must hold for the configured loss to learn anything, checked through
  * the dml CLI before a run folder is written: label losses on one class, on classes of one row
  * each, mnr on a single pair; and the rows that do suffice still train. Validation on one label
- * says why it has no distance across labels. */
+ * says why it has no distance across labels. Training on bytes and testing on floats of the
+ * same images warns, and the model records the scale it expects. */
 #include "tests/testutil.h"
 
 #include <stdio.h>
@@ -163,6 +164,88 @@ static void test_validation_on_one_label_says_so(void **state)
     assert_false(log_has("oneval", "nan"));
 }
 
+/* DIR/name.npy (and name.labels.npy, int32): a .npy of n rows of WIDTH values, descr "|u1"
+ * (bytes) or "<f4". */
+static void write_npy(const char *name, const char *descr, const void *data, size_t bytes, int n,
+                      int width)
+{
+    char path[400], header[128];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    int len = width ? snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, "
+                               "'shape': (%d, %d), }", descr, n, width)
+                    : snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, "
+                               "'shape': (%d,), }", descr, n);
+    while ((10 + len + 1) % 64)
+        header[len++] = ' ';
+    header[len++] = '\n';
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len, 0};
+    fwrite(pre, 1, 10, f);
+    fwrite(header, 1, (size_t)len, f);
+    fwrite(data, 1, bytes, f);
+    fclose(f);
+}
+
+/* The same 200 images of 4 classes as bytes (0..255) and as floats (bytes / 255). */
+static void write_images(void)
+{
+    enum { N = 200 };
+    static uint8_t bytes[N * WIDTH];
+    static float floats[N * WIDTH];
+    static int32_t labels[N];
+    float noise[WIDTH];
+    for (int i = 0; i < N; i++) {
+        labels[i] = i % 4;
+        tu_fill_normal(noise, WIDTH, 20.0f, (uint64_t)i + 7);
+        for (int j = 0; j < WIDTH; j++) {
+            float v = 60.0f * (float)((labels[i] + j) % 4) + 40.0f + noise[j];
+            bytes[i * WIDTH + j] = (uint8_t)(i == 0 ? (j ? 255 : 0) : v < 0 ? 0 : v > 255 ? 255 : v);
+            floats[i * WIDTH + j] = bytes[i * WIDTH + j] / 255.0f;
+        }
+    }
+    write_npy("bytes", "|u1", bytes, sizeof bytes, N, WIDTH);
+    write_npy("bytes.labels", "<i4", labels, sizeof labels, N, 0);
+    write_npy("floats", "<f4", floats, sizeof floats, N, WIDTH);
+    write_npy("floats.labels", "<i4", labels, sizeof labels, N, 0);
+}
+
+/* dml train on DIR/train.npy, tested on DIR/test.npy. */
+static int train_npy(const char *out, const char *train_set, const char *test_set)
+{
+    return tu_system("%s train configs/demo.yaml --out %s/%s --set data.train=%s/%s.npy "
+                     "--set data.test=%s/%s.npy --set model.hidden=[16] --set model.dim=8 "
+                     "--set pq.m=2 --set pq.k=4 --set train.threads=1 --set train.steps=3 "
+                     "--set sampler.m=4 --set train.batch_size=8 >%s/%s.log 2>&1",
+                     tu_dml_path(), dir, out, dir, train_set, dir, test_set, dir, out);
+}
+
+/* Bytes to train, floats of the same images to test: one warning naming both files, their
+ * types and ranges; the model says what it expects. The same scale on both sides: no warning. */
+static void test_scale_mismatch_warns(void **state)
+{
+    (void)state;
+    write_images();
+    assert_int_equal(train_npy("mixed", "bytes", "floats"), 0);
+    char line[800];
+    snprintf(line, sizeof line, "^warning: %s/floats.npy holds float32 values in \\[0, 1\\], but "
+             "the training rows (%s/bytes.npy) held uint8 values in \\[0, 255\\]: the encoder "
+             "would see inputs of another scale", dir, dir);
+    if (!log_has("mixed", line)) {
+        tu_system("cat %s/mixed.log", dir);
+        fail_msg("no warning line \"%s\"", line);
+    }
+    assert_int_equal(tu_system("test $(grep -c warning %s/mixed.log) = 1", dir), 0);
+    assert_int_equal(tu_system("%s info %s/mixed/model.h5 >%s/info.log", tu_dml_path(), dir, dir), 0);
+    assert_true(log_has("info", "input_norm   unit (x / 255; expects raw uint8 values 0..255)"));
+    assert_int_equal(train_npy("same", "bytes", "bytes"), 0);
+    assert_false(log_has("same", "warning"));
+    assert_int_equal(train_npy("floats", "floats", "floats"), 0);
+    assert_false(log_has("floats", "warning"));
+    assert_int_equal(tu_system("%s info %s/floats/model.h5 >%s/info.log", tu_dml_path(), dir, dir), 0);
+    assert_true(log_has("info", "input_norm   unit (the identity; expects float32 values 0..1)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_mnr_needs_pairs_of_two_classes_or_two_pairs),
         cmocka_unit_test(test_rows_that_suffice_train),
         cmocka_unit_test(test_validation_on_one_label_says_so),
+        cmocka_unit_test(test_scale_mismatch_warns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

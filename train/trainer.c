@@ -61,8 +61,10 @@ static dml_status open_data(dml_run *r, dml_error *err)
 static dml_status normalise(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
-    dml_status st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
-                                       r->split.n_train, err);
+    dml_status st = dml_run_measure_scale(r, err);
+    if (st == DML_OK)
+        st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
+                                r->split.n_train, err);
     if (st == DML_OK && r->train.x_b)
         st = dml_input_norm_fit(&r->norm_b, c->data.normalize, &r->train, 1, r->split.train,
                                 r->split.n_train, err);
