@@ -254,6 +254,10 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
         st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0, "--pq: the model has no codebooks");
     if (st == DML_OK)
         st = dml_dataset_open(a->data, &q, err);
+    dml_input_scale scale;
+    if (st == DML_OK && !quiet &&
+        (st = dml_input_scale_measure(&scale, &q, 0, NULL, q.n, err)) == DML_OK)
+        dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->data);
     if (st == DML_OK && paired) { /* the database: the queries' positives, their raw rows held */
         n_db = q.n;
         need = (double)q.n * ((double)dim * sizeof(float) + (double)code_size);
@@ -264,6 +268,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             st = dml_error_set(err, DML_ERR_DATA, rows.file, 0, 0,
                                "rows have %d features, but the model's encoder takes %d", rows.d,
                                dml_mlp_dim_in(&mf.net.encoder));
+        else if (!quiet && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
+            dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->db);
     }
     streamed = st == DML_OK && (paired || a->db) && (a->stream || need > limit);
     if (streamed && comm && comm->size > 1)

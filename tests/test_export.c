@@ -498,6 +498,41 @@ static void test_cli_info(void **state)
     cli_teardown(&c);
 }
 
+/* A model that records bytes 0..255 as its training input: dml info says so, and dml eval and
+ * dml encode warn when given the fixture's float rows (|x| a few units); rows of its own scale
+ * draw no warning. */
+static void test_cli_input_scale(void **state)
+{
+    (void)state;
+    cli_fixture c;
+    cli_setup(&c, &FX_MLP);
+    dml_error err = {0};
+    c.mf.scale = (dml_input_scale){"unit", "uint8", 0, 255};
+    assert_int_equal(dml_model_file_write(c.model, &c.mf, &err), DML_OK);
+    char args[1400], warning[700];
+    snprintf(args, sizeof args, "info '%s'", c.model);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "  input_norm   unit (x / 255; expects raw uint8 values 0..255)\n"));
+    snprintf(warning, sizeof warning, "warning: %s holds float32 values in [", c.data);
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, c.data);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "dml eval: warning: "));
+    assert_true(out_has(&c, warning));
+    snprintf(warning, sizeof warning, "but the training rows (recorded in %s) held uint8 values "
+             "in [0, 255]", c.model);
+    assert_true(out_has(&c, warning));
+    snprintf(args, sizeof args, "encode '%s' '%s' '%s/emb.h5'", c.model, c.data, c.dir);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "dml encode: warning: "));
+    /* recorded as the fixture's own floats: nothing to say */
+    c.mf.scale = (dml_input_scale){"none", "float32", -3, 3};
+    assert_int_equal(dml_model_file_write(c.model, &c.mf, &err), DML_OK);
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, c.data);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_false(out_has(&c, "warning"));
+    cli_teardown(&c);
+}
+
 /* DIR/name.h5: n random rows of the model's width, labelled label[i % n_labels]. */
 static void write_labelled(const cli_fixture *c, const char *name, char *path, size_t size, int n,
                            const int64_t *label, int n_labels)
@@ -640,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_faiss_loads_pq),
         cmocka_unit_test(test_onnx_export),
         cmocka_unit_test(test_cli_eval_scored),
+        cmocka_unit_test(test_cli_input_scale),
         cmocka_unit_test(test_onnx_refuses_missing_tower),
         cmocka_unit_test(test_cli_encode),
         cmocka_unit_test(test_cli_export),
