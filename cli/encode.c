@@ -186,7 +186,7 @@ static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, d
         st = dml_rows_open(a->input, rows, err);
     dml_input_scale scale;
     /* tower b of a paired file reads its second view: the first says nothing of it */
-    if (st == DML_OK && !a->tower && (!comm || comm->rank == 0) &&
+    if (st == DML_OK && !a->tower && mf->scale.mode[0] && (!comm || comm->rank == 0) &&
         (st = dml_input_scale_of_rows(&scale, rows, err)) == DML_OK)
         dml_cli_warn_scale("encode", a->model, mf, a->tower, &scale, a->input);
     if (st == DML_OK)

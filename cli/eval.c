@@ -255,7 +255,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
     if (st == DML_OK)
         st = dml_dataset_open(a->data, &q, err);
     dml_input_scale scale;
-    if (st == DML_OK && !quiet &&
+    int check_scale = !quiet && mf.scale.mode[0]; /* a model without the record: nothing to say */
+    if (st == DML_OK && check_scale &&
         (st = dml_input_scale_measure(&scale, &q, 0, NULL, q.n, err)) == DML_OK)
         dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->data);
     if (st == DML_OK && paired) { /* the database: the queries' positives, their raw rows held */
@@ -268,7 +269,7 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             st = dml_error_set(err, DML_ERR_DATA, rows.file, 0, 0,
                                "rows have %d features, but the model's encoder takes %d", rows.d,
                                dml_mlp_dim_in(&mf.net.encoder));
-        else if (!quiet && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
+        else if (check_scale && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
             dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->db);
     }
     streamed = st == DML_OK && (paired || a->db) && (a->stream || need > limit);

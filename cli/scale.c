@@ -10,6 +10,6 @@ void dml_cli_warn_scale(const char *command, const char *model_path, const dml_m
     const dml_input_scale *want = tower ? &mf->scale_b : &mf->scale;
     char where[1100], msg[2400];
     snprintf(where, sizeof where, "recorded in %s", model_path);
-    if (want->mode[0] && dml_input_scale_mismatch(want, where, got, got_name, msg, sizeof msg))
+    if (dml_input_scale_mismatch(want, where, got, got_name, msg, sizeof msg))
         fprintf(stderr, "dml %s: %s\n", command, msg);
 }
