@@ -6,6 +6,7 @@
 #define DML_CLI_H
 
 #include "data/error.h"
+#include "serve/model_file.h"
 #include "train/comm.h"
 
 int dml_cli_train(int argc, char **argv);
@@ -32,5 +33,11 @@ void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const s
 
 /* "dml <command>: file:line:col: message" on stderr. */
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err);
+
+/* cli/scale.c: "dml COMMAND: warning: ..." on stderr when data of scale got (from got_name) look
+ * unlike the rows tower (0: encoder, 1: encoder_b) of the model at model_path was trained on,
+ * as the model records them (callers skip a model without the record: mode ""). */
+void dml_cli_warn_scale(const char *command, const char *model_path, const dml_model_file *mf,
+                        int tower, const dml_input_scale *got, const char *got_name);
 
 #endif

@@ -114,6 +114,34 @@ static int parse(int argc, char **argv, args *a)
     return 1;
 }
 
+/* Label metrics over no query, or over references of one label (every ranking then starts with
+ * a row of the query's label, and every kNN vote is for it), measure nothing: refused rather
+ * than printed as n/a or 1.0. */
+static dml_status check_scored(const args *a, const dml_eval_result *res, dml_error *err)
+{
+    if (res->n_classes == 0) /* no label metric */
+        return DML_OK;
+    if (res->scored_queries == 0 && !res->protocol2)
+        return dml_error_set(err, DML_ERR_DATA, a->data, 0, 0,
+                             "no row shares its label with another (%d rows, %d labels), so no "
+                             "query can be scored by the label metrics (map_at_r, precision_at_1, "
+                             "...): expected two rows or more of a label",
+                             res->n_queries, res->n_classes);
+    if (res->scored_queries == 0)
+        return dml_error_set(err, DML_ERR_DATA, a->data, 0, 0,
+                             "none of the %d queries has a label found in the database %s, so "
+                             "none can be scored by the label metrics (map_at_r, "
+                             "knn_accuracy, ...): expected queries of the database's labels",
+                             res->n_queries, a->db ? a->db : a->data);
+    if (res->n_classes == 1)
+        return dml_error_set(err, DML_ERR_DATA, a->db ? a->db : a->data, 0, 0,
+                             "every %s row has the same label, so every label metric (map_at_r, "
+                             "knn_accuracy, ...) would be 1.0 whatever the model: expected rows "
+                             "of two labels or more",
+                             res->protocol2 ? "database" : "query");
+    return DML_OK;
+}
+
 /* Queries embedded by the model; for a dual encoder, ds then holds both views (a row's halves
  * when it has one view), and *zp their paired references unless the database is streamed. */
 static dml_status embed_queries(const dml_model_file *mf, dml_dataset *ds, int paired_stream,
@@ -208,6 +236,11 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
         st = dml_error_set(err, DML_ERR_USAGE, a->model, 0, 0, "--pq: the model has no codebooks");
     if (st == DML_OK)
         st = dml_dataset_open(a->data, &q, err);
+    dml_input_scale scale;
+    int check_scale = !quiet && mf.scale.mode[0]; /* a model without the record: nothing to say */
+    if (st == DML_OK && check_scale &&
+        (st = dml_input_scale_measure(&scale, &q, 0, NULL, q.n, err)) == DML_OK)
+        dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->data);
     if (st == DML_OK && paired) { /* the database: the queries' positives, their raw rows held */
         n_db = q.n;
         need = (double)q.n * ((double)dim * sizeof(float) + (double)code_size);
@@ -218,6 +251,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             st = dml_error_set(err, DML_ERR_DATA, rows.file, 0, 0,
                                "rows have %d features, but the model's encoder takes %d", rows.d,
                                dml_mlp_dim_in(&mf.net.encoder));
+        else if (check_scale && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
+            dml_cli_warn_scale("eval", a->model, &mf, 0, &scale, a->db);
     }
     streamed = st == DML_OK && (paired || a->db) && (a->stream || need > limit);
     if (streamed && comm && comm->size > 1)
@@ -292,6 +327,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             req.share_ctx = (void *)comm;
         }
         st = dml_eval_run(&req, res, err);
+        if (st == DML_OK)
+            st = check_scored(a, res, err);
     }
     if (st == DML_OK && a->projector && !quiet) {
         st = dml_mkdirs(a->projector, err);

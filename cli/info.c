@@ -17,14 +17,18 @@ static const char HELP[] =
     "  --config     also print the effective config the model was trained with (YAML)\n"
     "  -h, --help   this text\n";
 
-static void print_tower(const char *name, const dml_mlp *m, const dml_input_norm *norm)
+static void print_tower(const char *name, const dml_mlp *m, const dml_input_norm *norm,
+                        const dml_input_scale *scale)
 {
     printf("%s: %d", name, dml_mlp_dim_in(m));
     for (int i = 0; i < m->n_layers; i++)
         printf(" -> %d", m->layers[i].w.rows);
     printf(" (%zu parameters)\n", dml_mlp_n_floats(m));
-    if (norm)
-        printf("  input_norm   %s\n", norm->d ? "standardize (x - mean) / std" : "none");
+    char input[200];
+    if (norm) {
+        dml_input_scale_describe(scale, norm, input, sizeof input);
+        printf("  input_norm   %s\n", input);
+    }
     for (int i = 0; i < m->n_layers; i++)
         printf("  layer_%03d    linear %d -> %d, %s\n", i, m->layers[i].w.cols,
                m->layers[i].w.rows,
@@ -38,11 +42,11 @@ static void print_model(const char *path, const dml_model_file *mf, int config)
     printf("%s: %s model (format %s %d), metric %s\n", path,
            dml_model_file_type_name(net->type), DML_MODEL_FORMAT, DML_MODEL_FORMAT_VERSION,
            mf->metric);
-    print_tower("encoder", &net->encoder, &mf->norm);
+    print_tower("encoder", &net->encoder, &mf->norm, &mf->scale);
     if (net->type == DML_NET_AUTOENCODER)
-        print_tower("decoder", &net->decoder, NULL);
+        print_tower("decoder", &net->decoder, NULL, NULL);
     if (net->type == DML_NET_DUAL)
-        print_tower("encoder_b", &net->encoder_b, &mf->norm_b);
+        print_tower("encoder_b", &net->encoder_b, &mf->norm_b, &mf->scale_b);
     if (mf->pq.d)
         printf("pq: M = %d sub-quantizers x K = %d centroids (%d bits each), d = %d, dsub = %d, "
                "%zu-byte codes\n",

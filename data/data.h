@@ -10,6 +10,7 @@
 #include "data/rows.h"
 #include "data/rows_cache.h"
 #include "data/normalize.h"
+#include "data/scale.h"
 #include "data/split.h"
 #include "data/sampler.h"
 #include "data/neighbors.h"

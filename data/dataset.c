@@ -186,6 +186,8 @@ dml_status dml_dataset_subset(const dml_dataset *src, const int32_t *rows, int n
     out->n_classes = src->n_classes;
     out->from_bytes = src->from_bytes;
     out->from_bytes_b = src->from_bytes_b;
+    out->value_type = src->value_type;
+    out->value_type_b = src->value_type_b;
     snprintf(out->source, sizeof out->source, "%s", src->source);
     return DML_OK;
 }
@@ -217,6 +219,7 @@ dml_status dml_dataset_halves(const dml_dataset *src, dml_dataset *out, dml_erro
         memcpy(out->y, src->y, (size_t)src->n * sizeof(int32_t));
     out->n_classes = src->n_classes;
     out->from_bytes = out->from_bytes_b = src->from_bytes;
+    out->value_type = out->value_type_b = src->value_type;
     snprintf(out->source, sizeof out->source, "%s", src->source);
     return DML_OK;
 }

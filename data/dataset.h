@@ -23,6 +23,10 @@ typedef struct dml_dataset {
     float *x_b;       /* [n, d_b] or NULL */
     int from_bytes;   /* x was read from bytes (IDX, uint8 arrays): values 0..255 */
     int from_bytes_b; /* the same for x_b */
+    /* The values as the file stores them: "uint8", "int32", "float32", "float64" or "text"
+     * (CSV); a static string, NULL when not read from a file. What a model expects as input
+     * scale (data/scale.h) is told from it. */
+    const char *value_type, *value_type_b;
     char source[512]; /* the spec it was read from */
     /* Set (and x NULL): the rows are read from the file in blocks as they are gathered (training
      * on data larger than memory); not owned. Only the gather functions read rows then. */

@@ -178,6 +178,7 @@ static dml_status read_csv(const char *path, const char *inner, dml_dataset *ds,
     ds->y = c.y;
     ds->n = (int)c.n;
     ds->d = c.width - 1;
+    ds->value_type = "text";
     return DML_OK;
 }
 

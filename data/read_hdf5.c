@@ -107,9 +107,9 @@ static dml_status check_stored(const h5_array *a, const char *path, const char *
 }
 
 /* Opens rows [n, d] stored as float32, float64 or uint8 and checks their shape and storage;
- * *from_bytes when stored as uint8. On error a is closed. */
+ * *from_bytes when stored as uint8, *value_type which of the three. On error a is closed. */
 static dml_status matrix_open(hid_t file, const char *path, const char *name, h5_array *a, int *n,
-                              int *d, int *from_bytes, dml_error *err)
+                              int *d, int *from_bytes, const char **value_type, dml_error *err)
 {
     dml_status st = array_open(file, path, name, a, err);
     if (st != DML_OK)
@@ -143,18 +143,19 @@ static dml_status matrix_open(hid_t file, const char *path, const char *name, h5
     *n = (int)rows;
     *d = (int)cols;
     *from_bytes = is_byte;
+    *value_type = is_byte ? "uint8" : size == 4 ? "float32" : "float64";
     return DML_OK;
 fail:
     array_close(a);
     return st;
 }
 
-/* Rows [n, d] as floats; *from_bytes when stored as uint8. */
+/* Rows [n, d] as floats; *from_bytes and *value_type as matrix_open's. */
 static dml_status read_matrix(hid_t file, const char *path, const char *name, float **x, int *n,
-                              int *d, int *from_bytes, dml_error *err)
+                              int *d, int *from_bytes, const char **value_type, dml_error *err)
 {
     h5_array a;
-    dml_status st = matrix_open(file, path, name, &a, n, d, from_bytes, err);
+    dml_status st = matrix_open(file, path, name, &a, n, d, from_bytes, value_type, err);
     if (st != DML_OK)
         return st;
     if (!(*x = malloc((size_t)*n * (size_t)*d * sizeof(float)))) {
@@ -224,7 +225,8 @@ static void sibling_labels(const char *name, char *out, size_t n)
 static dml_status read_rows(hid_t file, const char *path, const char *name, dml_dataset *ds,
                             dml_error *err)
 {
-    dml_status st = read_matrix(file, path, name, &ds->x, &ds->n, &ds->d, &ds->from_bytes, err);
+    dml_status st = read_matrix(file, path, name, &ds->x, &ds->n, &ds->d, &ds->from_bytes,
+                                 &ds->value_type, err);
     char yname[1024];
     sibling_labels(name, yname, sizeof yname);
     if (st == DML_OK && strcmp(yname, name) != 0 && exists(file, yname))
@@ -237,7 +239,8 @@ static dml_status read_pairs(hid_t file, const char *path, dml_dataset *ds, dml_
     dml_status st = read_rows(file, path, "anchor", ds, err);
     int n_b = 0;
     if (st == DML_OK)
-        st = read_matrix(file, path, "positive", &ds->x_b, &n_b, &ds->d_b, &ds->from_bytes_b, err);
+        st = read_matrix(file, path, "positive", &ds->x_b, &n_b, &ds->d_b, &ds->from_bytes_b,
+                         &ds->value_type_b, err);
     if (st == DML_OK && n_b != ds->n)
         st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                            "'anchor' has %d rows but 'positive' has %d: expected one pair per row",
@@ -352,7 +355,8 @@ static dml_status walk_metadata(const void *ctx, dml_error *err)
             const char *x = name ? name : views[v];
             h5_array a;
             int n, d, bytes;
-            if ((st = matrix_open(file, w->path, x, &a, &n, &d, &bytes, err)) == DML_OK) {
+            const char *type;
+            if ((st = matrix_open(file, w->path, x, &a, &n, &d, &bytes, &type, err)) == DML_OK) {
                 array_close(&a);
                 st = walk_labels(file, w->path, x, n, err);
             }
@@ -446,7 +450,8 @@ static dml_status stream_hdf5(const char *path, const char *inner, dml_rows *r, 
             st = resolve(s->file, path, inner, &name, err);
         if (st == DML_OK && name) {
             snprintf(s->name, sizeof s->name, "%s", name);
-            st = matrix_open(s->file, path, name, &s->a, &r->n, &r->d, &r->from_bytes, err);
+            st = matrix_open(s->file, path, name, &s->a, &r->n, &r->d, &r->from_bytes,
+                             &r->value_type, err);
             char yname[1024];
             sibling_labels(name, yname, sizeof yname);
             if (st == DML_OK && strcmp(yname, name) != 0 && exists(s->file, yname))

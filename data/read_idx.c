@@ -197,6 +197,7 @@ static dml_status read_idx(const char *images_path, const char *inner, dml_datas
     for (size_t i = 0; labelled && i < img.rows; i++)
         ds->y[i] = lab.values[i];
     ds->from_bytes = 1;
+    ds->value_type = "uint8";
 done:
     free(img.values);
     free(lab.values);

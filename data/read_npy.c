@@ -272,6 +272,12 @@ static dml_status npy_open_rows(const char *path, npy_array *a, dml_error *err)
     return st;
 }
 
+/* The rows' values as stored (npy_open_rows takes uint8, float32 and float64). */
+static const char *value_type(const npy_array *a)
+{
+    return a->elem == 1 ? "uint8" : a->elem == 4 ? "float32" : "float64";
+}
+
 /* The labels file beside path: <stem>.labels.npy, read when it exists. */
 static dml_status read_sibling_labels(const char *path, dml_dataset *ds, dml_error *err)
 {
@@ -293,6 +299,7 @@ static dml_status read_npy(const char *path, const char *inner, dml_dataset *ds,
     if (a.f)
         fclose(a.f);
     ds->from_bytes = a.elem == 1;
+    ds->value_type = value_type(&a);
     if (st == DML_OK)
         st = read_sibling_labels(path, ds, err);
     return st;
@@ -337,6 +344,7 @@ static dml_status stream_npy(const char *path, const char *inner, dml_rows *r, d
         r->n = labels.n = (int)s->a.shape[0];
         r->d = (int)s->a.shape[1];
         r->from_bytes = s->a.elem == 1;
+        r->value_type = value_type(&s->a);
         if (!(s->chunk = malloc(CHUNK * s->a.elem)))
             st = dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
     }

@@ -128,6 +128,12 @@ static void vecs_close(void *impl)
     free(v);
 }
 
+/* The values as .fvecs, .ivecs and .bvecs store them. */
+static const char *value_type(char kind)
+{
+    return kind == 'f' ? "float32" : kind == 'i' ? "int32" : "uint8";
+}
+
 static dml_status read_vecs(const char *path, const char *inner, dml_dataset *ds,
                             dml_error *err)
 {
@@ -139,6 +145,7 @@ static dml_status read_vecs(const char *path, const char *inner, dml_dataset *ds
     if (st == DML_OK)
         st = vecs_read(&v, path, 0, v.n, ds->x, err);
     ds->from_bytes = v.kind == 'b';
+    ds->value_type = value_type(v.kind);
     if (v.f)
         fclose(v.f);
     free(v.buf);
@@ -164,6 +171,7 @@ static dml_status stream_vecs(const char *path, const char *inner, dml_rows *r, 
     r->n = v->n;
     r->d = v->d;
     r->from_bytes = v->kind == 'b';
+    r->value_type = value_type(v->kind);
     r->impl = v;
     r->read = stream_read;
     r->close = vecs_close;

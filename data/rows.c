@@ -48,6 +48,7 @@ dml_status dml_rows_open(const char *spec, dml_rows *r, dml_error *err)
     r->y = r->whole.y;
     r->n_classes = r->whole.n_classes;
     r->from_bytes = r->whole.from_bytes;
+    r->value_type = r->whole.value_type;
     return DML_OK;
 }
 
@@ -85,6 +86,7 @@ dml_status dml_rows_take(dml_rows *r, dml_dataset *ds, dml_error *err)
         r->y = NULL;
         ds->n_classes = r->n_classes;
         ds->from_bytes = r->from_bytes;
+        ds->value_type = r->value_type;
         snprintf(ds->source, sizeof ds->source, "%s", r->source);
     }
     if (st != DML_OK)

@@ -32,6 +32,7 @@ struct dml_rows {
     int32_t *y;        /* [n] labels in 0..DML_MAX_LABEL, or NULL when unlabelled */
     int n_classes;     /* max label + 1; 0 when unlabelled */
     int from_bytes;    /* values stored as bytes (0..255) */
+    const char *value_type; /* as dml_dataset's */
     int streamed;      /* 1: ranges are read from the file; 0: it was read whole (whole below) */
     char source[512];  /* the spec */
     char file[4096];   /* the file read */

@@ -191,6 +191,9 @@ typedef struct dml_eval_result {
     int n_values;
     int n_queries, n_db; /* n_db: the references searched (n_queries in protocol 1) */
     int skipped_queries; /* queries with R = 0, left out of the label metrics */
+    int scored_queries;  /* the queries the label metrics average over: n_queries - skipped */
+    int n_classes;       /* labels among the references when a label metric was computed, else 0 */
+    int protocol2;       /* the queries searched a database (R counts its rows of their label) */
     double seconds;
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
@@ -202,7 +205,8 @@ typedef struct dml_eval_result {
 dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_error *err);
 /* A metric's value by key, NAN when it was not computed. */
 double dml_eval_get(const dml_eval_result *res, const char *name);
-/* A readable aligned table: one row per metric, float and PQ side by side. */
+/* A readable aligned table: one row per metric, float and PQ side by side, then the counts:
+ * with label metrics, "scored N of M queries (K skipped: no other row of their class)". */
 void dml_eval_print_table(const dml_eval_result *res, FILE *f);
 /* One row of a results table: a metric with its float value and its PQ twin (quantization_mse
  * and pq_recall_at_r have only the PQ column). */
@@ -214,7 +218,7 @@ typedef struct dml_eval_row {
 /* The rows of res in order, each metric once; returns how many (<= DML_EVAL_MAX_METRICS). */
 int dml_eval_table_rows(const dml_eval_result *res, dml_eval_row *rows);
 /* One JSON object (no newline): every metric (null for NAN), then n_queries, n_db,
- * skipped_queries, seconds. */
+ * scored_queries, skipped_queries, seconds. */
 void dml_eval_write_json(const dml_eval_result *res, FILE *f);
 
 /* ---- internal to eval/: one ranking pass of dml_eval_run over every query (eval/metrics.c) ---- */
@@ -351,6 +355,10 @@ dml_status dml_embedding_spread(const float *z, int n, int d, dml_spread *out, d
 #define DML_SPREAD_MAX_PAIR_ROWS 2000 /* dml_label_distances: pairs among the first rows */
 /* out->pos_dist and neg_dist of z[n, d] labelled y[n]. */
 void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spread *out);
+
+/* "same/other" label distances for a log line ("0.412/1.237"), a missing one as "-" with why:
+ * "0.412/- (one label: no pair across labels)", "-/1.237 (no two rows share a label)". */
+void dml_label_distances_text(const dml_spread *s, char *out, size_t n);
 
 #define DML_COLLAPSE_MIN_RANK 2.0    /* below: the rows lie near a line */
 #define DML_COLLAPSE_MIN_SPREAD 0.05 /* below: the rows sit near one point */

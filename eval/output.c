@@ -59,8 +59,11 @@ void dml_eval_print_table(const dml_eval_result *res, FILE *f)
         cell(f, rows[i].has_pq, rows[i].value_pq);
         fputc('\n', f);
     }
-    fprintf(f, "%d queries, %d references, %d skipped (no relevant reference), %.2f s\n",
-            res->n_queries, res->n_db, res->skipped_queries, res->seconds);
+    fprintf(f, "%d queries, %d references, %.2f s\n", res->n_queries, res->n_db, res->seconds);
+    if (res->n_classes > 0) /* R = 0: no relevant reference to rank, so no label metric */
+        fprintf(f, "scored %d of %d queries (%d skipped: no %s)\n", res->scored_queries,
+                res->n_queries, res->skipped_queries,
+                res->protocol2 ? "database row of their class" : "other row of their class");
     if (res->omitted[0])
         fprintf(f, "left out with a streamed database: %s\n", res->omitted);
 }
@@ -77,6 +80,7 @@ void dml_eval_write_json(const dml_eval_result *res, FILE *f)
     }
     if (res->omitted[0]) /* plain text: no quote or backslash to escape */
         fprintf(f, "\"omitted\": \"%s\", ", res->omitted);
-    fprintf(f, "\"n_queries\": %d, \"n_db\": %d, \"skipped_queries\": %d, \"seconds\": %.3f}",
-            res->n_queries, res->n_db, res->skipped_queries, res->seconds);
+    fprintf(f, "\"n_queries\": %d, \"n_db\": %d, \"scored_queries\": %d, \"skipped_queries\": %d, "
+            "\"seconds\": %.3f}",
+            res->n_queries, res->n_db, res->scored_queries, res->skipped_queries, res->seconds);
 }

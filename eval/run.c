@@ -405,7 +405,11 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         st = make_classes(req, &c, err);
     if (st == DML_OK && req->stream)
         st = stream_limits(req, &c, want, res, err);
-    res->skipped_queries = c.skipped;
+    int label_metric = want[M_P1] || want[M_RPREC] || want[M_MAPR] || want[M_MAPALL] || want[M_KNN];
+    res->skipped_queries = label_metric ? c.skipped : 0;
+    res->scored_queries = req->n_queries - res->skipped_queries;
+    res->n_classes = label_metric ? c.n : 0;
+    res->protocol2 = has_db(req);
     if (st == DML_OK && streamed) {
         dml_eval_pass fp = plan_pass(req, want, &c, 0, exact_nn, qv);
         dml_eval_pass pp = plan_pass(req, want, &c, 1, exact_nn, qv_pq);

@@ -126,6 +126,19 @@ void dml_label_distances(const float *z, const int32_t *y, int n, int d, dml_spr
     out->neg_dist = count[1] ? sum[1] / count[1] : NAN;
 }
 
+void dml_label_distances_text(const dml_spread *s, char *out, size_t n)
+{
+    char pos[32] = "-", neg[32] = "-";
+    if (!isnan(s->pos_dist))
+        snprintf(pos, sizeof pos, "%.3f", s->pos_dist);
+    if (!isnan(s->neg_dist))
+        snprintf(neg, sizeof neg, "%.3f", s->neg_dist);
+    const char *why = isnan(s->pos_dist) == isnan(s->neg_dist) ? "" /* both, or fewer than 2 rows */
+                      : isnan(s->neg_dist) ? " (one label: no pair across labels)"
+                                           : " (no two rows share a label)";
+    snprintf(out, n, "%s/%s%s", pos, neg, why);
+}
+
 int dml_spread_collapsed(const dml_spread *s)
 {
     return s->rows >= 2 && (s->effective_rank < DML_COLLAPSE_MIN_RANK ||

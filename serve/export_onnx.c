@@ -319,7 +319,9 @@ static void model_proto(pb *model, const dml_model_file *mf, int tower)
     metadata(model, "metric", mf->metric);
     metadata(model, "model_type", dml_model_file_type_name(mf->net.type));
     metadata(model, "tower", tower ? "encoder_b" : "encoder");
-    metadata(model, "input_norm", norm->d ? "standardize" : "none");
+    char input[200]; /* what the graph's x must be: the scale it was trained on */
+    dml_input_scale_describe(tower ? &mf->scale_b : &mf->scale, norm, input, sizeof input);
+    metadata(model, "input_norm", input);
     metadata(model, "output_norm", dml_model_file_output_name(m->output));
     if (mf->pq.d) {
         metadata_int(model, "pq_d", mf->pq.d);

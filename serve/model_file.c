@@ -5,6 +5,7 @@
 #include "data/h5_image.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,10 +104,21 @@ static hid_t new_group(hid_t loc, const char *name)
     return g;
 }
 
-static int put_norm(hid_t tower, const dml_input_norm *norm)
+/* The input scale the tower was trained on (data/scale.h), when known. */
+static int put_scale(hid_t g, const dml_input_scale *s)
+{
+    if (!s || !s->mode[0])
+        return 1;
+    return put_str(g, "mode", s->mode) && (!s->type[0] || put_str(g, "source_type", s->type)) &&
+           (isnan(s->min) || (put_num(g, "source_min", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->min) &&
+                              put_num(g, "source_max", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->max)));
+}
+
+static int put_norm(hid_t tower, const dml_input_norm *norm, const dml_input_scale *scale)
 {
     hid_t g = new_group(tower, "input_norm");
-    int ok = g >= 0 && put_str(g, "kind", norm && norm->d ? "standardize" : "none");
+    int ok = g >= 0 && put_str(g, "kind", norm && norm->d ? "standardize" : "none") &&
+             put_scale(g, scale);
     if (ok && norm && norm->d) {
         hsize_t dims[1] = {(hsize_t)norm->d};
         ok = put_f32(g, "mean", norm->mean, 1, dims) && put_f32(g, "std", norm->std, 1, dims);
@@ -134,13 +146,14 @@ static int put_layer(hid_t tower, int i, const dml_mlp *m)
     return ok;
 }
 
-static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_input_norm *norm)
+static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_input_norm *norm,
+                     const dml_input_scale *scale)
 {
     hid_t t = new_group(file, name);
     int ok = t >= 0 && put_str(t, "architecture", "mlp") &&
              put_i64(t, "input_dim", dml_mlp_dim_in(m)) &&
              put_i64(t, "output_dim", dml_mlp_dim_out(m)) && put_i64(t, "num_layers", m->n_layers) &&
-             put_norm(t, norm);
+             put_norm(t, norm, scale);
     for (int i = 0; ok && i < m->n_layers; i++)
         ok = put_layer(t, i, m);
     if (ok) {
@@ -190,9 +203,10 @@ static int put_all(hid_t f, const dml_model_file *mf)
            put_i64(f, "format_version", DML_MODEL_FORMAT_VERSION) &&
            put_str(f, "producer", producer) && put_str(f, "created", created) &&
            put_str(f, "model_type", dml_model_file_type_name(net->type)) &&
-           put_str(f, "metric", mf->metric) && put_tower(f, "encoder", &net->encoder, &mf->norm) &&
-           (net->type != DML_NET_AUTOENCODER || put_tower(f, "decoder", &net->decoder, NULL)) &&
-           (net->type != DML_NET_DUAL || put_tower(f, "encoder_b", &net->encoder_b, &mf->norm_b)) &&
+           put_str(f, "metric", mf->metric) && put_tower(f, "encoder", &net->encoder, &mf->norm, &mf->scale) &&
+           (net->type != DML_NET_AUTOENCODER || put_tower(f, "decoder", &net->decoder, NULL, NULL)) &&
+           (net->type != DML_NET_DUAL ||
+            put_tower(f, "encoder_b", &net->encoder_b, &mf->norm_b, &mf->scale_b)) &&
            (!mf->pq.d || put_pq(f, &mf->pq)) && put_training(f, mf);
 }
 

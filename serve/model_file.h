@@ -9,6 +9,12 @@
  *   /encoder             attrs architecture="mlp", input_dim, output_dim, num_layers (int64)
  *   /encoder/input_norm  attrs kind="none"|"standardize"; datasets mean[input_dim], std[input_dim]
  *                              f32 (standardize only): x' = (x - mean) / std
+ *                        optional attrs, the input scale the tower was trained on (data/scale.h;
+ *                              files written before it lack them, and read as unknown):
+ *                              mode = data.normalize as configured, "none"|"unit"|"standardize";
+ *                              source_type = the training values as stored, "uint8"|"int32"|
+ *                              "float32"|"float64"|"text"; source_min, source_max (f64, both or
+ *                              neither) = their range before normalisation
  *   /encoder/layer_000.. attrs type="linear", activation="relu"|"leaky_relu"|"tanh"|"gelu"|
  *                              "sigmoid"|"none" (after this layer; the last layer's is "none"),
  *                              negative_slope (f32, leaky_relu only), in_features, out_features;
@@ -31,7 +37,8 @@
  * type, shape (against the attributes), layout, filter, chunk size and that the chunk lies
  * inside the file. format_version 1 (dml 0.1.0's first builds: the same
  * groups, variable-length strings, contiguous datasets) is read by dml upgrade only.
- * data.normalize "unit" is stored as standardize with mean 0 and std 255. Writing is in
+ * data.normalize "unit" is stored as standardize with mean 0 and std 255 on byte rows (the
+ * identity, kind "none", on float rows), with mode "unit" saying which. Writing is in
  * model_file.c, reading and validation in model_read.c, the encode path in api.c. */
 #ifndef DML_SERVE_MODEL_FILE_H
 #define DML_SERVE_MODEL_FILE_H
@@ -50,6 +57,8 @@ typedef struct dml_model_file {
     dml_net net;            /* encoder; decoder (autoencoder) or encoder_b (dual) by net.type */
     dml_input_norm norm;    /* before net.encoder; d == 0 is the identity */
     dml_input_norm norm_b;  /* before net.encoder_b (dual only); d == 0 is the identity */
+    dml_input_scale scale;  /* what the encoder's input was in training; mode "": not recorded */
+    dml_input_scale scale_b; /* the same for encoder_b */
     char metric[16];        /* "l2" or "inner_product": how the embeddings are searched */
     dml_pq pq;              /* pq.d == 0: no codebooks */
     int64_t seed, steps;    /* /training; 0 when absent */

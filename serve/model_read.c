@@ -302,7 +302,57 @@ static int activation_of(const char *s, dml_activation *a)
     return 0;
 }
 
-static void get_norm(reader *r, hid_t tower, const char *where, int dim_in, dml_input_norm *norm)
+static double get_f64(reader *r, hid_t loc, const char *where, const char *name, int required)
+{
+    double v = NAN;
+    hid_t a = open_attr(r, loc, where, name, H5T_FLOAT, required);
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
+        fail(r, "%s: cannot read the attribute '%s'", where, name);
+    if (a >= 0)
+        H5Aclose(a);
+    return v;
+}
+
+/* 1 when s is one of names[n]. */
+static int one_of(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i]))
+            return 1;
+    return 0;
+}
+
+/* The input scale the tower was trained on (data/scale.h): optional, files before it have none
+ * (mode "" then). */
+static void get_scale(reader *r, hid_t g, const char *gwhere, dml_input_scale *s)
+{
+    static const char *const modes[] = {"none", "unit", "standardize"};
+    static const char *const types[] = {"uint8", "int32", "float32", "float64", "text"};
+    memset(s, 0, sizeof *s);
+    s->min = s->max = NAN;
+    char *mode = get_str(r, g, gwhere, "mode", 0);
+    char *type = mode ? get_str(r, g, gwhere, "source_type", 0) : NULL;
+    if (mode && !one_of(mode, modes, 3))
+        fail(r, "%s: mode '%s' is unknown (expected none, unit or standardize)", gwhere, mode);
+    else if (type && !one_of(type, types, 5))
+        fail(r, "%s: source_type '%s' is unknown (expected uint8, int32, float32, float64 or "
+                "text)", gwhere, type);
+    double lo = mode ? get_f64(r, g, gwhere, "source_min", 0) : NAN;
+    double hi = !isnan(lo) ? get_f64(r, g, gwhere, "source_max", 1) : NAN;
+    if (r->st == DML_OK && !isnan(lo) && !(lo <= hi && isfinite(lo) && isfinite(hi)))
+        fail(r, "%s: source_min %g and source_max %g are not a range", gwhere, lo, hi);
+    if (r->st == DML_OK && mode) {
+        snprintf(s->mode, sizeof s->mode, "%s", mode);
+        snprintf(s->type, sizeof s->type, "%s", type ? type : "");
+        s->min = lo;
+        s->max = hi;
+    }
+    free(mode);
+    free(type);
+}
+
+static void get_norm(reader *r, hid_t tower, const char *where, int dim_in, dml_input_norm *norm,
+                     dml_input_scale *scale)
 {
     char gwhere[64];
     snprintf(gwhere, sizeof gwhere, "%s/input_norm", where);
@@ -322,6 +372,8 @@ static void get_norm(reader *r, hid_t tower, const char *where, int dim_in, dml_
              DML_SHOWN(kind));
     }
     free(kind);
+    if (g >= 0 && scale)
+        get_scale(r, g, gwhere, scale);
     if (g >= 0)
         H5Gclose(g);
 }
@@ -402,7 +454,8 @@ static void get_output_norm(reader *r, hid_t tower, const char *where, dml_mlp *
 
 /* One tower (/encoder, /decoder or /encoder_b) into m and, when norm is given, its input
  * normalisation. Parameters get no gradient buffers: they are frozen, an inference net. */
-static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_input_norm *norm)
+static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_input_norm *norm,
+                      dml_input_scale *scale)
 {
     char where[32];
     snprintf(where, sizeof where, "/%s", name);
@@ -427,7 +480,7 @@ static void get_tower(reader *r, hid_t file, const char *name, dml_mlp *m, dml_i
              dml_mlp_dim_out(m));
     get_output_norm(r, t, where, m);
     if (norm)
-        get_norm(r, t, where, dim_in, norm);
+        get_norm(r, t, where, dim_in, norm, scale);
     H5Gclose(t);
 }
 
@@ -524,10 +577,10 @@ static void get_all(reader *r, hid_t f, dml_model_file *mf, int upgrade)
 {
     dml_net *net = &mf->net;
     get_root(r, f, mf, upgrade);
-    get_tower(r, f, "encoder", &net->encoder, &mf->norm);
+    get_tower(r, f, "encoder", &net->encoder, &mf->norm, &mf->scale);
     if (net->type == DML_NET_AUTOENCODER) {
         dml_input_norm none = {0};
-        get_tower(r, f, "decoder", &net->decoder, &none);
+        get_tower(r, f, "decoder", &net->decoder, &none, NULL);
         if (r->st == DML_OK && none.d)
             fail(r, "/decoder/input_norm: a decoder takes embeddings, not normalised inputs");
         dml_input_norm_free(&none);
@@ -537,7 +590,7 @@ static void get_all(reader *r, hid_t f, dml_model_file *mf, int upgrade)
                  dml_mlp_dim_in(&net->decoder), dml_mlp_dim_out(&net->decoder),
                  dml_mlp_dim_in(&net->encoder), dml_mlp_dim_out(&net->encoder));
     } else if (net->type == DML_NET_DUAL) {
-        get_tower(r, f, "encoder_b", &net->encoder_b, &mf->norm_b);
+        get_tower(r, f, "encoder_b", &net->encoder_b, &mf->norm_b, &mf->scale_b);
         if (r->st == DML_OK && dml_mlp_dim_out(&net->encoder_b) != dml_mlp_dim_out(&net->encoder))
             fail(r, "/encoder_b outputs %d, but /encoder outputs %d",
                  dml_mlp_dim_out(&net->encoder_b), dml_mlp_dim_out(&net->encoder));

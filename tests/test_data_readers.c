@@ -148,6 +148,7 @@ static void test_hdf5_x_and_labels(void **state)
         assert_int_equal(ds.y[i], y[i]);
     assert_int_equal(ds.n_classes, 3);
     assert_int_equal(ds.from_bytes, 0);
+    assert_string_equal(ds.value_type, "float32");
     assert_null(ds.x_b);
     dml_dataset_free(&ds);
     assert_null(ds.x);
@@ -170,6 +171,7 @@ static void test_hdf5_types(void **state)
     for (int i = 0; i < 4; i++)
         assert_true(ds.x[i] == (float)xd[i]);
     assert_int_equal(ds.from_bytes, 0);
+    assert_string_equal(ds.value_type, "float64");
     assert_null(ds.y);
     assert_int_equal(ds.n_classes, 0);
     dml_dataset_free(&ds);
@@ -177,6 +179,7 @@ static void test_hdf5_types(void **state)
     for (int i = 0; i < 4; i++)
         assert_true(ds.x[i] == (float)xb[i]);
     assert_int_equal(ds.from_bytes, 1);
+    assert_string_equal(ds.value_type, "uint8");
     dml_dataset_free(&ds);
 }
 
@@ -411,6 +414,7 @@ static void test_idx_gz_and_plain(void **state)
         assert_int_equal(ds.n, 3);
         assert_int_equal(ds.d, 4);
         assert_int_equal(ds.from_bytes, 1);
+        assert_string_equal(ds.value_type, "uint8");
         for (int i = 0; i < 12; i++)
             assert_true(ds.x[i] == (float)PIXELS[i]);
         for (int i = 0; i < 3; i++)
@@ -554,6 +558,7 @@ static void test_npy_good(void **state)
     dml_dataset_free(&ds);
     open_ok(at("f8.npy"), &ds);
     assert_memory_equal(ds.x, xf, sizeof xf);
+    assert_string_equal(ds.value_type, "float64");
     assert_int_equal(ds.y[1], 5);
     assert_int_equal(ds.n_classes, 6);
     dml_dataset_free(&ds);
@@ -562,6 +567,7 @@ static void test_npy_good(void **state)
     assert_int_equal(ds.d, 3);
     assert_true(ds.x[5] == 255.0f);
     assert_int_equal(ds.from_bytes, 1);
+    assert_string_equal(ds.value_type, "uint8");
     assert_null(ds.y);
     dml_dataset_free(&ds);
 }
@@ -648,13 +654,16 @@ static void test_vecs(void **state)
     assert_true(ds.x[4] == 2.5f && ds.x[5] == 1.75f);
     assert_null(ds.y);
     assert_int_equal(ds.from_bytes, 0);
+    assert_string_equal(ds.value_type, "float32");
     dml_dataset_free(&ds);
     open_ok(at("v.ivecs"), &ds);
     assert_true(ds.x[4] == 2.0f && ds.x[5] == -2.0f);
+    assert_string_equal(ds.value_type, "int32");
     dml_dataset_free(&ds);
     open_ok(at("v.bvecs"), &ds);
     assert_true(ds.x[2] == 10.0f && ds.x[3] == 255.0f);
     assert_int_equal(ds.from_bytes, 1);
+    assert_string_equal(ds.value_type, "uint8");
     dml_dataset_free(&ds);
 
     write_file(at("cut.fvecs"), fv, sizeof fv - 3);
@@ -688,6 +697,7 @@ static void test_csv_good(void **state)
     write_text(at("n.csv"), "1,2,3,4\n5,6,7,8\n");
     dml_dataset ds;
     open_ok(at("h.csv"), &ds);
+    assert_string_equal(ds.value_type, "text");
     assert_int_equal(ds.n, 3);
     assert_int_equal(ds.d, 2);
     const float want[6] = {1.5f, 2, -3, 400, 5, 6};

@@ -45,6 +45,9 @@ static void test_protocol1_by_hand(void **state)
             assert_float_equal(get(&res, "map_at_r"), 1.0 / 4, EPS);
             assert_float_equal(get(&res, "map_all"), 3.0 / 5, EPS);
             assert_int_equal(res.skipped_queries, 1);
+            assert_int_equal(res.scored_queries, 5);
+            assert_int_equal(res.n_classes, 3);
+            assert_int_equal(res.protocol2, 0);
             assert_int_equal(res.n_queries, 6);
             assert_int_equal(res.n_db, 6);
             assert_int_equal(res.n_values, 4);
@@ -129,10 +132,40 @@ static void test_knn_tie_rule(void **state)
     assert_int_equal(dml_eval_run(&req, &res, NULL), DML_OK);
     assert_float_equal(get(&res, "knn_accuracy"), 2.0 / 3, EPS);
     assert_int_equal(res.skipped_queries, 1);
+    assert_int_equal(res.scored_queries, 3);
+    assert_int_equal(res.n_classes, 3);
+    assert_int_equal(res.protocol2, 1);
     /* k = 1: q0 -> 9 wrong, q1 -> 9 wrong, q2 -> row 3 (3) right */
     req.knn_k = 1;
     assert_int_equal(dml_eval_run(&req, &res, NULL), DML_OK);
     assert_float_equal(get(&res, "knn_accuracy"), 1.0 / 3, EPS);
+}
+
+/* A database of one label: q0 (label 5) ranks only label-5 rows, so every label metric is 1 by
+ * construction; q1 (label 6) has no database row of its label: skipped. Scored 1 of 2, one
+ * class among the references. Without a label metric nothing is counted as scored or skipped. */
+static void test_one_class_database_counts(void **state)
+{
+    (void)state;
+    const float db[3] = {1, 2, 3}, q[2] = {0, 9};
+    const int32_t ydb[3] = {5, 5, 5}, yq[2] = {5, 6};
+    const char *metrics[] = {"knn_accuracy", "map_at_r"};
+    dml_eval_request req = {.d = 1, .queries = q, .q_labels = yq, .n_queries = 2, .db = db,
+                            .db_labels = ydb, .n_db = 3, .metrics = metrics, .n_metrics = 2};
+    dml_eval_result res;
+    assert_int_equal(dml_eval_run(&req, &res, NULL), DML_OK);
+    assert_float_equal(get(&res, "knn_accuracy"), 1.0, EPS);
+    assert_float_equal(get(&res, "map_at_r"), 1.0, EPS);
+    assert_int_equal(res.scored_queries, 1);
+    assert_int_equal(res.skipped_queries, 1);
+    assert_int_equal(res.n_classes, 1);
+    const char *nn[] = {"nmi"};
+    req.metrics = nn;
+    req.n_metrics = 1;
+    assert_int_equal(dml_eval_run(&req, &res, NULL), DML_OK);
+    assert_int_equal(res.scored_queries, 2);
+    assert_int_equal(res.skipped_queries, 0);
+    assert_int_equal(res.n_classes, 0);
 }
 
 /* Paired data, database row j at x = j (j = 0..11), query i's positive is row i:
@@ -443,14 +476,15 @@ static void test_all_skipped_and_outputs(void **state)
     FILE *f = open_memstream(&buf, &len);
     dml_eval_write_json(&res, f);
     fclose(f);
+    assert_int_equal(res.scored_queries, 0);
     assert_non_null(strstr(buf, "{\"map_at_r\": null, \"n_queries\": 3, \"n_db\": 3, "
-                                "\"skipped_queries\": 3, \"seconds\": "));
+                                "\"scored_queries\": 0, \"skipped_queries\": 3, \"seconds\": "));
     assert_int_equal(buf[len - 1], '}');
     free(buf);
 
     /* a full result: the table puts each PQ value beside its float twin */
     dml_eval_result full = {.n_values = 4, .n_queries = 10, .n_db = 20, .skipped_queries = 1,
-                            .seconds = 0.5};
+                            .scored_queries = 9, .n_classes = 2, .protocol2 = 1, .seconds = 0.5};
     const char *names[4] = {"map_at_r", "nmi", "quantization_mse", "pq_map_at_r"};
     const double values[4] = {0.25, 0.5, 0.00123, 0.125};
     for (int i = 0; i < 4; i++) {
@@ -464,14 +498,15 @@ static void test_all_skipped_and_outputs(void **state)
                              "map_at_r               0.2500     0.1250\n"
                              "nmi                    0.5000          -\n"
                              "quantization_mse            -  1.230e-03\n"
-                             "10 queries, 20 references, 1 skipped (no relevant reference), 0.50 s\n");
+                             "10 queries, 20 references, 0.50 s\n"
+                             "scored 9 of 10 queries (1 skipped: no database row of their class)\n");
     free(buf);
     f = open_memstream(&buf, &len);
     dml_eval_write_json(&full, f);
     fclose(f);
     assert_string_equal(buf, "{\"map_at_r\": 0.25, \"nmi\": 0.5, \"quantization_mse\": 0.00123, "
                              "\"pq_map_at_r\": 0.125, \"n_queries\": 10, \"n_db\": 20, "
-                             "\"skipped_queries\": 1, \"seconds\": 0.500}");
+                             "\"scored_queries\": 9, \"skipped_queries\": 1, \"seconds\": 0.500}");
     free(buf);
 }
 
@@ -515,6 +550,17 @@ static void test_spread_hand_computed(void **state)
     dml_label_distances(pts, y, 3, 2, &sp);
     assert_true(fabs(sp.pos_dist - 1.0) < 1e-6);
     assert_true(fabs(sp.neg_dist - 3.5) < 1e-6);
+    char text[96];
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "1.000/3.500");
+    /* one label: no pair across labels, said rather than printed as nan */
+    static const int32_t one[3] = {2, 2, 2}, own[3] = {0, 1, 2};
+    dml_label_distances(pts, one, 3, 2, &sp);
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "2.667/- (one label: no pair across labels)");
+    dml_label_distances(pts, own, 3, 2, &sp);
+    dml_label_distances_text(&sp, text, sizeof text);
+    assert_string_equal(text, "-/2.667 (no two rows share a label)");
 }
 
 int main(void)
@@ -533,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_pq_recall_against_brute_force),
         cmocka_unit_test(test_blocks_and_threads_agree),
         cmocka_unit_test(test_request_errors),
+        cmocka_unit_test(test_one_class_database_counts),
         cmocka_unit_test(test_all_skipped_and_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -173,7 +173,9 @@ static void test_faiss_loads_pq(void **state)
 }
 
 /* ---- ONNX ---- */
-static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
+/* scale (may be NULL): the input scale recorded for the exported tower. */
+static void onnx_check_scaled(const fx_spec *spec, int tower, const dml_input_scale *scale,
+                              const char *expect_meta)
 {
     char dir[256], path[300], xp[300], yp[300];
     FX_TMP(dir, path, "model.onnx");
@@ -181,6 +183,8 @@ static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
     snprintf(yp, sizeof yp, "%s/y.f32", dir);
     dml_model_file mf;
     fx_model(&mf, spec);
+    if (scale)
+        *(tower ? &mf.scale_b : &mf.scale) = *scale;
     dml_error err = {0};
     assert_int_equal(dml_export_onnx(path, &mf, tower, &err), DML_OK);
     const dml_mlp *m = dml_model_file_tower(&mf, tower);
@@ -200,6 +204,11 @@ static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
     fx_rm(dir);
 }
 
+static void onnx_check(const fx_spec *spec, int tower, const char *expect_meta)
+{
+    onnx_check_scaled(spec, tower, NULL, expect_meta);
+}
+
 static void test_onnx_export(void **state)
 {
     (void)state;
@@ -214,6 +223,12 @@ static void test_onnx_export(void **state)
     onnx_check(&FX_SIGMOID, 0, "metric=l2 input_norm=none");
     onnx_check(&FX_LINEAR, 0, "output_norm=l2");
     onnx_check(&FX_AUTOENC, 0, "model_type=autoencoder");
+    /* the input scale the model was trained on, when model.h5 records it */
+    dml_input_scale bytes = {"unit", "uint8", 0, 255}, floats = {"none", "float32", -0.5, 1};
+    onnx_check_scaled(&FX_MLP, 0, &bytes,
+                      "'input_norm=unit (x / 255; expects raw uint8 values 0..255)'");
+    onnx_check_scaled(&FX_SIGMOID, 0, &floats,
+                      "'input_norm=none (the identity; expects float32 values -0.5..1)'");
 }
 
 static void test_onnx_refuses_missing_tower(void **state)
@@ -483,6 +498,107 @@ static void test_cli_info(void **state)
     cli_teardown(&c);
 }
 
+/* A model that records bytes 0..255 as its training input: dml info says so, and dml eval and
+ * dml encode warn when given the fixture's float rows (|x| a few units); rows of its own scale
+ * draw no warning. */
+static void test_cli_input_scale(void **state)
+{
+    (void)state;
+    cli_fixture c;
+    cli_setup(&c, &FX_MLP);
+    dml_error err = {0};
+    c.mf.scale = (dml_input_scale){"unit", "uint8", 0, 255};
+    assert_int_equal(dml_model_file_write(c.model, &c.mf, &err), DML_OK);
+    char args[1400], warning[700];
+    snprintf(args, sizeof args, "info '%s'", c.model);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "  input_norm   unit (x / 255; expects raw uint8 values 0..255)\n"));
+    snprintf(warning, sizeof warning, "warning: %s holds float32 values in [", c.data);
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, c.data);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "dml eval: warning: "));
+    assert_true(out_has(&c, warning));
+    snprintf(warning, sizeof warning, "but the training rows (recorded in %s) held uint8 values "
+             "in [0, 255]", c.model);
+    assert_true(out_has(&c, warning));
+    snprintf(args, sizeof args, "encode '%s' '%s' '%s/emb.h5'", c.model, c.data, c.dir);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "dml encode: warning: "));
+    /* recorded as the fixture's own floats: nothing to say */
+    c.mf.scale = (dml_input_scale){"none", "float32", -3, 3};
+    assert_int_equal(dml_model_file_write(c.model, &c.mf, &err), DML_OK);
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, c.data);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_false(out_has(&c, "warning"));
+    cli_teardown(&c);
+}
+
+/* DIR/name.h5: n random rows of the model's width, labelled label[i % n_labels]. */
+static void write_labelled(const cli_fixture *c, const char *name, char *path, size_t size, int n,
+                           const int64_t *label, int n_labels)
+{
+    snprintf(path, size, "%s/%s.h5", c->dir, name);
+    float *x = fx_rows((size_t)n, dml_mlp_dim_in(&c->mf.net.encoder), 77);
+    int64_t *y = malloc((size_t)n * sizeof *y);
+    for (int i = 0; i < n; i++)
+        y[i] = label[i % n_labels];
+    write_data(path, x, n, dml_mlp_dim_in(&c->mf.net.encoder), y);
+    free(x);
+    free(y);
+}
+
+/* dml eval says how many queries the label metrics scored, and refuses label metrics over no
+ * query, or over references of one label (1.0 whatever the model). The data's 120 rows have
+ * labels i % 7. */
+static void test_cli_eval_scored(void **state)
+{
+    (void)state;
+    cli_fixture c;
+    cli_setup(&c, &FX_MLP);
+    char args[1400], db[320];
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, c.data);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "scored 120 of 120 queries (0 skipped: no other row of their class)"));
+    /* labels 0 and 1 in the database: the 35 queries of those labels are scored */
+    const int64_t two[2] = {0, 1};
+    write_labelled(&c, "two", db, sizeof db, 10, two, 2);
+    snprintf(args, sizeof args, "eval '%s' --data '%s' --db '%s'", c.model, c.data, db);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "scored 35 of 120 queries (85 skipped: no database row of their "
+                            "class)"));
+    snprintf(args, sizeof args, "eval '%s' --data '%s' --db '%s' --json", c.model, c.data, db);
+    assert_int_equal(dml_run(&c, args), 0);
+    assert_true(out_has(&c, "\"scored_queries\": 35, \"skipped_queries\": 85"));
+    /* one label in the database, of one row or many: refused */
+    const int64_t three[1] = {3};
+    for (int n = 1; n <= 40; n += 39) {
+        write_labelled(&c, "one", db, sizeof db, n, three, 1);
+        snprintf(args, sizeof args, "eval '%s' --data '%s' --db '%s'", c.model, c.data, db);
+        assert_int_equal(dml_run(&c, args), 2);
+        assert_true(out_has(&c, "one.h5: every database row has the same label, so every label "
+                                "metric (map_at_r, knn_accuracy, ...) would be 1.0 whatever the "
+                                "model"));
+    }
+    /* labels no query has: nothing scored */
+    const int64_t other[2] = {100, 101};
+    write_labelled(&c, "other", db, sizeof db, 10, other, 2);
+    snprintf(args, sizeof args, "eval '%s' --data '%s' --db '%s' --json", c.model, c.data, db);
+    assert_int_equal(dml_run(&c, args), 2);
+    assert_true(out_has(&c, "data.h5: none of the 120 queries has a label found in the database"));
+    /* every row its own label: nothing scored among themselves */
+    int64_t own[30];
+    for (int i = 0; i < 30; i++)
+        own[i] = i;
+    write_labelled(&c, "own", db, sizeof db, 30, own, 30);
+    snprintf(args, sizeof args, "eval '%s' --data '%s'", c.model, db);
+    assert_int_equal(dml_run(&c, args), 2);
+    assert_true(out_has(&c, "own.h5: no row shares its label with another (30 rows, 30 labels)"));
+    /* metrics without labels are not refused */
+    snprintf(args, sizeof args, "eval '%s' --data '%s' --metrics nmi", c.model, db);
+    assert_int_equal(dml_run(&c, args), 0);
+    cli_teardown(&c);
+}
+
 /* Bad usage and bad files: exit status 2, a message naming the problem, no output file. */
 static void test_cli_errors(void **state)
 {
@@ -558,6 +674,8 @@ int main(void)
         cmocka_unit_test(test_faiss_loads_flat),
         cmocka_unit_test(test_faiss_loads_pq),
         cmocka_unit_test(test_onnx_export),
+        cmocka_unit_test(test_cli_eval_scored),
+        cmocka_unit_test(test_cli_input_scale),
         cmocka_unit_test(test_onnx_refuses_missing_tower),
         cmocka_unit_test(test_cli_encode),
         cmocka_unit_test(test_cli_export),

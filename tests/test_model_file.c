@@ -101,6 +101,50 @@ static void test_round_trip_dual(void **state)
     round_trip(&FX_DUAL);
 }
 
+static void same_scale(const dml_input_scale *a, const dml_input_scale *b)
+{
+    assert_string_equal(a->mode, b->mode);
+    assert_string_equal(a->type, b->type);
+    assert_true(a->min == b->min && a->max == b->max);
+}
+
+/* The input scale each tower was trained on (data/scale.h) comes back as written; a file
+ * without it (every file before it) reads with mode "" and no range. */
+static void test_input_scale_record(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    FX_TMP(dir, path, "model.h5");
+    dml_model_file a, b;
+    dml_error err = {0};
+    fx_model(&a, &FX_DUAL);
+    a.scale = (dml_input_scale){"unit", "uint8", 0.0, 255.0};
+    a.scale_b = (dml_input_scale){"standardize", "float64", -1.5, 2.25};
+    assert_int_equal(dml_model_file_write(path, &a, &err), DML_OK);
+    assert_int_equal(dml_model_file_read(path, &b, &err), DML_OK);
+    same_scale(&a.scale, &b.scale);
+    same_scale(&a.scale_b, &b.scale_b);
+    dml_model_file_free(&b);
+    /* a type and range unknown: the mode alone */
+    a.scale = (dml_input_scale){"none", "", NAN, NAN};
+    assert_int_equal(dml_model_file_write(path, &a, &err), DML_OK);
+    assert_int_equal(dml_model_file_read(path, &b, &err), DML_OK);
+    assert_string_equal(b.scale.mode, "none");
+    assert_string_equal(b.scale.type, "");
+    assert_true(isnan(b.scale.min) && isnan(b.scale.max));
+    dml_model_file_free(&b);
+    dml_model_file_free(&a);
+    /* without the record */
+    fx_model(&a, &FX_MLP);
+    assert_int_equal(dml_model_file_write(path, &a, &err), DML_OK);
+    assert_int_equal(dml_model_file_read(path, &b, &err), DML_OK);
+    assert_string_equal(b.scale.mode, "");
+    assert_true(isnan(b.scale.min));
+    dml_model_file_free(&b);
+    dml_model_file_free(&a);
+    fx_rm(dir);
+}
+
 /* h5py alone (no dml) rebuilds the forward pass from the file and matches dml's. */
 static void h5py_check(const fx_spec *spec, int tower)
 {
@@ -235,6 +279,10 @@ static const mutation MUTATIONS[] = {
      "the last layer's activation must be none"},
     {SET_STR, "/encoder/output_norm", "kind", "l1", 0, {0, 0}, "kind 'l1' is unknown"},
     {SET_STR, "/encoder/input_norm", "kind", "whiten", 0, {0, 0}, "kind 'whiten' is unknown"},
+    {SET_STR, "/encoder/input_norm", "mode", "bytes", 0, {0, 0},
+     "/encoder/input_norm: mode 'bytes' is unknown (expected none, unit or standardize)"},
+    {SET_I64, "/encoder/input_norm", "mode", NULL, 1, {0, 0},
+     "/encoder/input_norm: the attribute 'mode' is not a single fixed-length string"},
     {POISON, "/encoder/layer_000", "weight", NULL, 0, {0, 0},
      "'/encoder/layer_000/weight' holds a non-finite value at flat index 0"},
     {POISON, "/encoder/input_norm", "std", NULL, -1, {0, 0},
@@ -350,6 +398,7 @@ static void test_version_1_upgrade(void **state)
     assert_int_equal(dml_mlp_dim_out(&mf.net.encoder), 4);
     assert_int_equal(mf.pq.m, 2);
     assert_int_equal(mf.norm.d, 16);
+    assert_string_equal(mf.scale.mode, ""); /* older than the record */
     assert_non_null(strstr(mf.config_yaml, "name: \"tiny\""));
     dml_model_file_free(&mf);
     if (tu_python_has("h5py,numpy"))
@@ -519,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_mlp),
         cmocka_unit_test(test_round_trip_autoencoder),
         cmocka_unit_test(test_round_trip_dual),
+        cmocka_unit_test(test_input_scale_record),
         cmocka_unit_test(test_h5py_reads_it),
         cmocka_unit_test(test_malformed_files),
         cmocka_unit_test(test_long_values_are_cut),

@@ -1,6 +1,7 @@
 /* The combinations of keys that cannot work, found from the config alone, before any data are
  * read. Each error points at a key the config gave where it can (a default has no position). */
 #include "train/config.h"
+#include "train/loss_data.h"
 
 #include <string.h>
 
@@ -66,9 +67,7 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     if (c->loss.reconstruction_weight > 0.0f && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.reconstruction_weight", err,
                                 "needs a decoder: set model.type to autoencoder, or this to 0");
-    int needs_labels = c->loss.type != DML_LOSS_RECONSTRUCTION &&
-                       !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
-    if (c->data.unlabelled && needs_labels)
+    if (c->data.unlabelled && dml_loss_needs_labels(c))
         return dml_config_error(c, "data.unlabelled", err,
                                 "this loss.type needs labels: unlabelled data train with "
                                 "reconstruction, or with mnr on halves, file or augment pairs");

@@ -88,6 +88,7 @@ typedef struct dml_run {
     uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
+    dml_input_scale scale, scale_b; /* the training rows' values, for model.h5 */
     int d_in, d_in_b;            /* encoder input widths (halves split the row) */
 
     /* model and optimisation */
@@ -154,6 +155,10 @@ int dml_run_validation_rows(const dml_run *r);
 /* The rows the final codebooks are fitted on (malloc'ed): every training row, or when
  * streamed a seeded sample of at most 256 per centroid in file order. */
 int32_t *dml_run_codebook_rows(dml_run *r, int *n);
+
+/* train/run_scale.c: r->scale (and scale_b) from the training rows before they are normalised,
+ * and a warning in the log when the test rows look like another scale. */
+dml_status dml_run_measure_scale(dml_run *r, dml_error *err);
 
 /* train/train_step.c: one optimisation step's loss on the tape. */
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);

@@ -42,6 +42,8 @@ dml_status dml_run_write_model(dml_run *r, const char *metrics_json, dml_error *
     mf.net = r->net;
     mf.norm = r->norm;
     mf.norm_b = r->norm_b;
+    mf.scale = r->scale;
+    mf.scale_b = r->scale_b;
     mf.pq = r->pq;
     snprintf(mf.metric, sizeof mf.metric, "%s",
              r->cfg->loss.distance == DML_DIST_COSINE ? "inner_product" : "l2");

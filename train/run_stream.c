@@ -41,6 +41,7 @@ dml_status dml_run_open_train(dml_run *r, dml_error *err)
     r->rows.y = NULL;
     t->n_classes = r->rows.n_classes;
     t->from_bytes = r->rows.from_bytes;
+    t->value_type = r->rows.value_type;
     t->cache = &r->cache;
     snprintf(t->source, sizeof t->source, "%s", r->rows.source);
     fprintf(r->log, "# data.in_memory: %s takes %.1f MB as floats, over data.memory_limit %d MB: "

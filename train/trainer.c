@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/loss_data.h"
 #include "train/run.h"
 #include "train/run_output.h"
 
@@ -31,8 +32,7 @@ static dml_status open_data(dml_run *r, dml_error *err)
                              r->test.d, c->data.train, r->train.d);
     if ((st = dml_run_fit_loss(r, err)) != DML_OK)
         return st;
-    int supervised = !c->data.unlabelled && c->loss.type != DML_LOSS_RECONSTRUCTION &&
-                     !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+    int supervised = !c->data.unlabelled && dml_loss_needs_labels(c);
     if (supervised && !r->train.y && !dml_config_where(c, "loss.type", NULL, NULL))
         return dml_config_error(c, "loss.type", err,
                                 "the default loss (triplet) needs labels, and %s has none: set "
@@ -56,7 +56,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
             *ds = halves;
         }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
-    if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK)
+    if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK ||
+        (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK)
         return st;
     dml_run_fit_defaults(r);
     if ((st = dml_run_stream_fit(r, err)) != DML_OK)
@@ -71,8 +72,10 @@ static dml_status open_data(dml_run *r, dml_error *err)
 static dml_status normalise(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
-    dml_status st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
-                                       r->split.n_train, err);
+    dml_status st = dml_run_measure_scale(r, err);
+    if (st == DML_OK)
+        st = dml_input_norm_fit(&r->norm, c->data.normalize, &r->train, 0, r->split.train,
+                                r->split.n_train, err);
     if (st == DML_OK && r->train.x_b)
         st = dml_input_norm_fit(&r->norm_b, c->data.normalize, &r->train, 1, r->split.train,
                                 r->split.n_train, err);
@@ -363,16 +366,17 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
     }
     if (isnan(v.map_at_r)) /* nothing labelled to validate on, nothing to say */
         return DML_OK;
+    char dist[96];
+    dml_label_distances_text(&v.spread, dist, sizeof dist);
     dml_progress_note(bar, "step %ld: validation map_at_r %.4f precision_at_1 %.4f, effective "
-                      "rank %.1f, distance same/other label %.3f/%.3f%s\n", r->step, v.map_at_r,
-                      v.precision_at_1, v.spread.effective_rank, v.spread.pos_dist,
-                      v.spread.neg_dist, better ? " (best)" : "");
+                      "rank %.1f, distance same/other label %s%s\n", r->step, v.map_at_r,
+                      v.precision_at_1, v.spread.effective_rank, dist, better ? " (best)" : "");
     if (dml_spread_collapsed(&v.spread))
         dml_progress_note(bar, "step %ld: warning: the embeddings look collapsed (effective rank "
-                          "%.2f of %d dimensions, spread %.3f of their norm; distance to the same "
-                          "label %.3f, to others %.3f): try a lower train.lr, or another "
-                          "loss.miner\n", r->step, v.spread.effective_rank, r->cfg->model.dim,
-                          v.spread.relative_spread, v.spread.pos_dist, v.spread.neg_dist);
+                          "%.2f of %d dimensions, spread %.3f of their norm; distance same/other "
+                          "label %s): try a lower train.lr, or another loss.miner\n", r->step,
+                          v.spread.effective_rank, r->cfg->model.dim, v.spread.relative_spread,
+                          dist);
     return DML_OK;
 }
 

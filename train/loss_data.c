@@ -1,0 +1,80 @@
+/* The rows each loss needs to learn anything: a loss whose batches hold no positive pair or no
+ * negative is exactly 0, with a zero gradient, at every step (losses/losses.h), and would
+ * otherwise "train" an untouched model and report success. */
+#include "train/loss_data.h"
+
+#include <stdlib.h>
+
+int dml_loss_needs_labels(const dml_config *c)
+{
+    return c->loss.type != DML_LOSS_RECONSTRUCTION &&
+           !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+}
+
+/* What a loss needs, counted over the training rows; zero: nothing. */
+typedef struct need {
+    const char *name;
+    int classes;        /* distinct labels */
+    int paired_classes; /* labels with two rows or more (a positive pair) */
+    int rows;           /* rows (pairs for mnr on halves, file or augment pairs) */
+    const char *why;
+} need;
+
+static need need_of(const dml_config *c)
+{
+    static const char *const pull = "it pulls a class's rows together and pushes other classes' "
+                                    "rows away";
+    switch (c->loss.type) {
+    case DML_LOSS_CONTRASTIVE:
+        return (need){"contrastive", 2, 1, 0, pull};
+    case DML_LOSS_TRIPLET:
+        return (need){"triplet", 2, 1, 0, pull};
+    case DML_LOSS_COSINE_PAIR:
+        return (need){"cosine_pair", 2, 1, 0, "it fits cosine +1 within a class and -1 across"};
+    case DML_LOSS_MNR:
+        if (c->data.pairs == DML_PAIRS_SAME_CLASS) /* masked: a negative is another class's pair */
+            return (need){"mnr", 2, c->loss.mask_same_label ? 2 : 1, 0,
+                          "its pairs are two rows of a class, and the batch's pairs of other "
+                          "classes are their negatives"};
+        return (need){"mnr", 0, 0, 2, "each anchor's negatives are the batch's other positives"};
+    default: /* DML_LOSS_RECONSTRUCTION: any row */
+        return (need){"reconstruction", 0, 0, 1, "it reconstructs rows"};
+    }
+}
+
+dml_status dml_loss_check_rows(const dml_config *c, const dml_dataset *train, const int32_t *rows,
+                               int n, dml_error *err)
+{
+    need nd = need_of(c);
+    if (n < nd.rows)
+        return dml_error_set(err, DML_ERR_DATA, c->data.train, 0, 0,
+                             "loss.type %s needs at least %d training %s (%s); there %s %d", nd.name,
+                             nd.rows, c->data.pairs != DML_PAIRS_NONE ? "pairs" : "rows", nd.why,
+                             n == 1 ? "is" : "are", n);
+    if (nd.classes == 0 || !train->y)
+        return DML_OK;
+    int *count = calloc((size_t)(train->n_classes > 0 ? train->n_classes : 1), sizeof *count);
+    if (!count)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+    int classes = 0, paired = 0, one = -1;
+    for (int i = 0; i < n; i++) {
+        int y = train->y[rows ? rows[i] : i];
+        classes += count[y] == 0;
+        paired += count[y] == 1;
+        count[y]++;
+        one = y;
+    }
+    free(count);
+    if (classes >= nd.classes && paired >= nd.paired_classes)
+        return DML_OK;
+    char held[96];
+    if (classes == 1)
+        snprintf(held, sizeof held, "one class (label %d)", one);
+    else
+        snprintf(held, sizeof held, "%d classes, %d of them with two rows or more", classes,
+                 paired);
+    return dml_error_set(err, DML_ERR_DATA, c->data.train, 0, 0,
+                         "loss.type %s cannot learn from these rows: it needs at least %d classes, "
+                         "%d of them with two rows or more (%s), and the %d training rows hold %s",
+                         nd.name, nd.classes, nd.paired_classes, nd.why, n, held);
+}
