@@ -430,8 +430,8 @@ static void test_checkpoint_is_not_sent_to_upgrade(void **state)
     FX_TMP(dir, path, "checkpoint.h5");
     float w[6] = {1, 2, 3, 4, 5, 6};
     int64_t step[1] = {7};
-    dml_ckpt_entry e[2] = {{"encoder_000_w", DML_CKPT_F32, w, 6},
-                           {"scalars_i", DML_CKPT_I64, step, 1}};
+    dml_ckpt_entry e[2] = {{"encoder_000_w", DML_CKPT_F32, w, 6, 0},
+                           {"scalars_i", DML_CKPT_I64, step, 1, 0}};
     dml_error err = {0};
     assert_int_equal(dml_checkpoint_write(path, e, 2, &err), DML_OK);
     assert_int_equal(tu_system("'%s' info '%s' >'%s/out.txt' 2>&1", tu_dml_path(), path, dir), 0);
