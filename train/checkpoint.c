@@ -120,27 +120,55 @@ static dml_status read_entry(hid_t file, const char *path, const dml_ckpt_entry 
     return st;
 }
 
-dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
-                               dml_error *err)
+/* Opens path read-only and hands the file to read(file, ctx); libhdf5's own error printing off. */
+static dml_status with_file(const char *path,
+                            dml_status (*read)(hid_t file, const char *path, void *ctx,
+                                               dml_error *err),
+                            void *ctx, dml_error *err)
 {
-    dml_status st = DML_OK;
+    dml_status st;
     H5E_BEGIN_TRY {
         hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) {
             st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
                                "cannot open the checkpoint (missing, or not an HDF5 file)");
         } else {
-            for (int i = 0; st == DML_OK && i < n_entries; i++)
-                st = read_entry(file, path, &entries[i], err);
+            st = read(file, path, ctx, err);
             H5Fclose(file);
         }
     } H5E_END_TRY;
     return st;
 }
 
-static dml_status read_text(hid_t file, const char *path, const char *name, char **text,
-                            dml_error *err)
+typedef struct entries_ctx {
+    const dml_ckpt_entry *entries;
+    int n;
+} entries_ctx;
+
+static dml_status read_entries(hid_t file, const char *path, void *ctx, dml_error *err)
 {
+    const entries_ctx *e = ctx;
+    dml_status st = DML_OK;
+    for (int i = 0; st == DML_OK && i < e->n; i++)
+        st = read_entry(file, path, &e->entries[i], err);
+    return st;
+}
+
+dml_status dml_checkpoint_read(const char *path, const dml_ckpt_entry *entries, int n_entries,
+                               dml_error *err)
+{
+    return with_file(path, read_entries, &(entries_ctx){entries, n_entries}, err);
+}
+
+typedef struct text_ctx {
+    const char *name;
+    char **text;
+} text_ctx;
+
+static dml_status read_text(hid_t file, const char *path, void *ctx, dml_error *err)
+{
+    const char *name = ((text_ctx *)ctx)->name;
+    char **text = ((text_ctx *)ctx)->text;
     if (H5Lexists(file, name, H5P_DEFAULT) == 0) /* < 0: H5Dopen2 fails and says so below */
         return DML_OK;
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
@@ -174,18 +202,7 @@ dml_status dml_checkpoint_read_text(const char *path, const char *name, char **t
                                     dml_error *err)
 {
     *text = NULL;
-    dml_status st = DML_OK;
-    H5E_BEGIN_TRY {
-        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (file < 0) {
-            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
-                               "cannot open the checkpoint (missing, or not an HDF5 file)");
-        } else {
-            st = read_text(file, path, name, text, err);
-            H5Fclose(file);
-        }
-    } H5E_END_TRY;
-    return st;
+    return with_file(path, read_text, &(text_ctx){name, text}, err);
 }
 
 /* The root's attribute name when it is one fixed-length string of fewer than n bytes (a
