@@ -140,28 +140,31 @@ static void test_rows_that_suffice_train(void **state)
     write_csv("two", 60, two_classes);
     write_csv("one", 60, one_class);
     assert_int_equal(train("two", "two", ""), 0);
-    assert_int_equal(train("recon", "one", "--set loss.type=reconstruction "
-                                           "--set model.type=autoencoder --set sampler.type=random"),
-                     0);
+    char extra[600];
+    snprintf(extra, sizeof extra, "--set loss.type=reconstruction --set model.type=autoencoder "
+             "--set sampler.type=random --set data.test=%s/two.csv", dir);
+    assert_int_equal(train("recon", "one", extra), 0);
 }
 
-/* Validation on a test set of one label has no pair across labels: the log says so, where it
- * printed "nan". */
-static void test_validation_on_one_label_says_so(void **state)
+/* A labelled test set of one label (every label metric 1.0 whatever the model), or of labels
+ * no two rows share (no query to score), is refused before training, naming data.test. */
+static void test_a_test_set_that_measures_nothing_is_refused(void **state)
 {
     (void)state;
     write_csv("two", 60, two_classes);
     write_csv("one", 60, one_class);
-    assert_int_equal(tu_system("%s train configs/demo.yaml --out %s/oneval --set data.train=%s/two.csv "
-                               "--set data.test=%s/one.csv --set data.val_fraction=0 "
-                               "--set model.hidden=[16] --set model.dim=8 --set pq.m=2 "
-                               "--set pq.k=4 --set train.threads=1 --set train.steps=2 "
-                               "--set sampler.m=4 --set train.batch_size=8 >%s/oneval.log 2>&1",
-                               tu_dml_path(), dir, dir, dir, dir),
-                     0);
-    assert_true(log_has("oneval", "distance same/other label [0-9.]*/- (one label: no pair across "
-                                  "labels)"));
-    assert_false(log_has("oneval", "nan"));
+    write_csv("own", 60, own_class);
+    const char *sets[2] = {"one", "own"};
+    const char *says[2] = {"one.csv: the 60 test rows hold one label (3), so every label metric",
+                           "own.csv: no test row shares its label with another (60 rows, 60 "
+                           "labels)"};
+    for (int i = 0; i < 2; i++) {
+        char extra[400];
+        snprintf(extra, sizeof extra, "--set data.test=%s/%s.csv", dir, sets[i]);
+        assert_int_equal(train(sets[i], "two", extra), 2);
+        assert_true(log_has(sets[i], says[i]));
+        assert_false(folder_exists(sets[i]));
+    }
 }
 
 /* DIR/name.npy (and name.labels.npy, int32): a .npy of n rows of WIDTH values, descr "|u1"
@@ -252,7 +255,7 @@ int main(void)
         cmocka_unit_test(test_label_losses_need_two_classes_and_a_pair),
         cmocka_unit_test(test_mnr_needs_pairs_of_two_classes_or_two_pairs),
         cmocka_unit_test(test_rows_that_suffice_train),
-        cmocka_unit_test(test_validation_on_one_label_says_so),
+        cmocka_unit_test(test_a_test_set_that_measures_nothing_is_refused),
         cmocka_unit_test(test_scale_mismatch_warns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -42,6 +42,48 @@ static need need_of(const dml_config *c)
     }
 }
 
+int dml_count_labels(const dml_dataset *ds, const int32_t *rows, int n, int *paired, int *one)
+{
+    int *count = calloc((size_t)(ds->n_classes > 0 ? ds->n_classes : 1), sizeof *count);
+    if (!count)
+        return -1;
+    int classes = 0;
+    *paired = 0;
+    *one = -1;
+    for (int i = 0; i < n; i++) {
+        int y = ds->y[rows ? rows[i] : i];
+        classes += count[y] == 0;
+        *paired += count[y] == 1;
+        count[y]++;
+        *one = y;
+    }
+    free(count);
+    return classes;
+}
+
+dml_status dml_check_test_labels(const dml_config *c, const dml_dataset *test, dml_error *err)
+{
+    if (!test->y || test->n == 0)
+        return DML_OK;
+    int paired, one;
+    int classes = dml_count_labels(test, NULL, test->n, &paired, &one);
+    if (classes < 0)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+    if (classes == 1)
+        return dml_error_set(err, DML_ERR_DATA, c->data.test, 0, 0,
+                             "the %d test rows hold one label (%d), so every label metric of the "
+                             "final evaluation (map_at_r, knn_accuracy, ...) would be 1.0 whatever "
+                             "the model: expected test rows of two labels or more",
+                             test->n, one);
+    if (paired == 0)
+        return dml_error_set(err, DML_ERR_DATA, c->data.test, 0, 0,
+                             "no test row shares its label with another (%d rows, %d labels), so "
+                             "the final evaluation could score no query by the label metrics "
+                             "(map_at_r, precision_at_1, ...): expected two test rows or more of "
+                             "a label", test->n, classes);
+    return DML_OK;
+}
+
 dml_status dml_loss_check_rows(const dml_config *c, const dml_dataset *train, const int32_t *rows,
                                int n, dml_error *err)
 {
@@ -53,18 +95,10 @@ dml_status dml_loss_check_rows(const dml_config *c, const dml_dataset *train, co
                              n == 1 ? "is" : "are", n);
     if (nd.classes == 0 || !train->y)
         return DML_OK;
-    int *count = calloc((size_t)(train->n_classes > 0 ? train->n_classes : 1), sizeof *count);
-    if (!count)
+    int paired, one;
+    int classes = dml_count_labels(train, rows, n, &paired, &one);
+    if (classes < 0)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
-    int classes = 0, paired = 0, one = -1;
-    for (int i = 0; i < n; i++) {
-        int y = train->y[rows ? rows[i] : i];
-        classes += count[y] == 0;
-        paired += count[y] == 1;
-        count[y]++;
-        one = y;
-    }
-    free(count);
     if (classes >= nd.classes && paired >= nd.paired_classes)
         return DML_OK;
     char held[96];

@@ -57,7 +57,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
         }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK ||
-        (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK)
+        (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK ||
+        (st = dml_check_test_labels(c, &r->test, err)) != DML_OK)
         return st;
     dml_run_fit_defaults(r);
     if ((st = dml_run_stream_fit(r, err)) != DML_OK)
