@@ -452,13 +452,20 @@ static void test_batch_not_divisible_is_named(void **state)
     assert_true(log_has("indivisible", "train.batch_size: 32 rows is not divisible by the 3 "
                                        "ranks"));
     assert_false(file_exists("indivisible", "checkpoint.h5"));
-    /* random batches keep each epoch's last, short one (sampler.drop_last false): 541 rows
+    /* random batches kept each epoch's last, short one (sampler.drop_last: false): 541 rows
      * leave 13, which 3 ranks cannot share */
     assert_int_equal(train(3, "short_last", "--set sampler.type=random "
-                                            "--set data.val_fraction=0.098"), 2);
+                                            "--set data.val_fraction=0.098 "
+                                            "--set sampler.drop_last=false"), 2);
     assert_true(log_has("short_last", "sampler.drop_last: each epoch ends with a batch of the 13 "
                                       "rows left (541 training rows, batch_size 48), not "
                                       "divisible by the 3 ranks"));
+    /* left unset, the default drops that batch (a default never makes a run fail) */
+    assert_int_equal(train(3, "short_last_default", "--set sampler.type=random "
+                                                    "--set data.val_fraction=0.098"), 0);
+    assert_true(log_has("short_last_default", "# sampler.drop_last: true (the default keeps each "
+                                              "epoch.s last batch, of the 13 rows left, which "
+                                              "the 3 ranks cannot share equally)"));
 }
 
 /* A batch size left unset is fitted to the ranks (and to sampler.m's groups), said in one

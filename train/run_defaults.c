@@ -76,6 +76,24 @@ static void fit_batch(dml_run *r, int grouped)
     }
 }
 
+/* Random batches keep each epoch's last, short batch by default; under mpirun the ranks share
+ * it equally only when its rows divide by their count, so the default drops it otherwise. */
+static void fit_drop_last(dml_run *r)
+{
+    dml_config *c = &r->cfg_fitted;
+    int ranks = r->comm ? r->comm->size : 1, b = c->train.batch_size;
+    int last = b > 0 ? r->split.n_train % b : 0;
+    /* the batches train/trainer.c draws at random, a row at a time (augment pairs: a row, twice) */
+    int random = c->data.pairs != DML_PAIRS_NONE || c->sampler.type == DML_SAMPLER_RANDOM ||
+                 !r->train.y || c->data.unlabelled;
+    int rows = c->data.pairs == DML_PAIRS_NONE || c->data.pairs == DML_PAIRS_AUGMENT;
+    if (ranks < 2 || !random || !rows || c->sampler.drop_last || last % ranks == 0)
+        return;
+    fprintf(r->log, "# sampler.drop_last: true (the default keeps each epoch's last batch, of the "
+                    "%d rows left, which the %d ranks cannot share equally)\n", last, ranks);
+    c->sampler.drop_last = true;
+}
+
 void dml_run_fit_defaults(dml_run *r)
 {
     dml_config *c = &r->cfg_fitted;
@@ -83,6 +101,8 @@ void dml_run_fit_defaults(dml_run *r)
                   !c->data.unlabelled && r->train.y;
     if (!given(c, "train.batch_size"))
         fit_batch(r, grouped);
+    if (!given(c, "sampler.drop_last"))
+        fit_drop_last(r);
     int classes = grouped ? classes_present(r) : 0;
     int b = c->train.batch_size, m = c->sampler.m;
     if (grouped && !given(c, "sampler.m") && classes > 0 && (b % m != 0 || b / m > classes)) {
