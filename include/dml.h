@@ -98,6 +98,13 @@ typedef struct dml_pq dml_pq;
 
 /* Bytes per code: (M * nbits + 7) / 8. */
 DML_API size_t dml_pq_code_size(const dml_pq *pq);
+/* The quantizer's shape and codebooks, for a caller building its own index (the Python
+ * package's to_faiss): M sub-quantizers of 2^nbits centroids each over dim_out / M wide
+ * sub-vectors, centroids[M][2^nbits][dim_out / M] row-major (FAISS ProductQuantizer's layout),
+ * owned by the model like every getter's result. */
+DML_API int dml_pq_m(const dml_pq *pq);
+DML_API int dml_pq_nbits(const dml_pq *pq);
+DML_API const float *dml_pq_centroids(const dml_pq *pq);
 /* Encode n vectors x[n, d] into codes[n, code_size]: the nearest centroid (squared L2) of
  * each sub-vector, ties to the lowest index. Thread-safe. DML_ERR_USAGE for NULL arguments,
  * DML_ERR_NOMEM when its scratch (a few MB) cannot be allocated. */

@@ -138,3 +138,18 @@ const char *dml_model_metric(const dml_model *model)
 {
     return model->mf.metric;
 }
+
+int dml_pq_m(const dml_pq *pq)
+{
+    return pq->m;
+}
+
+int dml_pq_nbits(const dml_pq *pq)
+{
+    return pq->nbits;
+}
+
+const float *dml_pq_centroids(const dml_pq *pq)
+{
+    return pq->centroids;
+}
