@@ -1,0 +1,69 @@
+"""dml's errors as Python exceptions: one class per dml_status (include/dml.h), one table."""
+
+
+class Error(Exception):
+    """Base of every error dml raises. ``status`` is the dml_status value, ``status_name`` its
+    constant name ("DML_ERR_DATA"); ``str(e)`` is dml's message (it names the file)."""
+
+    status = None
+    status_name = None
+
+
+class UsageError(Error, ValueError):
+    """DML_ERR_USAGE: a bad argument (also raised by the package for a wrong shape or dtype)."""
+
+
+class ConfigError(Error):
+    """DML_ERR_CONFIG: a config that does not validate (training, coming)."""
+
+
+class DataError(Error):
+    """DML_ERR_DATA: an input file that is missing, malformed or inconsistent."""
+
+
+class InputOutputError(Error, OSError):
+    """DML_ERR_IO: reading or writing failed for a reason outside the input (a full disk).
+    Also an OSError; named so as not to shadow the builtin IOError."""
+
+
+class NoMemoryError(Error, MemoryError):
+    """DML_ERR_NOMEM: an allocation failed. Also a MemoryError."""
+
+
+class DivergedError(Error, ArithmeticError):
+    """DML_ERR_DIVERGED: training produced NaN or Inf (training, coming)."""
+
+
+class InternalError(Error):
+    """DML_ERR_INTERNAL: a broken invariant, a bug in dml."""
+
+
+class StoppedError(Error):
+    """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written (coming)."""
+
+
+# dml_status value -> (constant name, exception class): the only place they are mapped.
+STATUS = {
+    1: ("DML_ERR_USAGE", UsageError),
+    2: ("DML_ERR_CONFIG", ConfigError),
+    3: ("DML_ERR_DATA", DataError),
+    4: ("DML_ERR_IO", InputOutputError),
+    5: ("DML_ERR_NOMEM", NoMemoryError),
+    6: ("DML_ERR_DIVERGED", DivergedError),
+    7: ("DML_ERR_INTERNAL", InternalError),
+    8: ("DML_ERR_INTERRUPTED", StoppedError),
+}
+
+
+def error_for(status, message):
+    """The exception for a non-zero dml_status, carrying message (dml's, or the call's name)."""
+    name, cls = STATUS.get(int(status), ("DML_ERR_%d" % int(status), InternalError))
+    e = cls(message or name)
+    e.status, e.status_name = int(status), name
+    return e
+
+
+def check(status, message):
+    """Raises error_for(status, message) unless status is DML_OK (0)."""
+    if status != 0:
+        raise error_for(status, message)
