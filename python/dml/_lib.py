@@ -72,7 +72,7 @@ def load():
         except (OSError, AttributeError) as e:
             tried.append("%s: %s (%s)" % (where, path, e))
             continue
-        lib._dml_path = path
+        lib._dml_path = os.path.abspath(path) if os.sep in path else path
         _lib = lib
         return lib
     raise ImportError("dml: cannot load libdml.so; looked in:\n  " + "\n  ".join(tried) +
