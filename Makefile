@@ -1,6 +1,8 @@
 # dml: deep metric learning in C11.
 #   make            static + shared library and the dml CLI (objects under build/)
-#   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay
+#   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay, then
+#                   make python-test
+#   make python-test  the Python package's pytest tests (python/tests) over build/libdml.so
 #   make test-kernels  the float-sensitive tests under each OpenBLAS kernel the CPU runs
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
@@ -46,7 +48,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
+.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
         deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
@@ -85,10 +87,20 @@ $(FAULT_LIB): tests/fault_preload.c
 
 # The fuzz corpora as regression inputs (from the top-level make only: make sanitize's inner
 # make test would replay them a second time), then the cmocka tests, whose count closes the run.
+# Then, from the top-level make only (make sanitize's build-san library cannot be loaded into
+# an uninstrumented Python), the Python package's tests, whose pytest summary closes the run.
 ifeq ($(MAKELEVEL),0)
 test: fuzz-replay
 endif
 test: unit-test
+ifeq ($(MAKELEVEL),0)
+	@$(MAKE) --no-print-directory python-test
+endif
+
+# pytest over python/tests (docs/python.md); -rs names the reason of every skipped test.
+python-test: all
+	@PYTHONPATH=python DML_LIB=$(BUILD)/libdml.so DML=$(BUILD)/dml \
+	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider python/tests
 
 unit-test: all $(TEST_BIN) $(FAULT_LIB)
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
@@ -184,7 +196,8 @@ $(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
-    python3-h5py python3-onnx python3-sklearn chromium time clang libopenmpi-dev openmpi-bin
+    python3-h5py python3-onnx python3-sklearn chromium time clang libopenmpi-dev openmpi-bin \
+    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \
