@@ -110,6 +110,11 @@ static void test_getters(void **state)
     const dml_pq *pq = dml_model_pq(fx.model);
     assert_non_null(pq);
     assert_int_equal(dml_pq_code_size(pq), 2); /* M 4 x 4 bits */
+    /* The codebooks as written, [M][ksub][dsub] (what the Python package hands FAISS). */
+    assert_int_equal(dml_pq_m(pq), fx.mf.pq.m);
+    assert_int_equal(dml_pq_nbits(pq), 4);
+    assert_memory_equal(dml_pq_centroids(pq), fx.mf.pq.centroids,
+                        (size_t)fx.mf.pq.d * fx.mf.pq.ksub * sizeof(float));
     assert_string_equal(dml_model_metric(fx.model), "inner_product");
     close_fixture(&fx);
     open_fixture(&fx, &FX_SIGMOID);
