@@ -69,6 +69,21 @@ def test_no_copy_for_float32_c_contiguous(model, data, monkeypatch):
     np.testing.assert_array_equal(model.encode(XF), ref)
     assert seen[-1] != XF.ctypes.data
     np.testing.assert_array_equal(model.encode(X.tolist()), ref)
+    # the PQ calls too: the embeddings dml_pq_encode reads are the caller's
+    real_pq = L.dml_pq_encode
+    seen_pq = []
+
+    def spy_pq(h, x, n, codes):
+        seen_pq.append(x)
+        return real_pq(h, x, n, codes)
+
+    monkeypatch.setattr(L, "dml_pq_encode", spy_pq)
+    model.pq.encode(ref)
+    assert seen_pq == [ref.ctypes.data]
+    view = ref[::2]  # every other row: starts at ref's pointer, not C-contiguous, so copied
+    assert view.ctypes.data == ref.ctypes.data and not view.flags.c_contiguous
+    np.testing.assert_array_equal(model.pq.encode(view), model.pq.encode(ref)[::2])
+    assert seen_pq[-2] != ref.ctypes.data
 
 
 def test_one_row_and_shapes(model, data):
