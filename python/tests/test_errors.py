@@ -35,12 +35,17 @@ def test_missing_file_is_a_data_error(tmp_path):
 
 
 def test_damaged_file_is_a_data_error(model_path, tmp_path):
-    raw = bytearray(open(model_path, "rb").read())
-    raw[len(raw) // 2] ^= 0xFF
+    orig = open(model_path, "rb").read()
+    raw = bytearray(orig)
+    raw[12] ^= 0xFF  # in the superblock, which carries a checksum
     bad = tmp_path / "damaged.h5"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(dml.DataError, match="damaged.h5"):
+    with pytest.raises(dml.DataError, match="damaged.h5: .*damaged"):
         dml.Model(bad)
+    cut = tmp_path / "truncated.h5"
+    cut.write_bytes(orig[: len(orig) // 2])
+    with pytest.raises(dml.DataError, match="truncated.h5"):
+        dml.Model(cut)
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not a model")
     with pytest.raises(dml.DataError, match="junk.h5"):
