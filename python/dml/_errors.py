@@ -42,28 +42,33 @@ class StoppedError(Error):
     """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written (coming)."""
 
 
-# dml_status value -> (constant name, exception class): the only place they are mapped.
+# dml_status value -> (constant name, exception class, what it means): the only place they are
+# mapped (include/dml.h's enum dml_status).
 STATUS = {
-    1: ("DML_ERR_USAGE", UsageError),
-    2: ("DML_ERR_CONFIG", ConfigError),
-    3: ("DML_ERR_DATA", DataError),
-    4: ("DML_ERR_IO", InputOutputError),
-    5: ("DML_ERR_NOMEM", NoMemoryError),
-    6: ("DML_ERR_DIVERGED", DivergedError),
-    7: ("DML_ERR_INTERNAL", InternalError),
-    8: ("DML_ERR_INTERRUPTED", StoppedError),
+    1: ("DML_ERR_USAGE", UsageError, "a bad argument"),
+    2: ("DML_ERR_CONFIG", ConfigError, "a config that does not validate"),
+    3: ("DML_ERR_DATA", DataError, "a missing, malformed or inconsistent input"),
+    4: ("DML_ERR_IO", InputOutputError, "reading or writing failed"),
+    5: ("DML_ERR_NOMEM", NoMemoryError, "out of memory"),
+    6: ("DML_ERR_DIVERGED", DivergedError, "training produced NaN or Inf"),
+    7: ("DML_ERR_INTERNAL", InternalError, "a bug in dml"),
+    8: ("DML_ERR_INTERRUPTED", StoppedError, "stopped on request"),
 }
 
 
-def error_for(status, message):
-    """The exception for a non-zero dml_status, carrying message (dml's, or the call's name)."""
-    name, cls = STATUS.get(int(status), ("DML_ERR_%d" % int(status), InternalError))
-    e = cls(message or name)
+def error_for(status, message=None, context=None):
+    """The exception for a non-zero dml_status: dml's own message when the call gave one, else
+    "context: what the status means (DML_ERR_...)"."""
+    name, cls, meaning = STATUS.get(int(status), ("DML_ERR_%d" % int(status), InternalError,
+                                                  "an unknown status"))
+    if not message:
+        message = "%s%s (%s)" % (context + ": " if context else "", meaning, name)
+    e = cls(message)
     e.status, e.status_name = int(status), name
     return e
 
 
-def check(status, message):
-    """Raises error_for(status, message) unless status is DML_OK (0)."""
+def check(status, context, message=None):
+    """Raises error_for(status, message, context) unless status is DML_OK (0)."""
     if status != 0:
-        raise error_for(status, message)
+        raise error_for(status, message, context)

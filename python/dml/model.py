@@ -114,7 +114,7 @@ class Model:
         h = ctypes.c_void_p()
         msg = ctypes.create_string_buffer(_MSG)
         st = self._L.dml_model_open(os.fsencode(self.path), ctypes.byref(h), msg, _MSG)
-        check(st, msg.value.decode("utf-8", "replace") or "dml_model_open: %s" % self.path)
+        check(st, "dml_model_open: %s" % self.path, msg.value.decode("utf-8", "replace"))
         self._h = h.value
         L = self._L
         self.dim_in = L.dml_model_dim_in(self._h)
@@ -139,6 +139,10 @@ class Model:
         if getattr(self, "_h", None) is not None:
             h, self._h = self._h, None
             self._L.dml_model_free(h)
+
+    def __reduce__(self):
+        """Pickled as its path: unpickling opens the file again (for multiprocessing)."""
+        return (Model, (self.path,))
 
     def __enter__(self):
         return self

@@ -15,11 +15,12 @@ from dml import _errors, _lib
 def test_table_matches_the_library():
     """Every status the library names maps to the class of that name, and dml_status_name agrees."""
     L = _lib.load()
-    for status, (name, cls) in _errors.STATUS.items():
+    for status, (name, cls, meaning) in _errors.STATUS.items():
         assert L.dml_status_name(status).decode() == name
         e = _errors.error_for(status, "msg")
         assert type(e) is cls and isinstance(e, dml.Error)
         assert (e.status, e.status_name, str(e)) == (status, name, "msg")
+        assert str(_errors.error_for(status, None, "call")) == "call: %s (%s)" % (meaning, name)
     assert L.dml_status_name(0).decode() == "DML_OK"
     assert issubclass(dml.NoMemoryError, MemoryError)
     assert issubclass(dml.InputOutputError, OSError)
@@ -81,12 +82,12 @@ def test_out_of_memory_is_a_no_memory_error(model_path):
             D, I = m.pq.search(c, e[:1], k)
             print("ok", I[0, 64])
         except dml.NoMemoryError as x:
-            print("nomem", x.status_name, isinstance(x, MemoryError))
+            print("nomem", x.status_name, isinstance(x, MemoryError), "out of memory" in str(x))
     """)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(dml.__file__)))
     outs = [subprocess.run([sys.executable, "-c", code, model_path, str(extra)], env=env,
                            capture_output=True, text=True, timeout=120) for extra in (8, 256)]
-    assert outs[0].stdout.strip() == "nomem DML_ERR_NOMEM True", outs[0].stderr
+    assert outs[0].stdout.strip() == "nomem DML_ERR_NOMEM True True", outs[0].stderr
     assert outs[1].stdout.strip() == "ok -1", outs[1].stderr
 
 

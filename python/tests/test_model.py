@@ -149,6 +149,14 @@ def test_two_threads_encode_one_model(model):
     assert not model._L._func_flags_ & ctypes._FUNCFLAG_PYTHONAPI
 
 
+def test_pickle_reopens(model, data):
+    import pickle
+    X = data[1][:4]
+    with pickle.loads(pickle.dumps(model)) as again:
+        assert again.path == model.path and again._h != model._h
+        np.testing.assert_array_equal(again.encode(X), model.encode(X))
+
+
 def test_close(model_path, data):
     m = dml.Model(model_path)
     pq = m.pq
