@@ -6,6 +6,7 @@
 #ifndef DML_SERVE_H
 #define DML_SERVE_H
 
+#include "serve/encode.h"
 #include "serve/export.h"
 #include "serve/model_file.h"
 
