@@ -1,5 +1,6 @@
-/* The inference path's bulk side: a data SPEC embedded a range of rows at a time and the
- * embeddings file dml encode writes (the layout in encode.h); one embedding pass is api.c's. */
+/* The inference path's bulk side: a data SPEC embedded a range of rows at a time, the
+ * embeddings file dml encode writes (the layout in encode.h), and a model handed to eval/;
+ * one embedding pass is api.c's. */
 #include "serve/encode.h"
 
 #include "data/h5_image.h"
@@ -149,4 +150,21 @@ void dml_rows_encoder_free(dml_rows_encoder *e)
     free(e->x);
     free(e->codes);
     memset(e, 0, sizeof *e);
+}
+
+static dml_status embed(const void *ctx, int tower, const float *x, size_t n, float *z)
+{
+    return dml_model_file_encode(ctx, tower, x, n, z);
+}
+
+void dml_model_file_eval_model(const dml_model_file *mf, const char *path, dml_eval_model *m)
+{
+    const dml_mlp *b = dml_model_file_tower(mf, 1);
+    *m = (dml_eval_model){.name = path, .dim = dml_mlp_dim_out(&mf->net.encoder),
+                          .d_in = dml_mlp_dim_in(&mf->net.encoder),
+                          .d_in_b = b ? dml_mlp_dim_in(b) : 0,
+                          .distance = strcmp(mf->metric, "inner_product") ? DML_EVAL_L2SQ
+                                                                          : DML_EVAL_IP,
+                          .pq = mf->pq.d ? &mf->pq : NULL, .seed = (uint64_t)mf->seed,
+                          .scale = &mf->scale, .embed = embed, .ctx = mf};
 }

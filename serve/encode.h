@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "eval/eval.h"
 #include "serve/model_file.h"
 
 /* The embeddings file of dml encode (readable as a data SPEC: X and y):
@@ -68,5 +69,9 @@ dml_status dml_rows_encoder_init(dml_rows_encoder *e, const dml_model_file *mf, 
 /* e->x (and e->codes) = rows [lo, lo + count), count <= e->chunk; read errors name the file. */
 dml_status dml_rows_encoder_run(dml_rows_encoder *e, size_t lo, size_t count, dml_error *err);
 void dml_rows_encoder_free(dml_rows_encoder *e);
+
+/* mf as eval/ sees it (dml_eval_model_run): its widths, metric, codebooks, seed, recorded input
+ * scale, and dml_model_file_encode as the embedding; path names it. m borrows mf. */
+void dml_model_file_eval_model(const dml_model_file *mf, const char *path, dml_eval_model *m);
 
 #endif
