@@ -152,6 +152,15 @@ void dml_rows_encoder_free(dml_rows_encoder *e)
     memset(e, 0, sizeof *e);
 }
 
+void dml_encode_shard(size_t n, int rank, int size, size_t *lo, size_t *hi)
+{
+    size_t blocks = (n + DML_ENCODE_BLOCK - 1) / DML_ENCODE_BLOCK;
+    size_t a = DML_ENCODE_BLOCK * (blocks * (size_t)rank / (size_t)size);
+    size_t b = DML_ENCODE_BLOCK * (blocks * (size_t)(rank + 1) / (size_t)size);
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
 static dml_status embed(const void *ctx, int tower, const float *x, size_t n, float *z)
 {
     return dml_model_file_encode(ctx, tower, x, n, z);

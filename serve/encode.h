@@ -70,6 +70,11 @@ dml_status dml_rows_encoder_init(dml_rows_encoder *e, const dml_model_file *mf, 
 dml_status dml_rows_encoder_run(dml_rows_encoder *e, size_t lo, size_t count, dml_error *err);
 void dml_rows_encoder_free(dml_rows_encoder *e);
 
+/* The rows [lo, hi) of n that process rank of size encodes (dml encode under mpirun): whole
+ * DML_ENCODE_BLOCKs, split as evenly as they go, so every forward pass is one the single
+ * process makes too and the bytes are the same. */
+void dml_encode_shard(size_t n, int rank, int size, size_t *lo, size_t *hi);
+
 /* mf as eval/ sees it (dml_eval_model_run): its widths, metric, codebooks, seed, recorded input
  * scale, and dml_model_file_encode as the embedding; path names it. m borrows mf. */
 void dml_model_file_eval_model(const dml_model_file *mf, const char *path, dml_eval_model *m);
