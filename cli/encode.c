@@ -61,17 +61,6 @@ static int parse(int argc, char **argv, args *a)
     return -1;
 }
 
-/* The rows [lo, hi) a rank encodes: whole DML_ENCODE_BLOCKs, split as evenly as they go, so
- * every forward pass is one the single process makes too and the bytes are the same. */
-static void shard(size_t n, int rank, int size, size_t *lo, size_t *hi)
-{
-    size_t blocks = (n + DML_ENCODE_BLOCK - 1) / DML_ENCODE_BLOCK;
-    size_t a = DML_ENCODE_BLOCK * (blocks * (size_t)rank / (size_t)size);
-    size_t b = DML_ENCODE_BLOCK * (blocks * (size_t)(rank + 1) / (size_t)size);
-    *lo = a < n ? a : n;
-    *hi = b < n ? b : n;
-}
-
 /* st, or an error naming the first rank that failed when this one did not. */
 static dml_status all_ok(const dml_comm *c, dml_status st, dml_error *err)
 {
@@ -106,11 +95,11 @@ static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for a round's rows");
     for (int k = 0; k < size; k++) {
         size_t l, h;
-        shard(n, k, size, &l, &h);
+        dml_encode_shard(n, k, size, &l, &h);
         size_t r = (h - l + enc->chunk - 1) / enc->chunk;
         rounds = r > rounds ? r : rounds;
     }
-    shard(n, rank, size, &lo, &hi);
+    dml_encode_shard(n, rank, size, &lo, &hi);
     dml_progress bar;
     dml_progress_init_units(&bar, rank == 0 ? stderr : NULL, (long)n, "rows");
     size_t done = 0;
@@ -132,7 +121,7 @@ static dml_status stream(const args *a, const dml_comm *comm, dml_rows_encoder *
                *bytes_c = parts + 3 * size, *first = parts + 4 * size;
         for (int k = 0; k < size; k++) {
             size_t l, h;
-            shard(n, k, size, &l, &h);
+            dml_encode_shard(n, k, size, &l, &h);
             first[k] = l + j * enc->chunk < h ? l + j * enc->chunk : h;
             size_t c = h - first[k] < enc->chunk ? h - first[k] : enc->chunk;
             off[k] = (size_t)k * enc->chunk * dim * sizeof(float);

@@ -39,6 +39,10 @@ typedef struct dml_h5_out {
     dml_file_out file;
 } dml_h5_out;
 
+/* A scalar fixed-length (NUL-terminated UTF-8) string attribute: it lives inside the
+ * checksummed object header, so a reader never follows a pointer into the global heap, whose
+ * parser crashes on corrupted files. 1 on success. */
+int dml_h5_put_str(hid_t loc, const char *name, const char *value);
 /* A contiguous dataset whose storage is allocated now and never filled by libhdf5: its bytes
  * come from dml_h5_out_write. 1 on success. */
 int dml_h5_reserve(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims);

@@ -3,7 +3,8 @@
  *
  * Searching never holds a queries x references matrix: queries go through in blocks, one GEMM
  * (or one ADC table per query) scores a block against every reference, and each query keeps a
- * bounded top-k (ties: the lower reference row first).
+ * bounded top-k (ties: the lower reference row first). dml_eval_model_run (eval/database.c) is
+ * dml eval's whole work: a model's embeddings of the queries and a database, then the metrics.
  *
  *   dml_eval_request req = {.d = 64, .queries = z, .q_labels = y, .n_queries = n};
  *   dml_eval_result res;
@@ -220,6 +221,62 @@ int dml_eval_table_rows(const dml_eval_result *res, dml_eval_row *rows);
 /* One JSON object (no newline): every metric (null for NAN), then n_queries, n_db,
  * scored_queries, skipped_queries, seconds. */
 void dml_eval_write_json(const dml_eval_result *res, FILE *f);
+
+/* ---------------------------------------------------------------------------------------------
+ * A model evaluated on data sets (eval/database.c): what dml eval does, as a library call. */
+
+/* A trained model as eval/ sees it. eval/ sits below serve/, so embedding is a function:
+ * dml_model_file_eval_model (serve/encode.h) fills one from a read model.h5. */
+typedef struct dml_eval_model {
+    const char *name;             /* the model's path, named by the input scale warnings */
+    int dim;                      /* embedding width */
+    int d_in, d_in_b;             /* the towers' input widths; d_in_b 0: one tower */
+    dml_eval_distance distance;   /* how its embeddings are searched */
+    const dml_pq *pq;             /* its codebooks, or NULL */
+    uint64_t seed;                /* nmi's k-means */
+    const dml_input_scale *scale; /* the encoder's input in training; NULL or mode "": unknown */
+    /* Tower 0 (1: the second, d_in_b set) applied to x[n, its input width] into z[n, dim];
+     * DML_ERR_NOMEM when memory runs out. */
+    dml_status (*embed)(const void *ctx, int tower, const float *x, size_t n, float *z);
+    const void *ctx;
+} dml_eval_model;
+
+typedef struct dml_eval_model_request {
+    const dml_eval_model *model;
+    /* The queries. A dual encoder's are two views: a one-view set is replaced by its halves
+     * (dml_dataset_halves; its rows freed), and their second views are its database. */
+    dml_dataset *queries;
+    /* The database, at most one of them (none: protocol 1, the queries among themselves):
+     * db_spec is opened here and read whole, or searched in chunks (one process only) when its
+     * rows and embeddings (and codes) would take more than memory_limit or stream is set; db is
+     * in memory. */
+    const char *db_spec;
+    const dml_dataset *db;
+    /* With a database: the ground truth of nn_recall_at_k. NULL: an ann-benchmarks file's own
+     * when queries came from F.hdf5:/test (dml_neighbors_beside). */
+    const char *truth_spec;
+    int pq;                     /* also every retrieval metric on the model's PQ codes */
+    const char *const *metrics; /* [n_metrics] keys; NULL: every one the data allow */
+    int n_metrics;
+    double memory_limit;        /* bytes; 0: half the machine's RAM */
+    int stream;                 /* 1: chunks whatever the database's size */
+    int chunk;                  /* rows a chunk, rounded up to DML_STREAM_ALIGN; 0: by the limit */
+    FILE *log;                  /* "dml eval: " notes and the chunks' progress bar; NULL: silent */
+    /* Sharding over processes as dml_eval_request's; first_failure(share_ctx, failed), when
+     * set, is collective: the lowest rank whose failed is nonzero, or -1, so that every rank
+     * stops before the search when one failed. */
+    int shard_rank, shard_size;
+    void (*share_rows)(void *ctx, void *buf, size_t row_bytes, const int *row_begin);
+    int (*first_failure)(void *ctx, int failed);
+    void *share_ctx;
+    float **embeddings; /* set: *embeddings = the queries' [queries->n, dim], the caller frees */
+} dml_eval_model_request;
+
+/* Embeds the queries (and the database) with the model and computes the metrics with
+ * dml_eval_run. Label metrics that measure nothing (no query scored, references of one label)
+ * are DML_ERR_DATA naming the data. Errors name the file or data set at fault. */
+dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result *res,
+                              dml_error *err);
 
 /* ---- internal to eval/: one ranking pass of dml_eval_run over every query (eval/metrics.c) ---- */
 

@@ -1,5 +1,4 @@
-/* model.h5 written atomically, and the embeddings file dml encode writes with the same HDF5
- * helpers; the layouts are in model_file.h, reading in model_read.c. */
+/* model.h5 written atomically; the layout is in model_file.h, reading in model_read.c. */
 #include "serve/model_file.h"
 
 #include "data/h5_image.h"
@@ -24,25 +23,6 @@ const char *dml_model_file_output_name(dml_output_norm o)
 
 /* ---------------------------------------------------------------------------------------------
  * Writing */
-/* Fixed-length (NUL-terminated UTF-8) strings live inside the checksummed object header, so a
- * reader never follows a pointer into the global heap, whose parser crashes on corrupted files. */
-static int put_str(hid_t loc, const char *name, const char *value)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    hid_t s = H5Screate(H5S_SCALAR);
-    int ok = t >= 0 && s >= 0 && H5Tset_size(t, strlen(value) + 1) >= 0 &&
-             H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
-    hid_t a = ok ? H5Acreate2(loc, name, t, s, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    ok = a >= 0 && H5Awrite(a, t, value) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
-    if (s >= 0)
-        H5Sclose(s);
-    if (t >= 0)
-        H5Tclose(t);
-    return ok;
-}
-
 static int put_num(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *v)
 {
     hid_t s = H5Screate(H5S_SCALAR);
@@ -109,7 +89,8 @@ static int put_scale(hid_t g, const dml_input_scale *s)
 {
     if (!s || !s->mode[0])
         return 1;
-    return put_str(g, "mode", s->mode) && (!s->type[0] || put_str(g, "source_type", s->type)) &&
+    return dml_h5_put_str(g, "mode", s->mode) &&
+           (!s->type[0] || dml_h5_put_str(g, "source_type", s->type)) &&
            (isnan(s->min) || (put_num(g, "source_min", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->min) &&
                               put_num(g, "source_max", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->max)));
 }
@@ -117,7 +98,7 @@ static int put_scale(hid_t g, const dml_input_scale *s)
 static int put_norm(hid_t tower, const dml_input_norm *norm, const dml_input_scale *scale)
 {
     hid_t g = new_group(tower, "input_norm");
-    int ok = g >= 0 && put_str(g, "kind", norm && norm->d ? "standardize" : "none") &&
+    int ok = g >= 0 && dml_h5_put_str(g, "kind", norm && norm->d ? "standardize" : "none") &&
              put_scale(g, scale);
     if (ok && norm && norm->d) {
         hsize_t dims[1] = {(hsize_t)norm->d};
@@ -136,8 +117,8 @@ static int put_layer(hid_t tower, int i, const dml_mlp *m)
     snprintf(name, sizeof name, "layer_%03d", i);
     hid_t g = new_group(tower, name);
     hsize_t wd[2] = {(hsize_t)l->w.rows, (hsize_t)l->w.cols}, bd[1] = {(hsize_t)l->b.cols};
-    int ok = g >= 0 && put_str(g, "type", "linear") &&
-             put_str(g, "activation", dml_activation_name(act)) &&
+    int ok = g >= 0 && dml_h5_put_str(g, "type", "linear") &&
+             dml_h5_put_str(g, "activation", dml_activation_name(act)) &&
              (act != DML_ACT_LEAKY_RELU || put_f32_attr(g, "negative_slope", DML_LEAKY_SLOPE)) &&
              put_i64(g, "in_features", l->w.cols) && put_i64(g, "out_features", l->w.rows) &&
              put_f32(g, "weight", l->w.data, 2, wd) && put_f32(g, "bias", l->b.data, 1, bd);
@@ -150,7 +131,7 @@ static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_i
                      const dml_input_scale *scale)
 {
     hid_t t = new_group(file, name);
-    int ok = t >= 0 && put_str(t, "architecture", "mlp") &&
+    int ok = t >= 0 && dml_h5_put_str(t, "architecture", "mlp") &&
              put_i64(t, "input_dim", dml_mlp_dim_in(m)) &&
              put_i64(t, "output_dim", dml_mlp_dim_out(m)) && put_i64(t, "num_layers", m->n_layers) &&
              put_norm(t, norm, scale);
@@ -158,7 +139,7 @@ static int put_tower(hid_t file, const char *name, const dml_mlp *m, const dml_i
         ok = put_layer(t, i, m);
     if (ok) {
         hid_t g = new_group(t, "output_norm");
-        ok = g >= 0 && put_str(g, "kind", dml_model_file_output_name(m->output)) &&
+        ok = g >= 0 && dml_h5_put_str(g, "kind", dml_model_file_output_name(m->output)) &&
              put_f32_attr(g, "eps", DML_NORM_EPS);
         if (g >= 0)
             H5Gclose(g);
@@ -184,8 +165,8 @@ static int put_training(hid_t file, const dml_model_file *mf)
 {
     hid_t g = new_group(file, "training");
     int ok = g >= 0 && put_i64(g, "seed", mf->seed) && put_i64(g, "steps", mf->steps) &&
-             (!mf->config_yaml || put_str(g, "config", mf->config_yaml)) &&
-             (!mf->metrics_json || put_str(g, "final_metrics", mf->metrics_json));
+             (!mf->config_yaml || dml_h5_put_str(g, "config", mf->config_yaml)) &&
+             (!mf->metrics_json || dml_h5_put_str(g, "final_metrics", mf->metrics_json));
     if (g >= 0)
         H5Gclose(g);
     return ok;
@@ -199,11 +180,12 @@ static int put_all(hid_t f, const dml_model_file *mf)
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     snprintf(producer, sizeof producer, "dml %s", DML_VERSION_STRING);
     const dml_net *net = &mf->net;
-    return put_str(f, "format", DML_MODEL_FORMAT) &&
+    return dml_h5_put_str(f, "format", DML_MODEL_FORMAT) &&
            put_i64(f, "format_version", DML_MODEL_FORMAT_VERSION) &&
-           put_str(f, "producer", producer) && put_str(f, "created", created) &&
-           put_str(f, "model_type", dml_model_file_type_name(net->type)) &&
-           put_str(f, "metric", mf->metric) && put_tower(f, "encoder", &net->encoder, &mf->norm, &mf->scale) &&
+           dml_h5_put_str(f, "producer", producer) && dml_h5_put_str(f, "created", created) &&
+           dml_h5_put_str(f, "model_type", dml_model_file_type_name(net->type)) &&
+           dml_h5_put_str(f, "metric", mf->metric) &&
+           put_tower(f, "encoder", &net->encoder, &mf->norm, &mf->scale) &&
            (net->type != DML_NET_AUTOENCODER || put_tower(f, "decoder", &net->decoder, NULL, NULL)) &&
            (net->type != DML_NET_DUAL ||
             put_tower(f, "encoder_b", &net->encoder_b, &mf->norm_b, &mf->scale_b)) &&
@@ -251,149 +233,6 @@ dml_status dml_model_file_write(const char *path, const dml_model_file *mf, dml_
 {
     dml_status st = check_for_write(path, mf, err);
     return st != DML_OK ? st : dml_h5_write_atomic(path, "model file", fill_model, mf, err);
-}
-
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the embeddings file's X, codes and y are written as the little-endian bytes in memory"
-#endif
-
-/* The streamed datasets, in dml_h5_out's order. */
-enum { EMB_X, EMB_CODES, EMB_Y, EMB_COUNT };
-static const char *const EMB_NAMES[EMB_COUNT] = {"X", "codes", "y"};
-#define EMB_Y_BLOCK 4096 /* labels widened to int64 this many at a time */
-
-struct dml_embeddings_out {
-    dml_embeddings e;
-    size_t rows;      /* put so far: every row once when all is put */
-    dml_h5_out h5;
-};
-
-static int fill_embeddings(hid_t f, const void *ctx)
-{
-    const dml_embeddings *e = ctx;
-    hsize_t xd[2] = {(hsize_t)e->n, (hsize_t)e->dim}, cd[2] = {(hsize_t)e->n, e->code_size};
-    hsize_t yd[1] = {(hsize_t)e->n};
-    return put_str(f, "format", "dml-embeddings") && put_str(f, "model", e->model) &&
-           put_str(f, "input", e->input) && put_str(f, "tower", e->tower) &&
-           dml_h5_reserve(f, "X", H5T_IEEE_F32LE, 2, xd) &&
-           (!e->code_size || dml_h5_reserve(f, "codes", H5T_STD_U8LE, 2, cd)) &&
-           (!e->labelled || dml_h5_reserve(f, "y", H5T_STD_I64LE, 1, yd));
-}
-
-dml_status dml_embeddings_open(const char *path, const dml_embeddings *e,
-                               dml_embeddings_out **out, dml_error *err)
-{
-    dml_embeddings_out *o = calloc(1, sizeof *o);
-    *out = NULL;
-    if (!o)
-        return dml_error_set(err, DML_ERR_NOMEM, path, 0, 0, "out of memory");
-    o->e = *e;
-    o->h5.n = EMB_COUNT;
-    for (int i = 0; i < EMB_COUNT; i++)
-        o->h5.name[i] = EMB_NAMES[i];
-    dml_status st = dml_h5_out_open(&o->h5, path, "embeddings file", fill_embeddings, e, err);
-    if (st != DML_OK)
-        free(o);
-    else
-        *out = o;
-    return st;
-}
-
-void dml_embeddings_put(dml_embeddings_out *o, size_t lo, const float *x, const uint8_t *codes,
-                        const int32_t *y, size_t count)
-{
-    const dml_embeddings *e = &o->e;
-    DML_ASSERT(lo + count <= e->n);
-    size_t row_x = (size_t)e->dim * sizeof(float);
-    dml_h5_out_write(&o->h5, EMB_X, lo * row_x, x, count * row_x);
-    if (e->code_size)
-        dml_h5_out_write(&o->h5, EMB_CODES, lo * e->code_size, codes, count * e->code_size);
-    for (size_t i = 0; e->labelled && i < count; i += EMB_Y_BLOCK) {
-        int64_t wide[EMB_Y_BLOCK];
-        size_t k = count - i < EMB_Y_BLOCK ? count - i : EMB_Y_BLOCK;
-        for (size_t j = 0; j < k; j++)
-            wide[j] = y[i + j];
-        dml_h5_out_write(&o->h5, EMB_Y, (lo + i) * sizeof *wide, wide, k * sizeof *wide);
-    }
-    o->rows += count;
-}
-
-dml_status dml_embeddings_close(dml_embeddings_out *o, int ok, dml_error *err)
-{
-    DML_ASSERT(!ok || o->rows == o->e.n);
-    dml_status st = dml_h5_out_finish(&o->h5, ok, err);
-    free(o);
-    return st;
-}
-
-dml_status dml_rows_encoder_chunk(size_t *chunk, dml_error *err)
-{
-    const char *v = getenv("DML_ENCODE_CHUNK_ROWS");
-    char *end = NULL;
-    long long k = v ? strtoll(v, &end, 10) : DML_ENCODE_CHUNK;
-    if (v && (end == v || *end || k < 1 || k % DML_KMEANS_BLOCK))
-        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "DML_ENCODE_CHUNK_ROWS=%s: expected a positive multiple of %d", v,
-                             DML_KMEANS_BLOCK);
-    *chunk = (size_t)k;
-    return DML_OK;
-}
-
-/* A paired input (never streamed: read whole) gives tower 1 its second view. */
-static const dml_dataset *second_view(const dml_rows_encoder *e)
-{
-    const dml_dataset *whole = dml_rows_whole(e->rows);
-    return e->tower == 1 && whole && whole->x_b ? whole : NULL;
-}
-
-dml_status dml_rows_encoder_init(dml_rows_encoder *e, const dml_model_file *mf, int tower,
-                                 dml_rows *rows, int pq, size_t chunk, dml_error *err)
-{
-    memset(e, 0, sizeof *e);
-    const dml_mlp *m = dml_model_file_tower(mf, tower);
-    if (!m)
-        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "the model has no second tower: it is not a dual encoder");
-    *e = (dml_rows_encoder){mf, tower, rows, chunk, dml_mlp_dim_in(m), dml_mlp_dim_out(m),
-                            pq ? dml_pq_code_size(&mf->pq) : 0, NULL, NULL, NULL};
-    const dml_dataset *b = second_view(e);
-    int d = b ? b->d_b : rows->d;
-    if (d != e->d_in)
-        return dml_error_set(err, DML_ERR_DATA, rows->source, 0, 0,
-                             "rows have %d features, but the model's %s takes %d", d,
-                             tower ? "encoder_b" : "encoder", e->d_in);
-    size_t n = chunk < (size_t)rows->n ? chunk : (size_t)rows->n;
-    e->in = malloc(n * (size_t)e->d_in * sizeof(float) + 1);
-    e->x = malloc(n * (size_t)e->dim * sizeof(float) + 1);
-    e->codes = pq ? malloc(n * e->code_size + 1) : NULL;
-    if (!e->in || !e->x || (pq && !e->codes))
-        return dml_error_set(err, DML_ERR_NOMEM, rows->source, 0, 0,
-                             "out of memory for %zu rows at a time", n);
-    return DML_OK;
-}
-
-dml_status dml_rows_encoder_run(dml_rows_encoder *e, size_t lo, size_t count, dml_error *err)
-{
-    DML_ASSERT(count <= e->chunk);
-    const dml_dataset *b = second_view(e);
-    dml_status st = DML_OK;
-    if (b)
-        memcpy(e->in, b->x_b + lo * (size_t)b->d_b, count * (size_t)b->d_b * sizeof(float));
-    else
-        st = dml_rows_read(e->rows, (int)lo, (int)count, e->in, err);
-    if (st == DML_OK && (dml_model_file_encode(e->mf, e->tower, e->in, count, e->x) != DML_OK ||
-                         (e->codes && dml_pq_encode(&e->mf->pq, e->x, count, e->codes) != DML_OK)))
-        st = dml_error_set(err, DML_ERR_NOMEM, e->rows->source, 0, 0,
-                           "out of memory encoding %zu rows", count);
-    return st;
-}
-
-void dml_rows_encoder_free(dml_rows_encoder *e)
-{
-    free(e->in);
-    free(e->x);
-    free(e->codes);
-    memset(e, 0, sizeof *e);
 }
 
 void dml_model_file_free(dml_model_file *mf)

@@ -1,7 +1,8 @@
 /* A database searched in chunks (dml eval --stream, eval/stream.c): the numbers of the
  * in-memory search, float and PQ, on labelled and ann-benchmarks data through the CLI (several
  * chunks of DML_STREAM_ALIGN rows); every query's merged top-k against a brute force with
- * exact ties, through dml_eval_run; map_all and a too-wide map_at_r left out and said so; a
+ * exact ties, through dml_eval_run; dml_eval_model_run (a database in memory, read whole,
+ * streamed) against dml_eval_run; map_all and a too-wide map_at_r left out and said so; a
  * truncated database file is exit 2 naming it. */
 #include <hdf5.h>
 #include <math.h>
@@ -335,6 +336,75 @@ static void test_truncated_database(void **state)
     fx_rm(dir);
 }
 
+/* Two results with the same values, map_all and pq_map_all aside when skip_map_all (a streamed
+ * one has neither). */
+static void assert_same_values(const dml_eval_result *a, const dml_eval_result *b, int skip_map_all)
+{
+    for (int i = 0; i < a->n_values; i++) {
+        double v = dml_eval_get(b, a->values[i].name);
+        if (skip_map_all && strstr(a->values[i].name, "map_all"))
+            continue;
+        if (!(v == a->values[i].value || (isnan(v) && isnan(a->values[i].value))))
+            fail_msg("%s: %.17g, then %.17g", a->values[i].name, a->values[i].value, v);
+    }
+    assert_int_equal(a->scored_queries, b->scored_queries);
+}
+
+/* dml_eval_model_run called directly: a database in memory, the same file read whole and
+ * streamed all give what dml_eval_run gives on the model's embeddings, and the queries'
+ * embeddings come back; a ground truth without a database is refused. */
+static void test_model_run_equals_eval_run(void **state)
+{
+    (void)state;
+    char db_path[400], q_path[400];
+    FX_TMP(dir, db_path, "db.h5");
+    snprintf(q_path, sizeof q_path, "%s/q.h5", dir);
+    tu_write_blobs(db_path, 3000, D_IN, 12);
+    tu_write_blobs(q_path, 150, D_IN, 12);
+    dml_model_file mf;
+    fx_model(&mf, &SPEC);
+    dml_dataset q, db;
+    dml_error err = {0};
+    assert_int_equal(dml_dataset_open(q_path, &q, &err), DML_OK);
+    assert_int_equal(dml_dataset_open(db_path, &db, &err), DML_OK);
+    float *zq, *zd, *got = NULL;
+    assert_int_equal(dml_model_file_encode_dataset(&mf, 0, &q, &zq, &err), DML_OK);
+    assert_int_equal(dml_model_file_encode_dataset(&mf, 0, &db, &zd, &err), DML_OK);
+    dml_eval_request ref = {.d = SPEC.dim, .queries = zq, .q_labels = q.y, .n_queries = q.n,
+                            .db = zd, .db_labels = db.y, .n_db = db.n, .pq = &mf.pq,
+                            .seed = SPEC.seed};
+    dml_eval_result want, mem, whole, str;
+    assert_int_equal(dml_eval_run(&ref, &want, &err), DML_OK);
+
+    dml_eval_model model;
+    dml_model_file_eval_model(&mf, "model.h5", &model);
+    dml_eval_model_request req = {.model = &model, .queries = &q, .db = &db, .pq = 1,
+                                  .embeddings = &got};
+    assert_int_equal(dml_eval_model_run(&req, &mem, &err), DML_OK);
+    assert_non_null(got);
+    assert_memory_equal(got, zq, (size_t)q.n * SPEC.dim * sizeof *got);
+    assert_same_values(&want, &mem, 0);
+    req.db = NULL;
+    req.db_spec = db_path;
+    req.embeddings = NULL;
+    assert_int_equal(dml_eval_model_run(&req, &whole, &err), DML_OK);
+    assert_same_values(&want, &whole, 0);
+    req.stream = 1;
+    assert_int_equal(dml_eval_model_run(&req, &str, &err), DML_OK);
+    assert_true(isnan(dml_eval_get(&str, "map_all")));
+    assert_same_values(&want, &str, 1);
+
+    dml_eval_model_request lone = {.model = &model, .queries = &q, .truth_spec = "t.ivecs"};
+    assert_int_equal(dml_eval_model_run(&lone, &str, &err), DML_ERR_USAGE);
+    free(got);
+    free(zq);
+    free(zd);
+    dml_dataset_free(&q);
+    dml_dataset_free(&db);
+    dml_model_file_free(&mf);
+    fx_rm(dir);
+}
+
 /* A dual encoder: the database is the queries' second views (their right halves), streamed:
  * recall_at_k and mrr_at_10 as in memory. */
 static void test_paired_stream_equals_memory(void **state)
@@ -429,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_labelled_stream_equals_memory),
         cmocka_unit_test(test_ann_benchmarks_stream_equals_memory),
         cmocka_unit_test(test_merge_matches_brute_force),
+        cmocka_unit_test(test_model_run_equals_eval_run),
         cmocka_unit_test(test_paired_stream_equals_memory),
         cmocka_unit_test(test_mpirun_refused),
         cmocka_unit_test(test_memory_limit_bare_number_is_mb),
