@@ -13,6 +13,7 @@
 #include "optim/optim.h"
 #include "train/comm.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 #define DML_MAX_PARAMS 192 /* four MLPs (three towers, the head) of up to 17 layers, 2 each */
 #define DML_MAX_VALIDATIONS 4096
@@ -72,6 +73,12 @@ typedef struct dml_run {
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
     volatile sig_atomic_t *stop; /* dml_train_opts.stop */
+    int stop_asked;              /* the progress callback asked to stop */
+    int no_folder;               /* dml_train_opts.no_folder: nothing written */
+    int given_train, given_test; /* train (test) came in memory through dml_train_opts */
+    int (*progress)(void *ctx, const dml_train_event *ev);
+    void *progress_ctx;
+    char *final_json;            /* the final metrics as JSON (dml_run_finish), for the model */
 
     /* data-parallel training (train/run_comm.c): NULL for one process */
     const dml_comm *comm;

@@ -166,14 +166,16 @@ dml_status dml_run_finish(dml_run *r, dml_error *err)
     }
     if (st == DML_OK && !json)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
-    if (st == DML_OK)
+    int writes = st == DML_OK && !r->no_folder;
+    if (writes)
         st = dml_run_write_metrics(r, json, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         st = dml_run_write_model(r, json, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         st = dml_run_write_report(r, &res, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         fprintf(r->log, "wrote %s/model.h5, metrics.jsonl, report.html\n", r->out_dir);
-    free(json);
+    free(r->final_json);
+    r->final_json = json; /* for dml_run_take_model */
     return st;
 }
