@@ -143,6 +143,79 @@ DML_API const dml_pq *dml_model_pq(const dml_model *model);
 /* How the embeddings are meant to be searched: "l2" or "inner_product". */
 DML_API const char *dml_model_metric(const dml_model *model);
 
+/* Writes the model to path as model.h5 (format_version 2), atomically: a temporary name, then
+ * a rename, so a failure leaves an existing file as it was. dml_model_open reads it back to a
+ * model that encodes the same, bit for bit. DML_ERR_IO (or DML_ERR_USAGE for NULL arguments)
+ * with a message naming the file in errbuf (may be NULL; truncated to errlen bytes). */
+DML_API dml_status dml_model_save(const dml_model *model, const char *path, char *errbuf,
+                                  size_t errlen);
+
+/* ---- training from memory ---- */
+
+/* The data to train on, all arrays owned by the caller and never written: dml copies the rows
+ * it trains on once (the run normalises its rows in place), so they may be freed or reused as
+ * soon as dml_train returns. x NULL: the config's data.train is read instead, and likewise
+ * x_test NULL: data.test when the config names one (with x given, data.test's default,
+ * Fashion-MNIST's test set, is dropped: no final metrics). */
+typedef struct dml_train_data {
+    const float *x;     /* [n, d] training rows, or NULL */
+    int64_t n;
+    int d;
+    const int64_t *y;   /* [n] labels in 0..1000000, or NULL (unlabelled) */
+    const float *x_b;   /* [n, d_b] a second view of each row (data.pairs: file; the positive
+                         * of x's anchor, through model.type dual's second tower), or NULL */
+    int d_b;
+    const float *x_test;     /* [n_test, d] rows for the final metrics, or NULL */
+    int64_t n_test;
+    const int64_t *y_test;   /* [n_test] or NULL */
+    const float *x_test_b;   /* [n_test, d_b] or NULL */
+} dml_train_data;
+
+/* What the progress callback is told after every step, and again after every validation. */
+typedef struct dml_train_progress {
+    long step, total_steps; /* step counts from 1 to total_steps */
+    float loss, lr;         /* the step's loss and the learning rate it used */
+    /* 0 after a step; after a validation, its metrics (a value is NaN when nothing labelled
+     * was there to validate on): names[i] ("map_at_r", "precision_at_1") and values[i]. */
+    int n_metrics;
+    const char *const *metric_names;
+    const double *metric_values;
+} dml_train_progress;
+
+/* Called on the training thread; a nonzero return stops the run at the next step boundary
+ * (dml_train then returns DML_ERR_INTERRUPTED). p and what it points to last for the call. */
+typedef int (*dml_train_callback)(void *ctx, const dml_train_progress *p);
+
+typedef struct dml_train_options {
+    /* The run folder (checkpoint.h5, metrics.jsonl, report.html and model.h5, as dml train
+     * writes it, locked while the run writes it), or NULL: nothing is written. */
+    const char *out_dir;
+    int resume;               /* continue out_dir/checkpoint.h5, as dml train --resume */
+    dml_train_callback callback; /* NULL, or the progress callback */
+    void *callback_ctx;
+    /* NULL, or a flag the caller sets nonzero (from another thread or a signal handler) to
+     * stop at the next step boundary, as the callback's nonzero return does. */
+    volatile int *stop;
+    int verbose;              /* nonzero: the progress lines dml train prints, on stderr */
+} dml_train_options;
+
+/* Trains the encoder a config describes, on data in memory.
+ * config: YAML text with a config file's schema, defaults and checks (docs/config.md; NULL
+ * or "" keeps every default); its errors are DML_ERR_CONFIG as "<config>:LINE:COL: key:
+ * expected ...". sets[n_sets]: overrides "key.path=value" (the value YAML), exactly as
+ * dml train --set takes them, applied in order after the text. data: see dml_train_data (NULL:
+ * the config's files). opts: NULL for no run folder, no callback, quiet.
+ * On success *model is the trained model (dml_model_free): encode with it, save it with
+ * dml_model_save. On failure *model is NULL and errbuf (may be NULL) says why, truncated to
+ * errlen bytes: DML_ERR_USAGE (NULL or inconsistent arguments), DML_ERR_CONFIG, DML_ERR_DATA
+ * (a label outside 0..1000000, a NaN row, ...), DML_ERR_NOMEM, DML_ERR_IO (the run folder),
+ * DML_ERR_DIVERGED, or DML_ERR_INTERRUPTED when a stop was asked: with a run folder its
+ * checkpoint.h5 is written at that step, which resume (or dml train --resume) continues.
+ * Not thread-safe with other dml_train or HDF5 calls (it may read and write HDF5). */
+DML_API dml_status dml_train(const char *config, const char *const *sets, int n_sets,
+                             const dml_train_data *data, const dml_train_options *opts,
+                             dml_model **model, char *errbuf, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
