@@ -216,6 +216,32 @@ DML_API dml_status dml_train(const char *config, const char *const *sets, int n_
                              const dml_train_data *data, const dml_train_options *opts,
                              dml_model **model, char *errbuf, size_t errlen);
 
+/* ---- evaluation from memory ---- */
+typedef struct dml_metrics dml_metrics;
+
+/* Scores the model's embeddings of query rows x[n, dim_in] as dml eval does, into *metrics
+ * (dml_metrics_free): without a database every query searches the other queries (itself left
+ * out; label metrics need y), with x_db[n_db, dim_in] it searches the database (y_db its
+ * labels or NULL). truth[n, truth_k] (with a database; NULL: none): each query's true nearest
+ * database rows, nearest first, for nn_recall_at_k. pq nonzero: every retrieval metric again
+ * on the model's PQ codes (pq_ names). The values equal dml eval --json's on the same rows.
+ * Labels are 0..1000000. DML_ERR_USAGE (bad arguments, pq without codebooks), DML_ERR_DATA
+ * (a label or neighbour id out of range), DML_ERR_NOMEM; *metrics is NULL on failure and
+ * errbuf (may be NULL) says why. */
+DML_API dml_status dml_evaluate(const dml_model *model, const float *x, size_t n,
+                                const int64_t *y, const float *x_db, size_t n_db,
+                                const int64_t *y_db, const int64_t *truth, int truth_k, int pq,
+                                dml_metrics **metrics, char *errbuf, size_t errlen);
+/* How many metrics, and metric i's name ("map_at_r", "pq_recall_at_1", ...) and value (NaN
+ * when no query could be scored). NULL / NaN for i out of range. */
+DML_API int dml_metrics_count(const dml_metrics *metrics);
+DML_API const char *dml_metrics_name(const dml_metrics *metrics, int i);
+DML_API double dml_metrics_value(const dml_metrics *metrics, int i);
+/* A metric's value by name; NaN when it was not computed. */
+DML_API double dml_metrics_get(const dml_metrics *metrics, const char *name);
+/* NULL is harmless. */
+DML_API void dml_metrics_free(dml_metrics *metrics);
+
 #ifdef __cplusplus
 }
 #endif

@@ -104,6 +104,11 @@ dml_status dml_model_adopt(dml_model_file *mf, dml_model **model)
     return DML_OK;
 }
 
+const dml_model_file *dml_model_file_of(const dml_model *model)
+{
+    return &model->mf;
+}
+
 dml_status dml_model_save(const dml_model *model, const char *path, char *errbuf, size_t errlen)
 {
     dml_error err;

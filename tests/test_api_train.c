@@ -2,7 +2,8 @@
  * dml train gives, bit for bit; config text errors carry line:col; overrides apply; labels out
  * of range are refused; the caller's arrays are never written; the callback sees every step
  * and validation; a stop request ends the run with DML_ERR_INTERRUPTED and a checkpoint that
- * dml train --resume continues; the model returned encodes as the model.h5 saved from it. */
+ * dml train --resume continues; the model returned encodes as the model.h5 saved from it; dml_evaluate's metrics are dml
+ * eval --json's. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>
@@ -284,6 +285,71 @@ static void test_stop_and_resume(void **state)
     tu_assert_same_model(cli, out);
 }
 
+/* dml_evaluate's metrics against dml eval --json's on the same model and rows (extra: its
+ * arguments beyond the model and the data). */
+static void same_as_cli_eval(dml_model *m, const char *model, const char *extra, int db, int pq)
+{
+    char msg[512], json[8192] = "";
+    assert_int_equal(tu_system("%s eval %s --data %s %s --json >%s/eval.json 2>%s/eval.log",
+                               tu_dml_path(), model, data, extra, dir, dir),
+                     0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(json, 1, sizeof json - 1, f);
+    json[len] = '\0';
+    fclose(f);
+    dml_metrics *mt;
+    assert_status(dml_evaluate(m, x, N_ROWS, y, db ? x : NULL, db ? N_ROWS : 0, db ? y : NULL,
+                               NULL, 0, pq, &mt, msg, sizeof msg),
+                  DML_OK);
+    int keys = 0;
+    for (const char *at = json; (at = strstr(at, "\": ")); at++)
+        keys++;
+    assert_int_equal(dml_metrics_count(mt), keys - 5); /* then n_queries ... seconds */
+    assert_true(dml_metrics_count(mt) > 0);
+    for (int i = 0; i < dml_metrics_count(mt); i++) {
+        char want[128];
+        double v = dml_metrics_value(mt, i);
+        if (isfinite(v))
+            snprintf(want, sizeof want, "\"%s\": %.8g,", dml_metrics_name(mt, i), v);
+        else
+            snprintf(want, sizeof want, "\"%s\": null,", dml_metrics_name(mt, i));
+        if (!strstr(json, want))
+            fail_msg("%s not in dml eval's %s", want, json);
+        assert_true(dml_metrics_get(mt, dml_metrics_name(mt, i)) == v || !isfinite(v));
+    }
+    assert_true(isnan(dml_metrics_get(mt, "no_such_metric")));
+    dml_metrics_free(mt);
+}
+
+static void test_evaluate_equals_dml_eval(void **state)
+{
+    (void)state;
+    char path[600], msg[512];
+    if (tu_system("test -d %s/cli", dir) != 0)
+        assert_int_equal(cli_train("cli", ""), 0);
+    snprintf(path, sizeof path, "%s/cli/model.h5", dir);
+    dml_model *m;
+    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    same_as_cli_eval(m, path, "", 0, 0);
+    char extra[600];
+    snprintf(extra, sizeof extra, "--db %s --pq", data);
+    same_as_cli_eval(m, path, extra, 1, 1);
+    /* a database label out of range is refused, naming the array */
+    int64_t *bad = malloc(sizeof(int64_t) * N_ROWS);
+    memcpy(bad, y, sizeof(int64_t) * N_ROWS);
+    bad[3] = 2000000;
+    dml_metrics *mt = (dml_metrics *)1;
+    assert_status(dml_evaluate(m, x, N_ROWS, y, x, N_ROWS, bad, NULL, 0, 0, &mt, msg, sizeof msg),
+                  DML_ERR_DATA);
+    assert_null(mt);
+    assert_string_equal(msg, "<y_db>: label 2000000 of row 3 (0-based): expected 0..1000000");
+    free(bad);
+    dml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_bad_labels_are_refused),
         cmocka_unit_test(test_caller_arrays_are_untouched),
         cmocka_unit_test(test_stop_and_resume),
+        cmocka_unit_test(test_evaluate_equals_dml_eval),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
