@@ -140,8 +140,9 @@ typedef struct dml_run {
 } dml_run;
 
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
- * config left them at their defaults, each change noted in the log. */
-void dml_run_fit_defaults(dml_run *r);
+ * config left them at their defaults, each change noted in the log. DML_ERR_NOMEM when out of
+ * memory. */
+dml_status dml_run_fit_defaults(dml_run *r, dml_error *err);
 /* loss.type reconstruction for an autoencoder whose training rows have no labels, when the
  * config left the loss unset (noted in the log); the config is then checked again. */
 dml_status dml_run_fit_loss(dml_run *r, dml_error *err);

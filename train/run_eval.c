@@ -73,9 +73,11 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
     dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, &v->spread, err);
     if (st == DML_OK && r->streamed) /* the rows were read from the file */
         st = dml_row_cache_status(&r->cache, err);
+    if (st != DML_OK) /* res may be unset */
+        return st;
     v->map_at_r = dml_eval_get(&res, "map_at_r");
     v->precision_at_1 = dml_eval_get(&res, "precision_at_1");
-    return st;
+    return DML_OK;
 }
 
 /* The final metrics: the configured ones on the test set by protocol 1 (and the paired ones),
