@@ -1,9 +1,10 @@
 /*
  * dml.h: the public C API of dml, a deep metric learning framework.
  *
- * This header is inference-only: it loads a trained encoder (model.h5), embeds
- * vectors, and serves its product-quantization codebooks. Training lives in the
- * dml CLI and in the library's internal module headers, never here.
+ * It loads a trained encoder (model.h5), embeds vectors and serves its product-quantization
+ * codebooks; it also trains an encoder on rows held in memory (dml_train) and evaluates one
+ * (dml_evaluate), as dml train and dml eval do on files. The trainer's internals stay in the
+ * library's module headers, never here.
  *
  * Example: embed a few vectors, encode them with the model's codebooks and search.
  *
@@ -29,13 +30,31 @@
  *     }
  *     dml_model_free(m);
  *
+ * Example: train on rows in memory (x [n, d] float32, y [n] int64 labels, both the caller's),
+ * then evaluate and save (examples/train_example.c is the whole program).
+ *
+ *     const char *config = "model: {hidden: [256], dim: 64}\ntrain: {epochs: 5}\n";
+ *     const char *const sets[] = {"data.normalize=standardize"};   // as dml train --set
+ *     dml_train_data data = {.x = x, .n = n, .d = d, .y = y};
+ *     dml_train_options opts = {.callback = on_progress, .stop = &stop_flag};
+ *     dml_model *m;
+ *     if (dml_train(config, sets, 1, &data, &opts, &m, msg, sizeof msg) != DML_OK)
+ *         fprintf(stderr, "%s\n", msg);      // "<config>:2:18: train.epochs: expected ..."
+ *     dml_metrics *mt;
+ *     dml_evaluate(m, x, n, y, NULL, 0, NULL, NULL, 0, 1, &mt, msg, sizeof msg);
+ *     double map = dml_metrics_get(mt, "map_at_r");
+ *     dml_metrics_free(mt);
+ *     dml_model_save(m, "model.h5", msg, sizeof msg);
+ *     dml_model_free(m);
+ *
  * Build: cc app.c $(pkg-config --cflags --libs dml)
  *
  * Conventions. Every fallible call returns a dml_status (DML_OK is 0) and never exits or aborts
  * on bad input. Arrays are row-major float32 ([n, d]: row i at x + i * d), owned by the caller:
  * dml reads inputs and writes outputs, and keeps no pointer to either after the call returns.
- * Handles (dml_model) are owned by the caller from open until free; functions other than
- * dml_model_encode* and dml_model_free require a handle dml_model_open returned. What a getter
+ * Handles (dml_model, dml_metrics) are owned by the caller from open (dml_train, dml_evaluate)
+ * until free; functions other than dml_model_encode* and dml_model_free require a handle
+ * dml_model_open or dml_train returned. What a getter
  * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
  *
  * Model files. A model.h5 is data, never trusted further than that: dml_model_open reads the
@@ -87,7 +106,9 @@ typedef enum dml_status {
     DML_ERR_NOMEM,    /* an allocation failed, or an arena is too small */
     DML_ERR_DIVERGED, /* training produced NaN or Inf */
     DML_ERR_INTERNAL, /* a broken invariant: a bug in dml */
-    DML_ERR_INTERRUPTED /* training stopped on request (a signal), its checkpoint written */
+    DML_ERR_INTERRUPTED /* training stopped on request (a signal, dml_train's callback or stop
+                         * flag) at a step boundary, its checkpoint written when it has a run
+                         * folder */
 } dml_status;
 
 /* A short constant name for a status ("DML_ERR_DATA"). */
