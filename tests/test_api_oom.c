@@ -1,6 +1,6 @@
-/* Allocation failure on the paths a search service calls (include/dml.h): every allocation dml
- * itself makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, dml_train and dml_evaluate fails in
- * turn (SQLite's OOM tests; the allocator is wrapped at link time, see the Makefile's
+/* Allocation failure on the public API's calls (include/dml.h): every allocation dml itself
+ * makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, dml_train and
+ * dml_evaluate fails in turn (SQLite's OOM tests; the allocator is wrapped at link time, see the Makefile's
  * LDFLAGS_test_api_oom). Each failure must come back as DML_ERR_NOMEM with a message where the
  * call has one, never a crash; the run after the last failure point succeeds, and its results
  * are those of an undisturbed call. Leaks on the error paths are ASan's and valgrind's to find

@@ -2,8 +2,8 @@
  * dml train gives, bit for bit; config text errors carry line:col; overrides apply; labels out
  * of range are refused; the caller's arrays are never written; the callback sees every step
  * and validation; a stop request ends the run with DML_ERR_INTERRUPTED and a checkpoint that
- * dml train --resume continues; the model returned encodes as the model.h5 saved from it; dml_evaluate's metrics are dml
- * eval --json's. */
+ * dml train --resume continues; the model returned encodes as the model.h5 saved from it;
+ * dml_evaluate's metrics are dml eval --json's. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>

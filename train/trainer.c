@@ -60,7 +60,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
         (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK ||
         (st = dml_check_test_labels(c, &r->test, err)) != DML_OK)
         return st;
-    if ((st = dml_run_fit_defaults(r, err)) != DML_OK || (st = dml_run_stream_fit(r, err)) != DML_OK)
+    if ((st = dml_run_fit_defaults(r, err)) != DML_OK ||
+        (st = dml_run_stream_fit(r, err)) != DML_OK)
         return st;
     if (c->pq.k > r->split.n_train + r->split.n_unlabelled)
         return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
