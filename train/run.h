@@ -76,6 +76,7 @@ typedef struct dml_run {
     int stop_asked;              /* the progress callback asked to stop */
     int no_folder;               /* dml_train_opts.no_folder: nothing written */
     int given_train, given_test; /* train (test) came in memory through dml_train_opts */
+    dml_dataset val_rows;        /* dml_train_opts.val until appended to train (n 0: none) */
     int (*progress)(void *ctx, const dml_train_event *ev);
     void *progress_ctx;
     char *final_json;            /* the final metrics as JSON (dml_run_finish), for the model */
@@ -146,6 +147,11 @@ dml_status dml_run_fit_defaults(dml_run *r, dml_error *err);
 /* loss.type reconstruction for an autoencoder whose training rows have no labels, when the
  * config left the loss unset (noted in the log); the config is then checked again. */
 dml_status dml_run_fit_loss(dml_run *r, dml_error *err);
+
+/* train/run_given.c: r->val_rows appended to r->train after the split, and made the split's
+ * validation rows (replacing any it held out); r->val_rows is then empty. DML_ERR_DATA when
+ * their widths or labelling differ from the training rows'. */
+dml_status dml_run_append_validation(dml_run *r, dml_error *err);
 
 /* train/run_stream.c: training rows larger than memory. */
 /* Opens data.train whole, or (data.in_memory false, or auto over data.memory_limit) for

@@ -22,6 +22,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
     dml_status st = r->given_train ? DML_OK : dml_run_open_train(r, err);
     if (st == DML_OK) /* the rows as read: data.normalize is compared on its own */
         r->data_hash = dml_run_data_hash(&r->train);
+    if (st == DML_OK && r->val_rows.n) /* a resume with other validation rows is another run */
+        r->data_hash = r->data_hash * 1099511628211ull ^ dml_run_data_hash(&r->val_rows);
     if (st == DML_OK && c->data.test[0] && !r->given_test)
         st = dml_dataset_open(c->data.test, &r->test, err);
     if (st != DML_OK)
@@ -47,16 +49,20 @@ static dml_status open_data(dml_run *r, dml_error *err)
         return dml_config_error(c, "data.pairs", err,
                                 "file pairs need datasets anchor and positive in %s",
                                 c->data.train);
-    if (c->data.pairs == DML_PAIRS_HALVES) /* two views of every row: its two halves */
-        for (dml_dataset *ds = &r->train; ds; ds = ds == &r->train && r->test.n ? &r->test : NULL) {
-            dml_dataset halves;
-            if ((st = dml_dataset_halves(ds, &halves, err)) != DML_OK)
-                return st;
-            dml_dataset_free(ds);
-            *ds = halves;
-        }
+    dml_dataset *sets[3] = {&r->train, &r->test, &r->val_rows};
+    for (int i = 0; c->data.pairs == DML_PAIRS_HALVES && i < 3; i++) {
+        /* two views of every row: its two halves */
+        dml_dataset halves;
+        if (sets[i]->n == 0)
+            continue;
+        if ((st = dml_dataset_halves(sets[i], &halves, err)) != DML_OK)
+            return st;
+        dml_dataset_free(sets[i]);
+        *sets[i] = halves;
+    }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK ||
+        (r->val_rows.n && (st = dml_run_append_validation(r, err)) != DML_OK) ||
         (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK ||
         (st = dml_check_test_labels(c, &r->test, err)) != DML_OK)
         return st;
@@ -257,6 +263,7 @@ void dml_run_close(dml_run *r)
         return;
     dml_dataset_free(&r->train);
     dml_dataset_free(&r->test);
+    dml_dataset_free(&r->val_rows);
     dml_row_cache_free(&r->cache);
     dml_rows_close(&r->rows);
     dml_split_free(&r->split);
@@ -519,6 +526,10 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
         r->train = *opts->train;
         memset(opts->train, 0, sizeof *opts->train);
         r->given_train = 1;
+    }
+    if (opts->val) {
+        r->val_rows = *opts->val;
+        memset(opts->val, 0, sizeof *opts->val);
     }
     if (opts->test) {
         r->test = *opts->test;

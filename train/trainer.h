@@ -36,6 +36,9 @@ typedef struct dml_train_opts {
      * the run takes them over (it normalises them in place and frees them) and leaves *train
      * (*test) empty. */
     dml_dataset *train, *test;
+    /* NULL, or validation rows in memory (with train), taken over as train is: they replace
+     * the share data.val_fraction holds out, which the caller sets to 0. */
+    dml_dataset *val;
     /* Nonzero: no run folder at all (out_dir ignored, resume refused): nothing is locked or
      * written; the trained model is taken with dml_run_take_model. */
     int no_folder;
