@@ -186,6 +186,13 @@ typedef struct dml_train_data {
     const float *x_b;   /* [n, d_b] a second view of each row (data.pairs: file; the positive
                          * of x's anchor, through model.type dual's second tower), or NULL */
     int d_b;
+    /* [n_val, d] validation rows (with y_val [n_val] and x_val_b [n_val, d_b] as x has y and
+     * x_b), or NULL: they pick the model and stop early in place of the data.val_fraction
+     * share of x, which must then be left unset (it is taken as 0) */
+    const float *x_val;
+    int64_t n_val;
+    const int64_t *y_val;
+    const float *x_val_b;
     const float *x_test;     /* [n_test, d] rows for the final metrics, or NULL */
     int64_t n_test;
     const int64_t *y_test;   /* [n_test] or NULL */

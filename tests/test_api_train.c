@@ -254,6 +254,60 @@ static void test_caller_arrays_are_untouched(void **state)
     free(before);
 }
 
+/* Validation rows given apart: the callback sees their validations; data.val_fraction set as
+ * well is refused at its position; rows of another width are refused naming x_val. */
+static void test_validation_rows(void **state)
+{
+    (void)state;
+    char msg[512];
+    const char *no_fraction = strstr(CONFIG, "model:"); /* CONFIG without data.val_fraction */
+    char text[sizeof CONFIG];
+    snprintf(text, sizeof text, "name: api\nseed: 42\n%s", no_fraction);
+    dml_train_data d = blobs();
+    d.n = 500;
+    d.x_val = x + 500 * WIDTH;
+    d.n_val = 100;
+    d.y_val = y + 500;
+    seen s = {0};
+    dml_train_options o = {.callback = on_progress, .callback_ctx = &s};
+    dml_model *m;
+    assert_status(dml_train(text, SET_STEPS, 1, &d, &o, &m, msg, sizeof msg), DML_OK);
+    assert_int_equal(s.validations, STEPS / 5);
+    assert_false(s.bad);
+    dml_model_free(m);
+    assert_status(dml_train(CONFIG, SET_STEPS, 1, &d, NULL, &m, msg, sizeof msg), DML_ERR_CONFIG);
+    assert_string_equal(msg, "<config>:4:17: data.val_fraction: the validation rows are given "
+                             "(x_val): leave it unset");
+    d.y_val = NULL;
+    assert_status(dml_train(text, SET_STEPS, 1, &d, NULL, &m, msg, sizeof msg), DML_ERR_DATA);
+    assert_non_null(strstr(msg, "<x_val>: validation rows without labels"));
+}
+
+/* A second view (data.pairs: file, two towers): x_b trains encoder_b, which encodes. */
+static void test_second_view(void **state)
+{
+    (void)state;
+    char msg[512];
+    enum { D_B = 6 };
+    float *x_b = malloc(sizeof(float) * N_ROWS * D_B);
+    for (int i = 0; i < N_ROWS; i++)
+        for (int j = 0; j < D_B; j++)
+            x_b[i * D_B + j] = x[i * WIDTH + j] * 0.5f;
+    dml_train_data d = {.x = x, .n = N_ROWS, .d = WIDTH, .x_b = x_b, .d_b = D_B};
+    const char *const sets[] = {"train.steps=10", "data.pairs=file", "model.type=dual",
+                                "loss.type=mnr", "data.val_fraction=0"};
+    dml_model *m;
+    assert_status(dml_train("model: {hidden: [16], dim: 8}\npq: {m: 2, k: 16}\n", sets, 5, &d,
+                            NULL, &m, msg, sizeof msg),
+                  DML_OK);
+    assert_int_equal(dml_model_dim_in(m), WIDTH);
+    assert_int_equal(dml_model_dim_in_b(m), D_B);
+    float out[4 * 8];
+    assert_int_equal(dml_model_encode_b(m, x_b, 4, out), DML_OK);
+    dml_model_free(m);
+    free(x_b);
+}
+
 /* A stop asked by the callback at step 8: DML_ERR_INTERRUPTED, checkpoint.h5 at step 8, and
  * dml train --resume ends with the model of an uninterrupted run. */
 static void test_stop_and_resume(void **state)
@@ -358,6 +412,8 @@ int main(void)
         cmocka_unit_test(test_overrides_and_callback),
         cmocka_unit_test(test_bad_labels_are_refused),
         cmocka_unit_test(test_caller_arrays_are_untouched),
+        cmocka_unit_test(test_validation_rows),
+        cmocka_unit_test(test_second_view),
         cmocka_unit_test(test_stop_and_resume),
         cmocka_unit_test(test_evaluate_equals_dml_eval),
     };

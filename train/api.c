@@ -70,8 +70,9 @@ static int on_event(void *ctx, const dml_train_event *ev)
 }
 
 /* The run itself, once the config and data are in hand. */
-static dml_status run(const dml_config *cfg, dml_dataset *train, dml_dataset *test,
-                      const dml_train_options *o, dml_model **model, dml_error *err)
+static dml_status run(const dml_config *cfg, dml_dataset *train, dml_dataset *val,
+                      dml_dataset *test, const dml_train_options *o, dml_model **model,
+                      dml_error *err)
 {
     FILE *log = o->verbose ? stderr : fopen("/dev/null", "w");
     if (!log)
@@ -79,7 +80,8 @@ static dml_status run(const dml_config *cfg, dml_dataset *train, dml_dataset *te
     relay rl = {o};
     dml_train_opts opts = {.out_dir = o->out_dir, .resume = o->resume, .log = log,
                            .stop = o->stop, .train = train->x ? train : NULL,
-                           .test = test->x ? test : NULL, .no_folder = !o->out_dir,
+                           .val = val->x ? val : NULL, .test = test->x ? test : NULL,
+                           .no_folder = !o->out_dir,
                            .progress = o->callback ? on_event : NULL, .progress_ctx = &rl};
     dml_run *r;
     dml_status st = dml_run_open(cfg, &opts, &r, err);
@@ -115,12 +117,25 @@ static dml_status train(const char *config, const char *const *sets, int n_sets,
     const char *text = config ? config : "";
     dml_status st = dml_config_load_text(text, strlen(text), "<config>", n_sets,
                                          (char *const *)sets, cfg, err);
-    dml_dataset tr, te;
+    dml_dataset tr, va, te;
     memset(&tr, 0, sizeof tr);
+    memset(&va, 0, sizeof va);
     memset(&te, 0, sizeof te);
+    if (st == DML_OK && data && data->x_val && !data->x)
+        st = dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                           "dml_train: validation rows (x_val) need training rows (x)");
+    if (st == DML_OK && data && data->x_val && dml_config_where(cfg, "data.val_fraction", NULL,
+                                                                NULL))
+        st = dml_config_error(cfg, "data.val_fraction", err,
+                              "the validation rows are given (x_val): leave it unset");
     if (st == DML_OK && data && data->x)
         st = from_arrays(data->x, data->n, data->d, data->y, data->x_b, data->d_b, "<x>", &tr,
                          err);
+    if (st == DML_OK && data && data->x_val) {
+        st = from_arrays(data->x_val, data->n_val, data->d, data->y_val, data->x_val_b, data->d_b,
+                         "<x_val>", &va, err);
+        cfg->data.val_fraction = 0.0f; /* the given rows validate */
+    }
     if (st == DML_OK && data && data->x_test)
         st = from_arrays(data->x_test, data->n_test, data->d, data->y_test, data->x_test_b,
                          data->d_b, "<x_test>", &te, err);
@@ -133,8 +148,9 @@ static dml_status train(const char *config, const char *const *sets, int n_sets,
     else if (tr.x && !dml_config_where(cfg, "data.test", NULL, NULL))
         cfg->data.test[0] = '\0'; /* the default test set belongs to the default data.train */
     if (st == DML_OK)
-        st = run(cfg, &tr, &te, o, model, err);
-    dml_dataset_free(&tr); /* empty when the run took it */
+        st = run(cfg, &tr, &va, &te, o, model, err);
+    dml_dataset_free(&tr); /* empty when the run took them */
+    dml_dataset_free(&va);
     dml_dataset_free(&te);
     free(cfg);
     return st;
