@@ -75,7 +75,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
     return DML_OK;
 }
 
-/* Normalisation statistics from the training rows only, applied to every set in place. */
+/* Normalisation statistics from the training rows only, applied to every set in place (a set
+ * of borrowed rows is copied first, once, when its normalisation writes). */
 static dml_status normalise(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
@@ -86,6 +87,9 @@ static dml_status normalise(dml_run *r, dml_error *err)
     if (st == DML_OK && r->train.x_b)
         st = dml_input_norm_fit(&r->norm_b, c->data.normalize, &r->train, 1, r->split.train,
                                 r->split.n_train, err);
+    int writes = r->norm.d || r->norm_b.d; /* d 0: the identity */
+    if (st == DML_OK && writes && (st = dml_dataset_own(&r->train, err)) == DML_OK)
+        st = dml_dataset_own(&r->test, err);
     if (st != DML_OK)
         return st;
     if (r->streamed)
