@@ -173,9 +173,10 @@ DML_API dml_status dml_model_save(const dml_model *model, const char *path, char
 
 /* ---- training from memory ---- */
 
-/* The data to train on, all arrays owned by the caller and never written: dml copies the rows
- * it trains on once (the run normalises its rows in place), so they may be freed or reused as
- * soon as dml_train returns. x NULL: the config's data.train is read instead, and likewise
+/* The data to train on, all arrays owned by the caller and never written. The rows are read
+ * where they are, without a copy, unless the run normalises them (data.normalize standardize:
+ * it then copies them once, as it normalises in place); labels are copied (as int32). The
+ * arrays must stay unchanged until dml_train returns, and may be freed or reused after it. x NULL: the config's data.train is read instead, and likewise
  * x_test NULL: data.test when the config names one (with x given, data.test's default,
  * Fashion-MNIST's test set, is dropped: no final metrics). */
 typedef struct dml_train_data {

@@ -15,8 +15,9 @@
  * platform, so no copy has to be polled. */
 _Static_assert(_Generic((sig_atomic_t)0, int: 1, default: 0), "sig_atomic_t must be int");
 
-/* A dataset holding a copy of the caller's rows x[n, d] (and y, x_b): the trainer normalises
- * its rows in place, and the caller's arrays are never written. name names it in messages. */
+/* A dataset over the caller's rows x[n, d] (and x_b), borrowed: the trainer copies them before
+ * a normalisation writes them (dml_dataset_own), so the caller's arrays are never written. The
+ * labels are narrowed into a copy. name names it in messages. */
 static dml_status from_arrays(const float *x, int64_t n, int d, const int64_t *y,
                               const float *x_b, int d_b, const char *name, dml_dataset *ds,
                               dml_error *err)
@@ -27,23 +28,21 @@ static dml_status from_arrays(const float *x, int64_t n, int d, const int64_t *y
                              "expected at least one row of width >= 1 (and fewer than 2^31 rows), "
                              "got %lld rows of width %d%s", (long long)n, d,
                              x_b && d_b < 1 ? " and a second view of width < 1" : "");
-    dml_status st = dml_dataset_alloc(ds, (int)n, d, y != NULL, err);
-    if (st != DML_OK)
-        return st;
+    ds->n = (int)n;
+    ds->d = d;
+    ds->borrowed = 1;
+    ds->x = (float *)x; /* only read while borrowed */
+    ds->x_b = (float *)x_b;
+    ds->d_b = x_b ? d_b : 0;
     snprintf(ds->source, sizeof ds->source, "%s", name);
     ds->value_type = "float32";
-    memcpy(ds->x, x, (size_t)n * (size_t)d * sizeof(float));
-    if (y && (st = dml_labels_narrow(ds->y, y, (size_t)n, name, err)) != DML_OK)
+    ds->value_type_b = x_b ? "float32" : NULL;
+    dml_status st = DML_OK;
+    if (y && !(ds->y = malloc((size_t)n * sizeof *ds->y)))
+        st = dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory for %lld labels",
+                           (long long)n);
+    if (st != DML_OK || (y && (st = dml_labels_narrow(ds->y, y, (size_t)n, name, err)) != DML_OK))
         goto fail;
-    if (x_b) {
-        if (!(ds->x_b = malloc((size_t)n * (size_t)d_b * sizeof(float)))) {
-            st = dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory for the second view");
-            goto fail;
-        }
-        ds->d_b = d_b;
-        ds->value_type_b = "float32";
-        memcpy(ds->x_b, x_b, (size_t)n * (size_t)d_b * sizeof(float));
-    }
     if ((st = dml_check_finite(name, ds->x, ds->n, d, 0, x_b ? "anchor" : "data", err)) != DML_OK ||
         (x_b && (st = dml_check_finite(name, ds->x_b, ds->n, d_b, 0, "positive", err)) != DML_OK))
         goto fail;
