@@ -2,7 +2,6 @@
  * caller's arrays, progress through a callback, the trained model as a dml_model. It lives in
  * train/ because it drives the trainer; the model handle it returns is serve/'s. */
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,14 +52,10 @@ fail:
     return st;
 }
 
-/* The callback's view of a trainer event. */
-typedef struct relay {
-    const dml_train_options *opts;
-} relay;
-
+/* A trainer event told to the caller's callback (ctx: the caller's options). */
 static int on_event(void *ctx, const dml_train_event *ev)
 {
-    const dml_train_options *o = ((const relay *)ctx)->opts;
+    const dml_train_options *o = ctx;
     static const char *const names[] = {"map_at_r", "precision_at_1"};
     double values[2] = {ev->map_at_r, ev->precision_at_1};
     dml_train_progress p = {ev->step, ev->total_steps, ev->loss, ev->lr,
@@ -76,12 +71,11 @@ static dml_status run(const dml_config *cfg, dml_dataset *train, dml_dataset *va
     FILE *log = o->verbose ? stderr : fopen("/dev/null", "w");
     if (!log)
         return dml_error_set(err, DML_ERR_IO, "/dev/null", 0, 0, "cannot open it for the log");
-    relay rl = {o};
     dml_train_opts opts = {.out_dir = o->out_dir, .resume = o->resume, .log = log,
                            .stop = o->stop, .train = train->x ? train : NULL,
                            .val = val->x ? val : NULL, .test = test->x ? test : NULL,
                            .no_folder = !o->out_dir,
-                           .progress = o->callback ? on_event : NULL, .progress_ctx = &rl};
+                           .progress = o->callback ? on_event : NULL, .progress_ctx = (void *)o};
     dml_run *r;
     dml_status st = dml_run_open(cfg, &opts, &r, err);
     if (st == DML_OK)
