@@ -71,24 +71,19 @@ static dml_status run(const dml_config *cfg, dml_dataset *train, dml_dataset *va
     FILE *log = o->verbose ? stderr : fopen("/dev/null", "w");
     if (!log)
         return dml_error_set(err, DML_ERR_IO, "/dev/null", 0, 0, "cannot open it for the log");
+    dml_model_file mf;
     dml_train_opts opts = {.out_dir = o->out_dir, .resume = o->resume, .log = log,
                            .stop = o->stop, .train = train->x ? train : NULL,
                            .val = val->x ? val : NULL, .test = test->x ? test : NULL,
                            .no_folder = !o->out_dir,
-                           .progress = o->callback ? on_event : NULL, .progress_ctx = (void *)o};
-    dml_run *r;
-    dml_status st = dml_run_open(cfg, &opts, &r, err);
-    if (st == DML_OK)
-        st = dml_run_train(r, err);
-    dml_model_file mf;
+                           .progress = o->callback ? on_event : NULL, .progress_ctx = (void *)o,
+                           .model = &mf};
     memset(&mf, 0, sizeof mf);
-    if (st == DML_OK)
-        st = dml_run_take_model(r, &mf, err);
+    dml_status st = dml_train_run(cfg, &opts, err);
     if (st == DML_OK && dml_model_adopt(&mf, model) != DML_OK) {
         dml_model_file_free(&mf);
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the model");
     }
-    dml_run_close(r);
     if (log != stderr)
         fclose(log);
     return st;

@@ -618,6 +618,8 @@ dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_
     dml_status st = dml_run_open(cfg, opts, &r, err);
     if (st == DML_OK)
         st = dml_run_train(r, err);
+    if (st == DML_OK && opts->model)
+        st = dml_run_take_model(r, opts->model, err);
     dml_run_close(r);
     return st;
 }
