@@ -39,7 +39,7 @@
  *     dml_train_options opts = {.callback = on_progress, .stop = &stop_flag};
  *     dml_model *m;
  *     if (dml_train(config, sets, 1, &data, &opts, &m, msg, sizeof msg) != DML_OK)
- *         fprintf(stderr, "%s\n", msg);      // "<config>:2:18: train.epochs: expected ..."
+ *         fprintf(stderr, "%s\n", msg);      // "<config>:LINE:COL: train.epochs: ..."
  *     dml_metrics *mt;
  *     dml_evaluate(m, x, n, y, NULL, 0, NULL, NULL, 0, 1, &mt, msg, sizeof msg);
  *     double map = dml_metrics_get(mt, "map_at_r");
@@ -54,8 +54,8 @@
  * dml reads inputs and writes outputs, and keeps no pointer to either after the call returns.
  * Handles (dml_model, dml_metrics) are owned by the caller from open (dml_train, dml_evaluate)
  * until free; functions other than dml_model_encode* and dml_model_free require a handle
- * dml_model_open or dml_train returned. What a getter
- * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
+ * dml_model_open or dml_train returned. What a getter returns (the codebooks, the metric name)
+ * belongs to the handle and lives as long as it.
  *
  * Model files. A model.h5 is data, never trusted further than that: dml_model_open reads the
  * file alone (soft or external links and external raw data are refused), and a damaged file
@@ -176,9 +176,10 @@ DML_API dml_status dml_model_save(const dml_model *model, const char *path, char
 /* The data to train on, all arrays owned by the caller and never written. The rows are read
  * where they are, without a copy, unless the run normalises them (data.normalize standardize:
  * it then copies them once, as it normalises in place); labels are copied (as int32). The
- * arrays must stay unchanged until dml_train returns, and may be freed or reused after it. x NULL: the config's data.train is read instead, and likewise
- * x_test NULL: data.test when the config names one (with x given, data.test's default,
- * Fashion-MNIST's test set, is dropped: no final metrics). */
+ * arrays must stay unchanged until dml_train returns, and may be freed or reused after it.
+ * x NULL: the config's data.train is read instead, and likewise x_test NULL: data.test when
+ * the config names one (with x given, data.test's default, Fashion-MNIST's test set, is
+ * dropped: no final metrics). */
 typedef struct dml_train_data {
     const float *x;     /* [n, d] training rows, or NULL */
     int64_t n;
@@ -222,8 +223,9 @@ typedef struct dml_train_options {
     int resume;               /* continue out_dir/checkpoint.h5, as dml train --resume */
     dml_train_callback callback; /* NULL, or the progress callback */
     void *callback_ctx;
-    /* NULL, or a flag the caller sets nonzero (from another thread or a signal handler) to
-     * stop at the next step boundary, as the callback's nonzero return does. */
+    /* NULL, or a flag the caller sets nonzero (from another thread or a signal handler: an
+     * int is sig_atomic_t on Linux) to stop at the next step boundary, as the callback's
+     * nonzero return does. */
     volatile int *stop;
     int verbose;              /* nonzero: the progress lines dml train prints, on stderr */
 } dml_train_options;
