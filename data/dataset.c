@@ -104,9 +104,11 @@ dml_status dml_dataset_open(const char *spec, dml_dataset *ds, dml_error *err)
 
 void dml_dataset_free(dml_dataset *ds)
 {
-    free(ds->x);
+    if (!ds->borrowed) {
+        free(ds->x);
+        free(ds->x_b);
+    }
     free(ds->y);
-    free(ds->x_b);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -149,6 +151,28 @@ static void *alloc_array(size_t n, size_t size)
     }
 #endif
     return malloc(bytes);
+}
+
+dml_status dml_dataset_own(dml_dataset *ds, dml_error *err)
+{
+    if (!ds->borrowed)
+        return DML_OK;
+    size_t n_x = (size_t)ds->n * (size_t)ds->d, n_b = (size_t)ds->n * (size_t)ds->d_b;
+    float *x = alloc_array(n_x, sizeof(float)), *x_b = ds->x_b ? alloc_array(n_b, sizeof(float))
+                                                               : NULL;
+    if (!x || (ds->x_b && !x_b)) {
+        free(x);
+        free(x_b);
+        return dml_error_set(err, DML_ERR_NOMEM, ds->source, 0, 0,
+                             "out of memory for a copy of %d rows", ds->n);
+    }
+    memcpy(x, ds->x, n_x * sizeof(float));
+    if (x_b)
+        memcpy(x_b, ds->x_b, n_b * sizeof(float));
+    ds->x = x;
+    ds->x_b = x_b;
+    ds->borrowed = 0;
+    return DML_OK;
 }
 
 dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_error *err)

@@ -31,6 +31,9 @@ typedef struct dml_dataset {
     /* Set (and x NULL): the rows are read from the file in blocks as they are gathered (training
      * on data larger than memory); not owned. Only the gather functions read rows then. */
     struct dml_row_cache *cache;
+    /* Set: x and x_b are another's memory (dml_train's caller's arrays), only read: neither
+     * written nor freed here. dml_dataset_own copies them before anything writes them. */
+    int borrowed;
 } dml_dataset;
 
 /* Reads a data SPEC:
@@ -52,6 +55,10 @@ typedef struct dml_dataset {
  * "<path>: no such file". On error *ds is left empty (freeing it is harmless). */
 dml_status dml_dataset_open(const char *spec, dml_dataset *ds, dml_error *err);
 void dml_dataset_free(dml_dataset *ds);
+
+/* A borrowed dataset's x and x_b replaced by copies it owns; nothing when it owns them. On
+ * DML_ERR_NOMEM it is left as it was. */
+dml_status dml_dataset_own(dml_dataset *ds, dml_error *err);
 
 /* Uninitialised storage for n rows of width d (and labels when labelled); other fields zero. */
 dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_error *err);

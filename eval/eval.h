@@ -326,7 +326,8 @@ dml_status dml_eval_stream_run(const dml_eval_request *req, dml_eval_pass *fp, d
                                double *qmse, dml_error *err);
 
 /* Normalised mutual information of two labelings of n items (any int32 values), arithmetic-mean
- * normalisation as sklearn's normalized_mutual_info_score; 1 when both are constant. */
+ * normalisation as sklearn's normalized_mutual_info_score; 1 when both are constant. NaN when
+ * n < 1 or out of memory. */
 double dml_nmi(const int32_t *a, const int32_t *b, int n);
 /* nmi of metrics.md: k-means on x[n, d] with k = the number of distinct labels, k-means++,
  * the best of DML_NMI_RUNS by inertia, against labels[n]. */

@@ -83,8 +83,8 @@ dml_status dml_eval_nmi(const float *x, const int32_t *labels, int n, int d, uin
                 best[i] = assign[i];
         }
     }
-    if (st == DML_OK)
-        *nmi = dml_nmi(best, labels, n);
+    if (st == DML_OK && n > 0 && isnan(*nmi = dml_nmi(best, labels, n))) /* its scratch */
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for nmi");
     free(centroids);
     free(assign);
     free(best);

@@ -328,7 +328,7 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
     return st;
 }
 
-/* The references' codes: given, or encoded here into *owned. */
+/* The references' codes: given, or encoded here into *owned; NULL when out of memory. */
 static const uint8_t *reference_codes(const dml_eval_request *req, const float *ref, int n_ref,
                                       uint8_t **owned)
 {
@@ -336,8 +336,10 @@ static const uint8_t *reference_codes(const dml_eval_request *req, const float *
     if (req->db_codes)
         return req->db_codes;
     *owned = malloc((size_t)n_ref * dml_pq_code_size(req->pq));
-    if (*owned)
-        dml_pq_encode(req->pq, ref, (size_t)n_ref, *owned);
+    if (*owned && dml_pq_encode(req->pq, ref, (size_t)n_ref, *owned) != DML_OK) {
+        free(*owned); /* the encoder's scratch: out of memory as well */
+        *owned = NULL;
+    }
     return *owned;
 }
 
@@ -427,9 +429,14 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         st = dml_eval_nmi(req->queries, req->q_labels, req->n_queries, req->d, req->seed, &nmi, err);
         add_value(res, "", "nmi", nmi);
     }
-    if (st == DML_OK && want[M_QMSE])
-        add_value(res, "", "quantization_mse",
-                  req->stream ? qmse : dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref));
+    if (st == DML_OK && want[M_QMSE]) {
+        double v = req->stream ? qmse : dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref);
+        if (isnan(v)) /* its scratch could not be allocated: not a value */
+            st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
+                               "out of memory for quantization_mse");
+        else
+            add_value(res, "", "quantization_mse", v);
+    }
     if (st == DML_OK && req->pq && passes) {
         uint8_t *owned = NULL;
         const uint8_t *codes = req->stream ? NULL : reference_codes(req, ref, n_ref, &owned);

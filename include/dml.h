@@ -1,9 +1,10 @@
 /*
  * dml.h: the public C API of dml, a deep metric learning framework.
  *
- * This header is inference-only: it loads a trained encoder (model.h5), embeds
- * vectors, and serves its product-quantization codebooks. Training lives in the
- * dml CLI and in the library's internal module headers, never here.
+ * It loads a trained encoder (model.h5), embeds vectors and serves its product-quantization
+ * codebooks; it also trains an encoder on rows held in memory (dml_train) and evaluates one
+ * (dml_evaluate), as dml train and dml eval do on files. The trainer's internals stay in the
+ * library's module headers, never here.
  *
  * Example: embed a few vectors, encode them with the model's codebooks and search.
  *
@@ -29,14 +30,32 @@
  *     }
  *     dml_model_free(m);
  *
+ * Example: train on rows in memory (x [n, d] float32, y [n] int64 labels, both the caller's),
+ * then evaluate and save (examples/train_example.c is the whole program).
+ *
+ *     const char *config = "model: {hidden: [256], dim: 64}\ntrain: {epochs: 5}\n";
+ *     const char *const sets[] = {"data.normalize=standardize"};   // as dml train --set
+ *     dml_train_data data = {.x = x, .n = n, .d = d, .y = y};
+ *     dml_train_options opts = {.callback = on_progress, .stop = &stop_flag};
+ *     dml_model *m;
+ *     if (dml_train(config, sets, 1, &data, &opts, &m, msg, sizeof msg) != DML_OK)
+ *         fprintf(stderr, "%s\n", msg);      // "<config>:LINE:COL: train.epochs: ..."
+ *     dml_metrics *mt;
+ *     dml_evaluate(m, x, n, y, NULL, 0, NULL, NULL, 0, 1, &mt, msg, sizeof msg);
+ *     double map = dml_metrics_get(mt, "map_at_r");
+ *     dml_metrics_free(mt);
+ *     dml_model_save(m, "model.h5", msg, sizeof msg);
+ *     dml_model_free(m);
+ *
  * Build: cc app.c $(pkg-config --cflags --libs dml)
  *
  * Conventions. Every fallible call returns a dml_status (DML_OK is 0) and never exits or aborts
  * on bad input. Arrays are row-major float32 ([n, d]: row i at x + i * d), owned by the caller:
  * dml reads inputs and writes outputs, and keeps no pointer to either after the call returns.
- * Handles (dml_model) are owned by the caller from open until free; functions other than
- * dml_model_encode* and dml_model_free require a handle dml_model_open returned. What a getter
- * returns (the codebooks, the metric name) belongs to the handle and lives as long as it.
+ * Handles (dml_model, dml_metrics) are owned by the caller from open (dml_train, dml_evaluate)
+ * until free; functions other than dml_model_encode* and dml_model_free require a handle
+ * dml_model_open or dml_train returned. What a getter returns (the codebooks, the metric name)
+ * belongs to the handle and lives as long as it.
  *
  * Model files. A model.h5 is data, never trusted further than that: dml_model_open reads the
  * file alone (soft or external links and external raw data are refused), and a damaged file
@@ -87,7 +106,9 @@ typedef enum dml_status {
     DML_ERR_NOMEM,    /* an allocation failed, or an arena is too small */
     DML_ERR_DIVERGED, /* training produced NaN or Inf */
     DML_ERR_INTERNAL, /* a broken invariant: a bug in dml */
-    DML_ERR_INTERRUPTED /* training stopped on request (a signal), its checkpoint written */
+    DML_ERR_INTERRUPTED /* training stopped on request (a signal, dml_train's callback or stop
+                         * flag) at a step boundary, its checkpoint written when it has a run
+                         * folder */
 } dml_status;
 
 /* A short constant name for a status ("DML_ERR_DATA"). */
@@ -149,6 +170,117 @@ DML_API dml_status dml_model_encode_b(const dml_model *model, const float *x, si
 DML_API const dml_pq *dml_model_pq(const dml_model *model);
 /* How the embeddings are meant to be searched: "l2" or "inner_product". */
 DML_API const char *dml_model_metric(const dml_model *model);
+
+/* Writes the model to path as model.h5 (format_version 2), atomically: a temporary name, then
+ * a rename, so a failure leaves an existing file as it was. dml_model_open reads it back to a
+ * model that encodes the same, bit for bit. DML_ERR_IO (or DML_ERR_USAGE for NULL arguments)
+ * with a message naming the file in errbuf (may be NULL; truncated to errlen bytes). */
+DML_API dml_status dml_model_save(const dml_model *model, const char *path, char *errbuf,
+                                  size_t errlen);
+
+/* ---- training from memory ---- */
+
+/* The data to train on, all arrays owned by the caller and never written. The rows are read
+ * where they are, without a copy, unless the run normalises them (data.normalize standardize:
+ * it then copies them once, as it normalises in place); labels are copied (as int32). The
+ * arrays must stay unchanged until dml_train returns, and may be freed or reused after it.
+ * x NULL: the config's data.train is read instead, and likewise x_test NULL: data.test when
+ * the config names one (with x given, data.test's default, Fashion-MNIST's test set, is
+ * dropped: no final metrics). */
+typedef struct dml_train_data {
+    const float *x;     /* [n, d] training rows, or NULL */
+    int64_t n;
+    int d;
+    const int64_t *y;   /* [n] labels in 0..1000000, or NULL (unlabelled) */
+    const float *x_b;   /* [n, d_b] a second view of each row (data.pairs: file; the positive
+                         * of x's anchor, through model.type dual's second tower), or NULL */
+    int d_b;
+    /* [n_val, d] validation rows (with y_val [n_val] and x_val_b [n_val, d_b] as x has y and
+     * x_b), or NULL: they pick the model and stop early in place of the data.val_fraction
+     * share of x, which must then be left unset (it is taken as 0) */
+    const float *x_val;
+    int64_t n_val;
+    const int64_t *y_val;
+    const float *x_val_b;
+    const float *x_test;     /* [n_test, d] rows for the final metrics, or NULL */
+    int64_t n_test;
+    const int64_t *y_test;   /* [n_test] or NULL */
+    const float *x_test_b;   /* [n_test, d_b] or NULL */
+} dml_train_data;
+
+/* What the progress callback is told after every step, and again after every validation. */
+typedef struct dml_train_progress {
+    long step, total_steps; /* step counts from 1 to total_steps */
+    float loss, lr;         /* the step's loss and the learning rate it used */
+    /* 0 after a step; after a validation, its metrics (a value is NaN when nothing labelled
+     * was there to validate on): names[i] ("map_at_r", "precision_at_1") and values[i]. */
+    int n_metrics;
+    const char *const *metric_names;
+    const double *metric_values;
+} dml_train_progress;
+
+/* Called on the training thread; a nonzero return stops the run at the next step boundary
+ * (dml_train then returns DML_ERR_INTERRUPTED). p and what it points to last for the call. */
+typedef int (*dml_train_callback)(void *ctx, const dml_train_progress *p);
+
+typedef struct dml_train_options {
+    /* The run folder (checkpoint.h5, metrics.jsonl, report.html and model.h5, as dml train
+     * writes it, locked while the run writes it), or NULL: nothing is written. */
+    const char *out_dir;
+    int resume;               /* continue out_dir/checkpoint.h5, as dml train --resume */
+    dml_train_callback callback; /* NULL, or the progress callback */
+    void *callback_ctx;
+    /* NULL, or a flag the caller sets nonzero (from another thread or a signal handler: an
+     * int is sig_atomic_t on Linux) to stop at the next step boundary, as the callback's
+     * nonzero return does. */
+    volatile int *stop;
+    int verbose;              /* nonzero: the progress lines dml train prints, on stderr */
+} dml_train_options;
+
+/* Trains the encoder a config describes, on data in memory.
+ * config: YAML text with a config file's schema, defaults and checks (docs/config.md; NULL
+ * or "" keeps every default); its errors are DML_ERR_CONFIG as "<config>:LINE:COL: key:
+ * expected ...". sets[n_sets]: overrides "key.path=value" (the value YAML), exactly as
+ * dml train --set takes them, applied in order after the text. data: see dml_train_data (NULL:
+ * the config's files). opts: NULL for no run folder, no callback, quiet.
+ * On success *model is the trained model (dml_model_free): encode with it, save it with
+ * dml_model_save. On failure *model is NULL and errbuf (may be NULL) says why, truncated to
+ * errlen bytes: DML_ERR_USAGE (NULL or inconsistent arguments), DML_ERR_CONFIG, DML_ERR_DATA
+ * (a label outside 0..1000000, a NaN row, ...), DML_ERR_NOMEM, DML_ERR_IO (the run folder),
+ * DML_ERR_DIVERGED, or DML_ERR_INTERRUPTED when a stop was asked: with a run folder its
+ * checkpoint.h5 is written at that step, which resume (or dml train --resume) continues.
+ * Not thread-safe with other dml_train or HDF5 calls (it may read and write HDF5). Like dml
+ * train, it sets OpenBLAS's thread count for the whole process to train.threads (0: one per
+ * core), and leaves it so. */
+DML_API dml_status dml_train(const char *config, const char *const *sets, int n_sets,
+                             const dml_train_data *data, const dml_train_options *opts,
+                             dml_model **model, char *errbuf, size_t errlen);
+
+/* ---- evaluation from memory ---- */
+typedef struct dml_metrics dml_metrics;
+
+/* Scores the model's embeddings of query rows x[n, dim_in] as dml eval does, into *metrics
+ * (dml_metrics_free): without a database every query searches the other queries (itself left
+ * out; label metrics need y), with x_db[n_db, dim_in] it searches the database (y_db its
+ * labels or NULL). truth[n, truth_k] (with a database; NULL: none): each query's true nearest
+ * database rows, nearest first, for nn_recall_at_k. pq nonzero: every retrieval metric again
+ * on the model's PQ codes (pq_ names). The values equal dml eval --json's on the same rows.
+ * Labels are 0..1000000. DML_ERR_USAGE (bad arguments, pq without codebooks), DML_ERR_DATA
+ * (a label or neighbour id out of range), DML_ERR_NOMEM; *metrics is NULL on failure and
+ * errbuf (may be NULL) says why. */
+DML_API dml_status dml_evaluate(const dml_model *model, const float *x, size_t n,
+                                const int64_t *y, const float *x_db, size_t n_db,
+                                const int64_t *y_db, const int64_t *truth, int truth_k, int pq,
+                                dml_metrics **metrics, char *errbuf, size_t errlen);
+/* How many metrics, and metric i's name ("map_at_r", "pq_recall_at_1", ...) and value (NaN
+ * when no query could be scored). NULL / NaN for i out of range. */
+DML_API int dml_metrics_count(const dml_metrics *metrics);
+DML_API const char *dml_metrics_name(const dml_metrics *metrics, int i);
+DML_API double dml_metrics_value(const dml_metrics *metrics, int i);
+/* A metric's value by name; NaN when it was not computed. */
+DML_API double dml_metrics_get(const dml_metrics *metrics, const char *name);
+/* NULL is harmless. */
+DML_API void dml_metrics_free(dml_metrics *metrics);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "dml.h"
-#include "serve/model_file.h"
+#include "serve/serve.h"
 
 struct dml_model {
     dml_model_file mf; /* read-only after open */
@@ -93,6 +93,33 @@ dml_status dml_model_open(const char *path, dml_model **model, char *errbuf, siz
         errbuf[0] = '\0';
     *model = m;
     return DML_OK;
+}
+
+dml_status dml_model_adopt(dml_model_file *mf, dml_model **model)
+{
+    if (!(*model = calloc(1, sizeof **model)))
+        return DML_ERR_NOMEM;
+    (*model)->mf = *mf;
+    memset(mf, 0, sizeof *mf);
+    return DML_OK;
+}
+
+const dml_model_file *dml_model_file_of(const dml_model *model)
+{
+    return &model->mf;
+}
+
+dml_status dml_model_save(const dml_model *model, const char *path, char *errbuf, size_t errlen)
+{
+    dml_error err;
+    dml_error_clear(&err);
+    dml_status st = model && path ? dml_model_file_write(path, &model->mf, &err)
+                                  : dml_error_set(&err, DML_ERR_USAGE, NULL, 0, 0,
+                                                  "dml_model_save: model and path must not be "
+                                                  "NULL");
+    if (errbuf && errlen)
+        dml_error_format(&err, errbuf, errlen);
+    return st;
 }
 
 void dml_model_free(dml_model *model)

@@ -11,4 +11,10 @@
 #include "serve/export.h"
 #include "serve/model_file.h"
 
+/* A public handle (include/dml.h) over a model in memory, a trainer's: *model takes over mf's
+ * buffers and mf is left empty. DML_ERR_NOMEM leaves mf as it was and *model NULL. */
+dml_status dml_model_adopt(dml_model_file *mf, dml_model **model);
+/* The model file behind a public handle (read-only, as long as the handle lives). */
+const dml_model_file *dml_model_file_of(const dml_model *model);
+
 #endif

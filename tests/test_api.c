@@ -1,5 +1,6 @@
 /* The public API (include/dml.h): open errors, encode equal to nn's forward pass, concurrent
- * encodes, and the installed library building and running examples/encode_example.c. */
+ * encodes, and the installed library building and running examples/encode_example.c and
+ * examples/train_example.c. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -235,6 +236,27 @@ static void test_installed_example(void **state)
                                "'%s'",
                                stage, fx.dir, fx.dir, out, out),
                      0);
+    /* examples/train_example.c: trains from memory, evaluates and saves a model that opens */
+    assert_int_equal(tu_system("PKG_CONFIG_PATH='%s/usr/lib/pkgconfig' cc -std=c11 -Wall -Wextra "
+                               "-Werror examples/train_example.c $(PKG_CONFIG_PATH='%s/usr/lib/"
+                               "pkgconfig' pkg-config --define-prefix --cflags --libs dml) -lm "
+                               "-o '%s/train_example'",
+                               stage, stage, fx.dir),
+                     0);
+    assert_int_equal(tu_system("LD_LIBRARY_PATH='%s/usr/lib' '%s/train_example' '%s/trained.h5' "
+                               ">'%s'",
+                               stage, fx.dir, fx.dir, out),
+                     0);
+    assert_int_equal(tu_system("grep -q '^step 100 of 100: validation map_at_r' '%s' && "
+                               "grep -q '^pq_map_at_r' '%s' && grep -q '^saved .*16 features -> "
+                               "8-dim' '%s'",
+                               out, out, out),
+                     0);
+    char trained[400], msg[256];
+    snprintf(trained, sizeof trained, "%s/trained.h5", fx.dir);
+    dml_model *m;
+    assert_int_equal(dml_model_open(trained, &m, msg, sizeof msg), DML_OK);
+    dml_model_free(m);
     close_fixture(&fx);
 }
 

@@ -885,21 +885,18 @@ static void settle(dml_config *cfg)
     }
 }
 
-dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,
-                           dml_error *err)
+dml_status dml_config_load_text(const char *text, size_t len, const char *path, int n_sets,
+                                char *const *sets, dml_config *cfg, dml_error *err)
 {
     dml_config_defaults(cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     name_from_path(cfg, path);
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    dml_status st = read_text(path, &buf, &len, err);
-    if (st != DML_OK)
-        return st;
+    if (len > MAX_CONFIG_BYTES)
+        return dml_error_set(err, DML_ERR_CONFIG, path, 0, 0,
+                             "expected a YAML config of at most %d bytes", MAX_CONFIG_BYTES);
     yaml_document_t doc;
     problem pb;
-    st = load_doc(buf, len, &doc, &pb);
-    free(buf);
+    dml_status st = load_doc((const unsigned char *)text, len, &doc, &pb);
     if (st == DML_ERR_NOMEM)
         return dml_error_set(err, st, path, 0, 0, "out of memory reading the config");
     if (st != DML_OK)
@@ -915,6 +912,18 @@ dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_
         return st;
     settle(cfg);
     return dml_config_check(cfg, err);
+}
+
+dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,
+                           dml_error *err)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    dml_status st = read_text(path, &buf, &len, err);
+    if (st == DML_OK)
+        st = dml_config_load_text((const char *)buf, len, path, n_sets, sets, cfg, err);
+    free(buf);
+    return st;
 }
 
 /* ---- positions for later errors ---- */

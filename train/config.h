@@ -154,6 +154,11 @@ void dml_config_defaults(dml_config *cfg);
 dml_status dml_config_load(const char *path, int n_sets, char *const *sets, dml_config *cfg,
                            dml_error *err);
 
+/* The same from text[len] in memory, path naming it in messages ("<config>:3:5: ...") and
+ * giving the config its default name as a file's would. */
+dml_status dml_config_load_text(const char *text, size_t len, const char *path, int n_sets,
+                                char *const *sets, dml_config *cfg, dml_error *err);
+
 /* The combinations of keys that cannot work, known from the config alone (pq.m must divide
  * model.dim, mnr needs pairs, ...); dml_config_load runs it last. */
 dml_status dml_config_check(const dml_config *cfg, dml_error *err);

@@ -13,6 +13,7 @@
 #include "optim/optim.h"
 #include "train/comm.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 #define DML_MAX_PARAMS 192 /* four MLPs (three towers, the head) of up to 17 layers, 2 each */
 #define DML_MAX_VALIDATIONS 4096
@@ -72,6 +73,13 @@ typedef struct dml_run {
     FILE *log;
     int resume; /* dml_run_train continues from out_dir/checkpoint.h5 */
     volatile sig_atomic_t *stop; /* dml_train_opts.stop */
+    int stop_asked;              /* the progress callback asked to stop */
+    int no_folder;               /* dml_train_opts.no_folder: nothing written */
+    int given_train, given_test; /* train (test) came in memory through dml_train_opts */
+    dml_dataset val_rows;        /* dml_train_opts.val until appended to train (n 0: none) */
+    int (*progress)(void *ctx, const dml_train_event *ev);
+    void *progress_ctx;
+    char *final_json;            /* the final metrics as JSON (dml_run_finish), for the model */
 
     /* data-parallel training (train/run_comm.c): NULL for one process */
     const dml_comm *comm;
@@ -133,11 +141,17 @@ typedef struct dml_run {
 } dml_run;
 
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
- * config left them at their defaults, each change noted in the log. */
-void dml_run_fit_defaults(dml_run *r);
+ * config left them at their defaults, each change noted in the log. DML_ERR_NOMEM when out of
+ * memory. */
+dml_status dml_run_fit_defaults(dml_run *r, dml_error *err);
 /* loss.type reconstruction for an autoencoder whose training rows have no labels, when the
  * config left the loss unset (noted in the log); the config is then checked again. */
 dml_status dml_run_fit_loss(dml_run *r, dml_error *err);
+
+/* train/run_given.c: r->val_rows appended to r->train after the split, and made the split's
+ * validation rows (replacing any it held out); r->val_rows is then empty. DML_ERR_DATA when
+ * their widths or labelling differ from the training rows'. */
+dml_status dml_run_append_validation(dml_run *r, dml_error *err);
 
 /* train/run_stream.c: training rows larger than memory. */
 /* Opens data.train whole, or (data.in_memory false, or auto over data.memory_limit) for

@@ -22,14 +22,14 @@ static int pow2_floor(int n)
     return p;
 }
 
-/* Classes among the rows the training loss samples. */
+/* Classes among the rows the training loss samples; -1 when out of memory. */
 static int classes_present(const dml_run *r)
 {
     if (!r->train.y || r->train.n_classes < 1)
         return 0;
     unsigned char *seen = calloc((size_t)r->train.n_classes, 1);
     if (!seen)
-        return 0;
+        return -1;
     int n = 0;
     for (int i = 0; i < r->split.n_train; i++) {
         int c = r->train.y[r->split.train[i]];
@@ -94,7 +94,7 @@ static void fit_drop_last(dml_run *r)
     c->sampler.drop_last = true;
 }
 
-void dml_run_fit_defaults(dml_run *r)
+dml_status dml_run_fit_defaults(dml_run *r, dml_error *err)
 {
     dml_config *c = &r->cfg_fitted;
     int grouped = c->sampler.type == DML_SAMPLER_M_PER_CLASS && c->data.pairs == DML_PAIRS_NONE &&
@@ -104,6 +104,8 @@ void dml_run_fit_defaults(dml_run *r)
     if (!given(c, "sampler.drop_last"))
         fit_drop_last(r);
     int classes = grouped ? classes_present(r) : 0;
+    if (classes < 0) /* not a guess: sampler.m fitted to no classes would be another run */
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
     int b = c->train.batch_size, m = c->sampler.m;
     if (grouped && !given(c, "sampler.m") && classes > 0 && (b % m != 0 || b / m > classes)) {
         /* the smallest m above the default that splits the batch into classes the data have */
@@ -122,6 +124,7 @@ void dml_run_fit_defaults(dml_run *r)
                 k, c->pq.k, pool);
         c->pq.k = k;
     }
+    return DML_OK;
 }
 
 dml_status dml_run_fit_loss(dml_run *r, dml_error *err)

@@ -73,9 +73,11 @@ dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err)
     dml_status st = evaluate_set(r, ds, rows, n, metrics, 2, 0, &res, &v->spread, err);
     if (st == DML_OK && r->streamed) /* the rows were read from the file */
         st = dml_row_cache_status(&r->cache, err);
+    if (st != DML_OK) /* res may be unset */
+        return st;
     v->map_at_r = dml_eval_get(&res, "map_at_r");
     v->precision_at_1 = dml_eval_get(&res, "precision_at_1");
-    return st;
+    return DML_OK;
 }
 
 /* The final metrics: the configured ones on the test set by protocol 1 (and the paired ones),
@@ -166,14 +168,16 @@ dml_status dml_run_finish(dml_run *r, dml_error *err)
     }
     if (st == DML_OK && !json)
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
-    if (st == DML_OK)
+    int writes = st == DML_OK && !r->no_folder;
+    if (writes)
         st = dml_run_write_metrics(r, json, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         st = dml_run_write_model(r, json, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         st = dml_run_write_report(r, &res, err);
-    if (st == DML_OK)
+    if (writes && st == DML_OK)
         fprintf(r->log, "wrote %s/model.h5, metrics.jsonl, report.html\n", r->out_dir);
-    free(json);
+    free(r->final_json);
+    r->final_json = json; /* for dml_run_take_model */
     return st;
 }

@@ -35,26 +35,49 @@ dml_status dml_run_load_init(dml_run *r, dml_error *err)
     return st;
 }
 
+/* The run's model as a model file borrowing the run's buffers; config_yaml is malloc'ed. */
+static dml_status borrow(const dml_run *r, const char *metrics_json, dml_model_file *mf,
+                         dml_error *err)
+{
+    memset(mf, 0, sizeof *mf);
+    mf->net = r->net;
+    mf->norm = r->norm;
+    mf->norm_b = r->norm_b;
+    mf->scale = r->scale;
+    mf->scale_b = r->scale_b;
+    mf->pq = r->pq;
+    snprintf(mf->metric, sizeof mf->metric, "%s",
+             r->cfg->loss.distance == DML_DIST_COSINE ? "inner_product" : "l2");
+    mf->config_yaml = dml_config_to_yaml(r->cfg);
+    mf->metrics_json = (char *)metrics_json;
+    mf->seed = r->cfg->seed;
+    mf->steps = r->step;
+    return mf->config_yaml ? DML_OK
+                           : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+}
+
 dml_status dml_run_write_model(dml_run *r, const char *metrics_json, dml_error *err)
 {
     dml_model_file mf;
-    memset(&mf, 0, sizeof mf);
-    mf.net = r->net;
-    mf.norm = r->norm;
-    mf.norm_b = r->norm_b;
-    mf.scale = r->scale;
-    mf.scale_b = r->scale_b;
-    mf.pq = r->pq;
-    snprintf(mf.metric, sizeof mf.metric, "%s",
-             r->cfg->loss.distance == DML_DIST_COSINE ? "inner_product" : "l2");
-    mf.config_yaml = dml_config_to_yaml(r->cfg);
-    mf.metrics_json = (char *)metrics_json;
-    mf.seed = r->cfg->seed;
-    mf.steps = r->step;
     char path[1100];
     snprintf(path, sizeof path, "%s/model.h5", r->out_dir);
-    dml_status st = mf.config_yaml ? dml_model_file_write(path, &mf, err)
-                                   : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory");
+    dml_status st = borrow(r, metrics_json, &mf, err);
+    if (st == DML_OK)
+        st = dml_model_file_write(path, &mf, err);
     free(mf.config_yaml);
     return st;
+}
+
+dml_status dml_run_take_model(dml_run *r, dml_model_file *mf, dml_error *err)
+{
+    dml_status st = borrow(r, r->final_json, mf, err);
+    if (st != DML_OK)
+        return st;
+    /* Moved, not copied: the run forgets them, so closing it frees none. */
+    r->final_json = NULL;
+    memset(&r->net, 0, sizeof r->net);
+    memset(&r->norm, 0, sizeof r->norm);
+    memset(&r->norm_b, 0, sizeof r->norm_b);
+    memset(&r->pq, 0, sizeof r->pq);
+    return DML_OK;
 }

@@ -19,10 +19,12 @@ _Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) <= 
 static dml_status open_data(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
-    dml_status st = dml_run_open_train(r, err);
+    dml_status st = r->given_train ? DML_OK : dml_run_open_train(r, err);
     if (st == DML_OK) /* the rows as read: data.normalize is compared on its own */
         r->data_hash = dml_run_data_hash(&r->train);
-    if (st == DML_OK && c->data.test[0])
+    if (st == DML_OK && r->val_rows.n) /* a resume with other validation rows is another run */
+        r->data_hash = r->data_hash * 1099511628211ull ^ dml_run_data_hash(&r->val_rows);
+    if (st == DML_OK && c->data.test[0] && !r->given_test)
         st = dml_dataset_open(c->data.test, &r->test, err);
     if (st != DML_OK)
         return st;
@@ -47,21 +49,25 @@ static dml_status open_data(dml_run *r, dml_error *err)
         return dml_config_error(c, "data.pairs", err,
                                 "file pairs need datasets anchor and positive in %s",
                                 c->data.train);
-    if (c->data.pairs == DML_PAIRS_HALVES) /* two views of every row: its two halves */
-        for (dml_dataset *ds = &r->train; ds; ds = ds == &r->train && r->test.n ? &r->test : NULL) {
-            dml_dataset halves;
-            if ((st = dml_dataset_halves(ds, &halves, err)) != DML_OK)
-                return st;
-            dml_dataset_free(ds);
-            *ds = halves;
-        }
+    dml_dataset *sets[3] = {&r->train, &r->test, &r->val_rows};
+    for (int i = 0; c->data.pairs == DML_PAIRS_HALVES && i < 3; i++) {
+        /* two views of every row: its two halves */
+        dml_dataset halves;
+        if (sets[i]->n == 0)
+            continue;
+        if ((st = dml_dataset_halves(sets[i], &halves, err)) != DML_OK)
+            return st;
+        dml_dataset_free(sets[i]);
+        *sets[i] = halves;
+    }
     dml_split_spec spec = {c->data.val_fraction, c->data.labels_per_class, c->data.unlabelled};
     if ((st = dml_split_make(&r->split, &r->train, &spec, &r->rng, err)) != DML_OK ||
+        (r->val_rows.n && (st = dml_run_append_validation(r, err)) != DML_OK) ||
         (st = dml_loss_check_rows(c, &r->train, r->split.train, r->split.n_train, err)) != DML_OK ||
         (st = dml_check_test_labels(c, &r->test, err)) != DML_OK)
         return st;
-    dml_run_fit_defaults(r);
-    if ((st = dml_run_stream_fit(r, err)) != DML_OK)
+    if ((st = dml_run_fit_defaults(r, err)) != DML_OK ||
+        (st = dml_run_stream_fit(r, err)) != DML_OK)
         return st;
     if (c->pq.k > r->split.n_train + r->split.n_unlabelled)
         return dml_config_error(c, "pq.k", err, "%d centroids, but only %d training rows",
@@ -69,7 +75,8 @@ static dml_status open_data(dml_run *r, dml_error *err)
     return DML_OK;
 }
 
-/* Normalisation statistics from the training rows only, applied to every set in place. */
+/* Normalisation statistics from the training rows only, applied to every set in place (a set
+ * of borrowed rows is copied first, once, when its normalisation writes). */
 static dml_status normalise(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
@@ -80,6 +87,9 @@ static dml_status normalise(dml_run *r, dml_error *err)
     if (st == DML_OK && r->train.x_b)
         st = dml_input_norm_fit(&r->norm_b, c->data.normalize, &r->train, 1, r->split.train,
                                 r->split.n_train, err);
+    int writes = r->norm.d || r->norm_b.d; /* d 0: the identity */
+    if (st == DML_OK && writes && (st = dml_dataset_own(&r->train, err)) == DML_OK)
+        st = dml_dataset_own(&r->test, err);
     if (st != DML_OK)
         return st;
     if (r->streamed)
@@ -257,6 +267,7 @@ void dml_run_close(dml_run *r)
         return;
     dml_dataset_free(&r->train);
     dml_dataset_free(&r->test);
+    dml_dataset_free(&r->val_rows);
     dml_row_cache_free(&r->cache);
     dml_rows_close(&r->rows);
     dml_split_free(&r->split);
@@ -285,6 +296,7 @@ void dml_run_close(dml_run *r)
     free(r->gc.ga);
     free(r->gc.gp);
     free(r->flat);
+    free(r->final_json);
     free(r);
 }
 
@@ -337,6 +349,8 @@ static dml_status update_codebooks(dml_run *r, dml_error *err)
 static dml_status save_state(dml_run *r, dml_error *err)
 {
     dml_status st = DML_OK;
+    if (r->no_folder)
+        return DML_OK;
     if (dml_run_is_root(r) && (st = dml_run_checkpoint_save(r, err)) == DML_OK)
         st = dml_run_write_metrics(r, NULL, err);
     return dml_run_comm_agree(r, st, NULL, 0, err);
@@ -429,6 +443,13 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
     return DML_OK;
 }
 
+/* The caller's progress callback, whose nonzero answer stops the run at the next boundary. */
+static void tell(dml_run *r, const dml_train_event *ev)
+{
+    if (r->progress && r->progress(r->progress_ctx, ev))
+        r->stop_asked = 1;
+}
+
 static dml_status train_loop(dml_run *r, dml_error *err)
 {
     const dml_config *c = r->cfg;
@@ -437,11 +458,15 @@ static dml_status train_loop(dml_run *r, dml_error *err)
     dml_status st = DML_OK;
     while (r->step < r->total_steps) {
         /* Ranks stop together: at the boundary after the step whose reduction told them. */
-        int stop = r->comm ? r->stop_any : r->stop && *r->stop;
+        int stop = r->comm ? r->stop_any : (r->stop && *r->stop) || r->stop_asked;
         if (stop) { /* a step boundary: the checkpoint resumes from here */
             dml_progress_note(&bar, "\n");
             if ((st = save_state(r, err)) != DML_OK)
                 return st;
+            if (r->no_folder)
+                return dml_error_set(err, DML_ERR_INTERRUPTED, NULL, 0, 0,
+                                     "interrupted at step %ld of %ld (no run folder: nothing "
+                                     "saved)", r->step, r->total_steps);
             return dml_error_set(err, DML_ERR_INTERRUPTED, NULL, 0, 0,
                                  "interrupted at step %ld of %ld: %s/checkpoint.h5 written; "
                                  "--resume continues from it",
@@ -456,11 +481,19 @@ static dml_status train_loop(dml_run *r, dml_error *err)
             return st;
         }
         r->loss_curve[r->step - 1] = value;
-        dml_progress_update(&bar, r->step, value, dml_schedule_lr(&r->schedule, r->step - 1));
+        float lr = dml_schedule_lr(&r->schedule, r->step - 1);
+        dml_progress_update(&bar, r->step, value, lr);
+        dml_train_event ev = {r->step, r->total_steps, value, lr, 0, NAN, NAN};
+        tell(r, &ev);
         int at_end = r->step == r->total_steps;
-        if ((every(r->step, c->train.eval_every, r->steps_per_epoch) || at_end) &&
-            (st = validate_now(r, &bar, err)) != DML_OK)
-            return st;
+        if ((every(r->step, c->train.eval_every, r->steps_per_epoch) || at_end)) {
+            if ((st = validate_now(r, &bar, err)) != DML_OK)
+                return st;
+            ev.validated = 1;
+            ev.map_at_r = r->val[r->n_val - 1].map_at_r;
+            ev.precision_at_1 = r->val[r->n_val - 1].precision_at_1;
+            tell(r, &ev);
+        }
         stop = c->train.early_stop_patience > 0 &&
                r->evals_without_gain >= c->train.early_stop_patience;
         if (stop)
@@ -490,6 +523,23 @@ dml_status dml_run_open(const dml_config *cfg, const dml_train_opts *opts, dml_r
     r->resume = opts->resume;
     r->stop = opts->stop;
     r->comm = opts->comm;
+    r->no_folder = opts->no_folder;
+    r->progress = opts->progress;
+    r->progress_ctx = opts->progress_ctx;
+    if (opts->train) { /* taken over: the run normalises and frees them */
+        r->train = *opts->train;
+        memset(opts->train, 0, sizeof *opts->train);
+        r->given_train = 1;
+    }
+    if (opts->val) {
+        r->val_rows = *opts->val;
+        memset(opts->val, 0, sizeof *opts->val);
+    }
+    if (opts->test) {
+        r->test = *opts->test;
+        memset(opts->test, 0, sizeof *opts->test);
+        r->given_test = 1;
+    }
     if (opts->out_dir)
         snprintf(r->out_dir, sizeof r->out_dir, "%s", opts->out_dir);
     else
@@ -523,8 +573,11 @@ dml_status dml_run_train(dml_run *r, dml_error *err)
     const dml_config *cfg = r->cfg;
     /* Rank 0 alone writes the run folder, and locks it first (before the checkpoint is read:
      * another run may be writing it); every rank reads the checkpoint it resumes from. */
-    dml_status st = dml_run_is_root(r) ? dml_mkdirs(r->out_dir, err) : DML_OK;
-    if (st == DML_OK && dml_run_is_root(r))
+    int writes = dml_run_is_root(r) && !r->no_folder;
+    dml_status st = writes ? dml_mkdirs(r->out_dir, err) : DML_OK;
+    if (st == DML_OK && r->no_folder && r->resume)
+        st = dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "a resume needs a run folder");
+    if (st == DML_OK && writes)
         st = dml_run_lock_take(&r->lock, r->out_dir, r->log, err);
     st = dml_run_comm_agree(r, st, NULL, 0, err);
     if (st == DML_OK && r->resume) {
@@ -565,6 +618,8 @@ dml_status dml_train_run(const dml_config *cfg, const dml_train_opts *opts, dml_
     dml_status st = dml_run_open(cfg, opts, &r, err);
     if (st == DML_OK)
         st = dml_run_train(r, err);
+    if (st == DML_OK && opts->model)
+        st = dml_run_take_model(r, opts->model, err);
     dml_run_close(r);
     return st;
 }
