@@ -1,0 +1,198 @@
+"""dml.train, Model.save and dml.evaluate against the dml CLI on the conftest blobs."""
+import json
+import os
+import pickle
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import dml
+from conftest import ROOT, TRAIN_ARGS, ROWS, blobs, run_dml
+
+SETS = [a for a in TRAIN_ARGS if a != "--set"]
+SMALL = {"model": {"hidden": [32], "dim": 8}, "sampler": {"m": 8}, "pq": {"m": 2, "k": 16},
+         "train": {"batch_size": 32, "threads": 1, "epochs": 2, "eval_every": "never"},
+         "data": {"test": ""}}
+
+
+@pytest.fixture(scope="module")
+def Xy():
+    return blobs(ROWS, 1)
+
+
+def test_same_model_as_cli(Xy, workdir, model_path, data):
+    """dml.train on the arrays of the .npy file dml train read, with the same config and
+    --set overrides, gives the same model: equal embeddings and codes, and evaluate equals
+    dml eval --json."""
+    X, y = Xy
+    np.testing.assert_array_equal(X, data[1])
+    m = dml.train(os.path.join(ROOT, "configs/demo.yaml"), X, y, X_test=X, y_test=y,
+                  set=SETS, progress=False)
+    with dml.Model(model_path) as ref:
+        np.testing.assert_array_equal(m.encode(X), ref.encode(X))
+        np.testing.assert_array_equal(m.pq.centroids, ref.pq.centroids)
+        assert m.metric == ref.metric
+    saved = os.path.join(workdir, "saved.h5")
+    m.save(saved)
+    with dml.Model(saved) as back:
+        np.testing.assert_array_equal(back.encode(X), m.encode(X))
+    got = dml.evaluate(m, X, y, pq=True)
+    r = run_dml("eval", model_path, "--data", data[0], "--pq", "--json")
+    want = json.loads(r.stdout)
+    want = want.get("metrics", want)
+    common = [k for k in got if k in want]
+    assert "map_at_r" in common and "pq_map_at_r" in common, (got, want)
+    for k in common:
+        assert float("%.8g" % got[k]) == want[k], k  # dml eval --json prints %.8g
+
+
+def test_no_copy(Xy, monkeypatch):
+    """dml_train receives the caller's float32 C-contiguous rows by pointer; float64 is
+    converted once (another pointer) to the same model."""
+    from dml import _lib
+    L = _lib.load()
+    real = L.dml_train
+    seen = []
+
+    def spy(cfg, sets, n, data, opts, out, msg, ln):
+        import ctypes
+        from dml.train import _Data
+        d = ctypes.cast(data, ctypes.POINTER(_Data)).contents
+        seen.append(d.x)
+        return real(cfg, sets, n, data, opts, out, msg, ln)
+
+    monkeypatch.setattr(L, "dml_train", spy)
+    X, y = Xy
+    a = dml.train(SMALL, X, y, progress=False)
+    assert seen[-1] == X.ctypes.data
+    X64 = X.astype(np.float64)
+    b = dml.train(SMALL, X64, y, progress=False)
+    assert seen[-1] != X64.ctypes.data
+    np.testing.assert_array_equal(a.encode(X), b.encode(X))
+
+
+def test_callback_sees_every_step(Xy):
+    X, y = Xy
+    steps, metrics = [], []
+
+    def cb(step, total, loss, lr, m):
+        (metrics if m else steps).append((step, total))
+        assert np.isfinite(loss) and lr == pytest.approx(1e-3)
+
+    dml.train(SMALL, X, y, callback=cb, progress=False)
+    total = steps[0][1]
+    assert [s for s, _ in steps] == list(range(1, total + 1))
+    assert metrics and metrics[-1][0] == total
+
+
+def test_callback_stops_and_raises(Xy, tmp_path):
+    X, y = Xy
+    with pytest.raises(dml.StoppedError, match="step 3"):
+        dml.train(SMALL, X, y, callback=lambda s, *a: s == 3, progress=False,
+                  out=str(tmp_path / "run"))
+    assert os.path.exists(tmp_path / "run" / "checkpoint.h5")
+
+    class Boom(Exception):
+        pass
+
+    def bad(step, *a):
+        raise Boom(step)
+
+    with pytest.raises(Boom):
+        dml.train(SMALL, X, y, callback=bad, progress=False)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="SIGINT handling needs the main thread")
+def test_ctrl_c_stops_with_checkpoint_and_resumes(Xy, tmp_path):
+    """SIGINT from a timer thread during a long run: KeyboardInterrupt, the checkpoint
+    written at that step, resume=True goes on from it; the previous handler is restored."""
+    X, y = Xy
+    out = str(tmp_path / "run")
+    started = threading.Event()
+    steps = []
+
+    def cb(step, *a):
+        steps.append(step)
+        if step == 5:
+            started.set()
+
+    def kill():
+        started.wait(60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    t = threading.Thread(target=kill)
+    t.start()
+    with pytest.raises(KeyboardInterrupt, match="resume=True"):
+        dml.train(SMALL, X, y, out=out, callback=cb, progress=False,
+                  **{"train.steps": 1000000})
+    t.join()
+    assert signal.getsignal(signal.SIGINT) is before
+    stopped = steps[-1]
+    assert 5 <= stopped < 1000000
+    assert os.path.exists(os.path.join(out, "checkpoint.h5"))
+    more = []
+    m = dml.train(SMALL, X, y, out=out, resume=True, progress=False,
+                  callback=lambda s, t, *a: more.append((s, t)), **{"train.steps": stopped + 10})
+    assert more[0][0] == stopped + 1 and more[-1][0] == stopped + 10
+    assert m.path == os.path.join(out, "model.h5")
+
+
+def test_errors(Xy, tmp_path):
+    X, y = Xy
+    with pytest.raises(dml.ConfigError, match=r"^<config>:3:1: YAML syntax error"):
+        dml.train("model:\n  dim: [1\n", X, y, progress=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: many\n")
+    with pytest.raises(dml.ConfigError, match=r"^%s:2:\d+: train.epochs" % str(bad)) as e:
+        dml.train(str(bad), X, y, progress=False)
+    assert e.value.status_name == "DML_ERR_CONFIG"
+    with pytest.raises(dml.DataError, match="label 2000000"):
+        dml.train(SMALL, X, y + 2000000, progress=False)
+    with pytest.raises(dml.UsageError, match="2-D"):
+        dml.train(SMALL, X[0], y, progress=False)
+    with pytest.raises(dml.UsageError, match="labels"):
+        dml.train(SMALL, X, y[:-1], progress=False)
+    with pytest.raises(dml.ConfigError, match="val_fraction"):
+        dml.train(SMALL, X, y, X_val=X[:40], y_val=y[:40], progress=False,
+                  **{"data.val_fraction": 0.2})
+    with pytest.raises(dml.DataError):
+        dml.evaluate(dml.train(SMALL, X, y, progress=False), X, y - 5)
+
+
+def test_dict_config_equals_yaml_text(Xy):
+    X, y = Xy
+    a = dml.train(SMALL, X, y, progress=False)
+    text = dml.train.__module__ and __import__("dml.train", fromlist=["to_yaml"]).to_yaml(SMALL)
+    assert "hidden: [32]" in text
+    b = dml.train(text, X, y, progress=False)
+    c = dml.train({"data": {"test": ""}}, X, y, progress=False,
+                  set=["model.hidden=[32]", "model.dim=8", "pq.m=2", "pq.k=16"],
+                  sampler__m=8, train__batch_size=32, train__threads=1, train__epochs=2,
+                  train__eval_every="never")
+    for m in (b, c):
+        np.testing.assert_array_equal(a.encode(X), m.encode(X))
+
+
+def test_trained_model_pickles(Xy):
+    X, y = Xy
+    m = dml.train(SMALL, X, y, progress=False)
+    assert m.path is None
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(back.encode(X), m.encode(X))
+    assert back.path is None
+
+
+def test_faiss_round_trip(Xy):
+    faiss = pytest.importorskip("faiss")
+    X, y = Xy
+    m = dml.train(SMALL, X, y, progress=False)
+    index = m.to_faiss(X)
+    D, I = index.search(m.encode(X[:20]), 5)
+    codes = m.pq.encode(m.encode(X))
+    D2, I2 = m.pq.search(codes, m.encode(X[:20]), 5)
+    np.testing.assert_allclose(D, D2, rtol=1e-5, atol=1e-6)
+    assert (y[I[:, 0]] == y[:20]).mean() > 0.9
