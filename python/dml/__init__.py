@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 _load()  # fail at import, naming where libdml.so was looked for
 
 __all__ = ["Model", "PQ", "Error", "UsageError", "ConfigError", "DataError", "InputOutputError",
-           "NoMemoryError", "DivergedError", "InternalError", "StoppedError", "lib_path", "train", "evaluate"]
+           "NoMemoryError", "DivergedError", "InternalError", "StoppedError", "lib_path",
+           "train", "evaluate"]
 
 
 def lib_path():

@@ -39,7 +39,9 @@ class InternalError(Error):
 
 
 class StoppedError(Error):
-    """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written when it has a run folder (dml.train: a callback returning True)."""
+    """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written when it has a
+    run folder (dml.train raises it when its callback returned True; Ctrl-C raises
+    KeyboardInterrupt)."""
 
 
 # dml_status value -> (constant name, exception class, what it means): the only place they are
