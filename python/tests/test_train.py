@@ -196,3 +196,43 @@ def test_faiss_round_trip(Xy):
     D2, I2 = m.pq.search(codes, m.encode(X[:20]), 5)
     np.testing.assert_allclose(D, D2, rtol=1e-5, atol=1e-6)
     assert (y[I[:, 0]] == y[:20]).mean() > 0.9
+
+
+def test_progress_tqdm_bar_or_dml_lines(Xy, capfd, monkeypatch):
+    """progress=True: a tqdm bar when tqdm imports, else dml's own lines; both on stderr.
+    progress=False: nothing."""
+    X, y = Xy
+    dml.train(SMALL, X, y, progress=False)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    try:
+        import tqdm  # noqa: F401
+        dml.train(SMALL, X, y)
+        out, err = capfd.readouterr()
+        assert "dml train" in err and "22/22" in err and "step 1/22" not in err
+    except ImportError:
+        pass
+    import builtins
+    real = builtins.__import__
+
+    def no_tqdm(name, *a, **k):
+        if name == "tqdm":
+            raise ImportError("no tqdm")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    dml.train(SMALL, X, y)
+    out, err = capfd.readouterr()
+    assert "step 1/22" in err and "step 22/22" in err and out == ""
+
+
+def test_train_in_another_thread_leaves_signals_alone(Xy):
+    X, y = Xy
+    before = signal.getsignal(signal.SIGINT)
+    got = []
+    t = threading.Thread(target=lambda: got.append(dml.train(SMALL, X, y, progress=False)))
+    t.start()
+    t.join()
+    assert signal.getsignal(signal.SIGINT) is before
+    ref = dml.train(SMALL, X, y, progress=False)
+    np.testing.assert_array_equal(got[0].encode(X), ref.encode(X))
