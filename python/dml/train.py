@@ -185,13 +185,16 @@ class _Bar:
         import tqdm
         self._tqdm = tqdm.tqdm
         self.bar = None
+        self.last = {}  # the last validation's map_at_r, shown until the next one
 
     def update(self, step, total, loss, lr, metrics):
         if self.bar is None:
             self.bar = self._tqdm(total=total, unit="step", desc="dml train")
         self.bar.n = step
+        if "map_at_r" in metrics:
+            self.last = {"map_at_r": "%.4f" % metrics["map_at_r"]}
         post = {"loss": "%.4g" % loss}
-        post.update({k: "%.4f" % v for k, v in metrics.items() if k == "map_at_r"})
+        post.update(self.last)
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 
