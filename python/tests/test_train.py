@@ -38,6 +38,13 @@ def test_same_model_as_cli(Xy, workdir, model_path, data):
     m.save(saved)
     with dml.Model(saved) as back:
         np.testing.assert_array_equal(back.encode(X), m.encode(X))
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(model_path, "r") as a, h5py.File(saved, "r") as b:
+        names = []
+        a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert names
+        for n in names:  # every tensor, bit for bit
+            np.testing.assert_array_equal(a[n][()], b[n][()], err_msg=n)
     got = dml.evaluate(m, X, y, pq=True)
     r = run_dml("eval", model_path, "--data", data[0], "--pq", "--json")
     want = json.loads(r.stdout)
@@ -46,6 +53,22 @@ def test_same_model_as_cli(Xy, workdir, model_path, data):
     assert "map_at_r" in common and "pq_map_at_r" in common, (got, want)
     for k in common:
         assert float("%.8g" % got[k]) == want[k], k  # dml eval --json prints %.8g
+
+
+def test_evaluate_database_equals_cli(Xy, workdir, model_path, data):
+    X, y = Xy
+    Q, yq = blobs(60, 5)
+    qpath = os.path.join(workdir, "queries.npy")
+    np.save(qpath, Q)
+    np.save(os.path.join(workdir, "queries.labels.npy"), yq)
+    with dml.Model(model_path) as m:
+        got = dml.evaluate(m, Q, yq, db=X, y_db=y)
+    want = json.loads(run_dml("eval", model_path, "--data", qpath, "--db", data[0],
+                              "--json").stdout)
+    want = want.get("metrics", want)
+    assert "map_all" in got and "knn_accuracy" in got
+    for k in got:
+        assert float("%.8g" % got[k]) == want[k], k
 
 
 def test_no_copy(Xy, monkeypatch):
@@ -159,8 +182,20 @@ def test_errors(Xy, tmp_path):
     with pytest.raises(dml.ConfigError, match="val_fraction"):
         dml.train(SMALL, X, y, X_val=X[:40], y_val=y[:40], progress=False,
                   **{"data.val_fraction": 0.2})
+    m = dml.train(SMALL, X, y, progress=False)
     with pytest.raises(dml.DataError):
-        dml.evaluate(dml.train(SMALL, X, y, progress=False), X, y - 5)
+        dml.evaluate(m, X, y - 5)
+    with pytest.raises(dml.UsageError, match="resume needs a run folder"):
+        dml.train(SMALL, X, y, resume=True, progress=False)
+    with pytest.raises(dml.InputOutputError, match="/dev/null/run"):
+        dml.train(SMALL, X, y, out="/dev/null/run", progress=False)
+    with pytest.raises(dml.InputOutputError, match=str(tmp_path / "no" / "m.h5")):
+        m.save(tmp_path / "no" / "m.h5")
+    with pytest.raises(dml.DivergedError, match="diverged"):
+        dml.train(SMALL, X * 1e18, y, progress=False, data__normalize="none", train__lr=1e30,
+                  train__optimizer="sgd")
+    with pytest.raises(dml.DataError):  # a neighbour id past the database
+        dml.evaluate(m, X[:10], db=X[:50], truth=np.full((10, 3), 50))
 
 
 def test_dict_config_equals_yaml_text(Xy):
