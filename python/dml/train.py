@@ -146,8 +146,8 @@ def _config_text(config):
     if isinstance(config, dict):
         return to_yaml(config), None
     if isinstance(config, os.PathLike) or (
-            isinstance(config, str) and "\n" not in config and
-            config.endswith((".yaml", ".yml")) and ":" not in config.replace(":\\", "")):
+            isinstance(config, str) and "\n" not in config and ": " not in config and
+            (config.endswith((".yaml", ".yml")) or os.path.isfile(config))):
         path = os.fspath(config)
         try:
             with open(path, encoding="utf-8") as f:
@@ -208,7 +208,8 @@ def train(config=None, X=None, y=None, *, X_b=None, X_val=None, y_val=None, X_va
           progress=True, set=None, **overrides):
     """Trains an encoder and returns it as a dml.Model.
 
-    config: a dict (emitted as YAML), YAML text, or the path of a .yaml file (its path then
+    config: a dict (emitted as YAML), YAML text, or a path (os.PathLike, or a one-line
+    string without ": " naming a file or ending in .yaml/.yml; its path then
     names the errors: "demo.yaml:3:9: train.epochs: ..."), or None for every default; the keys
     of docs/config.md. set: ["key.path=value", ...] overrides as dml train --set takes them, and
     keyword overrides likewise (train__epochs=3 or **{"train.epochs": 3}), applied after set.
@@ -325,6 +326,10 @@ def train(config=None, X=None, y=None, *, X_b=None, X_val=None, y_val=None, X_va
         if bar is not None:
             bar.close()
     del keep, c_callback  # alive until here
+    if st == 0 and state["signal"]:  # Ctrl-C after the last step: still an interrupt
+        L.dml_model_free(handle)
+        raise KeyboardInterrupt("dml.train: interrupted after its last step%s" % (
+            " (%s written)" % os.path.join(os.fspath(out), "model.h5") if out else ""))
     if st == 0:
         path = None
         if out is not None and os.path.exists(os.path.join(os.fspath(out), "model.h5")):

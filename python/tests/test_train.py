@@ -198,12 +198,17 @@ def test_errors(Xy, tmp_path):
         dml.evaluate(m, X[:10], db=X[:50], truth=np.full((10, 3), 50))
 
 
-def test_dict_config_equals_yaml_text(Xy):
+def test_dict_config_equals_yaml_text_and_file(Xy, tmp_path):
+    from dml.train import to_yaml
     X, y = Xy
     a = dml.train(SMALL, X, y, progress=False)
-    text = dml.train.__module__ and __import__("dml.train", fromlist=["to_yaml"]).to_yaml(SMALL)
-    assert "hidden: [32]" in text
+    text = to_yaml(SMALL)
+    assert "hidden: [32]" in text and 'eval_every: "never"' in text
     b = dml.train(text, X, y, progress=False)
+    conf = tmp_path / "small.conf"
+    conf.write_text(text)
+    for cfg in (conf, str(conf)):
+        np.testing.assert_array_equal(a.encode(X), dml.train(cfg, X, y, progress=False).encode(X))
     c = dml.train({"data": {"test": ""}}, X, y, progress=False,
                   set=["model.hidden=[32]", "model.dim=8", "pq.m=2", "pq.k=16"],
                   sampler__m=8, train__batch_size=32, train__threads=1, train__epochs=2,
@@ -271,3 +276,15 @@ def test_train_in_another_thread_leaves_signals_alone(Xy):
     assert signal.getsignal(signal.SIGINT) is before
     ref = dml.train(SMALL, X, y, progress=False)
     np.testing.assert_array_equal(got[0].encode(X), ref.encode(X))
+
+
+def test_ctrl_c_at_the_last_step_still_interrupts(Xy):
+    """A SIGINT that arrives as the run ends raises KeyboardInterrupt, never lost."""
+    X, y = Xy
+
+    def cb(step, total, *a):
+        if step == total:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="dml.train"):
+        dml.train(SMALL, X, y, callback=cb, progress=False)
