@@ -288,3 +288,19 @@ def test_ctrl_c_at_the_last_step_still_interrupts(Xy):
 
     with pytest.raises(KeyboardInterrupt, match="dml.train"):
         dml.train(SMALL, X, y, callback=cb, progress=False)
+
+
+def test_files_from_the_config(Xy, workdir, model_path, data):
+    """X None: dml_train reads the config's data.train and data.test, as dml train does."""
+    m = dml.train(os.path.join(ROOT, "configs/demo.yaml"), progress=False,
+                  set=SETS + ["data.train=" + data[0], "data.test=" + data[0]])
+    with dml.Model(model_path) as ref:
+        np.testing.assert_array_equal(m.encode(data[1]), ref.encode(data[1]))
+    with pytest.raises(dml.UsageError, match="need X"):
+        dml.train(SMALL, y=Xy[1], progress=False)
+
+
+def test_labels_a_loss_cannot_learn_from(Xy):
+    X, y = Xy
+    with pytest.raises(dml.DataError, match="cannot learn from these rows.*one class"):
+        dml.train(SMALL, X, np.zeros(len(y), np.int64), progress=False)
