@@ -47,6 +47,11 @@ def test_deterministic_and_pickles():
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
     c = DMLEncoder(**dict(SMALL, random_state=1)).fit(X, y)
     assert not np.array_equal(a.transform(X), c.transform(X))
+    r1 = DMLEncoder(**dict(SMALL, random_state=np.random.RandomState(5))).fit(X, y)
+    r2 = DMLEncoder(**dict(SMALL, random_state=np.random.RandomState(5))).fit(X, y)
+    np.testing.assert_array_equal(r1.transform(X), r2.transform(X))
+    with pytest.raises(ValueError, match="random_state"):
+        DMLEncoder(**dict(SMALL, random_state="zero")).fit(X, y)
     back = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(back.transform(X), a.transform(X))
     assert a.transform(X).dtype == np.float32 and a.transform(X).shape == (100, 8)
