@@ -16,7 +16,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 
 import numpy as np
