@@ -197,7 +197,8 @@ $(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
     python3-h5py python3-onnx python3-sklearn chromium time clang libopenmpi-dev openmpi-bin \
-    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel python3-hnswlib
+    python3-pytest python3-venv python3-pip python3-setuptools python3-wheel python3-hnswlib \
+    python3-tqdm
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q '^install ok installed' || echo $$p; done); \

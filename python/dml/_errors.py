@@ -14,7 +14,7 @@ class UsageError(Error, ValueError):
 
 
 class ConfigError(Error):
-    """DML_ERR_CONFIG: a config that does not validate (training, coming)."""
+    """DML_ERR_CONFIG: a config that does not validate (dml.train)."""
 
 
 class DataError(Error):
@@ -31,7 +31,7 @@ class NoMemoryError(Error, MemoryError):
 
 
 class DivergedError(Error, ArithmeticError):
-    """DML_ERR_DIVERGED: training produced NaN or Inf (training, coming)."""
+    """DML_ERR_DIVERGED: training produced NaN or Inf (dml.train)."""
 
 
 class InternalError(Error):
@@ -39,7 +39,9 @@ class InternalError(Error):
 
 
 class StoppedError(Error):
-    """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written (coming)."""
+    """DML_ERR_INTERRUPTED: training stopped on request, its checkpoint written when it has a
+    run folder (dml.train raises it when its callback returned True; Ctrl-C raises
+    KeyboardInterrupt)."""
 
 
 # dml_status value -> (constant name, exception class, what it means): the only place they are

@@ -47,6 +47,14 @@ def _declare(lib):
         "dml_pq_m": (i, [vp]),
         "dml_pq_nbits": (i, [vp]),
         "dml_pq_centroids": (c.POINTER(c.c_float), [vp]),
+        "dml_model_save": (st, [vp, c.c_char_p, c.c_char_p, sz]),
+        "dml_train": (st, [c.c_char_p, vp, i, vp, vp, c.POINTER(vp), c.c_char_p, sz]),
+        "dml_evaluate": (st, [vp, vp, sz, vp, vp, sz, vp, vp, i, i, c.POINTER(vp),
+                              c.c_char_p, sz]),
+        "dml_metrics_count": (i, [vp]),
+        "dml_metrics_name": (c.c_char_p, [vp, i]),
+        "dml_metrics_value": (c.c_double, [vp, i]),
+        "dml_metrics_free": (None, [vp]),
     }
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)

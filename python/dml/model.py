@@ -7,6 +7,7 @@ returns shape (dim_out,). Outputs are new numpy arrays.
 """
 import ctypes
 import os
+import tempfile
 
 import numpy as np
 
@@ -116,6 +117,56 @@ class Model:
         st = self._L.dml_model_open(os.fsencode(self.path), ctypes.byref(h), msg, _MSG)
         check(st, "dml_model_open: %s" % self.path, msg.value.decode("utf-8", "replace"))
         self._h = h.value
+        self._attributes()
+
+    @classmethod
+    def _from_handle(cls, handle, path=None):
+        """A Model owning a dml_model handle dml_train returned (path None: in memory only)."""
+        self = cls.__new__(cls)
+        self._L = _lib.load()
+        self._h = handle
+        self.path = path
+        self._attributes()
+        return self
+
+    @classmethod
+    def _from_bytes(cls, data):
+        """A Model read from a model.h5's bytes (how a model with no file unpickles): written
+        to a temporary file, opened, the file removed; the model's path is then None."""
+        fd, tmp = tempfile.mkstemp(suffix=".h5", prefix="dml-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            m = cls(tmp)
+        finally:
+            os.unlink(tmp)
+        m.path = None
+        return m
+
+    def to_bytes(self):
+        """The model as the bytes of the model.h5 save() writes."""
+        d = tempfile.mkdtemp(prefix="dml-")
+        tmp = os.path.join(d, "model.h5")
+        try:
+            self.save(tmp)
+            with open(tmp, "rb") as f:
+                return f.read()
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            os.rmdir(d)
+
+    def save(self, path):
+        """Writes the model to path as a model.h5 (format_version 2), atomically (a temporary
+        name, then a rename): dml.Model(path) reads back a model that encodes the same, bit for
+        bit. dml.InputOutputError naming the file when it cannot be written."""
+        h = self._handle()
+        path = os.fspath(path)
+        msg = ctypes.create_string_buffer(_MSG)
+        check(self._L.dml_model_save(h, os.fsencode(path), msg, _MSG),
+              "dml_model_save: %s" % path, msg.value.decode("utf-8", "replace"))
+
+    def _attributes(self):
         L = self._L
         self.dim_in = L.dml_model_dim_in(self._h)
         self.dim_out = L.dml_model_dim_out(self._h)
@@ -131,7 +182,7 @@ class Model:
 
     def _handle(self):
         if self._h is None:
-            raise UsageError("the model %s is closed" % self.path)
+            raise UsageError("the model %s is closed" % (self.path or "(in memory)"))
         return self._h
 
     def close(self):
@@ -141,7 +192,11 @@ class Model:
             self._L.dml_model_free(h)
 
     def __reduce__(self):
-        """Pickled as its path: unpickling opens the file again (for multiprocessing)."""
+        """Pickled as its path: unpickling opens the file again (for multiprocessing). A model
+        with no file (dml.train's without out=, or one unpickled so) pickles as its model.h5
+        bytes (to_bytes), which unpickling opens through a temporary file."""
+        if self.path is None:
+            return (Model._from_bytes, (self.to_bytes(),))
         return (Model, (self.path,))
 
     def __enter__(self):

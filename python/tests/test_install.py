@@ -46,7 +46,10 @@ def test_pip_install_offline(tmp_path, model_path, data):
     X = data[1][:5]
     np.save(tmp_path / "x.npy", X)
     code = ("import sys, numpy as np, dml; print(dml.__file__); print(dml.lib_path()); "
-            "m = dml.Model(sys.argv[1]); np.save(sys.argv[2], m.encode(np.load(sys.argv[3])))")
+            "m = dml.Model(sys.argv[1]); np.save(sys.argv[2], m.encode(np.load(sys.argv[3])))\n"
+            "import dml.sklearn, dml.train\n"  # the training modules are installed too
+            "e = dml.sklearn.DMLEncoder(dim=4, hidden=(8,), epochs=1, threads=1)\n"
+            "assert e.fit(np.load(sys.argv[3])).transform(np.load(sys.argv[3])).shape == (5, 4)")
     r = subprocess.run([str(venv / "bin" / "python"), "-c", code, model_path,
                         str(tmp_path / "e.npy"), str(tmp_path / "x.npy")],
                        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
