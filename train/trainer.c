@@ -430,13 +430,15 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
             snprintf(where, sizeof where, " (non-finite first on rank %d)", bad_rank);
         else if (r->comm) /* every rank's part finite, their sum not */
             snprintf(where, sizeof where, " (in the sum over the %d ranks)", r->comm->size);
+        char kept[1100] = "; no run folder, so no checkpoint was kept";
+        if (!r->no_folder)
+            snprintf(kept, sizeof kept, "; %s/checkpoint.h5 keeps the last good state",
+                     r->out_dir);
         return dml_error_set(err, DML_ERR_DIVERGED, NULL, 0, 0,
                              "step %ld: the %s is %s%s: training diverged (try a lower train.lr "
-                             "or train.clip_grad_norm); %s/checkpoint.h5 keeps the last good "
-                             "state",
+                             "or train.clip_grad_norm)%s",
                              r->step + 1, isfinite(value) ? "gradient norm" : "loss",
-                             isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", where,
-                             r->out_dir);
+                             isnan(isfinite(value) ? norm : value) ? "NaN" : "Inf", where, kept);
     }
     dml_optim_step(&r->optim, dml_schedule_lr(&r->schedule, r->step));
     r->step++;
