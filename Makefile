@@ -189,6 +189,11 @@ $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -Wl,--wrap=dml_gemm \
 	    -o $@ $(wildcard bench/bench_*.c) $(BUILD)/libdml.a $(LIBS)
 
+# The Python API's rows (bench/python_api.py): dml_model_encode through the public header alone.
+$(BUILD)/bench_encode: bench/encode_api.c include/dml.h $(BUILD)/libdml.a
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/encode_api.c \
+	    $(BUILD)/libdml.a $(LIBS)
+
 # The scaling row: the trainer's step under mpirun (bench/scale_mpi.c, bench/scale.py).
 $(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/scale_mpi.c \
