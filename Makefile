@@ -10,7 +10,7 @@
 #   make fuzz-replay  every harness over its corpus tests/fuzz/corpus/<name>/ (part of make test)
 #   make fuzz-run FUZZ=config FUZZ_TIME=3600   fuzz one harness (docs/testing.md)
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
-#   make bench      dml against PyTorch and FAISS, side by side (bench/)
+#   make bench      dml against PyTorch and FAISS, side by side, and the Python API against C (bench/)
 #   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -174,10 +174,12 @@ valgrind: all $(TEST_BIN) $(FAULT_LIB)
 demo: all
 	$(BUILD)/dml train configs/demo.yaml
 
-bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale
+bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale $(BUILD)/bench_encode
 	$(PYTHON) bench/run.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(BENCH_ARGS)
 	$(PYTHON) bench/scale.py --bench $(BUILD)/bench_scale
 	$(PYTHON) bench/database.py --dml $(BUILD)/dml $(DATABASE_ARGS)
+	$(PYTHON) bench/python_api.py --dml $(BUILD)/dml --encode $(BUILD)/bench_encode \
+	    --lib $(BUILD)/libdml.so $(PYTHON_API_ARGS)
 
 # Retrieval quality, not time: the same recipe in dml and PyTorch, each with its own defaults
 # (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.
