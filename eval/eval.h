@@ -199,6 +199,18 @@ typedef struct dml_eval_result {
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
+/* A comma-separated list of metric keys ("map_at_r,recall_at_k"), split for a request's
+ * metrics and n_metrics (n 0: the defaults). */
+typedef struct dml_eval_metric_list {
+    char text[1024];                        /* the list, its commas made NULs */
+    const char *keys[DML_EVAL_MAX_METRICS]; /* [n] into text */
+    int n;
+} dml_eval_metric_list;
+/* Splits list; empty keys are skipped. DML_ERR_USAGE naming name (as "--metrics") for a list
+ * over 1023 characters or of more than DML_EVAL_MAX_METRICS keys. */
+dml_status dml_eval_metric_list_parse(const char *list, const char *name,
+                                      dml_eval_metric_list *out, dml_error *err);
+
 /* Computes the requested metrics. A metric the request cannot give (no labels, no pairs, no
  * codebooks, no ground truth) or an unknown name is DML_ERR_USAGE naming it. recall_at_k gives
  * recall_at_1, recall_at_5 and recall_at_10; nn_recall_at_k gives nn_recall_at_1, _10 and _100
