@@ -163,8 +163,9 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
     if (req->pq && !m->pq)
         st = dml_error_set(err, DML_ERR_USAGE, m->name, 0, 0,
                            "PQ metrics asked for, but the model has no codebooks");
-    else if (req->truth_spec && !has_db)
-        st = dml_error_set(err, DML_ERR_USAGE, req->truth_spec, 0, 0,
+    else if ((req->truth_spec || req->truth) && !has_db)
+        st = dml_error_set(err, DML_ERR_USAGE, req->truth ? req->truth->source : req->truth_spec,
+                           0, 0,
                            "a ground truth needs a database (the rows it names)");
     dml_input_scale scale;
     int check_scale = req->log && m->scale && m->scale->mode[0]; /* unknown: nothing to say */
@@ -221,15 +222,17 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
     }
     char beside[4200];
     const char *truth_spec = req->truth_spec;
-    if (!truth_spec && req->db_spec && dml_neighbors_beside(q->source, beside, sizeof beside)) {
+    const dml_neighbors *nb = req->truth ? req->truth : &truth;
+    if (!truth_spec && !req->truth && req->db_spec && dml_neighbors_beside(q->source, beside, sizeof beside)) {
         truth_spec = beside;
         if (req->log)
             fprintf(req->log, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
     }
-    if (st == DML_OK && truth_spec &&
-        (st = dml_neighbors_open(truth_spec, &truth, err)) == DML_OK && truth.n != q->n)
-        st = dml_error_set(err, DML_ERR_DATA, truth_spec, 0, 0,
-                           "neighbours for %d queries, but %s has %d rows", truth.n, q->source,
+    if (st == DML_OK && truth_spec)
+        st = dml_neighbors_open(truth_spec, &truth, err);
+    if (st == DML_OK && nb->ids && nb->n != q->n)
+        st = dml_error_set(err, DML_ERR_DATA, nb->source, 0, 0,
+                           "neighbours for %d queries, but %s has %d rows", nb->n, q->source,
                            q->n);
     int failed = req->first_failure ? req->first_failure(req->share_ctx, st != DML_OK) : -1;
     if (failed >= 0 && st == DML_OK) /* nobody waits for a rank that stopped */
@@ -251,8 +254,8 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
             er.db = zd;
             er.db_labels = streamed ? rows.y : req->db_spec ? db.y : req->db->y;
             er.n_db = streamed ? n_db : req->db_spec ? db.n : req->db->n;
-            er.truth = truth.ids;
-            er.truth_k = truth.k;
+            er.truth = nb->ids;
+            er.truth_k = nb->k;
         }
         st = dml_eval_run(&er, res, err);
         if (st == DML_OK)

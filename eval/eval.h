@@ -267,6 +267,7 @@ typedef struct dml_eval_model_request {
     /* With a database: the ground truth of nn_recall_at_k. NULL: an ann-benchmarks file's own
      * when queries came from F.hdf5:/test (dml_neighbors_beside). */
     const char *truth_spec;
+    const dml_neighbors *truth; /* in memory, in place of truth_spec (truth->n: the queries') */
     int pq;                     /* also every retrieval metric on the model's PQ codes */
     const char *const *metrics; /* [n_metrics] keys; NULL: every one the data allow */
     int n_metrics;

@@ -212,7 +212,9 @@ static dml_status eval_call(void *ctx)
     eval_ctx *e = ctx;
     dml_metrics_free(e->mt);
     e->mt = NULL;
-    return dml_evaluate(e->m, e->x, TN, e->y, e->x, TN, e->y, NULL, 0, 1, &e->mt, NULL, 0);
+    dml_eval_data d = {.x = e->x, .n = TN, .d = TD, .y = e->y, .x_db = e->x, .n_db = TN,
+                       .y_db = e->y};
+    return dml_evaluate(e->m, &d, 1, NULL, &e->mt, NULL, 0);
 }
 
 static void test_training_allocations_fail_in_turn(void **state)
