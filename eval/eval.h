@@ -253,6 +253,12 @@ typedef struct dml_eval_model {
     const void *ctx;
 } dml_eval_model;
 
+/* Every row of ds through a tower (1: the second, reading ds's second view when it has one)
+ * into a new *z [ds->n, m->dim] the caller frees. Rows of another width than the tower's input
+ * are DML_ERR_DATA naming ds->source (tower 1 of a one-tower model: encoder_b takes 0). */
+dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_dataset *ds,
+                                float **z, dml_error *err);
+
 typedef struct dml_eval_model_request {
     const dml_eval_model *model;
     /* The queries. A dual encoder's are two views: a one-view set is replaced by its halves
