@@ -385,15 +385,23 @@ static void same_as_cli_eval(dml_model *m, const char *model, const char *extra,
     dml_metrics_free(mt);
 }
 
+/* dml train's model (dir/cli, trained when not yet there), its path in path[n], opened. */
+static dml_model *cli_model(char *path, size_t n)
+{
+    char msg[512];
+    if (tu_system("test -d %s/cli", dir) != 0)
+        assert_int_equal(cli_train("cli", ""), 0);
+    snprintf(path, n, "%s/cli/model.h5", dir);
+    dml_model *m;
+    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    return m;
+}
+
 static void test_evaluate_equals_dml_eval(void **state)
 {
     (void)state;
     char path[600], msg[512];
-    if (tu_system("test -d %s/cli", dir) != 0)
-        assert_int_equal(cli_train("cli", ""), 0);
-    snprintf(path, sizeof path, "%s/cli/model.h5", dir);
-    dml_model *m;
-    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    dml_model *m = cli_model(path, sizeof path);
     dml_eval_data d = {.x = x, .n = N_ROWS, .d = WIDTH, .y = y};
     same_as_cli_eval(m, path, "", &d, 0, NULL);
     same_as_cli_eval(m, path, "--metrics precision_at_1,,map_at_r", &d, 0,
@@ -423,11 +431,7 @@ static void test_evaluate_refuses_what_dml_eval_refuses(void **state)
 {
     (void)state;
     char path[600], msg[512];
-    if (tu_system("test -d %s/cli", dir) != 0)
-        assert_int_equal(cli_train("cli", ""), 0);
-    snprintf(path, sizeof path, "%s/cli/model.h5", dir);
-    dml_model *m;
-    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    dml_model *m = cli_model(path, sizeof path);
     int64_t *labels = malloc(sizeof(int64_t) * N_ROWS);
     for (int i = 0; i < N_ROWS; i++)
         labels[i] = 0;
