@@ -210,7 +210,8 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
     char beside[4200];
     const char *truth_spec = req->truth_spec;
     const dml_neighbors *nb = req->truth ? req->truth : &truth;
-    if (!truth_spec && !req->truth && req->db_spec && dml_neighbors_beside(q->source, beside, sizeof beside)) {
+    if (!truth_spec && !req->truth && req->db_spec &&
+        dml_neighbors_beside(q->source, beside, sizeof beside)) {
         truth_spec = beside;
         if (req->log)
             fprintf(req->log, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
