@@ -374,7 +374,8 @@ typedef struct dml_report {
     int n_emb, d;
 } dml_report;
 
-/* report.html at path, self-contained (inline SVG and CSS, no scripts), written atomically. */
+/* report.html at path, self-contained (inline SVG and CSS, no scripts), written atomically.
+ * Every chart is drawn: out of memory for one is DML_ERR_NOMEM, and nothing is written. */
 dml_status dml_report_write(const char *path, const dml_report *report, dml_error *err);
 /* The first two principal components of x[n, d] (covariance by dml_gemm, power iteration):
  * out[n, 2] the centred rows projected on them, each direction signed so its largest entry is

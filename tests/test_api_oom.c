@@ -171,7 +171,8 @@ static void test_every_allocation_fails_in_turn(void **state)
     fx_rm(dir);
 }
 
-/* dml_train and dml_evaluate: a small run in memory (no run folder) and its evaluation. */
+/* dml_train and dml_evaluate: a small run in memory, then into a run folder, and its
+ * evaluation. */
 enum { TN = 64, TD = 8 };
 static const char TRAIN_CONFIG[] = "model: {hidden: [8], dim: 4}\n"
                                    "train: {steps: 3, batch_size: 16, threads: 1, eval_every: 2}\n"
@@ -197,6 +198,33 @@ static dml_status train_call(void *ctx)
         assert_null(t->m);
     if (st != DML_OK && st != DML_ERR_NOMEM)
         print_message("%s: %s\n", dml_status_name(st), t->msg);
+    return st;
+}
+
+/* dml_train into a fresh run folder, out: each failure must leave no temporary file behind and
+ * no report.html cut short (every file is written whole, or not at all). */
+typedef struct folder_ctx {
+    train_ctx t;
+    char out[400];
+} folder_ctx;
+
+static dml_status train_folder_call(void *ctx)
+{
+    folder_ctx *f = ctx;
+    dml_train_options o = {.out_dir = f->out};
+    f->t.opts = &o;
+    dml_status st = train_call(&f->t);
+    long calls = n_calls; /* the checks below allocate: not the call's */
+    long at = fail_at;
+    fail_at = 0;
+    if (tu_system("ls -a '%s' 2>/dev/null | grep -q tmp", f->out) == 0)
+        fail_msg("%s: a temporary file left behind (%s)", f->out, dml_status_name(st));
+    if (tu_system("test ! -e '%s/report.html' || tail -c 15 '%s/report.html' | "
+                  "grep -q '</body></html>'", f->out, f->out) != 0)
+        fail_msg("%s/report.html cut short", f->out);
+    assert_int_equal(tu_system("rm -rf '%s'", f->out), 0); /* the next run's folder is new */
+    n_calls = calls;
+    fail_at = at;
     return st;
 }
 
@@ -235,13 +263,21 @@ static void test_training_allocations_fail_in_turn(void **state)
     assert_int_equal(dml_model_encode(t.m, x, TN, a), DML_OK);
     assert_int_equal(dml_model_encode(want, x, TN, b), DML_OK);
     assert_memory_equal(a, b, sizeof a); /* the run after the last failure is undisturbed */
-    /* validation and test rows given apart (no run folder: report.html's charts are left out
-     * when their memory runs out, not an error) */
+    /* validation and test rows given apart */
     train_ctx tv = {.data = {.x = x, .n = TN - 16, .d = TD, .y = y, .x_val = x + (TN - 16) * TD,
                              .n_val = 16, .y_val = y + TN - 16, .x_test = x, .n_test = TN,
                              .y_test = y}};
     fail_each(train_call, &tv, "dml_train (validation and test rows)");
     dml_model_free(tv.m);
+    /* a run folder: checkpoint.h5, metrics.jsonl, report.html and model.h5 written too */
+    char root[256];
+    folder_ctx f = {.t = {.data = {.x = x, .n = TN, .d = TD, .y = y, .x_test = x, .n_test = TN,
+                                   .y_test = y}}};
+    tu_mkdtemp(root, sizeof root);
+    snprintf(f.out, sizeof f.out, "%s/run", root);
+    fail_each(train_folder_call, &f, "dml_train (run folder)");
+    dml_model_free(f.t.m);
+    assert_int_equal(tu_system("rm -rf '%s'", root), 0);
     eval_ctx e = {want, x, y, NULL};
     fail_each(eval_call, &e, "dml_evaluate");
     assert_true(dml_metrics_count(e.mt) > 0);
