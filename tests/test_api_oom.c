@@ -1,10 +1,11 @@
 /* Allocation failure on the public API's calls (include/dml.h): every allocation dml itself
- * makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, dml_train and
- * dml_evaluate fails in turn (SQLite's OOM tests; the allocator is wrapped at link time, see the Makefile's
- * LDFLAGS_test_api_oom). Each failure must come back as DML_ERR_NOMEM with a message where the
- * call has one, never a crash; the run after the last failure point succeeds, and its results
- * are those of an undisturbed call. Leaks on the error paths are ASan's and valgrind's to find
- * (make sanitize, make valgrind). libhdf5's own allocations are not wrapped. */
+ * makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, a streamed
+ * evaluation, dml_train and dml_evaluate fails in turn (SQLite's OOM tests; the allocator is
+ * wrapped at link time, see the Makefile's LDFLAGS_test_api_oom). Each failure must come back
+ * as DML_ERR_NOMEM with a message where the call has one, never a crash; the run after the
+ * last failure point succeeds, and its results are those of an undisturbed call. Leaks on the
+ * error paths are ASan's and valgrind's to find (make sanitize, make valgrind). libhdf5's own
+ * allocations are not wrapped. */
 #include <string.h>
 
 #include "dml.h"
@@ -122,6 +123,33 @@ static dml_status pq_search_call(void *ctx)
     return dml_pq_search(p->pq, p->codes, p->n, p->q, p->n_q, 10, p->dist, p->labels);
 }
 
+/* A database streamed chunk by chunk (dml eval over --memory-limit) with PQ metrics:
+ * quantization_mse included, every failure DML_ERR_NOMEM rather than a NaN metric. */
+typedef struct stream_ctx {
+    const float *q, *db; /* [50, dim] queries, [n_db, dim] the database's embeddings */
+    int n_db, dim;
+    const dml_pq *pq;
+    dml_eval_result res;
+} stream_ctx;
+
+static dml_status db_chunk(void *ctx, int lo, int count, float *z, dml_error *err)
+{
+    (void)err;
+    const stream_ctx *s = ctx;
+    memcpy(z, s->db + (size_t)lo * s->dim, (size_t)count * s->dim * sizeof(float));
+    return DML_OK;
+}
+
+static dml_status stream_call(void *ctx)
+{
+    stream_ctx *s = ctx;
+    dml_eval_stream st = {.chunk = DML_STREAM_ALIGN, .embed = db_chunk, .ctx = s};
+    dml_eval_request req = {.d = s->dim, .queries = s->q, .n_queries = 50, .n_db = s->n_db,
+                            .pq = s->pq, .threads = 1, .stream = &st};
+    dml_error err = {0};
+    return dml_eval_run(&req, &s->res, &err);
+}
+
 static void test_every_allocation_fails_in_turn(void **state)
 {
     (void)state;
@@ -160,6 +188,9 @@ static void test_every_allocation_fails_in_turn(void **state)
     assert_int_equal(dml_pq_search(pq, codes, N, want, 50, 10, dist, labels), DML_OK);
     fail_each(pq_search_call, &p, "dml_pq_search");
     assert_memory_equal(p.labels, labels, sizeof labels);
+    stream_ctx sc = {.q = want, .db = want, .n_db = N, .dim = dim, .pq = pq};
+    fail_each(stream_call, &sc, "dml_eval_run (streamed, PQ)");
+    assert_true(dml_eval_get(&sc.res, "quantization_mse") > 0.0);
     free(x);
     free(out);
     free(want);
