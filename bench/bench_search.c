@@ -71,7 +71,11 @@ int dml_bench_pq(const dml_bench_args *a)
     double train_s = dml_bench_now() - t0;
     if (st != DML_OK)
         goto done;
-    double mse = dml_pq_quantization_mse(&pq, x.x, (size_t)x.n);
+    double mse;
+    if (dml_pq_quantization_mse(&pq, x.x, (size_t)x.n, &mse) != DML_OK) {
+        st = dml_error_set(&err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the PQ error");
+        goto done;
+    }
     codes = malloc((size_t)x.n * dml_pq_code_size(&pq));
     if (!codes) {
         st = dml_error_set(&err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");

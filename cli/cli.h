@@ -34,10 +34,4 @@ void dml_cli_mpi_collect(const dml_comm *c, void *all, const void *mine, const s
 /* "dml <command>: file:line:col: message" on stderr. */
 void dml_cli_report_error(const char *command, dml_status st, const dml_error *err);
 
-/* cli/scale.c: "dml COMMAND: warning: ..." on stderr when data of scale got (from got_name) look
- * unlike the rows tower (0: encoder, 1: encoder_b) of the model at model_path was trained on,
- * as the model records them (callers skip a model without the record: mode ""). */
-void dml_cli_warn_scale(const char *command, const char *model_path, const dml_model_file *mf,
-                        int tower, const dml_input_scale *got, const char *got_name);
-
 #endif

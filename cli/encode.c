@@ -177,7 +177,7 @@ static dml_status run(const args *a, const dml_comm *comm, dml_model_file *mf, d
     /* tower b of a paired file reads its second view: the first says nothing of it */
     if (st == DML_OK && !a->tower && mf->scale.mode[0] && (!comm || comm->rank == 0) &&
         (st = dml_input_scale_of_rows(&scale, rows, err)) == DML_OK)
-        dml_cli_warn_scale("encode", a->model, mf, a->tower, &scale, a->input);
+        dml_input_scale_warn(stderr, "encode", a->model, &mf->scale, &scale, a->input);
     if (st == DML_OK)
         st = dml_rows_encoder_init(enc, mf, a->tower, rows, a->pq, chunk, err);
     if ((st = all_ok(comm, st, err)) != DML_OK)

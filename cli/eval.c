@@ -48,9 +48,7 @@ typedef struct args {
     const char *model, *data, *db, *truth, *projector;
     int pq, json, stream, chunk;
     double memory_limit; /* bytes; 0: half the RAM */
-    char *metrics[DML_EVAL_MAX_METRICS];
-    int n_metrics;
-    char metric_text[1024];
+    dml_eval_metric_list metrics;
 } args;
 
 static int parse(int argc, char **argv, args *a)
@@ -91,10 +89,11 @@ static int parse(int argc, char **argv, args *a)
         } else if (!strcmp(s, "--projector") && has_value) {
             a->projector = argv[++i];
         } else if (!strcmp(s, "--metrics") && has_value) {
-            snprintf(a->metric_text, sizeof a->metric_text, "%s", argv[++i]);
-            for (char *tok = strtok(a->metric_text, ","); tok && a->n_metrics < DML_EVAL_MAX_METRICS;
-                 tok = strtok(NULL, ","))
-                a->metrics[a->n_metrics++] = tok;
+            dml_error err = {0};
+            if (dml_eval_metric_list_parse(argv[++i], "--metrics", &a->metrics, &err) != DML_OK) {
+                dml_cli_report_error("eval", err.code, &err);
+                return -1;
+            }
         } else if (s[0] != '-' && !a->model) {
             a->model = s;
         } else {
@@ -137,8 +136,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
         dml_model_file_eval_model(&mf, a->model, &model);
         dml_eval_model_request req = {
             .model = &model, .queries = &q, .db_spec = a->db, .truth_spec = a->truth,
-            .pq = a->pq, .metrics = a->n_metrics ? (const char *const *)a->metrics : NULL,
-            .n_metrics = a->n_metrics, .memory_limit = a->memory_limit, .stream = a->stream,
+            .pq = a->pq, .metrics = a->metrics.n ? a->metrics.keys : NULL,
+            .n_metrics = a->metrics.n, .memory_limit = a->memory_limit, .stream = a->stream,
             .chunk = a->chunk, .log = quiet ? NULL : stderr, .embeddings = &z};
         if (comm) {
             req.shard_rank = comm->rank;

@@ -1,6 +1,7 @@
 /* Opening a data SPEC (dispatch on its form, then validation of what the reader produced),
  * and the dataset's own operations: subsets, the halves view, gathering batch rows. */
 #define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE (Linux) */
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -173,6 +174,40 @@ dml_status dml_dataset_own(dml_dataset *ds, dml_error *err)
     ds->x_b = x_b;
     ds->borrowed = 0;
     return DML_OK;
+}
+
+dml_status dml_dataset_borrow(const float *x, int64_t n, int d, const int64_t *y, const float *x_b,
+                              int d_b, const char *name, dml_dataset *ds, dml_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    if (n < 1 || n > INT_MAX || d < 1 || (x_b && d_b < 1))
+        return dml_error_set(err, DML_ERR_USAGE, name, 0, 0,
+                             "expected at least one row of width >= 1 (and fewer than 2^31 rows), "
+                             "got %lld rows of width %d%s", (long long)n, d,
+                             x_b && d_b < 1 ? " and a second view of width < 1" : "");
+    ds->n = (int)n;
+    ds->d = d;
+    ds->borrowed = 1;
+    ds->x = (float *)x; /* only read while borrowed */
+    ds->x_b = (float *)x_b;
+    ds->d_b = x_b ? d_b : 0;
+    snprintf(ds->source, sizeof ds->source, "%s", name);
+    ds->value_type = "float32";
+    ds->value_type_b = x_b ? "float32" : NULL;
+    dml_status st = DML_OK;
+    if (y && !(ds->y = malloc((size_t)n * sizeof *ds->y)))
+        st = dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory for %lld labels",
+                           (long long)n);
+    if (st != DML_OK || (y && (st = dml_labels_narrow(ds->y, y, (size_t)n, name, err)) != DML_OK))
+        goto fail;
+    if ((st = dml_check_finite(name, ds->x, ds->n, d, 0, x_b ? "anchor" : "data", err)) != DML_OK ||
+        (x_b && (st = dml_check_finite(name, ds->x_b, ds->n, d_b, 0, "positive", err)) != DML_OK))
+        goto fail;
+    ds->n_classes = dml_labels_classes(ds->y, ds->n);
+    return DML_OK;
+fail:
+    dml_dataset_free(ds);
+    return st;
 }
 
 dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_error *err)

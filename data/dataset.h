@@ -60,6 +60,13 @@ void dml_dataset_free(dml_dataset *ds);
  * DML_ERR_NOMEM it is left as it was. */
 dml_status dml_dataset_own(dml_dataset *ds, dml_error *err);
 
+/* A dataset over a caller's rows x[n, d] (and x_b[n, d_b], or NULL), borrowed: dml_dataset_own
+ * copies them before anything writes them, so the caller's arrays are never written. Labels
+ * y[n] (or NULL) are narrowed into a copy; every value must be finite. name (as "<x>") is the
+ * source its errors name: DML_ERR_USAGE for no rows or a width < 1, DML_ERR_DATA, DML_ERR_NOMEM. */
+dml_status dml_dataset_borrow(const float *x, int64_t n, int d, const int64_t *y, const float *x_b,
+                              int d_b, const char *name, dml_dataset *ds, dml_error *err);
+
 /* Uninitialised storage for n rows of width d (and labels when labelled); other fields zero. */
 dml_status dml_dataset_alloc(dml_dataset *ds, int n, int d, int labelled, dml_error *err);
 

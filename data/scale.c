@@ -142,3 +142,13 @@ void dml_input_scale_describe(const dml_input_scale *s, const dml_input_norm *no
     else /* none, or unit on float rows: the identity */
         snprintf(out, n, "%s (the identity; expects %s)", s->mode, values);
 }
+
+void dml_input_scale_warn(FILE *log, const char *command, const char *model_path,
+                          const dml_input_scale *want, const dml_input_scale *got,
+                          const char *got_name)
+{
+    char where[1100], msg[2400];
+    snprintf(where, sizeof where, "recorded in %s", model_path);
+    if (dml_input_scale_mismatch(want, where, got, got_name, msg, sizeof msg))
+        fprintf(log, "dml %s: %s\n", command, msg);
+}

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "data/normalize.h"
 #include "data/rows.h"
@@ -38,6 +39,11 @@ dml_status dml_input_scale_of_rows(dml_input_scale *s, dml_rows *r, dml_error *e
  * what to do, and 1. Else 0. Unknown types or ranges are not compared. */
 int dml_input_scale_mismatch(const dml_input_scale *want, const char *want_name,
                              const dml_input_scale *got, const char *got_name, char *msg, size_t n);
+/* That warning as "dml COMMAND: warning: ..." on log (dml eval, dml encode), want being the
+ * training rows' scale as the model at model_path records it. Nothing when they look alike. */
+void dml_input_scale_warn(FILE *log, const char *command, const char *model_path,
+                          const dml_input_scale *want, const dml_input_scale *got,
+                          const char *got_name);
 
 /* What a model does to its input and expects, for people (dml info, ONNX metadata):
  * "unit (x / 255; expects raw uint8 values 0..255)". norm is the model's normalisation; an

@@ -8,10 +8,8 @@
 
 #include "eval/eval.h"
 
-/* Every row of ds (its second view for tower 1 when it has one) through a tower, into a new
- * *z [ds->n, dim] the caller frees. */
-static dml_status embed_set(const dml_eval_model *m, int tower, const dml_dataset *ds, float **z,
-                            dml_error *err)
+dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_dataset *ds,
+                                float **z, dml_error *err)
 {
     int second = tower == 1 && ds->x_b;
     int d = second ? ds->d_b : ds->d, d_in = tower ? m->d_in_b : m->d_in;
@@ -38,7 +36,7 @@ static dml_status embed_queries(const dml_eval_model *m, dml_dataset *ds, int pa
 {
     *zp = NULL;
     if (!m->d_in_b)
-        return embed_set(m, 0, ds, zq, err);
+        return dml_eval_model_embed(m, 0, ds, zq, err);
     if (!ds->x_b) { /* two views from one row: its halves */
         dml_dataset halves;
         dml_status st = dml_dataset_halves(ds, &halves, err);
@@ -47,12 +45,12 @@ static dml_status embed_queries(const dml_eval_model *m, dml_dataset *ds, int pa
         dml_dataset_free(ds);
         *ds = halves;
     }
-    dml_status st = embed_set(m, 0, ds, zq, err);
+    dml_status st = dml_eval_model_embed(m, 0, ds, zq, err);
     if (st == DML_OK && paired_stream && ds->d_b != m->d_in_b)
         return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
                              "rows have %d features, but the model's encoder_b takes %d", ds->d_b,
                              m->d_in_b);
-    return st == DML_OK && !paired_stream ? embed_set(m, 1, ds, zp, err) : st;
+    return st == DML_OK && !paired_stream ? dml_eval_model_embed(m, 1, ds, zp, err) : st;
 }
 
 /* What embeds the chunks of a streamed database: rows read from the database file, or (a dual
@@ -99,17 +97,6 @@ static double default_limit(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     return pages > 0 && size > 0 ? (double)pages * (double)size / 2.0 : 2.0 * (1 << 30);
-}
-
-/* "dml eval: <why>" on the log when data (of scale got, named got_name) look unlike the rows the
- * encoder was trained on, as the model records them. */
-static void warn_scale(const dml_eval_model_request *req, const dml_input_scale *got,
-                       const char *got_name)
-{
-    char where[1100], msg[2400];
-    snprintf(where, sizeof where, "recorded in %s", req->model->name);
-    if (dml_input_scale_mismatch(req->model->scale, where, got, got_name, msg, sizeof msg))
-        fprintf(req->log, "dml eval: %s\n", msg);
 }
 
 /* Label metrics over no query, or over references of one label (every ranking then starts with
@@ -163,14 +150,15 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
     if (req->pq && !m->pq)
         st = dml_error_set(err, DML_ERR_USAGE, m->name, 0, 0,
                            "PQ metrics asked for, but the model has no codebooks");
-    else if (req->truth_spec && !has_db)
-        st = dml_error_set(err, DML_ERR_USAGE, req->truth_spec, 0, 0,
+    else if ((req->truth_spec || req->truth) && !has_db)
+        st = dml_error_set(err, DML_ERR_USAGE, req->truth ? req->truth->source : req->truth_spec,
+                           0, 0,
                            "a ground truth needs a database (the rows it names)");
     dml_input_scale scale;
     int check_scale = req->log && m->scale && m->scale->mode[0]; /* unknown: nothing to say */
     if (st == DML_OK && check_scale &&
         (st = dml_input_scale_measure(&scale, q, 0, NULL, q->n, err)) == DML_OK)
-        warn_scale(req, &scale, q->source);
+        dml_input_scale_warn(req->log, "eval", m->name, m->scale, &scale, q->source);
     if (st == DML_OK && paired) { /* the database: the queries' positives, their raw rows held */
         n_db = q->n;
         need = (double)q->n * ((double)dim * sizeof(float) + (double)code_size);
@@ -183,7 +171,7 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
                                "rows have %d features, but the model's encoder takes %d", rows.d,
                                m->d_in);
         else if (check_scale && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
-            warn_scale(req, &scale, req->db_spec);
+            dml_input_scale_warn(req->log, "eval", m->name, m->scale, &scale, req->db_spec);
     }
     streamed = st == DML_OK && (paired || req->db_spec) && (req->stream || need > limit);
     if (streamed && req->shard_size > 1)
@@ -217,19 +205,22 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
         if (req->db_spec) /* read once: whole formats are already in memory */
             st = dml_rows_take(&rows, &db, err);
         if (st == DML_OK)
-            st = embed_set(m, 0, req->db_spec ? &db : req->db, &zd, err);
+            st = dml_eval_model_embed(m, 0, req->db_spec ? &db : req->db, &zd, err);
     }
     char beside[4200];
     const char *truth_spec = req->truth_spec;
-    if (!truth_spec && req->db_spec && dml_neighbors_beside(q->source, beside, sizeof beside)) {
+    const dml_neighbors *nb = req->truth ? req->truth : &truth;
+    if (!truth_spec && !req->truth && req->db_spec &&
+        dml_neighbors_beside(q->source, beside, sizeof beside)) {
         truth_spec = beside;
         if (req->log)
             fprintf(req->log, "dml eval: ground truth from %s (nn_recall_at_k)\n", truth_spec);
     }
-    if (st == DML_OK && truth_spec &&
-        (st = dml_neighbors_open(truth_spec, &truth, err)) == DML_OK && truth.n != q->n)
-        st = dml_error_set(err, DML_ERR_DATA, truth_spec, 0, 0,
-                           "neighbours for %d queries, but %s has %d rows", truth.n, q->source,
+    if (st == DML_OK && truth_spec)
+        st = dml_neighbors_open(truth_spec, &truth, err);
+    if (st == DML_OK && nb->ids && nb->n != q->n)
+        st = dml_error_set(err, DML_ERR_DATA, nb->source, 0, 0,
+                           "neighbours for %d queries, but %s has %d rows", nb->n, q->source,
                            q->n);
     int failed = req->first_failure ? req->first_failure(req->share_ctx, st != DML_OK) : -1;
     if (failed >= 0 && st == DML_OK) /* nobody waits for a rank that stopped */
@@ -251,8 +242,8 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
             er.db = zd;
             er.db_labels = streamed ? rows.y : req->db_spec ? db.y : req->db->y;
             er.n_db = streamed ? n_db : req->db_spec ? db.n : req->db->n;
-            er.truth = truth.ids;
-            er.truth_k = truth.k;
+            er.truth = nb->ids;
+            er.truth_k = nb->k;
         }
         st = dml_eval_run(&er, res, err);
         if (st == DML_OK)

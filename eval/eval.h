@@ -199,6 +199,18 @@ typedef struct dml_eval_result {
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
+/* A comma-separated list of metric keys ("map_at_r,recall_at_k"), split for a request's
+ * metrics and n_metrics (n 0: the defaults). */
+typedef struct dml_eval_metric_list {
+    char text[1024];                        /* the list, its commas made NULs */
+    const char *keys[DML_EVAL_MAX_METRICS]; /* [n] into text */
+    int n;
+} dml_eval_metric_list;
+/* Splits list; empty keys are skipped. DML_ERR_USAGE naming name (as "--metrics") for a list
+ * over 1023 characters or of more than DML_EVAL_MAX_METRICS keys. */
+dml_status dml_eval_metric_list_parse(const char *list, const char *name,
+                                      dml_eval_metric_list *out, dml_error *err);
+
 /* Computes the requested metrics. A metric the request cannot give (no labels, no pairs, no
  * codebooks, no ground truth) or an unknown name is DML_ERR_USAGE naming it. recall_at_k gives
  * recall_at_1, recall_at_5 and recall_at_10; nn_recall_at_k gives nn_recall_at_1, _10 and _100
@@ -241,6 +253,12 @@ typedef struct dml_eval_model {
     const void *ctx;
 } dml_eval_model;
 
+/* Every row of ds through a tower (1: the second, reading ds's second view when it has one)
+ * into a new *z [ds->n, m->dim] the caller frees. Rows of another width than the tower's input
+ * are DML_ERR_DATA naming ds->source (tower 1 of a one-tower model: encoder_b takes 0). */
+dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_dataset *ds,
+                                float **z, dml_error *err);
+
 typedef struct dml_eval_model_request {
     const dml_eval_model *model;
     /* The queries. A dual encoder's are two views: a one-view set is replaced by its halves
@@ -255,6 +273,7 @@ typedef struct dml_eval_model_request {
     /* With a database: the ground truth of nn_recall_at_k. NULL: an ann-benchmarks file's own
      * when queries came from F.hdf5:/test (dml_neighbors_beside). */
     const char *truth_spec;
+    const dml_neighbors *truth; /* in memory, in place of truth_spec (truth->n: the queries') */
     int pq;                     /* also every retrieval metric on the model's PQ codes */
     const char *const *metrics; /* [n_metrics] keys; NULL: every one the data allow */
     int n_metrics;
@@ -355,7 +374,8 @@ typedef struct dml_report {
     int n_emb, d;
 } dml_report;
 
-/* report.html at path, self-contained (inline SVG and CSS, no scripts), written atomically. */
+/* report.html at path, self-contained (inline SVG and CSS, no scripts), written atomically.
+ * Every chart is drawn: out of memory for one is DML_ERR_NOMEM, and nothing is written. */
 dml_status dml_report_write(const char *path, const dml_report *report, dml_error *err);
 /* The first two principal components of x[n, d] (covariance by dml_gemm, power iteration):
  * out[n, 2] the centred rows projected on them, each direction signed so its largest entry is

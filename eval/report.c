@@ -42,17 +42,25 @@ static void empty_card(FILE *f, const char *what)
             CHART_W, what);
 }
 
+/* What the charts draw, computed before a byte of the page is written: running out of memory
+ * fails the report (DML_ERR_NOMEM, nothing written) instead of leaving a chart out. */
+typedef struct page {
+    const dml_report *r;
+    const char *path;      /* report.html, named by the errors */
+    int m_loss;            /* loss buckets: min(n_steps, LOSS_POINTS) */
+    double *loss;          /* [3, m_loss] each bucket's mean step, mean loss, moving average */
+    double *val;           /* [1 + n_val_metrics, n_val] the steps, then each metric's values */
+    int n_pts, n_classes;  /* scatter points (an even sample of the embeddings), their labels */
+    double *pts;           /* [2, n_pts] the sample on PC 1, then on PC 2 */
+    int32_t *lab, *classes; /* [n_pts] each point's label, [n_classes] the distinct ones */
+    double explained[2];   /* the variance along PC 1 and PC 2 */
+} page;
+
 /* The loss averaged into buckets (x: their mean step), and a moving average of that. */
-static void loss_chart(FILE *f, const dml_report *r)
+static void loss_data(const dml_report *r, int m, double *x)
 {
     long n = r->n_steps;
-    int m = n < LOSS_POINTS ? (int)n : LOSS_POINTS;
-    double *x = malloc((size_t)(m > 0 ? m : 1) * 3 * sizeof(double)), *y = x + m, *smooth = y + m;
-    if (!x || m == 0) {
-        free(x);
-        empty_card(f, "No training steps were recorded.");
-        return;
-    }
+    double *y = x + m, *smooth = y + m;
     for (int b = 0; b < m; b++) {
         long i0 = n * b / m, i1 = n * (b + 1) / m;
         double sx = 0.0, sy = 0.0;
@@ -78,6 +86,17 @@ static void loss_chart(FILE *f, const dml_report *r)
             }
         smooth[b] = k ? s / k : NAN;
     }
+}
+
+static void loss_chart(FILE *f, const page *pg)
+{
+    int m = pg->m_loss;
+    if (m == 0) {
+        empty_card(f, "No training steps were recorded.");
+        return;
+    }
+    const double *x = pg->loss, *y = x + m, *smooth = y + m;
+    int half = m / 40;
     dml_chart c = {CHART_W, CHART_H, 64, 16, 30, 46, 0, 0, 0, 0};
     range_of(x, m, &c.x0, &c.x1);
     range_of(y, m, &c.y0, &c.y1);
@@ -93,25 +112,18 @@ static void loss_chart(FILE *f, const dml_report *r)
     dml_chart_legend(f, c.width - c.right - 150, c.top + 8, names, colors, 1 + smoothed);
     dml_chart_end(f);
     fputs("</div>\n", f);
-    free(x);
 }
 
-static void validation_chart(FILE *f, const dml_report *r)
+static void validation_chart(FILE *f, const page *pg)
 {
+    const dml_report *r = pg->r;
     int n = r->n_val, k = r->n_val_metrics;
-    if (n < 1 || k < 1) {
+    if (!pg->val) {
         empty_card(f, "No validation metrics were recorded.");
         return;
     }
-    double *x = malloc((size_t)n * (1 + (size_t)k) * sizeof(double)), *y = x ? x + n : NULL;
-    if (!x)
-        return;
+    const double *x = pg->val, *y = x + n;
     dml_chart c = {CHART_W, CHART_H, 64, 16, 30, 46, 0, 0, 0, 0};
-    for (int i = 0; i < n; i++)
-        x[i] = (double)r->val_steps[i];
-    for (int m = 0; m < k; m++)
-        for (int i = 0; i < n; i++)
-            y[(size_t)m * n + i] = r->val_values[(size_t)i * k + m];
     range_of(x, n, &c.x0, &c.x1);
     range_of(y, n * k, &c.y0, &c.y1);
     c.x0 = fmin(c.x0, 0.0);
@@ -132,7 +144,6 @@ static void validation_chart(FILE *f, const dml_report *r)
                      r->val_names, colors, shown);
     dml_chart_end(f);
     fputs("</div>\n", f);
-    free(x);
 }
 
 static void value_cell(FILE *f, int present, double v)
@@ -167,38 +178,51 @@ static void metrics_table(FILE *f, const dml_eval_result *res)
             res->n_queries, res->n_db, res->skipped_queries, res->seconds);
 }
 
-/* The scatter of an even sample of the embeddings on their first two principal components. */
-static void scatter(FILE *f, const dml_report *r)
+/* The scatter's points: an even sample of the embeddings on their first two principal
+ * components, and its labels. */
+static dml_status scatter_data(const dml_report *r, page *pg, dml_error *err)
 {
     int m = r->n_emb < DML_REPORT_MAX_POINTS ? r->n_emb : DML_REPORT_MAX_POINTS, d = r->d;
     float *sample = malloc((size_t)m * d * sizeof(float)), *p = malloc((size_t)m * 2 * sizeof(float));
-    int32_t *lab = malloc((size_t)m * sizeof(int32_t)), *classes = NULL;
-    double *xy = malloc((size_t)m * 2 * sizeof(double)), explained[2];
-    if (!sample || !p || !lab || !xy)
-        goto done;
-    for (int i = 0; i < m; i++) {
+    pg->lab = malloc((size_t)m * sizeof(int32_t));
+    pg->pts = malloc((size_t)m * 2 * sizeof(double));
+    dml_status st = DML_OK;
+    if (!sample || !p || !pg->lab || !pg->pts)
+        st = dml_error_set(err, DML_ERR_NOMEM, pg->path, 0, 0, "out of memory for the scatter");
+    for (int i = 0; st == DML_OK && i < m; i++) {
         long row = (long)i * r->n_emb / m;
         memcpy(sample + (size_t)i * d, r->emb + (size_t)row * d, (size_t)d * sizeof(float));
-        lab[i] = r->labels ? r->labels[row] : 0;
+        pg->lab[i] = r->labels ? r->labels[row] : 0;
     }
-    if (dml_pca2(sample, m, d, p, explained, NULL) != DML_OK)
-        goto done;
-    int n_classes = dml_labels_distinct(lab, m, &classes);
-    if (n_classes < 0)
-        goto done;
+    if (st == DML_OK)
+        st = dml_pca2(sample, m, d, p, pg->explained, err);
+    if (st == DML_OK && (pg->n_classes = dml_labels_distinct(pg->lab, m, &pg->classes)) < 0)
+        st = dml_error_set(err, DML_ERR_NOMEM, pg->path, 0, 0, "out of memory for the scatter");
+    for (int i = 0; st == DML_OK && i < m; i++) {
+        pg->pts[i] = p[2 * i];
+        pg->pts[m + i] = p[2 * i + 1];
+    }
+    pg->n_pts = st == DML_OK ? m : 0;
+    free(sample);
+    free(p);
+    return st;
+}
+
+static void scatter(FILE *f, const page *pg)
+{
+    const dml_report *r = pg->r;
+    int m = pg->n_pts, n_classes = pg->n_classes;
+    const double *xy = pg->pts;
+    const int32_t *lab = pg->lab, *classes = pg->classes;
     dml_chart c = {620, 540, 60, r->labels ? 140 : 16, 30, 46, 0, 0, 0, 0};
-    for (int i = 0; i < m; i++) {
-        xy[i] = p[2 * i];
-        xy[m + i] = p[2 * i + 1];
-    }
     range_of(xy, m, &c.x0, &c.x1);
     range_of(xy + m, m, &c.y0, &c.y1);
     double pad = 0.03 * (c.x1 - c.x0);
     c.x0 -= pad;
     c.x1 += pad;
     char xl[64], yl[64], title[96];
-    snprintf(xl, sizeof xl, "PC 1 (%.1f%% of variance)", 100.0 * explained[0]);
-    snprintf(yl, sizeof yl, "PC 2 (%.1f%% of variance)", 100.0 * explained[1]);
+    snprintf(xl, sizeof xl, "PC 1 (%.1f%% of variance)", 100.0 * pg->explained[0]);
+    snprintf(yl, sizeof yl, "PC 2 (%.1f%% of variance)", 100.0 * pg->explained[1]);
     snprintf(title, sizeof title, "Test embeddings, PCA (%d of %d points)", m, r->n_emb);
     fputs("<div class=\"card\">", f);
     dml_chart_begin(f, &c, title, xl, yl);
@@ -228,17 +252,45 @@ static void scatter(FILE *f, const dml_report *r)
     }
     dml_chart_end(f);
     fputs("</div>\n", f);
-done:
-    free(sample);
-    free(p);
-    free(lab);
-    free(classes);
-    free(xy);
+}
+
+/* Every chart's data (pg->r and path set, the rest zero). */
+static dml_status page_prepare(page *pg, dml_error *err)
+{
+    const dml_report *r = pg->r;
+    int n = r->n_val, k = r->n_val_metrics;
+    pg->m_loss = r->n_steps < LOSS_POINTS ? (int)r->n_steps : LOSS_POINTS;
+    if (pg->m_loss > 0 && !(pg->loss = malloc((size_t)pg->m_loss * 3 * sizeof(double))))
+        return dml_error_set(err, DML_ERR_NOMEM, pg->path, 0, 0,
+                             "out of memory for the loss chart");
+    if (pg->m_loss > 0)
+        loss_data(r, pg->m_loss, pg->loss);
+    if (n > 0 && k > 0) {
+        if (!(pg->val = malloc((size_t)n * (1 + (size_t)k) * sizeof(double))))
+            return dml_error_set(err, DML_ERR_NOMEM, pg->path, 0, 0,
+                                 "out of memory for the validation chart");
+        for (int i = 0; i < n; i++)
+            pg->val[i] = (double)r->val_steps[i];
+        for (int m = 0; m < k; m++)
+            for (int i = 0; i < n; i++)
+                pg->val[(size_t)(m + 1) * n + i] = r->val_values[(size_t)i * k + m];
+    }
+    return r->emb && r->n_emb > 0 && r->d > 0 ? scatter_data(r, pg, err) : DML_OK;
+}
+
+static void page_free(page *pg)
+{
+    free(pg->loss);
+    free(pg->val);
+    free(pg->pts);
+    free(pg->lab);
+    free(pg->classes);
 }
 
 static void write_page(FILE *f, const void *ctx)
 {
-    const dml_report *r = ctx;
+    const page *pg = ctx;
+    const dml_report *r = pg->r;
     const char *title = r->title && *r->title ? r->title : "dml run";
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", f);
     dml_html_text(f, title);
@@ -249,13 +301,13 @@ static void write_page(FILE *f, const void *ctx)
     if (r->n_steps > 0 && isfinite(r->loss[r->n_steps - 1]))
         fprintf(f, ", final loss %.4g", r->loss[r->n_steps - 1]);
     fprintf(f, ", %d validations.</p>\n<div class=\"row\">\n", r->n_val);
-    loss_chart(f, r);
-    validation_chart(f, r);
+    loss_chart(f, pg);
+    validation_chart(f, pg);
     fputs("</div>\n<h2>Final metrics and embeddings</h2>\n<div class=\"row\">\n", f);
     if (r->final)
         metrics_table(f, r->final);
-    if (r->emb && r->n_emb > 0 && r->d > 0)
-        scatter(f, r);
+    if (pg->n_pts > 0)
+        scatter(f, pg);
     fputs("</div>\n", f);
     if (r->config_text) {
         fputs("<h2>Config</h2>\n<pre>", f);
@@ -272,5 +324,10 @@ dml_status dml_report_write(const char *path, const dml_report *report, dml_erro
          (!report->val_steps || !report->val_values || !report->val_names)))
         return dml_error_set(err, DML_ERR_USAGE, path, 0, 0,
                              "report: expected the loss and validation arrays their counts name");
-    return dml_file_write_stdio(path, "report", write_page, report, err);
+    page pg = {.r = report, .path = path};
+    dml_status st = page_prepare(&pg, err);
+    if (st == DML_OK)
+        st = dml_file_write_stdio(path, "report", write_page, &pg, err);
+    page_free(&pg);
+    return st;
 }

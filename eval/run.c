@@ -430,8 +430,8 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         add_value(res, "", "nmi", nmi);
     }
     if (st == DML_OK && want[M_QMSE]) {
-        double v = req->stream ? qmse : dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref);
-        if (isnan(v)) /* its scratch could not be allocated: not a value */
+        double v = qmse; /* streamed: summed chunk by chunk */
+        if (!req->stream && dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref, &v) != DML_OK)
             st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                                "out of memory for quantization_mse");
         else

@@ -160,9 +160,13 @@ dml_status dml_eval_stream_run(const dml_eval_request *req, dml_eval_pass *fp, d
         }
         if (s != DML_OK)
             break;
-        if (pp && qmse) /* the in-memory mean sums every row's error in one pass: equal within
-                         * double rounding */
-            total_mse += dml_pq_quantization_mse(req->pq, z, (size_t)rows) * rows;
+        double mse = 0.0;
+        if (pp && qmse && dml_pq_quantization_mse(req->pq, z, (size_t)rows, &mse) != DML_OK) {
+            s = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for quantization_mse");
+            break;
+        }
+        /* the in-memory mean sums every row's error in one pass: equal within double rounding */
+        total_mse += mse * rows;
         search_chunk(&sf, req->queries, n_q, (int)lo, rows);
         if (pp)
             search_chunk(&sp, req->queries, n_q, (int)lo, rows);

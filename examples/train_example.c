@@ -85,7 +85,8 @@ int main(int argc, char **argv)
         return 1;
     }
     dml_metrics *mt;
-    if (dml_evaluate(m, x, N, y, NULL, 0, NULL, NULL, 0, 1, &mt, msg, sizeof msg) == DML_OK) {
+    dml_eval_data rows = {.x = x, .n = N, .d = D, .y = y};
+    if (dml_evaluate(m, &rows, 1, NULL, &mt, msg, sizeof msg) == DML_OK) {
         for (int i = 0; i < dml_metrics_count(mt); i++)
             printf("%-20s %.4f\n", dml_metrics_name(mt, i), dml_metrics_value(mt, i));
         dml_metrics_free(mt);

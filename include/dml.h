@@ -41,7 +41,8 @@
  *     if (dml_train(config, sets, 1, &data, &opts, &m, msg, sizeof msg) != DML_OK)
  *         fprintf(stderr, "%s\n", msg);      // "<config>:LINE:COL: train.epochs: ..."
  *     dml_metrics *mt;
- *     dml_evaluate(m, x, n, y, NULL, 0, NULL, NULL, 0, 1, &mt, msg, sizeof msg);
+ *     dml_eval_data rows = {.x = x, .n = n, .d = d, .y = y};
+ *     dml_evaluate(m, &rows, 1, NULL, &mt, msg, sizeof msg);   // as dml eval --pq
  *     double map = dml_metrics_get(mt, "map_at_r");
  *     dml_metrics_free(mt);
  *     dml_model_save(m, "model.h5", msg, sizeof msg);
@@ -259,21 +260,44 @@ DML_API dml_status dml_train(const char *config, const char *const *sets, int n_
 /* ---- evaluation from memory ---- */
 typedef struct dml_metrics dml_metrics;
 
-/* Scores the model's embeddings of query rows x[n, dim_in] as dml eval does, into *metrics
- * (dml_metrics_free): without a database every query searches the other queries (itself left
- * out; label metrics need y), with x_db[n_db, dim_in] it searches the database (y_db its
- * labels or NULL). truth[n, truth_k] (with a database; NULL: none): each query's true nearest
- * database rows, nearest first, for nn_recall_at_k. pq nonzero: every retrieval metric again
- * on the model's PQ codes (pq_ names). The values equal dml eval --json's on the same rows.
- * Labels are 0..1000000. DML_ERR_USAGE (bad arguments, pq without codebooks), DML_ERR_DATA
- * (a label or neighbour id out of range), DML_ERR_NOMEM; *metrics is NULL on failure and
- * errbuf (may be NULL) says why. */
-DML_API dml_status dml_evaluate(const dml_model *model, const float *x, size_t n,
-                                const int64_t *y, const float *x_db, size_t n_db,
-                                const int64_t *y_db, const int64_t *truth, int truth_k, int pq,
-                                dml_metrics **metrics, char *errbuf, size_t errlen);
+/* The rows to score, all arrays owned by the caller and only read during the call. */
+typedef struct dml_eval_data {
+    const float *x;   /* [n, d] the queries: d is the model's dim_in (a dual encoder without
+                       * x_b: dim_in + dim_in_b, each row split into its halves as dml eval
+                       * splits a one-view file) */
+    int64_t n;
+    int d;
+    const int64_t *y; /* [n] labels in 0..1000000, or NULL */
+    /* Dual encoders: [n, d_b] each query's own positive, embedded by the second tower as its
+     * reference (recall_at_k, mrr_at_10), or NULL (x's halves). NULL for other models. */
+    const float *x_b;
+    int d_b;
+    /* [n_db, d] a database the queries search, with y_db [n_db] or NULL; x_db NULL: every
+     * query searches the other queries, itself left out. Not with a dual encoder. */
+    const float *x_db;
+    int64_t n_db;
+    const int64_t *y_db;
+    /* [n, truth_k] (with a database; NULL: none): each query's true nearest database rows,
+     * nearest first, for nn_recall_at_k. */
+    const int64_t *truth;
+    int truth_k;
+} dml_eval_data;
+
+/* Scores the model's embeddings of data as dml eval does on files, through the same code, into
+ * *out (dml_metrics_free). pq nonzero: every retrieval metric again on the model's PQ codes
+ * (pq_ names), as dml eval --pq. metrics: comma-separated metric keys as dml eval --metrics
+ * takes them ("map_at_r,recall_at_k"), or NULL for every one the data allow. The values equal
+ * dml eval --json's on the same rows. dml eval's refusals are its: DML_ERR_USAGE (bad
+ * arguments, a metric the data cannot give or an unknown key, pq without codebooks),
+ * DML_ERR_DATA (a label or neighbour id out of range, a NaN row, rows of another width than
+ * the model's, label metrics that measure nothing: no row sharing its label with another, or
+ * references of one label), DML_ERR_NOMEM; *out is NULL on failure and errbuf (may be NULL)
+ * says why, naming the array at fault ("<x>", "<x_db>", "<truth>"). */
+DML_API dml_status dml_evaluate(const dml_model *model, const dml_eval_data *data, int pq,
+                                const char *metrics, dml_metrics **out, char *errbuf,
+                                size_t errlen);
 /* How many metrics, and metric i's name ("map_at_r", "pq_recall_at_1", ...) and value (NaN
- * when no query could be scored). NULL / NaN for i out of range. */
+ * where dml eval --json says null). NULL / NaN for i out of range. */
 DML_API int dml_metrics_count(const dml_metrics *metrics);
 DML_API const char *dml_metrics_name(const dml_metrics *metrics, int i);
 DML_API double dml_metrics_value(const dml_metrics *metrics, int i);

@@ -304,9 +304,9 @@ void dml_pq_pack(const dml_pq *pq, const int32_t *idx, size_t n, uint8_t *codes)
 void dml_pq_unpack(const dml_pq *pq, const uint8_t *codes, size_t n, int32_t *idx);
 /* x[n, d] from unpacked indices idx[n, m]. */
 void dml_pq_decode_idx(const dml_pq *pq, const int32_t *idx, size_t n, float *x);
-/* Mean over rows of |x - decode(encode(x))|^2 (summed over the d dimensions); 0 when n is 0,
- * NaN when its scratch cannot be allocated. */
-double dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n);
+/* *mse = the mean over rows of |x - decode(encode(x))|^2 (summed over the d dimensions); 0 when
+ * n is 0. DML_ERR_NOMEM (and *mse NaN) when its scratch cannot be allocated. */
+dml_status dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n, double *mse);
 /* ADC: table[m, ksub] of squared L2 distances from the query's sub-vectors to every centroid. */
 void dml_pq_adc_table(const dml_pq *pq, const float *query, float *table);
 /* ADC distances from one query's table to n packed codes: dist[i] = sum_m table[m, code_im],

@@ -242,13 +242,16 @@ void dml_pq_decode(const dml_pq *pq, const uint8_t *codes, size_t n, float *x)
                    row);
 }
 
-double dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n)
+dml_status dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n, double *mse)
 {
     pq_work w;
+    *mse = 0.0;
     if (n == 0)
-        return 0.0;
-    if (!work_init(&w, pq, n, 1))
-        return NAN;
+        return DML_OK;
+    if (!work_init(&w, pq, n, 1)) {
+        *mse = NAN;
+        return DML_ERR_NOMEM;
+    }
     double total = 0.0;
     for (size_t i0 = 0; i0 < n; i0 += (size_t)w.block) {
         int rows = n - i0 < (size_t)w.block ? (int)(n - i0) : w.block;
@@ -261,7 +264,8 @@ double dml_pq_quantization_mse(const dml_pq *pq, const float *x, size_t n)
         }
     }
     free(w.mem);
-    return total / (double)n;
+    *mse = total / (double)n;
+    return DML_OK;
 }
 
 /* ---- asymmetric distance computation ---- */

@@ -43,31 +43,6 @@ dml_status dml_model_file_encode(const dml_model_file *mf, int tower, const floa
     return st;
 }
 
-dml_status dml_model_file_encode_dataset(const dml_model_file *mf, int tower,
-                                         const dml_dataset *ds, float **out, dml_error *err)
-{
-    *out = NULL;
-    const dml_mlp *m = dml_model_file_tower(mf, tower);
-    if (!m)
-        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "the model has no second tower: it is not a dual encoder");
-    int second = tower == 1 && ds->x_b;
-    const float *x = second ? ds->x_b : ds->x;
-    int d = second ? ds->d_b : ds->d, d_in = dml_mlp_dim_in(m), dim = dml_mlp_dim_out(m);
-    if (d != d_in)
-        return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
-                             "rows have %d features, but the model's %s takes %d", d,
-                             tower ? "encoder_b" : "encoder", d_in);
-    *out = malloc(((size_t)ds->n * dim + 1) * sizeof(float));
-    dml_status st = *out ? dml_model_file_encode(mf, tower, x, (size_t)ds->n, *out) : DML_ERR_NOMEM;
-    if (st != DML_OK) {
-        free(*out);
-        *out = NULL;
-        return dml_error_set(err, st, ds->source, 0, 0, "out of memory encoding %d rows", ds->n);
-    }
-    return DML_OK;
-}
-
 dml_status dml_model_open(const char *path, dml_model **model, char *errbuf, size_t errlen)
 {
     dml_error err;

@@ -107,11 +107,6 @@ dml_status dml_model_file_encode(const dml_model_file *mf, int tower, const floa
  * split at multiples of it (dml encode's ranks) go through the very same passes, and so give the
  * same bytes as one call over all of them. */
 #define DML_ENCODE_BLOCK 256
-/* Every row of ds through a tower (tower 1 reads ds's second view when it has one) into a new
- * buffer *out [ds->n, dim] the caller frees. Rows of another width than the tower's input are
- * DML_ERR_DATA naming ds->source. */
-dml_status dml_model_file_encode_dataset(const dml_model_file *mf, int tower,
-                                         const dml_dataset *ds, float **out, dml_error *err);
 /* The MLP and input normalisation of a tower (NULL for a tower the model lacks). */
 const dml_mlp *dml_model_file_tower(const dml_model_file *mf, int tower);
 const dml_input_norm *dml_model_file_tower_norm(const dml_model_file *mf, int tower);

@@ -1,10 +1,11 @@
 /* Allocation failure on the public API's calls (include/dml.h): every allocation dml itself
- * makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, dml_train and
- * dml_evaluate fails in turn (SQLite's OOM tests; the allocator is wrapped at link time, see the Makefile's
- * LDFLAGS_test_api_oom). Each failure must come back as DML_ERR_NOMEM with a message where the
- * call has one, never a crash; the run after the last failure point succeeds, and its results
- * are those of an undisturbed call. Leaks on the error paths are ASan's and valgrind's to find
- * (make sanitize, make valgrind). libhdf5's own allocations are not wrapped. */
+ * makes in dml_model_open, dml_model_encode, dml_pq_encode, dml_pq_search, a streamed
+ * evaluation, dml_train and dml_evaluate fails in turn (SQLite's OOM tests; the allocator is
+ * wrapped at link time, see the Makefile's LDFLAGS_test_api_oom). Each failure must come back
+ * as DML_ERR_NOMEM with a message where the call has one, never a crash; the run after the
+ * last failure point succeeds, and its results are those of an undisturbed call. Leaks on the
+ * error paths are ASan's and valgrind's to find (make sanitize, make valgrind). libhdf5's own
+ * allocations are not wrapped. */
 #include <string.h>
 
 #include "dml.h"
@@ -122,6 +123,33 @@ static dml_status pq_search_call(void *ctx)
     return dml_pq_search(p->pq, p->codes, p->n, p->q, p->n_q, 10, p->dist, p->labels);
 }
 
+/* A database streamed chunk by chunk (dml eval over --memory-limit) with PQ metrics:
+ * quantization_mse included, every failure DML_ERR_NOMEM rather than a NaN metric. */
+typedef struct stream_ctx {
+    const float *q, *db; /* [50, dim] queries, [n_db, dim] the database's embeddings */
+    int n_db, dim;
+    const dml_pq *pq;
+    dml_eval_result res;
+} stream_ctx;
+
+static dml_status db_chunk(void *ctx, int lo, int count, float *z, dml_error *err)
+{
+    (void)err;
+    const stream_ctx *s = ctx;
+    memcpy(z, s->db + (size_t)lo * s->dim, (size_t)count * s->dim * sizeof(float));
+    return DML_OK;
+}
+
+static dml_status stream_call(void *ctx)
+{
+    stream_ctx *s = ctx;
+    dml_eval_stream st = {.chunk = DML_STREAM_ALIGN, .embed = db_chunk, .ctx = s};
+    dml_eval_request req = {.d = s->dim, .queries = s->q, .n_queries = 50, .n_db = s->n_db,
+                            .pq = s->pq, .threads = 1, .stream = &st};
+    dml_error err = {0};
+    return dml_eval_run(&req, &s->res, &err);
+}
+
 static void test_every_allocation_fails_in_turn(void **state)
 {
     (void)state;
@@ -160,6 +188,9 @@ static void test_every_allocation_fails_in_turn(void **state)
     assert_int_equal(dml_pq_search(pq, codes, N, want, 50, 10, dist, labels), DML_OK);
     fail_each(pq_search_call, &p, "dml_pq_search");
     assert_memory_equal(p.labels, labels, sizeof labels);
+    stream_ctx sc = {.q = want, .db = want, .n_db = N, .dim = dim, .pq = pq};
+    fail_each(stream_call, &sc, "dml_eval_run (streamed, PQ)");
+    assert_true(dml_eval_get(&sc.res, "quantization_mse") > 0.0);
     free(x);
     free(out);
     free(want);
@@ -171,7 +202,8 @@ static void test_every_allocation_fails_in_turn(void **state)
     fx_rm(dir);
 }
 
-/* dml_train and dml_evaluate: a small run in memory (no run folder) and its evaluation. */
+/* dml_train and dml_evaluate: a small run in memory, then into a run folder, and its
+ * evaluation. */
 enum { TN = 64, TD = 8 };
 static const char TRAIN_CONFIG[] = "model: {hidden: [8], dim: 4}\n"
                                    "train: {steps: 3, batch_size: 16, threads: 1, eval_every: 2}\n"
@@ -200,6 +232,33 @@ static dml_status train_call(void *ctx)
     return st;
 }
 
+/* dml_train into a fresh run folder, out: each failure must leave no temporary file behind and
+ * no report.html cut short (every file is written whole, or not at all). */
+typedef struct folder_ctx {
+    train_ctx t;
+    char out[400];
+} folder_ctx;
+
+static dml_status train_folder_call(void *ctx)
+{
+    folder_ctx *f = ctx;
+    dml_train_options o = {.out_dir = f->out};
+    f->t.opts = &o;
+    dml_status st = train_call(&f->t);
+    long calls = n_calls; /* the checks below allocate: not the call's */
+    long at = fail_at;
+    fail_at = 0;
+    if (tu_system("ls -a '%s' 2>/dev/null | grep -q tmp", f->out) == 0)
+        fail_msg("%s: a temporary file left behind (%s)", f->out, dml_status_name(st));
+    if (tu_system("test ! -e '%s/report.html' || tail -c 15 '%s/report.html' | "
+                  "grep -q '</body></html>'", f->out, f->out) != 0)
+        fail_msg("%s/report.html cut short", f->out);
+    assert_int_equal(tu_system("rm -rf '%s'", f->out), 0); /* the next run's folder is new */
+    n_calls = calls;
+    fail_at = at;
+    return st;
+}
+
 typedef struct eval_ctx {
     const dml_model *m;
     const float *x;
@@ -212,7 +271,9 @@ static dml_status eval_call(void *ctx)
     eval_ctx *e = ctx;
     dml_metrics_free(e->mt);
     e->mt = NULL;
-    return dml_evaluate(e->m, e->x, TN, e->y, e->x, TN, e->y, NULL, 0, 1, &e->mt, NULL, 0);
+    dml_eval_data d = {.x = e->x, .n = TN, .d = TD, .y = e->y, .x_db = e->x, .n_db = TN,
+                       .y_db = e->y};
+    return dml_evaluate(e->m, &d, 1, NULL, &e->mt, NULL, 0);
 }
 
 static void test_training_allocations_fail_in_turn(void **state)
@@ -233,13 +294,21 @@ static void test_training_allocations_fail_in_turn(void **state)
     assert_int_equal(dml_model_encode(t.m, x, TN, a), DML_OK);
     assert_int_equal(dml_model_encode(want, x, TN, b), DML_OK);
     assert_memory_equal(a, b, sizeof a); /* the run after the last failure is undisturbed */
-    /* validation and test rows given apart (no run folder: report.html's charts are left out
-     * when their memory runs out, not an error) */
+    /* validation and test rows given apart */
     train_ctx tv = {.data = {.x = x, .n = TN - 16, .d = TD, .y = y, .x_val = x + (TN - 16) * TD,
                              .n_val = 16, .y_val = y + TN - 16, .x_test = x, .n_test = TN,
                              .y_test = y}};
     fail_each(train_call, &tv, "dml_train (validation and test rows)");
     dml_model_free(tv.m);
+    /* a run folder: checkpoint.h5, metrics.jsonl, report.html and model.h5 written too */
+    char root[256];
+    folder_ctx f = {.t = {.data = {.x = x, .n = TN, .d = TD, .y = y, .x_test = x, .n_test = TN,
+                                   .y_test = y}}};
+    tu_mkdtemp(root, sizeof root);
+    snprintf(f.out, sizeof f.out, "%s/run", root);
+    fail_each(train_folder_call, &f, "dml_train (run folder)");
+    dml_model_free(f.t.m);
+    assert_int_equal(tu_system("rm -rf '%s'", root), 0);
     eval_ctx e = {want, x, y, NULL};
     fail_each(eval_call, &e, "dml_evaluate");
     assert_true(dml_metrics_count(e.mt) > 0);

@@ -3,7 +3,8 @@
  * of range are refused; the caller's arrays are never written; the callback sees every step
  * and validation; a stop request ends the run with DML_ERR_INTERRUPTED and a checkpoint that
  * dml train --resume continues; the model returned encodes as the model.h5 saved from it;
- * dml_evaluate's metrics are dml eval --json's. */
+ * dml_evaluate's metrics are dml eval --json's (a metric list, pairs of a dual encoder), and it
+ * refuses what dml eval refuses. */
 #include "tests/testutil.h"
 
 #include <hdf5.h>
@@ -346,9 +347,10 @@ static void test_stop_and_resume(void **state)
     tu_assert_same_model(cli, out);
 }
 
-/* dml_evaluate's metrics against dml eval --json's on the same model and rows (extra: its
- * arguments beyond the model and the data). */
-static void same_as_cli_eval(dml_model *m, const char *model, const char *extra, int db, int pq)
+/* dml_evaluate's metrics on d (pq, metrics) against dml eval --json's on the same model and
+ * rows (extra: its arguments beyond the model and the data). */
+static void same_as_cli_eval(dml_model *m, const char *model, const char *extra,
+                             const dml_eval_data *d, int pq, const char *metrics)
 {
     char msg[512], json[8192] = "";
     assert_int_equal(tu_system("%s eval %s --data %s %s --json >%s/eval.json 2>%s/eval.log",
@@ -362,9 +364,7 @@ static void same_as_cli_eval(dml_model *m, const char *model, const char *extra,
     json[len] = '\0';
     fclose(f);
     dml_metrics *mt;
-    assert_status(dml_evaluate(m, x, N_ROWS, y, db ? x : NULL, db ? N_ROWS : 0, db ? y : NULL,
-                               NULL, 0, pq, &mt, msg, sizeof msg),
-                  DML_OK);
+    assert_status(dml_evaluate(m, d, pq, metrics, &mt, msg, sizeof msg), DML_OK);
     int keys = 0;
     for (const char *at = json; (at = strstr(at, "\": ")); at++)
         keys++;
@@ -385,29 +385,109 @@ static void same_as_cli_eval(dml_model *m, const char *model, const char *extra,
     dml_metrics_free(mt);
 }
 
+/* dml train's model (dir/cli, trained when not yet there), its path in path[n], opened. */
+static dml_model *cli_model(char *path, size_t n)
+{
+    char msg[512];
+    if (tu_system("test -d %s/cli", dir) != 0)
+        assert_int_equal(cli_train("cli", ""), 0);
+    snprintf(path, n, "%s/cli/model.h5", dir);
+    dml_model *m;
+    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
+    return m;
+}
+
 static void test_evaluate_equals_dml_eval(void **state)
 {
     (void)state;
     char path[600], msg[512];
-    if (tu_system("test -d %s/cli", dir) != 0)
-        assert_int_equal(cli_train("cli", ""), 0);
-    snprintf(path, sizeof path, "%s/cli/model.h5", dir);
-    dml_model *m;
-    assert_status(dml_model_open(path, &m, msg, sizeof msg), DML_OK);
-    same_as_cli_eval(m, path, "", 0, 0);
+    dml_model *m = cli_model(path, sizeof path);
+    dml_eval_data d = {.x = x, .n = N_ROWS, .d = WIDTH, .y = y};
+    same_as_cli_eval(m, path, "", &d, 0, NULL);
+    same_as_cli_eval(m, path, "--metrics precision_at_1,,map_at_r", &d, 0,
+                     "precision_at_1,,map_at_r");
     char extra[600];
     snprintf(extra, sizeof extra, "--db %s --pq", data);
-    same_as_cli_eval(m, path, extra, 1, 1);
-    /* a database label out of range is refused, naming the array */
+    d.x_db = x;
+    d.n_db = N_ROWS;
+    d.y_db = y;
+    same_as_cli_eval(m, path, extra, &d, 1, NULL);
+    /* a database label out of range is refused, naming its rows (as dml_train names <x>) */
     int64_t *bad = malloc(sizeof(int64_t) * N_ROWS);
     memcpy(bad, y, sizeof(int64_t) * N_ROWS);
     bad[3] = 2000000;
+    d.y_db = bad;
     dml_metrics *mt = (dml_metrics *)1;
-    assert_status(dml_evaluate(m, x, N_ROWS, y, x, N_ROWS, bad, NULL, 0, 0, &mt, msg, sizeof msg),
-                  DML_ERR_DATA);
+    assert_status(dml_evaluate(m, &d, 0, NULL, &mt, msg, sizeof msg), DML_ERR_DATA);
     assert_null(mt);
-    assert_string_equal(msg, "<y_db>: label 2000000 of row 3 (0-based): expected 0..1000000");
+    assert_string_equal(msg, "<x_db>: label 2000000 of row 3 (0-based): expected 0..1000000");
     free(bad);
+    dml_model_free(m);
+}
+
+/* Label metrics that measure nothing are refused as dml eval refuses them, not NaN or 1.0; a
+ * metric the data cannot give is refused naming it; rows of another width name the array. */
+static void test_evaluate_refuses_what_dml_eval_refuses(void **state)
+{
+    (void)state;
+    char path[600], msg[512];
+    dml_model *m = cli_model(path, sizeof path);
+    int64_t *labels = malloc(sizeof(int64_t) * N_ROWS);
+    for (int i = 0; i < N_ROWS; i++)
+        labels[i] = 0;
+    dml_eval_data d = {.x = x, .n = N_ROWS, .d = WIDTH, .y = labels};
+    dml_metrics *mt = (dml_metrics *)1;
+    assert_status(dml_evaluate(m, &d, 0, NULL, &mt, msg, sizeof msg), DML_ERR_DATA);
+    assert_null(mt);
+    assert_string_equal(msg, "<x>: every query row has the same label, so every label metric "
+                             "(map_at_r, knn_accuracy, ...) would be 1.0 whatever the model: "
+                             "expected rows of two labels or more");
+    for (int i = 0; i < N_ROWS; i++)
+        labels[i] = i;
+    assert_status(dml_evaluate(m, &d, 0, NULL, &mt, msg, sizeof msg), DML_ERR_DATA);
+    assert_non_null(strstr(msg, "<x>: no row shares its label with another (600 rows"));
+    d.y = y;
+    assert_status(dml_evaluate(m, &d, 0, "map_at_r,recall_at_k", &mt, msg, sizeof msg),
+                  DML_ERR_USAGE);
+    assert_non_null(strstr(msg, "recall_at_k"));
+    d.d = WIDTH - 1;
+    assert_status(dml_evaluate(m, &d, 0, NULL, &mt, msg, sizeof msg), DML_ERR_DATA);
+    assert_string_equal(msg, "<x>: rows have 15 features, but the model's encoder takes 16");
+    free(labels);
+    dml_model_free(m);
+}
+
+/* A dual encoder is scored on pairs as dml eval scores a file of one view (each row's halves):
+ * recall_at_k and mrr_at_10, the same whether x's halves or x and x_b are given. */
+static void test_evaluate_pairs(void **state)
+{
+    (void)state;
+    char msg[512], path[600];
+    const char *const halves[] = {"train.steps=5", "data.pairs=halves", "loss.type=mnr",
+                                  "model.type=dual"};
+    dml_model *m;
+    dml_train_data td = blobs();
+    assert_status(dml_train(CONFIG, halves, 4, &td, NULL, &m, msg, sizeof msg), DML_OK);
+    snprintf(path, sizeof path, "%s/dual.h5", dir);
+    assert_status(dml_model_save(m, path, msg, sizeof msg), DML_OK);
+    dml_eval_data d = {.x = x, .n = N_ROWS, .d = WIDTH, .y = y};
+    same_as_cli_eval(m, path, "", &d, 0, NULL);
+    enum { H = WIDTH / 2 };
+    float *a = malloc(sizeof(float) * N_ROWS * H), *b = malloc(sizeof(float) * N_ROWS * H);
+    for (int i = 0; i < N_ROWS; i++) {
+        memcpy(a + i * H, x + i * WIDTH, sizeof(float) * H);
+        memcpy(b + i * H, x + i * WIDTH + H, sizeof(float) * H);
+    }
+    dml_eval_data two = {.x = a, .n = N_ROWS, .d = H, .y = y, .x_b = b, .d_b = H};
+    same_as_cli_eval(m, path, "--metrics recall_at_k,mrr_at_10", &two, 0, "recall_at_k,mrr_at_10");
+    dml_metrics *mt = (dml_metrics *)1;
+    two.x_db = a;
+    two.n_db = N_ROWS;
+    assert_status(dml_evaluate(m, &two, 0, NULL, &mt, msg, sizeof msg), DML_ERR_USAGE);
+    assert_null(mt);
+    assert_non_null(strstr(msg, "<x_db>: a dual encoder's references"));
+    free(a);
+    free(b);
     dml_model_free(m);
 }
 
@@ -423,6 +503,8 @@ int main(void)
         cmocka_unit_test(test_second_view),
         cmocka_unit_test(test_stop_and_resume),
         cmocka_unit_test(test_evaluate_equals_dml_eval),
+        cmocka_unit_test(test_evaluate_refuses_what_dml_eval_refuses),
+        cmocka_unit_test(test_evaluate_pairs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -145,7 +145,9 @@ static void expected(const char *input, float **x, uint8_t **codes, dml_dataset 
     path_of(path, sizeof path, input);
     dml_error err = {0};
     assert_int_equal(dml_dataset_open(path, ds, &err), DML_OK);
-    assert_int_equal(dml_model_file_encode_dataset(&mf, 0, ds, x, &err), DML_OK);
+    dml_eval_model em;
+    dml_model_file_eval_model(&mf, "model.h5", &em);
+    assert_int_equal(dml_eval_model_embed(&em, 0, ds, x, &err), DML_OK);
     *codes = malloc((size_t)ds->n * dml_pq_code_size(&mf.pq));
     assert_int_equal(dml_pq_encode(&mf.pq, *x, (size_t)ds->n, *codes), DML_OK);
 }
@@ -262,7 +264,9 @@ static void test_tower_b(void **state)
     dml_dataset ds;
     float *want;
     assert_int_equal(dml_dataset_open(in, &ds, &err), DML_OK);
-    assert_int_equal(dml_model_file_encode_dataset(&dual, 1, &ds, &want, &err), DML_OK);
+    dml_eval_model em;
+    dml_model_file_eval_model(&dual, dual_path, &em);
+    assert_int_equal(dml_eval_model_embed(&em, 1, &ds, &want, &err), DML_OK);
     size_t n = 0;
     unsigned char *got = dataset_bytes(out, "X", &n);
     assert_int_equal(n, (size_t)N * FX_DUAL.dim * sizeof(float));

@@ -563,6 +563,32 @@ static void test_spread_hand_computed(void **state)
     assert_string_equal(text, "-/2.667 (no two rows share a label)");
 }
 
+/* --metrics and dml_evaluate's metrics: split at commas, empty keys skipped, an overlong list
+ * refused rather than cut. */
+static void test_metric_list(void **state)
+{
+    (void)state;
+    dml_eval_metric_list l;
+    dml_error err = {0};
+    assert_int_equal(dml_eval_metric_list_parse("map_at_r,,recall_at_k,", "--metrics", &l, &err),
+                     DML_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.keys[0], "map_at_r");
+    assert_string_equal(l.keys[1], "recall_at_k");
+    assert_int_equal(dml_eval_metric_list_parse("", "--metrics", &l, &err), DML_OK);
+    assert_int_equal(l.n, 0);
+    char many[DML_EVAL_MAX_METRICS * 3 + 8] = "";
+    for (int i = 0; i <= DML_EVAL_MAX_METRICS; i++)
+        strcat(many, "a,");
+    assert_int_equal(dml_eval_metric_list_parse(many, "--metrics", &l, &err), DML_ERR_USAGE);
+    assert_string_equal(err.msg, "more than 48 metric keys");
+    char longer[1100];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    assert_int_equal(dml_eval_metric_list_parse(longer, "metrics", &l, &err), DML_ERR_USAGE);
+    assert_string_equal(err.file, "metrics");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_request_errors),
         cmocka_unit_test(test_one_class_database_counts),
         cmocka_unit_test(test_all_skipped_and_outputs),
+        cmocka_unit_test(test_metric_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,8 +368,10 @@ static void test_model_run_equals_eval_run(void **state)
     assert_int_equal(dml_dataset_open(q_path, &q, &err), DML_OK);
     assert_int_equal(dml_dataset_open(db_path, &db, &err), DML_OK);
     float *zq, *zd, *got = NULL;
-    assert_int_equal(dml_model_file_encode_dataset(&mf, 0, &q, &zq, &err), DML_OK);
-    assert_int_equal(dml_model_file_encode_dataset(&mf, 0, &db, &zd, &err), DML_OK);
+    dml_eval_model em;
+    dml_model_file_eval_model(&mf, "model.h5", &em);
+    assert_int_equal(dml_eval_model_embed(&em, 0, &q, &zq, &err), DML_OK);
+    assert_int_equal(dml_eval_model_embed(&em, 0, &db, &zd, &err), DML_OK);
     dml_eval_request ref = {.d = SPEC.dim, .queries = zq, .q_labels = q.y, .n_queries = q.n,
                             .db = zd, .db_labels = db.y, .n_db = db.n, .pq = &mf.pq,
                             .seed = SPEC.seed};

@@ -178,10 +178,14 @@ static void test_mse_zero_on_centroids(void **state)
     random_idx(&pq, idx, N, 6);
     dml_pq_pack(&pq, idx, N, codes);
     dml_pq_decode(&pq, codes, N, x);
-    assert_true(dml_pq_quantization_mse(&pq, x, N) == 0.0);
+    double mse = -1.0;
+    assert_int_equal(dml_pq_quantization_mse(&pq, x, N, &mse), DML_OK);
+    assert_true(mse == 0.0);
     assert_int_equal(dml_pq_encode(&pq, x, N, again), DML_OK);
     assert_memory_equal(again, codes, N * M);
-    assert_true(dml_pq_quantization_mse(&pq, x, 0) == 0.0);
+    mse = -1.0;
+    assert_int_equal(dml_pq_quantization_mse(&pq, x, 0, &mse), DML_OK);
+    assert_true(mse == 0.0);
     dml_pq_free(&pq);
     free(idx);
     free(codes);
@@ -206,7 +210,7 @@ static void test_mse_decreases_with_iterations(void **state)
         assert_int_equal(dml_pq_init(&pq, D, 4, 8, NULL), DML_OK);
         assert_int_equal(dml_pq_train(&pq, x, N, iters[v], DML_KMEANS_PLUSPLUS, &rng, NULL),
                          DML_OK);
-        mse = dml_pq_quantization_mse(&pq, x, N);
+        assert_int_equal(dml_pq_quantization_mse(&pq, x, N, &mse), DML_OK);
         assert_true(mse <= prev * (1.0 + 1e-6));
         assert_int_equal(dml_pq_encode(&pq, x, N, codes), DML_OK);
         dml_pq_decode(&pq, codes, N, dec);
@@ -304,7 +308,9 @@ static void test_train_finds_separable_subspaces(void **state)
             assert_float_equal(c[1], 10.0f * (map[f] >> 1) - 5.0f * s, 0.01);
         }
     }
-    assert_true(dml_pq_quantization_mse(&pq, x, N) < 2.0 * D * 0.01 * 0.01);
+    double mse;
+    assert_int_equal(dml_pq_quantization_mse(&pq, x, N, &mse), DML_OK);
+    assert_true(mse < 2.0 * D * 0.01 * 0.01);
     dml_pq_free(&pq);
 }
 
@@ -400,7 +406,9 @@ static void faiss_check(int d, int m, int nbits)
         dml_rng_seed(&rng, 61 + (uint64_t)seed);
         assert_int_equal(dml_pq_init(&trial, d, m, nbits, NULL), DML_OK);
         assert_int_equal(dml_pq_train(&trial, x, N, ITERS, DML_KMEANS_PLUSPLUS, &rng, NULL), DML_OK);
-        dml_mse += dml_pq_quantization_mse(&trial, x, N) / SEEDS;
+        double mse;
+        assert_int_equal(dml_pq_quantization_mse(&trial, x, N, &mse), DML_OK);
+        dml_mse += mse / SEEDS;
         if (seed == 0)
             pq = trial;
         else

@@ -1,56 +1,16 @@
 /* The public training call of include/dml.h, dml_train: a config from text, rows from the
  * caller's arrays, progress through a callback, the trained model as a dml_model. It lives in
  * train/ because it drives the trainer; the model handle it returns is serve/'s. */
-#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/readers.h"
 #include "serve/serve.h"
 #include "train/trainer.h"
 
 /* The caller's stop flag is handed to the trainer as its signal flag: the same type on this
  * platform, so no copy has to be polled. */
 _Static_assert(_Generic((sig_atomic_t)0, int: 1, default: 0), "sig_atomic_t must be int");
-
-/* A dataset over the caller's rows x[n, d] (and x_b), borrowed: the trainer copies them before
- * a normalisation writes them (dml_dataset_own), so the caller's arrays are never written. The
- * labels are narrowed into a copy. name names it in messages. */
-static dml_status from_arrays(const float *x, int64_t n, int d, const int64_t *y,
-                              const float *x_b, int d_b, const char *name, dml_dataset *ds,
-                              dml_error *err)
-{
-    memset(ds, 0, sizeof *ds);
-    if (n < 1 || n > INT_MAX || d < 1 || (x_b && d_b < 1))
-        return dml_error_set(err, DML_ERR_USAGE, name, 0, 0,
-                             "expected at least one row of width >= 1 (and fewer than 2^31 rows), "
-                             "got %lld rows of width %d%s", (long long)n, d,
-                             x_b && d_b < 1 ? " and a second view of width < 1" : "");
-    ds->n = (int)n;
-    ds->d = d;
-    ds->borrowed = 1;
-    ds->x = (float *)x; /* only read while borrowed */
-    ds->x_b = (float *)x_b;
-    ds->d_b = x_b ? d_b : 0;
-    snprintf(ds->source, sizeof ds->source, "%s", name);
-    ds->value_type = "float32";
-    ds->value_type_b = x_b ? "float32" : NULL;
-    dml_status st = DML_OK;
-    if (y && !(ds->y = malloc((size_t)n * sizeof *ds->y)))
-        st = dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory for %lld labels",
-                           (long long)n);
-    if (st != DML_OK || (y && (st = dml_labels_narrow(ds->y, y, (size_t)n, name, err)) != DML_OK))
-        goto fail;
-    if ((st = dml_check_finite(name, ds->x, ds->n, d, 0, x_b ? "anchor" : "data", err)) != DML_OK ||
-        (x_b && (st = dml_check_finite(name, ds->x_b, ds->n, d_b, 0, "positive", err)) != DML_OK))
-        goto fail;
-    ds->n_classes = dml_labels_classes(ds->y, ds->n);
-    return DML_OK;
-fail:
-    dml_dataset_free(ds);
-    return st;
-}
 
 /* A trainer event told to the caller's callback (ctx: the caller's options). */
 static int on_event(void *ctx, const dml_train_event *ev)
@@ -117,15 +77,15 @@ static dml_status train(const char *config, const char *const *sets, int n_sets,
         st = dml_config_error(cfg, "data.val_fraction", err,
                               "the validation rows are given (x_val): leave it unset");
     if (st == DML_OK && data && data->x)
-        st = from_arrays(data->x, data->n, data->d, data->y, data->x_b, data->d_b, "<x>", &tr,
+        st = dml_dataset_borrow(data->x, data->n, data->d, data->y, data->x_b, data->d_b, "<x>", &tr,
                          err);
     if (st == DML_OK && data && data->x_val) {
-        st = from_arrays(data->x_val, data->n_val, data->d, data->y_val, data->x_val_b, data->d_b,
+        st = dml_dataset_borrow(data->x_val, data->n_val, data->d, data->y_val, data->x_val_b, data->d_b,
                          "<x_val>", &va, err);
         cfg->data.val_fraction = 0.0f; /* the given rows validate */
     }
     if (st == DML_OK && data && data->x_test)
-        st = from_arrays(data->x_test, data->n_test, data->d, data->y_test, data->x_test_b,
+        st = dml_dataset_borrow(data->x_test, data->n_test, data->d, data->y_test, data->x_test_b,
                          data->d_b, "<x_test>", &te, err);
     /* Messages about the data name data.train: the arrays, unless the config names a file
      * (a run resumed by dml train then sees the config it was started with). */

@@ -1,12 +1,12 @@
-/* The public evaluation call of include/dml.h, dml_evaluate: a model's embeddings of rows in
- * memory scored as dml eval scores them, the metrics returned as name/value pairs. In train/
- * with dml_train, above both eval/ (the metrics) and serve/ (the model). */
+/* The public evaluation call of include/dml.h, dml_evaluate: rows in memory scored as dml eval
+ * scores files, through its dml_eval_model_run (eval/database.c) over in-memory data sets, the
+ * metrics returned as name/value pairs. In train/ with dml_train, above both eval/ (the
+ * metrics) and serve/ (the model). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/readers.h"
 #include "eval/eval.h"
 #include "serve/serve.h"
 
@@ -14,98 +14,94 @@ struct dml_metrics {
     dml_eval_result res;
 };
 
-/* The int32 copy of labels v[n] (0..DML_MAX_LABEL), or of neighbour ids (0..max_id). */
-static dml_status narrow(const int64_t *v, size_t n, int64_t max_id, const char *name,
-                         int32_t **out, dml_error *err)
+/* The ground truth truth[n, k] as dml_neighbors_open reads it, its ids checked to be database
+ * rows (0..n_db - 1). */
+static dml_status neighbors(const int64_t *truth, int n, int k, int64_t n_db, dml_neighbors *nb,
+                            dml_error *err)
 {
-    if (!v)
-        return DML_OK;
-    if (!(*out = malloc((n ? n : 1) * sizeof **out)))
-        return dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory for %zu values", n);
-    if (max_id < 0)
-        return dml_labels_narrow(*out, v, n, name, err);
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < 0 || v[i] > max_id)
-            return dml_error_set(err, DML_ERR_DATA, name, 0, 0,
+    size_t count = (size_t)n * (size_t)k;
+    *nb = (dml_neighbors){.n = n, .k = k, .source = "<truth>"};
+    if (!(nb->ids = malloc(count * sizeof *nb->ids)))
+        return dml_error_set(err, DML_ERR_NOMEM, nb->source, 0, 0,
+                             "out of memory for %zu neighbour ids", count);
+    for (size_t i = 0; i < count; i++) {
+        if (truth[i] < 0 || truth[i] >= n_db)
+            return dml_error_set(err, DML_ERR_DATA, nb->source, 0, 0,
                                  "value %lld at %zu (0-based): expected a database row, 0..%lld",
-                                 (long long)v[i], i, (long long)max_id);
-        (*out)[i] = (int32_t)v[i];
+                                 (long long)truth[i], i, (long long)n_db - 1);
+        nb->ids[i] = (int32_t)truth[i];
     }
     return DML_OK;
 }
 
-/* Embeddings [n, dim] of x[n, d_in] (malloc'ed into *z). */
-static dml_status embed(const dml_model_file *mf, const float *x, size_t n, const char *name,
-                        float **z, dml_error *err)
+/* What dml_evaluate checks itself: what dml eval's command line cannot get wrong. */
+static dml_status check_args(const dml_model_file *mf, const dml_eval_data *dt, dml_error *err)
 {
-    size_t dim = (size_t)dml_mlp_dim_out(&mf->net.encoder);
-    if (!(*z = malloc((n * dim > 0 ? n * dim : 1) * sizeof **z)))
-        return dml_error_set(err, DML_ERR_NOMEM, name, 0, 0, "out of memory embedding %zu rows", n);
-    dml_status st = dml_model_file_encode(mf, 0, x, n, *z);
-    return st == DML_OK ? DML_OK
-                        : dml_error_set(err, st, name, 0, 0, "out of memory embedding %zu rows", n);
+    int dual = dml_model_file_tower(mf, 1) != NULL;
+    if (!dt->x || (dt->truth && (!dt->x_db || dt->truth_k < 1)))
+        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
+                             "dml_evaluate: expected query rows (x), and truth only with a "
+                             "database (x_db) and truth_k >= 1");
+    if (dt->x_b && !dual)
+        return dml_error_set(err, DML_ERR_USAGE, "<x_b>", 0, 0,
+                             "a second view, but the model has one tower: x_b is a dual "
+                             "encoder's");
+    if (dt->x_db && dual)
+        return dml_error_set(err, DML_ERR_USAGE, "<x_db>", 0, 0,
+                             "a dual encoder's references are the queries' second views (x_b, "
+                             "or x's halves), not a database");
+    return DML_OK;
 }
 
-static dml_status evaluate(const dml_model *model, const float *x, size_t n, const int64_t *y,
-                           const float *x_db, size_t n_db, const int64_t *y_db,
-                           const int64_t *truth, int truth_k, int pq, dml_eval_result *res,
-                           dml_error *err)
+static dml_status evaluate(const dml_model *model, const dml_eval_data *dt, int pq,
+                           const char *metrics, dml_eval_result *res, dml_error *err)
 {
-    if (!model || !x || n < 1 || n > INT32_MAX || (x_db && (n_db < 1 || n_db > INT32_MAX)) ||
-        (truth && (!x_db || truth_k < 1)))
+    if (!model || !dt)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "dml_evaluate: expected a model, query rows (n >= 1), a database of "
-                             "one row or more when given, and truth only with a database and "
-                             "truth_k >= 1");
+                             "dml_evaluate: model and data must not be NULL");
     const dml_model_file *mf = dml_model_file_of(model);
-    if (pq && !mf->pq.d)
-        return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "pq: the model has no codebooks");
-    float *zq = NULL, *zd = NULL;
-    int32_t *yq = NULL, *yd = NULL, *ids = NULL;
-    dml_status st = narrow(y, n, -1, "<y>", &yq, err);
+    dml_eval_metric_list keys = {.n = 0};
+    dml_dataset q = {0}, db = {0};
+    dml_neighbors truth = {0};
+    dml_status st = check_args(mf, dt, err);
+    if (st == DML_OK && metrics)
+        st = dml_eval_metric_list_parse(metrics, "metrics", &keys, err);
     if (st == DML_OK)
-        st = narrow(y_db, n_db, -1, "<y_db>", &yd, err);
-    if (st == DML_OK && truth)
-        st = narrow(truth, n * (size_t)truth_k, (int64_t)n_db - 1, "<truth>", &ids, err);
-    if (st == DML_OK)
-        st = embed(mf, x, n, "<x>", &zq, err);
-    if (st == DML_OK && x_db)
-        st = embed(mf, x_db, n_db, "<x_db>", &zd, err);
+        st = dml_dataset_borrow(dt->x, dt->n, dt->d, dt->y, dt->x_b, dt->d_b, "<x>", &q, err);
+    if (st == DML_OK && dt->x_db)
+        st = dml_dataset_borrow(dt->x_db, dt->n_db, dt->d, dt->y_db, NULL, 0, "<x_db>", &db, err);
+    if (st == DML_OK && dt->truth)
+        st = neighbors(dt->truth, q.n, dt->truth_k, db.n, &truth, err);
     if (st == DML_OK) {
-        /* as dml eval builds its request */
-        dml_eval_request req = {.d = dml_mlp_dim_out(&mf->net.encoder), .queries = zq,
-                                .q_labels = yq, .n_queries = (int)n, .db = zd, .db_labels = yd,
-                                .n_db = (int)n_db,
-                                .distance = strcmp(mf->metric, "inner_product") ? DML_EVAL_L2SQ
-                                                                                : DML_EVAL_IP,
-                                .pq = pq ? &mf->pq : NULL, .truth = ids, .truth_k = truth_k,
-                                .seed = (uint64_t)mf->seed};
-        st = dml_eval_run(&req, res, err);
+        dml_eval_model m;
+        dml_model_file_eval_model(mf, "<model>", &m);
+        dml_eval_model_request req = {.model = &m, .queries = &q, .db = dt->x_db ? &db : NULL,
+                                      .truth = dt->truth ? &truth : NULL, .pq = pq,
+                                      .metrics = keys.n ? keys.keys : NULL,
+                                      .n_metrics = keys.n};
+        st = dml_eval_model_run(&req, res, err);
     }
-    free(zq);
-    free(zd);
-    free(yq);
-    free(yd);
-    free(ids);
+    dml_dataset_free(&q);
+    dml_dataset_free(&db);
+    dml_neighbors_free(&truth);
     return st;
 }
 
-dml_status dml_evaluate(const dml_model *model, const float *x, size_t n, const int64_t *y,
-                        const float *x_db, size_t n_db, const int64_t *y_db, const int64_t *truth,
-                        int truth_k, int pq, dml_metrics **metrics, char *errbuf, size_t errlen)
+dml_status dml_evaluate(const dml_model *model, const dml_eval_data *data, int pq,
+                        const char *metrics, dml_metrics **out, char *errbuf, size_t errlen)
 {
     dml_error err;
     dml_error_clear(&err);
     dml_status st = DML_OK;
-    if (!metrics)
-        st = dml_error_set(&err, DML_ERR_USAGE, NULL, 0, 0, "dml_evaluate: metrics is NULL");
-    else if (!(*metrics = calloc(1, sizeof **metrics)))
+    if (!out)
+        st = dml_error_set(&err, DML_ERR_USAGE, NULL, 0, 0, "dml_evaluate: out is NULL");
+    else if (!(*out = calloc(1, sizeof **out)))
         st = dml_error_set(&err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
     else
-        st = evaluate(model, x, n, y, x_db, n_db, y_db, truth, truth_k, pq, &(*metrics)->res, &err);
-    if (st != DML_OK && metrics) {
-        free(*metrics);
-        *metrics = NULL;
+        st = evaluate(model, data, pq, metrics, &(*out)->res, &err);
+    if (st != DML_OK && out) {
+        free(*out);
+        *out = NULL;
     }
     if (errbuf && errlen)
         dml_error_format(&err, errbuf, errlen);
