@@ -26,6 +26,14 @@ def candidates():
     return out
 
 
+class EvalData(ctypes.Structure):
+    """include/dml.h's dml_eval_data, field for field."""
+    _fields_ = [("x", ctypes.c_void_p), ("n", ctypes.c_int64), ("d", ctypes.c_int),
+                ("y", ctypes.c_void_p), ("x_b", ctypes.c_void_p), ("d_b", ctypes.c_int),
+                ("x_db", ctypes.c_void_p), ("n_db", ctypes.c_int64), ("y_db", ctypes.c_void_p),
+                ("truth", ctypes.c_void_p), ("truth_k", ctypes.c_int)]
+
+
 def _declare(lib):
     c = ctypes
     vp, sz, i, st = c.c_void_p, c.c_size_t, c.c_int, c.c_int
@@ -49,7 +57,7 @@ def _declare(lib):
         "dml_pq_centroids": (c.POINTER(c.c_float), [vp]),
         "dml_model_save": (st, [vp, c.c_char_p, c.c_char_p, sz]),
         "dml_train": (st, [c.c_char_p, vp, i, vp, vp, c.POINTER(vp), c.c_char_p, sz]),
-        "dml_evaluate": (st, [vp, vp, sz, vp, vp, sz, vp, vp, i, i, c.POINTER(vp),
+        "dml_evaluate": (st, [vp, c.POINTER(EvalData), i, c.c_char_p, c.POINTER(vp),
                               c.c_char_p, sz]),
         "dml_metrics_count": (i, [vp]),
         "dml_metrics_name": (c.c_char_p, [vp, i]),

@@ -351,18 +351,27 @@ def train(config=None, X=None, y=None, *, X_b=None, X_val=None, y_val=None, X_va
     raise error_for(st, message, "dml_train")
 
 
-def evaluate(model, X, y=None, *, db=None, y_db=None, truth=None, pq=False):
-    """dml eval's metrics for model over rows X [n, dim_in] as a dict name -> float (NaN when no
-    query could be scored). Without db every query searches the other queries (label metrics
-    need y); with db [n_db, dim_in] it searches the database (y_db its labels). truth [n, k]:
-    each query's true nearest database rows, nearest first (nn_recall_at_k). pq=True: every
-    retrieval metric again on the model's PQ codes (pq_ names). Equal to dml eval --json's
-    values on the same rows."""
+def evaluate(model, X, y=None, *, X_b=None, db=None, y_db=None, truth=None, pq=False,
+             metrics=None):
+    """dml eval's metrics for model over rows X [n, dim_in] as a dict name -> float, through the
+    code dml eval runs. Without db every query searches the other queries (label metrics need
+    y); with db [n_db, dim_in] it searches the database (y_db its labels). A dual encoder's
+    queries are paired with X_b [n, dim_in_b] (or X holds both halves): recall_at_k, mrr_at_10.
+    truth [n, k]: each query's true nearest database rows, nearest first (nn_recall_at_k).
+    pq=True: every retrieval metric again on the model's PQ codes (pq_ names). metrics: a list
+    (or comma-separated string) of metric names, as dml eval --metrics; None: the defaults.
+    Rows that no label metric can score (no query shares a label; every reference has one
+    label) raise DataError, as dml eval refuses them. Equal to dml eval --json's values."""
     L = _lib.load()
     h = model._handle()
-    Xa = _rows(X, "X", model.dim_in)
+    dual = model.dim_in_b > 0
+    width = model.dim_in + (model.dim_in_b if dual and X_b is None else 0)
+    Xa = _rows(X, "X", width)
     n = Xa.shape[0]
     ya = _labels(y, n, "y")
+    Xb = _rows(X_b, "X_b", model.dim_in_b) if X_b is not None else None
+    if Xb is not None and Xb.shape[0] != n:
+        raise UsageError("X_b must have the %d rows of X; got %d" % (n, Xb.shape[0]))
     Da = yd = ta = None
     n_db = 0
     if db is not None:
@@ -380,10 +389,16 @@ def evaluate(model, X, y=None, *, db=None, y_db=None, truth=None, pq=False):
             raise UsageError("truth must be [n, k] with n = %d; got shape %s"
                              % (n, np.shape(truth)))
         tk = ta.shape[1]
+    if metrics is not None and not isinstance(metrics, str):
+        metrics = ",".join(metrics)
+    data = _lib.EvalData(_ptr(Xa), n, width, _ptr(ya), _ptr(Xb),
+                         model.dim_in_b if Xb is not None else 0, _ptr(Da), n_db, _ptr(yd),
+                         _ptr(ta), tk)
     mt = _c.c_void_p()
     msg = _c.create_string_buffer(_MSG)
-    st = L.dml_evaluate(h, _ptr(Xa), n, _ptr(ya), _ptr(Da), n_db, _ptr(yd), _ptr(ta), tk,
-                        1 if pq else 0, _c.byref(mt), msg, _MSG)
+    st = L.dml_evaluate(h, _c.byref(data), 1 if pq else 0,
+                        metrics.encode() if metrics is not None else None, _c.byref(mt), msg,
+                        _MSG)
     check(st, "dml_evaluate: %d queries, %d database rows" % (n, n_db),
           msg.value.decode("utf-8", "replace"))
     try:

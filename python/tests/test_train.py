@@ -72,6 +72,25 @@ def test_evaluate_database_equals_cli(Xy, workdir, model_path, data):
         assert float("%.8g" % got[k]) == want[k], k
 
 
+def test_evaluate_metrics_and_refusals(Xy, workdir, model_path, data):
+    """metrics picks the metrics as dml eval --metrics does; rows no label metric can score are
+    refused as dml eval refuses them."""
+    X, y = Xy
+    with dml.Model(model_path) as m:
+        got = dml.evaluate(m, X, y, metrics=["map_at_r", "knn_accuracy"])
+        assert set(got) >= {"map_at_r", "knn_accuracy"} and "precision_at_1" not in got, got
+        assert got == dml.evaluate(m, X, y, metrics="map_at_r,knn_accuracy")
+        want = json.loads(run_dml("eval", model_path, "--data", data[0], "--metrics",
+                                  "map_at_r,knn_accuracy", "--json").stdout)
+        want = want.get("metrics", want)
+        for k in ("map_at_r", "knn_accuracy"):
+            assert float("%.8g" % got[k]) == want[k], k
+        with pytest.raises(dml.DataError, match="same label"):
+            dml.evaluate(m, X, np.zeros(len(X), dtype=np.int64))
+        with pytest.raises(dml.DataError, match="shares its label"):
+            dml.evaluate(m, X, np.arange(len(X)))
+
+
 def test_no_copy(Xy, monkeypatch):
     """dml_train receives the caller's float32 C-contiguous rows by pointer; float64 is
     converted once (another pointer) to the same model."""
