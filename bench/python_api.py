@@ -35,6 +35,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
+sys.path.insert(0, HERE)
+import run as bench_run  # noqa: E402  bench/run.py: machine() and the versions
 FMNIST = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 CONFIG = "configs/demo.yaml"
 ENCODE_TARGET = 1.05  # Model.encode's time over dml_model_encode's, at most
@@ -247,34 +249,12 @@ def memory_row(r, q, work):
 
 
 # ---- the report ----
-def machine():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for ln in f:
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    return cpu, os.cpu_count()
-
-
 def versions(args):
-    out = {"python": platform.python_version()}
-    p = subprocess.run([args.dml, "--version"], capture_output=True, text=True)
-    out["dml"] = (p.stdout.strip() or "?").replace("dml ", "")
     p = subprocess.run([PYTHON, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
                        text=True)
-    out["numpy"] = p.stdout.strip() or "?"
-    try:
-        import ctypes
-        lib = ctypes.CDLL("libopenblas.so.0")
-        lib.openblas_get_config.restype = ctypes.c_char_p
-        out["openblas"] = lib.openblas_get_config().decode()
-    except OSError:
-        out["openblas"] = "?"
-    cc = shutil.which(os.environ.get("CC", "cc")) or "cc"
-    p = subprocess.run([cc, "--version"], capture_output=True, text=True)
-    out["cc"] = (p.stdout.splitlines() or ["?"])[0]
-    return out
+    return {"python": platform.python_version(), "dml": bench_run.dml_version(args.dml),
+            "numpy": p.stdout.strip() or "?", "openblas": bench_run.openblas_config(),
+            "cc": bench_run.cc_version()}
 
 
 def thp():
@@ -437,7 +417,7 @@ def main():
         if c[3] != "yes":
             log(f"python_api: WARNING: {c[0]}: the two sides disagree ({c[1]} vs {c[2]}); their "
                 f"times compare different work")
-    cpu, cores = machine()
+    cpu, cores = bench_run.machine()
     ver = versions(args)
     total = time.perf_counter() - t_start
     head = (f"dml {ver['dml']}: the Python package against the C side; {cpu}, {cores} cores; "

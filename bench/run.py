@@ -280,24 +280,34 @@ def machine():
     return cpu, os.cpu_count()
 
 
-def versions(args):
-    out = {}
-    p = subprocess.run([args.dml, "--version"], capture_output=True, text=True)
-    out["dml"] = (p.stdout.strip() or "?").replace("dml ", "")
-    p = subprocess.run([PYTHON, "-c", "import torch, faiss, numpy; print(torch.__version__, "
-                        "faiss.__version__, numpy.__version__)"], capture_output=True, text=True)
-    parts = p.stdout.split() + ["?"] * 3
-    out["torch"], out["faiss"], out["numpy"] = parts[:3]
+def dml_version(dml):
+    p = subprocess.run([dml, "--version"], capture_output=True, text=True)
+    return (p.stdout.strip() or "?").replace("dml ", "")
+
+
+def openblas_config():
     try:
         import ctypes
         lib = ctypes.CDLL("libopenblas.so.0")
         lib.openblas_get_config.restype = ctypes.c_char_p
-        out["openblas"] = lib.openblas_get_config().decode()
+        return lib.openblas_get_config().decode()
     except OSError:
-        out["openblas"] = "?"
+        return "?"
+
+
+def cc_version():
     cc = shutil.which(os.environ.get("CC", "cc")) or "cc"
     p = subprocess.run([cc, "--version"], capture_output=True, text=True)
-    out["cc"] = (p.stdout.splitlines() or ["?"])[0]
+    return (p.stdout.splitlines() or ["?"])[0]
+
+
+def versions(args):
+    out = {"dml": dml_version(args.dml)}
+    p = subprocess.run([PYTHON, "-c", "import torch, faiss, numpy; print(torch.__version__, "
+                        "faiss.__version__, numpy.__version__)"], capture_output=True, text=True)
+    parts = p.stdout.split() + ["?"] * 3
+    out["torch"], out["faiss"], out["numpy"] = parts[:3]
+    out["openblas"], out["cc"] = openblas_config(), cc_version()
     return out
 
 
