@@ -7,7 +7,7 @@
 
 #include "cli/cli.h"
 #include "data/fileio.h"
-#include "train/trainer.h"
+#include "train/call.h"
 
 static const char HELP[] =
     "usage: dml train CONFIG.yaml [--out DIR] [--set key.path=value ...] [--resume]\n"
@@ -95,19 +95,13 @@ int dml_cli_train(int argc, char **argv)
     }
     const dml_comm *comm = dml_cli_mpi_open(&argc, &argv);
     FILE *quiet = comm && comm->rank > 0 ? fopen("/dev/null", "w") : NULL; /* rank 0 reports */
-    dml_config *cfg = malloc(sizeof *cfg);
     dml_error err = {0};
-    dml_status st = cfg ? dml_config_load(config, n_sets, sets, cfg, &err) : DML_ERR_NOMEM;
-    int failed = comm ? dml_cli_mpi_first_failure(comm, st != DML_OK) : -1;
-    if (failed >= 0 && st == DML_OK) /* the others wait for nobody: every rank stops */
-        st = dml_error_set(&err, DML_ERR_CONFIG, config, 0, 0,
-                           "rank %d could not load the config (its own message says why)", failed);
-    if (st == DML_OK) {
-        dml_train_opts opts = {.out_dir = out, .resume = resume, .log = quiet ? quiet : stderr,
-                               .stop = &stop_signal, .comm = comm};
-        catch_stop_signals();
-        st = dml_train_run(cfg, &opts, &err);
-    }
+    dml_train_request req = {.config_path = config, .sets = (const char *const *)sets,
+                             .n_sets = n_sets, .out_dir = out, .resume = resume,
+                             .log = quiet ? quiet : stderr, .stop = &stop_signal, .comm = comm,
+                             .first_failure = dml_cli_mpi_first_failure};
+    catch_stop_signals();
+    dml_status st = dml_train_call(&req, NULL, &err);
     char name[64] = "train";
     if (comm)
         snprintf(name, sizeof name, "train (rank %d of %d)", comm->rank, comm->size);
@@ -116,7 +110,6 @@ int dml_cli_train(int argc, char **argv)
     if (quiet)
         fclose(quiet);
     dml_cli_mpi_close();
-    free(cfg);
     free(sets);
     /* the shell's convention for a process a signal ended: 128 + its number */
     return st == DML_ERR_INTERRUPTED ? 128 + stop_signal : dml_status_exit_code(st);
