@@ -246,28 +246,22 @@ def train(config=None, X=None, y=None, *, X_b=None, X_val=None, y_val=None, X_va
             data.x_b, data.d_b = _ptr(Xb), Xb.shape[1]
             keep.append(Xb)
         d_b = data.d_b or None
-        if X_val is not None:
-            Xv = _rows(X_val, "X_val", d)
-            yv = _labels(y_val, Xv.shape[0], "y_val")
-            data.x_val, data.n_val, data.y_val = _ptr(Xv), Xv.shape[0], _ptr(yv)
-            keep += [Xv, yv]
-            if X_val_b is not None:
-                Xvb = _rows(X_val_b, "X_val_b", d_b)
-                data.x_val_b = _ptr(Xvb)
-                keep.append(Xvb)
-        elif y_val is not None or X_val_b is not None:
-            raise UsageError("y_val and X_val_b need X_val")
-        if X_test is not None:
-            Xt = _rows(X_test, "X_test", d)
-            yt = _labels(y_test, Xt.shape[0], "y_test")
-            data.x_test, data.n_test, data.y_test = _ptr(Xt), Xt.shape[0], _ptr(yt)
-            keep += [Xt, yt]
-            if X_test_b is not None:
-                Xtb = _rows(X_test_b, "X_test_b", d_b)
-                data.x_test_b = _ptr(Xtb)
-                keep.append(Xtb)
-        elif y_test is not None or X_test_b is not None:
-            raise UsageError("y_test and X_test_b need X_test")
+        for part, Xp, yp, Xpb in (("val", X_val, y_val, X_val_b),
+                                  ("test", X_test, y_test, X_test_b)):
+            if Xp is None:
+                if yp is not None or Xpb is not None:
+                    raise UsageError("y_%s and X_%s_b need X_%s" % (part, part, part))
+                continue
+            Xs = _rows(Xp, "X_" + part, d)
+            ys = _labels(yp, Xs.shape[0], "y_" + part)
+            setattr(data, "x_" + part, _ptr(Xs))
+            setattr(data, "n_" + part, Xs.shape[0])
+            setattr(data, "y_" + part, _ptr(ys))
+            keep += [Xs, ys]
+            if Xpb is not None:
+                Xsb = _rows(Xpb, "X_%s_b" % part, d_b)
+                setattr(data, "x_%s_b" % part, _ptr(Xsb))
+                keep.append(Xsb)
     elif any(a is not None for a in (y, X_b, X_val, y_val, X_val_b, X_test, y_test, X_test_b)):
         raise UsageError("arrays other than X need X (without X, the config's files are read)")
 
