@@ -183,7 +183,8 @@ DML_API dml_status dml_model_save(const dml_model *model, const char *path, char
 
 /* The data to train on, all arrays owned by the caller and never written. The rows are read
  * where they are, without a copy, unless the run normalises them (data.normalize standardize:
- * it then copies them once, as it normalises in place); labels are copied (as int32). The
+ * it then copies them once, as it normalises in place) or x_val is given (the validation rows
+ * are appended to the training rows: both copied once); labels are copied (as int32). The
  * arrays must stay unchanged until dml_train returns, and may be freed or reused after it.
  * x NULL: the config's data.train is read instead, and likewise x_test NULL: data.test when
  * the config names one (with x given, data.test's default, Fashion-MNIST's test set, is
