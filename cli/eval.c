@@ -117,7 +117,8 @@ static int first_failure(void *ctx, int failed)
     return dml_cli_mpi_first_failure(ctx, failed);
 }
 
-/* Under mpirun every rank embeds every row and ranks its share of the queries; rank 0 prints. */
+/* Under mpirun each rank embeds its slice of the rows and ranks its share of the queries
+ * (docs/scale.md); rank 0 prints. */
 static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res, dml_error *err)
 {
     dml_model_file mf;
@@ -138,7 +139,8 @@ static dml_status run(const args *a, const dml_comm *comm, dml_eval_result *res,
             .model = &model, .queries = &q, .db_spec = a->db, .truth_spec = a->truth,
             .pq = a->pq, .metrics = a->metrics.n ? a->metrics.keys : NULL,
             .n_metrics = a->metrics.n, .memory_limit = a->memory_limit, .stream = a->stream,
-            .chunk = a->chunk, .log = quiet ? NULL : stderr, .embeddings = &z};
+            .chunk = a->chunk, .log = quiet ? NULL : stderr,
+            .embeddings = a->projector ? &z : NULL}; /* sharded: gathered whole */
         if (comm) {
             req.shard_rank = comm->rank;
             req.shard_size = comm->size;

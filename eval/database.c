@@ -8,8 +8,9 @@
 
 #include "eval/eval.h"
 
-dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_dataset *ds,
-                                float **z, dml_error *err)
+/* Rows [lo, hi) of ds through a tower into a new *z [hi - lo, dim]. */
+static dml_status embed_rows(const dml_eval_model *m, int tower, const dml_dataset *ds, int lo,
+                             int hi, float **z, dml_error *err)
 {
     int second = tower == 1 && ds->x_b;
     int d = second ? ds->d_b : ds->d, d_in = tower ? m->d_in_b : m->d_in;
@@ -18,25 +19,36 @@ dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_da
         return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
                              "rows have %d features, but the model's %s takes %d", d,
                              tower ? "encoder_b" : "encoder", d_in);
-    *z = malloc(((size_t)ds->n * m->dim + 1) * sizeof **z);
-    dml_status st = *z ? m->embed(m->ctx, tower, second ? ds->x_b : ds->x, (size_t)ds->n, *z)
-                       : DML_ERR_NOMEM;
+    *z = malloc(((size_t)(hi - lo) * m->dim + 1) * sizeof **z);
+    dml_status st = !*z ? DML_ERR_NOMEM
+                    : hi == lo ? DML_OK
+                               : m->embed(m->ctx, tower, (second ? ds->x_b : ds->x) + (size_t)lo * d,
+                                          (size_t)(hi - lo), *z);
     if (st != DML_OK) {
         free(*z);
         *z = NULL;
-        return dml_error_set(err, st, ds->source, 0, 0, "out of memory encoding %d rows", ds->n);
+        return dml_error_set(err, st, ds->source, 0, 0, "out of memory encoding %d rows",
+                             hi - lo);
     }
     return DML_OK;
 }
 
-/* Queries embedded by the model; for a dual encoder, ds then holds both views (a row's halves
- * when it has one view), and *zp their paired references unless the database is streamed. */
+dml_status dml_eval_model_embed(const dml_eval_model *m, int tower, const dml_dataset *ds,
+                                float **z, dml_error *err)
+{
+    return embed_rows(m, tower, ds, 0, ds->n, z, err);
+}
+
+/* Queries [lo, hi) (hi -1: every one) embedded by the model; for a dual encoder, ds then holds
+ * both views (a row's halves when it has one view), and *zp their paired references unless the
+ * database is streamed. */
 static dml_status embed_queries(const dml_eval_model *m, dml_dataset *ds, int paired_stream,
-                                float **zq, float **zp, dml_error *err)
+                                int lo, int hi, float **zq, float **zp, dml_error *err)
 {
     *zp = NULL;
+    hi = hi < 0 ? ds->n : hi;
     if (!m->d_in_b)
-        return dml_eval_model_embed(m, 0, ds, zq, err);
+        return embed_rows(m, 0, ds, lo, hi, zq, err);
     if (!ds->x_b) { /* two views from one row: its halves */
         dml_dataset halves;
         dml_status st = dml_dataset_halves(ds, &halves, err);
@@ -45,12 +57,55 @@ static dml_status embed_queries(const dml_eval_model *m, dml_dataset *ds, int pa
         dml_dataset_free(ds);
         *ds = halves;
     }
-    dml_status st = dml_eval_model_embed(m, 0, ds, zq, err);
+    dml_status st = embed_rows(m, 0, ds, lo, hi, zq, err);
     if (st == DML_OK && paired_stream && ds->d_b != m->d_in_b)
         return dml_error_set(err, DML_ERR_DATA, ds->source, 0, 0,
                              "rows have %d features, but the model's encoder_b takes %d", ds->d_b,
                              m->d_in_b);
-    return st == DML_OK && !paired_stream ? dml_eval_model_embed(m, 1, ds, zp, err) : st;
+    return st == DML_OK && !paired_stream ? embed_rows(m, 1, ds, lo, hi, zp, err) : st;
+}
+
+/* This process's database rows [lo, hi) embedded: read from the file (rows) or in memory (db). */
+static dml_status embed_db_slice(const dml_eval_model *m, dml_rows *rows, const dml_dataset *db,
+                                 int lo, int hi, float **z, dml_error *err)
+{
+    if (db)
+        return embed_rows(m, 0, db, lo, hi, z, err);
+    float *x = malloc(((size_t)(hi - lo) * rows->d + 1) * sizeof *x);
+    *z = malloc(((size_t)(hi - lo) * m->dim + 1) * sizeof **z);
+    dml_status st = !x || !*z ? dml_error_set(err, DML_ERR_NOMEM, rows->source, 0, 0,
+                                              "out of memory for database rows %d..%d", lo, hi - 1)
+                              : dml_rows_read(rows, lo, hi - lo, x, err);
+    if (st == DML_OK && hi > lo && (st = m->embed(m->ctx, 0, x, (size_t)(hi - lo), *z)) != DML_OK)
+        dml_error_set(err, st, rows->source, 0, 0, "out of memory embedding rows %d..%d", lo,
+                      hi - 1);
+    free(x);
+    if (st != DML_OK) {
+        free(*z);
+        *z = NULL;
+    }
+    return st;
+}
+
+/* Every query's embedding, gathered from the processes' slices into a new *all. */
+static dml_status gather_queries(const dml_eval_model_request *req, const dml_eval_slices *sl,
+                                 int n, const float *mine, float **all, dml_error *err)
+{
+    int dim = req->model->dim, *begin = malloc(((size_t)req->shard_size + 1) * sizeof *begin);
+    *all = malloc(((size_t)n * dim + 1) * sizeof **all);
+    if (!begin || !*all) {
+        free(begin);
+        free(*all);
+        *all = NULL;
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
+                             "out of memory gathering %d query embeddings", n);
+    }
+    for (int r = 0; r < req->shard_size; r++)
+        dml_eval_slice(n, r, req->shard_size, &begin[r], &begin[r + 1]);
+    memcpy(*all + (size_t)sl->q_lo * dim, mine, (size_t)(sl->q_hi - sl->q_lo) * dim * sizeof **all);
+    req->share_rows(req->share_ctx, *all, (size_t)dim * sizeof **all, begin);
+    free(begin);
+    return DML_OK;
 }
 
 /* What embeds the chunks of a streamed database: rows read from the database file, or (a dual
@@ -128,9 +183,10 @@ static dml_status check_scored(const char *queries, const char *db, const dml_ev
     return DML_OK;
 }
 
-/* Under sharding every process embeds every row and ranks its share of the queries (whole
- * search blocks); the per-query values are shared, so each averages the same numbers one
- * process does. A database over the memory limit is streamed, on one process only. */
+/* Under sharding each process embeds its slice of the queries and of the database and ranks
+ * its queries among every process's references (eval/shard.c); the per-query values are
+ * shared, so each averages the same numbers one process does. A database over the memory limit
+ * is streamed, on one process only. */
 dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result *res,
                               dml_error *err)
 {
@@ -180,8 +236,22 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
                            "dml eval without mpirun%s",
                            req->stream ? "--stream" : "it is over --memory-limit",
                            req->stream ? "" : ", or raise --memory-limit");
+    int sharded = st == DML_OK && !streamed && req->shard_size > 1 && req->share_rows;
+    dml_eval_slices sl = {0};
+    if (sharded) { /* protocol 1 and paired: the references are the queries' rows */
+        dml_eval_slice(q->n, req->shard_rank, req->shard_size, &sl.q_lo, &sl.q_hi);
+        sl.db_lo = sl.q_lo;
+        sl.db_hi = sl.q_hi;
+        if (has_db && !paired)
+            dml_eval_slice(req->db_spec ? rows.n : req->db->n, req->shard_rank, req->shard_size,
+                           &sl.db_lo, &sl.db_hi);
+        if (req->log)
+            fprintf(req->log, "dml eval: %d processes; this one embeds queries [%d, %d) of %d "
+                    "and references [%d, %d)\n", req->shard_size, sl.q_lo, sl.q_hi, q->n,
+                    sl.db_lo, sl.db_hi);
+    }
     if (st == DML_OK)
-        st = embed_queries(m, q, streamed, &zq, &zp, err);
+        st = embed_queries(m, q, streamed, sl.q_lo, sharded ? sl.q_hi : -1, &zq, &zp, err);
     if (st == DML_OK && streamed) {
         int align = DML_STREAM_ALIGN;
         stream.chunk = req->chunk > 0
@@ -201,6 +271,8 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
             fprintf(req->log, "dml eval: %d database rows (%.0f MB in memory, limit %.0f MB) "
                     "searched in chunks of %d rows\n", n_db, need / (1 << 20), limit / (1 << 20),
                     stream.chunk);
+    } else if (st == DML_OK && has_db && !paired && sharded) {
+        st = embed_db_slice(m, &rows, req->db_spec ? NULL : req->db, sl.db_lo, sl.db_hi, &zd, err);
     } else if (st == DML_OK && has_db && !paired) {
         if (req->db_spec) /* read once: whole formats are already in memory */
             st = dml_rows_take(&rows, &db, err);
@@ -232,7 +304,8 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
                                .metrics = req->metrics, .n_metrics = req->n_metrics,
                                .seed = m->seed, .stream = streamed ? &stream : NULL,
                                .shard_rank = req->shard_rank, .shard_size = req->shard_size,
-                               .share_rows = req->share_rows, .share_ctx = req->share_ctx};
+                               .share_rows = req->share_rows, .share_ctx = req->share_ctx,
+                               .slices = sharded ? &sl : NULL};
         if (paired) {
             er.db = zp;
             er.db_labels = q->y;
@@ -240,8 +313,9 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
             er.paired = 1;
         } else if (has_db) {
             er.db = zd;
-            er.db_labels = streamed ? rows.y : req->db_spec ? db.y : req->db->y;
-            er.n_db = streamed ? n_db : req->db_spec ? db.n : req->db->n;
+            int file_rows = streamed || (sharded && req->db_spec); /* rows still open */
+            er.db_labels = file_rows ? rows.y : req->db_spec ? db.y : req->db->y;
+            er.n_db = file_rows ? n_db : req->db_spec ? db.n : req->db->n;
             er.truth = nb->ids;
             er.truth_k = nb->k;
         }
@@ -249,7 +323,9 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
         if (st == DML_OK)
             st = check_scored(q->source, db_name, res, err);
     }
-    if (st == DML_OK && req->embeddings) {
+    if (st == DML_OK && req->embeddings && sharded)
+        st = gather_queries(req, &sl, q->n, zq, req->embeddings, err);
+    else if (st == DML_OK && req->embeddings) {
         *req->embeddings = zq;
         zq = NULL;
     }

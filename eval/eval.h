@@ -159,7 +159,28 @@ typedef struct dml_eval_request {
      * embedded, searched (and PQ-encoded) chunk by chunk, each query keeping a bounded top-k
      * merged across chunks (eval/stream.c). db_labels are still whole. */
     const struct dml_eval_stream *stream;
+    /* Set (shard_size > 1, share_rows set): the rows are sharded too. queries holds only the
+     * query rows [q_lo, q_hi) of this process and db only the database rows [db_lo, db_hi)
+     * (protocol 1: the queries are the references), each from dml_eval_slice; n_queries and
+     * n_db, the labels and the truth stay whole. Each process scores every query, gathered
+     * block by block, against its own references, keeps each query's top-k, and every query's
+     * lists are merged by (score, row) on its owner (eval/shard.c): one process's rankings,
+     * without any process holding a whole embedding table (nmi excepted: it gathers the
+     * queries' embeddings). */
+    const struct dml_eval_slices *slices;
 } dml_eval_request;
+
+/* This process's rows of sharded queries and database (dml_eval_request.slices). */
+typedef struct dml_eval_slices {
+    int q_lo, q_hi, db_lo, db_hi;
+} dml_eval_slices;
+
+/* Rows per unit of a slice: DML_ENCODE_BLOCK (serve/model_file.h), so each process's forward
+ * passes (and PQ encodings) are ones the single process makes, with its bits. */
+#define DML_EVAL_SLICE_ROWS 256
+/* Process rank's rows [lo, hi) of n among size: whole units of DML_EVAL_SLICE_ROWS, split as
+ * evenly as they go (dml_encode_shard's split); empty when n has fewer units than processes. */
+void dml_eval_slice(int n, int rank, int size, int *lo, int *hi);
 
 /* A database produced in chunks for dml_eval_run. */
 #define DML_STREAM_ALIGN 65536 /* chunk rows are a multiple: DML_SEARCH_REF_TILE, DML_ENCODE_BLOCK
@@ -334,6 +355,11 @@ typedef struct dml_eval_pass {
 } dml_eval_pass;
 
 dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);
+/* p over sharded rows (req->slices): every query scored against this process's references
+ * (their codes when codes is set, by ADC), the per-process top-k lists exchanged block by
+ * block and merged; the values of this process's queries written to p->qv. */
+dml_status dml_eval_shard_pass(const dml_eval_request *req, dml_eval_pass *p,
+                               const uint8_t *codes, dml_error *err);
 /* The values of query q (p->qv's row) from its ranking idx[found], nearest first; votes
  * [n_classes] zeros (left zero). Writes exact_nn[q] in a float pass. */
 void dml_eval_query_values(const dml_eval_pass *p, int q, const int32_t *idx, int found,

@@ -71,6 +71,9 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
         what = "a streamed database: no rows in memory, a chunk size and an embed function";
     else if (req->stream && req->shard_size > 1)
         what = "one process for a streamed database (it is not sharded)";
+    else if (req->slices && (req->shard_size < 2 || !req->share_rows || req->db_codes))
+        what = "sharded rows with two processes or more, a way to share rows and no database "
+               "codes";
     else if (req->paired && (!has_db(req) || req->n_db != req->n_queries))
         what = "paired data: a database row (the positive) for every query";
     else if (req->pq && req->pq->d != req->d)
@@ -97,7 +100,10 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
                                  i / (size_t)req->truth_k, req->truth[i], req->n_db);
     for (int set = 0; set < 2; set++) { /* NaN or Inf would make every ranking meaningless */
         const float *x = set ? req->db : req->queries;
-        size_t n = x ? (size_t)(set ? req->n_db : req->n_queries) * req->d : 0;
+        const dml_eval_slices *sl = req->slices;
+        int rows = set ? (sl ? sl->db_hi - sl->db_lo : req->n_db)
+                       : (sl ? sl->q_hi - sl->q_lo : req->n_queries);
+        size_t n = x ? (size_t)rows * req->d : 0;
         for (size_t i = 0; i < n; i++)
             if (!isfinite(x[i]))
                 return dml_error_set(err, DML_ERR_DATA, NULL, 0, 0,
@@ -289,11 +295,88 @@ static dml_eval_pass plan_pass(const dml_eval_request *req, const int *want, con
                            .qv = qv};
 }
 
+/* The rows [row_begin[r], row_begin[r + 1]) of process r of n sharded rows; NULL when out of
+ * memory. */
+static int *slice_begins(int n, int size)
+{
+    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
+    for (int r = 0; begin && r < size; r++)
+        dml_eval_slice(n, r, size, &begin[r], &begin[r + 1]);
+    return begin;
+}
+
+/* A pass over sharded rows: this process's queries ranked, then their values shared. */
+static dml_status run_sharded_pass(const dml_eval_request *req, dml_eval_pass *p,
+                                   const uint8_t *codes, dml_error *err)
+{
+    int *begin = slice_begins(req->n_queries, req->shard_size);
+    if (!begin)
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
+    p->q_begin = req->slices->q_lo;
+    p->q_end = req->slices->q_hi;
+    dml_status st = dml_eval_shard_pass(req, p, codes, err);
+    if (st == DML_OK) /* exact_nn stays: the PQ pass ranks the same queries here */
+        req->share_rows(req->share_ctx, p->qv, DML_QV_COUNT * sizeof *p->qv, begin);
+    free(begin);
+    return st;
+}
+
+/* nmi over sharded queries: their embeddings gathered whole (its k-means reads every row). */
+static dml_status sharded_nmi(const dml_eval_request *req, double *nmi, dml_error *err)
+{
+    const dml_eval_slices *sl = req->slices;
+    int *begin = slice_begins(req->n_queries, req->shard_size);
+    float *all = malloc((size_t)req->n_queries * req->d * sizeof *all);
+    dml_status st = DML_OK;
+    if (!begin || !all) {
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
+                           "out of memory gathering %d query embeddings for nmi", req->n_queries);
+    } else {
+        memcpy(all + (size_t)sl->q_lo * req->d, req->queries,
+               (size_t)(sl->q_hi - sl->q_lo) * req->d * sizeof *all);
+        req->share_rows(req->share_ctx, all, (size_t)req->d * sizeof *all, begin);
+        st = dml_eval_nmi(all, req->q_labels, req->n_queries, req->d, req->seed, nmi, err);
+    }
+    free(begin);
+    free(all);
+    return st;
+}
+
+/* quantization_mse over sharded references: each process's sum of errors, added in process
+ * order (so every process gets the same bits; one process's single sum within rounding). */
+static dml_status sharded_qmse(const dml_eval_request *req, const float *ref, int n_local,
+                               int n_ref, double *v, dml_error *err)
+{
+    int size = req->shard_size;
+    double *sums = malloc((size_t)size * sizeof *sums);
+    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
+    double mse = 0.0;
+    if (!sums || !begin ||
+        (n_local > 0 && dml_pq_quantization_mse(req->pq, ref, (size_t)n_local, &mse) != DML_OK)) {
+        free(sums);
+        free(begin);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for quantization_mse");
+    }
+    for (int r = 0; r <= size; r++)
+        begin[r] = r;
+    sums[req->shard_rank] = mse * n_local;
+    req->share_rows(req->share_ctx, sums, sizeof *sums, begin);
+    double total = 0.0;
+    for (int r = 0; r < size; r++)
+        total += sums[r];
+    *v = total / n_ref;
+    free(sums);
+    free(begin);
+    return DML_OK;
+}
+
 /* One pass over all queries: against the float references, or by ADC against their codes. */
 static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
                            const uint8_t *codes, int32_t *exact_nn, double *qv, dml_error *err)
 {
     dml_eval_pass p = plan_pass(req, want, c, codes != NULL, exact_nn, qv);
+    if (req->slices)
+        return run_sharded_pass(req, &p, codes, err);
     int protocol1 = p.protocol1, n_ref = protocol1 ? req->n_queries : req->n_db, k = p.k;
     dml_searcher s;
     dml_status st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads,
@@ -335,8 +418,9 @@ static const uint8_t *reference_codes(const dml_eval_request *req, const float *
     *owned = NULL;
     if (req->db_codes)
         return req->db_codes;
-    *owned = malloc((size_t)n_ref * dml_pq_code_size(req->pq));
-    if (*owned && dml_pq_encode(req->pq, ref, (size_t)n_ref, *owned) != DML_OK) {
+    *owned = malloc((size_t)n_ref * dml_pq_code_size(req->pq) + 1); /* n_ref 0: a sharded
+                                                                       * process's none */
+    if (*owned && n_ref > 0 && dml_pq_encode(req->pq, ref, (size_t)n_ref, *owned) != DML_OK) {
         free(*owned); /* the encoder's scratch: out of memory as well */
         *owned = NULL;
     }
@@ -389,6 +473,8 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         return st;
     const float *ref = req->db ? req->db : req->queries;
     int n_ref = has_db(req) ? req->n_db : req->n_queries;
+    const dml_eval_slices *sl = req->slices; /* sharded: this process's references only */
+    int n_local = !sl ? n_ref : req->db ? sl->db_hi - sl->db_lo : sl->q_hi - sl->q_lo;
     res->n_queries = req->n_queries;
     res->n_db = n_ref;
     int passes = any_pass_metric(want), labelled = has(req, NEED_LABELS);
@@ -426,20 +512,24 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     }
     if (st == DML_OK && want[M_NMI]) {
         double nmi = NAN;
-        st = dml_eval_nmi(req->queries, req->q_labels, req->n_queries, req->d, req->seed, &nmi, err);
+        st = sl ? sharded_nmi(req, &nmi, err)
+                : dml_eval_nmi(req->queries, req->q_labels, req->n_queries, req->d, req->seed,
+                               &nmi, err);
         add_value(res, "", "nmi", nmi);
     }
     if (st == DML_OK && want[M_QMSE]) {
         double v = qmse; /* streamed: summed chunk by chunk */
-        if (!req->stream && dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref, &v) != DML_OK)
+        if (sl)
+            st = sharded_qmse(req, ref, n_local, n_ref, &v, err);
+        else if (!req->stream && dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref, &v) != DML_OK)
             st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                                "out of memory for quantization_mse");
-        else
+        if (st == DML_OK)
             add_value(res, "", "quantization_mse", v);
     }
     if (st == DML_OK && req->pq && passes) {
         uint8_t *owned = NULL;
-        const uint8_t *codes = req->stream ? NULL : reference_codes(req, ref, n_ref, &owned);
+        const uint8_t *codes = req->stream ? NULL : reference_codes(req, ref, n_local, &owned);
         if (!req->stream)
             st = codes ? run_pass(req, want, &c, codes, exact_nn, qv_pq, err)
                        : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");

@@ -152,6 +152,9 @@ void dml_rows_encoder_free(dml_rows_encoder *e)
     memset(e, 0, sizeof *e);
 }
 
+/* eval/ (below serve/) splits its rows the same way, by its own constant. */
+_Static_assert(DML_EVAL_SLICE_ROWS == DML_ENCODE_BLOCK, "eval's slices are encoder blocks");
+
 void dml_encode_shard(size_t n, int rank, int size, size_t *lo, size_t *hi)
 {
     size_t blocks = (n + DML_ENCODE_BLOCK - 1) / DML_ENCODE_BLOCK;

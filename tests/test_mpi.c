@@ -666,5 +666,8 @@ int main(void)
         cmocka_unit_test(test_sharded_encode_equals_one_process),
         cmocka_unit_test(test_sharded_eval_equals_one_process),
     };
+    const char *only = getenv("DML_TEST_FILTER"); /* e.g. "*sharded*": the slow suite's subset */
+    if (only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
