@@ -41,12 +41,13 @@
 /* Ranks that disagreed on a collective would wait for each other for ever: a hang fails. */
 #define MPIRUN_T "timeout 120 " MPIRUN
 
-static char dir[256], data[512], data2[512], queries[512];
+static char dir[256], data[512], data2[512], queries[512], ties[512];
 static char dml[1024], config[1024]; /* absolute: some ranks run in other folders */
 
 /* n rows of four Gaussian classes in 16-d as X/y in an HDF5 file; shift moves every value
  * (other data). */
 #define N_QUERIES 3000 /* three of eval's 1024-query search blocks */
+static void write_xy(const char *path, const float *x, const int32_t *y, int n);
 static void write_blobs(const char *path, int n, float shift)
 {
     static float x[N_QUERIES * WIDTH], centers[CLASSES * WIDTH];
@@ -58,6 +59,12 @@ static void write_blobs(const char *path, int n, float shift)
         for (int j = 0; j < WIDTH; j++)
             x[i * WIDTH + j] += centers[y[i] * WIDTH + j] + shift;
     }
+    write_xy(path, x, y, n);
+}
+
+/* X[n, WIDTH] and y[n] into an HDF5 file. */
+static void write_xy(const char *path, const float *x, const int32_t *y, int n)
+{
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t dx[2] = {(hsize_t)n, WIDTH}, dy[1] = {(hsize_t)n};
     hid_t sx = H5Screate_simple(2, dx, NULL), sy = H5Screate_simple(1, dy, NULL);
@@ -72,6 +79,32 @@ static void write_blobs(const char *path, int n, float shift)
     H5Fclose(f);
 }
 
+/* TIES rows in three equal thirds: row j + TIES / 3 and row j + 2 TIES / 3 are row j's
+ * features, the first with its label, the second with the next label. Every row's two twins
+ * tie, and which comes first decides precision_at_1, so a ranking that does not break ties by
+ * the lower row, as one process does, gets other numbers. 300 rows are two 256-row slices: of 3
+ * ranks, rank 0 holds none, and rank 2's rows [256, 300) are twins of rank 1's. */
+#define TIES 300
+static void write_ties(const char *path)
+{
+    static float x[TIES * WIDTH];
+    static int32_t y[TIES];
+    int third = TIES / 3;
+    write_blobs(path, third, 0.0f); /* its first rows, read back */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "X", H5P_DEFAULT);
+    H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    H5Dclose(ds);
+    H5Fclose(f);
+    for (int j = 0; j < third; j++) {
+        y[j] = y[j + third] = j % CLASSES;
+        y[j + 2 * third] = (j + 1) % CLASSES;
+        memcpy(x + (size_t)(j + third) * WIDTH, x + (size_t)j * WIDTH, WIDTH * sizeof *x);
+        memcpy(x + (size_t)(j + 2 * third) * WIDTH, x + (size_t)j * WIDTH, WIDTH * sizeof *x);
+    }
+    write_xy(path, x, y, TIES);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -79,9 +112,11 @@ static int setup(void **state)
     snprintf(data, sizeof data, "%s/blobs.h5", dir);
     snprintf(data2, sizeof data2, "%s/blobs2.h5", dir);
     snprintf(queries, sizeof queries, "%s/queries.h5", dir);
+    snprintf(ties, sizeof ties, "%s/ties.h5", dir);
     write_blobs(data, N_ROWS, 0.0f);
     write_blobs(data2, N_ROWS, 0.5f);
     write_blobs(queries, N_QUERIES, 0.0f);
+    write_ties(ties);
     tu_mpi_env();
     char *d = realpath(tu_dml_path(), NULL), *c = realpath("configs/demo.yaml", NULL);
     if (!d || !c || strlen(d) >= sizeof dml || strlen(c) >= sizeof config)
@@ -610,36 +645,82 @@ static char *metrics_json(const char *path)
     return cut ? text : NULL;
 }
 
-/* 3000 queries (three search blocks) against the 600 rows, and among themselves (protocol
- * 1), float and PQ: 2 and 3 ranks print the numbers one process prints. */
+/* The number after "key": in a JSON line, NAN when absent. */
+static double json_value(const char *json, const char *key)
+{
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\": ", key);
+    const char *at = strstr(json, quoted);
+    return at ? strtod(at + strlen(quoted), NULL) : NAN;
+}
+
+/* json without its "key": value pair. */
+static void cut_key(char *json, const char *key)
+{
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\": ", key);
+    char *at = strstr(json, quoted), *end = at ? strstr(at, ", ") : NULL;
+    if (end)
+        memmove(at, end + 2, strlen(end + 2) + 1);
+}
+
+/* Each rank embeds its slice of the rows and ranks its queries among every rank's references,
+ * merging the ranks' top-k lists (eval/shard.c): 2 and 3 ranks print one process's numbers.
+ * 3000 queries (three search blocks) against the 600 rows and among themselves (protocol 1),
+ * float and PQ, every default metric (map_all and knn_accuracy with a database); the rows with
+ * tied twins (write_ties) among themselves, where 3 ranks leave rank 0 without rows, and as the
+ * database. Rankings are exact: every metric but quantization_mse (a sum over the references,
+ * added per rank then over the ranks) must print the same digits. */
 static void test_sharded_eval_equals_one_process(void **state)
 {
     (void)state;
     if (!have_mpirun())
         TU_SKIP("mpirun is not installed");
     assert_int_equal(train(0, "ev", ""), 0);
-    for (int m = 0; m < 2; m++) {
+    const struct {
+        const char *data, *db;
+    } cases[] = {{queries, data}, {queries, NULL}, {ties, NULL}, {queries, ties}};
+    for (int m = 0; m < (int)(sizeof cases / sizeof *cases); m++) {
         char db[600] = "", one[600];
-        if (m == 0)
-            snprintf(db, sizeof db, "--db %s", data);
-        const char *cmd = "%s %s eval %s/ev/model.h5 --data %s %s --pq --json >%s/ev_%d_%d.json";
-        assert_int_equal(tu_system(cmd, "", dml, dir, queries, db, dir, m, 1), 0);
+        if (cases[m].db)
+            snprintf(db, sizeof db, "--db %s", cases[m].db);
+        const char *cmd = "%s %s eval %s/ev/model.h5 --data %s %s --pq --json >%s/ev_%d_%d.json "
+                          "2>%s/ev_%d_%d.log";
+        assert_int_equal(tu_system(cmd, "", dml, dir, cases[m].data, db, dir, m, 1, dir, m, 1), 0);
         snprintf(one, sizeof one, "%s/ev_%d_1.json", dir, m);
         char *ref = metrics_json(one);
         assert_non_null(ref);
         assert_non_null(strstr(ref, "map_at_r"));
+        assert_non_null(strstr(ref, "pq_precision_at_1"));
+        if (cases[m].db)
+            assert_non_null(strstr(ref, "map_all"));
+        /* Twins have one code, so their ADC scores tie: the lower row first hits 2 queries of
+         * 3 (float scores tie but for rounding: 0.653 measured). */
+        if (cases[m].data == ties)
+            assert_true(fabs(json_value(ref, "pq_precision_at_1") - 2.0 / 3.0) < 1e-7);
+        double qmse = json_value(ref, "quantization_mse");
+        assert_true(qmse > 0.0);
+        cut_key(ref, "quantization_mse");
         for (int np = 2; np <= 3; np++) {
-            char launcher[128], many[600];
+            char launcher[128], many[600], what[96];
             snprintf(launcher, sizeof launcher, MPIRUN_T " -np %d", np);
-            assert_int_equal(tu_system(cmd, launcher, dml, dir, queries, db, dir, m, np), 0);
+            assert_int_equal(tu_system(cmd, launcher, dml, dir, cases[m].data, db, dir, m, np,
+                                       dir, m, np), 0);
             snprintf(many, sizeof many, "%s/ev_%d_%d.json", dir, m, np);
             char *got = metrics_json(many);
             assert_non_null(got);
+            double v = json_value(got, "quantization_mse");
+            snprintf(what, sizeof what, "eval case %d quantization_mse, %d ranks vs 1", m, np);
+            tu_assert_measured(what, fabs(v - qmse) / qmse, 1e-6);
+            cut_key(got, "quantization_mse");
             assert_string_equal(ref, got);
             free(got);
         }
         free(ref);
     }
+    /* Rank 0 embeds its slice alone: 3000 queries are 12 units of 256 rows. */
+    assert_int_equal(tu_system("grep -q 'embeds queries \\[0, 1536) of 3000' %s/ev_1_2.log", dir), 0);
+    assert_int_equal(tu_system("grep -q 'embeds queries \\[0, 1024) of 3000' %s/ev_1_3.log", dir), 0);
 }
 
 int main(void)
