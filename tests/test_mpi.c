@@ -272,24 +272,34 @@ static void test_augment_pairs_mnr_equals_one_process(void **state)
                       AUGMENT_TOL);
 }
 
-/* The final codebooks' k-means over the ranks (each assigns its shard, the sums allreduced) on
- * the embeddings of one untrained model (lr 1e-30: no weight moves in float), so that only the
- * k-means differs from one process: the same codewords, measured bit for bit here. */
+/* The final codebooks' k-means over the ranks (each embeds and assigns its shard of whole
+ * 1024-row blocks, the k-means++ start drawn over the ranks, the sums allreduced) on the
+ * embeddings of one untrained model (lr 1e-30: no weight moves in float), so that only the
+ * k-means differs from one process: the same codewords, measured bit for bit here. The 600 rows
+ * are one block, all on rank 0 (the others hold none); the 3000 are three, on every rank. */
 static void test_kmeans_over_ranks_equals_one_process(void **state)
 {
     (void)state;
     if (!have_mpirun())
         TU_SKIP("mpirun is not installed");
-    const char *frozen = "--set train.steps=2 --set train.lr=1e-30";
-    assert_int_equal(train(0, "km_1", frozen), 0);
-    for (int np = 2; np <= 3; np++) {
-        char out[32];
-        snprintf(out, sizeof out, "km_%d", np);
-        assert_int_equal(train(np, out, frozen), 0);
-        assert_true(log_has(out, "fitting PQ codebooks (M = 2, K = 16) over"));
-        char what[96];
-        snprintf(what, sizeof what, "codebooks, k-means over %d ranks vs 1 process", np);
-        tu_assert_measured(what, model_rel_diff("km_1", out), 1e-6);
+#define FROZEN "--set train.steps=2 --set train.lr=1e-30"
+    char frozen[2][700];
+    snprintf(frozen[0], sizeof frozen[0], FROZEN);
+    snprintf(frozen[1], sizeof frozen[1], FROZEN " --set data.train=%s", queries);
+    for (int set = 0; set < 2; set++) {
+        char one[32];
+        snprintf(one, sizeof one, "km%d_1", set);
+        assert_int_equal(train(0, one, frozen[set]), 0);
+        for (int np = 2; np <= 3; np++) {
+            char out[32];
+            snprintf(out, sizeof out, "km%d_%d", set, np);
+            assert_int_equal(train(np, out, frozen[set]), 0);
+            assert_true(log_has(out, "fitting PQ codebooks (M = 2, K = 16) over"));
+            char what[96];
+            snprintf(what, sizeof what, "codebooks of %d rows, k-means over %d ranks vs 1 process",
+                     set ? N_QUERIES : N_ROWS, np);
+            tu_assert_measured(what, model_rel_diff(one, out), 1e-6);
+        }
     }
 }
 

@@ -180,7 +180,10 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g);
  * parameter gradients accumulated); the memory's held rows are pushed by the caller. The tape
  * is left holding the last chunk. */
 dml_status dml_run_gradcache_step(dml_run *r, float *loss_value);
-/* Embeds rows x[n, d] with one tower, in blocks, into out[n, dim]. */
+/* Rows per forward pass of dml_run_embed: a rank's shard of the codebook rows is whole blocks,
+ * so its embeddings are the bits one process computes. */
+#define DML_RUN_EMBED_BLOCK 1024
+/* Embeds rows x[n, d] with one tower, in blocks of DML_RUN_EMBED_BLOCK, into out[n, dim]. */
 void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out);
 /* The same in blocks of block rows. */
 void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n, int block,

@@ -16,9 +16,13 @@ int32_t *dml_run_all_train_rows(const dml_run *r, int *n);
 /* The joint loss's codebooks from the embeddings of the training rows: a fresh k-means++ fit
  * (fresh) or pq.iters more k-means iterations from the current codebooks. */
 dml_status dml_run_fit_codebooks(dml_run *r, int fresh, dml_error *err);
-/* The same k-means over the ranks of r->comm (train/run_kmeans.c), on z[n, d], every row's
- * embedding, which every rank holds. */
-dml_status dml_run_pq_fit_ranks(dml_run *r, const float *z, int n, int fresh, dml_error *err);
+/* The same k-means over the ranks of r->comm (train/run_kmeans.c) on n rows, of which this
+ * rank holds rows [lo, lo + nl) (dml_run_shard_rows), their embeddings in z[nl, d]. */
+dml_status dml_run_pq_fit_ranks(dml_run *r, const float *z, int n, int lo, int nl, int fresh,
+                                dml_error *err);
+/* The rows [*lo, *hi) of n that rank of size embeds for the codebooks: whole
+ * DML_RUN_EMBED_BLOCKs, split as evenly as they go (none when there are fewer blocks). */
+void dml_run_shard_rows(int n, int rank, int size, int *lo, int *hi);
 
 /* map_at_r and precision_at_1 of the validation rows (the test set when there are none). */
 dml_status dml_run_validate(dml_run *r, dml_validation *v, dml_error *err);

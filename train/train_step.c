@@ -14,8 +14,6 @@
 
 #include "train/run.h"
 
-#define EMBED_BLOCK 1024
-
 /* x's rows of every rank, in rank order: the global batch (x itself in one process). */
 static dml_tensor *global(const dml_run *r, dml_graph *g, dml_tensor *x)
 {
@@ -324,7 +322,7 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 
 void dml_run_embed(dml_graph *g, const dml_mlp *m, const float *x, int n, float *out)
 {
-    dml_run_embed_blocks(g, m, x, n, EMBED_BLOCK, out);
+    dml_run_embed_blocks(g, m, x, n, DML_RUN_EMBED_BLOCK, out);
 }
 
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second)
