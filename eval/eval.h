@@ -146,12 +146,10 @@ typedef struct dml_eval_request {
     uint64_t seed;            /* nmi's k-means */
     int threads;              /* <= 0: one per core */
     int block;                /* queries per search block; 0: automatic */
-    /* Sharding the queries over processes (dml eval under mpirun); shard_size <= 1: none.
-     * Process shard_rank ranks a contiguous slice of whole search blocks (so every block is
-     * scored as one process scores it); share_rows then gives every process the others' rows
-     * of buf [n_rows, row_bytes], process k's rows being [row_begin[k], row_begin[k + 1]).
-     * Everything else (embeddings, nmi, quantization_mse) is computed by every process, and
-     * the metrics are the one-process numbers. */
+    /* Sharding over processes (dml eval under mpirun); shard_size <= 1: none. Each process
+     * holds its slices of the rows (slices, below); share_rows gives every process the others'
+     * rows of buf [n_rows, row_bytes], process k's rows being [row_begin[k], row_begin[k + 1]).
+     * The metrics are the one-process numbers (quantization_mse within double rounding). */
     int shard_rank, shard_size;
     void (*share_rows)(void *ctx, void *buf, size_t row_bytes, const int *row_begin);
     void *share_ctx;
@@ -159,14 +157,13 @@ typedef struct dml_eval_request {
      * embedded, searched (and PQ-encoded) chunk by chunk, each query keeping a bounded top-k
      * merged across chunks (eval/stream.c). db_labels are still whole. */
     const struct dml_eval_stream *stream;
-    /* Set (shard_size > 1, share_rows set): the rows are sharded too. queries holds only the
-     * query rows [q_lo, q_hi) of this process and db only the database rows [db_lo, db_hi)
-     * (protocol 1: the queries are the references), each from dml_eval_slice; n_queries and
-     * n_db, the labels and the truth stay whole. Each process scores every query, gathered
-     * block by block, against its own references, keeps each query's top-k, and every query's
-     * lists are merged by (score, row) on its owner (eval/shard.c): one process's rankings,
-     * without any process holding a whole embedding table (nmi excepted: it gathers the
-     * queries' embeddings). */
+    /* Set exactly when shard_size > 1: queries holds only this process's query rows
+     * [q_lo, q_hi) and db only its database rows [db_lo, db_hi) (protocol 1: the queries are
+     * the references), each from dml_eval_slice; n_queries and n_db, the labels and the truth
+     * stay whole. Each process scores every query, gathered block by block, against its own
+     * references and keeps each query's top-k; the lists of a block are shared and each query's
+     * owner merges them by (score, row) (eval/shard.c): one process's rankings, no process
+     * holding a whole embedding table (but for nmi, which gathers the queries'). */
     const struct dml_eval_slices *slices;
 } dml_eval_request;
 

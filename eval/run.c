@@ -71,9 +71,10 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
         what = "a streamed database: no rows in memory, a chunk size and an embed function";
     else if (req->stream && req->shard_size > 1)
         what = "one process for a streamed database (it is not sharded)";
-    else if (req->slices && (req->shard_size < 2 || !req->share_rows || req->db_codes))
-        what = "sharded rows with two processes or more, a way to share rows and no database "
-               "codes";
+    else if (req->shard_size > 1 && (!req->slices || !req->share_rows || req->db_codes))
+        what = "sharded rows: this process's slices, a way to share rows and no database codes";
+    else if (req->slices && req->shard_size < 2)
+        what = "two processes or more with sharded rows";
     else if (req->paired && (!has_db(req) || req->n_db != req->n_queries))
         what = "paired data: a database row (the positive) for every query";
     else if (req->pq && req->pq->d != req->d)
@@ -385,28 +386,8 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                                               req->distance, req->block, req->threads, k, err);
     if (st != DML_OK)
         return st;
-    int shards = req->shard_size > 1 ? req->shard_size : 1;
-    int *row_begin = malloc(((size_t)shards + 1) * sizeof *row_begin);
-    if (!row_begin) {
-        dml_searcher_free(&s);
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
-    }
-    size_t blocks = ((size_t)req->n_queries + s.block - 1) / s.block;
-    for (int r = 0; r <= shards; r++) {
-        size_t q = (size_t)s.block * (blocks * (size_t)r / (size_t)shards);
-        row_begin[r] = q < (size_t)req->n_queries ? (int)q : req->n_queries;
-    }
-    int me = shards > 1 ? req->shard_rank : 0;
     p.s = &s;
-    p.q_begin = row_begin[me];
-    p.q_end = row_begin[me + 1];
     st = dml_eval_pass_run(&p, err);
-    if (st == DML_OK && shards > 1) {
-        req->share_rows(req->share_ctx, qv, DML_QV_COUNT * sizeof *qv, row_begin);
-        if (!codes) /* the PQ pass splits by its own block size and reads any query's */
-            req->share_rows(req->share_ctx, exact_nn, sizeof *exact_nn, row_begin);
-    }
-    free(row_begin);
     dml_searcher_free(&s);
     return st;
 }
