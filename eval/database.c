@@ -20,10 +20,10 @@ static dml_status embed_rows(const dml_eval_model *m, int tower, const dml_datas
                              "rows have %d features, but the model's %s takes %d", d,
                              tower ? "encoder_b" : "encoder", d_in);
     *z = malloc(((size_t)(hi - lo) * m->dim + 1) * sizeof **z);
+    const float *x = (second ? ds->x_b : ds->x) + (size_t)lo * d;
     dml_status st = !*z ? DML_ERR_NOMEM
                     : hi == lo ? DML_OK
-                               : m->embed(m->ctx, tower, (second ? ds->x_b : ds->x) + (size_t)lo * d,
-                                          (size_t)(hi - lo), *z);
+                               : m->embed(m->ctx, tower, x, (size_t)(hi - lo), *z);
     if (st != DML_OK) {
         free(*z);
         *z = NULL;

@@ -99,7 +99,8 @@ dml_status dml_eval_shard_pass(const dml_eval_request *req, dml_eval_pass *p,
         return st;
     int threads = ref_n > 0 ? s.threads : 1;
     int *q_begin = malloc(3 * ((size_t)size + 1) * sizeof *q_begin);
-    int *row_begin = q_begin ? q_begin + size + 1 : NULL, *pos = row_begin ? row_begin + size + 1 : NULL;
+    int *row_begin = q_begin ? q_begin + size + 1 : NULL;
+    int *pos = row_begin ? row_begin + size + 1 : NULL;
     float *qb = malloc((size_t)block * d * sizeof *qb);
     hit *lists = malloc((size_t)size * block * k * sizeof *lists);
     int32_t *idx = malloc(((size_t)threads + 1) * k * sizeof *idx);

@@ -679,7 +679,8 @@ static void cut_key(char *json, const char *key)
  * 3000 queries (three search blocks) against the 600 rows and among themselves (protocol 1),
  * float and PQ, every default metric (map_all and knn_accuracy with a database); the rows with
  * tied twins (write_ties) among themselves, where 3 ranks leave rank 0 without rows, and as the
- * database. Rankings are exact: every metric but quantization_mse (a sum over the references,
+ * database; a dual encoder's pairs (each query's second view its reference: recall_at_k,
+ * mrr_at_10). Rankings are exact: every metric but quantization_mse (a sum over the references,
  * added per rank then over the ranks) must print the same digits. */
 static void test_sharded_eval_equals_one_process(void **state)
 {
@@ -687,21 +688,25 @@ static void test_sharded_eval_equals_one_process(void **state)
     if (!have_mpirun())
         TU_SKIP("mpirun is not installed");
     assert_int_equal(train(0, "ev", ""), 0);
+    assert_int_equal(train(0, "evd", "--set loss.type=mnr --set data.pairs=halves "
+                                     "--set model.type=dual"), 0);
     const struct {
-        const char *data, *db;
-    } cases[] = {{queries, data}, {queries, NULL}, {ties, NULL}, {queries, ties}};
+        const char *model, *data, *db;
+    } cases[] = {{"ev", queries, data}, {"ev", queries, NULL}, {"ev", ties, NULL},
+                 {"ev", queries, ties}, {"evd", queries, NULL}};
     for (int m = 0; m < (int)(sizeof cases / sizeof *cases); m++) {
         char db[600] = "", one[600];
         if (cases[m].db)
             snprintf(db, sizeof db, "--db %s", cases[m].db);
-        const char *cmd = "%s %s eval %s/ev/model.h5 --data %s %s --pq --json >%s/ev_%d_%d.json "
-                          "2>%s/ev_%d_%d.log";
-        assert_int_equal(tu_system(cmd, "", dml, dir, cases[m].data, db, dir, m, 1, dir, m, 1), 0);
+        const char *cmd = "%s %s eval %s/%s/model.h5 --data %s %s --pq --json "
+                          ">%s/ev_%d_%d.json 2>%s/ev_%d_%d.log";
+        assert_int_equal(tu_system(cmd, "", dml, dir, cases[m].model, cases[m].data, db, dir, m,
+                                   1, dir, m, 1), 0);
         snprintf(one, sizeof one, "%s/ev_%d_1.json", dir, m);
         char *ref = metrics_json(one);
         assert_non_null(ref);
-        assert_non_null(strstr(ref, "map_at_r"));
-        assert_non_null(strstr(ref, "pq_precision_at_1"));
+        int dual = !strcmp(cases[m].model, "evd");
+        assert_non_null(strstr(ref, dual ? "pq_mrr_at_10" : "pq_map_at_r"));
         if (cases[m].db)
             assert_non_null(strstr(ref, "map_all"));
         /* Twins have one code, so their ADC scores tie: the lower row first hits 2 queries of
@@ -714,8 +719,8 @@ static void test_sharded_eval_equals_one_process(void **state)
         for (int np = 2; np <= 3; np++) {
             char launcher[128], many[600], what[96];
             snprintf(launcher, sizeof launcher, MPIRUN_T " -np %d", np);
-            assert_int_equal(tu_system(cmd, launcher, dml, dir, cases[m].data, db, dir, m, np,
-                                       dir, m, np), 0);
+            assert_int_equal(tu_system(cmd, launcher, dml, dir, cases[m].model, cases[m].data, db,
+                                       dir, m, np, dir, m, np), 0);
             snprintf(many, sizeof many, "%s/ev_%d_%d.json", dir, m, np);
             char *got = metrics_json(many);
             assert_non_null(got);
@@ -729,8 +734,9 @@ static void test_sharded_eval_equals_one_process(void **state)
         free(ref);
     }
     /* Rank 0 embeds its slice alone: 3000 queries are 12 units of 256 rows. */
-    assert_int_equal(tu_system("grep -q 'embeds queries \\[0, 1536) of 3000' %s/ev_1_2.log", dir), 0);
-    assert_int_equal(tu_system("grep -q 'embeds queries \\[0, 1024) of 3000' %s/ev_1_3.log", dir), 0);
+    const char *grep = "grep -q 'embeds queries \\[0, %d) of 3000' %s/ev_1_%d.log";
+    assert_int_equal(tu_system(grep, 1536, dir, 2), 0);
+    assert_int_equal(tu_system(grep, 1024, dir, 3), 0);
 }
 
 int main(void)
