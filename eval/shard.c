@@ -2,9 +2,10 @@
  * Each process holds the embeddings of its own slice of the queries and of the references.
  * The queries go through in one process's search blocks: each block's embeddings are gathered
  * from their owners, scored against this process's references (one GEMM, or ADC over its
- * codes), and each query's top-k among them is exchanged; the owner of a query merges the lists
- * by (score, row) and computes its values. A process holds one block of queries and of lists,
- * never a whole embedding table.
+ * codes), and each query's top-k among them is exchanged, a part of the block at a time;
+ * the owner of a query merges the lists by (score, row) and computes its values. A process
+ * holds one block of queries, its scores against this process's references and LIST_BYTES of
+ * lists, never a whole embedding table.
  *
  * The rankings are one process's: the slices are whole DML_EVAL_SLICE_ROWS units, so the
  * embeddings and codes are the single process's; the blocks are its blocks, so each GEMM has
@@ -16,6 +17,8 @@
 
 #include "eval/eval.h"
 
+#define LIST_BYTES (8u << 20) /* the lists of every process exchanged at once */
+
 typedef struct hit {
     float score;
     int32_t row; /* global; -1: none */
@@ -23,10 +26,10 @@ typedef struct hit {
 
 typedef struct shard_ctx {
     dml_searcher *s;
-    int k, b0, ref_lo, ref_n, protocol1;
+    int k, b0, i0, ref_lo, ref_n, protocol1; /* i0: the first query of the part */
     int32_t *idx;  /* [threads, k] */
     float *score;  /* [threads, k] */
-    hit *mine;     /* [block, k] this process's lists of the block */
+    hit *mine;     /* [part, k] this process's lists of the part of the block */
 } shard_ctx;
 
 void dml_eval_slice(int n, int rank, int size, int *lo, int *hi)
@@ -38,23 +41,23 @@ void dml_eval_slice(int n, int rank, int size, int *lo, int *hi)
     *hi = b < n ? (int)b : n;
 }
 
-/* Queries [begin, end) of the scored block: their top-k among this process's references. */
+/* Queries i0 + [begin, end) of the scored block: their top-k among this process's references. */
 static void local_topk(void *arg, int begin, int end, int thread)
 {
     shard_ctx *c = arg;
     int32_t *idx = c->idx + (size_t)thread * c->k;
     float *score = c->score + (size_t)thread * c->k;
     for (int i = begin; i < end; i++) {
-        int q = c->b0 + i, self = q - c->ref_lo;
+        int q = c->b0 + c->i0 + i, self = q - c->ref_lo;
         int skip = c->protocol1 && self >= 0 && self < c->ref_n ? self : -1;
-        int found = dml_searcher_topk(c->s, i, skip, c->k, thread, idx, score);
+        int found = dml_searcher_topk(c->s, c->i0 + i, skip, c->k, thread, idx, score);
         hit *h = c->mine + (size_t)i * c->k;
         for (int t = 0; t < c->k; t++)
             h[t] = t < found ? (hit){score[t], c->ref_lo + idx[t]} : (hit){INFINITY, -1};
     }
 }
 
-/* Query i of the block: the size lists (rank r's at lists[(r * nb + i) * k]) merged into
+/* Query i of the part: the size lists (rank r's at lists[(r * nb + i) * k]) merged into
  * idx[k]; returns how many. Ranks hold ascending rows, so the lower rank wins a tie. */
 static int merge(const hit *lists, int size, int nb, int i, int k, int *pos, int32_t *idx)
 {
@@ -102,13 +105,15 @@ dml_status dml_eval_shard_pass(const dml_eval_request *req, dml_eval_pass *p,
     int *row_begin = q_begin ? q_begin + size + 1 : NULL;
     int *pos = row_begin ? row_begin + size + 1 : NULL;
     float *qb = malloc((size_t)block * d * sizeof *qb);
-    hit *lists = malloc((size_t)size * block * k * sizeof *lists);
+    size_t fit = LIST_BYTES / ((size_t)size * k * sizeof(hit));
+    int part = fit < 1 ? 1 : fit < (size_t)block ? (int)fit : block;
+    hit *lists = malloc((size_t)size * part * k * sizeof *lists);
     int32_t *idx = malloc(((size_t)threads + 1) * k * sizeof *idx);
     float *score = malloc((size_t)threads * k * sizeof *score);
     int *votes = calloc((size_t)(p->n_classes > 0 ? p->n_classes : 1), sizeof *votes);
     if (!q_begin || !qb || !lists || !idx || !score || !votes) {
         st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
-                           "out of memory for a block of %d queries' top-%d lists", block, k);
+                           "out of memory for %d queries' top-%d lists", part, k);
         n_q = 0;
     }
     for (int r = 0; r < size && q_begin; r++) {
@@ -130,20 +135,23 @@ dml_status dml_eval_shard_pass(const dml_eval_request *req, dml_eval_pass *p,
         memcpy(qb + (size_t)lo * d, req->queries + (size_t)(c.b0 + lo - sl->q_lo) * d,
                (size_t)(hi - lo) * d * sizeof *qb);
         req->share_rows(req->share_ctx, qb, (size_t)d * sizeof *qb, row_begin);
-        c.mine = lists + (size_t)req->shard_rank * nb * k;
-        if (ref_n > 0) {
+        if (ref_n > 0)
             dml_searcher_score(&s, qb, nb);
-            dml_parallel_for(threads, nb, local_topk, &c);
-        } else {
-            for (size_t t = 0; t < (size_t)nb * k; t++)
+        for (c.i0 = 0; c.i0 < nb; c.i0 += part) {
+            int np = nb - c.i0 < part ? nb - c.i0 : part;
+            c.mine = lists + (size_t)req->shard_rank * np * k;
+            if (ref_n > 0)
+                dml_parallel_for(threads, np, local_topk, &c);
+            for (size_t t = 0; ref_n == 0 && t < (size_t)np * k; t++)
                 c.mine[t] = (hit){INFINITY, -1};
-        }
-        for (int r = 0; r <= size; r++)
-            row_begin[r] = r * nb;
-        req->share_rows(req->share_ctx, lists, (size_t)k * sizeof *lists, row_begin);
-        for (int q = c.b0 + lo; q < c.b0 + hi; q++) {
-            int found = merge(lists, size, nb, q - c.b0, k, pos, merged);
-            dml_eval_query_values(p, q, merged, found, votes);
+            for (int r = 0; r <= size; r++)
+                row_begin[r] = r * np;
+            req->share_rows(req->share_ctx, lists, (size_t)k * sizeof *lists, row_begin);
+            int q0 = c.i0 > lo ? c.i0 : lo, q1 = c.i0 + np < hi ? c.i0 + np : hi;
+            for (int i = q0; i < q1; i++) { /* this process's queries of the part */
+                int found = merge(lists, size, np, i - c.i0, k, pos, merged);
+                dml_eval_query_values(p, c.b0 + i, merged, found, votes);
+            }
         }
     }
     if (ref_n > 0)

@@ -677,7 +677,8 @@ static void cut_key(char *json, const char *key)
 /* Each rank embeds its slice of the rows and ranks its queries among every rank's references,
  * merging the ranks' top-k lists (eval/shard.c): 2 and 3 ranks print one process's numbers.
  * 3000 queries (three search blocks) against the 600 rows and among themselves (protocol 1),
- * float and PQ, every default metric (map_all and knn_accuracy with a database); the rows with
+ * float and PQ, every default metric (map_all and knn_accuracy with a database; among
+ * themselves, each query's top 750 are exchanged in parts of a search block); the rows with
  * tied twins (write_ties) among themselves, where 3 ranks leave rank 0 without rows, and as the
  * database; a dual encoder's pairs (each query's second view its reference: recall_at_k,
  * mrr_at_10). Rankings are exact: every metric but quantization_mse (a sum over the references,
