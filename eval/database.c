@@ -229,7 +229,9 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
         else if (check_scale && (st = dml_input_scale_of_rows(&scale, &rows, err)) == DML_OK)
             dml_input_scale_warn(req->log, "eval", m->name, m->scale, &scale, req->db_spec);
     }
-    streamed = st == DML_OK && (paired || req->db_spec) && (req->stream || need > limit);
+    /* Sharded, a rank holds about its share of the rows. */
+    double share = req->shard_size > 1 && req->share_rows ? need / req->shard_size : need;
+    streamed = st == DML_OK && (paired || req->db_spec) && (req->stream || share > limit);
     if (streamed && req->shard_size > 1)
         st = dml_error_set(err, DML_ERR_USAGE, db_name, 0, 0,
                            "the database is searched in chunks (%s), on one process only: run "
