@@ -456,6 +456,41 @@ static void test_request_errors(void **state)
     dml_error err;
     assert_int_equal(dml_eval_run(&bad_data, &res, &err), DML_ERR_DATA);
     assert_non_null(strstr(err.msg, "database row 2 has a non-finite value"));
+    dml_eval_request shard = {.d = 1, .queries = x, .q_labels = y, .n_queries = 4,
+                              .shard_size = 2}; /* every process's rows, no slices */
+    expect_usage(&shard, "sharded rows: this process's slices");
+    dml_eval_slices one = {0, 4, 0, 4};
+    dml_eval_request alone = {.d = 1, .queries = x, .q_labels = y, .n_queries = 4,
+                              .slices = &one};
+    expect_usage(&alone, "two processes or more");
+}
+
+/* Sharded rows (dml eval under mpirun): whole 256-row units, in rank order, covering every row;
+ * fewer units than ranks leave the first ranks empty. */
+static void test_slices(void **state)
+{
+    (void)state;
+    const int n[] = {1, 255, 256, 257, 600, 3000, 1 << 20};
+    for (int i = 0; i < (int)(sizeof n / sizeof *n); i++)
+        for (int size = 1; size <= 7; size++) {
+            int end = 0;
+            for (int r = 0; r < size; r++) {
+                int lo, hi;
+                dml_eval_slice(n[i], r, size, &lo, &hi);
+                assert_int_equal(lo, end);
+                assert_true(hi >= lo);
+                assert_true(lo % DML_EVAL_SLICE_ROWS == 0 || lo == n[i]);
+                end = hi;
+            }
+            assert_int_equal(end, n[i]);
+        }
+    int lo, hi;
+    dml_eval_slice(600, 0, 3, &lo, &hi); /* 3 units of 3 ranks: one each */
+    assert_int_equal(hi - lo, 256);
+    dml_eval_slice(600, 2, 3, &lo, &hi);
+    assert_int_equal(hi - lo, 88);
+    dml_eval_slice(300, 0, 3, &lo, &hi); /* 2 units of 3 ranks: rank 0 holds none */
+    assert_int_equal(hi - lo, 0);
 }
 
 /* Every class of one member: nothing counted, the label metrics are NAN (null in JSON). */
@@ -605,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_pq_recall_against_brute_force),
         cmocka_unit_test(test_blocks_and_threads_agree),
         cmocka_unit_test(test_request_errors),
+        cmocka_unit_test(test_slices),
         cmocka_unit_test(test_one_class_database_counts),
         cmocka_unit_test(test_all_skipped_and_outputs),
         cmocka_unit_test(test_metric_list),
