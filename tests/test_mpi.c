@@ -735,6 +735,11 @@ static void test_sharded_eval_equals_one_process(void **state)
         free(ref);
     }
     /* Rank 0 embeds its slice alone: 3000 queries are 12 units of 256 rows. */
+    /* --projector gathers the queries' embeddings on rank 0: one process's file. */
+    const char *proj = "%s %s eval %s/ev/model.h5 --data %s --projector %s/proj_%d >/dev/null 2>&1";
+    assert_int_equal(tu_system(proj, "", dml, dir, ties, dir, 1), 0);
+    assert_int_equal(tu_system(proj, MPIRUN_T " -np 3", dml, dir, ties, dir, 3), 0);
+    assert_int_equal(tu_system("cmp -s %s/proj_1/vectors.tsv %s/proj_3/vectors.tsv", dir, dir), 0);
     const char *grep = "grep -q 'embeds queries \\[0, %d) of 3000' %s/ev_1_%d.log";
     assert_int_equal(tu_system(grep, 1536, dir, 2), 0);
     assert_int_equal(tu_system(grep, 1024, dir, 3), 0);
