@@ -442,7 +442,8 @@ static void test_unknown_keys(void **state)
         {"train:\n  margin: 0.1\n", NULL, 2, 3, "train.margin: unknown key (did you mean 'loss.margin'?)"},
         {"model:\n  zzz: 1\n", NULL, 2, 3, "model.zzz: unknown key"},
         /* A loss's parameters are the chosen loss's (loss.type may come after them). */
-        {"loss:\n  margn: 0.1\n", NULL, 2, 3, "loss.margn: unknown key (did you mean 'loss.margin'?)"},
+        {"loss:\n  margn: 0.1\n", NULL, 2, 3,
+         "loss.margn: unknown key (did you mean 'loss.margin'?)"},
         {"loss:\n  margin: 0.1\n  type: contrastive\n", NULL, 2, 3,
          "loss.margin: not a parameter of loss.type contrastive, whose parameters are distance, "
          "pos_margin, neg_margin, power, reduction"},
