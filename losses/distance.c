@@ -1,4 +1,7 @@
-/* The configured distance between two row sets, built from nn's ops. */
+/* The configured distance between two row sets, built from nn's ops, and the cosine
+ * similarities and labels of a batch against itself and extra references. */
+#include <string.h>
+
 #include "losses/losses.h"
 
 dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_distance dist)
@@ -13,4 +16,24 @@ dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_
     }
     }
     return NULL;
+}
+
+dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs)
+{
+    dml_tensor *zn = dml_l2_normalize(g, z);
+    dml_tensor *s = dml_matmul(g, zn, zn, 1);
+    return refs ? dml_concat_cols(g, s, dml_matmul(g, zn, dml_l2_normalize(g, refs), 1)) : s;
+}
+
+const int32_t *dml_labels_with_refs(dml_graph *g, const int32_t *labels, int b,
+                                    const int32_t *ref_labels, int k)
+{
+    if (k == 0)
+        return labels;
+    int32_t *all = dml_graph_alloc(g, ((size_t)b + (size_t)k) * sizeof *all);
+    if (!all)
+        return NULL;
+    memcpy(all, labels, (size_t)b * sizeof *all);
+    memcpy(all + b, ref_labels, (size_t)k * sizeof *all);
+    return all;
 }
