@@ -4,8 +4,9 @@
 
 #include "losses/loss_table.h"
 
-/* src[0] = S [B, N]; ctx: circle_ctx; cache: [B * N + 1], d(sum_i L_i)/dS filled by forward,
- * then the number of rows that have a loss (the divisor). */
+/* src[0] = S [B, N]; src[1] = the similarities the weights a_p, a_n are computed from, or NULL
+ * (S itself); ctx: circle_ctx; cache: [B * N + 1], d(sum_i L_i)/dS filled by forward, then the
+ * number of rows that have a loss (the divisor). */
 typedef struct circle_ctx {
     const int32_t *labels, *refs; /* [B], [N] */
     float m, gamma;
@@ -18,8 +19,8 @@ static double softplus(double t)
 
 /* Row i's loss, or -1 when it has no positive or no negative (c[N] zeroed then); writes
  * d(L_i)/d(s_ij) into c. The logits go into c first (-inf for i itself), then the weights. */
-static double circle_row(const circle_ctx *x, const float *restrict s, float *restrict c, int n,
-                         int i)
+static double circle_row(const circle_ctx *x, const float *restrict s, const float *restrict w,
+                         float *restrict c, int n, int i)
 {
     const int32_t *y = x->refs;
     int32_t yi = x->labels[i];
@@ -27,7 +28,7 @@ static double circle_row(const circle_ctx *x, const float *restrict s, float *re
     float mp = -INFINITY, mn = -INFINITY;
     for (int j = 0; j < n; j++) {
         /* the weights a_p, a_n are constants: the authors' code detaches them */
-        float ap = fmaxf(op - s[j], 0.0f), an = fmaxf(s[j] - on, 0.0f);
+        float ap = fmaxf(op - w[j], 0.0f), an = fmaxf(w[j] - on, 0.0f);
         int pos = y[j] == yi;
         c[j] = j == i ? -INFINITY
                : pos  ? -x->gamma * ap * (s[j] - dp)
@@ -58,20 +59,21 @@ static double circle_row(const circle_ctx *x, const float *restrict s, float *re
     double sig = t >= 0.0 ? 1.0 / (1.0 + exp(-t)) : exp(t) / (1.0 + exp(t));
     float kp = (float)(sig / sp) * x->gamma, kn = (float)(sig / sn) * x->gamma;
     for (int j = 0; j < n; j++)
-        c[j] = y[j] == yi ? -kp * c[j] * fmaxf(op - s[j], 0.0f)
-                          : kn * c[j] * fmaxf(s[j] - on, 0.0f);
+        c[j] = y[j] == yi ? -kp * c[j] * fmaxf(op - w[j], 0.0f)
+                          : kn * c[j] * fmaxf(w[j] - on, 0.0f);
     return softplus(t);
 }
 
 static void circle_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
+    const float *w = out->src[1] ? out->src[1]->data : s->data;
     float *coef = out->cache, *divisor = coef + (size_t)s->rows * s->cols;
     double sum = 0.0;
     int rows = 0;
     for (int i = 0; i < s->rows; i++) {
-        double l = circle_row(out->ctx, s->data + (size_t)i * s->cols,
-                              coef + (size_t)i * s->cols, s->cols, i);
+        size_t at = (size_t)i * s->cols;
+        double l = circle_row(out->ctx, s->data + at, w + at, coef + at, s->cols, i);
         if (l >= 0.0) {
             sum += l;
             rows++;
@@ -95,13 +97,14 @@ static void circle_backward(dml_tensor *out)
 
 const dml_op_def dml_op_circle = {"circle", circle_forward, circle_backward};
 
-dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, const int32_t *labels,
-                            const int32_t *ref_labels, float m, float gamma)
+dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma)
 {
     if (!s || !ref_labels)
         return NULL;
     DML_ASSERT(labels && s->rows <= s->cols && gamma > 0.0f);
-    dml_tensor *out = dml_graph_node(g, &dml_op_circle, 1, 1, s, NULL, NULL);
+    DML_ASSERT(!weights_at || (weights_at->rows == s->rows && weights_at->cols == s->cols));
+    dml_tensor *out = dml_graph_node(g, &dml_op_circle, 1, 1, s, weights_at, NULL);
     circle_ctx *x = out ? dml_graph_alloc(g, sizeof *x) : NULL;
     if (!x || !(out->cache = dml_graph_alloc(g, ((size_t)s->rows * s->cols + 1) * sizeof(float))))
         return NULL;
@@ -120,7 +123,7 @@ static dml_tensor *circle_build(const dml_loss_input *in)
     DML_ASSERT(k == 0 || in->ref_labels);
     dml_tensor *s = dml_cosine_sim_refs(in->g, in->z, in->refs);
     const int32_t *y = dml_labels_with_refs(in->g, in->labels, in->z->rows, in->ref_labels, k);
-    return dml_loss_circle(in->g, s, in->labels, y, in->p[P_M], in->p[P_GAMMA]);
+    return dml_loss_circle(in->g, s, NULL, in->labels, y, in->p[P_M], in->p[P_GAMMA]);
 }
 
 static const dml_loss_param circle_params[] = {

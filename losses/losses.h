@@ -90,7 +90,7 @@ dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *lab
  * Multi-Similarity (Wang et al. 2019), PML's MultiSimilarityLoss: per row i, with P_i and N_i
  * its positive and negative references,
  *   L_i = (1/alpha) log(1 + sum_P exp(-alpha (s - base))) + (1/beta) log(1 + sum_N exp(beta (s - base))),
- * L = (1/B) sum_i L_i. With mine, the pairs are first those PML's MultiSimilarityMiner keeps: a
+ * L = (1/B) sum_i L_i (rows without a positive or a negative count in B with 0). With mine, the pairs are first those PML's MultiSimilarityMiner keeps: a
  * positive with s - epsilon < the row's largest negative s, a negative with s + epsilon > the
  * row's smallest positive s. */
 dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
@@ -99,9 +99,11 @@ dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t
 /* Circle loss (Sun et al. 2020), PML's CircleLoss: per row with both positives and negatives,
  * L_i = softplus(lse_N(gamma a_n (s - m)) + lse_P(-gamma a_p (s - 1 + m))), the weights
  * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean
- * over those rows. */
-dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, const int32_t *labels,
-                            const int32_t *ref_labels, float m, float gamma);
+ * over those rows. The weights are computed from weights_at [B, N] when it is not NULL, else
+ * from S: a gradient check fixes them there, at the point it checks, to see the function whose
+ * gradient this is. */
+dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma);
 
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
  * computed stably from the logits. */

@@ -28,8 +28,14 @@ static double ms_row(const ms_ctx *x, const float *restrict s, float *restrict c
         else
             max_neg = fmaxf(max_neg, s[j]);
     }
-    /* PML's miner: strict inequalities; a row without negatives keeps no positive and one
-     * without positives keeps no negative (the bounds are -inf and +inf). */
+    /* A row with no positive or no negative adds nothing, mined or not (the miner would keep
+     * none of its pairs; PML's loss without it still counts the other term). */
+    if (min_pos == INFINITY || max_neg == -INFINITY) {
+        for (int j = 0; j < n; j++)
+            c[j] = 0.0f;
+        return 0.0;
+    }
+    /* PML's miner: strict inequalities. */
     float mp = 0.0f, mn = 0.0f;
     for (int j = 0; j < n; j++) {
         int pos = y[j] == yi;
