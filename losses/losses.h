@@ -89,10 +89,11 @@ dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *lab
  *
  * Multi-Similarity (Wang et al. 2019), PML's MultiSimilarityLoss: per row i, with P_i and N_i
  * its positive and negative references,
- *   L_i = (1/alpha) log(1 + sum_P exp(-alpha (s - base))) + (1/beta) log(1 + sum_N exp(beta (s - base))),
- * L = (1/B) sum_i L_i (rows without a positive or a negative count in B with 0). With mine, the pairs are first those PML's MultiSimilarityMiner keeps: a
- * positive with s - epsilon < the row's largest negative s, a negative with s + epsilon > the
- * row's smallest positive s. */
+ *   L_i = (1/alpha) log(1 + sum_P exp(-alpha (s - base)))
+ *       + (1/beta) log(1 + sum_N exp(beta (s - base))),
+ * L = (1/B) sum_i L_i (a row without a positive or a negative counts in B with 0). With mine,
+ * the pairs are first those PML's MultiSimilarityMiner keeps: a positive with s - epsilon < the
+ * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. */
 dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
                                       const int32_t *ref_labels, float alpha, float beta,
                                       float base, int mine, float epsilon);

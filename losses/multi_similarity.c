@@ -104,6 +104,7 @@ dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t
 }
 
 enum { P_ALPHA, P_BETA, P_BASE, P_MINER, P_EPSILON };
+enum { MINER_ALL, MINER_MS }; /* loss.miner's choices, in ms_miners' order */
 
 static dml_tensor *ms_build(const dml_loss_input *in)
 {
@@ -115,8 +116,11 @@ static dml_tensor *ms_build(const dml_loss_input *in)
     const int32_t *y = dml_labels_with_refs(in->g, in->labels, in->z->rows, in->ref_labels, k);
     const float *p = in->p;
     return dml_loss_multi_similarity(in->g, s, in->labels, y, p[P_ALPHA], p[P_BETA], p[P_BASE],
-                                     p[P_MINER] != 0.0f, p[P_EPSILON]);
+                                     (int)p[P_MINER] == MINER_MS, p[P_EPSILON]);
 }
+
+/* loss.miner, as triplet's: which pairs the loss sees (the value is the index). */
+static const char *const ms_miners[] = {[MINER_ALL] = "all", [MINER_MS] = "multi_similarity", NULL};
 
 static const dml_loss_param ms_params[] = {
     [P_ALPHA] = {"alpha", DML_LP_FLOAT, 2.0f, 0.0f, 1e4f, 1, NULL,
@@ -125,9 +129,9 @@ static const dml_loss_param ms_params[] = {
                 "scale of the negative pairs' term (PML's beta)"},
     [P_BASE] = {"base", DML_LP_FLOAT, 0.5f, -1.0f, 1.0f, 0, NULL,
                 "the cosine similarity the pairs are weighed around (PML's base)"},
-    [P_MINER] = {"miner", DML_LP_FLAG, 1.0f, 0.0f, 1.0f, 0, NULL,
-                 "mine pairs first with the MS miner (the paper's pair mining; PML's loss alone "
-                 "has none)"},
+    [P_MINER] = {"miner", DML_LP_CHOICE, (float)MINER_MS, 0.0f, 1.0f, 0, ms_miners,
+                 "the pairs: multi_similarity mines them with the MS miner (the paper's "
+                 "mining), all takes every pair (PML's loss without a miner)"},
     [P_EPSILON] = {"epsilon", DML_LP_FLOAT, 0.1f, 0.0f, 2.0f, 0, NULL,
                    "the miner's margin: a pair is kept within epsilon of the row's hardest pair "
                    "of the other kind"},

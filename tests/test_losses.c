@@ -370,8 +370,10 @@ static void test_multi_similarity_hand_computed(void **state)
     double grad;
     /* All pairs: a: P {0.6}, N {0, -1}; b: P {0.6}, N {0.8, -0.6}; c: P {0}, N {0, 0.8};
      * d: P {0}, N {-1, -0.6}. */
-    double all = ms_term(exp(-0.2), exp(-25.0) + exp(-75.0)) + ms_term(exp(-0.2), exp(15.0) + exp(-55.0)) +
-                 ms_term(exp(1.0), exp(-25.0) + exp(15.0)) + ms_term(exp(1.0), exp(-75.0) + exp(-55.0));
+    double all = ms_term(exp(-0.2), exp(-25.0) + exp(-75.0)) +
+                 ms_term(exp(-0.2), exp(15.0) + exp(-55.0)) +
+                 ms_term(exp(1.0), exp(-25.0) + exp(15.0)) +
+                 ms_term(exp(1.0), exp(-75.0) + exp(-55.0));
     assert_float_equal(similarity_value("multi_similarity", 0, SQUARE, 4, SQUARE_LABELS, &grad),
                        all / 4.0, 1e-5);
     /* Mined, epsilon 0.1: a keeps nothing (its positive 0.6 is not below its hardest negative
