@@ -126,19 +126,15 @@ enum { P_M, P_GAMMA };
 
 static dml_tensor *circle_build(const dml_loss_input *in)
 {
-    if (!in->z)
-        return NULL;
-    int k = in->refs ? in->refs->rows : 0;
-    DML_ASSERT(k == 0 || in->ref_labels);
-    dml_tensor *s = dml_cosine_sim_refs(in->g, in->z, in->refs);
-    const int32_t *y = dml_labels_with_refs(in->g, in->labels, in->z->rows, in->ref_labels, k);
+    const int32_t *y = NULL;
+    dml_tensor *s = dml_similarity_refs(in, &y);
     return dml_loss_circle(in->g, s, NULL, in->labels, y, in->p[P_M], in->p[P_GAMMA]);
 }
 
 static const dml_loss_param circle_params[] = {
     [P_M] = {"m", DML_LP_FLOAT, 0.4f, 0.0f, 1.0f, 0, NULL,
              "relaxation margin: positives pushed above 1 - m, negatives below m (PML's m)"},
-    [P_GAMMA] = {"gamma", DML_LP_FLOAT, 80.0f, 0.0f, 1e4f, 1, NULL,
+    [P_GAMMA] = {"gamma", DML_LP_FLOAT, 80.0f, 0.0f, INFINITY, 1, NULL,
                  "scale of the similarities (PML's gamma; the paper's 80 for fine-grained "
                  "retrieval, 256 for faces)"},
 };

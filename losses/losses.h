@@ -31,10 +31,6 @@ dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_
 /* Cosine similarities S [B, B + K] of z's rows against z's own rows, then refs' K rows (refs
  * NULL: K = 0), all L2-normalised: the input of the similarity losses below. */
 dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs);
-/* labels[b] then ref_labels[k] in one array of the graph's arena (labels itself when k is 0);
- * NULL when memory ran out. */
-const int32_t *dml_labels_with_refs(dml_graph *g, const int32_t *labels, int b,
-                                    const int32_t *ref_labels, int k);
 
 /* Contrastive (Hadsell et al. 2006) over all ordered pairs i != j of d [B,B]:
  * positives [d - pos_margin]+^p, negatives [neg_margin - d]+^p. */

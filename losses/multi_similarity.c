@@ -108,24 +108,21 @@ enum { MINER_ALL, MINER_MS }; /* loss.miner's choices, in ms_miners' order */
 
 static dml_tensor *ms_build(const dml_loss_input *in)
 {
-    if (!in->z)
-        return NULL;
-    int k = in->refs ? in->refs->rows : 0;
-    DML_ASSERT(k == 0 || in->ref_labels);
-    dml_tensor *s = dml_cosine_sim_refs(in->g, in->z, in->refs);
-    const int32_t *y = dml_labels_with_refs(in->g, in->labels, in->z->rows, in->ref_labels, k);
+    const int32_t *y = NULL;
+    dml_tensor *s = dml_similarity_refs(in, &y);
     const float *p = in->p;
     return dml_loss_multi_similarity(in->g, s, in->labels, y, p[P_ALPHA], p[P_BETA], p[P_BASE],
                                      (int)p[P_MINER] == MINER_MS, p[P_EPSILON]);
 }
 
 /* loss.miner, as triplet's: which pairs the loss sees (the value is the index). */
-static const char *const ms_miners[] = {[MINER_ALL] = "all", [MINER_MS] = "multi_similarity", NULL};
+static const char *const ms_miners[] = {[MINER_ALL] = "all", [MINER_MS] = "multi_similarity",
+                                        NULL};
 
 static const dml_loss_param ms_params[] = {
-    [P_ALPHA] = {"alpha", DML_LP_FLOAT, 2.0f, 0.0f, 1e4f, 1, NULL,
+    [P_ALPHA] = {"alpha", DML_LP_FLOAT, 2.0f, 0.0f, INFINITY, 1, NULL,
                  "scale of the positive pairs' term (PML's alpha)"},
-    [P_BETA] = {"beta", DML_LP_FLOAT, 50.0f, 0.0f, 1e4f, 1, NULL,
+    [P_BETA] = {"beta", DML_LP_FLOAT, 50.0f, 0.0f, INFINITY, 1, NULL,
                 "scale of the negative pairs' term (PML's beta)"},
     [P_BASE] = {"base", DML_LP_FLOAT, 0.5f, -1.0f, 1.0f, 0, NULL,
                 "the cosine similarity the pairs are weighed around (PML's base)"},

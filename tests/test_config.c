@@ -92,6 +92,14 @@ static void assert_same_settings(const dml_config *a, const dml_config *b)
     free(y);
 }
 
+/* Parameter key of the config's loss (which must have it). */
+static float lp(const dml_config *c, const char *key)
+{
+    int i = dml_loss_param_index(c->loss.row, key);
+    assert_true(i >= 0);
+    return c->loss.p[i];
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -117,18 +125,13 @@ static void test_defaults(void **state)
     assert_int_equal(c->model.init_scheme, DML_INIT_TORCH);
     assert_string_equal(c->model.init, "");
     assert_int_equal(c->model.freeze, 0);
-    assert_int_equal(c->loss.type, DML_LOSS_TRIPLET);
-    assert_int_equal(c->loss.distance, DML_DIST_EUCLIDEAN);
-    assert_float_equal(c->loss.margin, 0.2f, 0.0);
-    assert_int_equal(c->loss.miner, DML_MINER_ALL);
-    assert_false(c->loss.soft);
-    assert_int_equal(c->loss.reduction, DML_CFG_REDUCE_MEAN_NONZERO); /* batch-all triplet */
-    assert_float_equal(c->loss.pos_margin, 0.0f, 0.0);
-    assert_float_equal(c->loss.neg_margin, 1.0f, 0.0);
-    assert_int_equal(c->loss.power, 2);
-    assert_float_equal(c->loss.scale, 20.0f, 0.0);
-    assert_false(c->loss.symmetric);
-    assert_true(c->loss.mask_same_label);
+    assert_string_equal(c->loss.row->name, "triplet");
+    assert_int_equal(c->loss.row->n_params, 5);
+    assert_float_equal(lp(c, "distance"), DML_DIST_EUCLIDEAN, 0.0);
+    assert_float_equal(lp(c, "margin"), 0.2f, 0.0);
+    assert_float_equal(lp(c, "miner"), DML_MINER_ALL, 0.0);
+    assert_float_equal(lp(c, "soft"), 0, 0.0);
+    assert_float_equal(lp(c, "reduction"), DML_REDUCE_MEAN_NONZERO, 0.0); /* batch-all triplet */
     assert_int_equal(c->loss.reconstruction, DML_RECON_MSE);
     assert_float_equal(c->loss.reconstruction_weight, 0.0f, 0.0);
     assert_float_equal(c->loss.quantization.weight, 0.0f, 0.0);
@@ -168,7 +171,7 @@ static void test_defaults(void **state)
     dml_config *d = malloc(sizeof *d);
     dml_config_defaults(d);
     snprintf(d->name, sizeof d->name, "defaults");
-    d->loss.reduction = DML_CFG_REDUCE_MEAN_NONZERO;
+    d->loss.p[dml_loss_param_index(d->loss.row, "reduction")] = DML_REDUCE_MEAN_NONZERO;
     assert_same_settings(c, d);
     free(d);
     free(c);
@@ -184,14 +187,18 @@ static void test_defaults_depend_on_keys(void **state)
     assert_string_equal(c.name, "my-run");
     /* Reduction: mean_nonzero only for batch-all triplets, unless given. */
     assert_int_equal(load("loss:\n  miner: hard\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     assert_int_equal(load("loss:\n  type: contrastive\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     assert_int_equal(load("loss:\n  reduction: mean\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
+    /* ... settled once every key is read: a later --set loss.miner moves it too */
+    char *hard[] = {"loss.miner=hard"};
+    assert_int_equal(load("loss:\n  miner: all\n", 1, hard, &c, &err), DML_OK);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     /* An empty section and YAML's null spellings: the defaults stay. */
     assert_int_equal(load("loss:\ntrain: ~\ndata:\n  test:\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.type, DML_LOSS_TRIPLET);
+    assert_string_equal(c.loss.row->name, "triplet");
     assert_string_equal(c.data.test, "");
     /* Fashion-MNIST's test set is the default test set of Fashion-MNIST training data only. */
     assert_int_equal(load("data:\n  train: mine.csv\n", 0, NULL, &c, &err), DML_OK);
@@ -234,18 +241,12 @@ static void test_full_file(void **state)
     assert_int_equal(c->model.init_scheme, DML_INIT_HE);
     assert_string_equal(c->model.init, "runs/pretrain/model.h5");
     assert_int_equal(c->model.freeze, 2);
-    assert_int_equal(c->loss.type, DML_LOSS_CONTRASTIVE);
-    assert_int_equal(c->loss.distance, DML_DIST_COSINE);
-    assert_float_equal(c->loss.margin, 0.5f, 0.0);
-    assert_int_equal(c->loss.miner, DML_MINER_SEMIHARD);
-    assert_true(c->loss.soft);
-    assert_int_equal(c->loss.reduction, DML_CFG_REDUCE_MEAN_NONZERO);
-    assert_float_equal(c->loss.pos_margin, 0.1f, 0.0);
-    assert_float_equal(c->loss.neg_margin, 0.8f, 0.0);
-    assert_int_equal(c->loss.power, 1);
-    assert_float_equal(c->loss.scale, 32.0f, 0.0);
-    assert_true(c->loss.symmetric);
-    assert_false(c->loss.mask_same_label);
+    assert_string_equal(c->loss.row->name, "contrastive");
+    assert_float_equal(lp(c, "distance"), DML_DIST_COSINE, 0.0);
+    assert_float_equal(lp(c, "reduction"), DML_REDUCE_MEAN_NONZERO, 0.0);
+    assert_float_equal(lp(c, "pos_margin"), 0.1f, 0.0);
+    assert_float_equal(lp(c, "neg_margin"), 0.8f, 0.0);
+    assert_float_equal(lp(c, "power"), 1, 0.0);
     assert_int_equal(c->loss.reconstruction, DML_RECON_BCE);
     assert_float_equal(c->loss.reconstruction_weight, 0.5f, 0.0);
     assert_float_equal(c->loss.quantization.weight, 0.01f, 0.0);
@@ -337,7 +338,7 @@ static void test_overrides(void **state)
     assert_int_equal(dml_config_where(c, "loss.quantization.tanh", &line, &col), 1);
     assert_int_equal(line, 0);
     assert_int_equal(dml_config_where(c, "train.momentum", &line, &col), 1);
-    assert_int_equal(line, 53);
+    assert_int_equal(line, 47);
     assert_int_equal(col, 13);
     free(c);
 }
@@ -351,10 +352,10 @@ static void test_where_and_later_errors(void **state)
     assert_int_equal(dml_config_load(FIXTURES "full.yaml", 0, NULL, c, &err), DML_OK);
     int line, col;
     assert_int_equal(dml_config_where(c, "pq.k", &line, &col), 1);
-    assert_int_equal(line, 63);
+    assert_int_equal(line, 57);
     assert_int_equal(col, 6);
     assert_int_equal(dml_config_where(c, "loss.quantization", &line, &col), 1); /* a section */
-    assert_int_equal(line, 37);
+    assert_int_equal(line, 31);
     assert_int_equal(col, 3);
     assert_int_equal(dml_config_where(c, "model.hidden", NULL, NULL), 1);
     assert_int_equal(dml_config_where(c, "train.nothing", &line, &col), 0);
@@ -366,7 +367,7 @@ static void test_where_and_later_errors(void **state)
                                       16, 9),
                      DML_ERR_CONFIG);
     dml_error_format(&err, msg, sizeof msg);
-    assert_string_equal(msg, FIXTURES "full.yaml:63:6: pq.k: 16 centroids, but only 9 training rows");
+    assert_string_equal(msg, FIXTURES "full.yaml:57:6: pq.k: 16 centroids, but only 9 training rows");
     /* ... and its arguments may come from the error record it fills. */
     dml_error_set(&err, DML_ERR_DATA, "x.h5", 0, 0, "no such file");
     dml_config_error(c, "model.init", &err, "cannot read it: %s", err.msg);
@@ -439,6 +440,17 @@ static void test_unknown_keys(void **state)
         {"lr: 0.1\n", NULL, 1, 1, "lr: unknown key (did you mean 'train.lr'?)"},
         {"train:\n  margin: 0.1\n", NULL, 2, 3, "train.margin: unknown key (did you mean 'loss.margin'?)"},
         {"model:\n  zzz: 1\n", NULL, 2, 3, "model.zzz: unknown key"},
+        /* A loss's parameters are the chosen loss's (loss.type may come after them). */
+        {"loss:\n  margn: 0.1\n", NULL, 2, 3, "loss.margn: unknown key (did you mean 'loss.margin'?)"},
+        {"loss:\n  margin: 0.1\n  type: contrastive\n", NULL, 2, 3,
+         "loss.margin: not a parameter of loss.type contrastive, whose parameters are distance, "
+         "pos_margin, neg_margin, power, reduction"},
+        {"loss:\n  type: cosine_pair\n  zzz: 1\n", NULL, 3, 3,
+         "loss.zzz: not a parameter of loss.type cosine_pair, which has none"},
+        {"", "loss.scale=5", 0, 0,
+         "loss.scale: not a parameter of loss.type triplet, whose parameters are distance, margin, "
+         "miner, soft, reduction"},
+        {"", "loss.scale.x=5", 0, 0, "loss.scale: unknown key"},
         {"", "train.lrr=0.1", 0, 0, "train.lrr: unknown key (did you mean 'train.lr'?)"},
         {"", "trian.lr=0.1", 0, 0, "trian: unknown key (did you mean 'train'?)"},
         {"", "train.lr.x=0.1", 0, 0, "train.lr.x: unknown key"},
@@ -499,8 +511,11 @@ static void test_out_of_range(void **state)
         {"pq:\n  k: 100\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"100\""},
         {"pq:\n  k: 1\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"1\""},
         {"pq:\n  k: 131072\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"131072\""},
-        {"loss:\n  power: 3\n", NULL, 2, 10, "loss.power: expected 1 or 2, got \"3\""},
-        {"loss:\n  scale: 0\n", NULL, 2, 10, "loss.scale: expected a positive number, got \"0\""},
+        {"loss:\n  power: 3\n  type: contrastive\n", NULL, 2, 10,
+         "loss.power: expected 1 or 2, got \"3\""},
+        {"loss:\n  scale: 0\n  type: mnr\n", NULL, 2, 10,
+         "loss.scale: expected a positive number, got \"0\""},
+        {"", "loss.margin=-1", 0, 0, "loss.margin: expected a number >= 0, got \"-1\""},
         {"seed: -1\n", NULL, 1, 7, "seed: expected a non-negative integer, got \"-1\""},
         {"sampler:\n  m: 1\n", NULL, 2, 6, "sampler.m: expected an integer >= 2, got \"1\""},
         {"train:\n  threads: 5000\n", NULL, 2, 12, "train.threads: expected an integer in 0..1024, got \"5000\""},
@@ -533,8 +548,8 @@ static void test_bad_choices(void **state)
     (void)state;
     static const bad_case cases[] = {
         {"loss:\n  type: tripplet\n", NULL, 2, 9,
-         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction, "
-         "got \"tripplet\""},
+         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction | "
+         "multi_similarity | circle, got \"tripplet\""},
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
