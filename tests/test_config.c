@@ -3,6 +3,7 @@
 #include "tests/testutil.h"
 
 #include <glob.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +716,138 @@ static void test_round_trip(void **state)
     free(c);
 }
 
+/* The sets that make loss.type row valid on its own: pairs, a decoder. */
+static int row_sets(const dml_loss_row *row, char sets[][128])
+{
+    int n = 0;
+    snprintf(sets[n++], 128, "loss.type=%s", row->name);
+    if (row->needs & DML_LOSS_NEEDS_PAIRS)
+        snprintf(sets[n++], 128, "data.pairs=same_class");
+    if (!row->build) /* reconstruction */
+        snprintf(sets[n++], 128, "model.type=autoencoder");
+    return n;
+}
+
+/* A value of prm other than its default, and one it refuses (NULL: none, a float without
+ * bounds), as YAML text; *v gets the first one's value. */
+static const char *other_value(const dml_loss_param *prm, float *v, char *text, size_t size,
+                               char *bad, size_t bad_size)
+{
+    double cands[] = {prm->def + 1.0, prm->def * 2.0 + 0.25, prm->def - 1.0,
+                      (prm->def + prm->min) / 2.0};
+    *v = prm->def;
+    for (int i = 0; i < 4 && *v == prm->def; i++)
+        if ((float)cands[i] != prm->def && dml_loss_param_ok(prm, (float)cands[i]))
+            *v = (float)cands[i];
+    if (prm->kind == DML_LP_CHOICE)
+        snprintf(text, size, "%s", prm->choices[(int)*v]);
+    else if (prm->kind == DML_LP_FLAG)
+        snprintf(text, size, "%s", *v != 0.0f ? "true" : "false");
+    else
+        snprintf(text, size, "%.9g", (double)*v);
+    switch (prm->kind) {
+    case DML_LP_FLAG: snprintf(bad, bad_size, "maybe"); return bad;
+    case DML_LP_CHOICE: snprintf(bad, bad_size, "no_such_choice"); return bad;
+    case DML_LP_INT:
+    case DML_LP_FLOAT:
+        if (isfinite(prm->max))
+            snprintf(bad, bad_size, "%.9g", prm->max + 1.0);
+        else if (isfinite(prm->min))
+            snprintf(bad, bad_size, "%.9g", prm->open_min ? prm->min : prm->min - 1.0);
+        else
+            return NULL;
+        return bad;
+    }
+    return NULL;
+}
+
+/* docs/config.md's line for a loss ("| `name` | the loss ...") or for one of its parameters
+ * ("| `name` | `loss.key` | `default` | ..."). */
+static int docs_have(const char *docs, const char *name, const char *key, const char *def)
+{
+    char line[200];
+    if (!key) {
+        snprintf(line, sizeof line, "\n| `%s` | ", name);
+        for (const char *at = strstr(docs, line); at; at = strstr(at + 1, line))
+            if (strncmp(at + strlen(line), "`loss.", 6) != 0)
+                return 1;
+        return 0;
+    }
+    snprintf(line, sizeof line, "\n| `%s` | `loss.%s` | `%s` | ", name, key, def);
+    return strstr(docs, line) != NULL;
+}
+
+/* Every row of the loss table: loss.type finds it; each parameter is set by an override to a
+ * value other than its default and read back, printed and loaded again, and refused out of
+ * range; docs/config.md has a line for the loss and for each parameter with its default. */
+static void test_loss_rows(void **state)
+{
+    (void)state;
+    FILE *f = fopen("docs/config.md", "rb");
+    assert_non_null(f);
+    static char docs[1 << 18];
+    size_t len = fread(docs, 1, sizeof docs - 1, f);
+    fclose(f);
+    docs[len] = '\0';
+    dml_config *c = malloc(sizeof *c);
+    for (int r = 0; r < dml_loss_row_count; r++) {
+        const dml_loss_row *row = dml_loss_rows[r];
+        assert_ptr_equal(dml_loss_find(row->name), row);
+        assert_non_null(row->doc);
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        if (row->class_rows > 0) { /* the learned rows' learning rate */
+            int i = dml_loss_param_index(row, "lr_multiplier");
+            assert_true(i >= 0);
+            assert_int_equal(row->params[i].kind, DML_LP_FLOAT);
+        }
+        if (!docs_have(docs, row->name, NULL, NULL))
+            fail_msg("docs/config.md: no line \"| `%s` | ...\" for the loss", row->name);
+        char sets[4][128];
+        char *argv[4];
+        int n = row_sets(row, sets);
+        for (int i = 0; i < 4; i++)
+            argv[i] = sets[i];
+        dml_error err;
+        for (int i = 0; i < row->n_params; i++) {
+            const dml_loss_param *prm = &row->params[i];
+            char def[64], text[64], bad[64], msg[1024] = "";
+            float v;
+            assert_int_equal(dml_loss_param_index(row, prm->key), i);
+            assert_true(dml_loss_param_ok(prm, prm->def));
+            if (prm->kind == DML_LP_CHOICE)
+                snprintf(def, sizeof def, "%s", prm->choices[(int)prm->def]);
+            else if (prm->kind == DML_LP_FLAG)
+                snprintf(def, sizeof def, "%s", prm->def != 0.0f ? "true" : "false");
+            else
+                snprintf(def, sizeof def, "%g", (double)prm->def);
+            if (!docs_have(docs, row->name, prm->key, def))
+                fail_msg("docs/config.md: no line \"| `%s` | `loss.%s` | `%s` | ...\"", row->name,
+                         prm->key, def);
+            const char *refused = other_value(prm, &v, text, sizeof text, bad, sizeof bad);
+            assert_true(v != prm->def);
+            snprintf(sets[n], 128, "loss.%s=%s", prm->key, text);
+            if (load("", n + 1, argv, c, &err) != DML_OK)
+                dml_error_format(&err, msg, sizeof msg);
+            assert_string_equal(msg, "");
+            assert_ptr_equal(c->loss.row, row);
+            assert_float_equal(c->loss.p[i], v, 0.0);
+            check_round_trip(c);
+            char *yaml = dml_config_to_yaml(c);
+            char line[128];
+            snprintf(line, sizeof line, "\n  %s: ", prm->key); /* printed in the loss section */
+            assert_non_null(strstr(yaml, line));
+            free(yaml);
+            if (!refused)
+                continue;
+            snprintf(sets[n], 128, "loss.%s=%s", prm->key, refused);
+            assert_int_equal(load("", n + 1, argv, c, &err), DML_ERR_CONFIG);
+            snprintf(line, sizeof line, "loss.%s: expected ", prm->key);
+            assert_memory_equal(err.msg, line, strlen(line));
+        }
+    }
+    free(c);
+}
+
 /* eval_every and checkpoint_every: epoch, never (or 0), or N steps; the codebooks' refits know
  * no never. */
 static void test_every(void **state)
@@ -879,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_impossible_combinations),
         cmocka_unit_test(test_possible_combinations),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_loss_rows),
         cmocka_unit_test(test_every),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_print),
