@@ -28,6 +28,10 @@ extern const int dml_loss_op_count;
 /* D[i,j] between the rows of a and b under the configured distance. */
 dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_distance dist);
 
+/* Cosine similarities S [B, B + K] of z's rows against z's own rows, then refs' K rows (refs
+ * NULL: K = 0), all L2-normalised: the input of the similarity losses below. */
+dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs);
+
 /* Contrastive (Hadsell et al. 2006) over all ordered pairs i != j of d [B,B]:
  * positives [d - pos_margin]+^p, negatives [neg_margin - d]+^p. */
 dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
@@ -73,6 +77,30 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */
 dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
+
+/* The similarity losses read S [B, N] of cosines of the batch's rows against N references
+ * whose first B are the batch itself (column i of row i is never a pair) and the rest extra
+ * rows (a cross-batch memory), labelled ref_labels[N]. A row with no positive or no negative
+ * adds nothing: zero loss, zero gradient.
+ *
+ * Multi-Similarity (Wang et al. 2019), PML's MultiSimilarityLoss: per row i, with P_i and N_i
+ * its positive and negative references,
+ *   L_i = (1/alpha) log(1 + sum_P exp(-alpha (s - base)))
+ *       + (1/beta) log(1 + sum_N exp(beta (s - base))),
+ * L = (1/B) sum_i L_i (a row without a positive or a negative counts in B with 0). With mine,
+ * the pairs are first those PML's MultiSimilarityMiner keeps: a positive with s - epsilon < the
+ * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. */
+dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
+                                      const int32_t *ref_labels, float alpha, float beta,
+                                      float base, int mine, float epsilon);
+/* Circle loss (Sun et al. 2020), PML's CircleLoss: per row with both positives and negatives,
+ * L_i = softplus(lse_N(gamma a_n (s - m)) + lse_P(-gamma a_p (s - 1 + m))), the weights
+ * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean
+ * over those rows. The weights are computed from weights_at [B, N] when it is not NULL, else
+ * from S: a gradient check fixes them there, at the point it checks, to see the function whose
+ * gradient this is. */
+dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma);
 
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
  * computed stably from the logits. */

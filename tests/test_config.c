@@ -550,8 +550,8 @@ static void test_bad_choices(void **state)
     (void)state;
     static const bad_case cases[] = {
         {"loss:\n  type: tripplet\n", NULL, 2, 9,
-         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction, "
-         "got \"tripplet\""},
+         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction | "
+         "multi_similarity | circle, got \"tripplet\""},
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
@@ -924,6 +924,36 @@ static void test_sizes(void **state)
     free(c);
 }
 
+/* Multi-Similarity's and Circle's keys: defaults, overrides over a shipped config, refusals. */
+static void test_similarity_loss_keys(void **state)
+{
+    (void)state;
+    dml_config *c = malloc(sizeof *c);
+    dml_error err;
+    char *sets[] = {"loss.miner=all", "loss.beta=40"};
+    assert_int_equal(dml_config_load("configs/fmnist-multi-similarity.yaml", 2, sets, c, &err),
+                     DML_OK);
+    assert_string_equal(c->loss.row->name, "multi_similarity");
+    assert_float_equal(lp(c, "alpha"), 2.0f, 0.0);
+    assert_float_equal(lp(c, "beta"), 40.0f, 0.0);
+    assert_float_equal(lp(c, "base"), 0.5f, 0.0);
+    assert_float_equal(lp(c, "miner"), 0, 0.0); /* all */
+    assert_float_equal(lp(c, "epsilon"), 0.1f, 0.0);
+    assert_int_equal(load("loss:\n  type: multi_similarity\n", 0, NULL, c, &err), DML_OK);
+    assert_float_equal(lp(c, "miner"), 1, 0.0); /* multi_similarity, the paper's mining */
+    assert_int_equal(load("loss:\n  type: circle\n", 0, NULL, c, &err), DML_OK);
+    assert_float_equal(lp(c, "m"), 0.4f, 0.0);
+    assert_float_equal(lp(c, "gamma"), 80.0f, 0.0);
+    free(c);
+    static const bad_case bad[] = {
+        {"loss:\n  type: multi_similarity\n  miner: hard\n", NULL, 3, 10,
+         "loss.miner: expected one of all | multi_similarity, got \"hard\""},
+        {"loss:\n  type: circle\n  gamma: 0\n", NULL, 3, 10,
+         "loss.gamma: expected a positive number, got \"0\""},
+    };
+    check_bad(bad, (int)(sizeof bad / sizeof bad[0]));
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -977,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_defaults_depend_on_keys),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_similarity_loss_keys),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_where_and_later_errors),
         cmocka_unit_test(test_error_example),

@@ -7,6 +7,9 @@
 
 #include "losses/loss_table.h"
 
+/* The rows under test (losses/loss_table.c lists them; they are declared there). */
+extern const dml_loss_row dml_loss_row_multi_similarity, dml_loss_row_circle;
+
 #define B 8
 #define D 5
 
@@ -28,6 +31,29 @@ typedef struct loss_case {
 } loss_case;
 
 static dml_pq test_pq;
+
+/* Circle's weights are constants of its gradient (the authors detach them): during the gradient
+ * check they are computed from these inputs, the point checked, so the finite differences see
+ * the function whose gradient the op returns. NULL elsewhere: the weights follow S. */
+static const float (*circle_at)[B * D];
+
+static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_case *c)
+{
+    dml_tensor *refs = c->memory ? in[2] : NULL;
+    const int32_t *y = c->memory ? WITH_MEMORY : c->labels;
+    dml_tensor *s = dml_cosine_sim_refs(g, in[0], refs);
+    if (!strcmp(c->op, "multi_similarity"))
+        return dml_loss_multi_similarity(g, s, c->labels, y, 2.0f, 50.0f, 0.5f,
+                                         c->miner == DML_MINER_HARD, 0.1f);
+    dml_tensor *at = NULL;
+    if (circle_at)
+        at = dml_cosine_sim_refs(g, dml_leaf_copy(g, circle_at[0], B, D, 0),
+                                 refs ? dml_leaf_copy(g, circle_at[2], B, D, 0) : NULL);
+    /* gamma 10, not the default 80: at 80 the logits reach ~100 and their float rounding,
+     * over the step of the finite differences, is as large as the gradient's changes
+     * (tests/test_losses_torch.c checks gamma 80 exactly) */
+    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f);
+}
 
 static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
 {
@@ -61,6 +87,8 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
     if (!strcmp(c->op, "quantization"))
         return dml_loss_quantization(g, z, &test_pq);
+    if (!strcmp(c->op, "multi_similarity") || !strcmp(c->op, "circle"))
+        return similarity_loss(g, in, c);
     return NULL;
 }
 
@@ -89,6 +117,16 @@ static const loss_case CASES[] = {
     {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
     {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL, 0},
     {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL, 0},
+    /* multi_similarity: miner hard = the MS miner on, all = off */
+    {"multi_similarity", "mined", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 0},
+    {"multi_similarity", "all pairs", 0, DML_MINER_ALL, 0, 0, 0, 0, LABELS, 0},
+    {"multi_similarity", "memory, mined", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 1},
+    {"multi_similarity", "one class only", 0, DML_MINER_ALL, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"multi_similarity", "no positive pair", 0, DML_MINER_HARD, 0, 0, 0, 0, ALL_DIFFERENT, 0},
+    {"circle", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    {"circle", "memory", 0, 0, 0, 0, 0, 0, LABELS, 1},
+    {"circle", "one class only", 0, 0, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"circle", "no positive pair", 0, 0, 0, 0, 0, 0, ALL_DIFFERENT, 0},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -105,6 +143,7 @@ static void test_every_loss_op_has_a_gradient_check(void **state)
     float z[3][B * D];
     for (int k = 0; k < 3; k++)
         tu_fill_normal(z[k], B * D, 1.0f, 40 + (uint64_t)k);
+    circle_at = (const float (*)[B * D])z;
     for (int i = 0; i < dml_loss_op_count; i++) {
         const dml_op_def *def = dml_loss_ops[i];
         assert_non_null(def->name);
@@ -122,6 +161,7 @@ static void test_every_loss_op_has_a_gradient_check(void **state)
         if (!checked)
             fail_msg("loss op '%s' has no gradient check in tests/test_losses.c", def->name);
     }
+    circle_at = NULL;
     dml_pq_free(&test_pq);
 }
 
@@ -156,6 +196,15 @@ static dml_tensor *build_row(dml_graph *g, dml_tensor **in, void *ctx)
 /* Every row of the loss table: its ops are in dml_loss_ops (so the test above checks their
  * gradients), and the loss its build composes has a gradient that finite differences confirm,
  * with and without references where the row takes a cross-batch memory. */
+/* Rows whose gradient is by design not the derivative of their value: circle holds its pair
+ * weights constant (the authors' code detaches them), so finite differences of its build see
+ * another function. Its op's check in CASES fixes the weights at the point checked, and
+ * test_similarity_rows_build checks the row's build by value. */
+static int detached_gradient(const dml_loss_row *row)
+{
+    return !strcmp(row->name, "circle");
+}
+
 static void test_every_loss_row(void **state)
 {
     (void)state;
@@ -172,6 +221,11 @@ static void test_every_loss_row(void **state)
         }
         if (!row->build) /* reconstruction: composed by the trainer from the decoder */
             continue;
+        if (detached_gradient(row)) {
+            print_message("  row %-14s gradient checked through its op (weights held)\n",
+                          row->name);
+            continue;
+        }
         int rows = row->class_rows > 0 ? 3 * row->class_rows : 1;
         float z[4][B * D];
         for (int k = 0; k < 4; k++)
@@ -340,6 +394,139 @@ static void test_duplicates_and_two_rows(void **state)
     assert_float_equal(loss_value(&c, LINE, 2), 0.0f, 0.0); /* no positive pair */
 }
 
+/* Four unit rows: a (1, 0) and b (0.6, 0.8) of class 0, c (0, 1) and d (-1, 0) of class 1.
+ * Cosines: ab 0.6, ac 0, ad -1, bc 0.8, bd -0.6, cd 0. */
+static const float SQUARE[8] = {1, 0, 0.6f, 0.8f, 0, 1, -1, 0};
+static const int32_t SQUARE_LABELS[4] = {0, 0, 1, 1};
+
+/* Multi-Similarity, alpha 2, beta 50, base 0.5, each row's loss
+ * (1/2) log(1 + sum_P e^(-2 (s - 0.5))) + (1/50) log(1 + sum_N e^(50 (s - 0.5))). */
+static double ms_term(double pos_sum, double neg_sum)
+{
+    return 0.5 * log(1.0 + pos_sum) + log(1.0 + neg_sum) / 50.0;
+}
+
+/* Circle (m 0.4, gamma 80): a row's loss is softplus(lse_P + lse_N) = log(1 + sum_P e^lp *
+ * sum_N e^ln), lp = -80 [1.4 - s]+ (s - 0.6), ln = 80 [s + 0.4]+ (s - 0.4). Logits: a's positive
+ * b (0.6) 0, negatives c (0) -12.8 and d (-1) 0 (weight 0); b's positive 0, negatives c (0.8)
+ * 38.4 and d (-0.6) 0; c's positive d (0) 67.2, negatives a -12.8 and b 38.4; d's positive c
+ * 67.2, negatives a and b 0 (weights 0). */
+static double circle_row_loss(int i)
+{
+    switch (i) {
+    case 0: return log(2.0 + exp(-12.8));
+    case 1: return log(2.0 + exp(38.4));
+    case 2: return log(1.0 + exp(67.2) * (exp(-12.8) + exp(38.4)));
+    default: return log(1.0 + 2.0 * exp(67.2));
+    }
+}
+
+static float similarity_value(const char *op, int mine, const float *z, int rows,
+                              const int32_t *labels, double *grad_abs_sum)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *x = dml_leaf_copy(&g, z, rows, 2, 1);
+    dml_tensor *s = dml_cosine_sim_refs(&g, x, NULL);
+    dml_tensor *loss = !strcmp(op, "circle")
+                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f)
+                           : dml_loss_multi_similarity(&g, s, labels, labels, 2.0f, 50.0f, 0.5f,
+                                                       mine, 0.1f);
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    *grad_abs_sum = 0.0;
+    for (int i = 0; i < rows * 2; i++) {
+        assert_true(isfinite(x->grad[i]));
+        *grad_abs_sum += fabs(x->grad[i]);
+    }
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+static void test_multi_similarity_hand_computed(void **state)
+{
+    (void)state;
+    double grad;
+    /* All pairs: a: P {0.6}, N {0, -1}; b: P {0.6}, N {0.8, -0.6}; c: P {0}, N {0, 0.8};
+     * d: P {0}, N {-1, -0.6}. */
+    double all = ms_term(exp(-0.2), exp(-25.0) + exp(-75.0)) +
+                 ms_term(exp(-0.2), exp(15.0) + exp(-55.0)) +
+                 ms_term(exp(1.0), exp(-25.0) + exp(15.0)) +
+                 ms_term(exp(1.0), exp(-75.0) + exp(-55.0));
+    assert_float_equal(similarity_value("multi_similarity", 0, SQUARE, 4, SQUARE_LABELS, &grad),
+                       all / 4.0, 1e-5);
+    /* Mined, epsilon 0.1: a keeps nothing (its positive 0.6 is not below its hardest negative
+     * 0 + 0.1; no negative is above 0.6 - 0.1); b keeps its positive and the negative c (0.8);
+     * c keeps everything; d nothing (positive 0 against negatives at most -0.6). */
+    double mined = ms_term(exp(-0.2), exp(15.0)) + ms_term(exp(1.0), exp(-25.0) + exp(15.0));
+    assert_float_equal(similarity_value("multi_similarity", 1, SQUARE, 4, SQUARE_LABELS, &grad),
+                       mined / 4.0, 1e-5);
+}
+
+static void test_circle_hand_computed(void **state)
+{
+    (void)state;
+    double grad, sum = 0.0;
+    for (int i = 0; i < 4; i++)
+        sum += circle_row_loss(i);
+    assert_float_equal(similarity_value("circle", 0, SQUARE, 4, SQUARE_LABELS, &grad), sum / 4.0,
+                       1e-3);
+}
+
+/* No positive pair, or no negative, in the batch: zero loss and an all-zero gradient, never
+ * NaN, for both losses and both miner settings; B = 2 too. */
+static void test_similarity_losses_without_pairs(void **state)
+{
+    (void)state;
+    static const int32_t same[4] = {5, 5, 5, 5}, apart[4] = {0, 1, 2, 3}, two[2] = {0, 1};
+    const char *ops[3] = {"multi_similarity", "multi_similarity", "circle"};
+    for (int k = 0; k < 3; k++) {
+        double grad;
+        int mine = k == 0;
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 4, same, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 4, apart, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 2, two, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+    }
+}
+
+/* The rows' build through a dml_loss_input at the rows' defaults, with a cross-batch memory: the
+ * batch is a and b (class 0), the references c and d (class 1). Each batch row sees the other
+ * three as in the four-row batch, and only a and b are anchors: (L_a + L_b) / 2. */
+static void test_similarity_rows_build(void **state)
+{
+    (void)state;
+    const dml_loss_row *rows[2] = {&dml_loss_row_multi_similarity, &dml_loss_row_circle};
+    double expect[2] = {ms_term(exp(-0.2), exp(15.0)) / 2.0,
+                        (circle_row_loss(0) + circle_row_loss(1)) / 2.0};
+    for (int r = 0; r < 2; r++) {
+        const dml_loss_row *row = rows[r];
+        assert_true(row->needs & DML_LOSS_NEEDS_LABELS);
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        assert_int_equal(row->n_ops, 1);
+        float p[DML_LOSS_MAX_PARAMS];
+        for (int i = 0; i < row->n_params; i++)
+            p[i] = row->params[i].def;
+        dml_graph g;
+        dml_graph_init(&g, 1 << 16);
+        dml_tensor *z = dml_leaf_copy(&g, SQUARE, 2, 2, 1);
+        dml_tensor *refs = dml_leaf_copy(&g, SQUARE + 4, 2, 2, 0);
+        dml_loss_input in = {.g = &g, .z = z, .refs = refs, .labels = SQUARE_LABELS,
+                             .ref_labels = SQUARE_LABELS + 2, .p = p};
+        dml_tensor *loss = row->build(&in);
+        assert_non_null(loss);
+        assert_ptr_equal(g.tape[g.n_tape - 1]->op, row->ops[0]);
+        print_message("  %s through its row: %.6f (expected %.6f)\n", row->name, loss->data[0],
+                      expect[r]);
+        assert_float_equal(loss->data[0], expect[r], 1e-3 * fmax(1.0, expect[r]));
+        assert_int_equal(dml_backward(&g, loss), DML_OK);
+        dml_graph_free(&g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +538,10 @@ int main(void)
         cmocka_unit_test(test_memory_hand_computed),
         cmocka_unit_test(test_cosine_pair_hand_computed),
         cmocka_unit_test(test_duplicates_and_two_rows),
+        cmocka_unit_test(test_multi_similarity_hand_computed),
+        cmocka_unit_test(test_circle_hand_computed),
+        cmocka_unit_test(test_similarity_losses_without_pairs),
+        cmocka_unit_test(test_similarity_rows_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,6 +163,17 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                             num(c, "masked") ? c->labels : NULL, (float)num(c, "scale"),
                             (int)num(c, "symmetric"));
     }
+    if (!strcmp(loss, "multi_similarity") || !strcmp(loss, "circle")) {
+        /* a memory "m" is labelled by the labels after the batch's */
+        input *m = find(c, "m");
+        dml_tensor *s = dml_cosine_sim_refs(g, z, m ? t[m - c->in] : NULL);
+        if (!strcmp(loss, "circle"))
+            return dml_loss_circle(g, s, NULL, c->labels, c->labels, (float)num(c, "m"),
+                                   (float)num(c, "gamma"));
+        return dml_loss_multi_similarity(g, s, c->labels, c->labels, (float)num(c, "alpha"),
+                                         (float)num(c, "beta"), (float)num(c, "base"),
+                                         (int)num(c, "miner"), (float)num(c, "epsilon"));
+    }
     if (!strcmp(loss, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
     if (!strcmp(loss, "bce_logits"))

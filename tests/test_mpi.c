@@ -193,6 +193,20 @@ static void test_contrastive_equals_one_process(void **state)
     check_loss("contrastive", "--set loss.type=contrastive");
 }
 
+/* The losses over cosines of the global batch: every rank's rows are paired with every other
+ * rank's, and the MS miner chooses over all of them. */
+static void test_multi_similarity_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("multi_similarity", "--set loss.type=multi_similarity");
+}
+
+static void test_circle_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("circle", "--set loss.type=circle");
+}
+
 static void test_mnr_equals_one_process(void **state)
 {
     (void)state;
@@ -648,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_triplet_equals_one_process),
         cmocka_unit_test(test_contrastive_equals_one_process),
         cmocka_unit_test(test_mnr_equals_one_process),
+        cmocka_unit_test(test_multi_similarity_equals_one_process),
+        cmocka_unit_test(test_circle_equals_one_process),
         cmocka_unit_test(test_memory_equals_one_process),
         cmocka_unit_test(test_joint_quantization_equals_one_process),
         cmocka_unit_test(test_augmented_triplet_equals_one_process),

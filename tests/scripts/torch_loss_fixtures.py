@@ -117,6 +117,55 @@ def cosine_pair(z, y):
     return ((s - c)[off] ** 2).mean()
 
 
+# ---- Multi-Similarity and Circle (losses.md, "Losses to add"; PML's MultiSimilarityLoss with its
+# MultiSimilarityMiner, and CircleLoss), on cosines of the batch against itself and an optional
+# memory m whose labels follow the batch's in y ----
+def similarity_masks(z, mem, y):
+    """Cosines [B, B + K] and the positive and negative masks (a row's own column in neither)."""
+    b = z.shape[0]
+    refs = z if mem is None else torch.cat([z, mem])
+    s = l2n(z) @ l2n(refs).T
+    y = torch.tensor(y)
+    same = y[:b, None] == y[None, :]
+    own = torch.zeros_like(same)
+    own[:, :b] = torch.eye(b, dtype=torch.bool)
+    return s, same & ~own, ~same
+
+
+def masked_lse(x, mask, add_one):
+    """log(sum over the mask of exp(x)), with a 1 added inside when add_one."""
+    x = x.masked_fill(~mask, float("-inf"))
+    if add_one:
+        x = torch.cat([x, torch.zeros(x.shape[0], 1)], 1)
+    return torch.logsumexp(x, dim=1)
+
+
+def multi_similarity(z, mem, y, alpha, beta, base, miner, epsilon):
+    s, pos, neg = similarity_masks(z, mem, y)
+    both = pos.any(1) & neg.any(1)  # dml: a row lacking either adds 0 (counted in the mean)
+    if miner:  # keep positives below the hardest negative + eps, negatives above the hardest positive - eps
+        sd = s.detach()
+        hardest_neg = sd.masked_fill(~neg, float("-inf")).max(1).values
+        hardest_pos = sd.masked_fill(~pos, float("inf")).min(1).values
+        pos = pos & (sd - epsilon < hardest_neg[:, None])
+        neg = neg & (sd + epsilon > hardest_pos[:, None])
+    per_row = masked_lse(-alpha * (s - base), pos, True) / alpha + masked_lse(beta * (s - base), neg, True) / beta
+    return torch.where(both, per_row, torch.zeros_like(per_row)).mean()
+
+
+def circle(z, mem, y, m, gamma):
+    s, pos, neg = similarity_masks(z, mem, y)
+    rows = pos.any(1) & neg.any(1)
+    s, pos, neg = s[rows], pos[rows], neg[rows]
+    if s.shape[0] == 0:
+        return z.sum() * 0.0
+    a_p = (1 + m - s.detach()).clamp_min(0.0)  # the weights carry no gradient
+    a_n = (s.detach() + m).clamp_min(0.0)
+    logit_p = -gamma * a_p * (s - (1 - m))
+    logit_n = gamma * a_n * (s - m)
+    return torch.nn.functional.softplus(masked_lse(logit_p, pos, False) + masked_lse(logit_n, neg, False)).mean()
+
+
 def quantization(z, centroids):
     m, k, dsub = centroids.shape
     q = []
@@ -155,6 +204,15 @@ CASES = [
     ("bce_logits", "bce_logits", 6, 5, {}, None),
     ("mse", "mse", 6, 5, {}, None),
     ("quantization_m3_k4", "quantization", 8, 6, dict(m=3, k=4), None),
+    ("ms_mined", "multi_similarity", 12, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=1, epsilon=0.1), labels3),
+    ("ms_all_pairs", "multi_similarity", 12, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=0, epsilon=0.1), labels3),
+    ("ms_mined_a1_b20_base0.3_eps0.2", "multi_similarity", 10, 5, dict(alpha=1.0, beta=20.0, base=0.3, miner=1, epsilon=0.2), labels3),
+    ("ms_memory_mined", "multi_similarity", 8, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=1, epsilon=0.1, memory=6), labels3),
+    ("ms_one_class", "multi_similarity", 8, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=0, epsilon=0.1), lambda b: [4] * b),
+    ("circle_m0.4_g80", "circle", 12, 6, dict(m=0.4, gamma=80.0), labels3),
+    ("circle_m0.25_g32", "circle", 10, 5, dict(m=0.25, gamma=32.0), labels3),
+    ("circle_memory", "circle", 8, 6, dict(m=0.4, gamma=80.0, memory=6), labels3),
+    ("circle_no_positive_pair", "circle", 8, 6, dict(m=0.4, gamma=80.0), lambda b: list(range(b))),
 ]
 
 EXPLICIT = ([0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 2, 0, 1], [1, 2, 3, 4, 5, 0, 1, 2])
@@ -183,6 +241,13 @@ def build(name, loss, rows, cols, opt, y, seed):
         if opt["hard"]:
             x["n"] = draw(rows, cols, rng)
         f = lambda v: mnr(v["z"], v["p"], v.get("n"), y if opt["masked"] else None, opt["scale"], opt["symmetric"])
+    elif loss in ("multi_similarity", "circle"):
+        if opt.get("memory"):
+            x["m"] = draw(opt["memory"], cols, rng)
+        if loss == "circle":
+            f = lambda v: circle(v["z"], v.get("m"), y, opt["m"], opt["gamma"])
+        else:
+            f = lambda v: multi_similarity(v["z"], v.get("m"), y, opt["alpha"], opt["beta"], opt["base"], opt["miner"], opt["epsilon"])
     elif loss == "cosine_pair":
         f = lambda v: cosine_pair(v["z"], y)
     elif loss == "bce_logits":
@@ -225,7 +290,7 @@ def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/losses/torch.txt"
     lines = ["# dml loss fixtures: written by tests/scripts/torch_loss_fixtures.py (PyTorch %s, float64)" % torch.__version__]
     for index, (name, loss, rows, cols, opt, labels) in enumerate(CASES):
-        y = labels(rows) if labels else None
+        y = labels(rows + opt.get("memory", 0)) if labels else None  # a memory's labels follow the batch's
         for attempt in range(50):
             x, f, extra = build(name, loss, rows, cols, opt, y, 1000 * index + attempt)
             value, grads = evaluate(x, f)
