@@ -27,6 +27,9 @@ typedef struct dml_loss_param {
 enum {
     DML_LOSS_NEEDS_LABELS = 1u << 0, /* a class label per row */
     DML_LOSS_NEEDS_PAIRS = 1u << 1,  /* anchor and positive views (data.pairs) */
+    /* labels, or two views of each row (data.pairs), or both: the build gets zp only with
+     * pairs and labels only with labels (supcon: unlabelled views are SimCLR's NT-Xent) */
+    DML_LOSS_NEEDS_LABELS_OR_PAIRS = 1u << 2,
 };
 
 /* What a loss combines with (dml_loss_row.combines); the config check refuses the rest. */

@@ -74,6 +74,27 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
                                const int32_t *labels, const int32_t *extra_labels, float scale,
                                int symmetric);
 
+/* Supervised contrastive (Khosla et al. 2020, L_out; PML's SupConLoss): over the rows of z, and
+ * with zp (may be NULL) the rows of both views, the view i + B the second view of row i. Anchor
+ * i's loss is -(1/|P(i)|) sum_{p in P(i)} log softmax_{a != i}(s_ia / temperature)_p, s the
+ * cosines, P(i) the other rows and views of i's label (labels NULL: only i's other view, SimCLR's
+ * NT-Xent). 0 when the batch has no positive or no negative pair; else the mean over the
+ * anchors whose loss is > 0 (PML's AvgNonZeroReducer). */
+dml_tensor *dml_loss_supcon(dml_graph *g, dml_tensor *z, dml_tensor *zp, const int32_t *labels,
+                            float temperature);
+
+/* Additive angular (ArcFace, Deng et al. 2019) and additive cosine (CosFace, Wang et al. 2018)
+ * margin softmax, PML's ArcFaceLoss, CosFaceLoss and SubCenterArcFaceLoss: cos = normalised(z)
+ * normalised(w)^T against w [n_classes * sub_centers, D] (class c's sub-centres at rows
+ * c * sub_centers ..), a class's cosine the largest of its sub-centres'; the true class's cosine
+ * t becomes cos(acos(t) + margin) (ArcFace, margin in radians) or t - margin (CosFace); the
+ * cross-entropy of scale times these logits, mean over rows. Gradients flow into z and w.
+ * labels[i] must lie in [0, n_classes). */
+dml_tensor *dml_loss_arcface(dml_graph *g, dml_tensor *z, dml_tensor *w, const int32_t *labels,
+                             int n_classes, int sub_centers, float margin, float scale);
+dml_tensor *dml_loss_cosface(dml_graph *g, dml_tensor *z, dml_tensor *w, const int32_t *labels,
+                             int n_classes, int sub_centers, float margin, float scale);
+
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */
 dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);

@@ -548,10 +548,16 @@ static void test_out_of_range(void **state)
 static void test_bad_choices(void **state)
 {
     (void)state;
+    /* loss.type's choices are the loss table's rows, in its order */
+    char types[512] = "loss.type: expected one of ";
+    for (int i = 0; i < dml_loss_row_count; i++) {
+        strcat(types, i ? " | " : "");
+        strcat(types, dml_loss_rows[i]->name);
+    }
+    strcat(types, ", got \"tripplet\"");
+    bad_case type = {"loss:\n  type: tripplet\n", NULL, 2, 9, types};
+    check_bad(&type, 1);
     static const bad_case cases[] = {
-        {"loss:\n  type: tripplet\n", NULL, 2, 9,
-         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction | "
-         "multi_similarity | circle, got \"tripplet\""},
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
@@ -605,13 +611,14 @@ static void test_impossible_combinations(void **state)
         {"model:\n  type: dual\n", NULL, 2, 9,
          "model.type: a dual encoder needs pairs: set data.pairs to halves or file"},
         {"data:\n  pairs: halves\n", NULL, 2, 10,
-         "data.pairs: pairs train with loss.type mnr: set data.pairs to none for this loss"},
+         "data.pairs: pairs train with loss.type mnr and supcon: set data.pairs to none for this "
+         "loss"},
         {"loss:\n  type: reconstruction\n", NULL, 2, 9,
          "loss.type: reconstruction needs a decoder: set model.type to autoencoder"},
         /* what a loss combines with: its row's combines, the losses that do named */
         {"loss:\n  type: cosine_pair\n  memory:\n    size: 64\n", NULL, 3, 3,
-         "loss.memory: cross-batch memory serves loss.type contrastive, triplet and mnr: set "
-         "loss.memory.size to 0 for this loss"},
+         "loss.memory: cross-batch memory serves loss.type contrastive, triplet, mnr, "
+         "multi_similarity and circle: set loss.memory.size to 0 for this loss"},
         {"train:\n  chunk_size: 8\n", NULL, 2, 15,
          "train.chunk_size: GradCache chunks serve loss.type mnr: set train.chunk_size to 0 for "
          "this loss"},

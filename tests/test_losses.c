@@ -8,7 +8,8 @@
 #include "losses/loss_table.h"
 
 /* The rows under test (losses/loss_table.c lists them; they are declared there). */
-extern const dml_loss_row dml_loss_row_multi_similarity, dml_loss_row_circle;
+extern const dml_loss_row dml_loss_row_multi_similarity, dml_loss_row_circle,
+    dml_loss_row_supcon, dml_loss_row_arcface, dml_loss_row_cosface;
 
 #define B 8
 #define D 5
@@ -16,6 +17,7 @@ extern const dml_loss_row dml_loss_row_multi_similarity, dml_loss_row_circle;
 static const int32_t LABELS[B] = {0, 0, 1, 1, 2, 2, 0, 1};
 static const int32_t ONE_CLASS[B] = {3, 3, 3, 3, 3, 3, 3, 3};
 static const int32_t ALL_DIFFERENT[B] = {0, 1, 2, 3, 4, 5, 6, 7};
+static const int32_t ONE_CLASS_1[B] = {1, 1, 1, 1, 1, 1, 1, 1};
 /* A cross-batch memory of B rows: the batch's labels, then the memory's. */
 static const int32_t WITH_MEMORY[2 * B] = {0, 0, 1, 1, 2, 2, 0, 1, 1, 2, 0, 0, 1, 2, 2, 0};
 
@@ -24,6 +26,8 @@ typedef struct loss_case {
     const char *what;
     dml_distance dist;
     dml_miner miner;
+    /* supcon: symmetric = two views (in[1] the second); margin_softmax: power = sub-centres
+     * per class of the B weight rows in[2], soft = CosFace (else ArcFace) */
     int soft, power, symmetric;
     dml_reduction reduction;
     const int32_t *labels;
@@ -85,6 +89,12 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_cosine_pair(g, z, c->labels);
     if (!strcmp(c->op, "bce_logits"))
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
+    if (!strcmp(c->op, "supcon"))
+        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f);
+    if (!strcmp(c->op, "margin_softmax") && c->soft)
+        return dml_loss_cosface(g, z, in[2], c->labels, B / c->power, c->power, 0.35f, 4.0f);
+    if (!strcmp(c->op, "margin_softmax"))
+        return dml_loss_arcface(g, z, in[2], c->labels, B / c->power, c->power, 0.5f, 4.0f);
     if (!strcmp(c->op, "quantization"))
         return dml_loss_quantization(g, z, &test_pq);
     if (!strcmp(c->op, "multi_similarity") || !strcmp(c->op, "circle"))
@@ -127,6 +137,14 @@ static const loss_case CASES[] = {
     {"circle", "memory", 0, 0, 0, 0, 0, 0, LABELS, 1},
     {"circle", "one class only", 0, 0, 0, 0, 0, 0, ONE_CLASS, 0},
     {"circle", "no positive pair", 0, 0, 0, 0, 0, 0, ALL_DIFFERENT, 0},
+    {"supcon", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    {"supcon", "two views, labels", 0, 0, 0, 0, 1, 0, LABELS, 0},
+    {"supcon", "two views, NT-Xent", 0, 0, 0, 0, 1, 0, NULL, 0},
+    {"supcon", "one class only", 0, 0, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"margin_softmax", "arcface, 8 classes", 0, 0, 0, 1, 0, 0, LABELS, 0},
+    {"margin_softmax", "arcface, 4 x 2 sub-centres", 0, 0, 0, 2, 0, 0, LABELS, 0},
+    {"margin_softmax", "cosface, 8 classes", 0, 0, 1, 1, 0, 0, ALL_DIFFERENT, 0},
+    {"margin_softmax", "cosface, 2 x 4 sub-centres", 0, 0, 1, 4, 0, 0, ONE_CLASS_1, 0},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -444,6 +462,53 @@ static float similarity_value(const char *op, int mine, const float *z, int rows
     return v;
 }
 
+/* The loss of rows z[b, 2] (and views zp, and class weights w[nw, 2]) through the direct call
+ * or through a row's build with its default parameters; the gradients must be finite. */
+typedef struct row_call {
+    const dml_loss_row *row; /* NULL: the direct call below */
+    const char *direct;      /* "supcon", "arcface" (margin in radians), "cosface" */
+    const float *z, *zp, *w;
+    int b, nw, n_classes;
+    const int32_t *labels;
+    float p0, p1; /* direct: temperature, or margin and scale */
+} row_call;
+
+static float call_loss(const row_call *c)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *z = dml_leaf_copy(&g, c->z, c->b, 2, 1);
+    dml_tensor *zp = c->zp ? dml_leaf_copy(&g, c->zp, c->b, 2, 1) : NULL;
+    dml_tensor *w = c->w ? dml_leaf_copy(&g, c->w, c->nw, 2, 1) : NULL;
+    dml_tensor *loss;
+    if (c->row) {
+        float p[DML_LOSS_MAX_PARAMS];
+        for (int i = 0; i < c->row->n_params; i++)
+            p[i] = c->row->params[i].def;
+        int k = c->row->class_rows_key ? dml_loss_param_index(c->row, c->row->class_rows_key) : -1;
+        if (k >= 0)
+            p[k] = (float)(c->nw / c->n_classes);
+        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes};
+        loss = c->row->build(&in);
+    } else if (!strcmp(c->direct, "supcon")) {
+        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
+    } else {
+        loss = (!strcmp(c->direct, "arcface") ? dml_loss_arcface : dml_loss_cosface)(
+            &g, z, w, c->labels, c->n_classes, c->nw / c->n_classes, c->p0, c->p1);
+    }
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    for (int i = 0; i < c->b * 2; i++) {
+        assert_true(isfinite(z->grad[i]));
+        assert_true(!zp || isfinite(zp->grad[i]));
+    }
+    for (int i = 0; w && i < c->nw * 2; i++)
+        assert_true(isfinite(w->grad[i]));
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
 static void test_multi_similarity_hand_computed(void **state)
 {
     (void)state;
@@ -527,6 +592,95 @@ static void test_similarity_rows_build(void **state)
     }
 }
 
+static void test_supcon_hand_computed(void **state)
+{
+    (void)state;
+    /* Rows (1, 0), (0.6, 0.8), (0, 1) of classes 0, 0, 1, t = 0.1: cosines 0.6 (0, 1), 0 (0, 2),
+     * 0.8 (1, 2). Anchor 0: positive 1 (logit 6) against 2 (0); anchor 1: positive 0 (6)
+     * against 2 (8); anchor 2 has no positive and is left out of the mean. */
+    static const float z[6] = {1, 0, 0.6f, 0.8f, 0, 1};
+    static const int32_t y[3] = {0, 0, 1};
+    row_call c = {NULL, "supcon", z, NULL, NULL, 3, 0, 0, y, 0.1f, 0};
+    float l0 = logf(expf(6.0f) + 1.0f) - 6.0f, l1 = logf(expf(6.0f) + expf(8.0f)) - 6.0f;
+    assert_float_equal(call_loss(&c), (l0 + l1) / 2.0f, 1e-5);
+    /* Two unlabelled views, the second view of every row the row itself: each of the 6
+     * anchors has its twin (cos 1, logit 10) as the one positive among 5 candidates. */
+    c.zp = z;
+    c.labels = NULL;
+    float a0 = logf(expf(10.0f) + 2.0f * expf(6.0f) + 2.0f) - 10.0f;
+    float a1 = logf(expf(10.0f) + 2.0f * expf(6.0f) + 2.0f * expf(8.0f)) - 10.0f;
+    float a2 = logf(expf(10.0f) + 2.0f + 2.0f * expf(8.0f)) - 10.0f;
+    assert_float_equal(call_loss(&c), (a0 + a1 + a2) / 3.0f, 1e-5);
+    /* One class: no negative pair, loss 0 with a zero (finite) gradient, as PML's. */
+    static const int32_t one[3] = {5, 5, 5};
+    c.zp = NULL;
+    c.labels = one;
+    assert_float_equal(call_loss(&c), 0.0f, 0.0);
+    /* Duplicate rows and a zero row: finite. */
+    static const float dup[6] = {1, 1, 1, 1, 0, 0};
+    c.z = dup;
+    c.labels = y;
+    assert_true(isfinite(call_loss(&c)));
+}
+
+static void test_margin_softmax_hand_computed(void **state)
+{
+    (void)state;
+    /* z = (1, 0) of class 0; class 0's weight (0.6, 0.8) (cos 0.6), class 1's (0, 2) (cos 0).
+     * ArcFace, m 0.5, s 4: logits 4 cos(acos(0.6) + 0.5) and 0; CosFace, m 0.35: 4 (0.6 - 0.35)
+     * and 0. */
+    static const float z[2] = {1, 0}, w[4] = {0.6f, 0.8f, 0, 2};
+    static const int32_t y[1] = {0};
+    row_call c = {NULL, "arcface", z, NULL, w, 1, 2, 2, y, 0.5f, 4.0f};
+    float t = 4.0f * cosf(acosf(0.6f) + 0.5f);
+    assert_float_equal(call_loss(&c), logf(expf(t) + 1.0f) - t, 1e-5);
+    c.direct = "cosface";
+    c.p0 = 0.35f;
+    assert_float_equal(call_loss(&c), logf(expf(1.0f) + 1.0f) - 1.0f, 1e-5);
+    /* Two sub-centres per class, the closest counts: class 0 (0.6, 0.8) and (0, -1), class 1
+     * (0, 2) and (-1, 0): the same cosines 0.6 and 0. */
+    static const float w2[8] = {0.6f, 0.8f, 0, -1, 0, 2, -1, 0};
+    c.w = w2;
+    c.nw = 4;
+    assert_float_equal(call_loss(&c), logf(expf(1.0f) + 1.0f) - 1.0f, 1e-5);
+    /* z on its class's weight (cos exactly 1, where acos' slope is infinite) and a zero row:
+     * finite gradients. */
+    static const float on[4] = {0.6f, 0.8f, 0, 0};
+    static const int32_t y2[2] = {0, 1};
+    row_call e = {NULL, "arcface", on, NULL, w, 2, 2, 2, y2, 0.5f, 64.0f};
+    assert_true(isfinite(call_loss(&e)));
+}
+
+/* Each row's build through a dml_loss_input, with the row's defaults (PML's), equals the direct
+ * call with the same parameters. */
+static void test_rows_build_through_loss_input(void **state)
+{
+    (void)state;
+    float z[16], zp[16], w[12];
+    tu_fill_normal(z, 16, 1.0f, 5);
+    tu_fill_normal(zp, 16, 1.0f, 6);
+    tu_fill_normal(w, 12, 1.0f, 7);
+    static const int32_t y[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    row_call r = {&dml_loss_row_supcon, NULL, z, zp, NULL, 8, 0, 0, y, 0, 0};
+    row_call d = {NULL, "supcon", z, zp, NULL, 8, 0, 0, y, 0.1f, 0};
+    assert_float_equal(call_loss(&r), call_loss(&d), 1e-6);
+    assert_true(dml_loss_row_supcon.needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS);
+    /* 3 classes x 2 sub-centres; ArcFace's default margin is 28.6 degrees */
+    row_call ra = {&dml_loss_row_arcface, NULL, z, NULL, w, 8, 6, 3, y, 0, 0};
+    row_call da = {NULL, "arcface", z, NULL, w, 8, 6, 3, y, 28.6f * 3.14159265f / 180.0f, 64.0f};
+    assert_float_equal(call_loss(&ra), call_loss(&da), 1e-4);
+    row_call rc = {&dml_loss_row_cosface, NULL, z, NULL, w, 8, 6, 3, y, 0, 0};
+    row_call dc = {NULL, "cosface", z, NULL, w, 8, 6, 3, y, 0.35f, 64.0f};
+    assert_float_equal(call_loss(&rc), call_loss(&dc), 1e-4);
+    const dml_loss_row *rows[2] = {&dml_loss_row_arcface, &dml_loss_row_cosface};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rows[i]->class_rows, 1);
+        assert_true(dml_loss_param_index(rows[i], "sub_centers") >= 0);
+        assert_true(dml_loss_param_index(rows[i], "lr_multiplier") >= 0);
+        assert_true(rows[i]->needs & DML_LOSS_NEEDS_LABELS);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +696,9 @@ int main(void)
         cmocka_unit_test(test_circle_hand_computed),
         cmocka_unit_test(test_similarity_losses_without_pairs),
         cmocka_unit_test(test_similarity_rows_build),
+        cmocka_unit_test(test_supcon_hand_computed),
+        cmocka_unit_test(test_margin_softmax_hand_computed),
+        cmocka_unit_test(test_rows_build_through_loss_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,6 +174,21 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                                          (float)num(c, "beta"), (float)num(c, "base"),
                                          (int)num(c, "miner"), (float)num(c, "epsilon"));
     }
+    if (!strcmp(loss, "supcon")) {
+        input *p = find(c, "p");
+        return dml_loss_supcon(g, z, p ? t[p - c->in] : NULL, c->n_labels ? c->labels : NULL,
+                               (float)num(c, "temperature"));
+    }
+    if (!strcmp(loss, "arcface") || !strcmp(loss, "cosface")) {
+        dml_tensor *w = t[find(c, "w") - c->in];
+        int classes = (int)num(c, "classes"), k = (int)num(c, "sub_centers");
+        float scale = (float)num(c, "scale");
+        if (!strcmp(loss, "cosface"))
+            return dml_loss_cosface(g, z, w, c->labels, classes, k, (float)num(c, "margin"), scale);
+        /* the fixture's margin is PML's, in degrees */
+        return dml_loss_arcface(g, z, w, c->labels, classes, k,
+                                (float)(num(c, "margin") * 3.14159265358979323846 / 180.0), scale);
+    }
     if (!strcmp(loss, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
     if (!strcmp(loss, "bce_logits"))

@@ -50,8 +50,9 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     if (c->model.type == DML_NET_DUAL && !pairs)
         return dml_config_error(c, "model.type", err,
                                 "a dual encoder needs pairs: set data.pairs to halves or file");
-    if (pairs && !(row->needs & DML_LOSS_NEEDS_PAIRS)) {
-        losses_with(DML_LOSS_NEEDS_PAIRS, 0, names, sizeof names);
+    unsigned takes_pairs = DML_LOSS_NEEDS_PAIRS | DML_LOSS_NEEDS_LABELS_OR_PAIRS;
+    if (pairs && !(row->needs & takes_pairs)) {
+        losses_with(takes_pairs, 0, names, sizeof names);
         return dml_config_error(c, "data.pairs", err,
                                 "pairs train with loss.type %s: set data.pairs to none for this "
                                 "loss", names);

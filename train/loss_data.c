@@ -5,11 +5,24 @@
 
 #include <stdlib.h>
 
+int dml_loss_uses_pairs(const dml_config *c)
+{
+    unsigned needs = c->loss.row->needs;
+    return (needs & DML_LOSS_NEEDS_PAIRS) ||
+           ((needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS) && c->data.pairs != DML_PAIRS_NONE);
+}
+
 int dml_loss_needs_labels(const dml_config *c)
 {
     unsigned needs = c->loss.row->needs;
     return (needs & DML_LOSS_NEEDS_LABELS) ||
-           ((needs & DML_LOSS_NEEDS_PAIRS) && c->data.pairs == DML_PAIRS_SAME_CLASS);
+           (dml_loss_uses_pairs(c) && c->data.pairs == DML_PAIRS_SAME_CLASS) ||
+           ((needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS) && c->data.pairs == DML_PAIRS_NONE);
+}
+
+int dml_loss_reads_labels(const dml_config *c)
+{
+    return dml_loss_needs_labels(c) || (c->loss.row->needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS);
 }
 
 /* What a loss needs, counted over the training rows; zero: nothing. */
@@ -24,15 +37,15 @@ typedef struct need {
 static need need_of(const dml_config *c)
 {
     const dml_loss_row *row = c->loss.row;
-    if (row->needs & DML_LOSS_NEEDS_LABELS)
+    if (dml_loss_needs_labels(c) && !dml_loss_uses_pairs(c))
         return (need){row->name, 2, 1, 0,
                       "it pulls a class's rows together and pushes other classes' rows away"};
-    if ((row->needs & DML_LOSS_NEEDS_PAIRS) && c->data.pairs == DML_PAIRS_SAME_CLASS)
+    if (dml_loss_uses_pairs(c) && c->data.pairs == DML_PAIRS_SAME_CLASS)
         /* masked: a negative is another class's pair */
         return (need){row->name, 2, dml_config_loss_param(c, "mask_same_label", 0) ? 2 : 1, 0,
                       "its pairs are two rows of a class, and the batch's pairs of other "
                       "classes are their negatives"};
-    if (row->needs & DML_LOSS_NEEDS_PAIRS)
+    if (dml_loss_uses_pairs(c))
         return (need){row->name, 0, 0, 2,
                       "each anchor's negatives are the batch's other positives"};
     return (need){row->name, 0, 0, 1, "it reconstructs rows"}; /* reconstruction: any row */

@@ -165,7 +165,7 @@ static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tens
         .refs = refs,
         /* a pair loss on halves, file or augment pairs reads no labels, even where the rows
          * have some */
-        .labels = r->train.y && dml_loss_needs_labels(c) ? r->labels : NULL,
+        .labels = r->train.y && dml_loss_reads_labels(c) ? r->labels : NULL,
         .ref_labels = refs ? r->mem.y : NULL,
         .p = c->loss.p,
         .n_classes = r->train.n_classes,
@@ -179,7 +179,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     const dml_dataset *ds = &r->train;
     int b = r->batch;
     dml_tensor *z = NULL, *loss = NULL;
-    if (c->loss.row->needs & DML_LOSS_NEEDS_PAIRS) {
+    if (dml_loss_uses_pairs(c)) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
         loss = metric_loss(r, g, z, zp);

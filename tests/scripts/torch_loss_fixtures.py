@@ -164,6 +164,42 @@ def circle(z, mem, y, m, gamma):
     logit_p = -gamma * a_p * (s - (1 - m))
     logit_n = gamma * a_n * (s - m)
     return torch.nn.functional.softplus(masked_lse(logit_p, pos, False) + masked_lse(logit_n, neg, False)).mean()
+def supcon(z, zp, y, temperature):
+    """SupCon (Khosla et al. 2020, L_out) as PML's SupConLoss (AvgNonZeroReducer): every row of
+    z, and of zp when given (row i's second view), an anchor; unlabelled, a row's views are its
+    only positives (NT-Xent)."""
+    b = z.shape[0]
+    y = torch.tensor(y) if y is not None else torch.arange(b)
+    e = z
+    if zp is not None:
+        e, y = torch.cat([z, zp]), torch.cat([y, y])
+    n = e.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    same = y[:, None] == y[None, :]
+    pos, neg = same & ~eye, ~same
+    v = (l2n(e) @ l2n(e).T) / temperature
+    if not pos.any() or not neg.any():
+        return v.sum() * 0.0
+    v = v.masked_fill(eye, float("-inf"))
+    log_prob = v - torch.logsumexp(v, dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp_min(1)
+    keep = per_anchor > 0
+    return per_anchor[keep].mean() if keep.any() else v.sum() * 0.0
+
+
+def margin_softmax(z, w, y, classes, sub_centers, kind, margin, scale):
+    """ArcFace / CosFace over class weights w [classes * sub_centers, D] (PML's ArcFaceLoss,
+    CosFaceLoss, SubCenterArcFaceLoss): a class's cosine the largest of its sub-centres'; the
+    true class's t becomes cos(acos(t) + m) or t - m; cross-entropy of scale * logits, mean."""
+    cos = (l2n(z) @ l2n(w).T).view(-1, classes, sub_centers).max(dim=2).values
+    y = torch.tensor(y)
+    rows = torch.arange(len(y))
+    t = cos[rows, y]
+    moved = torch.cos(torch.acos(t.clamp(-1.0, 1.0)) + margin) if kind == "arcface" else t - margin
+    onehot = torch.nn.functional.one_hot(y, classes).to(cos.dtype)
+    logits = cos + onehot * (moved - t)[:, None]
+    return torch.nn.functional.cross_entropy(scale * logits, y)
 
 
 def quantization(z, centroids):
@@ -213,6 +249,14 @@ CASES = [
     ("circle_m0.25_g32", "circle", 10, 5, dict(m=0.25, gamma=32.0), labels3),
     ("circle_memory", "circle", 8, 6, dict(m=0.4, gamma=80.0, memory=6), labels3),
     ("circle_no_positive_pair", "circle", 8, 6, dict(m=0.4, gamma=80.0), lambda b: list(range(b))),
+    ("supcon_labels", "supcon", 10, 6, dict(temperature=0.1, views=0), labels3),
+    ("supcon_views_labels", "supcon", 8, 6, dict(temperature=0.1, views=1), labels3),
+    ("supcon_views_ntxent", "supcon", 8, 6, dict(temperature=0.5, views=1), None),
+    ("supcon_one_class", "supcon", 6, 5, dict(temperature=0.1, views=0), lambda b: [2] * b),
+    ("arcface", "arcface", 10, 6, dict(classes=4, sub_centers=1, margin=28.6, scale=64.0), labels3),
+    ("arcface_sub_centers", "arcface", 10, 6, dict(classes=3, sub_centers=3, margin=28.6, scale=64.0), labels3),
+    ("cosface", "cosface", 10, 6, dict(classes=4, sub_centers=1, margin=0.35, scale=64.0), labels3),
+    ("cosface_sub_centers", "cosface", 10, 6, dict(classes=3, sub_centers=2, margin=0.35, scale=16.0), labels3),
 ]
 
 EXPLICIT = ([0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 2, 0, 1], [1, 2, 3, 4, 5, 0, 1, 2])
@@ -248,6 +292,15 @@ def build(name, loss, rows, cols, opt, y, seed):
             f = lambda v: circle(v["z"], v.get("m"), y, opt["m"], opt["gamma"])
         else:
             f = lambda v: multi_similarity(v["z"], v.get("m"), y, opt["alpha"], opt["beta"], opt["base"], opt["miner"], opt["epsilon"])
+    elif loss == "supcon":
+        if opt["views"]:
+            x["p"] = draw(rows, cols, rng)
+        f = lambda v: supcon(v["z"], v.get("p"), y, opt["temperature"])
+    elif loss in ("arcface", "cosface"):
+        x["w"] = draw(opt["classes"] * opt["sub_centers"], cols, rng)
+        # PML takes ArcFace's margin in degrees
+        m = np.radians(opt["margin"]) if loss == "arcface" else opt["margin"]
+        f = lambda v: margin_softmax(v["z"], v["w"], y, opt["classes"], opt["sub_centers"], loss, m, opt["scale"])
     elif loss == "cosine_pair":
         f = lambda v: cosine_pair(v["z"], y)
     elif loss == "bce_logits":
