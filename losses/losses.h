@@ -70,6 +70,11 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
                                const int32_t *labels, const int32_t *extra_labels, float scale,
                                int symmetric);
 
+/* Proxy Anchor (Kim et al. 2020) of rows z [B, D] labelled 0..C-1 against one proxy per class,
+ * proxies [C, D] (learned: the gradient flows into both), on cosines; losses/proxy_anchor.c. */
+dml_tensor *dml_loss_proxy_anchor(dml_graph *g, dml_tensor *z, dml_tensor *proxies,
+                                  const int32_t *labels, float margin, float alpha);
+
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */
 dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
