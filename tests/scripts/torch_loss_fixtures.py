@@ -117,6 +117,19 @@ def cosine_pair(z, y):
     return ((s - c)[off] ** 2).mean()
 
 
+def proxy_anchor(z, proxies, y, margin, alpha):
+    """Kim et al. 2020, PML's ProxyAnchorLoss: per proxy, log(1 + sum exp) over its positive rows
+    of -alpha (cos - margin), averaged over the proxies with a positive in the batch, plus the same
+    over its negative rows of alpha (cos + margin), averaged over every proxy."""
+    cos = l2n(z) @ l2n(proxies).T
+    c = proxies.shape[0]
+    pos = torch.nn.functional.one_hot(torch.tensor(y), c).bool()
+    one = torch.zeros(1, c)  # the log's 1: exp(0) in each log-sum-exp
+    pos_term = torch.logsumexp(torch.cat([torch.where(pos, -alpha * (cos - margin), float("-inf")), one]), 0)
+    neg_term = torch.logsumexp(torch.cat([torch.where(~pos, alpha * (cos + margin), float("-inf")), one]), 0)
+    return pos_term.sum() / pos.any(0).sum() + neg_term.sum() / c
+
+
 def quantization(z, centroids):
     m, k, dsub = centroids.shape
     q = []
@@ -155,6 +168,9 @@ CASES = [
     ("bce_logits", "bce_logits", 6, 5, {}, None),
     ("mse", "mse", 6, 5, {}, None),
     ("quantization_m3_k4", "quantization", 8, 6, dict(m=3, k=4), None),
+    # four proxies, class 3 absent from the batch (negative terms only)
+    ("proxy_anchor", "proxy_anchor", 10, 6, dict(margin=0.1, alpha=32.0, classes=4), labels3),
+    ("proxy_anchor_alpha8_margin0", "proxy_anchor", 8, 5, dict(margin=0.0, alpha=8.0, classes=3), labels3),
 ]
 
 EXPLICIT = ([0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 2, 0, 1], [1, 2, 3, 4, 5, 0, 1, 2])
@@ -185,6 +201,9 @@ def build(name, loss, rows, cols, opt, y, seed):
         f = lambda v: mnr(v["z"], v["p"], v.get("n"), y if opt["masked"] else None, opt["scale"], opt["symmetric"])
     elif loss == "cosine_pair":
         f = lambda v: cosine_pair(v["z"], y)
+    elif loss == "proxy_anchor":
+        x["proxies"] = draw(opt["classes"], cols, rng)
+        f = lambda v: proxy_anchor(v["z"], v["proxies"], y, opt["margin"], opt["alpha"])
     elif loss == "bce_logits":
         x["t"] = torch.from_numpy(rng.uniform(0, 1, (rows, cols)).astype(np.float32).astype(np.float64))
         f = lambda v: (torch.clamp(v["z"], min=0) - v["z"] * v["t"] + torch.log1p(torch.exp(-v["z"].abs()))).mean()
