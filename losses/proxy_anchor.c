@@ -11,16 +11,16 @@
 
 /* src[0] = S [B, C] of cosines; ctx = the labels [B]; fparam: margin, alpha. */
 typedef struct pa_cache {
-    float *w;   /* [B, C] d(loss)/d(s_ic), filled by forward for backward */
-    float *mx;  /* [2C] the largest exponent of each proxy's positive then negative term (0: the 1) */
+    float *w;    /* [B, C] d(loss)/d(s_ic), filled by forward for backward */
+    float *mx;   /* [2C] the largest exponent in each proxy's positive, then negative, term */
     double *sum; /* [2C] their sums of exp(v - mx) */
-    int *n_pos; /* [C] the batch's rows of each class */
+    int *n_pos;  /* [C] the batch's rows of each class */
 } pa_cache;
 
-/* The exponent of s_ic: into the proxy's positive term (slot c) or negative term (slot C + c). */
-static float exponent(float s, int pos, float margin, float alpha, int c, int n_cls, int *slot)
+/* The exponent of s_ic in its proxy's positive term (row i of class c: slot c of the sums) or
+ * negative term (slot C + c). */
+static float exponent(float s, int pos, float margin, float alpha)
 {
-    *slot = pos ? c : n_cls + c;
     return pos ? alpha * (margin - s) : alpha * (s + margin);
 }
 
@@ -29,7 +29,7 @@ static void proxy_anchor_forward(dml_tensor *out)
     const dml_tensor *s = out->src[0];
     const int32_t *y = out->ctx;
     pa_cache *m = out->cache;
-    int b = s->rows, nc = s->cols, slot;
+    int b = s->rows, nc = s->cols;
     float margin = out->fparam[0], alpha = out->fparam[1];
     for (int k = 0; k < 2 * nc; k++) {
         m->mx[k] = 0.0f; /* the log's 1 is exp(0), a term of every sum */
@@ -40,13 +40,15 @@ static void proxy_anchor_forward(dml_tensor *out)
     for (int i = 0; i < b; i++) {
         m->n_pos[y[i]]++;
         for (int c = 0; c < nc; c++) {
-            float v = exponent(s->data[(size_t)i * nc + c], y[i] == c, margin, alpha, c, nc, &slot);
+            int slot = y[i] == c ? c : nc + c;
+            float v = exponent(s->data[(size_t)i * nc + c], y[i] == c, margin, alpha);
             m->mx[slot] = v > m->mx[slot] ? v : m->mx[slot];
         }
     }
     for (int i = 0; i < b; i++)
         for (int c = 0; c < nc; c++) {
-            float v = exponent(s->data[(size_t)i * nc + c], y[i] == c, margin, alpha, c, nc, &slot);
+            int slot = y[i] == c ? c : nc + c;
+            float v = exponent(s->data[(size_t)i * nc + c], y[i] == c, margin, alpha);
             float e = expf(v - m->mx[slot]);
             m->w[(size_t)i * nc + c] = e;
             m->sum[slot] += e;
