@@ -91,10 +91,13 @@ def pdist(z, squared=False):
 
 
 def distance(z, spec):
-    if spec["distance"] == "cosine":
+    """The spec holds the loss's own parameters: one without a distance (cosine_pair) gets the
+    default, which it does not read."""
+    kind = spec.get("distance", "euclidean")
+    if kind == "cosine":
         zn = F.normalize(z, dim=1)
         return 1.0 - zn @ zn.t()
-    return pdist(z, squared=spec["distance"] == "squared_euclidean")
+    return pdist(z, squared=kind == "squared_euclidean")
 
 
 def triplet_hard(d, y, spec):
@@ -190,7 +193,7 @@ def step_loss(net, spec, x, y, batch, books):
     else:
         if spec["loss"] not in METRIC_LOSSES:
             raise SystemExit(f"torch_peer: loss {spec['loss']} is not benchmarked")
-        if spec["soft"]:
+        if spec.get("soft", False):
             raise SystemExit("torch_peer: soft triplets are not benchmarked")
         z = net(x[batch])
         loss = METRIC_LOSSES[spec["loss"]](distance(z, spec), y[batch], spec)

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 #define B 8
 #define D 5
@@ -128,6 +128,72 @@ static void test_every_loss_op_has_a_gradient_check(void **state)
             fail_msg("loss op '%s' has no gradient check in tests/test_losses.c", def->name);
     }
     dml_pq_free(&test_pq);
+}
+
+/* A row of the loss table built as the trainer builds it (train/train_step.c), at its default
+ * parameters: in[0] the batch (the anchors of a pair loss), in[1] the positives, in[2] the
+ * references (a cross-batch memory labelled WITH_MEMORY + B) when refs, in[3] the learned
+ * per-class rows when the row has some. */
+typedef struct row_case {
+    const dml_loss_row *row;
+    float p[DML_LOSS_MAX_PARAMS];
+    int refs;
+} row_case;
+
+static dml_tensor *build_row(dml_graph *g, dml_tensor **in, void *ctx)
+{
+    const row_case *c = ctx;
+    int pairs = (c->row->needs & DML_LOSS_NEEDS_PAIRS) != 0;
+    dml_loss_input li = {
+        .g = g,
+        .z = in[0],
+        .zp = pairs ? in[1] : NULL,
+        .refs = c->refs ? in[2] : NULL,
+        .labels = LABELS,
+        .ref_labels = c->refs ? WITH_MEMORY + B : NULL,
+        .p = c->p,
+        .class_params = c->row->class_rows > 0 ? in[3] : NULL,
+        .n_classes = 3,
+    };
+    return c->row->build(&li);
+}
+
+/* Every row of the loss table: its ops are in dml_loss_ops (so the test above checks their
+ * gradients), and the loss its build composes has a gradient that finite differences confirm,
+ * with and without references where the row takes a cross-batch memory. */
+static void test_every_loss_row(void **state)
+{
+    (void)state;
+    for (int r = 0; r < dml_loss_row_count; r++) {
+        const dml_loss_row *row = dml_loss_rows[r];
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        for (int j = 0; j < row->n_ops; j++) {
+            int listed = 0;
+            for (int i = 0; i < dml_loss_op_count; i++)
+                listed |= dml_loss_ops[i] == row->ops[j];
+            if (!listed)
+                fail_msg("loss row '%s': op '%s' is not in dml_loss_ops (losses/ops.c)", row->name,
+                         row->ops[j]->name);
+        }
+        if (!row->build) /* reconstruction: composed by the trainer from the decoder */
+            continue;
+        int rows = row->class_rows > 0 ? 3 * row->class_rows : 1;
+        float z[4][B * D];
+        for (int k = 0; k < 4; k++)
+            tu_fill_normal(z[k], B * D, 1.0f, 60 + (uint64_t)k);
+        for (int refs = 0; refs <= ((row->combines & DML_LOSS_WITH_MEMORY) != 0); refs++) {
+            row_case c = {row, {0}, refs};
+            int given[DML_LOSS_MAX_PARAMS] = {0};
+            dml_loss_defaults(row, c.p);
+            if (row->fit_defaults)
+                row->fit_defaults(c.p, given);
+            tu_input in[4] = {{B, D, z[0], 0}, {B, D, z[1], 0}, {B, D, z[2], 0},
+                              {rows, D, z[3], row->class_rows == 0}};
+            double worst = tu_gradcheck(build_row, &c, 4, in, 1e-3f, 5e-3);
+            print_message("  row %-14s %-9s worst scaled error %.2e\n", row->name,
+                          refs ? "memory" : "", worst);
+        }
+    }
 }
 
 /* Runs a loss on fixed embeddings and returns its value (and checks the gradient is finite). */
@@ -302,6 +368,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_loss_op_has_a_gradient_check),
+        cmocka_unit_test(test_every_loss_row),
         cmocka_unit_test(test_triplet_hand_computed),
         cmocka_unit_test(test_contrastive_hand_computed),
         cmocka_unit_test(test_mnr_hand_computed),

@@ -10,8 +10,9 @@
 #include "data/dataset.h"
 #include "train/config.h"
 
-/* 1 when the configured loss reads the training rows' labels: every metric loss but mnr on
- * halves, file or augment pairs; reconstruction never. */
+/* 1 when the configured loss reads the training rows' labels, from its row's needs: a label
+ * loss, or a pair loss on same_class pairs (made from the labels); reconstruction never. The one
+ * place this is decided. */
 int dml_loss_needs_labels(const dml_config *c);
 
 /* Checks that the loss can learn from rows[n] of train (the rows it samples, after the split):

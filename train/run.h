@@ -33,20 +33,17 @@ typedef struct dml_memory {
     int n, head;       /* slots in use; the next slot written */
     float *x;          /* [size, dim] */
     int32_t *y;        /* [size] their labels (0 when unlabelled) */
-    int32_t *refs;     /* [batch + size] a step's reference labels: the batch's, then y[0, n) */
     const float *held; /* [n_held, dim] the step's embeddings (in the arena) until pushed */
     const int32_t *held_y;
     int n_held;
 } dml_memory;
 
-dml_status dml_memory_init(dml_memory *m, int size, int dim, int batch, dml_error *err);
+dml_status dml_memory_init(dml_memory *m, int size, int dim, dml_error *err);
 void dml_memory_free(dml_memory *m);
 /* Arena bytes a step needs beyond the loss without memory. */
 size_t dml_memory_arena_bytes(int size, int dim, int batch);
 /* The rows in use as a leaf without gradient [n, dim]; NULL while empty. */
 dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g);
-/* The labels of the references [b + n]: batch_y[b], then the memory's. */
-const int32_t *dml_memory_ref_labels(dml_memory *m, const int32_t *batch_y, int b);
 /* Notes the step's embeddings z[b, dim] and labels (y may be NULL) for dml_memory_push. */
 void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
 /* Writes the held rows into the ring, oldest slots first once it is full. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/loss_data.h"
 #include "train/run.h"
 
 #define EMBED_BLOCK 1024
@@ -28,12 +29,6 @@ static void shard(dml_run *r, int b)
 {
     r->n_local = r->comm ? b / r->comm->size : b;
     r->lo = r->comm ? r->comm->rank * r->n_local : 0;
-}
-
-static dml_reduction reduction(const dml_config *c)
-{
-    return c->loss.reduction == DML_CFG_REDUCE_MEAN_NONZERO ? DML_REDUCE_MEAN_NONZERO
-                                                            : DML_REDUCE_MEAN;
 }
 
 static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
@@ -156,49 +151,26 @@ static dml_tensor *memory_refs(dml_run *r, dml_graph *g, const dml_tensor *z)
     return refs;
 }
 
-/* The distances of the batch's embeddings z to its references: the batch itself, then the
- * memory's rows when it has some; *ref_labels gets the references' labels. */
-static dml_tensor *reference_distances(dml_run *r, dml_graph *g, dml_tensor *z,
-                                       const int32_t **ref_labels)
-{
-    dml_distance dist = r->cfg->loss.distance;
-    dml_tensor *d = dml_distance_matrix(g, z, z, dist);
-    dml_tensor *refs = memory_refs(r, g, z);
-    *ref_labels = r->labels;
-    if (!refs)
-        return d;
-    *ref_labels = dml_memory_ref_labels(&r->mem, r->labels, z->rows);
-    return dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, dist));
-}
-
-static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
+/* The configured loss through its row's build over the global batch z (the anchors of a pair
+ * loss, zp its positives; NULL otherwise), with the cross-batch memory's rows as references
+ * (for a pair loss, its earlier positives). */
+static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tensor *zp)
 {
     const dml_config *c = r->cfg;
-    const int32_t *ref_labels;
-    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
-    return dml_loss_contrastive_refs(g, d, r->labels, ref_labels, c->loss.pos_margin,
-                                     c->loss.neg_margin, c->loss.power, reduction(c));
-}
-
-/* Triplets of batch anchors whose positives and negatives come from all the references. */
-static dml_tensor *triplet(dml_run *r, dml_graph *g, dml_tensor *z)
-{
-    const dml_config *c = r->cfg;
-    const int32_t *ref_labels;
-    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
-    return dml_loss_triplet_refs(g, d, r->labels, ref_labels, c->loss.margin, c->loss.miner,
-                                 c->loss.soft, reduction(c));
-}
-
-/* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
- * for every anchor). */
-static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
-{
-    const dml_config *c = r->cfg;
-    int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
-    dml_tensor *refs = memory_refs(r, g, zp);
-    return dml_loss_mnr_extra(g, za, zp, refs, mask ? r->labels : NULL,
-                              refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
+    dml_tensor *refs = memory_refs(r, g, zp ? zp : z);
+    dml_loss_input in = {
+        .g = g,
+        .z = z,
+        .zp = zp,
+        .refs = refs,
+        /* a pair loss on halves, file or augment pairs reads no labels, even where the rows
+         * have some */
+        .labels = r->train.y && dml_loss_needs_labels(c) ? r->labels : NULL,
+        .ref_labels = refs ? r->mem.y : NULL,
+        .p = c->loss.p,
+        .n_classes = r->train.n_classes,
+    };
+    return c->loss.row->build(&in);
 }
 
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
@@ -207,10 +179,10 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     const dml_dataset *ds = &r->train;
     int b = r->batch;
     dml_tensor *z = NULL, *loss = NULL;
-    if (c->loss.type == DML_LOSS_MNR) {
+    if (c->loss.row->needs & DML_LOSS_NEEDS_PAIRS) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
-        loss = mnr(r, g, z, zp);
+        loss = metric_loss(r, g, z, zp);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         shard(r, b);
@@ -223,20 +195,8 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
          * does not squeeze what the autoencoder can reconstruct. */
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
         z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
-        switch (c->loss.type) {
-        case DML_LOSS_TRIPLET:
-            loss = triplet(r, g, z);
-            break;
-        case DML_LOSS_CONTRASTIVE:
-            loss = contrastive(r, g, z);
-            break;
-        case DML_LOSS_COSINE_PAIR:
-            loss = dml_loss_cosine_pair(g, z, r->labels);
-            break;
-        default: /* DML_LOSS_RECONSTRUCTION */
-            loss = reconstruction(r, g, h, x);
-            break;
-        }
+        /* reconstruction, the one row without a build, is the decoder's term */
+        loss = c->loss.row->build ? metric_loss(r, g, z, NULL) : reconstruction(r, g, h, x);
     }
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
@@ -297,7 +257,7 @@ dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
     dml_graph *g = &r->graph;
     dml_tensor *za = dml_leaf(g, r->gc.za, r->gc.ga, b, r->cfg->model.dim);
     dml_tensor *zp = dml_leaf(g, r->gc.zp, r->gc.gp, b, r->cfg->model.dim);
-    dml_tensor *loss = mnr(r, g, za, zp);
+    dml_tensor *loss = metric_loss(r, g, za, zp);
     dml_status st = dml_backward(g, loss);
     if (st != DML_OK)
         return st;

@@ -42,8 +42,9 @@ static dml_status open_data(dml_run *r, dml_error *err)
                                 "loss.type to mnr with data.pairs halves, file or augment",
                                 c->data.train);
     if (supervised && !r->train.y)
-        return dml_config_error(c, "loss.type", err, "the %s loss needs labels, and %s has none",
-                                c->loss.type == DML_LOSS_MNR ? "mnr (same_class)" : "configured",
+        return dml_config_error(c, "loss.type", err, "the %s%s loss needs labels, and %s has none",
+                                c->loss.row->name,
+                                c->loss.row->needs & DML_LOSS_NEEDS_LABELS ? "" : " (same_class)",
                                 c->data.train);
     if (c->data.pairs == DML_PAIRS_FILE && !r->train.x_b)
         return dml_config_error(c, "data.pairs", err,
@@ -243,7 +244,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
         return st;
     r->best_score = -1.0;
-    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, r->dim_loss, r->batch, err)))
+    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, r->dim_loss, err)))
         return st;
     if (c->train.chunk_size > 0) {
         size_t n_z = b * (size_t)c->model.dim;
