@@ -7,17 +7,17 @@
 #include <string.h>
 
 extern const dml_loss_row dml_loss_row_contrastive, dml_loss_row_triplet, dml_loss_row_mnr,
-    dml_loss_row_cosine_pair, dml_loss_row_reconstruction;
+    dml_loss_row_cosine_pair, dml_loss_row_reconstruction, dml_loss_row_proxy_anchor;
 
 /* The order is loss.type's list in messages and docs: new rows go last. */
 const dml_loss_row *const dml_loss_rows[] = {
     &dml_loss_row_contrastive, &dml_loss_row_triplet,        &dml_loss_row_mnr,
-    &dml_loss_row_cosine_pair, &dml_loss_row_reconstruction,
+    &dml_loss_row_cosine_pair, &dml_loss_row_reconstruction, &dml_loss_row_proxy_anchor,
 };
 
 const int dml_loss_row_count = (int)(sizeof dml_loss_rows / sizeof dml_loss_rows[0]);
 
-_Static_assert(sizeof dml_loss_rows / sizeof dml_loss_rows[0] == 5,
+_Static_assert(sizeof dml_loss_rows / sizeof dml_loss_rows[0] == 6,
                "a row added to dml_loss_rows: update this count, docs/config.md and its tests");
 
 const char *const dml_distance_names[] = {[DML_DIST_EUCLIDEAN] = "euclidean",

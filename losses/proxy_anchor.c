@@ -124,27 +124,27 @@ static dml_tensor *build(const dml_loss_input *in)
     return dml_loss_proxy_anchor(in->g, in->z, in->class_params, in->labels, in->p[0], in->p[1]);
 }
 
-static const dml_loss_param params[] = {
+/* loss.type proxy_anchor: the row's parameters in the order of p. */
+static const dml_loss_param PARAMS[] = {
     {"margin", DML_LP_FLOAT, 0.1f, 0.0f, 1.0f, 0, NULL,
-     "the cosine margin delta of Proxy Anchor (PML ProxyAnchorLoss margin)"},
-    {"alpha", DML_LP_FLOAT, 32.0f, 0.0f, 1000.0f, 1, NULL,
-     "the scale alpha of the cosines in the log-sum-exps (PML ProxyAnchorLoss alpha)"},
-    {"lr_multiplier", DML_LP_FLOAT, 100.0f, 0.0f, 1e6f, 1, NULL,
-     "the proxies' learning rate is train.lr times this (the paper's 100)"},
+     "the cosine margin delta: positives are pulled above it, negatives pushed below -delta"},
+    {"alpha", DML_LP_FLOAT, 32.0f, 0.0f, INFINITY, 1, NULL,
+     "the scale of the cosines in the log-sum-exps, > 0"},
+    {"lr_multiplier", DML_LP_FLOAT, 100.0f, 0.0f, INFINITY, 1, NULL,
+     "the proxies learn at train.lr times this (the paper's 100), > 0"},
 };
 
-static const dml_op_def *const ops[] = {&dml_op_proxy_anchor};
+static const dml_op_def *const OPS[] = {&dml_op_proxy_anchor};
 
 const dml_loss_row dml_loss_row_proxy_anchor = {
-    "proxy_anchor",
-    "Proxy Anchor (Kim et al. 2020): a learned proxy per class as the anchor of its rows",
-    DML_LOSS_NEEDS_LABELS,
-    DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI,
-    params,
-    (int)(sizeof params / sizeof params[0]),
-    1,
-    NULL,
-    ops,
-    (int)(sizeof ops / sizeof ops[0]),
-    build,
+    .name = "proxy_anchor",
+    .doc = "Proxy Anchor (Kim et al. 2020): a learned proxy per class, the anchor of its rows",
+    .needs = DML_LOSS_NEEDS_LABELS,
+    .combines = DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI,
+    .params = PARAMS,
+    .n_params = (int)(sizeof PARAMS / sizeof PARAMS[0]),
+    .class_rows = 1,
+    .ops = OPS,
+    .n_ops = 1,
+    .build = build,
 };

@@ -549,8 +549,8 @@ static void test_bad_choices(void **state)
     (void)state;
     static const bad_case cases[] = {
         {"loss:\n  type: tripplet\n", NULL, 2, 9,
-         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction, "
-         "got \"tripplet\""},
+         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction | "
+         "proxy_anchor, got \"tripplet\""},
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
