@@ -442,7 +442,8 @@ static void test_unknown_keys(void **state)
         {"train:\n  margin: 0.1\n", NULL, 2, 3, "train.margin: unknown key (did you mean 'loss.margin'?)"},
         {"model:\n  zzz: 1\n", NULL, 2, 3, "model.zzz: unknown key"},
         /* A loss's parameters are the chosen loss's (loss.type may come after them). */
-        {"loss:\n  margn: 0.1\n", NULL, 2, 3, "loss.margn: unknown key (did you mean 'loss.margin'?)"},
+        {"loss:\n  margn: 0.1\n", NULL, 2, 3,
+         "loss.margn: unknown key (did you mean 'loss.margin'?)"},
         {"loss:\n  margin: 0.1\n  type: contrastive\n", NULL, 2, 3,
          "loss.margin: not a parameter of loss.type contrastive, whose parameters are distance, "
          "pos_margin, neg_margin, power, reduction"},
@@ -607,6 +608,13 @@ static void test_impossible_combinations(void **state)
          "data.pairs: pairs train with loss.type mnr: set data.pairs to none for this loss"},
         {"loss:\n  type: reconstruction\n", NULL, 2, 9,
          "loss.type: reconstruction needs a decoder: set model.type to autoencoder"},
+        /* what a loss combines with: its row's combines, the losses that do named */
+        {"loss:\n  type: cosine_pair\n  memory:\n    size: 64\n", NULL, 3, 3,
+         "loss.memory: cross-batch memory serves loss.type contrastive, triplet and mnr: set "
+         "loss.memory.size to 0 for this loss"},
+        {"train:\n  chunk_size: 8\n", NULL, 2, 15,
+         "train.chunk_size: GradCache chunks serve loss.type mnr: set train.chunk_size to 0 for "
+         "this loss"},
         {"loss:\n  reconstruction_weight: 0.5\n", NULL, 2, 26,
          "loss.reconstruction_weight: needs a decoder: set model.type to autoencoder, or this to 0"},
         {"data:\n  unlabelled: true\n", NULL, 2, 15,
