@@ -120,11 +120,20 @@ static void test_set_up_on_a_bare_run(void **state)
         assert_non_null(r);
         r->cfg = &r->cfg_fitted;
         r->cfg_fitted.seed = 5;
-        r->log = stderr;
+        char *logged = NULL;
+        size_t logged_n = 0;
+        r->log = open_memstream(&logged, &logged_n);
+        assert_non_null(r->log);
         r->train.n_classes = 7;
         r->dim_loss = 64;
         r->n_params = 2; /* the network's, say */
         assert_int_equal(dml_run_class_params_open(r, cases[k].row, cases[k].p, NULL), DML_OK);
+        fclose(r->log);
+        char said[128];
+        snprintf(said, sizeof said, "%d learned class rows (7 classes x %d) of width 64, learning "
+                 "rate x %g\n", 7 * cases[k].rows, cases[k].rows, (double)cases[k].lr);
+        assert_non_null(strstr(logged, said));
+        free(logged);
         dml_class_params *cp = &r->cls;
         int n_rows = 7 * cases[k].rows;
         size_t n = (size_t)n_rows * 64;
