@@ -8,18 +8,20 @@
 
 extern const dml_loss_row dml_loss_row_contrastive, dml_loss_row_triplet, dml_loss_row_mnr,
     dml_loss_row_cosine_pair, dml_loss_row_reconstruction, dml_loss_row_multi_similarity,
-    dml_loss_row_circle, dml_loss_row_supcon;
+    dml_loss_row_circle, dml_loss_row_supcon,
+    dml_loss_row_proxy_anchor, dml_loss_row_arcface, dml_loss_row_cosface;
 
 /* The order is loss.type's list in messages and docs: new rows go last. */
 const dml_loss_row *const dml_loss_rows[] = {
     &dml_loss_row_contrastive, &dml_loss_row_triplet,        &dml_loss_row_mnr,
     &dml_loss_row_cosine_pair, &dml_loss_row_reconstruction,
     &dml_loss_row_multi_similarity, &dml_loss_row_circle,       &dml_loss_row_supcon,
+    &dml_loss_row_proxy_anchor,     &dml_loss_row_arcface,      &dml_loss_row_cosface,
 };
 
 const int dml_loss_row_count = (int)(sizeof dml_loss_rows / sizeof dml_loss_rows[0]);
 
-_Static_assert(sizeof dml_loss_rows / sizeof dml_loss_rows[0] == 8,
+_Static_assert(sizeof dml_loss_rows / sizeof dml_loss_rows[0] == 11,
                "a row added to dml_loss_rows: update this count, docs/config.md and its tests");
 
 const char *const dml_distance_names[] = {[DML_DIST_EUCLIDEAN] = "euclidean",

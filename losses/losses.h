@@ -94,6 +94,10 @@ dml_tensor *dml_loss_arcface(dml_graph *g, dml_tensor *z, dml_tensor *w, const i
                              int n_classes, int sub_centers, float margin, float scale);
 dml_tensor *dml_loss_cosface(dml_graph *g, dml_tensor *z, dml_tensor *w, const int32_t *labels,
                              int n_classes, int sub_centers, float margin, float scale);
+/* Proxy Anchor (Kim et al. 2020) of rows z [B, D] labelled 0..C-1 against one proxy per class,
+ * proxies [C, D] (learned: the gradient flows into both), on cosines; losses/proxy_anchor.c. */
+dml_tensor *dml_loss_proxy_anchor(dml_graph *g, dml_tensor *z, dml_tensor *proxies,
+                                  const int32_t *labels, float margin, float alpha);
 
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */

@@ -87,6 +87,8 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
                             c->symmetric);
     if (!strcmp(c->op, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
+    if (!strcmp(c->op, "proxy_anchor")) /* in[1]: B proxies (classes 0..B-1); power: alpha */
+        return dml_loss_proxy_anchor(g, z, in[1], c->labels, 0.1f, (float)c->power);
     if (!strcmp(c->op, "bce_logits"))
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
     if (!strcmp(c->op, "supcon"))
@@ -125,6 +127,9 @@ static const loss_case CASES[] = {
     {"mnr", "hard negatives", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 0},
     {"mnr", "memory, masked, symmetric", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS, 1},
     {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    /* proxies of classes absent from the batch (3..7) have negative terms only */
+    {"proxy_anchor", "alpha 32", 0, 0, 0, 32, 0, 0, LABELS, 0},
+    {"proxy_anchor", "alpha 4, one class", 0, 0, 0, 4, 0, 0, ONE_CLASS, 0},
     {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL, 0},
     {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL, 0},
     /* multi_similarity: miner hard = the MS miner on, all = off */
@@ -396,6 +401,25 @@ static void test_cosine_pair_hand_computed(void **state)
     static const int32_t same[2] = {0, 0};
     loss_case c = {"cosine_pair", "", 0, 0, 0, 0, 0, 0, same, 0};
     assert_float_equal(loss_value(&c, z, 2), 0.16f, 1e-5);
+}
+
+static void test_proxy_anchor_hand_computed(void **state)
+{
+    (void)state;
+    /* Rows (1, 0) of class 0 and (0, 1) of class 1, which are also the proxies: s = I. Each
+     * proxy's positive term log(1 + e^(-32 (1 - 0.1))), its negative term log(1 + e^(32 (0 +
+     * 0.1))); both classes are in the batch, so each sum is divided by 2. */
+    float z[4] = {1, 0, 0, 1};
+    static const int32_t two[2] = {0, 1};
+    loss_case c = {"proxy_anchor", "", 0, 0, 0, 32, 0, 0, two, 0};
+    float expect = (float)(log1p(exp(-28.8)) + log1p(exp(3.2)));
+    assert_float_equal(loss_value(&c, z, 2), expect, 1e-5);
+    /* Both rows of class 0: proxy 1 has no positive, so P+ = {0}; proxy 0's positives are
+     * s = 1 and 0, proxy 1's negatives s = 0 and 1. */
+    static const int32_t same[2] = {0, 0};
+    c.labels = same;
+    expect = (float)(log(1.0 + exp(-28.8) + exp(3.2)) + log(1.0 + exp(3.2) + exp(35.2)) / 2.0);
+    assert_float_equal(loss_value(&c, z, 2), expect, 1e-4);
 }
 
 /* Duplicate rows give distance 0 and a finite gradient; B = 2 works. */
@@ -691,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_mnr_hand_computed),
         cmocka_unit_test(test_memory_hand_computed),
         cmocka_unit_test(test_cosine_pair_hand_computed),
+        cmocka_unit_test(test_proxy_anchor_hand_computed),
         cmocka_unit_test(test_duplicates_and_two_rows),
         cmocka_unit_test(test_multi_similarity_hand_computed),
         cmocka_unit_test(test_circle_hand_computed),

@@ -191,6 +191,9 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
     }
     if (!strcmp(loss, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
+    if (!strcmp(loss, "proxy_anchor"))
+        return dml_loss_proxy_anchor(g, z, t[find(c, "proxies") - c->in], c->labels,
+                                     (float)num(c, "margin"), (float)num(c, "alpha"));
     if (!strcmp(loss, "bce_logits"))
         return dml_loss_bce_logits(g, z, t[find(c, "t") - c->in]);
     if (!strcmp(loss, "mse"))

@@ -11,6 +11,7 @@
 #include "eval/eval.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
+#include "losses/loss_table.h"
 #include "train/comm.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -48,6 +49,16 @@ dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g);
 void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
 /* Writes the held rows into the ring, oldest slots first once it is full. */
 void dml_memory_push(dml_memory *m);
+
+/* train/run_class_params.c: a loss row's learned per-class rows (class_rows > 0: proxies, class
+ * centres), trained like the network's weights and kept in checkpoint.h5, never exported. */
+typedef struct dml_class_params {
+    float *data, *grad; /* [n_classes * rows, dim]; NULL when the loss learns none */
+    int n_classes, rows, dim;
+    int param;           /* their view's index in r->params and the optimizer's */
+    float lr_multiplier; /* their learning rate over train.lr: the row's lr_multiplier */
+} dml_class_params;
+
 
 /* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
 typedef struct dml_run_lock {
@@ -102,6 +113,7 @@ typedef struct dml_run {
      * n_layers 0). Trained and checkpointed, never exported. */
     dml_mlp head;
     int dim_loss; /* the width of what the loss sees: the head's output, else model.dim */
+    dml_class_params cls; /* the loss's learned per-class rows (Proxy Anchor's proxies) */
     dml_param_view params[DML_MAX_PARAMS];
     int n_params;
     dml_optim optim;
@@ -136,6 +148,19 @@ typedef struct dml_run {
     int n_val;
     float *loss_curve; /* [total_steps] */
 } dml_run;
+
+/* train/run_class_params.c (dml_class_params above) */
+/* After the model is built (r->dim_loss set): allocated for the training labels' classes and
+ * drawn, their view appended to r->params, when the loss row (parameters p) has class rows. */
+dml_status dml_run_class_params_open(dml_run *r, const dml_loss_row *row, const float *p,
+                                     dml_error *err);
+/* After the optimizer is set up: their learning-rate scale. */
+void dml_run_class_params_lr(dml_run *r);
+/* Before the ranks' gradients are summed: only rank 0's gradient for them counts. */
+void dml_run_class_params_own(dml_run *r);
+/* A leaf over them for the step's loss (with their gradient buffer); NULL when none. */
+dml_tensor *dml_run_class_params_leaf(const dml_run *r, dml_graph *g);
+void dml_run_class_params_free(dml_class_params *cp);
 
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
  * config left them at their defaults, each change noted in the log. DML_ERR_NOMEM when out of

@@ -54,6 +54,9 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add_mlp(es, "decoder", &r->net.decoder);
     add_mlp(es, "encoder_b", &r->net.encoder_b);
     add_mlp(es, "head", &r->head); /* model.head: in the checkpoint only */
+    if (r->cls.data) /* the loss's class rows: in the checkpoint only, as the head */
+        add(es, "class_params", DML_CKPT_F32, r->cls.data,
+            (size_t)r->cls.n_classes * r->cls.rows * r->cls.dim);
     int n_state = dml_optim_n_state(&r->optim);
     char name[64];
     for (int i = 0; i < r->optim.n_params; i++) {

@@ -168,6 +168,7 @@ static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tens
         .labels = r->train.y && dml_loss_reads_labels(c) ? r->labels : NULL,
         .ref_labels = refs ? r->mem.y : NULL,
         .p = c->loss.p,
+        .class_params = dml_run_class_params_leaf(r, g), /* NULL unless the row learns some */
         .n_classes = r->train.n_classes,
     };
     return c->loss.row->build(&in);

@@ -12,8 +12,9 @@
 
 #define ARENA_BYTES (8u << 20)
 
-_Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) <= DML_MAX_PARAMS,
-               "r->params must hold every tower's and the head's weights and biases");
+_Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) + 1 <= DML_MAX_PARAMS,
+               "r->params must hold every tower's and the head's weights and biases, and the "
+               "loss's class rows");
 
 /* ---- set-up: data ---- */
 static dml_status open_data(dml_run *r, dml_error *err)
@@ -157,7 +158,7 @@ static dml_status build_model(dml_run *r, dml_error *err)
     }
     r->n_floats = dml_mlp_n_floats(&r->net.encoder) + dml_mlp_n_floats(&r->net.decoder) +
                   dml_mlp_n_floats(&r->net.encoder_b);
-    return DML_OK;
+    return dml_run_class_params_open(r, c->loss.row, c->loss.p, err);
 }
 
 /* data.augment: the image shape (a square when the config gives none and the width is one), its
@@ -198,6 +199,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     dml_status st = dml_optim_init(&r->optim, &os, r->params, r->n_params, err);
     if (st != DML_OK)
         return st;
+    dml_run_class_params_lr(r);
     r->batch = c->train.batch_size;
     dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
                            c->sampler.m, !c->sampler.drop_last, 0, 0};
@@ -276,6 +278,7 @@ void dml_run_close(dml_run *r)
     dml_input_norm_free(&r->norm_b);
     dml_net_free(&r->net);
     dml_mlp_free(&r->head);
+    dml_run_class_params_free(&r->cls);
     dml_optim_free(&r->optim);
     dml_pq_free(&r->pq);
     dml_sampler_free(&r->sampler);
@@ -416,6 +419,7 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
         return st; /* the file failed under the batch: its message names the file */
     }
     /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
+    dml_run_class_params_own(r);
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
     if (r->mem.size > 0) /* after backward, which read the memory as forward did */
         dml_memory_push(&r->mem);

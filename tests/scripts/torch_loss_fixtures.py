@@ -164,6 +164,8 @@ def circle(z, mem, y, m, gamma):
     logit_p = -gamma * a_p * (s - (1 - m))
     logit_n = gamma * a_n * (s - m)
     return torch.nn.functional.softplus(masked_lse(logit_p, pos, False) + masked_lse(logit_n, neg, False)).mean()
+
+
 def supcon(z, zp, y, temperature):
     """SupCon (Khosla et al. 2020, L_out) as PML's SupConLoss (AvgNonZeroReducer): every row of
     z, and of zp when given (row i's second view), an anchor; unlabelled, a row's views are its
@@ -200,6 +202,19 @@ def margin_softmax(z, w, y, classes, sub_centers, kind, margin, scale):
     onehot = torch.nn.functional.one_hot(y, classes).to(cos.dtype)
     logits = cos + onehot * (moved - t)[:, None]
     return torch.nn.functional.cross_entropy(scale * logits, y)
+
+
+def proxy_anchor(z, proxies, y, margin, alpha):
+    """Kim et al. 2020, PML's ProxyAnchorLoss: per proxy, log(1 + sum exp) over its positive rows
+    of -alpha (cos - margin), averaged over the proxies with a positive in the batch, plus the same
+    over its negative rows of alpha (cos + margin), averaged over every proxy."""
+    cos = l2n(z) @ l2n(proxies).T
+    c = proxies.shape[0]
+    pos = torch.nn.functional.one_hot(torch.tensor(y), c).bool()
+    one = torch.zeros(1, c)  # the log's 1: exp(0) in each log-sum-exp
+    pos_term = torch.logsumexp(torch.cat([torch.where(pos, -alpha * (cos - margin), float("-inf")), one]), 0)
+    neg_term = torch.logsumexp(torch.cat([torch.where(~pos, alpha * (cos + margin), float("-inf")), one]), 0)
+    return pos_term.sum() / pos.any(0).sum() + neg_term.sum() / c
 
 
 def quantization(z, centroids):
@@ -257,6 +272,9 @@ CASES = [
     ("arcface_sub_centers", "arcface", 10, 6, dict(classes=3, sub_centers=3, margin=28.6, scale=64.0), labels3),
     ("cosface", "cosface", 10, 6, dict(classes=4, sub_centers=1, margin=0.35, scale=64.0), labels3),
     ("cosface_sub_centers", "cosface", 10, 6, dict(classes=3, sub_centers=2, margin=0.35, scale=16.0), labels3),
+    # four proxies, class 3 absent from the batch (negative terms only)
+    ("proxy_anchor", "proxy_anchor", 10, 6, dict(margin=0.1, alpha=32.0, classes=4), labels3),
+    ("proxy_anchor_alpha8_margin0", "proxy_anchor", 8, 5, dict(margin=0.0, alpha=8.0, classes=3), labels3),
 ]
 
 EXPLICIT = ([0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 2, 0, 1], [1, 2, 3, 4, 5, 0, 1, 2])
@@ -303,6 +321,9 @@ def build(name, loss, rows, cols, opt, y, seed):
         f = lambda v: margin_softmax(v["z"], v["w"], y, opt["classes"], opt["sub_centers"], loss, m, opt["scale"])
     elif loss == "cosine_pair":
         f = lambda v: cosine_pair(v["z"], y)
+    elif loss == "proxy_anchor":
+        x["proxies"] = draw(opt["classes"], cols, rng)
+        f = lambda v: proxy_anchor(v["z"], v["proxies"], y, opt["margin"], opt["alpha"])
     elif loss == "bce_logits":
         x["t"] = torch.from_numpy(rng.uniform(0, 1, (rows, cols)).astype(np.float32).astype(np.float64))
         f = lambda v: (torch.clamp(v["z"], min=0) - v["z"] * v["t"] + torch.log1p(torch.exp(-v["z"].abs()))).mean()
