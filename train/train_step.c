@@ -190,11 +190,28 @@ static dml_tensor *triplet(dml_run *r, dml_graph *g, dml_tensor *z)
                                  c->loss.soft, reduction(c));
 }
 
+/* loss.hard_negatives: the batch anchors' mined negatives through the positive tower (and the
+ * head) on the tape, this rank's share then gathered; NULL before the first mining. */
+static dml_tensor *hard_negatives(dml_run *r, dml_graph *g, int b)
+{
+    int e = dml_hard_negatives_pick(r, b), k = r->hn.k;
+    if (e == 0)
+        return NULL;
+    float *x = r->hn.x + (size_t)r->lo * k * r->d_in_b;
+    return global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                      dml_leaf(g, x, NULL, r->n_local * k,
+                                                               r->d_in_b))));
+}
+
 /* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
  * for every anchor). */
 static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
 {
     const dml_config *c = r->cfg;
+    dml_tensor *hard = r->hn.k > 0 && za ? hard_negatives(r, g, za->rows) : NULL;
+    if (hard) /* the rows as labels: a negative that is an anchor's own positive is dropped */
+        return dml_loss_mnr_extra(g, za, zp, hard, r->pos, r->hn.rows, c->loss.scale,
+                                  c->loss.symmetric);
     int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
     dml_tensor *refs = memory_refs(r, g, zp);
     return dml_loss_mnr_extra(g, za, zp, refs, mask ? r->labels : NULL,
