@@ -149,8 +149,8 @@ static const field FIELDS[] = {
     NUM("loss.memory.start_step", F_INT, loss.memory.start_step, 0, BIG, 0, "an integer >= 0"),
     NUM("loss.hard_negatives.k", F_INT, loss.hard_negatives.k, 0, 1024, 0, "an integer in 0..1024"),
     EVERY("loss.hard_negatives.every", loss.hard_negatives.every),
-    NUM("loss.hard_negatives.margin", F_FLOAT, loss.hard_negatives.margin, 0, 1, OPEN_MAX,
-        "a number in [0, 1)"),
+    NUM("loss.hard_negatives.relative_margin", F_FLOAT, loss.hard_negatives.relative_margin, 0, 1,
+        OPEN_MAX, "a number in [0, 1)"),
     NUM("loss.hard_negatives.candidates", F_INT, loss.hard_negatives.candidates, 1, 127, 0,
         "an integer in 1..127"),
     CHOICE("sampler.type", sampler.type, SAMPLER),
@@ -221,7 +221,7 @@ void dml_config_defaults(dml_config *c)
     c->loss.mask_same_label = true;
     c->loss.reconstruction = DML_RECON_MSE;
     c->loss.quantization.warmup_epochs = 1;
-    c->loss.hard_negatives.margin = 0.05f;
+    c->loss.hard_negatives.relative_margin = 0.05f;
     c->loss.hard_negatives.candidates = 10;
     c->sampler.type = DML_SAMPLER_M_PER_CLASS;
     c->sampler.m = 4;

@@ -109,11 +109,11 @@ typedef struct dml_config {
             int size;       /* cross-batch memory: the last size embeddings; 0 = off */
             int start_step; /* the step from which the loss uses them */
         } memory;
-        struct { /* mnr on pair data: negatives mined from the training rows (run_hard_negatives.c) */
-            int k;            /* extra negatives per anchor and step; 0 = off */
-            dml_every every;  /* steps between minings (0: an epoch) */
-            float margin;     /* relative margin: keep a candidate scoring <= (1 - margin) x the positive's */
-            int candidates;   /* each anchor's pool, the top candidates left after the filter */
+        struct { /* mnr on two views: negatives mined from the training rows */
+            int k;                 /* extra negatives per anchor and step; 0 = off */
+            dml_every every;       /* steps between minings (0: an epoch) */
+            float relative_margin; /* keep cosines <= (1 - this) x the positive's */
+            int candidates;        /* the nearest rows each anchor's pool is filtered from */
         } hard_negatives;
     } loss;
     struct {

@@ -151,7 +151,8 @@ static dml_status mine(dml_run *r, dml_error *err)
         return st;
     }
     size_t scratch = (size_t)s.threads * (h->pool + 1);
-    mine_ctx c = {&s, h, rows, za, zb, dim, 0, h->pool, r->cfg->loss.hard_negatives.margin,
+    mine_ctx c = {&s, h, rows, za, zb, dim, 0, h->pool,
+                  r->cfg->loss.hard_negatives.relative_margin,
                   malloc(scratch * sizeof(int32_t)), malloc(scratch * sizeof(int32_t)),
                   malloc(scratch * sizeof(float))};
     if (!c.found || !c.kept || !c.score)

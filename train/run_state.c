@@ -180,8 +180,9 @@ static int pools_fit(const dml_hard_negatives *h)
     for (int a = 0; a < h->n_rows; a++) {
         if (h->count[a] < 0 || h->count[a] > h->pool)
             return 0;
+        const int32_t *pool = h->cand + (size_t)a * h->pool;
         for (int j = 0; j < h->count[a]; j++)
-            if (h->cand[(size_t)a * h->pool + j] < 0 || h->cand[(size_t)a * h->pool + j] >= h->n_rows)
+            if (pool[j] < 0 || pool[j] >= h->n_rows)
                 return 0;
     }
     return 1;
