@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "serve/serve.h"
+#include "train/run.h"
 
 #define N_ROWS 600
 #define WIDTH 16
@@ -305,6 +306,45 @@ static void test_memory_resume_equals_uninterrupted(void **state)
                                 " --set 'loss.memory={size: 96, start_step: 10}'");
 }
 
+#define HARD_NEG_ARGS                                                                              \
+    " --set loss.type=mnr --set data.pairs=halves --set model.type=dual --set sampler.type=random"
+
+/* Mined hard negatives: their pools (mined every 7 steps, so the checkpoint every 20 catches
+ * them part-way) are in the checkpoint and each step's draw follows from the seed and the step:
+ * a killed and resumed run ends with the uninterrupted one's model. And they are used: the
+ * model differs from the one trained on in-batch negatives alone. */
+static void test_hard_negatives_resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    kill_and_resume("hn_whole", "hn_killed",
+                    RESUME_ARGS HARD_NEG_ARGS
+                    " --set 'loss.hard_negatives={k: 2, every: 7, candidates: 4}'");
+    assert_int_equal(train("hn_none", RESUME_ARGS HARD_NEG_ARGS), 0);
+    assert_true(weights_rel_diff("hn_whole", "hn_none") > 1e-3);
+}
+
+/* An anchor's pool, by hand: its own positive (search result 3) is never in it, nor candidates
+ * whose cosine is above (1 - relative_margin) times the positive's; the rest in search order,
+ * up to the pool's size; the searcher's -1 past the end is skipped. */
+static void test_hard_negative_pool_drops_the_positive_and_the_margin(void **state)
+{
+    (void)state;
+    const int32_t found[6] = {3, 7, 1, 5, 9, -1};
+    const float cosine[6] = {0.99f, 0.9f, 0.8f, 0.6f, 0.5f, INFINITY};
+    int32_t pool[6];
+    /* 0.9 * 0.99 = 0.891: 7 (0.9) is dropped as a likely positive, 1 (0.8) kept */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.1f, 2, pool), 2);
+    assert_int_equal(pool[0], 1);
+    assert_int_equal(pool[1], 5);
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.1f, 5, pool), 3);
+    assert_int_equal(pool[2], 9);
+    /* no margin: everything but the positive itself, which scores as much as the bar */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.0f, 5, pool), 4);
+    assert_int_equal(pool[0], 7);
+    /* a positive scoring below every candidate: none is kept */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.4f, 0.0f, 5, pool), 0);
+}
+
 /* SIGINT and SIGTERM (a preemption) write a checkpoint at the next step and exit 128 + the
  * signal; --resume then ends with the uninterrupted run's model. Runs after the kill test,
  * whose uninterrupted run it compares with. */
@@ -478,6 +518,8 @@ int main(void)
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
         cmocka_unit_test(test_memory_resume_equals_uninterrupted),
         cmocka_unit_test(test_gradcache_gradients_equal_one_shot),
+        cmocka_unit_test(test_hard_negatives_resume_equals_uninterrupted),
+        cmocka_unit_test(test_hard_negative_pool_drops_the_positive_and_the_margin),
         cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),
