@@ -209,12 +209,13 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
 
 /* train/run_hard_negatives.c */
-/* Sizes r->hn for the run (after the model and the sampler). Refuses streamed rows and mpirun. */
+/* Sizes r->hn for the run (after the model and the sampler). Refuses streamed rows. */
 dml_status dml_hard_negatives_init(dml_run *r, dml_error *err);
 void dml_hard_negatives_free(dml_hard_negatives *h);
 /* Arena bytes a step needs for the extra negatives. */
 size_t dml_hard_negatives_arena_bytes(const dml_run *r);
-/* Mines every pool again when r->step is a positive multiple of the period; else nothing. */
+/* Mines every pool again when r->step is a positive multiple of the period (under mpirun on
+ * rank 0, which sends the pools to the others); else nothing. */
 dml_status dml_hard_negatives_mine(dml_run *r, dml_error *err);
 /* Draws k negatives for each of the batch's b anchors (r->idx) into r->hn.rows and their
  * positive views into r->hn.x. Returns b * k, or 0 before the first mining. */

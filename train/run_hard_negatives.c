@@ -41,10 +41,6 @@ dml_status dml_hard_negatives_init(dml_run *r, dml_error *err)
                                 "mined hard negatives need the training rows in memory, and they "
                                 "are streamed (over data.memory_limit, or data.in_memory false): "
                                 "set data.in_memory true, or this to 0");
-    if (r->comm)
-        return dml_config_error(c, "loss.hard_negatives.k", err,
-                                "mined hard negatives run in one process, not under mpirun yet: "
-                                "set loss.hard_negatives.k to 0");
     h->k = c->loss.hard_negatives.k;
     h->pool = c->loss.hard_negatives.candidates;
     h->n_rows = r->train.n;
@@ -174,9 +170,14 @@ static dml_status mine(dml_run *r, dml_error *err)
 
 dml_status dml_hard_negatives_mine(dml_run *r, dml_error *err)
 {
-    if (r->hn.k == 0 || r->step == 0 || r->step % r->hn.period != 0)
+    dml_hard_negatives *h = &r->hn;
+    if (h->k == 0 || r->step == 0 || r->step % h->period != 0)
         return DML_OK;
-    return mine(r, err);
+    /* Under mpirun rank 0 mines and sends the pools: every rank then draws the same negatives,
+     * whatever rounding its own search would have had. */
+    dml_status st = dml_run_is_root(r) ? mine(r, err) : DML_OK;
+    st = dml_run_comm_agree(r, st, h->cand, (size_t)h->n_rows * h->pool * sizeof *h->cand, err);
+    return dml_run_comm_agree(r, st, h->count, (size_t)h->n_rows * sizeof *h->count, err);
 }
 
 int dml_hard_negatives_pick(dml_run *r, int b)
