@@ -307,12 +307,14 @@ static void test_memory_resume_equals_uninterrupted(void **state)
 }
 
 #define HARD_NEG_ARGS                                                                              \
-    " --set loss.type=mnr --set data.pairs=halves --set model.type=dual --set sampler.type=random"
+    " --set loss.type=mnr --set data.pairs=halves --set model.type=dual --set sampler.type=random"  \
+    " --set 'loss.memory={size: 64, start_step: 10}'"
 
-/* Mined hard negatives: their pools (mined every 7 steps, so the checkpoint every 20 catches
- * them part-way) are in the checkpoint and each step's draw follows from the seed and the step:
- * a killed and resumed run ends with the uninterrupted one's model. And they are used: the
- * model differs from the one trained on in-batch negatives alone. */
+/* Mined hard negatives (with a cross-batch memory's candidates after them): their pools (mined
+ * every 7 steps, so the checkpoint every 20 catches them part-way) are in the checkpoint and
+ * each step's draw follows from the seed and the step: a killed and resumed run ends with the
+ * uninterrupted one's model. And they are used: the model differs from the one trained on the
+ * batch's and the memory's negatives alone. */
 static void test_hard_negatives_resume_equals_uninterrupted(void **state)
 {
     (void)state;

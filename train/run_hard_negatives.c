@@ -49,7 +49,7 @@ dml_status dml_hard_negatives_init(dml_run *r, dml_error *err)
     size_t e = (size_t)r->batch * h->k, w = (size_t)(r->d_in_b > 0 ? r->d_in_b : r->d_in);
     h->cand = calloc((size_t)h->n_rows * h->pool, sizeof *h->cand);
     h->count = calloc((size_t)h->n_rows, sizeof *h->count);
-    h->rows = malloc(e * sizeof *h->rows);
+    h->rows = malloc((e + (size_t)c->loss.memory.size) * sizeof *h->rows);
     h->x = malloc(e * w * sizeof(float));
     if (!h->cand || !h->count || !h->rows || !h->x)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
@@ -72,8 +72,9 @@ size_t dml_hard_negatives_arena_bytes(const dml_run *r)
     if (r->hn.k == 0)
         return 0;
     /* The extra rows through the positive tower and the head (each layer's output and its
-     * activation, with gradients), their normalised embeddings, and the wider score matrix
-     * (scores, gradient, concatenation, the loss's softmax terms). */
+     * activation, with gradients), their normalised embeddings, the wider score matrix (scores,
+     * gradient, concatenation, the loss's softmax terms), and with loss.memory the mined rows
+     * stacked over the memory's. */
     const dml_mlp *m = r->cfg->model.type == DML_NET_DUAL ? &r->net.encoder_b : &r->net.encoder;
     size_t width = (size_t)r->d_in_b + (size_t)r->d_in, b = (size_t)r->batch;
     for (int i = 0; i < m->n_layers; i++)
@@ -81,7 +82,9 @@ size_t dml_hard_negatives_arena_bytes(const dml_run *r)
     for (int i = 0; i < r->head.n_layers; i++)
         width += (size_t)r->head.layers[i].b.cols;
     size_t e = b * (size_t)r->hn.k;
-    return sizeof(float) * (e * (4 * width + 4 * (size_t)r->dim_loss) + 8 * b * (b + e)) +
+    size_t stacked = (e + (size_t)r->cfg->loss.memory.size) * (size_t)r->dim_loss;
+    return sizeof(float) * (e * (4 * width + 4 * (size_t)r->dim_loss) + 8 * b * (b + e) +
+                            2 * stacked) +
            (1u << 16);
 }
 
@@ -203,6 +206,8 @@ int dml_hard_negatives_pick(dml_run *r, int b)
             out[j] = r->split.train[dml_rng_below(&g, (uint32_t)r->split.n_train)];
     }
     size_t e = (size_t)b * h->k;
+    for (int j = 0; j < r->mem.size; j++) /* the memory's rows, after the mined ones */
+        h->rows[e + j] = -1;
     if (r->train.x_b)
         dml_dataset_gather_b(h->x, &r->train, h->rows, (int)e);
     else

@@ -209,11 +209,12 @@ static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
 {
     const dml_config *c = r->cfg;
     dml_tensor *hard = r->hn.k > 0 && za ? hard_negatives(r, g, za->rows) : NULL;
-    if (hard) /* the rows as labels: a negative that is an anchor's own positive is dropped */
-        return dml_loss_mnr_extra(g, za, zp, hard, r->pos, r->hn.rows, c->loss.scale,
-                                  c->loss.symmetric);
     int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
     dml_tensor *refs = memory_refs(r, g, zp);
+    if (hard) /* rows as labels: a mined negative that is an anchor's own positive is dropped
+               * (hn.rows: the mined rows, then -1 for the memory's, dropped never) */
+        return dml_loss_mnr_extra(g, za, zp, refs ? dml_concat_rows(g, hard, refs) : hard, r->pos,
+                                  r->hn.rows, c->loss.scale, c->loss.symmetric);
     return dml_loss_mnr_extra(g, za, zp, refs, mask ? r->labels : NULL,
                               refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
 }
