@@ -16,8 +16,6 @@
 
 #include "train/run.h"
 
-#define MINE_BLOCK 1024 /* queries a search block */
-
 int dml_hard_negatives_filter(const int32_t *found, const float *cosine, int n, int self,
                               float positive, float margin, int pool, int32_t *out)
 {
@@ -140,7 +138,7 @@ static dml_status mine(dml_run *r, dml_error *err)
     float *za = dml_run_embed_rows(r, &r->train, rows, n, 0);
     float *zb = dml_run_embed_rows(r, &r->train, rows, n, 1);
     dml_searcher s;
-    dml_status st = za && zb ? dml_searcher_init(&s, zb, n, dim, DML_EVAL_COSINE, MINE_BLOCK,
+    dml_status st = za && zb ? dml_searcher_init(&s, zb, n, dim, DML_EVAL_COSINE, 0,
                                                  r->cfg->train.threads, h->pool + 1, err)
                              : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                                              "out of memory to mine hard negatives");
