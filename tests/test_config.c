@@ -623,9 +623,6 @@ static void test_impossible_combinations(void **state)
          "file: set loss.hard_negatives.k to 0"},
         {HN "  hard_negatives:\n    k: 12\n", NULL, 8, 8,
          "loss.hard_negatives.k: expected at most loss.hard_negatives.candidates (10), got 12"},
-        {HN "  hard_negatives:\n    k: 2\ntrain:\n  chunk_size: 64\n", NULL, 8, 8,
-         "loss.hard_negatives.k: mined hard negatives do not run under GradCache chunks: set "
-         "train.chunk_size to 0, or this to 0"},
         {HN, "loss.hard_negatives.relative_margin=1", 0, 0,
          "loss.hard_negatives.relative_margin: expected a number in [0, 1), got \"1\""},
         {HN, "loss.hard_negatives.candidates=128", 0, 0,
@@ -653,6 +650,7 @@ static void test_possible_combinations(void **state)
         "train:\n  batch_size: 250\n",
         HN "  hard_negatives: {k: 2, every: 50, relative_margin: 0, candidates: 2}\n",
         HN "  hard_negatives: {k: 2}\n  memory: {size: 512}\n",
+        HN "  hard_negatives: {k: 2}\ntrain:\n  chunk_size: 64\n",
         "data:\n  pairs: file\nloss:\n  type: mnr\n  hard_negatives: {k: 4}\n",
     };
     dml_config c;

@@ -230,17 +230,23 @@ static double weights_rel_diff(const char *folder_a, const char *folder_b)
 /* GradCache: the batch in chunks of 5 (the last one short) gives the one-shot batch's
  * gradients. With SGD a step moves the weights by lr times the gradient, so after a few steps
  * equal weights (to float rounding) mean equal gradients; one encoder over same-class pairs,
- * and two towers over halves. The chunks sum in another order: the weights differ by up to
+ * two towers over halves, and the same with mined negatives (steps 3 and 4 draw from the pools
+ * mined at step 2, their rows embedded in chunks too). The chunks sum in another order: the weights differ by up to
  * 2.9e-7 of their layer's largest weight on any OpenBLAS kernel (docs/testing.md), under a bound
  * over ten times that. (Weight by weight, as tests/test_mpi.c measures, the smallest weights of
  * two towers after these four large SGD steps differ by 3e-4 of themselves.) */
 static void test_gradcache_gradients_equal_one_shot(void **state)
 {
     (void)state;
-    static const char *const setups[2] = {
+    static const char *const setups[3] = {
         "--set loss.type=mnr --set data.pairs=same_class",
-        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual"};
-    for (int k = 0; k < 2; k++) {
+        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual",
+        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual "
+        "--set 'loss.hard_negatives={k: 2, every: 2, candidates: 4}'"};
+    static const char *const what[3] = {"GradCache, one encoder: chunks of 5 vs one shot",
+                                        "GradCache, two towers: chunks of 5 vs one shot",
+                                        "GradCache, mined negatives: chunks of 5 vs one shot"};
+    for (int k = 0; k < 3; k++) {
         char args[400], chunked[450];
         snprintf(args, sizeof args, "%s --set train.optimizer=sgd --set train.lr=0.5 "
                                     "--set train.steps=4 --set train.eval_every=never",
@@ -248,9 +254,7 @@ static void test_gradcache_gradients_equal_one_shot(void **state)
         snprintf(chunked, sizeof chunked, "%s --set train.chunk_size=5", args);
         assert_int_equal(train("gc_whole", args), 0);
         assert_int_equal(train("gc_chunks", chunked), 0);
-        tu_assert_measured(k ? "GradCache, two towers: chunks of 5 vs one shot"
-                             : "GradCache, one encoder: chunks of 5 vs one shot",
-                           weights_rel_diff("gc_whole", "gc_chunks"), 1e-5);
+        tu_assert_measured(what[k], weights_rel_diff("gc_whole", "gc_chunks"), 1e-5);
     }
 }
 

@@ -73,10 +73,6 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "loss.hard_negatives.k", err,
                                 "expected at most loss.hard_negatives.candidates (%d), got %d",
                                 c->loss.hard_negatives.candidates, hard_k);
-    if (hard_k > 0 && c->train.chunk_size > 0)
-        return dml_config_error(c, "loss.hard_negatives.k", err,
-                                "mined hard negatives do not run under GradCache chunks: set "
-                                "train.chunk_size to 0, or this to 0");
     if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,
                                 "reconstruction needs a decoder: set model.type to autoencoder");

@@ -62,6 +62,7 @@ typedef struct dml_hard_negatives {
     int32_t *count; /* [n_rows] candidates in each pool (0 for rows never mined) */
     int32_t *rows;  /* [batch, k] the step's negatives: dataset rows */
     float *x;       /* [batch * k, d_in_b] their positive views */
+    float *gc_z, *gc_g; /* [batch * k, dim] their embeddings and gradients (GradCache) */
 } dml_hard_negatives;
 
 /* The anchor's pool from its search results found[n] (positions in the searched rows, -1 past

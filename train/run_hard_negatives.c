@@ -49,7 +49,12 @@ dml_status dml_hard_negatives_init(dml_run *r, dml_error *err)
     h->count = calloc((size_t)h->n_rows, sizeof *h->count);
     h->rows = malloc((e + (size_t)c->loss.memory.size) * sizeof *h->rows);
     h->x = malloc(e * w * sizeof(float));
-    if (!h->cand || !h->count || !h->rows || !h->x)
+    if (c->train.chunk_size > 0) {
+        h->gc_z = malloc(e * (size_t)c->model.dim * sizeof(float));
+        h->gc_g = malloc(e * (size_t)c->model.dim * sizeof(float));
+    }
+    if (!h->cand || !h->count || !h->rows || !h->x ||
+        (c->train.chunk_size > 0 && (!h->gc_z || !h->gc_g)))
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                              "out of memory for loss.hard_negatives (%d rows x %d candidates)",
                              h->n_rows, h->pool);
@@ -62,6 +67,8 @@ void dml_hard_negatives_free(dml_hard_negatives *h)
     free(h->count);
     free(h->rows);
     free(h->x);
+    free(h->gc_z);
+    free(h->gc_g);
     memset(h, 0, sizeof *h);
 }
 

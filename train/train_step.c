@@ -203,12 +203,11 @@ static dml_tensor *hard_negatives(dml_run *r, dml_graph *g, int b)
                                                                r->d_in_b))));
 }
 
-/* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
- * for every anchor). */
-static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
+/* MNR of anchors za against positives zp (and the mined negatives `hard`, then the memory's
+ * earlier positives: more candidates for every anchor). */
+static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp, dml_tensor *hard)
 {
     const dml_config *c = r->cfg;
-    dml_tensor *hard = r->hn.k > 0 && za ? hard_negatives(r, g, za->rows) : NULL;
     int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
     dml_tensor *refs = memory_refs(r, g, zp);
     if (hard) /* rows as labels: a mined negative that is an anchor's own positive is dropped
@@ -228,7 +227,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     if (c->loss.type == DML_LOSS_MNR) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
-        loss = mnr(r, g, z, zp);
+        loss = mnr(r, g, z, zp, r->hn.k > 0 && z ? hard_negatives(r, g, z->rows) : NULL);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         shard(r, b);
@@ -310,18 +309,26 @@ dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
     size_t n_z = (size_t)b * r->cfg->model.dim;
     dml_run_embed_blocks(&r->graph, &r->net.encoder, r->xa, b, chunk, r->gc.za);
     dml_run_embed_blocks(&r->graph, tower_b, xb, b, chunk, r->gc.zp);
+    int e = dml_hard_negatives_pick(r, b); /* mined negatives: a third set of chunks */
+    if (e > 0) {
+        dml_run_embed_blocks(&r->graph, tower_b, r->hn.x, e, chunk, r->hn.gc_z);
+        memset(r->hn.gc_g, 0, (size_t)e * r->cfg->model.dim * sizeof(float));
+    }
     memset(r->gc.ga, 0, n_z * sizeof(float));
     memset(r->gc.gp, 0, n_z * sizeof(float));
     dml_graph *g = &r->graph;
     dml_tensor *za = dml_leaf(g, r->gc.za, r->gc.ga, b, r->cfg->model.dim);
     dml_tensor *zp = dml_leaf(g, r->gc.zp, r->gc.gp, b, r->cfg->model.dim);
-    dml_tensor *loss = mnr(r, g, za, zp);
+    dml_tensor *hard = e > 0 ? dml_leaf(g, r->hn.gc_z, r->hn.gc_g, e, r->cfg->model.dim) : NULL;
+    dml_tensor *loss = mnr(r, g, za, zp, hard);
     dml_status st = dml_backward(g, loss);
     if (st != DML_OK)
         return st;
     *loss_value = loss->data[0];
     if ((st = backprop_chunks(r, &r->net.encoder, r->xa, b, r->d_in, r->gc.ga)) == DML_OK)
         st = backprop_chunks(r, tower_b, xb, b, d_b, r->gc.gp);
+    if (st == DML_OK && e > 0)
+        st = backprop_chunks(r, tower_b, r->hn.x, e, r->d_in_b, r->hn.gc_g);
     return st;
 }
 
