@@ -44,7 +44,7 @@ dml_status dml_hard_negatives_init(dml_run *r, dml_error *err)
     h->n_rows = r->train.n;
     h->period = c->loss.hard_negatives.every > 0 ? c->loss.hard_negatives.every
                                                  : (int)r->steps_per_epoch;
-    size_t e = (size_t)r->batch * h->k, w = (size_t)(r->d_in_b > 0 ? r->d_in_b : r->d_in);
+    size_t e = (size_t)r->batch * h->k, w = (size_t)r->d_in_b;
     h->cand = calloc((size_t)h->n_rows * h->pool, sizeof *h->cand);
     h->count = calloc((size_t)h->n_rows, sizeof *h->count);
     h->rows = malloc((e + (size_t)c->loss.memory.size) * sizeof *h->rows);
