@@ -201,7 +201,7 @@ const dml_loss_row dml_loss_row_mnr = {
            "each anchor's negatives",
     .needs = DML_LOSS_NEEDS_PAIRS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_GRADCACHE | DML_LOSS_WITH_QUANTIZATION |
-                DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI,
+                DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI | DML_LOSS_WITH_HARD_NEGATIVES,
     .params = PARAMS,
     .n_params = N_PARAMS,
     .ops = OPS,

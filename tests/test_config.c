@@ -585,6 +585,8 @@ static void test_duplicate_keys(void **state)
     CHECK_BAD(cases);
 }
 
+#define HN "data:\n  pairs: halves\nmodel:\n  type: dual\nloss:\n  type: mnr\n"
+
 static void test_impossible_combinations(void **state)
 {
     (void)state;
@@ -643,6 +645,19 @@ static void test_impossible_combinations(void **state)
          "train.early_stop_patience: early stopping needs a validation split: set "
          "data.val_fraction > 0 (the test set never picks the model)"},
         {"name: \"..\"\n", NULL, 1, 7, "name: expected a run folder name without '/', got \"..\""},
+        /* loss.hard_negatives: mnr on two views of a row, one process's plain steps */
+        {"loss:\n  hard_negatives:\n    k: 2\n", NULL, 3, 8,
+         "loss.hard_negatives.k: mined hard negatives serve loss.type mnr on data.pairs halves or "
+         "file: set loss.hard_negatives.k to 0"},
+        {"data:\n  pairs: same_class\nloss:\n  type: mnr\n", "loss.hard_negatives.k=2", 0, 0,
+         "loss.hard_negatives.k: mined hard negatives serve loss.type mnr on data.pairs halves or "
+         "file: set loss.hard_negatives.k to 0"},
+        {HN "  hard_negatives:\n    k: 12\n", NULL, 8, 8,
+         "loss.hard_negatives.k: expected at most loss.hard_negatives.candidates (10), got 12"},
+        {HN, "loss.hard_negatives.relative_margin=1", 0, 0,
+         "loss.hard_negatives.relative_margin: expected a number in [0, 1), got \"1\""},
+        {HN, "loss.hard_negatives.candidates=128", 0, 0,
+         "loss.hard_negatives.candidates: expected an integer in 1..127, got \"128\""},
         /* Made impossible by an override: the error names --set. */
         {"", "loss.type=mnr", 0, 0,
          "loss.type: mnr needs pairs: set data.pairs to same_class, halves, file or augment"},
@@ -664,6 +679,10 @@ static void test_possible_combinations(void **state)
         /* defaults that fit what was set: pq.m and sampler.m follow dim and batch_size */
         "model:\n  dim: 102\n",
         "train:\n  batch_size: 250\n",
+        HN "  hard_negatives: {k: 2, every: 50, relative_margin: 0, candidates: 2}\n",
+        HN "  hard_negatives: {k: 2}\n  memory: {size: 512}\n",
+        HN "  hard_negatives: {k: 2}\ntrain:\n  chunk_size: 64\n",
+        "data:\n  pairs: file\nloss:\n  type: mnr\n  hard_negatives: {k: 4}\n",
     };
     dml_config c;
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {

@@ -128,6 +128,12 @@ static const field FIELDS[] = {
     FLAG("loss.quantization.tanh", loss.quantization.tanh),
     NUM("loss.memory.size", F_INT, loss.memory.size, 0, 1 << 20, 0, "an integer in 0..1048576"),
     NUM("loss.memory.start_step", F_INT, loss.memory.start_step, 0, BIG, 0, "an integer >= 0"),
+    NUM("loss.hard_negatives.k", F_INT, loss.hard_negatives.k, 0, 1024, 0, "an integer in 0..1024"),
+    EVERY("loss.hard_negatives.every", loss.hard_negatives.every),
+    NUM("loss.hard_negatives.relative_margin", F_FLOAT, loss.hard_negatives.relative_margin, 0, 1,
+        OPEN_MAX, "a number in [0, 1)"),
+    NUM("loss.hard_negatives.candidates", F_INT, loss.hard_negatives.candidates, 1, 127, 0,
+        "an integer in 1..127"),
     CHOICE("sampler.type", sampler.type, SAMPLER),
     NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
     FLAG("sampler.drop_last", sampler.drop_last),
@@ -159,7 +165,8 @@ static const field FIELDS[] = {
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 static const char *const SECTIONS[] = {"data", "data.augment", "model", "loss", "loss.quantization",
-                                       "loss.memory", "sampler", "train", "pq", "eval"};
+                                       "loss.memory", "loss.hard_negatives", "sampler", "train",
+                                       "pq", "eval"};
 #define N_SECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
 _Static_assert(sizeof FIELDS / sizeof FIELDS[0] + sizeof SECTIONS / sizeof SECTIONS[0] +
@@ -189,6 +196,8 @@ void dml_config_defaults(dml_config *c)
     dml_loss_defaults(c->loss.row, c->loss.p);
     c->loss.reconstruction = DML_RECON_MSE;
     c->loss.quantization.warmup_epochs = 1;
+    c->loss.hard_negatives.relative_margin = 0.05f;
+    c->loss.hard_negatives.candidates = 10;
     c->sampler.type = DML_SAMPLER_M_PER_CLASS;
     c->sampler.m = 4;
     c->sampler.block_rows = 4096;

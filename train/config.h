@@ -14,7 +14,7 @@
 
 #define DML_CONFIG_MAX_HIDDEN 16
 #define DML_CONFIG_MAX_METRICS 16
-#define DML_CONFIG_MAX_KEYS 96 /* more than the schema's keys and sections together */
+#define DML_CONFIG_MAX_KEYS 128 /* more than the schema's keys and sections together */
 #define DML_CONFIG_PATH 1024
 
 /* String choices. Where a lower layer has the same list (dml_norm_kind, dml_net_type,
@@ -93,6 +93,12 @@ typedef struct dml_config {
             int size;       /* cross-batch memory: the last size embeddings; 0 = off */
             int start_step; /* the step from which the loss uses them */
         } memory;
+        struct { /* mnr on two views: negatives mined from the training rows */
+            int k;                 /* extra negatives per anchor and step; 0 = off */
+            dml_every every;       /* steps between minings (0: an epoch) */
+            float relative_margin; /* keep cosines <= (1 - this) x the positive's */
+            int candidates;        /* the nearest rows each anchor's pool is filtered from */
+        } hard_negatives;
     } loss;
     struct {
         dml_sampler_kind type;

@@ -93,6 +93,18 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "train.chunk_size", err,
                                 "GradCache chunks the mnr loss alone: set loss.quantization.weight "
                                 "and loss.reconstruction_weight to 0, or this to 0");
+    const int hard_k = c->loss.hard_negatives.k;
+    /* Mined negatives are other rows' second view: pairs whose positive is a row's own other
+     * view (halves, file), so that "not the positive" is well defined. */
+    if (hard_k > 0 && (!(row->combines & DML_LOSS_WITH_HARD_NEGATIVES) ||
+                       (c->data.pairs != DML_PAIRS_HALVES && c->data.pairs != DML_PAIRS_FILE)))
+        return dml_config_error(c, "loss.hard_negatives.k", err,
+                                "mined hard negatives serve loss.type mnr on data.pairs halves or "
+                                "file: set loss.hard_negatives.k to 0");
+    if (hard_k > c->loss.hard_negatives.candidates)
+        return dml_config_error(c, "loss.hard_negatives.k", err,
+                                "expected at most loss.hard_negatives.candidates (%d), got %d",
+                                c->loss.hard_negatives.candidates, hard_k);
     /* reconstruction, the one loss without a build: the trainer composes it from the decoder */
     if (!row->build && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,

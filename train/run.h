@@ -59,6 +59,25 @@ typedef struct dml_class_params {
     float lr_multiplier; /* their learning rate over train.lr: the row's lr_multiplier */
 } dml_class_params;
 
+/* loss.hard_negatives (train/run_hard_negatives.c): each training row's pool of mined
+ * negatives, and a step's draw from the batch anchors' pools. k 0: off. */
+typedef struct dml_hard_negatives {
+    int k, pool;    /* negatives drawn per anchor; the pool's capacity (candidates) */
+    int period;     /* steps between minings */
+    int n_rows;     /* the training set's rows (the arrays' index) */
+    int32_t *cand;  /* [n_rows, pool] dataset rows, nearest first */
+    int32_t *count; /* [n_rows] candidates in each pool (0 for rows never mined) */
+    int32_t *rows;  /* [batch, k] the step's negatives: dataset rows */
+    float *x;       /* [batch * k, d_in_b] their positive views */
+    float *gc_z, *gc_g; /* [batch * k, dim] their embeddings and gradients (GradCache) */
+} dml_hard_negatives;
+
+/* The anchor's pool from its search results found[n] (positions in the searched rows, -1 past
+ * the end) and their cosine[n], nearest first: the first `pool` of them that are not `self`
+ * (its own positive) and score at most (1 - margin) * positive. Returns how many. */
+int dml_hard_negatives_filter(const int32_t *found, const float *cosine, int n, int self,
+                              float positive, float margin, int pool, int32_t *out);
+
 
 /* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
 typedef struct dml_run_lock {
@@ -136,6 +155,7 @@ typedef struct dml_run {
     float *aug_scratch; /* [d_in] */
     dml_rng rng_aug;
     dml_memory mem; /* loss.memory; mem.size == 0 when off */
+    dml_hard_negatives hn; /* loss.hard_negatives; hn.k == 0 when off */
     struct {
         float *za, *zp, *ga, *gp; /* [batch, dim] embeddings and their gradients (GradCache) */
     } gc;
@@ -210,6 +230,19 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 /* Embeddings [n, dim] (malloc'ed; NULL when out of memory) of rows[n] of ds (every row when
  * rows is NULL): the anchor tower, or (second) the positive tower on the second view. */
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
+
+/* train/run_hard_negatives.c */
+/* Sizes r->hn for the run (after the model and the sampler). Refuses streamed rows. */
+dml_status dml_hard_negatives_init(dml_run *r, dml_error *err);
+void dml_hard_negatives_free(dml_hard_negatives *h);
+/* Arena bytes a step needs for the extra negatives. */
+size_t dml_hard_negatives_arena_bytes(const dml_run *r);
+/* Mines every pool again when r->step is a positive multiple of the period (under mpirun on
+ * rank 0, which sends the pools to the others); else nothing. */
+dml_status dml_hard_negatives_mine(dml_run *r, dml_error *err);
+/* Draws k negatives for each of the batch's b anchors (r->idx) into r->hn.rows and their
+ * positive views into r->hn.x. Returns b * k, or 0 before the first mining. */
+int dml_hard_negatives_pick(dml_run *r, int b);
 
 /* train/run_comm.c: data-parallel training (nothing is called when r->comm is NULL). */
 /* A hash of a dataset's shape, rows and labels (in memory; a streamed one's shape and labels):

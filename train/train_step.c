@@ -153,8 +153,10 @@ static dml_tensor *memory_refs(dml_run *r, dml_graph *g, const dml_tensor *z)
 
 /* The configured loss through its row's build over the global batch z (the anchors of a pair
  * loss, zp its positives; NULL otherwise), with the cross-batch memory's rows as references
- * (for a pair loss, its earlier positives). */
-static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tensor *zp)
+ * (for a pair loss, its earlier positives), and before them the mined hard negatives `hard`
+ * (NULL: none) as more candidates for every anchor. */
+static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tensor *zp,
+                               dml_tensor *hard)
 {
     const dml_config *c = r->cfg;
     dml_tensor *refs = memory_refs(r, g, zp ? zp : z);
@@ -171,7 +173,26 @@ static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tens
         .class_params = dml_run_class_params_leaf(r, g), /* NULL unless the row learns some */
         .n_classes = r->train.n_classes,
     };
+    if (hard) { /* rows as labels: a mined negative that is an anchor's own positive is dropped
+                 * (hn.rows: the mined rows, then -1 for the memory's, dropped never) */
+        in.refs = refs ? dml_concat_rows(g, hard, refs) : hard;
+        in.labels = r->pos;
+        in.ref_labels = r->hn.rows;
+    }
     return c->loss.row->build(&in);
+}
+
+/* loss.hard_negatives: the batch anchors' mined negatives through the positive tower (and the
+ * head) on the tape, this rank's share then gathered; NULL before the first mining. */
+static dml_tensor *hard_negatives(dml_run *r, dml_graph *g, int b)
+{
+    int e = dml_hard_negatives_pick(r, b), k = r->hn.k;
+    if (e == 0)
+        return NULL;
+    float *x = r->hn.x + (size_t)r->lo * k * r->d_in_b;
+    return global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                      dml_leaf(g, x, NULL, r->n_local * k,
+                                                               r->d_in_b))));
 }
 
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
@@ -183,7 +204,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     if (dml_loss_uses_pairs(c)) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
-        loss = metric_loss(r, g, z, zp);
+        loss = metric_loss(r, g, z, zp, r->hn.k > 0 && z ? hard_negatives(r, g, z->rows) : NULL);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         shard(r, b);
@@ -197,7 +218,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
         z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
         /* reconstruction, the one row without a build, is the decoder's term */
-        loss = c->loss.row->build ? metric_loss(r, g, z, NULL) : reconstruction(r, g, h, x);
+        loss = c->loss.row->build ? metric_loss(r, g, z, NULL, NULL) : reconstruction(r, g, h, x);
     }
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
@@ -253,18 +274,26 @@ dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
     size_t n_z = (size_t)b * r->cfg->model.dim;
     dml_run_embed_blocks(&r->graph, &r->net.encoder, r->xa, b, chunk, r->gc.za);
     dml_run_embed_blocks(&r->graph, tower_b, xb, b, chunk, r->gc.zp);
+    int e = dml_hard_negatives_pick(r, b); /* mined negatives: a third set of chunks */
+    if (e > 0) {
+        dml_run_embed_blocks(&r->graph, tower_b, r->hn.x, e, chunk, r->hn.gc_z);
+        memset(r->hn.gc_g, 0, (size_t)e * r->cfg->model.dim * sizeof(float));
+    }
     memset(r->gc.ga, 0, n_z * sizeof(float));
     memset(r->gc.gp, 0, n_z * sizeof(float));
     dml_graph *g = &r->graph;
     dml_tensor *za = dml_leaf(g, r->gc.za, r->gc.ga, b, r->cfg->model.dim);
     dml_tensor *zp = dml_leaf(g, r->gc.zp, r->gc.gp, b, r->cfg->model.dim);
-    dml_tensor *loss = metric_loss(r, g, za, zp);
+    dml_tensor *hard = e > 0 ? dml_leaf(g, r->hn.gc_z, r->hn.gc_g, e, r->cfg->model.dim) : NULL;
+    dml_tensor *loss = metric_loss(r, g, za, zp, hard);
     dml_status st = dml_backward(g, loss);
     if (st != DML_OK)
         return st;
     *loss_value = loss->data[0];
     if ((st = backprop_chunks(r, &r->net.encoder, r->xa, b, r->d_in, r->gc.ga)) == DML_OK)
         st = backprop_chunks(r, tower_b, xb, b, d_b, r->gc.gp);
+    if (st == DML_OK && e > 0)
+        st = backprop_chunks(r, tower_b, r->hn.x, e, r->d_in_b, r->hn.gc_g);
     return st;
 }
 

@@ -257,10 +257,13 @@ static dml_status build_training(dml_run *r, dml_error *err)
         if (!r->gc.za || !r->gc.zp || !r->gc.ga || !r->gc.gp)
             return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for GradCache");
     }
-    dml_graph_init(&r->graph, ARENA_BYTES + (c->loss.memory.size > 0
-                                                 ? dml_memory_arena_bytes(c->loss.memory.size,
-                                                                          r->dim_loss, r->batch)
-                                                 : 0));
+    if ((st = dml_hard_negatives_init(r, err)))
+        return st;
+    dml_graph_init(&r->graph, ARENA_BYTES + dml_hard_negatives_arena_bytes(r) +
+                                  (c->loss.memory.size > 0
+                                       ? dml_memory_arena_bytes(c->loss.memory.size, r->dim_loss,
+                                                                r->batch)
+                                       : 0));
     return DML_OK;
 }
 
@@ -295,6 +298,7 @@ void dml_run_close(dml_run *r)
     free(r->loss_curve);
     free(r->aug_scratch);
     dml_memory_free(&r->mem);
+    dml_hard_negatives_free(&r->hn);
     free(r->gc.za);
     free(r->gc.zp);
     free(r->gc.ga);
@@ -401,9 +405,11 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 
 dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_error *err)
 {
+    dml_status st = dml_hard_negatives_mine(r, err);
+    if (st != DML_OK)
+        return st;
     dml_optim_zero_grad(&r->optim);
     float value = 0.0f;
-    dml_status st;
     if (r->cfg->train.chunk_size > 0) {
         st = dml_run_gradcache_step(r, &value);
     } else {
