@@ -199,15 +199,17 @@ typedef struct dml_eval_result {
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
+#define DML_METRIC_COUNT 11 /* rows of the metric table (eval/metric_table.h) */
+
 /* A comma-separated list of metric keys ("map_at_r,recall_at_k"), split for a request's
  * metrics and n_metrics (n 0: the defaults). */
 typedef struct dml_eval_metric_list {
-    char text[1024];                        /* the list, its commas made NULs */
-    const char *keys[DML_EVAL_MAX_METRICS]; /* [n] into text */
+    char text[1024];                    /* the list, its commas made NULs */
+    const char *keys[DML_METRIC_COUNT]; /* [n] into text */
     int n;
 } dml_eval_metric_list;
 /* Splits list; empty keys are skipped. DML_ERR_USAGE naming name (as "--metrics") for a list
- * over 1023 characters or of more than DML_EVAL_MAX_METRICS keys. */
+ * over 1023 characters, a key that is no metric of the table, or one listed twice. */
 dml_status dml_eval_metric_list_parse(const char *list, const char *name,
                                       dml_eval_metric_list *out, dml_error *err);
 
@@ -304,8 +306,6 @@ dml_status dml_eval_model_run(const dml_eval_model_request *req, dml_eval_result
 int dml_labels_distinct(const int32_t *v, int n, int32_t **values);
 /* The index of label in values[k] (ascending), -1 when absent. */
 int dml_labels_find(const int32_t *values, int k, int32_t label);
-
-#define DML_METRIC_COUNT 11 /* rows of the metric table (eval/metric_table.h) */
 
 /* One ranking pass: the per-query metrics it computes, in columns of qv. */
 typedef struct dml_eval_pass {

@@ -325,11 +325,13 @@ static const uint8_t *reference_codes(const dml_eval_request *req, const float *
     return *owned;
 }
 
-/* Whether a wanted metric is one that, when where is set (>= 0), is computed there. */
+/* Whether a wanted metric is per-query (per_query 0: of the whole set) and, where >= 0,
+ * computed there. */
 static int any_wanted(const int *want, int per_query, int where)
 {
     for (int m = 0; m < DML_METRIC_COUNT; m++)
-        if (want[m] && (ROWS[m].query != NULL) == per_query && (where < 0 || (int)ROWS[m].where == where))
+        if (want[m] && (ROWS[m].query != NULL) == per_query &&
+            (where < 0 || (int)ROWS[m].where == where))
             return 1;
     return 0;
 }
@@ -399,8 +401,8 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     memset(&c, 0, sizeof c);
     /* A streamed database runs both passes at once: the PQ pass's values need a column of
      * their own. */
-    double *qv = passes || streamed ? malloc((n_qv ? n_qv : 1) * (req->stream ? 2 : 1) * sizeof(double))
-                                    : NULL;
+    size_t qv_bytes = (n_qv ? n_qv : 1) * (req->stream ? 2 : 1) * sizeof(double);
+    double *qv = passes || streamed ? malloc(qv_bytes) : NULL;
     double *qv_pq = req->stream ? qv + n_qv : qv, qmse = NAN;
     int32_t *exact_nn = passes || streamed ? malloc((size_t)req->n_queries * sizeof(int32_t)) : NULL;
     if ((passes || streamed) && (!qv || !exact_nn))

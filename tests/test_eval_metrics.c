@@ -564,8 +564,8 @@ static void test_spread_hand_computed(void **state)
     assert_string_equal(text, "-/2.667 (no two rows share a label)");
 }
 
-/* --metrics and dml_evaluate's metrics: split at commas, empty keys skipped, an overlong list
- * refused rather than cut. */
+/* --metrics and dml_evaluate's metrics: split at commas, empty keys skipped, unknown or repeated
+ * keys and an overlong list refused rather than cut. */
 static void test_metric_list(void **state)
 {
     (void)state;
@@ -578,11 +578,15 @@ static void test_metric_list(void **state)
     assert_string_equal(l.keys[1], "recall_at_k");
     assert_int_equal(dml_eval_metric_list_parse("", "--metrics", &l, &err), DML_OK);
     assert_int_equal(l.n, 0);
-    char many[DML_EVAL_MAX_METRICS * 3 + 8] = "";
-    for (int i = 0; i <= DML_EVAL_MAX_METRICS; i++)
-        strcat(many, "a,");
-    assert_int_equal(dml_eval_metric_list_parse(many, "--metrics", &l, &err), DML_ERR_USAGE);
-    assert_string_equal(err.msg, "more than 48 metric keys");
+    /* keys are the table's metrics, each once */
+    assert_int_equal(dml_eval_metric_list_parse("nmi,map_at_5", "--metrics", &l, &err),
+                     DML_ERR_USAGE);
+    assert_string_equal(err.file, "--metrics");
+    assert_non_null(strstr(err.msg, "unknown metric \"map_at_5\": expected one of "
+                                    "precision_at_1, r_precision, map_at_r,"));
+    assert_int_equal(dml_eval_metric_list_parse("nmi,map_at_r,nmi", "--metrics", &l, &err),
+                     DML_ERR_USAGE);
+    assert_string_equal(err.msg, "metric nmi listed twice: expected each once");
     char longer[1100];
     memset(longer, 'a', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
@@ -686,8 +690,8 @@ static void config_round_trip(const char *name, int in_runs)
         assert_string_equal(c->eval.metrics[0], name);
         char *yaml = dml_config_to_yaml(c);
         assert_non_null(yaml);
-        assert_int_equal(dml_config_load_text(yaml, strlen(yaml), "<printed>", 0, NULL, again, &err),
-                         DML_OK);
+        st = dml_config_load_text(yaml, strlen(yaml), "<printed>", 0, NULL, again, &err);
+        assert_int_equal(st, DML_OK);
         assert_int_equal(again->eval.n_metrics, 1);
         assert_string_equal(again->eval.metrics[0], name);
         free(yaml);
