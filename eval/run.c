@@ -9,6 +9,7 @@
 #include "eval/metric_table.h"
 
 #define ROWS dml_metric_rows
+
 /* A database to search: in memory, or streamed in chunks. */
 static int has_db(const dml_eval_request *req)
 {
