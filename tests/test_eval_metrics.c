@@ -712,6 +712,9 @@ static void test_every_metric_row(void **state)
     make_grid_pq(&pq);
     for (int m = 0; m < DML_METRIC_COUNT; m++) {
         const dml_metric_row *row = &dml_metric_rows[m];
+        if (!row->name || !row->doc || row->n_values < 1 || row->n_values > DML_METRIC_MAX_VALUES ||
+            !row->query == !row->whole)
+            fail_msg("metric row %d is incomplete", m);
         const hand_case *hc = NULL;
         for (size_t i = 0; i < sizeof HAND_CASES / sizeof HAND_CASES[0]; i++)
             if (!strcmp(HAND_CASES[i].metric, row->name))
