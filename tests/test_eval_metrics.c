@@ -646,28 +646,6 @@ static const hand_case HAND_CASES[] = {
                         .truth = NN_TRUTH, .truth_k = 12}, 0, {0.5, 0.9, NAN}},
 };
 
-/* A whole text file, NUL-terminated (the tests run from the repository's root). */
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0, got;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = 2 * cap + 4096 + 1;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-    } while (got > 0);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* The config round trip of metric name: eval.metrics [name] loads, prints and loads again the
  * same; a metric a run cannot compute is refused naming it. */
 static void config_round_trip(const char *name, int in_runs)
@@ -706,7 +684,7 @@ static void config_round_trip(const char *name, int in_runs)
 static void test_every_metric_row(void **state)
 {
     (void)state;
-    char *docs = read_text("docs/config.md");
+    char *docs = tu_read_file("docs/config.md", NULL); /* run from the repository root */
     assert_non_null(docs);
     dml_pq pq;
     make_grid_pq(&pq);
