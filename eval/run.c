@@ -337,8 +337,8 @@ static int any_wanted(const int *want, int per_query, int where)
     return 0;
 }
 
-/* Appends to out[n] the wanted metrics (all of them: want NULL) of ranking depth d, joined by
- * " and "; returns how many. */
+/* Appends to out[n] the wanted metrics (want NULL: the ones the data allow) of ranking depth d,
+ * joined by " and "; returns how many. */
 static int names_of_depth(const int *want, const dml_eval_request *req, dml_metric_depth d,
                           char *out, size_t n)
 {
