@@ -199,15 +199,17 @@ typedef struct dml_eval_result {
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
+#define DML_METRIC_COUNT 11 /* rows of the metric table (eval/metric_table.h) */
+
 /* A comma-separated list of metric keys ("map_at_r,recall_at_k"), split for a request's
  * metrics and n_metrics (n 0: the defaults). */
 typedef struct dml_eval_metric_list {
-    char text[1024];                        /* the list, its commas made NULs */
-    const char *keys[DML_EVAL_MAX_METRICS]; /* [n] into text */
+    char text[1024];                    /* the list, its commas made NULs */
+    const char *keys[DML_METRIC_COUNT]; /* [n] into text */
     int n;
 } dml_eval_metric_list;
 /* Splits list; empty keys are skipped. DML_ERR_USAGE naming name (as "--metrics") for a list
- * over 1023 characters or of more than DML_EVAL_MAX_METRICS keys. */
+ * over 1023 characters, a key that is no metric of the table, or one listed twice. */
 dml_status dml_eval_metric_list_parse(const char *list, const char *name,
                                       dml_eval_metric_list *out, dml_error *err);
 
@@ -305,32 +307,25 @@ int dml_labels_distinct(const int32_t *v, int n, int32_t **values);
 /* The index of label in values[k] (ascending), -1 when absent. */
 int dml_labels_find(const int32_t *values, int k, int32_t label);
 
-/* Per-query values of a pass, one column each. */
-enum {
-    DML_QV_P1, DML_QV_RPREC, DML_QV_MAPR, DML_QV_MAPALL, DML_QV_KNN, /* labels; NAN when R = 0 */
-    DML_QV_R1, DML_QV_R5, DML_QV_R10, DML_QV_MRR,                    /* paired */
-    DML_QV_PQREC,                                                    /* PQ pass */
-    DML_QV_NN1, DML_QV_NN10, DML_QV_NN100,                           /* ground truth */
-    DML_QV_COUNT
-};
-
+/* One ranking pass: the per-query metrics it computes, in columns of qv. */
 typedef struct dml_eval_pass {
     dml_searcher *s;           /* the references, float rows or codes */
     const float *queries;      /* [n_queries, d] */
-    int n_queries;
+    int n_queries, n_ref;
     int protocol1;             /* query q is reference q, excluded from its own ranking */
     const int32_t *q_class;    /* [n_queries] dense class among the references' (-1: none) */
     const int32_t *ref_class;  /* [n_ref] */
     const int *class_size;     /* [n_classes] */
     int n_classes;
-    unsigned want;             /* 1u << DML_QV_* */
+    int col[DML_METRIC_COUNT]; /* metric m's first column in qv; -1: not computed here */
+    int n_cols;                /* columns of qv (the same in a run's float and PQ passes) */
     int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
     int q_begin, q_end;        /* the queries ranked here (all of them unless sharded) */
     int over_codes;            /* a PQ pass (ADC over codes) */
-    int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
-    const int32_t *truth;      /* [n_queries, truth_k] for DML_QV_NN* */
+    int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by pq_recall_at_r */
+    const int32_t *truth;      /* [n_queries, truth_k] for nn_recall_at_k */
     int truth_k;
-    double *qv;                /* [n_queries, DML_QV_COUNT] */
+    double *qv;                /* [n_queries, n_cols]; NAN where a query is skipped */
 } dml_eval_pass;
 
 dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);

@@ -561,9 +561,12 @@ static void test_bad_choices(void **state)
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
-         "eval.metrics[1]: expected one of map_at_r | precision_at_1 | r_precision | map_all | "
+         "eval.metrics[1]: expected one of precision_at_1 | r_precision | map_at_r | map_all | "
          "recall_at_k | mrr_at_10 | knn_accuracy | nmi | quantization_mse | pq_recall_at_r, got "
          "\"top5\""},
+        {"eval:\n  metrics: [nn_recall_at_k]\n", NULL, 2, 13,
+         "eval.metrics[0]: nn_recall_at_k needs ground-truth neighbours, which a training run "
+         "does not have (dml eval --truth computes it)"},
         {"eval:\n  metrics: [nmi, map_at_r, nmi]\n", NULL, 2, 28,
          "eval.metrics[2]: expected each metric once, got \"nmi\" again"},
         {"", "train.optimizer=lion", 0, 0,

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "data/size.h"
+#include "eval/metric_table.h"
 
 #define MAX_CONFIG_BYTES (1 << 20)
 
@@ -29,7 +30,7 @@ typedef struct field {
     const char *path;
     ftype type;
     size_t offset, size;        /* of the member */
-    const char *const *choices; /* F_ENUM, F_NAME_LIST: indexed by the enum, NULL-terminated */
+    const char *const *choices; /* F_ENUM: indexed by the enum, NULL-terminated */
     double min, max;            /* numbers, and each entry of an F_INT_LIST */
     unsigned flags;
     const char *expect; /* what its errors say was expected (F_ENUM lists its choices) */
@@ -63,9 +64,8 @@ static const char *const OPTIMIZER[] = {[DML_OPTIM_SGD] = "sgd", [DML_OPTIM_ADAM
 static const char *const SCHEDULE[] = {[DML_SCHEDULE_CONSTANT] = "constant",
                                        [DML_SCHEDULE_COSINE] = "cosine", [DML_SCHEDULE_STEP] = "step",
                                        NULL};
-static const char *const METRICS[] = {"map_at_r", "precision_at_1", "r_precision", "map_all",
-                                      "recall_at_k", "mrr_at_10", "knn_accuracy", "nmi",
-                                      "quantization_mse", "pq_recall_at_r", NULL};
+/* eval.metrics: the metric table's rows a training run can compute (it has no ground truth). */
+#define RUN_LACKS DML_METRIC_NEEDS_TRUTH
 
 #define MEMBER(m) offsetof(dml_config, m), sizeof(((dml_config *)0)->m)
 #define NUM(p, t, m, lo, hi, fl, ex) {p, t, MEMBER(m), NULL, lo, hi, fl, ex}
@@ -157,7 +157,7 @@ static const field FIELDS[] = {
     NUM("pq.m", F_INT, pq.m, 1, 65536, 0, "an integer in 1..65536"),
     NUM("pq.k", F_INT, pq.k, 2, 65536, POW2, "a power of two in 2..65536"),
     NUM("pq.iters", F_INT, pq.iters, 1, BIG, 0, "a positive integer"),
-    {"eval.metrics", F_NAME_LIST, MEMBER(eval.metrics), METRICS, 0, 0, 0,
+    {"eval.metrics", F_NAME_LIST, MEMBER(eval.metrics), NULL, 0, 0, 0,
      "a list of metric names like [map_at_r, nmi]"},
     FLAG("eval.pq", eval.pq),
     NUM("eval.knn_k", F_INT, eval.knn_k, 1, BIG, 0, "a positive integer"),
@@ -602,11 +602,15 @@ static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
             ((int *)((char *)cfg + f->offset))[i] = (int)v;
             continue;
         }
-        if (item->type != YAML_SCALAR_NODE || choice_index(f->choices, s) < 0) {
-            char expect[256];
-            choices_text(f->choices, expect, sizeof expect);
-            return fail(c, item, "%s[%d]: expected %s, got %s", f->path, i, expect, got);
+        int m = item->type == YAML_SCALAR_NODE ? dml_metric_find(s) : -1;
+        if (m < 0) {
+            char names[256];
+            dml_metric_names(RUN_LACKS, " | ", names, sizeof names);
+            return fail(c, item, "%s[%d]: expected one of %s, got %s", f->path, i, names, got);
         }
+        if (dml_metric_rows[m].needs & RUN_LACKS)
+            return fail(c, item, "%s[%d]: %s needs ground-truth neighbours, which a training run "
+                        "does not have (dml eval --truth computes it)", f->path, i, s);
         for (int j = 0; j < i; j++)
             if (!strcmp(cfg->eval.metrics[j], s))
                 return fail(c, item, "%s[%d]: expected each metric once, got %s again", f->path, i,
