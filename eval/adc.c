@@ -1,11 +1,11 @@
 /* ADC top-k of a group of queries over 8-bit PQ codes, the scan dml_pq_search and the PQ
- * searcher run when k fits the heap. The group's DML_ADC_GROUP tables are interleaved,
- * [m][code][query], so one code byte fetches every query's term with one vector load; codes
- * are read once per group instead of once per query. Each query's sums are the ones
- * dml_pq_adc_distances makes (0 + t[0][c0] + t[1][c1] + ..., in order of m), and its top-k is
- * dml_select_k's: the k smallest (distance, row), so the results are those of the per-query
- * scan. Rows are scored a chunk at a time into a small buffer; a chunk's rows reach a query's
- * heap only when they beat its current k-th distance. */
+ * searcher run when k <= DML_SELECT_HEAP_MAX_K. The group's DML_ADC_GROUP tables are
+ * interleaved, [m][code][query], so one code byte fetches every query's term with one vector
+ * load, and the codes are read once a group instead of once a query. Each query's sums are the
+ * ones dml_pq_adc_distances makes (0 + t[0][c0] + t[1][c1] + ..., in order of m), and its
+ * top-k is dml_select_k's: the k smallest (distance, row), so the results are the per-query
+ * scan's, bit for bit. Rows are scored a chunk at a time into a buffer that stays in L1; the
+ * scan lists the rows that beat some query's current k-th, and only those are looked at. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +13,9 @@
 #include "eval/eval.h"
 
 #define G DML_ADC_GROUP
-#define CHUNK 256 /* rows scored before selecting: [CHUNK][G] floats stay in L1 */
+#define CHUNK 256 /* rows scored before selecting (hits are int16_t) */
 #define KSUB 256
+#define CAND_PER_K 4 /* a lane holds up to this many times k candidates */
 
 dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq)
 {
@@ -22,8 +23,10 @@ dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq)
     w->tables = malloc((size_t)pq->m * KSUB * G * sizeof(float));
     w->raw = malloc((size_t)pq->m * KSUB * sizeof(float));
     w->dist = malloc((size_t)CHUNK * G * sizeof(float));
-    w->heap = malloc((size_t)G * DML_SELECT_HEAP_MAX_K * sizeof(uint64_t));
-    if (!w->tables || !w->raw || !w->dist || !w->heap) {
+    w->lanes = malloc(CHUNK);
+    w->hits = malloc(CHUNK * sizeof *w->hits);
+    w->keys = malloc((size_t)G * CAND_PER_K * DML_SELECT_HEAP_MAX_K * sizeof(uint64_t));
+    if (!w->tables || !w->raw || !w->dist || !w->lanes || !w->hits || !w->keys) {
         dml_adc_work_free(w);
         return DML_ERR_NOMEM;
     }
@@ -35,57 +38,92 @@ void dml_adc_work_free(dml_adc_work *w)
     free(w->tables);
     free(w->raw);
     free(w->dist);
-    free(w->heap);
+    free(w->lanes);
+    free(w->hits);
+    free(w->keys);
     memset(w, 0, sizeof *w);
 }
 
-/* Rows [0, n) of codes[n, M] into dist[n][G]: four rows at a time, so four chains of vector
- * additions overlap. Inlined with M a constant for the usual M. */
-static inline __attribute__((always_inline)) void scan_m(int M, const float *tables,
-                                                         const uint8_t *codes, int n, float *dist)
+/* GCC/clang vector extensions: SSE on x86-64's baseline, NEON on arm64, plain code elsewhere;
+ * GCC does not vectorise the loops over the group's lanes by itself. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p)
 {
-    int r = 0;
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The lanes of a where a < th, as bits 0-3: the four compare masks folded without a shuffle. */
+static inline unsigned below_bits(v4f a, v4f th)
+{
+    const v4i bit = {1, 2, 4, 8};
+    v4i m = (a < th) & bit;
+    uint64_t lo, hi;
+    memcpy(&lo, &m, sizeof lo);
+    memcpy(&hi, (const char *)&m + sizeof lo, sizeof hi);
+    lo |= hi;
+    return (unsigned)(lo | lo >> 32);
+}
+
+/* Rows [0, n) of codes[n, M] into dist[n][G], four rows at a time so four chains of vector
+ * additions overlap; the rows with a lane below its thr are listed in hits (their lanes as
+ * bits in lanes[row]), without a branch. Returns how many. Inlined with M a constant for the
+ * usual M. */
+static inline __attribute__((always_inline)) int scan_m(int M, const float *tables,
+                                                        const uint8_t *codes, int n,
+                                                        const float *thr, float *dist,
+                                                        uint8_t *lanes, int16_t *hits)
+{
+    v4f th = load4(thr);
+    int r = 0, nh = 0;
     for (; r + 4 <= n; r += 4) {
         const uint8_t *c = codes + (size_t)r * M;
-        float a0[G] = {0}, a1[G] = {0}, a2[G] = {0}, a3[G] = {0};
+        v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int m = 0; m < M; m++) {
             const float *t = tables + (size_t)m * KSUB * G;
-            const float *t0 = t + c[m] * G, *t1 = t + c[M + m] * G, *t2 = t + c[2 * M + m] * G,
-                        *t3 = t + c[3 * M + m] * G;
-            for (int q = 0; q < G; q++) {
-                a0[q] += t0[q];
-                a1[q] += t1[q];
-                a2[q] += t2[q];
-                a3[q] += t3[q];
-            }
+            a0 += load4(t + (size_t)c[m] * G);
+            a1 += load4(t + (size_t)c[M + m] * G);
+            a2 += load4(t + (size_t)c[2 * M + m] * G);
+            a3 += load4(t + (size_t)c[3 * M + m] * G);
         }
         float *o = dist + (size_t)r * G;
-        for (int q = 0; q < G; q++) {
-            o[q] = a0[q];
-            o[G + q] = a1[q];
-            o[2 * G + q] = a2[q];
-            o[3 * G + q] = a3[q];
+        memcpy(o, &a0, sizeof a0);
+        memcpy(o + G, &a1, sizeof a1);
+        memcpy(o + 2 * G, &a2, sizeof a2);
+        memcpy(o + 3 * G, &a3, sizeof a3);
+        const v4f a[4] = {a0, a1, a2, a3};
+        for (int j = 0; j < 4; j++) {
+            unsigned b = below_bits(a[j], th);
+            lanes[r + j] = (uint8_t)b;
+            hits[nh] = (int16_t)(r + j);
+            nh += b != 0;
         }
     }
     for (; r < n; r++) {
         const uint8_t *c = codes + (size_t)r * M;
-        float a[G] = {0};
-        for (int m = 0; m < M; m++) {
-            const float *t = tables + ((size_t)m * KSUB + c[m]) * G;
-            for (int q = 0; q < G; q++)
-                a[q] += t[q];
-        }
-        memcpy(dist + (size_t)r * G, a, sizeof a);
+        v4f a = {0};
+        for (int m = 0; m < M; m++)
+            a += load4(tables + ((size_t)m * KSUB + c[m]) * G);
+        memcpy(dist + (size_t)r * G, &a, sizeof a);
+        unsigned b = below_bits(a, th);
+        lanes[r] = (uint8_t)b;
+        hits[nh] = (int16_t)r;
+        nh += b != 0;
     }
+    return nh;
 }
 
-static void scan(int M, const float *tables, const uint8_t *codes, int n, float *dist)
+static int scan(int M, const float *tables, const uint8_t *codes, int n, const float *thr,
+                float *dist, uint8_t *lanes, int16_t *hits)
 {
     switch (M) {
-    case 4: scan_m(4, tables, codes, n, dist); break;
-    case 8: scan_m(8, tables, codes, n, dist); break;
-    case 16: scan_m(16, tables, codes, n, dist); break;
-    default: scan_m(M, tables, codes, n, dist); break;
+    case 4: return scan_m(4, tables, codes, n, thr, dist, lanes, hits);
+    case 8: return scan_m(8, tables, codes, n, thr, dist, lanes, hits);
+    case 16: return scan_m(16, tables, codes, n, thr, dist, lanes, hits);
+    default: return scan_m(M, tables, codes, n, thr, dist, lanes, hits);
     }
 }
 
@@ -99,6 +137,40 @@ static float key_score(uint64_t key)
     return f;
 }
 
+/* Rearranges a[n] (distinct keys) so that a[0, k) are its k smallest, in no order. */
+static void keep_smallest(uint64_t *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi]; /* median of three */
+        uint64_t p = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < p)
+                i++;
+            while (a[j] > p)
+                j--;
+            if (i <= j) {
+                uint64_t t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+}
+
+static int key_order(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float *queries, int nq,
                   const int *skip, int k, dml_adc_work *w, int32_t *idx, float *score, int *found)
 {
@@ -110,48 +182,57 @@ void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float
         for (size_t e = 0; e < ts; e++)
             w->tables[e * G + q] = w->raw[e];
     }
-    float thr[G]; /* a lane's k-th distance once its heap is full: only rows below it enter */
-    int count[G];
+    /* Each lane keeps candidate (distance, row) keys, dml_select_key's, in keys[q][0, cap):
+     * rows below its threshold go in; a full list keeps its k smallest (a selection, far
+     * cheaper than a heap insertion per row) and the threshold becomes the k-th. Rows come in
+     * increasing order, so a row whose distance equals the k-th has a larger key: "below" is
+     * exact. While fewer than k are held every row goes in (+inf distances too). A chunk's
+     * rows are listed against the thresholds it started with (they only fall). */
+    int cap = CAND_PER_K * k;
+    float thr[G];
+    int held[G];
     for (int q = 0; q < G; q++) {
         thr[q] = q < nq ? INFINITY : -INFINITY;
-        count[q] = 0;
-        for (int t = 0; t < k; t++)
-            w->heap[q * k + t] = DML_SELECT_EMPTY;
+        held[q] = 0;
     }
     size_t cs = (size_t)pq->m;
     for (int r0 = 0; r0 < n_ref; r0 += CHUNK) {
         int n = n_ref - r0 < CHUNK ? n_ref - r0 : CHUNK;
-        scan(pq->m, w->tables, codes + (size_t)r0 * cs, n, w->dist);
+        int nh = scan(pq->m, w->tables, codes + (size_t)r0 * cs, n, thr, w->dist, w->lanes,
+                      w->hits);
         int filling = 0;
         for (int q = 0; q < nq; q++)
-            filling |= count[q] < k;
-        for (int r = 0; r < n; r++) {
+            filling |= held[q] < k;
+        for (int h = 0; h < (filling ? n : nh); h++) {
+            int r = filling ? h : w->hits[h];
+            unsigned bits = filling ? (1u << nq) - 1 : w->lanes[r];
             const float *d = w->dist + (size_t)r * G;
-            int hit = filling;
-            for (int q = 0; q < G; q++)
-                hit |= d[q] < thr[q];
-            if (!hit)
-                continue;
-            for (int q = 0; q < nq; q++) {
-                uint64_t *h = w->heap + q * k;
-                if (r0 + r == skip[q] || isnan(d[q]) || !(count[q] < k || d[q] < thr[q]))
+            for (; bits; bits &= bits - 1) {
+                int q = __builtin_ctz(bits);
+                if (r0 + r == skip[q] || isnan(d[q]) || !(held[q] < k || d[q] < thr[q]))
                     continue;
-                uint64_t key = dml_select_key(d[q], r0 + r);
-                if (key >= h[0])
-                    continue;
-                h[0] = key;
-                dml_select_sift_down(h, k);
-                if (++count[q] >= k)
-                    thr[q] = key_score(h[0]);
+                uint64_t *keys = w->keys + (size_t)q * cap;
+                keys[held[q]++] = dml_select_key(d[q], r0 + r);
+                if (held[q] == cap) {
+                    keep_smallest(keys, cap, k);
+                    held[q] = k;
+                    uint64_t kth = keys[0];
+                    for (int t = 1; t < k; t++)
+                        kth = keys[t] > kth ? keys[t] : kth;
+                    thr[q] = key_score(kth);
+                }
             }
         }
     }
     for (int q = 0; q < nq; q++) {
-        found[q] = dml_select_heap_sort(w->heap + q * k, k, count[q], idx + (size_t)q * k);
+        uint64_t *keys = w->keys + (size_t)q * cap;
+        if (held[q] > k)
+            keep_smallest(keys, held[q], k);
+        found[q] = held[q] < k ? held[q] : k;
+        qsort(keys, (size_t)found[q], sizeof *keys, key_order);
         for (int t = 0; t < k; t++) {
-            if (t >= found[q])
-                idx[(size_t)q * k + t] = -1;
-            score[(size_t)q * k + t] = t < found[q] ? key_score(w->heap[q * k + t]) : INFINITY;
+            idx[(size_t)q * k + t] = t < found[q] ? (int32_t)(uint32_t)keys[t] : -1;
+            score[(size_t)q * k + t] = t < found[q] ? key_score(keys[t]) : INFINITY;
         }
     }
 }

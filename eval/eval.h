@@ -46,23 +46,18 @@ void dml_select_buf_free(dml_select_buf *b);
 int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, int32_t *idx,
                  float *score);
 
-/* The bounded heap dml_select_k runs for small k, for scans that select as they score: a
- * max-heap of (score, row) keys, one compare per step, DML_SELECT_EMPTY in unfilled slots. */
-#define DML_SELECT_EMPTY UINT64_MAX /* worse than any (score, row), +inf scores included */
+/* (score, row) as one 64-bit key in (score, row) order: dml_select_k's order, one compare. */
 uint64_t dml_select_key(float score, int32_t row);
-/* Moves h[0] down to its place among h[0, n). */
-void dml_select_sift_down(uint64_t *h, int n);
-/* Sorts heap[k] nearest first; idx gets the rows of the min(inserted, k) filled slots, the count
- * returned (inserted: how many keys went in). */
-int dml_select_heap_sort(uint64_t *heap, int k, int inserted, int32_t *idx);
 
 /* ADC top-k of up to DML_ADC_GROUP queries at once over 8-bit codes (eval/adc.c). */
-#define DML_ADC_GROUP 4
+#define DML_ADC_GROUP 4 /* one SSE/NEON vector of floats */
 typedef struct dml_adc_work { /* one thread's scratch */
     float *tables; /* [m * 256, DML_ADC_GROUP] the group's tables, interleaved */
     float *raw;    /* [m * 256] one query's table */
     float *dist;   /* [chunk, DML_ADC_GROUP] a chunk's distances */
-    uint64_t *heap; /* [DML_ADC_GROUP, k] */
+    uint8_t *lanes; /* [chunk] a row's lanes below their k-th, as bits */
+    int16_t *hits;  /* [chunk] the rows with any */
+    uint64_t *keys; /* [DML_ADC_GROUP, 4 * DML_SELECT_HEAP_MAX_K] candidates, dml_select_key's */
 } dml_adc_work;
 
 dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq); /* DML_ERR_NOMEM or DML_OK */

@@ -54,7 +54,10 @@ uint64_t dml_select_key(float score, int32_t row)
     return (uint64_t)sortable(score) << 32 | (uint32_t)row;
 }
 
-void dml_select_sift_down(uint64_t *h, int n)
+#define EMPTY_SLOT UINT64_MAX /* worse than any (score, row), +inf scores included */
+
+/* Max-heap of keys: moves h[0] down to its place among h[0, n). */
+static void sift_down(uint64_t *h, int n)
 {
     uint64_t v = h[0];
     int i = 0;
@@ -77,13 +80,12 @@ static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, f
     enum { SCAN_BLOCK = 32 };
     uint64_t heap[DML_SELECT_HEAP_MAX_K];
     for (int t = 0; t < k; t++)
-        heap[t] = DML_SELECT_EMPTY;
+        heap[t] = EMPTY_SLOT;
     int found = 0;
     for (int j = 0; j < n;) {
         int end = n - j > SCAN_BLOCK ? j + SCAN_BLOCK : n;
-        /* heap full: most blocks hold nothing below its root; one vectorised count says so
-         * without a branch per score */
-        if (heap[0] != DML_SELECT_EMPTY) {
+        if (heap[0] != EMPTY_SLOT) { /* heap full: most blocks hold nothing below its root; one
+                                      * vectorised count says so without a branch per score */
             const float root = row[(uint32_t)heap[0]];
             int below = 0;
             for (int t = j; t < end; t++)
@@ -100,27 +102,21 @@ static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, f
             if (key >= heap[0])
                 continue;
             heap[0] = key;
-            dml_select_sift_down(heap, k);
+            sift_down(heap, k);
             found++;
         }
     }
-    found = dml_select_heap_sort(heap, k, found, idx);
-    for (int t = 0; t < found; t++)
-        score[t] = row[idx[t]];
-    return found;
-}
-
-int dml_select_heap_sort(uint64_t *heap, int k, int inserted, int32_t *idx)
-{
     for (int last = k - 1; last > 0; last--) { /* heap sort: nearest first */
         uint64_t top = heap[0];
         heap[0] = heap[last];
         heap[last] = top;
-        dml_select_sift_down(heap, last);
+        sift_down(heap, last);
     }
-    int found = inserted < k ? inserted : k;
-    for (int t = 0; t < found; t++)
+    found = found < k ? found : k;
+    for (int t = 0; t < found; t++) {
         idx[t] = (int32_t)(uint32_t)heap[t];
+        score[t] = row[idx[t]];
+    }
     return found;
 }
 
