@@ -21,22 +21,27 @@ dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq)
 {
     memset(w, 0, sizeof *w);
     w->tables = malloc((size_t)pq->m * KSUB * G * sizeof(float));
-    w->raw = malloc((size_t)pq->m * KSUB * sizeof(float));
+    w->books = malloc((size_t)pq->d * KSUB * sizeof(float));
     w->dist = malloc((size_t)CHUNK * G * sizeof(float));
     w->lanes = malloc(CHUNK);
     w->hits = malloc(CHUNK * sizeof *w->hits);
     w->keys = malloc((size_t)G * CAND_PER_K * DML_SELECT_HEAP_MAX_K * sizeof(uint64_t));
-    if (!w->tables || !w->raw || !w->dist || !w->lanes || !w->hits || !w->keys) {
+    if (!w->tables || !w->books || !w->dist || !w->lanes || !w->hits || !w->keys) {
         dml_adc_work_free(w);
         return DML_ERR_NOMEM;
     }
+    for (int m = 0; m < pq->m; m++) /* [m][k][t] -> [m][t][k] */
+        for (int k = 0; k < KSUB; k++)
+            for (int t = 0; t < pq->dsub; t++)
+                w->books[((size_t)m * pq->dsub + t) * KSUB + k] =
+                    pq->centroids[((size_t)m * KSUB + k) * pq->dsub + t];
     return DML_OK;
 }
 
 void dml_adc_work_free(dml_adc_work *w)
 {
     free(w->tables);
-    free(w->raw);
+    free(w->books);
     free(w->dist);
     free(w->lanes);
     free(w->hits);
@@ -127,6 +132,35 @@ static int scan(int M, const float *tables, const uint8_t *codes, int n, const f
     }
 }
 
+/* The group's tables, interleaved: tables[m][k][q] = dml_pq_adc_table's table[m][k] for query
+ * q, the same sum in the same order (0 + e0 * e0 + e1 * e1 + ...), eight centroids a step in
+ * two vectors. Idle lanes (q >= nq) repeat query 0. */
+static void group_tables(const dml_pq *pq, const float *books, const float *queries, int nq,
+                         float *tables)
+{
+    int dsub = pq->dsub;
+    for (int q = 0; q < G; q++) {
+        const float *x = queries + (size_t)(q < nq ? q : 0) * pq->d;
+        for (int m = 0; m < pq->m; m++) {
+            const float *b = books + (size_t)m * dsub * KSUB, *xm = x + (size_t)m * dsub;
+            float *out = tables + (size_t)m * KSUB * G + q;
+            for (int k = 0; k < KSUB; k += 8) {
+                v4f s0 = {0}, s1 = {0};
+                for (int t = 0; t < dsub; t++) {
+                    v4f e0 = xm[t] - load4(b + (size_t)t * KSUB + k);
+                    v4f e1 = xm[t] - load4(b + (size_t)t * KSUB + k + 4);
+                    s0 += e0 * e0;
+                    s1 += e1 * e1;
+                }
+                for (int j = 0; j < 4; j++) {
+                    out[(size_t)(k + j) * G] = s0[j];
+                    out[(size_t)(k + 4 + j) * G] = s1[j];
+                }
+            }
+        }
+    }
+}
+
 /* A heap key's score: the inverse of the sortable bits dml_select_key stores. */
 static float key_score(uint64_t key)
 {
@@ -175,13 +209,7 @@ void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float
                   const int *skip, int k, dml_adc_work *w, int32_t *idx, float *score, int *found)
 {
     DML_ASSERT(pq->nbits == 8 && nq >= 1 && nq <= G && k >= 1 && k <= DML_SELECT_HEAP_MAX_K);
-    size_t ts = (size_t)pq->m * KSUB;
-    for (int q = 0; q < G; q++) { /* idle lanes repeat query 0: scanned, never selected */
-        if (q < nq)
-            dml_pq_adc_table(pq, queries + (size_t)q * pq->d, w->raw);
-        for (size_t e = 0; e < ts; e++)
-            w->tables[e * G + q] = w->raw[e];
-    }
+    group_tables(pq, w->books, queries, nq, w->tables);
     /* Each lane keeps candidate (distance, row) keys, dml_select_key's, in keys[q][0, cap):
      * rows below its threshold go in; a full list keeps its k smallest (a selection, far
      * cheaper than a heap insertion per row) and the threshold becomes the k-th. Rows come in
