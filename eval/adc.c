@@ -171,31 +171,39 @@ static float key_score(uint64_t key)
     return f;
 }
 
-/* Rearranges a[n] (distinct keys) so that a[0, k) are its k smallest, in no order. */
+/* Rearranges a[n] (distinct keys) so that a[0, k) are its k smallest, in no order: quickselect
+ * with a median-of-three pivot and a partition without a data-dependent branch (the keys come
+ * in no order, so a branch on each would be mispredicted half the time). */
 static void keep_smallest(uint64_t *a, int n, int k)
 {
     int lo = 0, hi = n - 1;
-    while (lo < hi) {
-        uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi]; /* median of three */
-        uint64_t p = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < p)
-                i++;
-            while (a[j] > p)
-                j--;
-            if (i <= j) {
-                uint64_t t = a[i];
-                a[i++] = a[j];
-                a[j--] = t;
-            }
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        uint64_t x = a[lo], y = a[mid], z = a[hi];
+        int pick = x < y ? (y < z ? mid : x < z ? hi : lo) : (x < z ? lo : y < z ? hi : mid);
+        uint64_t p = a[pick];
+        a[pick] = a[hi];
+        a[hi] = p;
+        int store = lo;
+        for (int i = lo; i < hi; i++) {
+            uint64_t v = a[i];
+            a[i] = a[store];
+            a[store] = v;
+            store += v < p;
         }
-        if (k - 1 <= j)
-            hi = j;
-        else if (k - 1 >= i)
-            lo = i;
+        a[hi] = a[store];
+        a[store] = p; /* a[lo, store) < p < a(store, hi] */
+        if (store == k - 1 || store == k)
+            return;
+        if (store > k)
+            hi = store - 1;
         else
-            break;
+            lo = store + 1;
+    }
+    if (hi > lo && a[hi] < a[lo]) {
+        uint64_t t = a[lo];
+        a[lo] = a[hi];
+        a[hi] = t;
     }
 }
 
