@@ -161,7 +161,7 @@ static void group_tables(const dml_pq *pq, const float *books, const float *quer
     }
 }
 
-/* A heap key's score: the inverse of the sortable bits dml_select_key stores. */
+/* A key's distance: the inverse of the sortable bits dml_select_key stores. */
 static float key_score(uint64_t key)
 {
     uint32_t u = (uint32_t)(key >> 32);
@@ -207,10 +207,35 @@ static void keep_smallest(uint64_t *a, int n, int k)
     }
 }
 
-static int key_order(const void *a, const void *b)
+/* Max-heap of keys: moves h[i] down to its place among h[0, n). */
+static void sift(uint64_t *h, int i, int n)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    uint64_t v = h[i];
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h[c + 1] > h[c])
+            c++;
+        if (h[c] <= v)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+}
+
+/* a[n] in increasing order, in place (heap sort: glibc's qsort may allocate). */
+static void sort_keys(uint64_t *a, int n)
+{
+    for (int i = n / 2 - 1; i >= 0; i--)
+        sift(a, i, n);
+    for (int last = n - 1; last > 0; last--) {
+        uint64_t top = a[0];
+        a[0] = a[last];
+        a[last] = top;
+        sift(a, 0, last);
+    }
 }
 
 void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float *queries, int nq,
@@ -265,7 +290,7 @@ void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float
         if (held[q] > k)
             keep_smallest(keys, held[q], k);
         found[q] = held[q] < k ? held[q] : k;
-        qsort(keys, (size_t)found[q], sizeof *keys, key_order);
+        sort_keys(keys, found[q]);
         for (int t = 0; t < k; t++) {
             idx[(size_t)q * k + t] = t < found[q] ? (int32_t)(uint32_t)keys[t] : -1;
             score[(size_t)q * k + t] = t < found[q] ? key_score(keys[t]) : INFINITY;

@@ -52,9 +52,9 @@ uint64_t dml_select_key(float score, int32_t row);
 /* ADC top-k of up to DML_ADC_GROUP queries at once over 8-bit codes (eval/adc.c). */
 #define DML_ADC_GROUP 4 /* one SSE/NEON vector of floats */
 typedef struct dml_adc_work { /* one thread's scratch */
-    float *tables; /* [m * 256, DML_ADC_GROUP] the group's tables, interleaved */
-    float *books;  /* [m, dsub, 256] the codebooks, each centroid a column */
-    float *dist;   /* [chunk, DML_ADC_GROUP] a chunk's distances */
+    float *tables;  /* [m * 256, DML_ADC_GROUP] the group's tables, interleaved */
+    float *books;   /* [m, dsub, 256] the codebooks, each centroid a column */
+    float *dist;    /* [chunk, DML_ADC_GROUP] a chunk's distances */
     uint8_t *lanes; /* [chunk] a row's lanes below their k-th, as bits */
     int16_t *hits;  /* [chunk] the rows with any */
     uint64_t *keys; /* [DML_ADC_GROUP, 4 * DML_SELECT_HEAP_MAX_K] candidates, dml_select_key's */
