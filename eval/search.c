@@ -237,7 +237,7 @@ void dml_searcher_topk_n(dml_searcher *s, int i, int n, int skip, int k, int thr
                          float *score, int *found)
 {
     DML_ASSERT(n >= 1 && n <= dml_searcher_group(s, k) && i + n <= s->n_scored);
-    if (n == 1 || !s->adc) {
+    if (n == 1 || !s->adc) { /* one query: its own scan costs less than a group's four lanes */
         for (int j = 0; j < n; j++)
             found[j] = dml_searcher_topk(s, i + j, skip < 0 ? -1 : skip + j, k, thread,
                                          idx + (size_t)j * k, score + (size_t)j * k);
