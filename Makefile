@@ -2,7 +2,8 @@
 #   make            static + shared library and the dml CLI (objects under build/)
 #   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay, then
 #                   make python-test
-#   make python-test  the Python package's pytest tests (python/tests) over build/libdml.so
+#   make python-test  the Python package's pytest tests (python/tests) over build/libdml.so, and
+#                   the bench's (bench/test_*.py)
 #   make test-kernels  the float-sensitive tests under each OpenBLAS kernel the CPU runs
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
@@ -97,10 +98,11 @@ ifeq ($(MAKELEVEL),0)
 	@$(MAKE) --no-print-directory python-test
 endif
 
-# pytest over python/tests (docs/python.md); -rs names the reason of every skipped test.
+# pytest over python/tests (docs/python.md) and bench/test_*.py (the bench's own logic); -rs
+# names the reason of every skipped test.
 python-test: all
 	@PYTHONPATH=python DML_LIB=$(BUILD)/libdml.so DML=$(BUILD)/dml \
-	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider python/tests
+	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider python/tests $(wildcard bench/test_*.py)
 
 unit-test: all $(TEST_BIN) $(FAULT_LIB)
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)

@@ -46,6 +46,29 @@ void dml_select_buf_free(dml_select_buf *b);
 int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, int32_t *idx,
                  float *score);
 
+/* (score, row) as one 64-bit key in (score, row) order: dml_select_k's order, one compare. */
+uint64_t dml_select_key(float score, int32_t row);
+
+/* ADC top-k of up to DML_ADC_GROUP queries at once over 8-bit codes (eval/adc.c). */
+#define DML_ADC_GROUP 4 /* one SSE/NEON vector of floats */
+typedef struct dml_adc_work { /* one thread's scratch */
+    float *tables;  /* [m * 256, DML_ADC_GROUP] the group's tables, interleaved */
+    float *books;   /* [m, dsub, 256] the codebooks, each centroid a column */
+    float *dist;    /* [chunk, DML_ADC_GROUP] a chunk's distances */
+    uint8_t *lanes; /* [chunk] a row's lanes below their k-th, as bits */
+    int16_t *hits;  /* [chunk] the rows with any */
+    uint64_t *keys; /* [DML_ADC_GROUP, 4 * DML_SELECT_HEAP_MAX_K] candidates, dml_select_key's */
+} dml_adc_work;
+
+dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq); /* DML_ERR_NOMEM or DML_OK */
+void dml_adc_work_free(dml_adc_work *w);
+/* For each of queries[nq, d] (nq <= DML_ADC_GROUP), the k <= DML_SELECT_HEAP_MAX_K nearest of
+ * codes[n_ref] other than row skip[q] (-1: none), by (distance, row): idx[q * k ..] and
+ * score[q * k ..], found[q] of them, the rest -1 and +inf. The same results as
+ * dml_pq_adc_distances then dml_select_k, query by query. pq->nbits must be 8. */
+void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float *queries, int nq,
+                  const int *skip, int k, dml_adc_work *w, int32_t *idx, float *score, int *found);
+
 /* A reference set prepared for blocked search, with its scratch. Scores are "smaller is
  * nearer": squared distance (L2, ADC), -x.r (IP), 1 - cos (cosine). */
 /* References per GEMM call: scores are computed in tiles of this many references (from row 0)
@@ -68,6 +91,7 @@ typedef struct dml_searcher {
     float *scores;         /* [block, n_ref]; with pq [threads, n_ref], one row per thread */
     int n_scored;          /* queries in the last scored block */
     dml_select_buf *sel;   /* [threads] when max_k > DML_SELECT_HEAP_MAX_K, else NULL */
+    dml_adc_work *adc;     /* [threads] with 8-bit codes, else NULL */
 } dml_searcher;
 
 /* Exact search over ref[n_ref, d] (not copied; it must outlive the searcher). block = queries
@@ -96,6 +120,14 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n);
 int dml_searcher_topk(dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
                       float *score);
 /* A score as the distance reported for s's kind (sqrt for L2, the product for IP). */
+/* Queries searched at once by dml_searcher_topk_n for this k: DML_ADC_GROUP over 8-bit codes
+ * with k <= DML_SELECT_HEAP_MAX_K, else 1. */
+int dml_searcher_group(const dml_searcher *s, int k);
+/* dml_searcher_topk of queries [i, i + n) of the scored block, n <= dml_searcher_group(s, k):
+ * query i + j's results at idx/score + j * k, found[j] of them; skip: -1, or the row query i
+ * skips (query i + j skips skip + j). */
+void dml_searcher_topk_n(dml_searcher *s, int i, int n, int skip, int k, int thread, int32_t *idx,
+                         float *score, int *found);
 float dml_searcher_distance(const dml_searcher *s, float score);
 /* The k nearest references of each query q[n_q, d]: idx[n_q, k] and dist[n_q, k] (the reported
  * distances; -1 and +inf past the references). exclude_self: the queries are the references and

@@ -9,8 +9,8 @@
 
 /* One thread's scratch. */
 typedef struct scratch {
-    int32_t *idx; /* [k] */
-    float *score; /* [k] */
+    int32_t *idx; /* [DML_ADC_GROUP, k] */
+    float *score; /* [DML_ADC_GROUP, k] */
     int *votes;   /* [n_classes], zero between queries */
 } scratch;
 
@@ -36,11 +36,13 @@ static void score_queries(void *arg, int begin, int end, int thread)
     block_ctx *b = arg;
     dml_eval_pass *p = b->p;
     scratch *sc = &b->sc[thread];
-    for (int i = begin; i < end; i++) {
-        int q = b->q0 + i;
-        int found = dml_searcher_topk(p->s, i, p->protocol1 ? q : -1, p->k, thread, sc->idx,
-                                      sc->score);
-        dml_eval_query_values(p, q, sc->idx, found, sc->votes);
+    int g = dml_searcher_group(p->s, p->k), found[DML_ADC_GROUP];
+    for (int i = begin; i < end; i += g) {
+        int n = end - i < g ? end - i : g, q = b->q0 + i;
+        dml_searcher_topk_n(p->s, i, n, p->protocol1 ? q : -1, p->k, thread, sc->idx, sc->score,
+                            found);
+        for (int j = 0; j < n; j++)
+            dml_eval_query_values(p, q + j, sc->idx + (size_t)j * p->k, found[j], sc->votes);
     }
 }
 
@@ -60,8 +62,8 @@ dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err)
     scratch *sc = calloc((size_t)threads, sizeof *sc);
     int ok = sc != NULL;
     for (int t = 0; ok && t < threads; t++) {
-        sc[t].idx = malloc((size_t)p->k * sizeof(int32_t));
-        sc[t].score = malloc((size_t)p->k * sizeof(float));
+        sc[t].idx = malloc((size_t)DML_ADC_GROUP * p->k * sizeof(int32_t));
+        sc[t].score = malloc((size_t)DML_ADC_GROUP * p->k * sizeof(float));
         sc[t].votes = calloc((size_t)(p->n_classes > 0 ? p->n_classes : 1), sizeof(int));
         ok = sc[t].idx && sc[t].score && sc[t].votes;
     }
