@@ -36,7 +36,7 @@ mkdir -p "$out" || exit 2
 # tbf: the bucket holds 64 KB (a 1 Gbit/s link sends it in 0.5 ms; a frame of 1514 bytes fits
 # many times over) and a packet waits at most 50 ms in the queue (6 MB at 1 Gbit/s, more than a
 # step's window of TCP data, so the shaper delays and does not drop).
-burst=64kb latency=${CLUSTER_LATENCY:-50ms}
+burst=64kb latency=50ms
 pre=dmlc$$
 sw=${pre}sw
 made=""
@@ -91,13 +91,20 @@ while [ "$k" -lt "$n" ]; do
     k=$((k + 1))
 done
 
-# OpenMPI's rsh launcher calls AGENT HOST COMMAND...: run the command in that host's namespace.
+# Each node has its own host name (a UTS namespace) and temporary folder: OpenMPI names its
+# session folders after the host, and daemons of one name would share and remove each other's.
 {
     echo '#!/bin/sh'
-    echo 'host=$1; shift'
-    echo "exec ip netns exec $pre\"n\$((\${host##*.} - 1))\" /bin/sh -c \"\$*\""
+    echo 'k=$1; shift'
+    echo "hostname $pre\"n\$k\" && export TMPDIR=$tmp/n\"\$k\" && mkdir -p \"\$TMPDIR\" && exec \"\$@\""
+} > "$tmp/node"
+# OpenMPI's rsh launcher calls AGENT HOST COMMAND...: run the command in that host's node.
+{
+    echo '#!/bin/sh'
+    echo 'k=$((${1##*.} - 1)); shift'
+    echo "exec ip netns exec $pre\"n\$k\" unshare --uts $tmp/node \"\$k\" /bin/sh -c \"\$*\""
 } > "$tmp/agent"
-chmod +x "$tmp/agent"
+chmod +x "$tmp/node" "$tmp/agent"
 
 counters() {
     k=0
@@ -111,7 +118,7 @@ counters() {
 counters before > "$out/counters" || fail "cannot read the counters"
 # --bind-to none: the "nodes" share this machine's cores, and each would bind its rank to core 0.
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-ip netns exec ${pre}n0 mpirun --allow-run-as-root -np "$n" --hostfile "$tmp/hosts" \
+ip netns exec ${pre}n0 unshare --uts "$tmp/node" 0 mpirun --allow-run-as-root -np "$n" --hostfile "$tmp/hosts" \
     --bind-to none --wdir "$(pwd)" \
     --mca plm_rsh_agent "$tmp/agent" --mca pml ob1 --mca btl tcp,self \
     --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
