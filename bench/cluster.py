@@ -99,7 +99,7 @@ def measure(n, args, work):
 
 
 def table(rows):
-    out = ["| ranks | sent a rank a step (wire) | payload | model | payload / model | "
+    out = ["| ranks | sent a rank a step (veth) | payload | model | payload / model | "
            "allreduce ms | model | allgather ms | model |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

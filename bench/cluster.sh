@@ -1,8 +1,9 @@
 #!/bin/sh
-# A cluster on one machine (docs/scale.md, "Measured on a cluster"): N network namespaces, each
-# a node with one veth link to a bridge in a switch namespace, every link limited by tc's tbf in
-# both directions; runs `mpirun -np N COMMAND...` over TCP between the nodes and writes each
-# node's veth counters before and after. Needs root (ip netns, tc).
+# A cluster on one machine (docs/scale.md, "Communication, measured on a cluster of
+# namespaces"): N network namespaces, each a node with one veth link to a bridge in a switch
+# namespace, every link limited by tc's tbf in both directions; runs `mpirun -np N COMMAND...`
+# over TCP between the nodes and writes each node's veth counters before and after. Needs root
+# (ip netns, tc).
 #
 #   bench/cluster.sh -n N [-r RATE] [-o DIR] -- COMMAND [ARGS...]
 #
@@ -39,8 +40,7 @@ mkdir -p "$out" || exit 2
 burst=64kb latency=50ms
 pre=dmlc$$
 sw=${pre}sw
-made=""
-tmp=$(mktemp -d) || exit 3
+made="" tmp=""
 
 cleanup() {
     rc=$?
@@ -50,7 +50,7 @@ cleanup() {
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
         ip netns del "$ns" 2>/dev/null
     done
-    rm -rf "$tmp"
+    [ -n "$tmp" ] && rm -rf "$tmp"
     left=$(ip netns list | grep -c "^$pre")
     if [ "$left" -ne 0 ]; then
         echo "cluster.sh: $left namespaces named $pre* are left" >&2
@@ -62,21 +62,24 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+tmp=$(mktemp -d) || exit 3
 
 fail() { echo "cluster.sh: $*" >&2; exit 3; }
 
-ip netns add "$sw" || fail "cannot add namespace $sw"
+# Each name joins $made before its namespace is added: a signal may arrive in between.
 made=$sw
+ip netns add "$sw" || fail "cannot add namespace $sw"
 ip -n "$sw" link add br0 type bridge || fail "cannot add a bridge in $sw"
 ip -n "$sw" link set br0 up || fail "cannot bring up br0"
 k=0
 while [ "$k" -lt "$n" ]; do
     ns=${pre}n$k
-    ip netns add "$ns" || fail "cannot add namespace $ns"
     made="$made $ns"
+    ip netns add "$ns" || fail "cannot add namespace $ns"
     ip -n "$ns" link set lo up
     # one veth made inside the node, its peer moved into the switch: the host's namespace never
-    # holds either end. One frame per packet (no segmentation offload), as on a real wire.
+    # holds either end. TCP keeps its window over a step's compute (a cluster's usual setting)
+    # rather than starting each allreduce slowly again.
     ip -n "$ns" link add eth0 type veth peer name p$k netns "$sw" || fail "cannot add veth to $ns"
     ip netns exec "$ns" sysctl -qw net.ipv4.tcp_slow_start_after_idle=0 || fail "sysctl in $ns"
     ip -n "$sw" link set p$k master br0 up || fail "cannot attach p$k to br0"
@@ -96,7 +99,8 @@ done
 {
     echo '#!/bin/sh'
     echo 'k=$1; shift'
-    echo "hostname $pre\"n\$k\" && export TMPDIR=$tmp/n\"\$k\" && mkdir -p \"\$TMPDIR\" && exec \"\$@\""
+    echo "hostname $pre\"n\$k\" && export TMPDIR=$tmp/n\"\$k\" && mkdir -p \"\$TMPDIR\" &&"
+    echo 'exec "$@"'
 } > "$tmp/node"
 # OpenMPI's rsh launcher calls AGENT HOST COMMAND...: run the command in that host's node.
 {
@@ -110,7 +114,8 @@ counters() {
     k=0
     while [ "$k" -lt "$n" ]; do
         s=/sys/class/net/eth0/statistics
-        ip netns exec ${pre}n$k sh -c "echo $1 $k \$(cat $s/tx_bytes $s/tx_packets $s/rx_bytes $s/rx_packets)"
+        ip netns exec ${pre}n$k sh -c \
+            "echo $1 $k \$(cat $s/tx_bytes $s/tx_packets $s/rx_bytes $s/rx_packets)"
         k=$((k + 1))
     done
 }
@@ -118,8 +123,8 @@ counters() {
 counters before > "$out/counters" || fail "cannot read the counters"
 # --bind-to none: the "nodes" share this machine's cores, and each would bind its rank to core 0.
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-ip netns exec ${pre}n0 unshare --uts "$tmp/node" 0 mpirun --allow-run-as-root -np "$n" --hostfile "$tmp/hosts" \
-    --bind-to none --wdir "$(pwd)" \
+ip netns exec ${pre}n0 unshare --uts "$tmp/node" 0 \
+    mpirun --allow-run-as-root -np "$n" --hostfile "$tmp/hosts" --bind-to none --wdir "$(pwd)" \
     --mca plm_rsh_agent "$tmp/agent" --mca pml ob1 --mca btl tcp,self \
     --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
     --mca mpi_yield_when_idle 1 "$@" &
