@@ -39,10 +39,9 @@ FRAME_HEADER = 66
 
 
 def rate_bits(rate):
-    m = re.fullmatch(r"([0-9.]+)(k|m|g)?bit", rate)
-    if not m:
-        raise SystemExit(f"cluster: --rate {rate}: expected a tc rate in bit/s such as 100mbit")
-    return float(m.group(1)) * {None: 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
+    """tc's rate in bit/s ("100mbit"), or None when it is not one."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(k|m|g)?bit", rate)
+    return float(m.group(1)) * {None: 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)] if m else None
 
 
 def run(n, steps, warmup, rate, mpi_args, bench, work):
@@ -127,8 +126,13 @@ def main():
     if args.smoke:
         args.ranks, args.short, args.long, args.warmup, args.rate = [2], 2, 6, 1, "1gbit"
     if args.long <= args.short or args.short < 1:
-        raise SystemExit("cluster: --long must be more than --short, and --short at least 1")
-    rate_bits(args.rate)
+        p.error(f"--short {args.short} --long {args.long}: expected 1 <= short < long")
+    if not rate_bits(args.rate):
+        p.error(f"--rate {args.rate}: expected a tc rate in bit/s such as 100mbit or 1gbit")
+    if min(args.ranks) < 2:
+        p.error(f"--ranks {' '.join(map(str, args.ranks))}: expected 2 or more (one rank sends nothing)")
+    if not os.access(args.bench, os.X_OK):
+        p.error(f"--bench {args.bench}: no such program (make build/bench_scale builds it)")
     if os.geteuid() != 0:
         print("cluster: skipped: needs root (ip netns, tc)")
         return 0
