@@ -670,6 +670,8 @@ static void test_cluster_of_namespaces_sends_the_model_bytes(void **state)
     (void)state;
     if (!have_mpirun() || !can_make_namespaces())
         TU_SKIP("needs mpirun, root and ip netns (bench/cluster.sh)");
+    if (access("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", R_OK) != 0)
+        TU_SKIP("dataset-fashion-mnist is not installed (bench_scale trains on it)");
     int rc = tu_python_run("bench/cluster.py --smoke --bench %s >%s/cluster.log 2>&1",
                            bench_scale(), dir);
     tu_system("cat %s/cluster.log", dir);
