@@ -87,7 +87,7 @@ static int write_times(const char *prefix, int rank, const timed *t)
         return 0;
     for (size_t i = 0; i < t->n_span; i++)
         fprintf(f, "%s %.9f %.9f\n", t->kind[i] == 'r' ? "ar" : "ag", t->span[i][0], t->span[i][1]);
-    return fclose(f) == 0 && t->n_span > 0;
+    return fclose(f) == 0;
 }
 
 int main(int argc, char **argv)
@@ -110,8 +110,11 @@ int main(int argc, char **argv)
     }
     dml_config *cfg = malloc(sizeof *cfg);
     dml_error err = {0};
-    dml_status st = !config || !sets || !cfg ? DML_ERR_USAGE
-                                             : dml_config_load(config, n_sets, sets, cfg, &err);
+    if (times && !mpi)
+        fprintf(stderr, "bench_scale: --times needs mpirun (one process makes no calls)\n");
+    dml_status st = !config || !sets || !cfg || (times && !mpi)
+                        ? DML_ERR_USAGE
+                        : dml_config_load(config, n_sets, sets, cfg, &err);
     timed t = {mpi, 0.0, 0.0, NULL, NULL, 0, 0};
     dml_comm comm = {mpi ? mpi->rank : 0, mpi ? mpi->size : 1, &t, t_allreduce, t_allreduce_f64,
                      t_allgather, t_bcast};
@@ -141,7 +144,7 @@ int main(int argc, char **argv)
                "\"param_floats\": %zu}\n",
                comm.size, r->batch, steps, seconds, r->batch * steps / seconds,
                t.allreduce_s / seconds, t.allgather_s / seconds, r->n_floats);
-    if (st == DML_OK && times && !write_times(times, comm.rank, &t)) {
+    if (st == DML_OK && times && mpi && !write_times(times, comm.rank, &t)) {
         fprintf(stderr, "bench_scale (rank %d): cannot write %s.%d\n", comm.rank, times, comm.rank);
         st = DML_ERR_IO;
     }
