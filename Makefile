@@ -2,7 +2,8 @@
 #   make            static + shared library and the dml CLI (objects under build/)
 #   make test       build and run every tests/test_*.c (cmocka), then make fuzz-replay, then
 #                   make python-test
-#   make python-test  the Python package's pytest tests (python/tests) over build/libdml.so
+#   make python-test  the Python package's pytest tests (python/tests) over build/libdml.so, and
+#                   the bench's (bench/test_*.py)
 #   make test-kernels  the float-sensitive tests under each OpenBLAS kernel the CPU runs
 #   make sanitize   the same tests under ASan + UBSan (objects under build-san/)
 #   make tsan       the C API encoding from 8 threads under ThreadSanitizer (build-tsan/)
@@ -12,6 +13,7 @@
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side, and the Python API against C (bench/)
 #   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
+#   make cluster    the trainer's traffic on a cluster of network namespaces (bench/cluster.py; root)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 #   make install    PREFIX=/usr/local DESTDIR=
 VERSION_MAJOR := 0
@@ -48,7 +50,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity \
+.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity cluster \
         deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
@@ -97,12 +99,13 @@ ifeq ($(MAKELEVEL),0)
 	@$(MAKE) --no-print-directory python-test
 endif
 
-# pytest over python/tests (docs/python.md); -rs names the reason of every skipped test.
+# pytest over python/tests (docs/python.md) and bench/test_*.py (the bench's own logic); -rs
+# names the reason of every skipped test.
 python-test: all
 	@PYTHONPATH=python DML_LIB=$(BUILD)/libdml.so DML=$(BUILD)/dml \
-	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider python/tests
+	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider python/tests $(wildcard bench/test_*.py)
 
-unit-test: all $(TEST_BIN) $(FAULT_LIB)
+unit-test: all $(TEST_BIN) $(FAULT_LIB) $(BUILD)/bench_scale
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -185,6 +188,14 @@ bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale $(BUILD)/bench_encode
 # (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.
 parity: all $(BUILD)/bench_dml
 	$(PYTHON) bench/parity.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(PARITY_ARGS)
+
+# The bytes a rank sends per step and the communication time on 2, 4 and 8 nodes, each a network
+# namespace with a tbf-limited link (bench/cluster.sh), against docs/scale.md's cost model.
+# Needs root; not part of make test (tests/test_mpi.c runs its 2-rank smoke when it can).
+# CLUSTER_ARGS="--rate 1gbit" or "--ranks 2 4" to change the run.
+cluster: all $(BUILD)/bench_scale
+	@if [ "$$(id -u)" -ne 0 ]; then echo "cluster: skipped: needs root (ip netns, tc)"; \
+	else $(PYTHON) bench/cluster.py --bench $(BUILD)/bench_scale $(CLUSTER_ARGS); fi
 
 # The bench program alone (for profiling one case: build/bench_dml train CONFIG ...).
 $(BUILD)/bench_dml: $(wildcard bench/bench_*.c bench/*.h) $(BUILD)/libdml.a

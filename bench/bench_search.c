@@ -54,6 +54,7 @@ int dml_bench_pq(const dml_bench_args *a)
     dml_dataset x = {0}, q = {0};
     dml_pq pq = {0};
     uint8_t *codes = NULL;
+    double probe = dml_bench_machine_probe(); /* before dml_set_threads, as the peer's */
     int threads = dml_eval_threads(a->threads);
     dml_set_threads(a->threads);
     dml_status st = dml_bench_open_unit(a->pos[0], &x, &err);
@@ -90,9 +91,10 @@ int dml_bench_pq(const dml_bench_args *a)
     }
     printf("{\"case\": \"%s\", \"side\": \"dml\", \"n\": %d, \"d\": %d, \"m\": %d, \"nbits\": %d, "
            "\"iters\": %d, \"init\": \"%s\", \"threads\": %d, \"train_points\": %d, "
-           "\"train_s\": %.6f, \"mse\": %.9g, \"encode_s\": %.6f, \"encode_rows_per_s\": %.1f",
+           "\"train_s\": %.6f, \"mse\": %.9g, \"encode_s\": %.6f, \"encode_rows_per_s\": %.1f, "
+           "\"probe_gflops\": %.1f",
            a->name, x.n, x.d, a->m, a->nbits, a->iters, a->init, threads, x.n, train_s, mse,
-           encode_s, x.n / encode_s);
+           encode_s, x.n / encode_s, probe);
     if (q.n) {
         double adc_s, adc1_s, kth;
         int n_1 = a->single_queries < q.n ? a->single_queries : q.n;
@@ -114,6 +116,7 @@ int dml_bench_eval(const dml_bench_args *a)
 {
     dml_error err = {0};
     dml_dataset db = {0}, q = {0};
+    double probe = dml_bench_machine_probe(); /* before dml_set_threads, as the peer's */
     int threads = dml_eval_threads(a->threads), k = a->k;
     dml_set_threads(a->threads);
     dml_status st = dml_dataset_open(a->pos[0], &db, &err);
@@ -150,9 +153,10 @@ int dml_bench_eval(const dml_bench_args *a)
     if (st == DML_OK)
         printf("{\"case\": \"%s\", \"side\": \"dml\", \"threads\": %d, \"n_queries\": %d, "
                "\"n_db\": %d, \"d\": %d, \"k\": %d, \"map_at_r\": %.9g, \"map_at_r_s\": %.6f, "
-               "\"knn_s\": %.6f, \"top1_dist_mean\": %.9g, \"kth_dist_mean\": %.9g}\n",
+               "\"knn_s\": %.6f, \"top1_dist_mean\": %.9g, \"kth_dist_mean\": %.9g, "
+               "\"probe_gflops\": %.1f}\n",
                a->name, threads, q.n, db.n, q.d, k, dml_eval_get(&res, "map_at_r"), map_s, knn_s,
-               col_mean(dist, q.n, k, 0), col_mean(dist, q.n, k, k - 1));
+               col_mean(dist, q.n, k, 0), col_mean(dist, q.n, k, k - 1), probe);
 done:
     free(idx);
     free(dist);

@@ -68,19 +68,34 @@ static dml_status open_case(const dml_bench_args *a, dml_config *c, dml_run **r,
 }
 
 /* ---- the first step's inputs, for bench/torch_peer.py's check ---- */
-static const char *loss_key(const dml_config *c)
+/* The loss's name for the peer: the row's, a triplet's with its miner (triplet_hard). */
+static void loss_key(const dml_config *c, char *out, size_t size)
 {
-    switch (c->loss.type) {
-    case DML_LOSS_TRIPLET:
-        return c->loss.miner == DML_MINER_HARD  ? "triplet_hard"
-               : c->loss.miner == DML_MINER_ALL ? "triplet_all"
-                                                : "triplet_semihard";
-    case DML_LOSS_CONTRASTIVE: return "contrastive";
-    case DML_LOSS_MNR: return "mnr";
-    case DML_LOSS_COSINE_PAIR: return "cosine_pair";
-    case DML_LOSS_RECONSTRUCTION: return "reconstruction";
+    int miner = dml_loss_param_index(c->loss.row, "miner");
+    if (miner >= 0)
+        snprintf(out, size, "%s_%s", c->loss.row->name,
+                 c->loss.row->params[miner].choices[(int)c->loss.p[miner]]);
+    else
+        snprintf(out, size, "%s", c->loss.row->name);
+}
+
+/* The loss's parameters as JSON members ("margin": 0.2, "miner": "all", ...), each followed by
+ * ", ". */
+static void json_loss_params(FILE *f, const dml_config *c)
+{
+    const dml_loss_row *row = c->loss.row;
+    for (int i = 0; i < row->n_params; i++) {
+        const dml_loss_param *p = &row->params[i];
+        float v = c->loss.p[i];
+        fprintf(f, "\"%s\": ", p->key);
+        switch (p->kind) {
+        case DML_LP_FLOAT: fprintf(f, "%g", (double)v); break;
+        case DML_LP_INT: fprintf(f, "%d", (int)v); break;
+        case DML_LP_FLAG: fputs(v != 0.0f ? "true" : "false", f); break;
+        case DML_LP_CHOICE: fprintf(f, "\"%s\"", p->choices[(int)v]); break;
+        }
+        fputs(", ", f);
     }
-    return "?";
 }
 
 static dml_status dump_mlp(const char *dir, const char *tower, const dml_mlp *m, dml_error *err)
@@ -110,18 +125,14 @@ static void json_widths(FILE *f, const char *key, const dml_mlp *m)
 static void write_spec(FILE *f, const dml_run *r)
 {
     const dml_config *c = r->cfg;
-    static const char *const DIST[] = {"euclidean", "squared_euclidean", "cosine"};
     static const char *const OUT[] = {"l2", "tanh", "none"};
     static const char *const ACT[] = {"relu", "tanh", "gelu", "leaky_relu"};
     static const char *const NORM[] = {"none", "unit", "standardize"};
     static const char *const OPT[] = {"sgd", "adam", "adamw"};
-    fprintf(f, "{\"loss\": \"%s\", \"distance\": \"%s\", \"margin\": %g, \"soft\": %s, "
-               "\"reduction\": \"%s\", \"pos_margin\": %g, \"neg_margin\": %g, \"power\": %d, "
-               "\"scale\": %g, \"symmetric\": %s, \"mask_same_label\": %s, ",
-            loss_key(c), DIST[c->loss.distance], c->loss.margin, c->loss.soft ? "true" : "false",
-            c->loss.reduction == DML_CFG_REDUCE_MEAN_NONZERO ? "mean_nonzero" : "mean",
-            c->loss.pos_margin, c->loss.neg_margin, c->loss.power, c->loss.scale,
-            c->loss.symmetric ? "true" : "false", c->loss.mask_same_label ? "true" : "false");
+    char loss[64];
+    loss_key(c, loss, sizeof loss);
+    fprintf(f, "{\"loss\": \"%s\", ", loss);
+    json_loss_params(f, c);
     fprintf(f, "\"reconstruction\": \"%s\", \"quant_weight\": %g, \"pq_m\": %d, \"pq_k\": %d, ",
             c->loss.reconstruction == DML_RECON_BCE ? "bce" : "mse", c->loss.quantization.weight,
             c->pq.m, c->pq.k);
@@ -303,12 +314,14 @@ static int train_case(const dml_bench_args *a, const char *what)
     double rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss / 1024.0 : 0.0;
     if (st == DML_OK) {
         int w = total < LOSS_WINDOW ? total : LOSS_WINDOW;
+        char loss[64];
+        loss_key(c, loss, sizeof loss);
         printf("{\"case\": \"%s\", \"side\": \"dml\", \"loss\": \"%s\", \"batch\": %d, "
                "\"steps\": %d, \"warmup\": %d, \"threads\": %d, \"seconds\": %.6f, "
                "\"samples_per_s\": %.3f, \"us_per_step\": %.3f, \"first_loss\": %.6g, "
                "\"first_grad_norm\": %.6g, \"loss_first\": %.6g, \"loss_last\": %.6g, "
                "\"finite\": %s, \"probe_gflops\": %.1f, \"max_rss_mb\": %.1f, \"spec\": ",
-               a->name, loss_key(c), r->batch, a->steps, a->warmup, dml_set_threads(a->threads),
+               a->name, loss, r->batch, a->steps, a->warmup, dml_set_threads(a->threads),
                seconds, a->steps > 0 ? r->batch * a->steps / seconds : 0.0,
                a->steps > 0 ? 1e6 * seconds / a->steps : 0.0, losses[0], norm_first,
                mean(losses, w), mean(losses + total - w, w), finite ? "true" : "false", probe,

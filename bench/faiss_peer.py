@@ -18,6 +18,7 @@ import peer_data
 
 
 def pq_case(args):
+    probe = peer_data.machine_probe()  # before any thread count is set, as bench_dml's
     faiss.omp_set_num_threads(args.threads)
     x, _ = peer_data.load_spec(args.data)
     n, d = x.shape
@@ -37,7 +38,8 @@ def pq_case(args):
     out = {"case": args.name, "side": "faiss", "n": n, "d": d, "m": args.m, "nbits": args.nbits,
            "iters": args.iters, "init": "random", "threads": args.threads, "train_points": n,
            "blas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0")),
-           "train_s": train_s, "mse": mse, "encode_s": encode_s, "encode_rows_per_s": n / encode_s}
+           "probe_gflops": round(probe, 1), "train_s": train_s, "mse": mse, "encode_s": encode_s,
+           "encode_rows_per_s": n / encode_s}
     if args.queries:
         q, _ = peer_data.load_spec(args.queries)
         index = faiss.IndexPQ(d, args.m, args.nbits)

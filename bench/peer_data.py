@@ -3,6 +3,7 @@
 .labels.npy. Bytes are scaled by 1/255 under normalize `unit`, as dml's normalize: unit does."""
 import gzip
 import os
+import time
 
 import numpy as np
 
@@ -33,3 +34,19 @@ def load_spec(spec, normalize="unit"):
     labels = spec[:-4] + ".labels.npy"
     y = np.load(labels).astype(np.int64) if os.path.exists(labels) else None
     return x, y
+
+
+def machine_probe():
+    """The machine's state when the process starts, as bench_dml measures it (bench/bench.h):
+    GFLOP/s of one float32 [256, 784] @ [784, 512] through numpy (the same OpenBLAS), best of 20.
+    bench/run.py compares the two processes of a round by it."""
+    a = (np.arange(256 * 784, dtype=np.float32) % 97 / 97).reshape(256, 784)
+    b = (np.arange(784 * 512, dtype=np.float32) % 89 / 89).reshape(784, 512)
+    best = 0.0
+    for r in range(23):
+        t = time.perf_counter()
+        a @ b
+        rate = 2e-9 * 256 * 784 * 512 / (time.perf_counter() - t)
+        if r >= 3:
+            best = max(best, rate)
+    return best

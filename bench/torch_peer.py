@@ -91,10 +91,13 @@ def pdist(z, squared=False):
 
 
 def distance(z, spec):
-    if spec["distance"] == "cosine":
+    """The spec holds the loss's own parameters: one without a distance (cosine_pair) gets the
+    default, which it does not read."""
+    kind = spec.get("distance", "euclidean")
+    if kind == "cosine":
         zn = F.normalize(z, dim=1)
         return 1.0 - zn @ zn.t()
-    return pdist(z, squared=spec["distance"] == "squared_euclidean")
+    return pdist(z, squared=kind == "squared_euclidean")
 
 
 def triplet_hard(d, y, spec):
@@ -190,7 +193,7 @@ def step_loss(net, spec, x, y, batch, books):
     else:
         if spec["loss"] not in METRIC_LOSSES:
             raise SystemExit(f"torch_peer: loss {spec['loss']} is not benchmarked")
-        if spec["soft"]:
+        if spec.get("soft", False):
             raise SystemExit("torch_peer: soft triplets are not benchmarked")
         z = net(x[batch])
         loss = METRIC_LOSSES[spec["loss"]](distance(z, spec), y[batch], spec)
@@ -256,24 +259,9 @@ def parse_intra(text):
     return [int(t) for t in text.split(",") if t]
 
 
-def machine_probe():
-    """The machine's state when the process starts, as bench_dml measures it: GFLOP/s of one
-    float32 [256, 784] @ [784, 512] through numpy (the same OpenBLAS), best of 20."""
-    a = (np.arange(256 * 784, dtype=np.float32) % 97 / 97).reshape(256, 784)
-    b = (np.arange(784 * 512, dtype=np.float32) % 89 / 89).reshape(784, 512)
-    best = 0.0
-    for r in range(23):
-        t = time.perf_counter()
-        a @ b
-        rate = 2e-9 * 256 * 784 * 512 / (time.perf_counter() - t)
-        if r >= 3:
-            best = max(best, rate)
-    return best
-
-
 # ---- commands ----
 def train_case(args):
-    probe = machine_probe()
+    probe = peer_data.machine_probe()
     with open(args.spec) as f:
         spec = json.load(f)
     spec = spec.get("spec", spec)
@@ -382,6 +370,7 @@ def knn(q, ref, k, block=1024):
 
 
 def eval_case(args):
+    probe = peer_data.machine_probe()
     db, _ = load_spec(args.db, "none")
     q, qy = load_spec(args.queries, "none")
     runs = []
@@ -401,7 +390,8 @@ def eval_case(args):
     best_knn = min(runs, key=lambda r: r["knn_s"])
     print(json.dumps({"case": args.name, "side": "torch", "n_queries": len(q), "n_db": len(db),
                       "k": args.k, "blas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0")),
-                      "map_at_r": best_map["map_at_r"], "map_at_r_s": best_map["map_at_r_s"],
+                      "probe_gflops": round(probe, 1), "map_at_r": best_map["map_at_r"],
+                      "map_at_r_s": best_map["map_at_r_s"],
                       "map_intra_threads": best_map["intra_threads"], "knn_s": best_knn["knn_s"],
                       "knn_intra_threads": best_knn["intra_threads"],
                       "top1_dist_mean": best_knn["top1_dist_mean"],

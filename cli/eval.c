@@ -6,7 +6,7 @@
 
 #include "data/size.h"
 
-#include "eval/eval.h"
+#include "eval/metric_table.h"
 #include "cli/cli.h"
 #include "serve/serve.h"
 
@@ -43,7 +43,17 @@ static const char HELP[] =
     "  --stream           search the database in chunks whatever its size\n"
     "  --chunk ROWS       database rows per chunk (rounded up to a multiple of 65536; default\n"
     "                     from --memory-limit)\n"
-    "  -h, --help         this text\n";
+    "  -h, --help         this text\n"
+    "\n"
+    "Metric keys (--metrics), each computed when the data allow it:\n";
+
+/* HELP, then a line per row of the metric table. */
+static void help(FILE *f)
+{
+    fputs(HELP, f);
+    for (int m = 0; m < DML_METRIC_COUNT; m++)
+        fprintf(f, "  %-18s %s\n", dml_metric_rows[m].name, dml_metric_rows[m].doc);
+}
 
 typedef struct args {
     const char *model, *data, *db, *truth, *projector;
@@ -59,7 +69,7 @@ static int parse(int argc, char **argv, args *a)
         const char *s = argv[i];
         int has_value = i + 1 < argc;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            fputs(HELP, stdout);
+            help(stdout);
             return 0;
         } else if (!strcmp(s, "--pq")) {
             a->pq = 1;
@@ -98,15 +108,16 @@ static int parse(int argc, char **argv, args *a)
         } else if (s[0] != '-' && !a->model) {
             a->model = s;
         } else {
-            fprintf(stderr, "dml eval: unexpected argument '%s'\n\n%s", s, HELP);
+            fprintf(stderr, "dml eval: unexpected argument '%s'\n\n", s);
+            help(stderr);
             return -1;
         }
     }
     if (!a->model || !a->data || (a->truth && !a->db)) {
-        fprintf(stderr, "dml eval: %s\n\n%s",
+        fprintf(stderr, "dml eval: %s\n\n",
                 !a->model ? "which model?" : !a->data ? "--data is required"
-                                                      : "--truth needs --db (the rows it names)",
-                HELP);
+                                                      : "--truth needs --db (the rows it names)");
+        help(stderr);
         return -1;
     }
     return 1;

@@ -46,6 +46,29 @@ void dml_select_buf_free(dml_select_buf *b);
 int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, int32_t *idx,
                  float *score);
 
+/* (score, row) as one 64-bit key in (score, row) order: dml_select_k's order, one compare. */
+uint64_t dml_select_key(float score, int32_t row);
+
+/* ADC top-k of up to DML_ADC_GROUP queries at once over 8-bit codes (eval/adc.c). */
+#define DML_ADC_GROUP 4 /* one SSE/NEON vector of floats */
+typedef struct dml_adc_work { /* one thread's scratch */
+    float *tables;  /* [m * 256, DML_ADC_GROUP] the group's tables, interleaved */
+    float *books;   /* [m, dsub, 256] the codebooks, each centroid a column */
+    float *dist;    /* [chunk, DML_ADC_GROUP] a chunk's distances */
+    uint8_t *lanes; /* [chunk] a row's lanes below their k-th, as bits */
+    int16_t *hits;  /* [chunk] the rows with any */
+    uint64_t *keys; /* [DML_ADC_GROUP, 4 * DML_SELECT_HEAP_MAX_K] candidates, dml_select_key's */
+} dml_adc_work;
+
+dml_status dml_adc_work_init(dml_adc_work *w, const dml_pq *pq); /* DML_ERR_NOMEM or DML_OK */
+void dml_adc_work_free(dml_adc_work *w);
+/* For each of queries[nq, d] (nq <= DML_ADC_GROUP), the k <= DML_SELECT_HEAP_MAX_K nearest of
+ * codes[n_ref] other than row skip[q] (-1: none), by (distance, row): idx[q * k ..] and
+ * score[q * k ..], found[q] of them, the rest -1 and +inf. The same results as
+ * dml_pq_adc_distances then dml_select_k, query by query. pq->nbits must be 8. */
+void dml_adc_topk(const dml_pq *pq, const uint8_t *codes, int n_ref, const float *queries, int nq,
+                  const int *skip, int k, dml_adc_work *w, int32_t *idx, float *score, int *found);
+
 /* A reference set prepared for blocked search, with its scratch. Scores are "smaller is
  * nearer": squared distance (L2, ADC), -x.r (IP), 1 - cos (cosine). */
 /* References per GEMM call: scores are computed in tiles of this many references (from row 0)
@@ -68,6 +91,7 @@ typedef struct dml_searcher {
     float *scores;         /* [block, n_ref]; with pq [threads, n_ref], one row per thread */
     int n_scored;          /* queries in the last scored block */
     dml_select_buf *sel;   /* [threads] when max_k > DML_SELECT_HEAP_MAX_K, else NULL */
+    dml_adc_work *adc;     /* [threads] with 8-bit codes, else NULL */
 } dml_searcher;
 
 /* Exact search over ref[n_ref, d] (not copied; it must outlive the searcher). block = queries
@@ -96,6 +120,14 @@ void dml_searcher_score(dml_searcher *s, const float *q, int n);
 int dml_searcher_topk(dml_searcher *s, int i, int skip, int k, int thread, int32_t *idx,
                       float *score);
 /* A score as the distance reported for s's kind (sqrt for L2, the product for IP). */
+/* Queries searched at once by dml_searcher_topk_n for this k: DML_ADC_GROUP over 8-bit codes
+ * with k <= DML_SELECT_HEAP_MAX_K, else 1. */
+int dml_searcher_group(const dml_searcher *s, int k);
+/* dml_searcher_topk of queries [i, i + n) of the scored block, n <= dml_searcher_group(s, k):
+ * query i + j's results at idx/score + j * k, found[j] of them; skip: -1, or the row query i
+ * skips (query i + j skips skip + j). */
+void dml_searcher_topk_n(dml_searcher *s, int i, int n, int skip, int k, int thread, int32_t *idx,
+                         float *score, int *found);
 float dml_searcher_distance(const dml_searcher *s, float score);
 /* The k nearest references of each query q[n_q, d]: idx[n_q, k] and dist[n_q, k] (the reported
  * distances; -1 and +inf past the references). exclude_self: the queries are the references and
@@ -178,6 +210,9 @@ typedef struct dml_eval_slices {
 /* Process rank's rows [lo, hi) of n among size: whole units of DML_EVAL_SLICE_ROWS, split as
  * evenly as they go (dml_encode_shard's split); empty when n has fewer units than processes. */
 void dml_eval_slice(int n, int rank, int size, int *lo, int *hi);
+/* Every process's rows of n: process r's [begin[r], begin[r + 1]) as dml_eval_slice splits
+ * them, begin[size + 1] malloc'd (the caller frees it); NULL when out of memory. */
+int *dml_eval_slice_begins(int n, int size);
 
 /* A database produced in chunks for dml_eval_run. */
 #define DML_STREAM_ALIGN 65536 /* chunk rows are a multiple: DML_SEARCH_REF_TILE, DML_ENCODE_BLOCK
@@ -217,15 +252,17 @@ typedef struct dml_eval_result {
     char omitted[256];   /* streamed: the metrics left out and why ("" when none) */
 } dml_eval_result;
 
+#define DML_METRIC_COUNT 11 /* rows of the metric table (eval/metric_table.h) */
+
 /* A comma-separated list of metric keys ("map_at_r,recall_at_k"), split for a request's
  * metrics and n_metrics (n 0: the defaults). */
 typedef struct dml_eval_metric_list {
-    char text[1024];                        /* the list, its commas made NULs */
-    const char *keys[DML_EVAL_MAX_METRICS]; /* [n] into text */
+    char text[1024];                    /* the list, its commas made NULs */
+    const char *keys[DML_METRIC_COUNT]; /* [n] into text */
     int n;
 } dml_eval_metric_list;
 /* Splits list; empty keys are skipped. DML_ERR_USAGE naming name (as "--metrics") for a list
- * over 1023 characters or of more than DML_EVAL_MAX_METRICS keys. */
+ * over 1023 characters, a key that is no metric of the table, or one listed twice. */
 dml_status dml_eval_metric_list_parse(const char *list, const char *name,
                                       dml_eval_metric_list *out, dml_error *err);
 
@@ -323,32 +360,25 @@ int dml_labels_distinct(const int32_t *v, int n, int32_t **values);
 /* The index of label in values[k] (ascending), -1 when absent. */
 int dml_labels_find(const int32_t *values, int k, int32_t label);
 
-/* Per-query values of a pass, one column each. */
-enum {
-    DML_QV_P1, DML_QV_RPREC, DML_QV_MAPR, DML_QV_MAPALL, DML_QV_KNN, /* labels; NAN when R = 0 */
-    DML_QV_R1, DML_QV_R5, DML_QV_R10, DML_QV_MRR,                    /* paired */
-    DML_QV_PQREC,                                                    /* PQ pass */
-    DML_QV_NN1, DML_QV_NN10, DML_QV_NN100,                           /* ground truth */
-    DML_QV_COUNT
-};
-
+/* One ranking pass: the per-query metrics it computes, in columns of qv. */
 typedef struct dml_eval_pass {
     dml_searcher *s;           /* the references, float rows or codes */
     const float *queries;      /* [n_queries, d] */
-    int n_queries;
+    int n_queries, n_ref;
     int protocol1;             /* query q is reference q, excluded from its own ranking */
     const int32_t *q_class;    /* [n_queries] dense class among the references' (-1: none) */
     const int32_t *ref_class;  /* [n_ref] */
     const int *class_size;     /* [n_classes] */
     int n_classes;
-    unsigned want;             /* 1u << DML_QV_* */
+    int col[DML_METRIC_COUNT]; /* metric m's first column in qv; -1: not computed here */
+    int n_cols;                /* columns of qv (the same in a run's float and PQ passes) */
     int k, knn_k;              /* top-k kept per query; knn_accuracy's k (<= k) */
     int q_begin, q_end;        /* the queries ranked here (all of them unless sharded) */
     int over_codes;            /* a PQ pass (ADC over codes) */
-    int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by DML_QV_PQREC */
-    const int32_t *truth;      /* [n_queries, truth_k] for DML_QV_NN* */
+    int32_t *exact_nn;         /* [n_queries] written when set and no PQ; read by pq_recall_at_r */
+    const int32_t *truth;      /* [n_queries, truth_k] for nn_recall_at_k */
     int truth_k;
-    double *qv;                /* [n_queries, DML_QV_COUNT] */
+    double *qv;                /* [n_queries, n_cols]; NAN where a query is skipped */
 } dml_eval_pass;
 
 dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);
@@ -357,6 +387,14 @@ dml_status dml_eval_pass_run(dml_eval_pass *p, dml_error *err);
  * block and merged; the values of this process's queries written to p->qv. */
 dml_status dml_eval_shard_pass(const dml_eval_request *req, dml_eval_pass *p,
                                const uint8_t *codes, dml_error *err);
+/* nmi over sharded queries (req->slices): their embeddings gathered whole, as its k-means reads
+ * every row. */
+dml_status dml_eval_shard_nmi(const dml_eval_request *req, double *nmi, dml_error *err);
+/* quantization_mse over sharded references, this process's ref[n_local]: each process's sum of
+ * errors, added in process order (so every process gets the same bits; one process's single
+ * sum within rounding). */
+dml_status dml_eval_shard_qmse(const dml_eval_request *req, const float *ref, int n_local,
+                               double *v, dml_error *err);
 /* The values of query q (p->qv's row) from its ranking idx[found], nearest first; votes
  * [n_classes] zeros (left zero). Writes exact_nn[q] in a float pass. */
 void dml_eval_query_values(const dml_eval_pass *p, int q, const int32_t *idx, int found,

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "eval/eval.h"
+#include "eval/metric_table.h"
 
 static int find(const dml_eval_result *res, const char *name)
 {
@@ -27,7 +27,8 @@ int dml_eval_table_rows(const dml_eval_result *res, dml_eval_row *rows)
             continue; /* beside its float twin */
         char twin[48];
         snprintf(twin, sizeof twin, "pq_%s", name);
-        int pq_only = !strcmp(name, "quantization_mse") || !strncmp(name, "pq_", 3);
+        int pq_only = 0; /* a PQ value without a float twin: the table's PQ metrics */
+        dml_metric_of_value(name, &pq_only);
         int t = pq_only ? i : find(res, twin);
         rows[n++] = (dml_eval_row){name, !pq_only, t >= 0, pq_only ? NAN : res->values[i].value,
                                    t >= 0 ? res->values[t].value : NAN};

@@ -1,6 +1,6 @@
 /* dml_pq_search (include/dml.h): ADC top-k over packed codes, what a search library serves.
- * The same blocked search and top-k selection as the exact search, on one thread (the caller
- * decides how to parallelise). */
+ * The searcher's blocked ADC scan and top-k selection, on one thread (the caller decides how to
+ * parallelise); with 8-bit codes and k <= DML_SELECT_HEAP_MAX_K, DML_ADC_GROUP queries a scan. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +22,8 @@ dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t n_db, co
         return DML_ERR_USAGE;
     dml_searcher s;
     dml_status st = dml_searcher_init_pq(&s, pq, codes, (int)n_db, 0, 1, k, NULL);
-    int32_t *idx = malloc((size_t)k * sizeof *idx);
+    int g = dml_searcher_group(&s, k), found[DML_ADC_GROUP];
+    int32_t *idx = malloc((size_t)g * (size_t)k * sizeof *idx);
     if (st != DML_OK || !idx) {
         free(idx);
         dml_searcher_free(&s);
@@ -31,11 +32,13 @@ dml_status dml_pq_search(const dml_pq *pq, const uint8_t *codes, size_t n_db, co
     for (size_t q0 = 0; q0 < n_q; q0 += (size_t)s.block) {
         int n = n_q - q0 < (size_t)s.block ? (int)(n_q - q0) : s.block;
         dml_searcher_score(&s, queries + q0 * (size_t)pq->d, n);
-        for (int i = 0; i < n; i++) {
-            float *dist = distances + (q0 + (size_t)i) * (size_t)k;
-            int found = dml_searcher_topk(&s, i, -1, k, 0, idx, dist);
-            for (int t = 0; t < found; t++)
-                labels[(q0 + (size_t)i) * (size_t)k + t] = idx[t];
+        for (int i = 0; i < n; i += g) {
+            int nq = n - i < g ? n - i : g;
+            size_t at = (q0 + (size_t)i) * (size_t)k;
+            dml_searcher_topk_n(&s, i, nq, -1, k, 0, idx, distances + at, found);
+            for (int j = 0; j < nq; j++)
+                for (int t = 0; t < found[j]; t++)
+                    labels[at + (size_t)j * k + t] = idx[(size_t)j * k + t];
         }
     }
     free(idx);

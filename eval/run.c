@@ -1,43 +1,14 @@
-/* dml_eval_run: checks a request, picks the metrics, runs the float pass (and the PQ pass over
- * the references' codes), nmi and quantization_mse, and averages the per-query values. */
+/* dml_eval_run: checks a request, picks the metrics of the table (eval/metric_table.c), runs the
+ * float pass (and the PQ pass over the references' codes) for the per-query metrics and the
+ * whole-set ones, and averages the per-query values. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "eval/eval.h"
+#include "eval/metric_table.h"
 
-enum { NEED_LABELS = 1, NEED_Q_LABELS = 2, NEED_PAIRS = 4, NEED_PQ = 8, NEED_TRUTH = 16 };
-
-/* metrics.md's keys in its order: what each needs and the per-query column it averages. */
-enum {
-    M_P1, M_RPREC, M_MAPR, M_MAPALL, M_RECALL, M_MRR, M_KNN, M_NMI, M_QMSE, M_PQREC, M_NNREC,
-    M_COUNT
-};
-static const struct {
-    const char *key;
-    int needs;
-    int qv; /* -1: not a per-query metric */
-} METRICS[M_COUNT] = {
-    [M_P1] = {"precision_at_1", NEED_LABELS, DML_QV_P1},
-    [M_RPREC] = {"r_precision", NEED_LABELS, DML_QV_RPREC},
-    [M_MAPR] = {"map_at_r", NEED_LABELS, DML_QV_MAPR},
-    [M_MAPALL] = {"map_all", NEED_LABELS, DML_QV_MAPALL},
-    [M_RECALL] = {"recall_at_k", NEED_PAIRS, DML_QV_R1},
-    [M_MRR] = {"mrr_at_10", NEED_PAIRS, DML_QV_MRR},
-    [M_KNN] = {"knn_accuracy", NEED_LABELS, DML_QV_KNN},
-    [M_NMI] = {"nmi", NEED_Q_LABELS, -1},
-    [M_QMSE] = {"quantization_mse", NEED_PQ, -1},
-    [M_PQREC] = {"pq_recall_at_r", NEED_PQ, DML_QV_PQREC},
-    [M_NNREC] = {"nn_recall_at_k", NEED_TRUTH, DML_QV_NN1},
-};
-
-#define LABEL_BITS (1u << DML_QV_P1 | 1u << DML_QV_RPREC | 1u << DML_QV_MAPR | \
-                    1u << DML_QV_MAPALL | 1u << DML_QV_KNN)
-
-static const char *const RECALL_KEYS[3] = {"recall_at_1", "recall_at_5", "recall_at_10"};
-static const char *const NN_KEYS[3] = {"nn_recall_at_1", "nn_recall_at_10", "nn_recall_at_100"};
-static const int NN_K[3] = {1, 10, 100};
+#define ROWS dml_metric_rows
 
 /* A database to search: in memory, or streamed in chunks. */
 static int has_db(const dml_eval_request *req)
@@ -45,18 +16,24 @@ static int has_db(const dml_eval_request *req)
     return req->db || req->stream;
 }
 
-/* nn_recall_at_k for k = NN_K[t]: the ground truth and the database hold k neighbours. */
-static int nn_k_fits(const dml_eval_request *req, int t)
-{
-    return NN_K[t] <= req->truth_k && NN_K[t] <= req->n_db;
-}
-
-static int has(const dml_eval_request *req, int needs)
+static int has(const dml_eval_request *req, unsigned needs)
 {
     int labels = req->q_labels && (!has_db(req) || req->db_labels);
-    return (!(needs & NEED_LABELS) || labels) && (!(needs & NEED_Q_LABELS) || req->q_labels) &&
-           (!(needs & NEED_PAIRS) || req->paired) && (!(needs & NEED_PQ) || req->pq) &&
-           (!(needs & NEED_TRUTH) || (req->truth && has_db(req)));
+    return (!(needs & DML_METRIC_NEEDS_LABELS) || labels) &&
+           (!(needs & DML_METRIC_NEEDS_Q_LABELS) || req->q_labels) &&
+           (!(needs & DML_METRIC_NEEDS_PAIRS) || req->paired) &&
+           (!(needs & DML_METRIC_NEEDS_PQ) || req->pq) &&
+           (!(needs & DML_METRIC_NEEDS_TRUTH) || (req->truth && has_db(req)));
+}
+
+/* What a metric with these needs asks of the data, for the error when they are unmet. */
+static const char *needs_text(unsigned needs)
+{
+    return needs & DML_METRIC_NEEDS_PAIRS ? "paired data (database row i is query i's positive)"
+           : needs & DML_METRIC_NEEDS_PQ ? "PQ codebooks"
+           : needs & DML_METRIC_NEEDS_TRUTH ? "a database and its ground-truth neighbours"
+           : needs & DML_METRIC_NEEDS_Q_LABELS ? "labels on the queries"
+                                               : "labels on the queries and the references";
 }
 
 static dml_status check(const dml_eval_request *req, dml_error *err)
@@ -117,37 +94,30 @@ static dml_status check(const dml_eval_request *req, dml_error *err)
 
 static dml_status select_metrics(const dml_eval_request *req, int *want, dml_error *err)
 {
-    memset(want, 0, M_COUNT * sizeof *want);
-    if (!req->metrics) { /* everything the data allow; map_all and knn_accuracy in protocol 2 */
-        for (int m = 0; m < M_COUNT; m++)
-            want[m] = has(req, METRICS[m].needs) && (has_db(req) || (m != M_MAPALL && m != M_KNN)) &&
-                      !(req->stream && m == M_MAPALL);
+    memset(want, 0, DML_METRIC_COUNT * sizeof *want);
+    if (!req->metrics) { /* everything the data allow; a streamed database has no whole ranking */
+        for (int m = 0; m < DML_METRIC_COUNT; m++)
+            want[m] = has(req, ROWS[m].needs) && (has_db(req) || !ROWS[m].default_db) &&
+                      !(req->stream && ROWS[m].depth == DML_METRIC_DEPTH_ALL);
         return DML_OK;
     }
     for (int i = 0; i < req->n_metrics; i++) {
-        int m = 0;
-        while (m < M_COUNT && (!req->metrics[i] || strcmp(METRICS[m].key, req->metrics[i]) != 0))
-            m++;
-        if (m == M_COUNT)
+        int m = dml_metric_find(req->metrics[i]);
+        if (m < 0) {
+            char names[512];
+            dml_metric_names(0, ", ", names, sizeof names);
             return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                                 "unknown metric \"%s\": expected one of precision_at_1, "
-                                 "r_precision, map_at_r, map_all, recall_at_k, mrr_at_10, "
-                                 "knn_accuracy, nmi, quantization_mse, pq_recall_at_r, "
-                                 "nn_recall_at_k",
-                                 req->metrics[i] ? req->metrics[i] : "(null)");
-        int needs = METRICS[m].needs;
-        if (!has(req, needs))
-            return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "metric %s needs %s", METRICS[m].key,
-                                 needs & NEED_PAIRS ? "paired data (database row i is query i's "
-                                                      "positive)"
-                                 : needs & NEED_PQ ? "PQ codebooks"
-                                 : needs & NEED_TRUTH ? "a database and its ground-truth neighbours"
-                                 : needs & NEED_Q_LABELS ? "labels on the queries"
-                                                         : "labels on the queries and the references");
-        if (req->stream && m == M_MAPALL)
+                                 "unknown metric \"%s\": expected one of %s",
+                                 req->metrics[i] ? req->metrics[i] : "(null)", names);
+        }
+        if (!has(req, ROWS[m].needs))
+            return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0, "metric %s needs %s", ROWS[m].name,
+                                 needs_text(ROWS[m].needs));
+        if (req->stream && ROWS[m].depth == DML_METRIC_DEPTH_ALL)
             return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                                 "metric map_all needs each query's whole ranking: a streamed "
-                                 "database keeps its top-k only (raise --memory-limit)");
+                                 "metric %s needs each query's whole ranking: a streamed "
+                                 "database keeps its top-k only (raise --memory-limit)",
+                                 ROWS[m].name);
         want[m] = 1;
     }
     return DML_OK;
@@ -161,36 +131,32 @@ static void add_value(dml_eval_result *res, const char *prefix, const char *key,
     e->value = v;
 }
 
-/* Mean of column c over the queries where it is a number; NAN when there is none. */
-static double column_mean(const double *qv, int n, int c)
+/* Mean of column c of qv[n, cols] over the queries where it is a number; NAN when there is
+ * none. */
+static double column_mean(const double *qv, int n, int cols, int c)
 {
     double sum = 0.0;
     int counted = 0;
     for (int q = 0; q < n; q++)
-        if (!isnan(qv[(size_t)q * DML_QV_COUNT + c])) {
-            sum += qv[(size_t)q * DML_QV_COUNT + c];
+        if (!isnan(qv[(size_t)q * cols + c])) {
+            sum += qv[(size_t)q * cols + c];
             counted++;
         }
     return counted ? sum / counted : NAN;
 }
 
-/* The per-query averages of one pass, metrics.md's order (pq_recall_at_r is added last). */
-static void add_pass_values(dml_eval_result *res, const dml_eval_request *req, const char *prefix,
-                            const int *want, const double *qv, int n)
+/* The per-query averages of pass p's metrics computed where (in the table's order), each value
+ * named prefix + its name. */
+static void add_pass_values(dml_eval_result *res, const dml_eval_pass *p, const char *prefix,
+                            dml_metric_where where)
 {
-    for (int m = 0; m < M_COUNT; m++) {
-        if (!want[m] || METRICS[m].qv < 0 || m == M_PQREC)
+    for (int m = 0; m < DML_METRIC_COUNT; m++) {
+        if (p->col[m] < 0 || ROWS[m].where != where)
             continue;
-        if (m == M_RECALL)
-            for (int t = 0; t < 3; t++)
-                add_value(res, prefix, RECALL_KEYS[t], column_mean(qv, n, DML_QV_R1 + t));
-        else if (m == M_NNREC)
-            for (int t = 0; t < 3; t++) {
-                if (nn_k_fits(req, t))
-                    add_value(res, prefix, NN_KEYS[t], column_mean(qv, n, DML_QV_NN1 + t));
-            }
-        else
-            add_value(res, prefix, METRICS[m].key, column_mean(qv, n, METRICS[m].qv));
+        for (int t = 0; t < ROWS[m].n_values; t++)
+            if (dml_metric_value_on(m, t, p->truth_k, p->n_ref))
+                add_value(res, prefix, ROWS[m].values[t],
+                          column_mean(p->qv, p->n_queries, p->n_cols, p->col[m] + t));
     }
 }
 
@@ -237,6 +203,39 @@ static void free_classes(classes *c)
     free(c->size);
 }
 
+/* Whether pass over_codes computes metric m (both passes lay out every wanted per-query metric's
+ * columns, so a streamed run's two passes share one layout). */
+static int in_pass(int m, int over_codes)
+{
+    return ROWS[m].where == DML_METRIC_BOTH || (ROWS[m].where == DML_METRIC_PQ) == over_codes;
+}
+
+/* The depth of ranking metric m needs. */
+static int depth(const dml_eval_request *req, int m, const classes *c, int n_ref, int available,
+                 int knn_k)
+{
+    switch (ROWS[m].depth) {
+    case DML_METRIC_DEPTH_R: return c->max_size; /* every query's R <= the largest class */
+    case DML_METRIC_DEPTH_ALL: return available;
+    case DML_METRIC_DEPTH_KNN: return knn_k;
+    case DML_METRIC_DEPTH_K: break;
+    }
+    int k = 1;
+    for (int t = 0; t < ROWS[m].n_values; t++)
+        if (dml_metric_value_on(m, t, req->truth_k, n_ref) && ROWS[m].k[t] > k)
+            k = ROWS[m].k[t];
+    return k;
+}
+
+/* The columns of the wanted per-query metrics. */
+static int columns(const int *want)
+{
+    int n = 0;
+    for (int m = 0; m < DML_METRIC_COUNT; m++)
+        n += want[m] && ROWS[m].query ? ROWS[m].n_values : 0;
+    return n;
+}
+
 /* A pass over all queries (of every query, unsharded; s unset): what it computes and the top-k
  * that needs, against the float references or by ADC (over_codes). */
 static dml_eval_pass plan_pass(const dml_eval_request *req, const int *want, const classes *c,
@@ -244,141 +243,65 @@ static dml_eval_pass plan_pass(const dml_eval_request *req, const int *want, con
 {
     int protocol1 = !has_db(req), n_ref = protocol1 ? req->n_queries : req->n_db;
     int available = n_ref - protocol1, knn_k = req->knn_k > 0 ? req->knn_k : DML_EVAL_KNN_K;
-    unsigned bits = 0;
-    int k = 1;
-    if (want[M_P1])
-        bits |= 1u << DML_QV_P1;
-    if (want[M_RPREC] || want[M_MAPR]) {
-        bits |= 1u << DML_QV_RPREC | 1u << DML_QV_MAPR;
-        k = c->max_size > k ? c->max_size : k; /* every query's R <= the largest class */
+    dml_eval_pass p = {.queries = req->queries,
+                       .n_queries = req->n_queries,
+                       .n_ref = n_ref,
+                       .protocol1 = protocol1,
+                       .q_class = c->q_class,
+                       .ref_class = c->ref_class,
+                       .class_size = c->size,
+                       .n_classes = c->n,
+                       .k = 1,
+                       .knn_k = knn_k,
+                       .q_end = req->n_queries,
+                       .over_codes = over_codes,
+                       .exact_nn = exact_nn,
+                       .truth = req->truth,
+                       .truth_k = req->truth_k,
+                       .qv = qv};
+    for (int m = 0; m < DML_METRIC_COUNT; m++) {
+        p.col[m] = -1;
+        if (!want[m] || !ROWS[m].query)
+            continue;
+        if (in_pass(m, over_codes)) {
+            p.col[m] = p.n_cols;
+            int k = depth(req, m, c, n_ref, available, knn_k);
+            p.k = k > p.k ? k : p.k;
+        }
+        p.n_cols += ROWS[m].n_values;
     }
-    if (want[M_KNN]) {
-        bits |= 1u << DML_QV_KNN;
-        k = knn_k > k ? knn_k : k;
-    }
-    if (want[M_RECALL] || want[M_MRR]) {
-        bits |= 1u << DML_QV_R1 | 1u << DML_QV_R5 | 1u << DML_QV_R10 | 1u << DML_QV_MRR;
-        k = k < 10 ? 10 : k;
-    }
-    if (over_codes && want[M_PQREC]) {
-        bits |= 1u << DML_QV_PQREC;
-        k = k < DML_PQ_RECALL_R ? DML_PQ_RECALL_R : k;
-    }
-    if (want[M_NNREC])
-        for (int t = 0; t < 3; t++)
-            if (nn_k_fits(req, t)) {
-                bits |= 1u << (DML_QV_NN1 + t);
-                k = k < NN_K[t] ? NN_K[t] : k;
-            }
-    if (want[M_MAPALL]) { /* AP over the whole ranking: every reference, in order */
-        bits |= 1u << DML_QV_MAPALL;
-        k = available;
-    }
-    k = k > available ? available : k;
-    k = k < 1 ? 1 : k;
-    for (size_t i = 0; i < (size_t)req->n_queries * DML_QV_COUNT; i++)
+    p.k = p.k > available ? available : p.k;
+    p.k = p.k < 1 ? 1 : p.k;
+    for (size_t i = 0; i < (size_t)req->n_queries * p.n_cols; i++)
         qv[i] = NAN;
-    return (dml_eval_pass){.queries = req->queries,
-                           .n_queries = req->n_queries,
-                           .protocol1 = protocol1,
-                           .q_class = bits & LABEL_BITS ? c->q_class : NULL,
-                           .ref_class = c->ref_class,
-                           .class_size = c->size,
-                           .n_classes = c->n,
-                           .want = bits,
-                           .k = k,
-                           .knn_k = knn_k,
-                           .q_end = req->n_queries,
-                           .over_codes = over_codes,
-                           .exact_nn = exact_nn,
-                           .truth = req->truth,
-                           .truth_k = req->truth_k,
-                           .qv = qv};
-}
-
-/* The rows [row_begin[r], row_begin[r + 1]) of process r of n sharded rows; NULL when out of
- * memory. */
-static int *slice_begins(int n, int size)
-{
-    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
-    for (int r = 0; begin && r < size; r++)
-        dml_eval_slice(n, r, size, &begin[r], &begin[r + 1]);
-    return begin;
+    return p;
 }
 
 /* A pass over sharded rows: this process's queries ranked, then their values shared. */
 static dml_status run_sharded_pass(const dml_eval_request *req, dml_eval_pass *p,
                                    const uint8_t *codes, dml_error *err)
 {
-    int *begin = slice_begins(req->n_queries, req->shard_size);
+    int *begin = dml_eval_slice_begins(req->n_queries, req->shard_size);
     if (!begin)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the metrics");
     p->q_begin = req->slices->q_lo;
     p->q_end = req->slices->q_hi;
     dml_status st = dml_eval_shard_pass(req, p, codes, err);
     if (st == DML_OK) /* exact_nn stays: the PQ pass ranks the same queries here */
-        req->share_rows(req->share_ctx, p->qv, DML_QV_COUNT * sizeof *p->qv, begin);
+        req->share_rows(req->share_ctx, p->qv, (size_t)p->n_cols * sizeof *p->qv, begin);
+    p->q_begin = 0; /* qv now holds every query's values */
+    p->q_end = req->n_queries;
     free(begin);
     return st;
-}
-
-/* nmi over sharded queries: their embeddings gathered whole (its k-means reads every row). */
-static dml_status sharded_nmi(const dml_eval_request *req, double *nmi, dml_error *err)
-{
-    const dml_eval_slices *sl = req->slices;
-    int *begin = slice_begins(req->n_queries, req->shard_size);
-    float *all = malloc((size_t)req->n_queries * req->d * sizeof *all);
-    dml_status st = DML_OK;
-    if (!begin || !all) {
-        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
-                           "out of memory gathering %d query embeddings for nmi", req->n_queries);
-    } else {
-        memcpy(all + (size_t)sl->q_lo * req->d, req->queries,
-               (size_t)(sl->q_hi - sl->q_lo) * req->d * sizeof *all);
-        req->share_rows(req->share_ctx, all, (size_t)req->d * sizeof *all, begin);
-        st = dml_eval_nmi(all, req->q_labels, req->n_queries, req->d, req->seed, nmi, err);
-    }
-    free(begin);
-    free(all);
-    return st;
-}
-
-/* quantization_mse over sharded references: each process's sum of errors, added in process
- * order (so every process gets the same bits; one process's single sum within rounding). */
-static dml_status sharded_qmse(const dml_eval_request *req, const float *ref, int n_local,
-                               int n_ref, double *v, dml_error *err)
-{
-    int size = req->shard_size;
-    double *sums = malloc((size_t)size * sizeof *sums);
-    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
-    double mse = 0.0;
-    if (!sums || !begin ||
-        (n_local > 0 && dml_pq_quantization_mse(req->pq, ref, (size_t)n_local, &mse) != DML_OK)) {
-        free(sums);
-        free(begin);
-        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for quantization_mse");
-    }
-    for (int r = 0; r <= size; r++)
-        begin[r] = r;
-    sums[req->shard_rank] = mse * n_local;
-    req->share_rows(req->share_ctx, sums, sizeof *sums, begin);
-    double total = 0.0;
-    for (int r = 0; r < size; r++)
-        total += sums[r];
-    *v = total / n_ref;
-    free(sums);
-    free(begin);
-    return DML_OK;
 }
 
 /* One pass over all queries: against the float references, or by ADC against their codes. */
-static dml_status run_pass(const dml_eval_request *req, const int *want, const classes *c,
-                           const uint8_t *codes, int32_t *exact_nn, double *qv, dml_error *err)
+static dml_status run_pass(const dml_eval_request *req, dml_eval_pass *p, const uint8_t *codes,
+                           dml_error *err)
 {
-    dml_eval_pass p = plan_pass(req, want, c, codes != NULL, exact_nn, qv);
     if (req->slices)
-        return run_sharded_pass(req, &p, codes, err);
-    int protocol1 = p.protocol1, n_ref = protocol1 ? req->n_queries : req->n_db, k = p.k;
+        return run_sharded_pass(req, p, codes, err);
+    int protocol1 = p->protocol1, n_ref = p->n_ref, k = p->k;
     dml_searcher s;
     dml_status st = codes ? dml_searcher_init_pq(&s, req->pq, codes, n_ref, req->block, req->threads,
                                                  k, err)
@@ -386,8 +309,9 @@ static dml_status run_pass(const dml_eval_request *req, const int *want, const c
                                               req->distance, req->block, req->threads, k, err);
     if (st != DML_OK)
         return st;
-    p.s = &s;
-    st = dml_eval_pass_run(&p, err);
+    p->s = &s;
+    st = dml_eval_pass_run(p, err);
+    p->s = NULL;
     dml_searcher_free(&s);
     return st;
 }
@@ -408,36 +332,55 @@ static const uint8_t *reference_codes(const dml_eval_request *req, const float *
     return *owned;
 }
 
-static int any_pass_metric(const int *want)
+/* Whether a wanted metric is per-query (per_query 0: of the whole set) and, where >= 0,
+ * computed there. */
+static int any_wanted(const int *want, int per_query, int where)
 {
-    for (int m = 0; m < M_COUNT; m++)
-        if (want[m] && METRICS[m].qv >= 0)
+    for (int m = 0; m < DML_METRIC_COUNT; m++)
+        if (want[m] && (ROWS[m].query != NULL) == per_query &&
+            (where < 0 || (int)ROWS[m].where == where))
             return 1;
     return 0;
 }
 
-/* A streamed database keeps each query's top-k only: map_at_r and r_precision when every R
- * fits DML_STREAM_MAX_R (asked for by name, a larger R is an error); map_all never. */
+/* Appends to out[n] the wanted metrics (want NULL: the ones the data allow) of ranking depth d,
+ * joined by " and "; returns how many. */
+static int names_of_depth(const int *want, const dml_eval_request *req, dml_metric_depth d,
+                          char *out, size_t n)
+{
+    int count = 0;
+    for (int m = 0; m < DML_METRIC_COUNT; m++)
+        if (ROWS[m].depth == d && (want ? want[m] : has(req, ROWS[m].needs))) {
+            size_t used = strlen(out);
+            snprintf(out + used, n - used, "%s%s", count++ ? " and " : "", ROWS[m].name);
+        }
+    return count;
+}
+
+/* A streamed database keeps each query's top-k only: the metrics of depth R when every R fits
+ * DML_STREAM_MAX_R (asked for by name, a larger R is an error); the whole ranking never. */
 static dml_status stream_limits(const dml_eval_request *req, const classes *c, int *want,
                                 dml_eval_result *res, dml_error *err)
 {
-    int wide = (want[M_MAPR] || want[M_RPREC]) && c->max_size > DML_STREAM_MAX_R;
-    if (wide && req->metrics)
+    char wide[128] = "";
+    int n_wide = c->max_size > DML_STREAM_MAX_R ?
+                 names_of_depth(want, req, DML_METRIC_DEPTH_R, wide, sizeof wide) : 0;
+    if (n_wide && req->metrics)
         return dml_error_set(err, DML_ERR_USAGE, NULL, 0, 0,
-                             "map_at_r and r_precision with a streamed database need every label's "
-                             "database rows R <= %d (one label has %d): raise --memory-limit",
-                             DML_STREAM_MAX_R, c->max_size);
-    if (wide)
-        want[M_MAPR] = want[M_RPREC] = 0;
-    if (!req->metrics && has(req, NEED_LABELS))
-        snprintf(res->omitted, sizeof res->omitted, "map_all (it needs the whole ranking)");
-    if (wide) {
-        char why[160];
-        snprintf(why, sizeof why, "%smap_at_r and r_precision (a label has %d database rows, over "
-                 "the %d a query keeps)", res->omitted[0] ? "; " : "", c->max_size,
-                 DML_STREAM_MAX_R);
-        strncat(res->omitted, why, sizeof res->omitted - strlen(res->omitted) - 1);
-    }
+                             "%s with a streamed database need%s every label's database rows "
+                             "R <= %d (one label has %d): raise --memory-limit",
+                             wide, n_wide > 1 ? "" : "s", DML_STREAM_MAX_R, c->max_size);
+    for (int m = 0; n_wide && m < DML_METRIC_COUNT; m++)
+        if (ROWS[m].depth == DML_METRIC_DEPTH_R)
+            want[m] = 0;
+    char whole[128] = "";
+    if (!req->metrics && names_of_depth(NULL, req, DML_METRIC_DEPTH_ALL, whole, sizeof whole))
+        snprintf(res->omitted, sizeof res->omitted, "%s (it needs the whole ranking)", whole);
+    size_t used = strlen(res->omitted);
+    if (n_wide)
+        snprintf(res->omitted + used, sizeof res->omitted - used,
+                 "%s%s (a label has %d database rows, over the %d a query keeps)",
+                 used ? "; " : "", wide, c->max_size, DML_STREAM_MAX_R);
     return DML_OK;
 }
 
@@ -446,7 +389,7 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     memset(res, 0, sizeof *res);
-    int want[M_COUNT];
+    int want[DML_METRIC_COUNT];
     dml_status st = check(req, err);
     if (st == DML_OK)
         st = select_metrics(req, want, err);
@@ -458,14 +401,17 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
     int n_local = !sl ? n_ref : req->db ? sl->db_hi - sl->db_lo : sl->q_hi - sl->q_lo;
     res->n_queries = req->n_queries;
     res->n_db = n_ref;
-    int passes = any_pass_metric(want), labelled = has(req, NEED_LABELS);
-    int streamed = req->stream && (passes || want[M_QMSE]);
-    size_t n_qv = (size_t)req->n_queries * DML_QV_COUNT;
+    int passes = any_wanted(want, 1, -1), labelled = has(req, DML_METRIC_NEEDS_LABELS);
+    /* the chunks also sum the PQ error a whole-set PQ metric reports */
+    int streamed_pq = req->stream && any_wanted(want, 0, DML_METRIC_PQ);
+    int streamed = req->stream && (passes || streamed_pq);
+    size_t n_qv = (size_t)req->n_queries * columns(want);
     classes c;
     memset(&c, 0, sizeof c);
     /* A streamed database runs both passes at once: the PQ pass's values need a column of
      * their own. */
-    double *qv = passes || streamed ? malloc(n_qv * (req->stream ? 2 : 1) * sizeof(double)) : NULL;
+    size_t qv_bytes = (n_qv ? n_qv : 1) * (req->stream ? 2 : 1) * sizeof(double);
+    double *qv = passes || streamed ? malloc(qv_bytes) : NULL;
     double *qv_pq = req->stream ? qv + n_qv : qv, qmse = NAN;
     int32_t *exact_nn = passes || streamed ? malloc((size_t)req->n_queries * sizeof(int32_t)) : NULL;
     if ((passes || streamed) && (!qv || !exact_nn))
@@ -474,50 +420,48 @@ dml_status dml_eval_run(const dml_eval_request *req, dml_eval_result *res, dml_e
         st = make_classes(req, &c, err);
     if (st == DML_OK && req->stream)
         st = stream_limits(req, &c, want, res, err);
-    int label_metric = want[M_P1] || want[M_RPREC] || want[M_MAPR] || want[M_MAPALL] || want[M_KNN];
+    int label_metric = 0;
+    for (int m = 0; m < DML_METRIC_COUNT; m++)
+        label_metric |= want[m] && (ROWS[m].needs & DML_METRIC_NEEDS_LABELS);
     res->skipped_queries = label_metric ? c.skipped : 0;
     res->scored_queries = req->n_queries - res->skipped_queries;
     res->n_classes = label_metric ? c.n : 0;
     res->protocol2 = has_db(req);
-    if (st == DML_OK && streamed) {
-        dml_eval_pass fp = plan_pass(req, want, &c, 0, exact_nn, qv);
-        dml_eval_pass pp = plan_pass(req, want, &c, 1, exact_nn, qv_pq);
-        st = dml_eval_stream_run(req, &fp, req->pq ? &pp : NULL, want[M_QMSE] ? &qmse : NULL,
+    dml_eval_pass fp = {0}, pp = {0};
+    if (st == DML_OK && (passes || streamed))
+        fp = plan_pass(req, want, &c, 0, exact_nn, qv);
+    if (st == DML_OK && streamed)
+        pp = plan_pass(req, want, &c, 1, exact_nn, qv_pq);
+    if (st == DML_OK && streamed)
+        st = dml_eval_stream_run(req, &fp, req->pq ? &pp : NULL, streamed_pq ? &qmse : NULL,
                                  err);
-    }
     if (st == DML_OK && passes) {
         if (!req->stream)
-            st = run_pass(req, want, &c, NULL, exact_nn, qv, err);
+            st = run_pass(req, &fp, NULL, err);
         if (st == DML_OK)
-            add_pass_values(res, req, "", want, qv, req->n_queries);
-    }
-    if (st == DML_OK && want[M_NMI]) {
-        double nmi = NAN;
-        st = sl ? sharded_nmi(req, &nmi, err)
-                : dml_eval_nmi(req->queries, req->q_labels, req->n_queries, req->d, req->seed,
-                               &nmi, err);
-        add_value(res, "", "nmi", nmi);
-    }
-    if (st == DML_OK && want[M_QMSE]) {
-        double v = qmse; /* streamed: summed chunk by chunk */
-        if (sl)
-            st = sharded_qmse(req, ref, n_local, n_ref, &v, err);
-        else if (!req->stream && dml_pq_quantization_mse(req->pq, ref, (size_t)n_ref, &v) != DML_OK)
-            st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
-                               "out of memory for quantization_mse");
+            add_pass_values(res, &fp, "", DML_METRIC_BOTH);
         if (st == DML_OK)
-            add_value(res, "", "quantization_mse", v);
+            add_pass_values(res, &fp, "", DML_METRIC_FLOAT);
     }
+    for (int m = 0; st == DML_OK && m < DML_METRIC_COUNT; m++)
+        if (want[m] && ROWS[m].whole) {
+            double v = NAN;
+            st = ROWS[m].whole(req, req->stream ? NULL : ref, n_local, qmse, &v, err);
+            if (st == DML_OK)
+                add_value(res, "", ROWS[m].values[0], v);
+        }
     if (st == DML_OK && req->pq && passes) {
         uint8_t *owned = NULL;
         const uint8_t *codes = req->stream ? NULL : reference_codes(req, ref, n_local, &owned);
+        if (!req->stream) /* the float pass's values are in: its columns are reused */
+            pp = plan_pass(req, want, &c, 1, exact_nn, qv_pq);
         if (!req->stream)
-            st = codes ? run_pass(req, want, &c, codes, exact_nn, qv_pq, err)
+            st = codes ? run_pass(req, &pp, codes, err)
                        : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the codes");
-        if (st == DML_OK && want[M_PQREC])
-            add_value(res, "", "pq_recall_at_r", column_mean(qv_pq, req->n_queries, DML_QV_PQREC));
         if (st == DML_OK)
-            add_pass_values(res, req, "pq_", want, qv_pq, req->n_queries);
+            add_pass_values(res, &pp, "", DML_METRIC_PQ);
+        if (st == DML_OK)
+            add_pass_values(res, &pp, "pq_", DML_METRIC_BOTH);
         free(owned);
     }
     free_classes(&c);

@@ -129,7 +129,14 @@ dml_status dml_searcher_init_pq(dml_searcher *s, const dml_pq *pq, const uint8_t
     if (st != DML_OK)
         return st;
     s->tables = malloc((size_t)s->threads * pq->m * pq->ksub * sizeof(float));
-    if (!s->tables) {
+    int ok = s->tables != NULL;
+    if (ok && pq->nbits == 8) {
+        s->adc = calloc((size_t)s->threads, sizeof *s->adc);
+        ok = s->adc != NULL;
+        for (int t = 0; ok && t < s->threads; t++)
+            ok = dml_adc_work_init(&s->adc[t], pq) == DML_OK;
+    }
+    if (!ok) {
         dml_searcher_free(s);
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the ADC tables");
     }
@@ -141,6 +148,9 @@ void dml_searcher_free(dml_searcher *s)
     for (int t = 0; s->sel && t < s->threads; t++)
         dml_select_buf_free(&s->sel[t]);
     free(s->sel);
+    for (int t = 0; s->adc && t < s->threads; t++)
+        dml_adc_work_free(&s->adc[t]);
+    free(s->adc);
     free(s->ref_copy);
     free(s->ref_norms);
     free(s->q);
@@ -218,6 +228,28 @@ int dml_searcher_topk(dml_searcher *s, int i, int skip, int k, int thread, int32
     return dml_select_k(row, s->n_ref, skip, k, s->sel ? &s->sel[thread] : NULL, idx, score);
 }
 
+int dml_searcher_group(const dml_searcher *s, int k)
+{
+    return s->adc && k <= DML_SELECT_HEAP_MAX_K ? DML_ADC_GROUP : 1;
+}
+
+void dml_searcher_topk_n(dml_searcher *s, int i, int n, int skip, int k, int thread, int32_t *idx,
+                         float *score, int *found)
+{
+    DML_ASSERT(n >= 1 && n <= dml_searcher_group(s, k) && i + n <= s->n_scored);
+    if (n == 1 || !s->adc) { /* one query: its own scan costs less than a group's four lanes */
+        for (int j = 0; j < n; j++)
+            found[j] = dml_searcher_topk(s, i + j, skip < 0 ? -1 : skip + j, k, thread,
+                                         idx + (size_t)j * k, score + (size_t)j * k);
+        return;
+    }
+    int skips[DML_ADC_GROUP];
+    for (int j = 0; j < n; j++)
+        skips[j] = skip < 0 ? -1 : skip + j;
+    dml_adc_topk(s->pq, s->codes, s->n_ref, s->q + (size_t)i * s->d, n, skips, k, &s->adc[thread],
+                 idx, score, found);
+}
+
 float dml_searcher_distance(const dml_searcher *s, float score)
 {
     if (s->distance == DML_EVAL_L2 && !s->pq)
@@ -237,12 +269,16 @@ typedef struct knn_ctx {
 static void knn_rows(void *arg, int begin, int end, int thread)
 {
     knn_ctx *c = arg;
-    for (int i = begin; i < end; i++) {
+    int g = dml_searcher_group(c->s, c->k), found[DML_ADC_GROUP];
+    for (int i = begin; i < end; i += g) {
+        int n = end - i < g ? end - i : g;
         size_t at = (size_t)(c->q0 + i) * c->k;
-        int found = dml_searcher_topk(c->s, i, c->exclude_self ? c->q0 + i : -1, c->k, thread,
-                                      c->idx + at, c->dist + at);
-        for (int t = 0; t < found; t++)
-            c->dist[at + t] = dml_searcher_distance(c->s, c->dist[at + t]);
+        dml_searcher_topk_n(c->s, i, n, c->exclude_self ? c->q0 + i : -1, c->k, thread, c->idx + at,
+                            c->dist + at, found);
+        for (int j = 0; j < n; j++)
+            for (int t = 0; t < found[j]; t++)
+                c->dist[at + (size_t)j * c->k + t] =
+                    dml_searcher_distance(c->s, c->dist[at + (size_t)j * c->k + t]);
     }
 }
 

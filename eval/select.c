@@ -49,8 +49,7 @@ static uint32_t sortable(float f)
     return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-/* (score, row) as one 64-bit key in (score, row) order, so the heap compares once per step. */
-static uint64_t heap_key(float score, int32_t row)
+uint64_t dml_select_key(float score, int32_t row)
 {
     return (uint64_t)sortable(score) << 32 | (uint32_t)row;
 }
@@ -99,7 +98,7 @@ static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, f
         for (; j < end; j++) {
             if (j == skip || isnan(row[j]))
                 continue;
-            uint64_t key = heap_key(row[j], j);
+            uint64_t key = dml_select_key(row[j], j);
             if (key >= heap[0])
                 continue;
             heap[0] = key;

@@ -41,6 +41,60 @@ void dml_eval_slice(int n, int rank, int size, int *lo, int *hi)
     *hi = b < n ? (int)b : n;
 }
 
+int *dml_eval_slice_begins(int n, int size)
+{
+    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
+    for (int r = 0; begin && r < size; r++)
+        dml_eval_slice(n, r, size, &begin[r], &begin[r + 1]);
+    return begin;
+}
+
+dml_status dml_eval_shard_nmi(const dml_eval_request *req, double *nmi, dml_error *err)
+{
+    const dml_eval_slices *sl = req->slices;
+    int *begin = dml_eval_slice_begins(req->n_queries, req->shard_size);
+    float *all = malloc((size_t)req->n_queries * req->d * sizeof *all);
+    dml_status st = DML_OK;
+    if (!begin || !all) {
+        st = dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
+                           "out of memory gathering %d query embeddings for nmi", req->n_queries);
+    } else {
+        memcpy(all + (size_t)sl->q_lo * req->d, req->queries,
+               (size_t)(sl->q_hi - sl->q_lo) * req->d * sizeof *all);
+        req->share_rows(req->share_ctx, all, (size_t)req->d * sizeof *all, begin);
+        st = dml_eval_nmi(all, req->q_labels, req->n_queries, req->d, req->seed, nmi, err);
+    }
+    free(begin);
+    free(all);
+    return st;
+}
+
+dml_status dml_eval_shard_qmse(const dml_eval_request *req, const float *ref, int n_local,
+                               double *v, dml_error *err)
+{
+    int size = req->shard_size, n_ref = req->db ? req->n_db : req->n_queries;
+    double *sums = malloc((size_t)size * sizeof *sums);
+    int *begin = malloc(((size_t)size + 1) * sizeof *begin);
+    double mse = 0.0;
+    if (!sums || !begin ||
+        (n_local > 0 && dml_pq_quantization_mse(req->pq, ref, (size_t)n_local, &mse) != DML_OK)) {
+        free(sums);
+        free(begin);
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for quantization_mse");
+    }
+    for (int r = 0; r <= size; r++)
+        begin[r] = r;
+    sums[req->shard_rank] = mse * n_local;
+    req->share_rows(req->share_ctx, sums, sizeof *sums, begin);
+    double total = 0.0;
+    for (int r = 0; r < size; r++)
+        total += sums[r];
+    *v = total / n_ref;
+    free(sums);
+    free(begin);
+    return DML_OK;
+}
+
 /* Queries i0 + [begin, end) of the scored block: their top-k among this process's references. */
 static void local_topk(void *arg, int begin, int end, int thread)
 {

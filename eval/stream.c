@@ -46,8 +46,8 @@ static int pass_alloc(stream_pass *sp, int n_queries)
     size_t k = (size_t)sp->p->k, t = (size_t)sp->s.threads;
     sp->idx = malloc((size_t)n_queries * k * sizeof *sp->idx);
     sp->score = malloc((size_t)n_queries * k * sizeof *sp->score);
-    sp->c_idx = malloc(t * 2 * k * sizeof *sp->c_idx);
-    sp->c_score = malloc(t * 2 * k * sizeof *sp->c_score);
+    sp->c_idx = malloc(t * (DML_ADC_GROUP + 1) * k * sizeof *sp->c_idx);
+    sp->c_score = malloc(t * (DML_ADC_GROUP + 1) * k * sizeof *sp->c_score);
     return sp->idx && sp->score && sp->c_idx && sp->c_score;
 }
 
@@ -55,24 +55,30 @@ static int pass_alloc(stream_pass *sp, int n_queries)
 static void merge_rows(void *arg, int begin, int end, int thread)
 {
     stream_pass *sp = arg;
-    int k = sp->p->k;
-    int32_t *ci = sp->c_idx + (size_t)thread * 2 * k, *mi = ci + k;
-    float *cs = sp->c_score + (size_t)thread * 2 * k, *ms = cs + k;
-    for (int i = begin; i < end; i++) {
-        int got = dml_searcher_topk(&sp->s, i, -1, k, thread, ci, cs);
-        int32_t *ki = sp->idx + (size_t)(sp->q0 + i) * k;
-        float *ks = sp->score + (size_t)(sp->q0 + i) * k;
-        int a = 0, b = 0, n = sp->found + got < k ? sp->found + got : k;
-        for (int t = 0; t < n; t++) /* kept rows are all lower: they win a tie */
-            if (b >= got || (a < sp->found && ks[a] <= cs[b])) {
-                mi[t] = ki[a];
-                ms[t] = ks[a++];
-            } else {
-                mi[t] = sp->lo + ci[b];
-                ms[t] = cs[b++];
-            }
-        memcpy(ki, mi, (size_t)n * sizeof *ki);
-        memcpy(ks, ms, (size_t)n * sizeof *ks);
+    int k = sp->p->k, g = dml_searcher_group(&sp->s, k), got[DML_ADC_GROUP];
+    size_t per = (size_t)(DML_ADC_GROUP + 1) * k; /* a thread's: [group, k] found, [k] merged */
+    int32_t *c_idx = sp->c_idx + (size_t)thread * per, *mi = c_idx + (size_t)DML_ADC_GROUP * k;
+    float *c_score = sp->c_score + (size_t)thread * per, *ms = c_score + (size_t)DML_ADC_GROUP * k;
+    for (int i0 = begin; i0 < end; i0 += g) {
+        int nq = end - i0 < g ? end - i0 : g;
+        dml_searcher_topk_n(&sp->s, i0, nq, -1, k, thread, c_idx, c_score, got);
+        for (int j = 0; j < nq; j++) {
+            const int32_t *ci = c_idx + (size_t)j * k;
+            const float *cs = c_score + (size_t)j * k;
+            int32_t *ki = sp->idx + (size_t)(sp->q0 + i0 + j) * k;
+            float *ks = sp->score + (size_t)(sp->q0 + i0 + j) * k;
+            int a = 0, b = 0, n = sp->found + got[j] < k ? sp->found + got[j] : k;
+            for (int t = 0; t < n; t++) /* kept rows are all lower: they win a tie */
+                if (b >= got[j] || (a < sp->found && ks[a] <= cs[b])) {
+                    mi[t] = ki[a];
+                    ms[t] = ks[a++];
+                } else {
+                    mi[t] = sp->lo + ci[b];
+                    ms[t] = cs[b++];
+                }
+            memcpy(ki, mi, (size_t)n * sizeof *ki);
+            memcpy(ks, ms, (size_t)n * sizeof *ks);
+        }
     }
 }
 

@@ -289,7 +289,7 @@ typedef struct dml_eval_data {
  * (pq_ names), as dml eval --pq. metrics: comma-separated metric keys as dml eval --metrics
  * takes them ("map_at_r,recall_at_k"), or NULL for every one the data allow. The values equal
  * dml eval --json's on the same rows. dml eval's refusals are its: DML_ERR_USAGE (bad
- * arguments, a metric the data cannot give or an unknown key, pq without codebooks),
+ * arguments, a metric the data cannot give, an unknown or repeated key, pq without codebooks),
  * DML_ERR_DATA (a label or neighbour id out of range, a NaN row, rows of another width than
  * the model's, label metrics that measure nothing: no row sharing its label with another, or
  * references of one label), DML_ERR_NOMEM; *out is NULL on failure and errbuf (may be NULL)

@@ -2,7 +2,7 @@
  * batch against extra references (a cross-batch memory). */
 #include <math.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 /* src[0] = d [B, N]: row i against reference j, the first B references being the batch itself
  * (so column i is row i's own distance, never a pair). fparam: pos_margin, neg_margin; iparam:
@@ -136,3 +136,44 @@ dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *lab
     return dml_loss_contrastive_refs(g, d, labels, labels, pos_margin, neg_margin, power,
                                      reduction);
 }
+
+/* loss.type contrastive: the row's parameters in the order of p. */
+enum { P_DISTANCE, P_POS_MARGIN, P_NEG_MARGIN, P_POWER, P_REDUCTION, N_PARAMS };
+
+static const dml_loss_param PARAMS[N_PARAMS] = {
+    [P_DISTANCE] = DML_LOSS_PARAM_DISTANCE,
+    [P_POS_MARGIN] = {"pos_margin", DML_LP_FLOAT, 0.0f, 0.0f, INFINITY, 0, NULL,
+                      "positives cost [d - pos_margin]+^power"},
+    [P_NEG_MARGIN] = {"neg_margin", DML_LP_FLOAT, 1.0f, 0.0f, INFINITY, 0, NULL,
+                      "negatives cost [neg_margin - d]+^power"},
+    [P_POWER] = {"power", DML_LP_INT, 2, 1, 2, 0, NULL, "the hinges' power"},
+    [P_REDUCTION] = DML_LOSS_PARAM_REDUCTION(DML_REDUCE_MEAN,
+                                             "mean over all pairs, or mean_nonzero over the "
+                                             "pairs with a nonzero term"),
+};
+
+/* Every batch row against the batch and the cross-batch memory's rows. */
+static dml_tensor *build(const dml_loss_input *in)
+{
+    const float *p = in->p;
+    const int32_t *ref_labels;
+    dml_tensor *d = dml_distance_refs(in, (dml_distance)p[P_DISTANCE], &ref_labels);
+    return dml_loss_contrastive_refs(in->g, d, in->labels, ref_labels, p[P_POS_MARGIN],
+                                     p[P_NEG_MARGIN], (int)p[P_POWER],
+                                     (dml_reduction)p[P_REDUCTION]);
+}
+
+static const dml_op_def *const OPS[] = {&dml_op_contrastive};
+
+const dml_loss_row dml_loss_row_contrastive = {
+    .name = "contrastive",
+    .doc = "contrastive loss (Hadsell et al. 2006) over every pair of the batch",
+    .needs = DML_LOSS_NEEDS_LABELS,
+    .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
+                DML_LOSS_WITH_MPI,
+    .params = PARAMS,
+    .n_params = N_PARAMS,
+    .ops = OPS,
+    .n_ops = 1,
+    .build = build,
+};

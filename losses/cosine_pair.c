@@ -1,5 +1,5 @@
 /* DQN's pairwise cosine loss (Cao et al. 2016): mean over i != j of (s_ij - cos_ij)^2. */
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 /* src[0] = C [B,B], the cosine matrix; ctx = labels. */
 static void cosine_pair_forward(dml_tensor *out)
@@ -46,3 +46,20 @@ dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *lab
         out->ctx = labels;
     return dml_graph_run(g, out);
 }
+
+static dml_tensor *build(const dml_loss_input *in)
+{
+    return dml_loss_cosine_pair(in->g, in->z, in->labels);
+}
+
+static const dml_op_def *const OPS[] = {&dml_op_cosine_pair};
+
+const dml_loss_row dml_loss_row_cosine_pair = {
+    .name = "cosine_pair",
+    .doc = "DQN's pairwise cosine loss (Cao et al. 2016): cosine +1 within a class, -1 across",
+    .needs = DML_LOSS_NEEDS_LABELS,
+    .combines = DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI,
+    .ops = OPS,
+    .n_ops = 1,
+    .build = build,
+};

@@ -1,5 +1,8 @@
-/* The configured distance between two row sets, built from nn's ops. */
-#include "losses/losses.h"
+/* The configured distance between two row sets, built from nn's ops, and the distances or
+ * cosines of a batch against itself and extra references. */
+#include <string.h>
+
+#include "losses/loss_table.h"
 
 dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_distance dist)
 {
@@ -13,4 +16,50 @@ dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_
     }
     }
     return NULL;
+}
+
+/* The labels of in's references: the batch's, then in->refs' (in->labels itself without refs);
+ * NULL when memory ran out. */
+static const int32_t *reference_labels(const dml_loss_input *in)
+{
+    if (!in->refs)
+        return in->labels;
+    /* the batch's labels, then the references': arena memory, as the step's tensors */
+    size_t b = (size_t)in->z->rows, k = (size_t)in->refs->rows;
+    int32_t *y = dml_graph_alloc(in->g, (b + k) * sizeof *y);
+    if (!y)
+        return NULL;
+    memcpy(y, in->labels, b * sizeof *y);
+    if (in->ref_labels)
+        memcpy(y + b, in->ref_labels, k * sizeof *y);
+    else /* unlabelled references: none is a positive */
+        for (size_t i = 0; i < k; i++)
+            y[b + i] = -1;
+    return y;
+}
+
+dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
+                              const int32_t **ref_labels)
+{
+    dml_tensor *d = dml_distance_matrix(in->g, in->z, in->z, dist);
+    *ref_labels = in->labels;
+    if (!in->refs || !d)
+        return d;
+    if (!(*ref_labels = reference_labels(in)))
+        return NULL;
+    return dml_concat_cols(in->g, d, dml_distance_matrix(in->g, in->z, in->refs, dist));
+}
+
+dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs)
+{
+    dml_tensor *zn = dml_l2_normalize(g, z);
+    dml_tensor *s = dml_matmul(g, zn, zn, 1);
+    return refs ? dml_concat_cols(g, s, dml_matmul(g, zn, dml_l2_normalize(g, refs), 1)) : s;
+}
+
+dml_tensor *dml_similarity_refs(const dml_loss_input *in, const int32_t **ref_labels)
+{
+    if (!in->z || !(*ref_labels = reference_labels(in)))
+        return NULL;
+    return dml_cosine_sim_refs(in->g, in->z, in->refs);
 }

@@ -27,6 +27,9 @@ typedef struct dml_loss_param {
 enum {
     DML_LOSS_NEEDS_LABELS = 1u << 0, /* a class label per row */
     DML_LOSS_NEEDS_PAIRS = 1u << 1,  /* anchor and positive views (data.pairs) */
+    /* labels, or two views of each row (data.pairs), or both: the build gets zp only with
+     * pairs and labels only with labels (supcon: unlabelled views are SimCLR's NT-Xent) */
+    DML_LOSS_NEEDS_LABELS_OR_PAIRS = 1u << 2,
 };
 
 /* What a loss combines with (dml_loss_row.combines); the config check refuses the rest. */
@@ -74,6 +77,9 @@ typedef struct dml_loss_row {
     /* The loss node ([1,1]) from a step's inputs; NULL for reconstruction, which the trainer
      * composes from the decoder itself. */
     dml_tensor *(*build)(const dml_loss_input *in);
+    /* Defaults that depend on other parameters: fills p[i] for each i with !given[i] from the
+     * rest (batch-all triplet's reduction mean_nonzero); NULL: every default is the param's def. */
+    void (*fit_defaults)(float *p, const int *given);
 } dml_loss_row;
 
 extern const dml_loss_row *const dml_loss_rows[];
@@ -83,5 +89,34 @@ extern const int dml_loss_row_count;
 const dml_loss_row *dml_loss_find(const char *name);
 /* The index of the parameter key in row, or -1. */
 int dml_loss_param_index(const dml_loss_row *row, const char *key);
+/* p[i] = row's params' def (fit_defaults not applied). */
+void dml_loss_defaults(const dml_loss_row *row, float *p);
+/* Whether v is a value of param (in range; an integer for INT, FLAG and CHOICE). */
+int dml_loss_param_ok(const dml_loss_param *param, double v);
+/* What param's values are, for errors and docs: "a number >= 0", "1 or 2", "true or false",
+ * "one of all | hard | semihard". */
+void dml_loss_param_expect(const dml_loss_param *param, char *out, size_t size);
+
+/* The distances of in's batch z to its references, the batch itself then in->refs when given:
+ * D [B, B + K]; *ref_labels gets their labels [B + K] (arena memory; in->ref_labels NULL: -1,
+ * no reference a positive). For the losses over a distance matrix with a cross-batch memory. */
+dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
+                              const int32_t **ref_labels);
+/* The same for the losses over cosine similarities: S [B, B + K] (dml_cosine_sim_refs) and the
+ * references' labels as above. */
+dml_tensor *dml_similarity_refs(const dml_loss_input *in, const int32_t **ref_labels);
+
+/* Parameters several rows share. */
+#define DML_LOSS_PARAM_DISTANCE                                                                    \
+    {"distance", DML_LP_CHOICE, DML_DIST_EUCLIDEAN, 0, 0, 0, dml_distance_names,                \
+     "euclidean, squared_euclidean or cosine (1 - cos); cosine models are searched by inner "    \
+     "product"}
+#define DML_LOSS_PARAM_REDUCTION(def, doc)                                                         \
+    {"reduction", DML_LP_CHOICE, def, 0, 0, 0, dml_reduction_names, doc}
+
+/* The names of the shared choices, indexed by losses.h's enums, NULL-terminated. */
+extern const char *const dml_distance_names[];
+extern const char *const dml_miner_names[];
+extern const char *const dml_reduction_names[];
 
 #endif

@@ -28,6 +28,10 @@ extern const int dml_loss_op_count;
 /* D[i,j] between the rows of a and b under the configured distance. */
 dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_distance dist);
 
+/* Cosine similarities S [B, B + K] of z's rows against z's own rows, then refs' K rows (refs
+ * NULL: K = 0), all L2-normalised: the input of the similarity losses below. */
+dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs);
+
 /* Contrastive (Hadsell et al. 2006) over all ordered pairs i != j of d [B,B]:
  * positives [d - pos_margin]+^p, negatives [neg_margin - d]+^p. */
 dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
@@ -70,9 +74,58 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
                                const int32_t *labels, const int32_t *extra_labels, float scale,
                                int symmetric);
 
+/* Supervised contrastive (Khosla et al. 2020, L_out; PML's SupConLoss): over the rows of z, and
+ * with zp (may be NULL) the rows of both views, the view i + B the second view of row i. Anchor
+ * i's loss is -(1/|P(i)|) sum_{p in P(i)} log softmax_{a != i}(s_ia / temperature)_p, s the
+ * cosines, P(i) the other rows and views of i's label (labels NULL: only i's other view, SimCLR's
+ * NT-Xent). 0 when the batch has no positive or no negative pair; else the mean over the
+ * anchors whose loss is > 0 (PML's AvgNonZeroReducer). */
+dml_tensor *dml_loss_supcon(dml_graph *g, dml_tensor *z, dml_tensor *zp, const int32_t *labels,
+                            float temperature);
+
+/* Additive angular (ArcFace, Deng et al. 2019) and additive cosine (CosFace, Wang et al. 2018)
+ * margin softmax, PML's ArcFaceLoss, CosFaceLoss and SubCenterArcFaceLoss: cos = normalised(z)
+ * normalised(w)^T against w [n_classes * sub_centers, D] (class c's sub-centres at rows
+ * c * sub_centers ..), a class's cosine the largest of its sub-centres'; the true class's cosine
+ * t becomes cos(acos(t) + margin) (ArcFace, margin in radians) or t - margin (CosFace); the
+ * cross-entropy of scale times these logits, mean over rows. Gradients flow into z and w.
+ * labels[i] must lie in [0, n_classes). */
+dml_tensor *dml_loss_arcface(dml_graph *g, dml_tensor *z, dml_tensor *w, const int32_t *labels,
+                             int n_classes, int sub_centers, float margin, float scale);
+dml_tensor *dml_loss_cosface(dml_graph *g, dml_tensor *z, dml_tensor *w, const int32_t *labels,
+                             int n_classes, int sub_centers, float margin, float scale);
+/* Proxy Anchor (Kim et al. 2020) of rows z [B, D] labelled 0..C-1 against one proxy per class,
+ * proxies [C, D] (learned: the gradient flows into both), on cosines; losses/proxy_anchor.c. */
+dml_tensor *dml_loss_proxy_anchor(dml_graph *g, dml_tensor *z, dml_tensor *proxies,
+                                  const int32_t *labels, float margin, float alpha);
+
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
  * same label, -1 otherwise. */
 dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
+
+/* The similarity losses read S [B, N] of cosines of the batch's rows against N references
+ * whose first B are the batch itself (column i of row i is never a pair) and the rest extra
+ * rows (a cross-batch memory), labelled ref_labels[N]. A row with no positive or no negative
+ * adds nothing: zero loss, zero gradient.
+ *
+ * Multi-Similarity (Wang et al. 2019), PML's MultiSimilarityLoss: per row i, with P_i and N_i
+ * its positive and negative references,
+ *   L_i = (1/alpha) log(1 + sum_P exp(-alpha (s - base)))
+ *       + (1/beta) log(1 + sum_N exp(beta (s - base))),
+ * L = (1/B) sum_i L_i (a row without a positive or a negative counts in B with 0). With mine,
+ * the pairs are first those PML's MultiSimilarityMiner keeps: a positive with s - epsilon < the
+ * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. */
+dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
+                                      const int32_t *ref_labels, float alpha, float beta,
+                                      float base, int mine, float epsilon);
+/* Circle loss (Sun et al. 2020), PML's CircleLoss: per row with both positives and negatives,
+ * L_i = softplus(lse_N(gamma a_n (s - m)) + lse_P(-gamma a_p (s - 1 + m))), the weights
+ * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean
+ * over those rows. The weights are computed from weights_at [B, N] when it is not NULL, else
+ * from S: a gradient check fixes them there, at the point it checks, to see the function whose
+ * gradient this is. */
+dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma);
 
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
  * computed stably from the logits. */

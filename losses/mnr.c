@@ -2,7 +2,7 @@
  * anchor's own positive among every positive of the batch (and optional hard negatives). */
 #include <math.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 /* src[0] = S [B, C] of cosines (C = B + the extra candidates: hard negatives or a cross-batch
  * memory); fparam[0] = scale; iparam[0] = symmetric; ctx = the labels. Candidate j of anchor i
@@ -168,3 +168,43 @@ dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor 
 {
     return dml_loss_mnr_extra(g, a, p, hard_neg, labels, NULL, scale, symmetric);
 }
+
+/* loss.type mnr: the row's parameters in the order of p. */
+enum { P_SCALE, P_SYMMETRIC, P_MASK_SAME_LABEL, N_PARAMS };
+
+static const dml_loss_param PARAMS[N_PARAMS] = {
+    [P_SCALE] = {"scale", DML_LP_FLOAT, 20.0f, 0.0f, INFINITY, 1, NULL,
+                 "the cosines' scale (1 / temperature)"},
+    [P_SYMMETRIC] = {"symmetric", DML_LP_FLAG, 0, 0, 1, 0, NULL,
+                     "also rank each positive's anchor among the batch's anchors"},
+    [P_MASK_SAME_LABEL] = {"mask_same_label", DML_LP_FLAG, 1, 0, 1, 0, NULL,
+                           "with labels (same_class pairs), drop the candidates of the anchor's "
+                           "label"},
+};
+
+/* Anchors z against positives zp, and the references (the cross-batch memory's earlier
+ * positives) as more candidates for every anchor. */
+static dml_tensor *build(const dml_loss_input *in)
+{
+    const float *p = in->p;
+    const int32_t *labels = p[P_MASK_SAME_LABEL] != 0.0f ? in->labels : NULL;
+    return dml_loss_mnr_extra(in->g, in->z, in->zp, in->refs, labels,
+                              in->refs && labels ? in->ref_labels : NULL, p[P_SCALE],
+                              p[P_SYMMETRIC] != 0.0f);
+}
+
+static const dml_op_def *const OPS[] = {&dml_op_mnr};
+
+const dml_loss_row dml_loss_row_mnr = {
+    .name = "mnr",
+    .doc = "multiple negatives ranking (Henderson et al. 2017): the batch's other positives are "
+           "each anchor's negatives",
+    .needs = DML_LOSS_NEEDS_PAIRS,
+    .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_GRADCACHE | DML_LOSS_WITH_QUANTIZATION |
+                DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI | DML_LOSS_WITH_HARD_NEGATIVES,
+    .params = PARAMS,
+    .n_params = N_PARAMS,
+    .ops = OPS,
+    .n_ops = 1,
+    .build = build,
+};

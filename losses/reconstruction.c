@@ -1,7 +1,7 @@
 /* Reconstruction losses for autoencoders: MSE is nn's dml_mse; BCE works on logits. */
 #include <math.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 /* max(x,0) - x t + log(1 + exp(-|x|)): the stable form of -t log s(x) - (1-t) log(1-s(x)). */
 static void bce_forward(dml_tensor *out)
@@ -42,3 +42,15 @@ dml_tensor *dml_loss_bce_logits(dml_graph *g, dml_tensor *logits, dml_tensor *ta
     DML_ASSERT(logits->rows == target->rows && logits->cols == target->cols);
     return dml_graph_run(g, dml_graph_node(g, &dml_op_bce_logits, 1, 1, logits, target, NULL));
 }
+
+static const dml_op_def *const OPS[] = {&dml_op_bce_logits};
+
+/* Its build is NULL: the trainer composes it from the decoder (loss.reconstruction, mse or
+ * bce, is a key of its own: loss.reconstruction_weight's term uses it with any loss). */
+const dml_loss_row dml_loss_row_reconstruction = {
+    .name = "reconstruction",
+    .doc = "an autoencoder's reconstruction of its input rows (loss.reconstruction: mse or bce)",
+    .combines = DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_MPI,
+    .ops = OPS,
+    .n_ops = 1,
+};

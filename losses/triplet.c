@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 
 typedef struct triplet_ctx {
     const int32_t *labels;  /* [B]; NULL with an explicit list */
@@ -386,3 +386,54 @@ dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t
     out->fparam[0] = margin;
     return dml_graph_run(g, out);
 }
+
+/* loss.type triplet: the row's parameters in the order of p. */
+enum { P_DISTANCE, P_MARGIN, P_MINER, P_SOFT, P_REDUCTION, N_PARAMS };
+
+static const dml_loss_param PARAMS[N_PARAMS] = {
+    [P_DISTANCE] = DML_LOSS_PARAM_DISTANCE,
+    [P_MARGIN] = {"margin", DML_LP_FLOAT, 0.2f, 0.0f, INFINITY, 0, NULL, "the triplet margin"},
+    [P_MINER] = {"miner", DML_LP_CHOICE, DML_MINER_ALL, 0, 0, 0, dml_miner_names,
+                 "all (batch-all), hard (batch-hard) or semihard (FaceNet's)"},
+    [P_SOFT] = {"soft", DML_LP_FLAG, 0, 0, 1, 0, NULL, "softplus instead of the hinge"},
+    [P_REDUCTION] = DML_LOSS_PARAM_REDUCTION(DML_REDUCE_MEAN,
+                                             "mean over the triplets; default mean_nonzero (over "
+                                             "the active ones) with miner all"),
+};
+
+/* losses.md: batch-all triplet averages over the active triplets only. */
+static void fit_defaults(float *p, const int *given)
+{
+    if (!given[P_REDUCTION])
+        p[P_REDUCTION] = p[P_MINER] == DML_MINER_ALL ? DML_REDUCE_MEAN_NONZERO : DML_REDUCE_MEAN;
+}
+
+/* Triplets of batch anchors whose positives and negatives come from the batch and the
+ * cross-batch memory's rows. */
+static dml_tensor *build(const dml_loss_input *in)
+{
+    const float *p = in->p;
+    const int32_t *ref_labels;
+    dml_tensor *d = dml_distance_refs(in, (dml_distance)p[P_DISTANCE], &ref_labels);
+    if (!d)
+        return NULL;
+    return dml_loss_triplet_refs(in->g, d, in->labels, ref_labels, p[P_MARGIN],
+                                 (dml_miner)p[P_MINER], p[P_SOFT] != 0.0f,
+                                 (dml_reduction)p[P_REDUCTION]);
+}
+
+static const dml_op_def *const OPS[] = {&dml_op_triplet};
+
+const dml_loss_row dml_loss_row_triplet = {
+    .name = "triplet",
+    .doc = "triplet loss (Weinberger & Saul 2009; FaceNet's miners, Schroff et al. 2015)",
+    .needs = DML_LOSS_NEEDS_LABELS,
+    .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
+                DML_LOSS_WITH_MPI,
+    .params = PARAMS,
+    .n_params = N_PARAMS,
+    .ops = OPS,
+    .n_ops = 1,
+    .build = build,
+    .fit_defaults = fit_defaults,
+};

@@ -156,6 +156,8 @@ dml_tensor *dml_l2_normalize(dml_graph *g, dml_tensor *x);
 dml_tensor *dml_slice_cols(dml_graph *g, dml_tensor *x, int offset, int n);
 /* [a | b], side by side (same rows). */
 dml_tensor *dml_concat_cols(dml_graph *g, dml_tensor *a, dml_tensor *b);
+/* a above b (same columns); a gradient reaches whichever has one. */
+dml_tensor *dml_concat_rows(dml_graph *g, dml_tensor *a, dml_tensor *b);
 /* D[i,j] between rows of a[n,d] and b[m,d] from one GEMM: |a_i|^2 + |b_j|^2 - 2 a_i.b_j clamped
  * at 0, then sqrt unless squared. Where a distance is 0 its gradient is 0 (a subgradient). When a
  * and b are the same tensor the diagonal is exactly 0. */

@@ -1,4 +1,5 @@
-/* Row-wise ops: L2 normalisation, column slices and concatenation (two-view inputs). */
+/* Row-wise ops: L2 normalisation, column slices and concatenation (two-view inputs), and the
+ * stacking of two row sets (extra candidates of a loss: mined negatives over a memory's rows). */
 #include <math.h>
 #include <string.h>
 
@@ -147,5 +148,37 @@ dml_tensor *dml_concat_cols(dml_graph *g, dml_tensor *a, dml_tensor *b)
         return NULL;
     DML_ASSERT(a->rows == b->rows);
     return dml_graph_run(g, dml_graph_node(g, &dml_op_concat_cols, a->rows, a->cols + b->cols, a, b,
+                                           NULL));
+}
+
+/* ---- concat_rows: a over b ---- */
+static void concat_rows_forward(dml_tensor *out)
+{
+    const dml_tensor *a = out->src[0], *b = out->src[1];
+    size_t na = (size_t)a->rows * a->cols;
+    memcpy(out->data, a->data, na * sizeof(float));
+    memcpy(out->data + na, b->data, (size_t)b->rows * b->cols * sizeof(float));
+}
+
+static void concat_rows_backward(dml_tensor *out)
+{
+    size_t offset = 0;
+    for (int s = 0; s < 2; s++) {
+        dml_tensor *x = out->src[s];
+        size_t n = (size_t)x->rows * x->cols;
+        for (size_t k = 0; x->grad && k < n; k++)
+            x->grad[k] += out->grad[offset + k];
+        offset += n;
+    }
+}
+
+const dml_op_def dml_op_concat_rows = {"concat_rows", concat_rows_forward, concat_rows_backward};
+
+dml_tensor *dml_concat_rows(dml_graph *g, dml_tensor *a, dml_tensor *b)
+{
+    if (!a || !b)
+        return NULL;
+    DML_ASSERT(a->cols == b->cols);
+    return dml_graph_run(g, dml_graph_node(g, &dml_op_concat_rows, a->rows + b->rows, a->cols, a, b,
                                            NULL));
 }

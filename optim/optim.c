@@ -27,8 +27,11 @@ dml_status dml_optim_init(dml_optim *o, const dml_optim_spec *spec, const dml_pa
     o->params = malloc((size_t)(n_params ? n_params : 1) * sizeof *o->params);
     o->m = calloc((size_t)(n_params ? n_params : 1), sizeof *o->m);
     o->v = calloc((size_t)(n_params ? n_params : 1), sizeof *o->v);
-    if (!o->params || !o->m || !o->v)
+    o->lr_scale = malloc((size_t)(n_params ? n_params : 1) * sizeof *o->lr_scale);
+    if (!o->params || !o->m || !o->v || !o->lr_scale)
         goto nomem;
+    for (int i = 0; i < n_params; i++)
+        o->lr_scale[i] = 1.0f;
     memcpy(o->params, params, (size_t)n_params * sizeof *params);
     int n_state = dml_optim_n_state(o);
     for (int i = 0; i < n_params; i++) {
@@ -53,6 +56,7 @@ void dml_optim_free(dml_optim *o)
     }
     free(o->m);
     free(o->v);
+    free(o->lr_scale);
     free(o->params);
     memset(o, 0, sizeof *o);
 }
@@ -112,14 +116,20 @@ DML_SIMD_CLONES static void adam_update(dml_optim *o, int i, float lr)
     }
 }
 
+void dml_optim_set_lr_scale(dml_optim *o, int i, float scale)
+{
+    DML_ASSERT(i >= 0 && i < o->n_params);
+    o->lr_scale[i] = scale;
+}
+
 void dml_optim_step(dml_optim *o, float lr)
 {
     o->step++;
     for (int i = 0; i < o->n_params; i++) {
         if (o->spec.kind == DML_OPTIM_SGD)
-            sgd_update(o, i, lr);
+            sgd_update(o, i, lr * o->lr_scale[i]);
         else
-            adam_update(o, i, lr);
+            adam_update(o, i, lr * o->lr_scale[i]);
     }
 }
 

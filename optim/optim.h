@@ -21,13 +21,18 @@ typedef struct dml_optim {
     int n_params;
     dml_param_view *params; /* [n_params], copied */
     float **m, **v;         /* [n_params][params[i].n]: momentum / first and second moments */
+    float *lr_scale;        /* [n_params] each parameter's learning rate over lr (1 unless set) */
     long step;              /* updates made so far */
 } dml_optim;
 
 dml_status dml_optim_init(dml_optim *o, const dml_optim_spec *spec, const dml_param_view *params,
                           int n_params, dml_error *err);
 void dml_optim_free(dml_optim *o);
-/* One update with learning rate lr from the gradients in params[i].grad. */
+/* Parameter i learns at scale * lr (a parameter group's rate in torch.optim, e.g. a loss's
+ * proxies at 100 times the network's); weight decay scales with it, as in torch. */
+void dml_optim_set_lr_scale(dml_optim *o, int i, float scale);
+/* One update with learning rate lr (times each parameter's lr_scale) from the gradients in
+ * params[i].grad. */
 void dml_optim_step(dml_optim *o, float lr);
 /* Zero every parameter gradient (before a step's backward). */
 void dml_optim_zero_grad(dml_optim *o);

@@ -3,6 +3,7 @@
 #include "tests/testutil.h"
 
 #include <glob.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,14 @@ static void assert_same_settings(const dml_config *a, const dml_config *b)
     free(y);
 }
 
+/* Parameter key of the config's loss (which must have it). */
+static float lp(const dml_config *c, const char *key)
+{
+    int i = dml_loss_param_index(c->loss.row, key);
+    assert_true(i >= 0);
+    return c->loss.p[i];
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -117,18 +126,13 @@ static void test_defaults(void **state)
     assert_int_equal(c->model.init_scheme, DML_INIT_TORCH);
     assert_string_equal(c->model.init, "");
     assert_int_equal(c->model.freeze, 0);
-    assert_int_equal(c->loss.type, DML_LOSS_TRIPLET);
-    assert_int_equal(c->loss.distance, DML_DIST_EUCLIDEAN);
-    assert_float_equal(c->loss.margin, 0.2f, 0.0);
-    assert_int_equal(c->loss.miner, DML_MINER_ALL);
-    assert_false(c->loss.soft);
-    assert_int_equal(c->loss.reduction, DML_CFG_REDUCE_MEAN_NONZERO); /* batch-all triplet */
-    assert_float_equal(c->loss.pos_margin, 0.0f, 0.0);
-    assert_float_equal(c->loss.neg_margin, 1.0f, 0.0);
-    assert_int_equal(c->loss.power, 2);
-    assert_float_equal(c->loss.scale, 20.0f, 0.0);
-    assert_false(c->loss.symmetric);
-    assert_true(c->loss.mask_same_label);
+    assert_string_equal(c->loss.row->name, "triplet");
+    assert_int_equal(c->loss.row->n_params, 5);
+    assert_float_equal(lp(c, "distance"), DML_DIST_EUCLIDEAN, 0.0);
+    assert_float_equal(lp(c, "margin"), 0.2f, 0.0);
+    assert_float_equal(lp(c, "miner"), DML_MINER_ALL, 0.0);
+    assert_float_equal(lp(c, "soft"), 0, 0.0);
+    assert_float_equal(lp(c, "reduction"), DML_REDUCE_MEAN_NONZERO, 0.0); /* batch-all triplet */
     assert_int_equal(c->loss.reconstruction, DML_RECON_MSE);
     assert_float_equal(c->loss.reconstruction_weight, 0.0f, 0.0);
     assert_float_equal(c->loss.quantization.weight, 0.0f, 0.0);
@@ -168,7 +172,7 @@ static void test_defaults(void **state)
     dml_config *d = malloc(sizeof *d);
     dml_config_defaults(d);
     snprintf(d->name, sizeof d->name, "defaults");
-    d->loss.reduction = DML_CFG_REDUCE_MEAN_NONZERO;
+    d->loss.p[dml_loss_param_index(d->loss.row, "reduction")] = DML_REDUCE_MEAN_NONZERO;
     assert_same_settings(c, d);
     free(d);
     free(c);
@@ -184,14 +188,18 @@ static void test_defaults_depend_on_keys(void **state)
     assert_string_equal(c.name, "my-run");
     /* Reduction: mean_nonzero only for batch-all triplets, unless given. */
     assert_int_equal(load("loss:\n  miner: hard\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     assert_int_equal(load("loss:\n  type: contrastive\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     assert_int_equal(load("loss:\n  reduction: mean\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.reduction, DML_CFG_REDUCE_MEAN);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
+    /* ... settled once every key is read: a later --set loss.miner moves it too */
+    char *hard[] = {"loss.miner=hard"};
+    assert_int_equal(load("loss:\n  miner: all\n", 1, hard, &c, &err), DML_OK);
+    assert_float_equal(lp(&c, "reduction"), DML_REDUCE_MEAN, 0.0);
     /* An empty section and YAML's null spellings: the defaults stay. */
     assert_int_equal(load("loss:\ntrain: ~\ndata:\n  test:\n", 0, NULL, &c, &err), DML_OK);
-    assert_int_equal(c.loss.type, DML_LOSS_TRIPLET);
+    assert_string_equal(c.loss.row->name, "triplet");
     assert_string_equal(c.data.test, "");
     /* Fashion-MNIST's test set is the default test set of Fashion-MNIST training data only. */
     assert_int_equal(load("data:\n  train: mine.csv\n", 0, NULL, &c, &err), DML_OK);
@@ -234,18 +242,12 @@ static void test_full_file(void **state)
     assert_int_equal(c->model.init_scheme, DML_INIT_HE);
     assert_string_equal(c->model.init, "runs/pretrain/model.h5");
     assert_int_equal(c->model.freeze, 2);
-    assert_int_equal(c->loss.type, DML_LOSS_CONTRASTIVE);
-    assert_int_equal(c->loss.distance, DML_DIST_COSINE);
-    assert_float_equal(c->loss.margin, 0.5f, 0.0);
-    assert_int_equal(c->loss.miner, DML_MINER_SEMIHARD);
-    assert_true(c->loss.soft);
-    assert_int_equal(c->loss.reduction, DML_CFG_REDUCE_MEAN_NONZERO);
-    assert_float_equal(c->loss.pos_margin, 0.1f, 0.0);
-    assert_float_equal(c->loss.neg_margin, 0.8f, 0.0);
-    assert_int_equal(c->loss.power, 1);
-    assert_float_equal(c->loss.scale, 32.0f, 0.0);
-    assert_true(c->loss.symmetric);
-    assert_false(c->loss.mask_same_label);
+    assert_string_equal(c->loss.row->name, "contrastive");
+    assert_float_equal(lp(c, "distance"), DML_DIST_COSINE, 0.0);
+    assert_float_equal(lp(c, "reduction"), DML_REDUCE_MEAN_NONZERO, 0.0);
+    assert_float_equal(lp(c, "pos_margin"), 0.1f, 0.0);
+    assert_float_equal(lp(c, "neg_margin"), 0.8f, 0.0);
+    assert_float_equal(lp(c, "power"), 1, 0.0);
     assert_int_equal(c->loss.reconstruction, DML_RECON_BCE);
     assert_float_equal(c->loss.reconstruction_weight, 0.5f, 0.0);
     assert_float_equal(c->loss.quantization.weight, 0.01f, 0.0);
@@ -337,7 +339,7 @@ static void test_overrides(void **state)
     assert_int_equal(dml_config_where(c, "loss.quantization.tanh", &line, &col), 1);
     assert_int_equal(line, 0);
     assert_int_equal(dml_config_where(c, "train.momentum", &line, &col), 1);
-    assert_int_equal(line, 53);
+    assert_int_equal(line, 47);
     assert_int_equal(col, 13);
     free(c);
 }
@@ -351,10 +353,10 @@ static void test_where_and_later_errors(void **state)
     assert_int_equal(dml_config_load(FIXTURES "full.yaml", 0, NULL, c, &err), DML_OK);
     int line, col;
     assert_int_equal(dml_config_where(c, "pq.k", &line, &col), 1);
-    assert_int_equal(line, 63);
+    assert_int_equal(line, 57);
     assert_int_equal(col, 6);
     assert_int_equal(dml_config_where(c, "loss.quantization", &line, &col), 1); /* a section */
-    assert_int_equal(line, 37);
+    assert_int_equal(line, 31);
     assert_int_equal(col, 3);
     assert_int_equal(dml_config_where(c, "model.hidden", NULL, NULL), 1);
     assert_int_equal(dml_config_where(c, "train.nothing", &line, &col), 0);
@@ -366,7 +368,7 @@ static void test_where_and_later_errors(void **state)
                                       16, 9),
                      DML_ERR_CONFIG);
     dml_error_format(&err, msg, sizeof msg);
-    assert_string_equal(msg, FIXTURES "full.yaml:63:6: pq.k: 16 centroids, but only 9 training rows");
+    assert_string_equal(msg, FIXTURES "full.yaml:57:6: pq.k: 16 centroids, but only 9 training rows");
     /* ... and its arguments may come from the error record it fills. */
     dml_error_set(&err, DML_ERR_DATA, "x.h5", 0, 0, "no such file");
     dml_config_error(c, "model.init", &err, "cannot read it: %s", err.msg);
@@ -439,6 +441,18 @@ static void test_unknown_keys(void **state)
         {"lr: 0.1\n", NULL, 1, 1, "lr: unknown key (did you mean 'train.lr'?)"},
         {"train:\n  margin: 0.1\n", NULL, 2, 3, "train.margin: unknown key (did you mean 'loss.margin'?)"},
         {"model:\n  zzz: 1\n", NULL, 2, 3, "model.zzz: unknown key"},
+        /* A loss's parameters are the chosen loss's (loss.type may come after them). */
+        {"loss:\n  margn: 0.1\n", NULL, 2, 3,
+         "loss.margn: unknown key (did you mean 'loss.margin'?)"},
+        {"loss:\n  margin: 0.1\n  type: contrastive\n", NULL, 2, 3,
+         "loss.margin: not a parameter of loss.type contrastive, whose parameters are distance, "
+         "pos_margin, neg_margin, power, reduction"},
+        {"loss:\n  type: cosine_pair\n  zzz: 1\n", NULL, 3, 3,
+         "loss.zzz: not a parameter of loss.type cosine_pair, which has none"},
+        {"", "loss.scale=5", 0, 0,
+         "loss.scale: not a parameter of loss.type triplet, whose parameters are distance, margin, "
+         "miner, soft, reduction"},
+        {"", "loss.scale.x=5", 0, 0, "loss.scale: unknown key"},
         {"", "train.lrr=0.1", 0, 0, "train.lrr: unknown key (did you mean 'train.lr'?)"},
         {"", "trian.lr=0.1", 0, 0, "trian: unknown key (did you mean 'train'?)"},
         {"", "train.lr.x=0.1", 0, 0, "train.lr.x: unknown key"},
@@ -499,8 +513,11 @@ static void test_out_of_range(void **state)
         {"pq:\n  k: 100\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"100\""},
         {"pq:\n  k: 1\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"1\""},
         {"pq:\n  k: 131072\n", NULL, 2, 6, "pq.k: expected a power of two in 2..65536, got \"131072\""},
-        {"loss:\n  power: 3\n", NULL, 2, 10, "loss.power: expected 1 or 2, got \"3\""},
-        {"loss:\n  scale: 0\n", NULL, 2, 10, "loss.scale: expected a positive number, got \"0\""},
+        {"loss:\n  power: 3\n  type: contrastive\n", NULL, 2, 10,
+         "loss.power: expected 1 or 2, got \"3\""},
+        {"loss:\n  scale: 0\n  type: mnr\n", NULL, 2, 10,
+         "loss.scale: expected a positive number, got \"0\""},
+        {"", "loss.margin=-1", 0, 0, "loss.margin: expected a number >= 0, got \"-1\""},
         {"seed: -1\n", NULL, 1, 7, "seed: expected a non-negative integer, got \"-1\""},
         {"sampler:\n  m: 1\n", NULL, 2, 6, "sampler.m: expected an integer >= 2, got \"1\""},
         {"train:\n  threads: 5000\n", NULL, 2, 12, "train.threads: expected an integer in 0..1024, got \"5000\""},
@@ -531,16 +548,25 @@ static void test_out_of_range(void **state)
 static void test_bad_choices(void **state)
 {
     (void)state;
+    /* loss.type's choices are the loss table's rows, in its order */
+    char types[512] = "loss.type: expected one of ";
+    for (int i = 0; i < dml_loss_row_count; i++) {
+        strcat(types, i ? " | " : "");
+        strcat(types, dml_loss_rows[i]->name);
+    }
+    strcat(types, ", got \"tripplet\"");
+    bad_case type = {"loss:\n  type: tripplet\n", NULL, 2, 9, types};
+    check_bad(&type, 1);
     static const bad_case cases[] = {
-        {"loss:\n  type: tripplet\n", NULL, 2, 9,
-         "loss.type: expected one of contrastive | triplet | mnr | cosine_pair | reconstruction, "
-         "got \"tripplet\""},
         {"data:\n  normalize: [unit]\n", NULL, 2, 14,
          "data.normalize: expected one of none | unit | standardize, got a list"},
         {"eval:\n  metrics: [map_at_r, top5]\n", NULL, 2, 23,
-         "eval.metrics[1]: expected one of map_at_r | precision_at_1 | r_precision | map_all | "
+         "eval.metrics[1]: expected one of precision_at_1 | r_precision | map_at_r | map_all | "
          "recall_at_k | mrr_at_10 | knn_accuracy | nmi | quantization_mse | pq_recall_at_r, got "
          "\"top5\""},
+        {"eval:\n  metrics: [nn_recall_at_k]\n", NULL, 2, 13,
+         "eval.metrics[0]: nn_recall_at_k needs ground-truth neighbours, which a training run "
+         "does not have (dml eval --truth computes it)"},
         {"eval:\n  metrics: [nmi, map_at_r, nmi]\n", NULL, 2, 28,
          "eval.metrics[2]: expected each metric once, got \"nmi\" again"},
         {"", "train.optimizer=lion", 0, 0,
@@ -561,6 +587,8 @@ static void test_duplicate_keys(void **state)
     };
     CHECK_BAD(cases);
 }
+
+#define HN "data:\n  pairs: halves\nmodel:\n  type: dual\nloss:\n  type: mnr\n"
 
 static void test_impossible_combinations(void **state)
 {
@@ -588,9 +616,17 @@ static void test_impossible_combinations(void **state)
         {"model:\n  type: dual\n", NULL, 2, 9,
          "model.type: a dual encoder needs pairs: set data.pairs to halves or file"},
         {"data:\n  pairs: halves\n", NULL, 2, 10,
-         "data.pairs: pairs train with loss.type mnr: set data.pairs to none for this loss"},
+         "data.pairs: pairs train with loss.type mnr and supcon: set data.pairs to none for this "
+         "loss"},
         {"loss:\n  type: reconstruction\n", NULL, 2, 9,
          "loss.type: reconstruction needs a decoder: set model.type to autoencoder"},
+        /* what a loss combines with: its row's combines, the losses that do named */
+        {"loss:\n  type: cosine_pair\n  memory:\n    size: 64\n", NULL, 3, 3,
+         "loss.memory: cross-batch memory serves loss.type contrastive, triplet, mnr, "
+         "multi_similarity and circle: set loss.memory.size to 0 for this loss"},
+        {"train:\n  chunk_size: 8\n", NULL, 2, 15,
+         "train.chunk_size: GradCache chunks serve loss.type mnr: set train.chunk_size to 0 for "
+         "this loss"},
         {"loss:\n  reconstruction_weight: 0.5\n", NULL, 2, 26,
          "loss.reconstruction_weight: needs a decoder: set model.type to autoencoder, or this to 0"},
         {"data:\n  unlabelled: true\n", NULL, 2, 15,
@@ -612,6 +648,19 @@ static void test_impossible_combinations(void **state)
          "train.early_stop_patience: early stopping needs a validation split: set "
          "data.val_fraction > 0 (the test set never picks the model)"},
         {"name: \"..\"\n", NULL, 1, 7, "name: expected a run folder name without '/', got \"..\""},
+        /* loss.hard_negatives: mnr on two views of a row, one process's plain steps */
+        {"loss:\n  hard_negatives:\n    k: 2\n", NULL, 3, 8,
+         "loss.hard_negatives.k: mined hard negatives serve loss.type mnr on data.pairs halves or "
+         "file: set loss.hard_negatives.k to 0"},
+        {"data:\n  pairs: same_class\nloss:\n  type: mnr\n", "loss.hard_negatives.k=2", 0, 0,
+         "loss.hard_negatives.k: mined hard negatives serve loss.type mnr on data.pairs halves or "
+         "file: set loss.hard_negatives.k to 0"},
+        {HN "  hard_negatives:\n    k: 12\n", NULL, 8, 8,
+         "loss.hard_negatives.k: expected at most loss.hard_negatives.candidates (10), got 12"},
+        {HN, "loss.hard_negatives.relative_margin=1", 0, 0,
+         "loss.hard_negatives.relative_margin: expected a number in [0, 1), got \"1\""},
+        {HN, "loss.hard_negatives.candidates=128", 0, 0,
+         "loss.hard_negatives.candidates: expected an integer in 1..127, got \"128\""},
         /* Made impossible by an override: the error names --set. */
         {"", "loss.type=mnr", 0, 0,
          "loss.type: mnr needs pairs: set data.pairs to same_class, halves, file or augment"},
@@ -633,6 +682,10 @@ static void test_possible_combinations(void **state)
         /* defaults that fit what was set: pq.m and sampler.m follow dim and batch_size */
         "model:\n  dim: 102\n",
         "train:\n  batch_size: 250\n",
+        HN "  hard_negatives: {k: 2, every: 50, relative_margin: 0, candidates: 2}\n",
+        HN "  hard_negatives: {k: 2}\n  memory: {size: 512}\n",
+        HN "  hard_negatives: {k: 2}\ntrain:\n  chunk_size: 64\n",
+        "data:\n  pairs: file\nloss:\n  type: mnr\n  hard_negatives: {k: 4}\n",
     };
     dml_config c;
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -697,6 +750,138 @@ static void test_round_trip(void **state)
     assert_string_equal(c->name, "a\x7f" "b\xc2\x85" "c\xe2\x80\xa8" "d\xe2\x80\xa9" "e\xef\xbf\xbe"
                                  "f\xef\xbb\xbf" "g\th\xc3\xa9\xf0\x9f\x98\x80");
     check_round_trip(c);
+    free(c);
+}
+
+/* The sets that make loss.type row valid on its own: pairs, a decoder. */
+static int row_sets(const dml_loss_row *row, char sets[][128])
+{
+    int n = 0;
+    snprintf(sets[n++], 128, "loss.type=%s", row->name);
+    if (row->needs & DML_LOSS_NEEDS_PAIRS)
+        snprintf(sets[n++], 128, "data.pairs=same_class");
+    if (!row->build) /* reconstruction */
+        snprintf(sets[n++], 128, "model.type=autoencoder");
+    return n;
+}
+
+/* A value of prm other than its default, and one it refuses (NULL: none, a float without
+ * bounds), as YAML text; *v gets the first one's value. */
+static const char *other_value(const dml_loss_param *prm, float *v, char *text, size_t size,
+                               char *bad, size_t bad_size)
+{
+    double cands[] = {prm->def + 1.0, prm->def * 2.0 + 0.25, prm->def - 1.0,
+                      (prm->def + prm->min) / 2.0};
+    *v = prm->def;
+    for (int i = 0; i < 4 && *v == prm->def; i++)
+        if ((float)cands[i] != prm->def && dml_loss_param_ok(prm, (float)cands[i]))
+            *v = (float)cands[i];
+    if (prm->kind == DML_LP_CHOICE)
+        snprintf(text, size, "%s", prm->choices[(int)*v]);
+    else if (prm->kind == DML_LP_FLAG)
+        snprintf(text, size, "%s", *v != 0.0f ? "true" : "false");
+    else
+        snprintf(text, size, "%.9g", (double)*v);
+    switch (prm->kind) {
+    case DML_LP_FLAG: snprintf(bad, bad_size, "maybe"); return bad;
+    case DML_LP_CHOICE: snprintf(bad, bad_size, "no_such_choice"); return bad;
+    case DML_LP_INT:
+    case DML_LP_FLOAT:
+        if (isfinite(prm->max))
+            snprintf(bad, bad_size, "%.9g", prm->max + 1.0);
+        else if (isfinite(prm->min))
+            snprintf(bad, bad_size, "%.9g", prm->open_min ? prm->min : prm->min - 1.0);
+        else
+            return NULL;
+        return bad;
+    }
+    return NULL;
+}
+
+/* docs/config.md's line for a loss ("| `name` | the loss ...") or for one of its parameters
+ * ("| `name` | `loss.key` | `default` | ..."). */
+static int docs_have(const char *docs, const char *name, const char *key, const char *def)
+{
+    char line[200];
+    if (!key) {
+        snprintf(line, sizeof line, "\n| `%s` | ", name);
+        for (const char *at = strstr(docs, line); at; at = strstr(at + 1, line))
+            if (strncmp(at + strlen(line), "`loss.", 6) != 0)
+                return 1;
+        return 0;
+    }
+    snprintf(line, sizeof line, "\n| `%s` | `loss.%s` | `%s` | ", name, key, def);
+    return strstr(docs, line) != NULL;
+}
+
+/* Every row of the loss table: loss.type finds it; each parameter is set by an override to a
+ * value other than its default and read back, printed and loaded again, and refused out of
+ * range; docs/config.md has a line for the loss and for each parameter with its default. */
+static void test_loss_rows(void **state)
+{
+    (void)state;
+    FILE *f = fopen("docs/config.md", "rb");
+    assert_non_null(f);
+    static char docs[1 << 18];
+    size_t len = fread(docs, 1, sizeof docs - 1, f);
+    fclose(f);
+    docs[len] = '\0';
+    dml_config *c = malloc(sizeof *c);
+    for (int r = 0; r < dml_loss_row_count; r++) {
+        const dml_loss_row *row = dml_loss_rows[r];
+        assert_ptr_equal(dml_loss_find(row->name), row);
+        assert_non_null(row->doc);
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        if (row->class_rows > 0) { /* the learned rows' learning rate */
+            int i = dml_loss_param_index(row, "lr_multiplier");
+            assert_true(i >= 0);
+            assert_int_equal(row->params[i].kind, DML_LP_FLOAT);
+        }
+        if (!docs_have(docs, row->name, NULL, NULL))
+            fail_msg("docs/config.md: no line \"| `%s` | ...\" for the loss", row->name);
+        char sets[4][128];
+        char *argv[4];
+        int n = row_sets(row, sets);
+        for (int i = 0; i < 4; i++)
+            argv[i] = sets[i];
+        dml_error err;
+        for (int i = 0; i < row->n_params; i++) {
+            const dml_loss_param *prm = &row->params[i];
+            char def[64], text[64], bad[64], msg[1024] = "";
+            float v;
+            assert_int_equal(dml_loss_param_index(row, prm->key), i);
+            assert_true(dml_loss_param_ok(prm, prm->def));
+            if (prm->kind == DML_LP_CHOICE)
+                snprintf(def, sizeof def, "%s", prm->choices[(int)prm->def]);
+            else if (prm->kind == DML_LP_FLAG)
+                snprintf(def, sizeof def, "%s", prm->def != 0.0f ? "true" : "false");
+            else
+                snprintf(def, sizeof def, "%g", (double)prm->def);
+            if (!docs_have(docs, row->name, prm->key, def))
+                fail_msg("docs/config.md: no line \"| `%s` | `loss.%s` | `%s` | ...\"", row->name,
+                         prm->key, def);
+            const char *refused = other_value(prm, &v, text, sizeof text, bad, sizeof bad);
+            assert_true(v != prm->def);
+            snprintf(sets[n], 128, "loss.%s=%s", prm->key, text);
+            if (load("", n + 1, argv, c, &err) != DML_OK)
+                dml_error_format(&err, msg, sizeof msg);
+            assert_string_equal(msg, "");
+            assert_ptr_equal(c->loss.row, row);
+            assert_float_equal(c->loss.p[i], v, 0.0);
+            check_round_trip(c);
+            char *yaml = dml_config_to_yaml(c);
+            char line[128];
+            snprintf(line, sizeof line, "\n  %s: ", prm->key); /* printed in the loss section */
+            assert_non_null(strstr(yaml, line));
+            free(yaml);
+            if (!refused)
+                continue;
+            snprintf(sets[n], 128, "loss.%s=%s", prm->key, refused);
+            assert_int_equal(load("", n + 1, argv, c, &err), DML_ERR_CONFIG);
+            snprintf(line, sizeof line, "loss.%s: expected ", prm->key);
+            assert_memory_equal(err.msg, line, strlen(line));
+        }
+    }
     free(c);
 }
 
@@ -768,6 +953,36 @@ static void test_sizes(void **state)
     free(c);
 }
 
+/* Multi-Similarity's and Circle's keys: defaults, overrides over a shipped config, refusals. */
+static void test_similarity_loss_keys(void **state)
+{
+    (void)state;
+    dml_config *c = malloc(sizeof *c);
+    dml_error err;
+    char *sets[] = {"loss.miner=all", "loss.beta=40"};
+    assert_int_equal(dml_config_load("configs/fmnist-multi-similarity.yaml", 2, sets, c, &err),
+                     DML_OK);
+    assert_string_equal(c->loss.row->name, "multi_similarity");
+    assert_float_equal(lp(c, "alpha"), 2.0f, 0.0);
+    assert_float_equal(lp(c, "beta"), 40.0f, 0.0);
+    assert_float_equal(lp(c, "base"), 0.5f, 0.0);
+    assert_float_equal(lp(c, "miner"), 0, 0.0); /* all */
+    assert_float_equal(lp(c, "epsilon"), 0.1f, 0.0);
+    assert_int_equal(load("loss:\n  type: multi_similarity\n", 0, NULL, c, &err), DML_OK);
+    assert_float_equal(lp(c, "miner"), 1, 0.0); /* multi_similarity, the paper's mining */
+    assert_int_equal(load("loss:\n  type: circle\n", 0, NULL, c, &err), DML_OK);
+    assert_float_equal(lp(c, "m"), 0.4f, 0.0);
+    assert_float_equal(lp(c, "gamma"), 80.0f, 0.0);
+    free(c);
+    static const bad_case bad[] = {
+        {"loss:\n  type: multi_similarity\n  miner: hard\n", NULL, 3, 10,
+         "loss.miner: expected one of all | multi_similarity, got \"hard\""},
+        {"loss:\n  type: circle\n  gamma: 0\n", NULL, 3, 10,
+         "loss.gamma: expected a positive number, got \"0\""},
+    };
+    check_bad(bad, (int)(sizeof bad / sizeof bad[0]));
+}
+
 static void test_print(void **state)
 {
     (void)state;
@@ -821,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_defaults_depend_on_keys),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_similarity_loss_keys),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_where_and_later_errors),
         cmocka_unit_test(test_error_example),
@@ -833,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_impossible_combinations),
         cmocka_unit_test(test_possible_combinations),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_loss_rows),
         cmocka_unit_test(test_every),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_print),

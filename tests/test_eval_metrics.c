@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval.h"
+#include "eval/metric_table.h"
 #include "testutil.h"
+#include "train/config.h"
 
 #define EPS 1e-9
 
@@ -598,8 +599,8 @@ static void test_spread_hand_computed(void **state)
     assert_string_equal(text, "-/2.667 (no two rows share a label)");
 }
 
-/* --metrics and dml_evaluate's metrics: split at commas, empty keys skipped, an overlong list
- * refused rather than cut. */
+/* --metrics and dml_evaluate's metrics: split at commas, empty keys skipped, unknown or repeated
+ * keys and an overlong list refused rather than cut. */
 static void test_metric_list(void **state)
 {
     (void)state;
@@ -612,16 +613,163 @@ static void test_metric_list(void **state)
     assert_string_equal(l.keys[1], "recall_at_k");
     assert_int_equal(dml_eval_metric_list_parse("", "--metrics", &l, &err), DML_OK);
     assert_int_equal(l.n, 0);
-    char many[DML_EVAL_MAX_METRICS * 3 + 8] = "";
-    for (int i = 0; i <= DML_EVAL_MAX_METRICS; i++)
-        strcat(many, "a,");
-    assert_int_equal(dml_eval_metric_list_parse(many, "--metrics", &l, &err), DML_ERR_USAGE);
-    assert_string_equal(err.msg, "more than 48 metric keys");
+    /* keys are the table's metrics, each once */
+    assert_int_equal(dml_eval_metric_list_parse("nmi,map_at_5", "--metrics", &l, &err),
+                     DML_ERR_USAGE);
+    assert_string_equal(err.file, "--metrics");
+    assert_non_null(strstr(err.msg, "unknown metric \"map_at_5\": expected one of "
+                                    "precision_at_1, r_precision, map_at_r,"));
+    assert_int_equal(dml_eval_metric_list_parse("nmi,map_at_r,nmi", "--metrics", &l, &err),
+                     DML_ERR_USAGE);
+    assert_string_equal(err.msg, "metric nmi listed twice: expected each once");
     char longer[1100];
     memset(longer, 'a', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
     assert_int_equal(dml_eval_metric_list_parse(longer, "metrics", &l, &err), DML_ERR_USAGE);
     assert_string_equal(err.file, "metrics");
+}
+
+/* ---- every row of the metric table (eval/metric_table.c) ---- */
+
+/* The data of the hand-computed cases above, as static arrays. */
+static const float LINE6[6] = {0, 1, 3, 4, 10, 20};             /* test_protocol1_by_hand */
+static const int32_t LINE6_Y[6] = {0, 0, 1, 0, 1, 2};
+static const float KNN_DB[6] = {1, 2, 3, 4, 5, 50}, KNN_Q[4] = {0, 0, 4, 0}; /* knn_tie_rule */
+static const int32_t KNN_YDB[6] = {9, 7, 3, 3, 7, 9}, KNN_YQ[4] = {7, 3, 3, 42};
+static const float LINE12[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const float PAIRED_Q[12] = {11, 2.2f, 8, 3, 4, 5, 6, 7, 8, 9, 10, 11}; /* recall_and_mrr */
+static const float NN_Q[2] = {0.1f, 0.1f};                      /* test_nn_recall_by_hand */
+static const int32_t NN_TRUTH[24] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                     11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+/* nmi: three far-apart pairs labelled by pair: k-means (k = 3) finds them, NMI 1. */
+static const float PAIRS3[6] = {0, 0.1f, 50, 50.1f, 100, 100.1f};
+static const int32_t PAIRS3_Y[6] = {0, 0, 1, 1, 2, 2};
+static const float OFF_GRID[4] = {1, 2, 9, 1}; /* test_pq_metrics: quantization_mse 3.5 */
+/* pq_recall_at_r on make_grid_pq's codebooks: rows 0..10 at (0, 0), row 11 at (6, 0), coded
+ * (10, 0). The query (4, 0)'s exact nearest is row 11 (squared distance 4 against 16), but by
+ * ADC row 11 is at 36, behind the 11 rows at 16: rank 12, a miss. The query (0, 0)'s exact
+ * nearest is row 0, first by ADC too: a hit. 1/2. */
+static const float PQREC_DB[24] = {[22] = 6};
+static const float PQREC_Q[4] = {4, 0, 0, 0};
+
+typedef struct hand_case {
+    const char *metric;
+    dml_eval_request req;                  /* metrics, pq: set by the walk */
+    int pq;                                /* the request takes make_grid_pq's codebooks */
+    double expect[DML_METRIC_MAX_VALUES];  /* each value of the row; NAN: not reported */
+} hand_case;
+
+static const hand_case HAND_CASES[] = {
+    {"precision_at_1", {.d = 1, .queries = LINE6, .q_labels = LINE6_Y, .n_queries = 6}, 0,
+     {2.0 / 5}},
+    {"r_precision", {.d = 1, .queries = LINE6, .q_labels = LINE6_Y, .n_queries = 6}, 0,
+     {3.0 / 10}},
+    {"map_at_r", {.d = 1, .queries = LINE6, .q_labels = LINE6_Y, .n_queries = 6}, 0, {1.0 / 4}},
+    {"map_all", {.d = 1, .queries = LINE6, .q_labels = LINE6_Y, .n_queries = 6}, 0, {3.0 / 5}},
+    {"recall_at_k", {.d = 1, .queries = PAIRED_Q, .n_queries = 12, .db = LINE12, .n_db = 12,
+                     .paired = 1}, 0, {9.0 / 12, 10.0 / 12, 11.0 / 12}},
+    {"mrr_at_10", {.d = 1, .queries = PAIRED_Q, .n_queries = 12, .db = LINE12, .n_db = 12,
+                   .paired = 1}, 0, {(9.0 + 1.0 / 3 + 1.0 / 10) / 12}},
+    {"knn_accuracy", {.d = 1, .queries = KNN_Q, .q_labels = KNN_YQ, .n_queries = 4, .db = KNN_DB,
+                      .db_labels = KNN_YDB, .n_db = 6}, 0, {2.0 / 3}},
+    {"nmi", {.d = 1, .queries = PAIRS3, .q_labels = PAIRS3_Y, .n_queries = 6, .seed = 5}, 0,
+     {1.0}},
+    {"quantization_mse", {.d = 2, .queries = OFF_GRID, .n_queries = 2}, 1, {3.5}},
+    {"pq_recall_at_r", {.d = 2, .queries = PQREC_Q, .n_queries = 2, .db = PQREC_DB, .n_db = 12}, 1,
+     {0.5}},
+    {"nn_recall_at_k", {.d = 1, .queries = NN_Q, .n_queries = 2, .db = LINE12, .n_db = 12,
+                        .truth = NN_TRUTH, .truth_k = 12}, 0, {0.5, 0.9, NAN}},
+};
+
+/* The config round trip of metric name: eval.metrics [name] loads, prints and loads again the
+ * same; a metric a run cannot compute is refused naming it. */
+static void config_round_trip(const char *name, int in_runs)
+{
+    char text[128];
+    snprintf(text, sizeof text, "eval:\n  metrics: [%s]\n", name);
+    dml_config *c = malloc(sizeof *c), *again = malloc(sizeof *again);
+    assert_non_null(c);
+    assert_non_null(again);
+    dml_error err;
+    dml_error_clear(&err);
+    dml_status st = dml_config_load_text(text, strlen(text), "<config>", 0, NULL, c, &err);
+    if (!in_runs) {
+        assert_int_equal(st, DML_ERR_CONFIG);
+        assert_non_null(strstr(err.msg, name));
+    } else {
+        if (st != DML_OK)
+            fail_msg("eval.metrics [%s]: %s", name, err.msg);
+        assert_int_equal(c->eval.n_metrics, 1);
+        assert_string_equal(c->eval.metrics[0], name);
+        char *yaml = dml_config_to_yaml(c);
+        assert_non_null(yaml);
+        st = dml_config_load_text(yaml, strlen(yaml), "<printed>", 0, NULL, again, &err);
+        assert_int_equal(st, DML_OK);
+        assert_int_equal(again->eval.n_metrics, 1);
+        assert_string_equal(again->eval.metrics[0], name);
+        free(yaml);
+    }
+    free(c);
+    free(again);
+}
+
+/* Every row: a hand-computed case gives each of its values; eval.metrics takes it (unless a
+ * run cannot give it); docs/config.md names it; dml_metric_find and dml_metric_of_value find
+ * it. */
+static void test_every_metric_row(void **state)
+{
+    (void)state;
+    char *docs = tu_read_file("docs/config.md", NULL); /* run from the repository root */
+    assert_non_null(docs);
+    dml_pq pq;
+    make_grid_pq(&pq);
+    for (int m = 0; m < DML_METRIC_COUNT; m++) {
+        const dml_metric_row *row = &dml_metric_rows[m];
+        if (!row->name || !row->doc || row->n_values < 1 || row->n_values > DML_METRIC_MAX_VALUES ||
+            !row->query == !row->whole)
+            fail_msg("metric row %d is incomplete", m);
+        const hand_case *hc = NULL;
+        for (size_t i = 0; i < sizeof HAND_CASES / sizeof HAND_CASES[0]; i++)
+            if (!strcmp(HAND_CASES[i].metric, row->name))
+                hc = &HAND_CASES[i];
+        if (!hc)
+            fail_msg("metric %s has no hand-computed case", row->name);
+        dml_eval_request req = hc->req;
+        req.metrics = &row->name;
+        req.n_metrics = 1;
+        req.pq = hc->pq ? &pq : NULL;
+        dml_eval_result res;
+        dml_error err;
+        dml_error_clear(&err);
+        if (dml_eval_run(&req, &res, &err) != DML_OK)
+            fail_msg("%s: %s", row->name, err.msg);
+        int reported = 0;
+        for (int t = 0; t < row->n_values; t++) {
+            double v = dml_eval_get(&res, row->values[t]);
+            if (isnan(hc->expect[t])) {
+                assert_true(isnan(v));
+                continue;
+            }
+            if (fabs(v - hc->expect[t]) > 1e-9)
+                fail_msg("%s: %s = %.17g, expected %.17g", row->name, row->values[t], v,
+                         hc->expect[t]);
+            int pq_side = -1;
+            assert_int_equal(dml_metric_of_value(row->values[t], &pq_side), m);
+            assert_int_equal(pq_side, row->where == DML_METRIC_PQ);
+            reported++;
+        }
+        /* the float metrics' PQ twins come with pq only in the table's BOTH rows */
+        int twins = row->where == DML_METRIC_BOTH && hc->pq ? reported : 0;
+        assert_int_equal(res.n_values, reported + twins);
+        assert_int_equal(dml_metric_find(row->name), m);
+        config_round_trip(row->name, !(row->needs & DML_METRIC_NEEDS_TRUTH));
+        char quoted[48];
+        snprintf(quoted, sizeof quoted, "| `%s` |", row->name);
+        if (!strstr(docs, quoted))
+            fail_msg("docs/config.md has no row for metric %s", row->name);
+    }
+    dml_pq_free(&pq);
+    free(docs);
 }
 
 int main(void)
@@ -644,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_one_class_database_counts),
         cmocka_unit_test(test_all_skipped_and_outputs),
         cmocka_unit_test(test_metric_list),
+        cmocka_unit_test(test_every_metric_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

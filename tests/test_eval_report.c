@@ -11,22 +11,6 @@
 
 #define CHROMIUM "/usr/bin/chromium"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 static int count(const char *s, const char *what)
 {
     int n = 0;
@@ -108,7 +92,7 @@ static void test_report_is_self_contained(void **state)
     char dir[256], path[300];
     write_report(dir, sizeof dir, path, sizeof path);
     size_t len;
-    char *html = slurp(path, &len);
+    char *html = tu_read_file(path, &len);
     assert_true(len > 10000);
     assert_memory_equal(html, "<!DOCTYPE html>", 15);
     assert_string_equal(html + len - 15, "</body></html>\n");
@@ -162,7 +146,7 @@ static int paeth(int a, int b, int c)
 static unsigned char *read_png(const char *path, uint32_t *w, uint32_t *h)
 {
     size_t len;
-    unsigned char *png = (unsigned char *)slurp(path, &len), *idat = malloc(len);
+    unsigned char *png = (unsigned char *)tu_read_file(path, &len), *idat = malloc(len);
     size_t n_idat = 0, at = 8;
     int bpp = 0;
     assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
@@ -295,11 +279,11 @@ static void test_projector_files(void **state)
     const int32_t y[3] = {4, 0, 17};
     assert_int_equal(dml_projector_write(dir, x, y, 3, 2, NULL), DML_OK);
     snprintf(path, sizeof path, "%s/vectors.tsv", dir);
-    char *v = slurp(path, NULL);
+    char *v = tu_read_file(path, NULL);
     assert_string_equal(v, "0.5\t-1.25\n3e-07\t2\n123456.7\t0\n");
     free(v);
     snprintf(path, sizeof path, "%s/metadata.tsv", dir);
-    char *m = slurp(path, NULL);
+    char *m = tu_read_file(path, NULL);
     assert_string_equal(m, "4\n0\n17\n");
     free(m);
     /* without labels, only the vectors */
@@ -332,7 +316,7 @@ static void test_report_without_data(void **state)
     snprintf(path, sizeof path, "%s/report.html", dir);
     dml_report rep = {.title = "empty"};
     assert_int_equal(dml_report_write(path, &rep, NULL), DML_OK);
-    char *html = slurp(path, NULL);
+    char *html = tu_read_file(path, NULL);
     assert_non_null(strstr(html, "No training steps were recorded."));
     assert_non_null(strstr(html, "No validation metrics were recorded."));
     assert_int_equal(count(html, "<svg"), 0);

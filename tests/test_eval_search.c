@@ -287,6 +287,87 @@ static void test_pq_search_equals_brute_adc(void **state)
     free(idx32);
 }
 
+/* query by query, the scan the grouped one must equal bit for bit: dml_pq_adc_distances over
+ * every code, then dml_select_k */
+static void adc_per_query(const dml_pq *pq, const uint8_t *codes, int n, const float *q, int n_q,
+                          int k, int exclude_self, int32_t *idx, float *dist)
+{
+    float *table = malloc(sizeof(float) * pq->m * pq->ksub), *row = malloc(sizeof(float) * n);
+    dml_select_buf b;
+    assert_int_equal(dml_select_buf_init(&b, n, NULL), DML_OK);
+    for (int i = 0; i < n_q; i++) {
+        dml_pq_adc_table(pq, q + (size_t)i * pq->d, table);
+        dml_pq_adc_distances(pq, table, codes, (size_t)n, row);
+        dml_select_k(row, n, exclude_self ? i : -1, k, &b, idx + (size_t)i * k, dist + (size_t)i * k);
+    }
+    dml_select_buf_free(&b);
+    free(table);
+    free(row);
+}
+
+/* The grouped ADC scan (DML_ADC_GROUP queries, codes in chunks, the heap touched only below the
+ * k-th) against the per-query one: the same rows and the same float distances, at the edges of
+ * the row unroll, the chunks and the query groups, k past n, many ties (codes of a few values),
+ * a query of NaN, self excluded, the k past the heap (radix), and every M path (4, 8, 16, any). */
+static void test_adc_groups_equal_per_query_scan(void **state)
+{
+    (void)state;
+    enum { N_MAX = 1030, N_Q = 7, D = 48, K_MAX = 129 };
+    float *db = malloc(sizeof(float) * N_MAX * D), *q = malloc(sizeof(float) * N_Q * D);
+    float *dist = malloc(sizeof(float) * N_Q * K_MAX), *want_d = malloc(sizeof(float) * N_Q * K_MAX);
+    int64_t *labels = malloc(sizeof(int64_t) * N_Q * K_MAX);
+    int32_t *idx = malloc(sizeof(int32_t) * N_Q * K_MAX), *want = malloc(sizeof(int32_t) * N_Q * K_MAX);
+    uint8_t *codes = malloc((size_t)N_MAX * 16);
+    tu_fill_normal(db, N_MAX * D, 1.0f, 31);
+    tu_fill_normal(q, N_Q * D, 1.0f, 32);
+    q[3 * D + 5] = NAN; /* query 3: every distance NaN, nothing found */
+    const int ms[4] = {8, 4, 16, 6}, ns[5] = {1030, 1024, 257, 5, 3}, ks[4] = {1, 10, 128, 129};
+    for (int v = 0; v < 4; v++) {
+        dml_pq pq;
+        dml_rng rng;
+        dml_rng_seed(&rng, 7);
+        assert_int_equal(dml_pq_init(&pq, D, ms[v], 8, NULL), DML_OK);
+        assert_int_equal(dml_pq_train(&pq, db, N_MAX, 2, DML_KMEANS_RANDOM_ROWS, &rng, NULL), DML_OK);
+        dml_pq_encode(&pq, db, N_MAX, codes);
+        if (v == 0) /* two values a byte: rows share distances, ties across every chunk */
+            for (size_t t = 0; t < (size_t)N_MAX * ms[v]; t++)
+                codes[t] &= 1u;
+        for (int a = 0; a < 5; a++)
+            for (int b = 0; b < 4; b++) {
+                int n = ns[a], k = ks[b];
+                adc_per_query(&pq, codes, n, q, N_Q, k, 0, want, want_d);
+                assert_int_equal(dml_pq_search(&pq, codes, (size_t)n, q, N_Q, k, dist, labels), DML_OK);
+                for (int t = 0; t < N_Q * k; t++) {
+                    assert_int_equal(labels[t], want[t]);
+                    assert_memory_equal(&dist[t], &want_d[t], sizeof(float));
+                }
+                if (k <= DML_SELECT_HEAP_MAX_K) /* the heap skips NaN; the radix sorts it last */
+                    assert_int_equal(want[3 * k], -1);
+                /* two threads, blocks of 5: groups cut by the block and the threads' shares;
+                 * the queries as references' first rows, each excluding itself */
+                dml_searcher s;
+                assert_int_equal(dml_searcher_init_pq(&s, &pq, codes, n, 5, 2, k, NULL), DML_OK);
+                int nq = n < N_Q ? n : N_Q;
+                adc_per_query(&pq, codes, n, q, nq, k, 1, want, want_d);
+                assert_int_equal(dml_knn_search(&s, q, nq, k, 1, idx, dist, NULL), DML_OK);
+                for (int t = 0; t < nq * k; t++) {
+                    assert_int_equal(idx[t], want[t]);
+                    assert_memory_equal(&dist[t], &want_d[t], sizeof(float));
+                }
+                dml_searcher_free(&s);
+            }
+        dml_pq_free(&pq);
+    }
+    free(db);
+    free(q);
+    free(dist);
+    free(want_d);
+    free(labels);
+    free(idx);
+    free(want);
+    free(codes);
+}
+
 static void collect(void *ctx, int begin, int end, int thread)
 {
     (void)thread;
@@ -321,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_reported_distances),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_pq_search_equals_brute_adc),
+        cmocka_unit_test(test_adc_groups_equal_per_query_scan),
         cmocka_unit_test(test_parallel_for_covers_every_index_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

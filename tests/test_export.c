@@ -168,6 +168,8 @@ static void test_faiss_loads_pq(void **state)
         TU_SKIP("needs /usr/bin/python3 with faiss and numpy");
     faiss_check(&FX_MLP, "pq", "l2", 10);   /* 4 bits: two codes a byte */
     faiss_check(&FX_DUAL, "pq", "l2", 10);  /* 8 bits */
+    faiss_check(&FX_DUAL, "pq", "l2", 128); /* 8 bits, the grouped scan's largest k: 300 rows
+                                             * in two chunks, 25 queries in groups of 4 */
     faiss_check(&FX_LEAKY, "pq", "l2", 5);  /* 2 bits: a padded byte */
     faiss_check(&FX_LINEAR, "pq", "ip", 0); /* IP search: FAISS only (dml_pq_search is L2) */
 }

@@ -5,7 +5,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "losses/losses.h"
+#include "losses/loss_table.h"
+
+/* The rows under test (losses/loss_table.c lists them; they are declared there). */
+extern const dml_loss_row dml_loss_row_multi_similarity, dml_loss_row_circle,
+    dml_loss_row_supcon, dml_loss_row_arcface, dml_loss_row_cosface;
 
 #define B 8
 #define D 5
@@ -13,6 +17,7 @@
 static const int32_t LABELS[B] = {0, 0, 1, 1, 2, 2, 0, 1};
 static const int32_t ONE_CLASS[B] = {3, 3, 3, 3, 3, 3, 3, 3};
 static const int32_t ALL_DIFFERENT[B] = {0, 1, 2, 3, 4, 5, 6, 7};
+static const int32_t ONE_CLASS_1[B] = {1, 1, 1, 1, 1, 1, 1, 1};
 /* A cross-batch memory of B rows: the batch's labels, then the memory's. */
 static const int32_t WITH_MEMORY[2 * B] = {0, 0, 1, 1, 2, 2, 0, 1, 1, 2, 0, 0, 1, 2, 2, 0};
 
@@ -21,6 +26,8 @@ typedef struct loss_case {
     const char *what;
     dml_distance dist;
     dml_miner miner;
+    /* supcon: symmetric = two views (in[1] the second); margin_softmax: power = sub-centres
+     * per class of the B weight rows in[2], soft = CosFace (else ArcFace) */
     int soft, power, symmetric;
     dml_reduction reduction;
     const int32_t *labels;
@@ -28,6 +35,29 @@ typedef struct loss_case {
 } loss_case;
 
 static dml_pq test_pq;
+
+/* Circle's weights are constants of its gradient (the authors detach them): during the gradient
+ * check they are computed from these inputs, the point checked, so the finite differences see
+ * the function whose gradient the op returns. NULL elsewhere: the weights follow S. */
+static const float (*circle_at)[B * D];
+
+static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_case *c)
+{
+    dml_tensor *refs = c->memory ? in[2] : NULL;
+    const int32_t *y = c->memory ? WITH_MEMORY : c->labels;
+    dml_tensor *s = dml_cosine_sim_refs(g, in[0], refs);
+    if (!strcmp(c->op, "multi_similarity"))
+        return dml_loss_multi_similarity(g, s, c->labels, y, 2.0f, 50.0f, 0.5f,
+                                         c->miner == DML_MINER_HARD, 0.1f);
+    dml_tensor *at = NULL;
+    if (circle_at)
+        at = dml_cosine_sim_refs(g, dml_leaf_copy(g, circle_at[0], B, D, 0),
+                                 refs ? dml_leaf_copy(g, circle_at[2], B, D, 0) : NULL);
+    /* gamma 10, not the default 80: at 80 the logits reach ~100 and their float rounding,
+     * over the step of the finite differences, is as large as the gradient's changes
+     * (tests/test_losses_torch.c checks gamma 80 exactly) */
+    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f);
+}
 
 static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
 {
@@ -57,10 +87,20 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
                             c->symmetric);
     if (!strcmp(c->op, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
+    if (!strcmp(c->op, "proxy_anchor")) /* in[1]: B proxies (classes 0..B-1); power: alpha */
+        return dml_loss_proxy_anchor(g, z, in[1], c->labels, 0.1f, (float)c->power);
     if (!strcmp(c->op, "bce_logits"))
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
+    if (!strcmp(c->op, "supcon"))
+        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f);
+    if (!strcmp(c->op, "margin_softmax") && c->soft)
+        return dml_loss_cosface(g, z, in[2], c->labels, B / c->power, c->power, 0.35f, 4.0f);
+    if (!strcmp(c->op, "margin_softmax"))
+        return dml_loss_arcface(g, z, in[2], c->labels, B / c->power, c->power, 0.5f, 4.0f);
     if (!strcmp(c->op, "quantization"))
         return dml_loss_quantization(g, z, &test_pq);
+    if (!strcmp(c->op, "multi_similarity") || !strcmp(c->op, "circle"))
+        return similarity_loss(g, in, c);
     return NULL;
 }
 
@@ -87,8 +127,29 @@ static const loss_case CASES[] = {
     {"mnr", "hard negatives", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 0},
     {"mnr", "memory, masked, symmetric", 0, DML_MINER_ALL, 0, 0, 1, 0, LABELS, 1},
     {"cosine_pair", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    /* proxies of classes absent from the batch (3..7) have negative terms only */
+    {"proxy_anchor", "alpha 32", 0, 0, 0, 32, 0, 0, LABELS, 0},
+    {"proxy_anchor", "alpha 4, one class", 0, 0, 0, 4, 0, 0, ONE_CLASS, 0},
     {"bce_logits", "soft targets", 0, 0, 0, 0, 0, 0, NULL, 0},
     {"quantization", "M = 5, K = 4", 0, 0, 0, 0, 0, 0, NULL, 0},
+    /* multi_similarity: miner hard = the MS miner on, all = off */
+    {"multi_similarity", "mined", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 0},
+    {"multi_similarity", "all pairs", 0, DML_MINER_ALL, 0, 0, 0, 0, LABELS, 0},
+    {"multi_similarity", "memory, mined", 0, DML_MINER_HARD, 0, 0, 0, 0, LABELS, 1},
+    {"multi_similarity", "one class only", 0, DML_MINER_ALL, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"multi_similarity", "no positive pair", 0, DML_MINER_HARD, 0, 0, 0, 0, ALL_DIFFERENT, 0},
+    {"circle", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    {"circle", "memory", 0, 0, 0, 0, 0, 0, LABELS, 1},
+    {"circle", "one class only", 0, 0, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"circle", "no positive pair", 0, 0, 0, 0, 0, 0, ALL_DIFFERENT, 0},
+    {"supcon", "labels", 0, 0, 0, 0, 0, 0, LABELS, 0},
+    {"supcon", "two views, labels", 0, 0, 0, 0, 1, 0, LABELS, 0},
+    {"supcon", "two views, NT-Xent", 0, 0, 0, 0, 1, 0, NULL, 0},
+    {"supcon", "one class only", 0, 0, 0, 0, 0, 0, ONE_CLASS, 0},
+    {"margin_softmax", "arcface, 8 classes", 0, 0, 0, 1, 0, 0, LABELS, 0},
+    {"margin_softmax", "arcface, 4 x 2 sub-centres", 0, 0, 0, 2, 0, 0, LABELS, 0},
+    {"margin_softmax", "cosface, 8 classes", 0, 0, 1, 1, 0, 0, ALL_DIFFERENT, 0},
+    {"margin_softmax", "cosface, 2 x 4 sub-centres", 0, 0, 1, 4, 0, 0, ONE_CLASS_1, 0},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -105,6 +166,7 @@ static void test_every_loss_op_has_a_gradient_check(void **state)
     float z[3][B * D];
     for (int k = 0; k < 3; k++)
         tu_fill_normal(z[k], B * D, 1.0f, 40 + (uint64_t)k);
+    circle_at = (const float (*)[B * D])z;
     for (int i = 0; i < dml_loss_op_count; i++) {
         const dml_op_def *def = dml_loss_ops[i];
         assert_non_null(def->name);
@@ -122,7 +184,88 @@ static void test_every_loss_op_has_a_gradient_check(void **state)
         if (!checked)
             fail_msg("loss op '%s' has no gradient check in tests/test_losses.c", def->name);
     }
+    circle_at = NULL;
     dml_pq_free(&test_pq);
+}
+
+/* A row of the loss table built as the trainer builds it (train/train_step.c), at its default
+ * parameters: in[0] the batch (the anchors of a pair loss), in[1] the positives, in[2] the
+ * references (a cross-batch memory labelled WITH_MEMORY + B) when refs, in[3] the learned
+ * per-class rows when the row has some. */
+typedef struct row_case {
+    const dml_loss_row *row;
+    float p[DML_LOSS_MAX_PARAMS];
+    int refs;
+} row_case;
+
+static dml_tensor *build_row(dml_graph *g, dml_tensor **in, void *ctx)
+{
+    const row_case *c = ctx;
+    int pairs = (c->row->needs & DML_LOSS_NEEDS_PAIRS) != 0;
+    dml_loss_input li = {
+        .g = g,
+        .z = in[0],
+        .zp = pairs ? in[1] : NULL,
+        .refs = c->refs ? in[2] : NULL,
+        .labels = LABELS,
+        .ref_labels = c->refs ? WITH_MEMORY + B : NULL,
+        .p = c->p,
+        .class_params = c->row->class_rows > 0 ? in[3] : NULL,
+        .n_classes = 3,
+    };
+    return c->row->build(&li);
+}
+
+/* Every row of the loss table: its ops are in dml_loss_ops (so the test above checks their
+ * gradients), and the loss its build composes has a gradient that finite differences confirm,
+ * with and without references where the row takes a cross-batch memory. */
+/* Rows whose gradient is by design not the derivative of their value: circle holds its pair
+ * weights constant (the authors' code detaches them), so finite differences of its build see
+ * another function. Its op's check in CASES fixes the weights at the point checked, and
+ * test_similarity_rows_build checks the row's build by value. */
+static int detached_gradient(const dml_loss_row *row)
+{
+    return !strcmp(row->name, "circle");
+}
+
+static void test_every_loss_row(void **state)
+{
+    (void)state;
+    for (int r = 0; r < dml_loss_row_count; r++) {
+        const dml_loss_row *row = dml_loss_rows[r];
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        for (int j = 0; j < row->n_ops; j++) {
+            int listed = 0;
+            for (int i = 0; i < dml_loss_op_count; i++)
+                listed |= dml_loss_ops[i] == row->ops[j];
+            if (!listed)
+                fail_msg("loss row '%s': op '%s' is not in dml_loss_ops (losses/ops.c)", row->name,
+                         row->ops[j]->name);
+        }
+        if (!row->build) /* reconstruction: composed by the trainer from the decoder */
+            continue;
+        if (detached_gradient(row)) {
+            print_message("  row %-14s gradient checked through its op (weights held)\n",
+                          row->name);
+            continue;
+        }
+        int rows = row->class_rows > 0 ? 3 * row->class_rows : 1;
+        float z[4][B * D];
+        for (int k = 0; k < 4; k++)
+            tu_fill_normal(z[k], B * D, 1.0f, 60 + (uint64_t)k);
+        for (int refs = 0; refs <= ((row->combines & DML_LOSS_WITH_MEMORY) != 0); refs++) {
+            row_case c = {row, {0}, refs};
+            int given[DML_LOSS_MAX_PARAMS] = {0};
+            dml_loss_defaults(row, c.p);
+            if (row->fit_defaults)
+                row->fit_defaults(c.p, given);
+            tu_input in[4] = {{B, D, z[0], 0}, {B, D, z[1], 0}, {B, D, z[2], 0},
+                              {rows, D, z[3], row->class_rows == 0}};
+            double worst = tu_gradcheck(build_row, &c, 4, in, 1e-3f, 5e-3);
+            print_message("  row %-14s %-9s worst scaled error %.2e\n", row->name,
+                          refs ? "memory" : "", worst);
+        }
+    }
 }
 
 /* Runs a loss on fixed embeddings and returns its value (and checks the gradient is finite). */
@@ -260,6 +403,25 @@ static void test_cosine_pair_hand_computed(void **state)
     assert_float_equal(loss_value(&c, z, 2), 0.16f, 1e-5);
 }
 
+static void test_proxy_anchor_hand_computed(void **state)
+{
+    (void)state;
+    /* Rows (1, 0) of class 0 and (0, 1) of class 1, which are also the proxies: s = I. Each
+     * proxy's positive term log(1 + e^(-32 (1 - 0.1))), its negative term log(1 + e^(32 (0 +
+     * 0.1))); both classes are in the batch, so each sum is divided by 2. */
+    float z[4] = {1, 0, 0, 1};
+    static const int32_t two[2] = {0, 1};
+    loss_case c = {"proxy_anchor", "", 0, 0, 0, 32, 0, 0, two, 0};
+    float expect = (float)(log1p(exp(-28.8)) + log1p(exp(3.2)));
+    assert_float_equal(loss_value(&c, z, 2), expect, 1e-5);
+    /* Both rows of class 0: proxy 1 has no positive, so P+ = {0}; proxy 0's positives are
+     * s = 1 and 0, proxy 1's negatives s = 0 and 1. */
+    static const int32_t same[2] = {0, 0};
+    c.labels = same;
+    expect = (float)(log(1.0 + exp(-28.8) + exp(3.2)) + log(1.0 + exp(3.2) + exp(35.2)) / 2.0);
+    assert_float_equal(loss_value(&c, z, 2), expect, 1e-4);
+}
+
 /* Duplicate rows give distance 0 and a finite gradient; B = 2 works. */
 static void test_duplicates_and_two_rows(void **state)
 {
@@ -274,16 +436,294 @@ static void test_duplicates_and_two_rows(void **state)
     assert_float_equal(loss_value(&c, LINE, 2), 0.0f, 0.0); /* no positive pair */
 }
 
+/* Four unit rows: a (1, 0) and b (0.6, 0.8) of class 0, c (0, 1) and d (-1, 0) of class 1.
+ * Cosines: ab 0.6, ac 0, ad -1, bc 0.8, bd -0.6, cd 0. */
+static const float SQUARE[8] = {1, 0, 0.6f, 0.8f, 0, 1, -1, 0};
+static const int32_t SQUARE_LABELS[4] = {0, 0, 1, 1};
+
+/* Multi-Similarity, alpha 2, beta 50, base 0.5, each row's loss
+ * (1/2) log(1 + sum_P e^(-2 (s - 0.5))) + (1/50) log(1 + sum_N e^(50 (s - 0.5))). */
+static double ms_term(double pos_sum, double neg_sum)
+{
+    return 0.5 * log(1.0 + pos_sum) + log(1.0 + neg_sum) / 50.0;
+}
+
+/* Circle (m 0.4, gamma 80): a row's loss is softplus(lse_P + lse_N) = log(1 + sum_P e^lp *
+ * sum_N e^ln), lp = -80 [1.4 - s]+ (s - 0.6), ln = 80 [s + 0.4]+ (s - 0.4). Logits: a's positive
+ * b (0.6) 0, negatives c (0) -12.8 and d (-1) 0 (weight 0); b's positive 0, negatives c (0.8)
+ * 38.4 and d (-0.6) 0; c's positive d (0) 67.2, negatives a -12.8 and b 38.4; d's positive c
+ * 67.2, negatives a and b 0 (weights 0). */
+static double circle_row_loss(int i)
+{
+    switch (i) {
+    case 0: return log(2.0 + exp(-12.8));
+    case 1: return log(2.0 + exp(38.4));
+    case 2: return log(1.0 + exp(67.2) * (exp(-12.8) + exp(38.4)));
+    default: return log(1.0 + 2.0 * exp(67.2));
+    }
+}
+
+static float similarity_value(const char *op, int mine, const float *z, int rows,
+                              const int32_t *labels, double *grad_abs_sum)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *x = dml_leaf_copy(&g, z, rows, 2, 1);
+    dml_tensor *s = dml_cosine_sim_refs(&g, x, NULL);
+    dml_tensor *loss = !strcmp(op, "circle")
+                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f)
+                           : dml_loss_multi_similarity(&g, s, labels, labels, 2.0f, 50.0f, 0.5f,
+                                                       mine, 0.1f);
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    *grad_abs_sum = 0.0;
+    for (int i = 0; i < rows * 2; i++) {
+        assert_true(isfinite(x->grad[i]));
+        *grad_abs_sum += fabs(x->grad[i]);
+    }
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+/* The loss of rows z[b, 2] (and views zp, and class weights w[nw, 2]) through the direct call
+ * or through a row's build with its default parameters; the gradients must be finite. */
+typedef struct row_call {
+    const dml_loss_row *row; /* NULL: the direct call below */
+    const char *direct;      /* "supcon", "arcface" (margin in radians), "cosface" */
+    const float *z, *zp, *w;
+    int b, nw, n_classes;
+    const int32_t *labels;
+    float p0, p1; /* direct: temperature, or margin and scale */
+} row_call;
+
+static float call_loss(const row_call *c)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 16);
+    dml_tensor *z = dml_leaf_copy(&g, c->z, c->b, 2, 1);
+    dml_tensor *zp = c->zp ? dml_leaf_copy(&g, c->zp, c->b, 2, 1) : NULL;
+    dml_tensor *w = c->w ? dml_leaf_copy(&g, c->w, c->nw, 2, 1) : NULL;
+    dml_tensor *loss;
+    if (c->row) {
+        float p[DML_LOSS_MAX_PARAMS];
+        for (int i = 0; i < c->row->n_params; i++)
+            p[i] = c->row->params[i].def;
+        int k = c->row->class_rows_key ? dml_loss_param_index(c->row, c->row->class_rows_key) : -1;
+        if (k >= 0)
+            p[k] = (float)(c->nw / c->n_classes);
+        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes};
+        loss = c->row->build(&in);
+    } else if (!strcmp(c->direct, "supcon")) {
+        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
+    } else {
+        loss = (!strcmp(c->direct, "arcface") ? dml_loss_arcface : dml_loss_cosface)(
+            &g, z, w, c->labels, c->n_classes, c->nw / c->n_classes, c->p0, c->p1);
+    }
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    for (int i = 0; i < c->b * 2; i++) {
+        assert_true(isfinite(z->grad[i]));
+        assert_true(!zp || isfinite(zp->grad[i]));
+    }
+    for (int i = 0; w && i < c->nw * 2; i++)
+        assert_true(isfinite(w->grad[i]));
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+static void test_multi_similarity_hand_computed(void **state)
+{
+    (void)state;
+    double grad;
+    /* All pairs: a: P {0.6}, N {0, -1}; b: P {0.6}, N {0.8, -0.6}; c: P {0}, N {0, 0.8};
+     * d: P {0}, N {-1, -0.6}. */
+    double all = ms_term(exp(-0.2), exp(-25.0) + exp(-75.0)) +
+                 ms_term(exp(-0.2), exp(15.0) + exp(-55.0)) +
+                 ms_term(exp(1.0), exp(-25.0) + exp(15.0)) +
+                 ms_term(exp(1.0), exp(-75.0) + exp(-55.0));
+    assert_float_equal(similarity_value("multi_similarity", 0, SQUARE, 4, SQUARE_LABELS, &grad),
+                       all / 4.0, 1e-5);
+    /* Mined, epsilon 0.1: a keeps nothing (its positive 0.6 is not below its hardest negative
+     * 0 + 0.1; no negative is above 0.6 - 0.1); b keeps its positive and the negative c (0.8);
+     * c keeps everything; d nothing (positive 0 against negatives at most -0.6). */
+    double mined = ms_term(exp(-0.2), exp(15.0)) + ms_term(exp(1.0), exp(-25.0) + exp(15.0));
+    assert_float_equal(similarity_value("multi_similarity", 1, SQUARE, 4, SQUARE_LABELS, &grad),
+                       mined / 4.0, 1e-5);
+}
+
+static void test_circle_hand_computed(void **state)
+{
+    (void)state;
+    double grad, sum = 0.0;
+    for (int i = 0; i < 4; i++)
+        sum += circle_row_loss(i);
+    assert_float_equal(similarity_value("circle", 0, SQUARE, 4, SQUARE_LABELS, &grad), sum / 4.0,
+                       1e-3);
+}
+
+/* No positive pair, or no negative, in the batch: zero loss and an all-zero gradient, never
+ * NaN, for both losses and both miner settings; B = 2 too. */
+static void test_similarity_losses_without_pairs(void **state)
+{
+    (void)state;
+    static const int32_t same[4] = {5, 5, 5, 5}, apart[4] = {0, 1, 2, 3}, two[2] = {0, 1};
+    const char *ops[3] = {"multi_similarity", "multi_similarity", "circle"};
+    for (int k = 0; k < 3; k++) {
+        double grad;
+        int mine = k == 0;
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 4, same, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 4, apart, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+        assert_float_equal(similarity_value(ops[k], mine, SQUARE, 2, two, &grad), 0.0f, 0.0);
+        assert_float_equal(grad, 0.0, 0.0);
+    }
+}
+
+/* The rows' build through a dml_loss_input at the rows' defaults, with a cross-batch memory: the
+ * batch is a and b (class 0), the references c and d (class 1). Each batch row sees the other
+ * three as in the four-row batch, and only a and b are anchors: (L_a + L_b) / 2. */
+static void test_similarity_rows_build(void **state)
+{
+    (void)state;
+    const dml_loss_row *rows[2] = {&dml_loss_row_multi_similarity, &dml_loss_row_circle};
+    double expect[2] = {ms_term(exp(-0.2), exp(15.0)) / 2.0,
+                        (circle_row_loss(0) + circle_row_loss(1)) / 2.0};
+    for (int r = 0; r < 2; r++) {
+        const dml_loss_row *row = rows[r];
+        assert_true(row->needs & DML_LOSS_NEEDS_LABELS);
+        assert_true(row->n_params <= DML_LOSS_MAX_PARAMS);
+        assert_int_equal(row->n_ops, 1);
+        float p[DML_LOSS_MAX_PARAMS];
+        for (int i = 0; i < row->n_params; i++)
+            p[i] = row->params[i].def;
+        dml_graph g;
+        dml_graph_init(&g, 1 << 16);
+        dml_tensor *z = dml_leaf_copy(&g, SQUARE, 2, 2, 1);
+        dml_tensor *refs = dml_leaf_copy(&g, SQUARE + 4, 2, 2, 0);
+        dml_loss_input in = {.g = &g, .z = z, .refs = refs, .labels = SQUARE_LABELS,
+                             .ref_labels = SQUARE_LABELS + 2, .p = p};
+        dml_tensor *loss = row->build(&in);
+        assert_non_null(loss);
+        assert_ptr_equal(g.tape[g.n_tape - 1]->op, row->ops[0]);
+        print_message("  %s through its row: %.6f (expected %.6f)\n", row->name, loss->data[0],
+                      expect[r]);
+        assert_float_equal(loss->data[0], expect[r], 1e-3 * fmax(1.0, expect[r]));
+        assert_int_equal(dml_backward(&g, loss), DML_OK);
+        dml_graph_free(&g);
+    }
+}
+
+static void test_supcon_hand_computed(void **state)
+{
+    (void)state;
+    /* Rows (1, 0), (0.6, 0.8), (0, 1) of classes 0, 0, 1, t = 0.1: cosines 0.6 (0, 1), 0 (0, 2),
+     * 0.8 (1, 2). Anchor 0: positive 1 (logit 6) against 2 (0); anchor 1: positive 0 (6)
+     * against 2 (8); anchor 2 has no positive and is left out of the mean. */
+    static const float z[6] = {1, 0, 0.6f, 0.8f, 0, 1};
+    static const int32_t y[3] = {0, 0, 1};
+    row_call c = {NULL, "supcon", z, NULL, NULL, 3, 0, 0, y, 0.1f, 0};
+    float l0 = logf(expf(6.0f) + 1.0f) - 6.0f, l1 = logf(expf(6.0f) + expf(8.0f)) - 6.0f;
+    assert_float_equal(call_loss(&c), (l0 + l1) / 2.0f, 1e-5);
+    /* Two unlabelled views, the second view of every row the row itself: each of the 6
+     * anchors has its twin (cos 1, logit 10) as the one positive among 5 candidates. */
+    c.zp = z;
+    c.labels = NULL;
+    float a0 = logf(expf(10.0f) + 2.0f * expf(6.0f) + 2.0f) - 10.0f;
+    float a1 = logf(expf(10.0f) + 2.0f * expf(6.0f) + 2.0f * expf(8.0f)) - 10.0f;
+    float a2 = logf(expf(10.0f) + 2.0f + 2.0f * expf(8.0f)) - 10.0f;
+    assert_float_equal(call_loss(&c), (a0 + a1 + a2) / 3.0f, 1e-5);
+    /* One class: no negative pair, loss 0 with a zero (finite) gradient, as PML's. */
+    static const int32_t one[3] = {5, 5, 5};
+    c.zp = NULL;
+    c.labels = one;
+    assert_float_equal(call_loss(&c), 0.0f, 0.0);
+    /* Duplicate rows and a zero row: finite. */
+    static const float dup[6] = {1, 1, 1, 1, 0, 0};
+    c.z = dup;
+    c.labels = y;
+    assert_true(isfinite(call_loss(&c)));
+}
+
+static void test_margin_softmax_hand_computed(void **state)
+{
+    (void)state;
+    /* z = (1, 0) of class 0; class 0's weight (0.6, 0.8) (cos 0.6), class 1's (0, 2) (cos 0).
+     * ArcFace, m 0.5, s 4: logits 4 cos(acos(0.6) + 0.5) and 0; CosFace, m 0.35: 4 (0.6 - 0.35)
+     * and 0. */
+    static const float z[2] = {1, 0}, w[4] = {0.6f, 0.8f, 0, 2};
+    static const int32_t y[1] = {0};
+    row_call c = {NULL, "arcface", z, NULL, w, 1, 2, 2, y, 0.5f, 4.0f};
+    float t = 4.0f * cosf(acosf(0.6f) + 0.5f);
+    assert_float_equal(call_loss(&c), logf(expf(t) + 1.0f) - t, 1e-5);
+    c.direct = "cosface";
+    c.p0 = 0.35f;
+    assert_float_equal(call_loss(&c), logf(expf(1.0f) + 1.0f) - 1.0f, 1e-5);
+    /* Two sub-centres per class, the closest counts: class 0 (0.6, 0.8) and (0, -1), class 1
+     * (0, 2) and (-1, 0): the same cosines 0.6 and 0. */
+    static const float w2[8] = {0.6f, 0.8f, 0, -1, 0, 2, -1, 0};
+    c.w = w2;
+    c.nw = 4;
+    assert_float_equal(call_loss(&c), logf(expf(1.0f) + 1.0f) - 1.0f, 1e-5);
+    /* z on its class's weight (cos exactly 1, where acos' slope is infinite) and a zero row:
+     * finite gradients. */
+    static const float on[4] = {0.6f, 0.8f, 0, 0};
+    static const int32_t y2[2] = {0, 1};
+    row_call e = {NULL, "arcface", on, NULL, w, 2, 2, 2, y2, 0.5f, 64.0f};
+    assert_true(isfinite(call_loss(&e)));
+}
+
+/* Each row's build through a dml_loss_input, with the row's defaults (PML's), equals the direct
+ * call with the same parameters. */
+static void test_rows_build_through_loss_input(void **state)
+{
+    (void)state;
+    float z[16], zp[16], w[12];
+    tu_fill_normal(z, 16, 1.0f, 5);
+    tu_fill_normal(zp, 16, 1.0f, 6);
+    tu_fill_normal(w, 12, 1.0f, 7);
+    static const int32_t y[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    row_call r = {&dml_loss_row_supcon, NULL, z, zp, NULL, 8, 0, 0, y, 0, 0};
+    row_call d = {NULL, "supcon", z, zp, NULL, 8, 0, 0, y, 0.1f, 0};
+    assert_float_equal(call_loss(&r), call_loss(&d), 1e-6);
+    assert_true(dml_loss_row_supcon.needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS);
+    /* 3 classes x 2 sub-centres; ArcFace's default margin is 28.6 degrees */
+    row_call ra = {&dml_loss_row_arcface, NULL, z, NULL, w, 8, 6, 3, y, 0, 0};
+    row_call da = {NULL, "arcface", z, NULL, w, 8, 6, 3, y, 28.6f * 3.14159265f / 180.0f, 64.0f};
+    assert_float_equal(call_loss(&ra), call_loss(&da), 1e-4);
+    row_call rc = {&dml_loss_row_cosface, NULL, z, NULL, w, 8, 6, 3, y, 0, 0};
+    row_call dc = {NULL, "cosface", z, NULL, w, 8, 6, 3, y, 0.35f, 64.0f};
+    assert_float_equal(call_loss(&rc), call_loss(&dc), 1e-4);
+    const dml_loss_row *rows[2] = {&dml_loss_row_arcface, &dml_loss_row_cosface};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rows[i]->class_rows, 1);
+        assert_true(dml_loss_param_index(rows[i], "sub_centers") >= 0);
+        assert_true(dml_loss_param_index(rows[i], "lr_multiplier") >= 0);
+        assert_true(rows[i]->needs & DML_LOSS_NEEDS_LABELS);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_loss_op_has_a_gradient_check),
+        cmocka_unit_test(test_every_loss_row),
         cmocka_unit_test(test_triplet_hand_computed),
         cmocka_unit_test(test_contrastive_hand_computed),
         cmocka_unit_test(test_mnr_hand_computed),
         cmocka_unit_test(test_memory_hand_computed),
         cmocka_unit_test(test_cosine_pair_hand_computed),
+        cmocka_unit_test(test_proxy_anchor_hand_computed),
         cmocka_unit_test(test_duplicates_and_two_rows),
+        cmocka_unit_test(test_multi_similarity_hand_computed),
+        cmocka_unit_test(test_circle_hand_computed),
+        cmocka_unit_test(test_similarity_losses_without_pairs),
+        cmocka_unit_test(test_similarity_rows_build),
+        cmocka_unit_test(test_supcon_hand_computed),
+        cmocka_unit_test(test_margin_softmax_hand_computed),
+        cmocka_unit_test(test_rows_build_through_loss_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,8 +163,37 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                             num(c, "masked") ? c->labels : NULL, (float)num(c, "scale"),
                             (int)num(c, "symmetric"));
     }
+    if (!strcmp(loss, "multi_similarity") || !strcmp(loss, "circle")) {
+        /* a memory "m" is labelled by the labels after the batch's */
+        input *m = find(c, "m");
+        dml_tensor *s = dml_cosine_sim_refs(g, z, m ? t[m - c->in] : NULL);
+        if (!strcmp(loss, "circle"))
+            return dml_loss_circle(g, s, NULL, c->labels, c->labels, (float)num(c, "m"),
+                                   (float)num(c, "gamma"));
+        return dml_loss_multi_similarity(g, s, c->labels, c->labels, (float)num(c, "alpha"),
+                                         (float)num(c, "beta"), (float)num(c, "base"),
+                                         (int)num(c, "miner"), (float)num(c, "epsilon"));
+    }
+    if (!strcmp(loss, "supcon")) {
+        input *p = find(c, "p");
+        return dml_loss_supcon(g, z, p ? t[p - c->in] : NULL, c->n_labels ? c->labels : NULL,
+                               (float)num(c, "temperature"));
+    }
+    if (!strcmp(loss, "arcface") || !strcmp(loss, "cosface")) {
+        dml_tensor *w = t[find(c, "w") - c->in];
+        int classes = (int)num(c, "classes"), k = (int)num(c, "sub_centers");
+        float scale = (float)num(c, "scale");
+        if (!strcmp(loss, "cosface"))
+            return dml_loss_cosface(g, z, w, c->labels, classes, k, (float)num(c, "margin"), scale);
+        /* the fixture's margin is PML's, in degrees */
+        return dml_loss_arcface(g, z, w, c->labels, classes, k,
+                                (float)(num(c, "margin") * 3.14159265358979323846 / 180.0), scale);
+    }
     if (!strcmp(loss, "cosine_pair"))
         return dml_loss_cosine_pair(g, z, c->labels);
+    if (!strcmp(loss, "proxy_anchor"))
+        return dml_loss_proxy_anchor(g, z, t[find(c, "proxies") - c->in], c->labels,
+                                     (float)num(c, "margin"), (float)num(c, "alpha"));
     if (!strcmp(loss, "bce_logits"))
         return dml_loss_bce_logits(g, z, t[find(c, "t") - c->in]);
     if (!strcmp(loss, "mse"))

@@ -297,6 +297,19 @@ static dml_tensor *cosine_pair(trainer *t, dml_graph *g, dml_tensor *x, const in
     return dml_loss_cosine_pair(g, encode(t, g, x), labels);
 }
 
+/* Multi-Similarity with its miner and Circle, at PML's defaults, on the batch's cosines. */
+static dml_tensor *multi_similarity(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
+{
+    dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
+    return dml_loss_multi_similarity(g, s, labels, labels, 2.0f, 50.0f, 0.5f, 1, 0.1f);
+}
+
+static dml_tensor *circle(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
+{
+    dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
+    return dml_loss_circle(g, s, NULL, labels, labels, 0.4f, 80.0f);
+}
+
 /* DQN: the cosine loss plus lambda times the quantization error of the current codebooks. */
 static dml_tensor *joint(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
@@ -328,6 +341,8 @@ CASE(triplet_soft, "triplet, soft margin (cosine)")
 CASE(triplet_explicit, "triplet, explicit triplets")
 CASE(mnr, "multiple negatives ranking")
 CASE(cosine_pair, "DQN pairwise cosine")
+CASE(multi_similarity, "multi-similarity, MS miner")
+CASE(circle, "circle (m = 0.4, gamma = 80)")
 CASE(joint, "joint quantization (PQ M = 4, K = 16)", .quantized = 1)
 CASE(reconstruction, "reconstruction, MSE (bottleneck 4)", .autoencoder = 1)
 
@@ -346,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_triplet_hard),     cmocka_unit_test(test_triplet_semihard),
         cmocka_unit_test(test_triplet_soft),     cmocka_unit_test(test_triplet_explicit),
         cmocka_unit_test(test_mnr),              cmocka_unit_test(test_cosine_pair),
+        cmocka_unit_test(test_multi_similarity), cmocka_unit_test(test_circle),
         cmocka_unit_test(test_joint),            cmocka_unit_test(test_reconstruction),
         cmocka_unit_test(test_reconstruction_bce),
     };

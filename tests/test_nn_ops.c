@@ -23,6 +23,7 @@ static dml_tensor *b_sigmoid(dml_graph *g, dml_tensor **in, void *c) { (void)c; 
 static dml_tensor *b_l2(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_l2_normalize(g, in[0]); }
 static dml_tensor *b_slice(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_slice_cols(g, in[0], 2, 3); }
 static dml_tensor *b_concat(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_concat_cols(g, in[0], in[1]); }
+static dml_tensor *b_concat_rows(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_concat_rows(g, in[0], in[1]); }
 static dml_tensor *b_dist(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_pairwise_dist(g, in[0], in[1], 0); }
 static dml_tensor *b_dist_sq(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_pairwise_dist(g, in[0], in[1], 1); }
 static dml_tensor *b_dist_self(dml_graph *g, dml_tensor **in, void *c) { (void)c; return dml_pairwise_dist(g, in[0], in[0], 0); }
@@ -55,6 +56,7 @@ static const op_case CASES[] = {
     {"l2_normalize", b_l2, 1, {{4, 5}}, 1e-3f, 2e-3},
     {"slice_cols", b_slice, 1, {{3, 6}}, 1e-2f, 2e-3},
     {"concat_cols", b_concat, 2, {{3, 2}, {3, 4}}, 1e-2f, 2e-3},
+    {"concat_rows", b_concat_rows, 2, {{2, 3}, {4, 3}}, 1e-2f, 2e-3},
     {"pairwise_dist", b_dist, 2, {{5, 4}, {6, 4}}, 1e-3f, 3e-3},
     {"pairwise_dist", b_dist_sq, 2, {{5, 4}, {6, 4}}, 1e-3f, 3e-3},
     {"pairwise_dist", b_dist_self, 1, {{6, 4}}, 1e-3f, 3e-3},

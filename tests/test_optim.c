@@ -76,6 +76,40 @@ static void test_adamw_decoupled_decay(void **state)
     check_three_steps(&s, 0.1f, 0.0f, e);
 }
 
+/* A parameter with lr_scale 4 at lr 0.025 moves as it does alone at lr 0.1 (the hand-checked
+ * figures above, weight decay included), while one left at scale 1 beside it moves as it does
+ * alone at 0.025. */
+static void test_lr_scale(void **state)
+{
+    (void)state;
+    static const double sgd[3][2] = {{0.95, -1.9}, {0.88, -1.885}, {0.967, -2.0715}};
+    static const double adamw[3][2] = {{0.85, -1.8}, {0.71428204, -1.7010675},
+                                       {0.713290289, -1.666540483}};
+    const dml_optim_spec specs[2] = {{.kind = DML_OPTIM_SGD, .momentum = 0.9f},
+                                     {.kind = DML_OPTIM_ADAMW, .weight_decay = 0.5f}};
+    const double (*expect[2])[2] = {sgd, adamw};
+    for (int k = 0; k < 2; k++) {
+        float p[2][2] = {{1.0f, -2.0f}, {1.0f, -2.0f}}, g[2][2], alone[2] = {1.0f, -2.0f}, ga[2];
+        dml_param_view views[2] = {{p[0], g[0], 2}, {p[1], g[1], 2}}, view = {alone, ga, 2};
+        dml_optim o, single;
+        assert_int_equal(dml_optim_init(&o, &specs[k], views, 2, NULL), DML_OK);
+        assert_int_equal(dml_optim_init(&single, &specs[k], &view, 1, NULL), DML_OK);
+        dml_optim_set_lr_scale(&o, 0, 4.0f);
+        for (int step = 0; step < 3; step++) {
+            for (int j = 0; j < 2; j++)
+                g[0][j] = g[1][j] = ga[j] = GRADS[step][j];
+            dml_optim_step(&o, 0.025f);
+            dml_optim_step(&single, 0.025f);
+            for (int j = 0; j < 2; j++) {
+                assert_float_equal(p[0][j], expect[k][step][j], 1e-5);
+                assert_true(p[1][j] == alone[j]);
+            }
+        }
+        dml_optim_free(&o);
+        dml_optim_free(&single);
+    }
+}
+
 static void test_clipping(void **state)
 {
     (void)state;
@@ -116,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_adam_bias_correction),
         cmocka_unit_test(test_adam_l2_weight_decay),
         cmocka_unit_test(test_adamw_decoupled_decay),
+        cmocka_unit_test(test_lr_scale),
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_schedules),
     };

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "serve/serve.h"
+#include "train/run.h"
 
 #define N_ROWS 600
 #define WIDTH 16
@@ -229,17 +230,23 @@ static double weights_rel_diff(const char *folder_a, const char *folder_b)
 /* GradCache: the batch in chunks of 5 (the last one short) gives the one-shot batch's
  * gradients. With SGD a step moves the weights by lr times the gradient, so after a few steps
  * equal weights (to float rounding) mean equal gradients; one encoder over same-class pairs,
- * and two towers over halves. The chunks sum in another order: the weights differ by up to
+ * two towers over halves, and the same with mined negatives (steps 3 and 4 draw from the pools
+ * mined at step 2, their rows embedded in chunks too). The chunks sum in another order: the weights differ by up to
  * 2.9e-7 of their layer's largest weight on any OpenBLAS kernel (docs/testing.md), under a bound
  * over ten times that. (Weight by weight, as tests/test_mpi.c measures, the smallest weights of
  * two towers after these four large SGD steps differ by 3e-4 of themselves.) */
 static void test_gradcache_gradients_equal_one_shot(void **state)
 {
     (void)state;
-    static const char *const setups[2] = {
+    static const char *const setups[3] = {
         "--set loss.type=mnr --set data.pairs=same_class",
-        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual"};
-    for (int k = 0; k < 2; k++) {
+        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual",
+        "--set loss.type=mnr --set data.pairs=halves --set model.type=dual "
+        "--set 'loss.hard_negatives={k: 2, every: 2, candidates: 4}'"};
+    static const char *const what[3] = {"GradCache, one encoder: chunks of 5 vs one shot",
+                                        "GradCache, two towers: chunks of 5 vs one shot",
+                                        "GradCache, mined negatives: chunks of 5 vs one shot"};
+    for (int k = 0; k < 3; k++) {
         char args[400], chunked[450];
         snprintf(args, sizeof args, "%s --set train.optimizer=sgd --set train.lr=0.5 "
                                     "--set train.steps=4 --set train.eval_every=never",
@@ -247,9 +254,7 @@ static void test_gradcache_gradients_equal_one_shot(void **state)
         snprintf(chunked, sizeof chunked, "%s --set train.chunk_size=5", args);
         assert_int_equal(train("gc_whole", args), 0);
         assert_int_equal(train("gc_chunks", chunked), 0);
-        tu_assert_measured(k ? "GradCache, two towers: chunks of 5 vs one shot"
-                             : "GradCache, one encoder: chunks of 5 vs one shot",
-                           weights_rel_diff("gc_whole", "gc_chunks"), 1e-5);
+        tu_assert_measured(what[k], weights_rel_diff("gc_whole", "gc_chunks"), 1e-5);
     }
 }
 
@@ -303,6 +308,47 @@ static void test_memory_resume_equals_uninterrupted(void **state)
     kill_and_resume("mem_whole", "mem_killed",
                     RESUME_ARGS " --set loss.type=contrastive"
                                 " --set 'loss.memory={size: 96, start_step: 10}'");
+}
+
+#define HARD_NEG_ARGS                                                                              \
+    " --set loss.type=mnr --set data.pairs=halves --set model.type=dual --set sampler.type=random"  \
+    " --set 'loss.memory={size: 64, start_step: 10}'"
+
+/* Mined hard negatives (with a cross-batch memory's candidates after them): their pools (mined
+ * every 7 steps, so the checkpoint every 20 catches them part-way) are in the checkpoint and
+ * each step's draw follows from the seed and the step: a killed and resumed run ends with the
+ * uninterrupted one's model. And they are used: the model differs from the one trained on the
+ * batch's and the memory's negatives alone. */
+static void test_hard_negatives_resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    kill_and_resume("hn_whole", "hn_killed",
+                    RESUME_ARGS HARD_NEG_ARGS
+                    " --set 'loss.hard_negatives={k: 2, every: 7, candidates: 4}'");
+    assert_int_equal(train("hn_none", RESUME_ARGS HARD_NEG_ARGS), 0);
+    assert_true(weights_rel_diff("hn_whole", "hn_none") > 1e-3);
+}
+
+/* An anchor's pool, by hand: its own positive (search result 3) is never in it, nor candidates
+ * whose cosine is above (1 - relative_margin) times the positive's; the rest in search order,
+ * up to the pool's size; the searcher's -1 past the end is skipped. */
+static void test_hard_negative_pool_drops_the_positive_and_the_margin(void **state)
+{
+    (void)state;
+    const int32_t found[6] = {3, 7, 1, 5, 9, -1};
+    const float cosine[6] = {0.99f, 0.9f, 0.8f, 0.6f, 0.5f, INFINITY};
+    int32_t pool[6];
+    /* 0.9 * 0.99 = 0.891: 7 (0.9) is dropped as a likely positive, 1 (0.8) kept */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.1f, 2, pool), 2);
+    assert_int_equal(pool[0], 1);
+    assert_int_equal(pool[1], 5);
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.1f, 5, pool), 3);
+    assert_int_equal(pool[2], 9);
+    /* no margin: everything but the positive itself, which scores as much as the bar */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.99f, 0.0f, 5, pool), 4);
+    assert_int_equal(pool[0], 7);
+    /* a positive scoring below every candidate: none is kept */
+    assert_int_equal(dml_hard_negatives_filter(found, cosine, 6, 3, 0.4f, 0.0f, 5, pool), 0);
 }
 
 /* SIGINT and SIGTERM (a preemption) write a checkpoint at the next step and exit 128 + the
@@ -478,6 +524,8 @@ int main(void)
         cmocka_unit_test(test_augmented_resume_equals_uninterrupted),
         cmocka_unit_test(test_memory_resume_equals_uninterrupted),
         cmocka_unit_test(test_gradcache_gradients_equal_one_shot),
+        cmocka_unit_test(test_hard_negatives_resume_equals_uninterrupted),
+        cmocka_unit_test(test_hard_negative_pool_drops_the_positive_and_the_margin),
         cmocka_unit_test(test_signal_checkpoints_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_second_sigint_stops_at_once),
         cmocka_unit_test(test_divergence_stops_and_keeps_the_checkpoint),

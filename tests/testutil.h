@@ -37,6 +37,9 @@ int tu_python_has(const char *modules);
 /* Run "$PYTHON <args>" through the shell; returns its exit status. */
 int tu_python_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of the dml CLI under test ($DML, default build/dml). */
+/* The whole file at path, NUL-terminated, malloc'ed; *len (may be NULL) its bytes. Fails the
+ * test when it cannot be read. */
+char *tu_read_file(const char *path, size_t *len);
 const char *tu_dml_path(void);
 /* The fault injector preloaded by the I/O-failure tests (tests/fault_preload.c), built beside
  * the test programs. */

@@ -13,12 +13,14 @@
 #include <yaml.h>
 
 #include "data/size.h"
+#include "eval/metric_table.h"
 
 #define MAX_CONFIG_BYTES (1 << 20)
 
 typedef enum {
     F_INT, F_INT64, F_FLOAT, F_BOOL, F_STRING, F_ENUM, F_EVERY, F_INT_LIST, F_NAME_LIST,
-    F_SIZE_MB /* a size like 512MB or 4GB, kept in MB (int) */
+    F_SIZE_MB, /* a size like 512MB or 4GB, kept in MB (int) */
+    F_LOSS     /* loss.type: a row of losses/loss_table.c's */
 } ftype;
 
 /* Bounds are inclusive unless marked open. */
@@ -28,7 +30,7 @@ typedef struct field {
     const char *path;
     ftype type;
     size_t offset, size;        /* of the member */
-    const char *const *choices; /* F_ENUM, F_NAME_LIST: indexed by the enum, NULL-terminated */
+    const char *const *choices; /* F_ENUM: indexed by the enum, NULL-terminated */
     double min, max;            /* numbers, and each entry of an F_INT_LIST */
     unsigned flags;
     const char *expect; /* what its errors say was expected (F_ENUM lists its choices) */
@@ -49,16 +51,6 @@ static const char *const ACTIVATION[] = {[DML_CFG_ACT_RELU] = "relu", [DML_CFG_A
 static const char *const OUTPUT[] = {[DML_CFG_OUT_L2] = "l2", [DML_CFG_OUT_TANH] = "tanh",
                                      [DML_CFG_OUT_NONE] = "none", NULL};
 static const char *const INIT_SCHEME[] = {[DML_INIT_HE] = "he", [DML_INIT_TORCH] = "torch", NULL};
-static const char *const LOSS[] = {[DML_LOSS_CONTRASTIVE] = "contrastive", [DML_LOSS_TRIPLET] = "triplet",
-                                   [DML_LOSS_MNR] = "mnr", [DML_LOSS_COSINE_PAIR] = "cosine_pair",
-                                   [DML_LOSS_RECONSTRUCTION] = "reconstruction", NULL};
-static const char *const DISTANCE[] = {[DML_DIST_EUCLIDEAN] = "euclidean",
-                                       [DML_DIST_SQUARED_EUCLIDEAN] = "squared_euclidean",
-                                       [DML_DIST_COSINE] = "cosine", NULL};
-static const char *const MINER[] = {[DML_MINER_ALL] = "all", [DML_MINER_HARD] = "hard",
-                                    [DML_MINER_SEMIHARD] = "semihard", NULL};
-static const char *const REDUCTION[] = {[DML_CFG_REDUCE_MEAN] = "mean",
-                                        [DML_CFG_REDUCE_MEAN_NONZERO] = "mean_nonzero", NULL};
 static const char *const RECON[] = {[DML_RECON_MSE] = "mse", [DML_RECON_BCE] = "bce", NULL};
 static const char *const IN_MEMORY[] = {[DML_IN_MEMORY_AUTO] = "auto",
                                         [DML_IN_MEMORY_TRUE] = "true",
@@ -72,9 +64,8 @@ static const char *const OPTIMIZER[] = {[DML_OPTIM_SGD] = "sgd", [DML_OPTIM_ADAM
 static const char *const SCHEDULE[] = {[DML_SCHEDULE_CONSTANT] = "constant",
                                        [DML_SCHEDULE_COSINE] = "cosine", [DML_SCHEDULE_STEP] = "step",
                                        NULL};
-static const char *const METRICS[] = {"map_at_r", "precision_at_1", "r_precision", "map_all",
-                                      "recall_at_k", "mrr_at_10", "knn_accuracy", "nmi",
-                                      "quantization_mse", "pq_recall_at_r", NULL};
+/* eval.metrics: the metric table's rows a training run can compute (it has no ground truth). */
+#define RUN_LACKS DML_METRIC_NEEDS_TRUTH
 
 #define MEMBER(m) offsetof(dml_config, m), sizeof(((dml_config *)0)->m)
 #define NUM(p, t, m, lo, hi, fl, ex) {p, t, MEMBER(m), NULL, lo, hi, fl, ex}
@@ -124,18 +115,8 @@ static const field FIELDS[] = {
     NUM("model.freeze", F_INT, model.freeze, 0, BIG, 0, "an integer >= 0"),
     {"model.head", F_INT_LIST, MEMBER(model.head), NULL, 1, 65536, 0,
      "a list of layer widths like [512, 128], or []"},
-    CHOICE("loss.type", loss.type, LOSS),
-    CHOICE("loss.distance", loss.distance, DISTANCE),
-    NUM("loss.margin", F_FLOAT, loss.margin, 0, INFINITY, 0, "a number >= 0"),
-    CHOICE("loss.miner", loss.miner, MINER),
-    FLAG("loss.soft", loss.soft),
-    CHOICE("loss.reduction", loss.reduction, REDUCTION),
-    NUM("loss.pos_margin", F_FLOAT, loss.pos_margin, 0, INFINITY, 0, "a number >= 0"),
-    NUM("loss.neg_margin", F_FLOAT, loss.neg_margin, 0, INFINITY, 0, "a number >= 0"),
-    NUM("loss.power", F_INT, loss.power, 1, 2, 0, "1 or 2"),
-    NUM("loss.scale", F_FLOAT, loss.scale, 0, INFINITY, OPEN_MIN, "a positive number"),
-    FLAG("loss.symmetric", loss.symmetric),
-    FLAG("loss.mask_same_label", loss.mask_same_label),
+    /* then loss.<key>: the chosen row's parameters (loss_param and its callers) */
+    {"loss.type", F_LOSS, MEMBER(loss.row), NULL, 0, 0, 0, "a loss"},
     CHOICE("loss.reconstruction", loss.reconstruction, RECON),
     NUM("loss.reconstruction_weight", F_FLOAT, loss.reconstruction_weight, 0, INFINITY, 0,
         "a number >= 0"),
@@ -147,6 +128,12 @@ static const field FIELDS[] = {
     FLAG("loss.quantization.tanh", loss.quantization.tanh),
     NUM("loss.memory.size", F_INT, loss.memory.size, 0, 1 << 20, 0, "an integer in 0..1048576"),
     NUM("loss.memory.start_step", F_INT, loss.memory.start_step, 0, BIG, 0, "an integer >= 0"),
+    NUM("loss.hard_negatives.k", F_INT, loss.hard_negatives.k, 0, 1024, 0, "an integer in 0..1024"),
+    EVERY("loss.hard_negatives.every", loss.hard_negatives.every),
+    NUM("loss.hard_negatives.relative_margin", F_FLOAT, loss.hard_negatives.relative_margin, 0, 1,
+        OPEN_MAX, "a number in [0, 1)"),
+    NUM("loss.hard_negatives.candidates", F_INT, loss.hard_negatives.candidates, 1, 127, 0,
+        "an integer in 1..127"),
     CHOICE("sampler.type", sampler.type, SAMPLER),
     NUM("sampler.m", F_INT, sampler.m, 2, BIG, 0, "an integer >= 2"),
     FLAG("sampler.drop_last", sampler.drop_last),
@@ -170,7 +157,7 @@ static const field FIELDS[] = {
     NUM("pq.m", F_INT, pq.m, 1, 65536, 0, "an integer in 1..65536"),
     NUM("pq.k", F_INT, pq.k, 2, 65536, POW2, "a power of two in 2..65536"),
     NUM("pq.iters", F_INT, pq.iters, 1, BIG, 0, "a positive integer"),
-    {"eval.metrics", F_NAME_LIST, MEMBER(eval.metrics), METRICS, 0, 0, 0,
+    {"eval.metrics", F_NAME_LIST, MEMBER(eval.metrics), NULL, 0, 0, 0,
      "a list of metric names like [map_at_r, nmi]"},
     FLAG("eval.pq", eval.pq),
     NUM("eval.knn_k", F_INT, eval.knn_k, 1, BIG, 0, "a positive integer"),
@@ -178,10 +165,12 @@ static const field FIELDS[] = {
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 static const char *const SECTIONS[] = {"data", "data.augment", "model", "loss", "loss.quantization",
-                                       "loss.memory", "sampler", "train", "pq", "eval"};
+                                       "loss.memory", "loss.hard_negatives", "sampler", "train",
+                                       "pq", "eval"};
 #define N_SECTIONS ((int)(sizeof SECTIONS / sizeof SECTIONS[0]))
 
-_Static_assert(sizeof FIELDS / sizeof FIELDS[0] + sizeof SECTIONS / sizeof SECTIONS[0] <=
+_Static_assert(sizeof FIELDS / sizeof FIELDS[0] + sizeof SECTIONS / sizeof SECTIONS[0] +
+                       DML_LOSS_MAX_PARAMS <=
                    DML_CONFIG_MAX_KEYS,
                "dml_config.keys must hold every key and section");
 
@@ -203,17 +192,12 @@ void dml_config_defaults(dml_config *c)
     c->model.activation = DML_CFG_ACT_RELU;
     c->model.output = DML_CFG_OUT_L2;
     c->model.init_scheme = DML_INIT_TORCH;
-    c->loss.type = DML_LOSS_TRIPLET;
-    c->loss.distance = DML_DIST_EUCLIDEAN;
-    c->loss.margin = 0.2f;
-    c->loss.miner = DML_MINER_ALL;
-    c->loss.reduction = DML_CFG_REDUCE_MEAN;
-    c->loss.neg_margin = 1.0f;
-    c->loss.power = 2;
-    c->loss.scale = 20.0f;
-    c->loss.mask_same_label = true;
+    c->loss.row = dml_loss_find("triplet");
+    dml_loss_defaults(c->loss.row, c->loss.p);
     c->loss.reconstruction = DML_RECON_MSE;
     c->loss.quantization.warmup_epochs = 1;
+    c->loss.hard_negatives.relative_margin = 0.05f;
+    c->loss.hard_negatives.candidates = 10;
     c->sampler.type = DML_SAMPLER_M_PER_CLASS;
     c->sampler.m = 4;
     c->sampler.block_rows = 4096;
@@ -373,6 +357,14 @@ static void suggest(const char *prefix, const char *word, char *out, size_t size
             if (leaf_is(path, word) && found++ == 0)
                 snprintf(best, sizeof best, "%s", path);
         }
+        for (int r = 0; r < dml_loss_row_count; r++) /* loss.<key>: the rows' parameters */
+            for (int j = 0; j < dml_loss_rows[r]->n_params; j++) {
+                char path[64];
+                snprintf(path, sizeof path, "loss.%s", dml_loss_rows[r]->params[j].key);
+                if (!strcasecmp(dml_loss_rows[r]->params[j].key, word) &&
+                    (found == 0 || strcmp(best, path)) && found++ == 0)
+                    snprintf(best, sizeof best, "%s", path);
+            }
         if (found != 1)
             best[0] = '\0';
     }
@@ -462,6 +454,15 @@ static void choices_text(const char *const *choices, char *out, size_t size)
         used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " | " : "", choices[i]);
 }
 
+/* loss.type's choices: "one of contrastive | triplet | ...". */
+static void loss_names(char *out, size_t size)
+{
+    size_t used = (size_t)snprintf(out, size, "one of ");
+    for (int i = 0; i < dml_loss_row_count && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " | " : "",
+                                 dml_loss_rows[i]->name);
+}
+
 static void set_text(char *dst, size_t size, const char *s)
 {
     /* Zero-padded, so two configs with the same settings compare equal byte for byte. */
@@ -542,6 +543,15 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
                 return DML_OK;
             }
             break;
+        case F_LOSS: {
+            DML_ASSERT(f->size == sizeof(const dml_loss_row *));
+            const dml_loss_row *row = dml_loss_find(s);
+            if (row) {
+                dml_config_set_loss(c->cfg, row);
+                return DML_OK;
+            }
+            break;
+        }
         case F_INT_LIST:
         case F_NAME_LIST:
             DML_ASSERT(!"lists are set by set_list");
@@ -550,6 +560,8 @@ static dml_status set_scalar(const ctx *c, const field *f, const yaml_node_t *n)
     char expect[256], got[64];
     if (f->type == F_ENUM)
         choices_text(f->choices, expect, sizeof expect);
+    else if (f->type == F_LOSS)
+        loss_names(expect, sizeof expect);
     else if (!above_max(f, n, expect, sizeof expect))
         snprintf(expect, sizeof expect, "%s", f->expect);
     shown(n, got, sizeof got);
@@ -590,11 +602,15 @@ static dml_status set_list(const ctx *c, const field *f, const yaml_node_t *n)
             ((int *)((char *)cfg + f->offset))[i] = (int)v;
             continue;
         }
-        if (item->type != YAML_SCALAR_NODE || choice_index(f->choices, s) < 0) {
-            char expect[256];
-            choices_text(f->choices, expect, sizeof expect);
-            return fail(c, item, "%s[%d]: expected %s, got %s", f->path, i, expect, got);
+        int m = item->type == YAML_SCALAR_NODE ? dml_metric_find(s) : -1;
+        if (m < 0) {
+            char names[256];
+            dml_metric_names(RUN_LACKS, " | ", names, sizeof names);
+            return fail(c, item, "%s[%d]: expected one of %s, got %s", f->path, i, names, got);
         }
+        if (dml_metric_rows[m].needs & RUN_LACKS)
+            return fail(c, item, "%s[%d]: %s needs ground-truth neighbours, which a training run "
+                        "does not have (dml eval --truth computes it)", f->path, i, s);
         for (int j = 0; j < i; j++)
             if (!strcmp(cfg->eval.metrics[j], s))
                 return fail(c, item, "%s[%d]: expected each metric once, got %s again", f->path, i,
@@ -642,6 +658,149 @@ static void remember(dml_config *cfg, const char *path, pos p)
     k->col = p.col;
 }
 
+/* Whether key is a parameter of some loss. */
+static int any_loss_param(const char *key)
+{
+    for (int i = 0; i < dml_loss_row_count; i++)
+        if (dml_loss_param_index(dml_loss_rows[i], key) >= 0)
+            return 1;
+    return 0;
+}
+
+/* "distance, margin, ..." : row's parameter keys. */
+static void param_names(const dml_loss_row *row, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < row->n_params && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "",
+                                 row->params[i].key);
+}
+
+/* loss.<key> = n, key a parameter of the loss chosen so far (the file's loss.type is read
+ * before its other loss keys, whatever their order: walk). The error of a key the loss lacks
+ * is at key_node and names the loss's parameters. */
+static dml_status set_loss_param(const ctx *c, const yaml_node_t *key_node, const char *key,
+                                 const yaml_node_t *n)
+{
+    dml_config *cfg = c->cfg;
+    const dml_loss_row *row = cfg->loss.row;
+    char path[64], names[200];
+    snprintf(path, sizeof path, "loss.%s", key);
+    int i = dml_loss_param_index(row, key);
+    if (i < 0) {
+        param_names(row, names, sizeof names);
+        char hint[96] = "";
+        if (!any_loss_param(key)) { /* a typo: of a loss key, or of this loss's parameter */
+            suggest("loss", key, hint, sizeof hint);
+            for (int j = 0, best = 4; !hint[0] && j < row->n_params; j++) {
+                int d = edit_distance(key, row->params[j].key);
+                if (d < best && 2 * d <= (int)strlen(row->params[j].key))
+                    snprintf(hint, sizeof hint, " (did you mean 'loss.%s'?)", row->params[j].key);
+            }
+            if (hint[0])
+                return fail(c, key_node, "%s: unknown key%s", path, hint);
+        }
+        if (row->n_params == 0)
+            return fail(c, key_node, "%s: not a parameter of loss.type %s, which has none", path,
+                        row->name);
+        return fail(c, key_node, "%s: not a parameter of loss.type %s, whose parameters are %s",
+                    path, row->name, names);
+    }
+    const dml_loss_param *prm = &row->params[i];
+    const char *s = text(n);
+    double v = 0;
+    bool b;
+    int ok = 0;
+    if (n->type == YAML_SCALAR_NODE) {
+        switch (prm->kind) {
+        case DML_LP_FLOAT: /* range-checked as the float it becomes */
+            ok = parse_number(s, &v) && isfinite((float)v) && dml_loss_param_ok(prm, (float)v);
+            v = (float)v;
+            break;
+        case DML_LP_INT: ok = parse_number(s, &v) && dml_loss_param_ok(prm, v); break;
+        case DML_LP_FLAG:
+            ok = parse_bool(s, &b);
+            v = b;
+            break;
+        case DML_LP_CHOICE:
+            v = choice_index(prm->choices, s);
+            ok = v >= 0;
+            break;
+        }
+    }
+    if (ok) {
+        cfg->loss.p[i] = (float)v;
+        remember(cfg, path, at(c, n));
+        return DML_OK;
+    }
+    char expect[256], got[64];
+    dml_loss_param_expect(prm, expect, sizeof expect);
+    shown(n, got, sizeof got);
+    return fail(c, n, "%s: expected %s, got %s", path, expect, got);
+}
+
+/* Drops key_path from the keys given (a parameter of a loss no longer chosen). */
+static void forget(dml_config *cfg, const char *key_path)
+{
+    for (int i = 0; i < cfg->n_keys; i++)
+        if (!strcmp(cfg->keys[i].path, key_path)) {
+            memmove(&cfg->keys[i], &cfg->keys[i + 1],
+                    (size_t)(cfg->n_keys - i - 1) * sizeof cfg->keys[0]);
+            cfg->n_keys--;
+            return;
+        }
+}
+
+static int param_given(const dml_config *cfg, const dml_loss_param *prm)
+{
+    char path[64];
+    snprintf(path, sizeof path, "loss.%s", prm->key);
+    return dml_config_where(cfg, path, NULL, NULL);
+}
+
+/* The loss's defaults that depend on its other parameters. */
+static void fit_loss(dml_config *cfg)
+{
+    const dml_loss_row *row = cfg->loss.row;
+    int given[DML_LOSS_MAX_PARAMS];
+    for (int i = 0; i < row->n_params; i++)
+        given[i] = param_given(cfg, &row->params[i]);
+    if (row->fit_defaults)
+        row->fit_defaults(cfg->loss.p, given);
+}
+
+void dml_config_set_loss(dml_config *cfg, const dml_loss_row *row)
+{
+    const dml_loss_row *old = cfg->loss.row;
+    float p[DML_LOSS_MAX_PARAMS] = {0};
+    dml_loss_defaults(row, p);
+    for (int i = 0; i < old->n_params; i++) {
+        const dml_loss_param *was = &old->params[i];
+        if (!param_given(cfg, was))
+            continue;
+        int j = dml_loss_param_index(row, was->key);
+        const dml_loss_param *now = j >= 0 ? &row->params[j] : NULL;
+        if (now && now->kind == was->kind && now->choices == was->choices &&
+            dml_loss_param_ok(now, cfg->loss.p[i])) {
+            p[j] = cfg->loss.p[i];
+        } else {
+            char path[64];
+            snprintf(path, sizeof path, "loss.%s", was->key);
+            forget(cfg, path);
+        }
+    }
+    cfg->loss.row = row;
+    memcpy(cfg->loss.p, p, sizeof p);
+    fit_loss(cfg);
+}
+
+float dml_config_loss_param(const dml_config *cfg, const char *key, float def)
+{
+    int i = dml_loss_param_index(cfg->loss.row, key);
+    return i >= 0 ? cfg->loss.p[i] : def;
+}
+
 static dml_status set_value(const ctx *c, const field *f, const yaml_node_t *n)
 {
     dml_status st = f->type == F_INT_LIST || f->type == F_NAME_LIST ? set_list(c, f, n)
@@ -649,6 +808,18 @@ static dml_status set_value(const ctx *c, const field *f, const yaml_node_t *n)
     if (st == DML_OK)
         remember(c->cfg, f->path, at(c, n));
     return st;
+}
+
+/* The loss section's type, set before its other keys: they are its row's parameters. */
+static dml_status set_loss_type_first(const ctx *c, const yaml_node_t *map)
+{
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *key = yaml_document_get_node(c->doc, p->key);
+        if (key->type == YAML_SCALAR_NODE && !strcmp(text(key), "type"))
+            return set_value(c, find_field("loss.type"), yaml_document_get_node(c->doc, p->value));
+    }
+    return DML_OK;
 }
 
 /* Walks the mapping of section prefix ("" at the top level). */
@@ -662,6 +833,9 @@ static dml_status walk(const ctx *c, const yaml_node_t *map, const char *prefix)
         return *prefix ? fail(c, map, "%s: expected a mapping of keys, got %s", prefix, got)
                        : fail(c, map, "expected a mapping of keys like \"train:\", got %s", got);
     }
+    dml_status st = strcmp(prefix, "loss") ? DML_OK : set_loss_type_first(c, map);
+    if (st != DML_OK)
+        return st;
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         const yaml_node_t *key = yaml_document_get_node(c->doc, p->key);
@@ -681,12 +855,13 @@ static dml_status walk(const ctx *c, const yaml_node_t *map, const char *prefix)
             }
         }
         const field *f = find_field(path);
-        dml_status st;
         if (is_section(path)) {
             remember(c->cfg, path, at(c, key));
             st = walk(c, value, path);
         } else if (f) {
             st = set_value(c, f, value);
+        } else if (!strcmp(prefix, "loss")) {
+            st = set_loss_param(c, key, text(key), value);
         } else {
             char hint[96];
             suggest(prefix, text(key), hint, sizeof hint);
@@ -753,6 +928,12 @@ static dml_status load_doc(const unsigned char *text, size_t len, yaml_document_
 }
 
 /* ---- overrides ---- */
+/* loss.<key>: a parameter of some loss (set_loss_param checks the chosen one's). */
+static int is_loss_param(const char *path)
+{
+    return !strncmp(path, "loss.", 5) && !strchr(path + 5, '.') && path[5];
+}
+
 static dml_status apply_set(dml_config *cfg, const char *set, dml_error *err)
 {
     const char *eq = strchr(set, '=');
@@ -766,7 +947,7 @@ static dml_status apply_set(dml_config *cfg, const char *set, dml_error *err)
         size_t n = strcspn(p, "."), end = (size_t)(p - path) + n;
         char cand[128], prefix[128], word[128], hint[96] = "";
         snprintf(cand, sizeof cand, "%.*s", (int)end, path);
-        if (p[n] == '\0' && (is_section(cand) || find_field(cand)))
+        if (p[n] == '\0' && (is_section(cand) || find_field(cand) || is_loss_param(cand)))
             break;
         if (p[n] == '.' && is_section(cand)) {
             p += n + 1;
@@ -797,8 +978,10 @@ static dml_status apply_set(dml_config *cfg, const char *set, dml_error *err)
     } else if (is_section(path)) {
         remember(cfg, path, none);
         st = walk(&c, root, path);
-    } else {
+    } else if (find_field(path)) {
         st = set_value(&c, find_field(path), root);
+    } else { /* checked against the loss chosen by the file and earlier --set */
+        st = set_loss_param(&c, root, path + strlen("loss."), root);
     }
     yaml_document_delete(&doc);
     return st;
@@ -846,18 +1029,8 @@ static void name_from_path(dml_config *cfg, const char *path)
     memcpy(cfg->name, base, n);
 }
 
-void dml_config_settle_reduction(dml_config *cfg)
-{
-    /* losses.md: batch-all triplet averages over the active triplets only; every other loss
-     * over all terms */
-    if (!dml_config_where(cfg, "loss.reduction", NULL, NULL))
-        cfg->loss.reduction = cfg->loss.type == DML_LOSS_TRIPLET && cfg->loss.miner == DML_MINER_ALL
-                                  ? DML_CFG_REDUCE_MEAN_NONZERO
-                                  : DML_CFG_REDUCE_MEAN;
-}
-
-/* Defaults that depend on other keys: the loss (and its reduction) of an unlabelled
- * autoencoder, dml_config_settle_reduction's. A default must work with
+/* Defaults that depend on other keys: the loss of an unlabelled autoencoder, the loss's
+ * parameters that depend on others (its row's fit_defaults). A default must work with
  * what the user did set: Fashion-MNIST's test set is no test set for other training data, and
  * pq.m must divide the embedding width (the largest divisor up to 4), sampler.m the batch. The
  * defaults only the data can settle are the trainer's (train/run_defaults.c). */
@@ -866,8 +1039,8 @@ static void settle(dml_config *cfg)
     /* unlabelled rows give the default triplet loss nothing: an autoencoder reconstructs them */
     if (!dml_config_where(cfg, "loss.type", NULL, NULL) && cfg->data.unlabelled &&
         cfg->model.type == DML_NET_AUTOENCODER)
-        cfg->loss.type = DML_LOSS_RECONSTRUCTION;
-    dml_config_settle_reduction(cfg);
+        dml_config_set_loss(cfg, dml_loss_find("reconstruction"));
+    fit_loss(cfg);
     if (!dml_config_where(cfg, "data.test", NULL, NULL) &&
         strncmp(cfg->data.train, "fashion-mnist:", strlen("fashion-mnist:")) != 0)
         memset(cfg->data.test, 0, sizeof cfg->data.test); /* as a config that gave "" */
@@ -1012,6 +1185,16 @@ static void print_string(const char *s, FILE *out)
     fputc('"', out);
 }
 
+static void print_param(const dml_loss_param *prm, float v, FILE *out)
+{
+    switch (prm->kind) {
+    case DML_LP_FLOAT: print_float(v, out); break;
+    case DML_LP_INT: fprintf(out, "%d", (int)v); break;
+    case DML_LP_FLAG: fputs(v != 0.0f ? "true" : "false", out); break;
+    case DML_LP_CHOICE: fputs(prm->choices[(int)v], out); break;
+    }
+}
+
 static void print_value(const field *f, const dml_config *cfg, FILE *out)
 {
     const void *src = (const char *)cfg + f->offset;
@@ -1033,6 +1216,7 @@ static void print_value(const field *f, const dml_config *cfg, FILE *out)
     case F_SIZE_MB:
         fprintf(out, "%dMB", *(const int *)src);
         break;
+    case F_LOSS: fputs(cfg->loss.row->name, out); break;
     case F_INT_LIST:
         fputc('[', out);
         for (int i = 0; i < *(const int *)((const char *)cfg + int_list_count(f)); i++)
@@ -1067,7 +1251,11 @@ void dml_config_print(const dml_config *cfg, FILE *out)
         snprintf(section, sizeof section, "%s", sec);
         fprintf(out, "%*s%s: ", 2 * level, "", leaf ? leaf + 1 : f->path);
         print_value(f, cfg, out);
-        fputc('\n', out);
+        fputc('\n', out);        for (int j = 0; f->type == F_LOSS && j < cfg->loss.row->n_params; j++) {
+            fprintf(out, "%*s%s: ", 2 * level, "", cfg->loss.row->params[j].key);
+            print_param(&cfg->loss.row->params[j], cfg->loss.p[j], out);
+            fputc('\n', out);
+        }
     }
 }
 
@@ -1077,6 +1265,11 @@ void dml_config_print_keys(const dml_config *cfg, FILE *out)
         fprintf(out, "%s: ", FIELDS[i].path);
         print_value(&FIELDS[i], cfg, out);
         fputc('\n', out);
+        for (int j = 0; FIELDS[i].type == F_LOSS && j < cfg->loss.row->n_params; j++) {
+            fprintf(out, "loss.%s: ", cfg->loss.row->params[j].key);
+            print_param(&cfg->loss.row->params[j], cfg->loss.p[j], out);
+            fputc('\n', out);
+        }
     }
 }
 

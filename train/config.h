@@ -8,13 +8,13 @@
 #include <stdio.h>
 
 #include "data/data.h"
-#include "losses/losses.h"
+#include "losses/loss_table.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 
 #define DML_CONFIG_MAX_HIDDEN 16
 #define DML_CONFIG_MAX_METRICS 16
-#define DML_CONFIG_MAX_KEYS 96 /* more than the schema's keys and sections together */
+#define DML_CONFIG_MAX_KEYS 128 /* more than the schema's keys and sections together */
 #define DML_CONFIG_PATH 1024
 
 /* String choices. Where a lower layer has the same list (dml_norm_kind, dml_net_type,
@@ -34,14 +34,6 @@ typedef enum {
 } dml_pairs;
 typedef enum { DML_CFG_ACT_RELU, DML_CFG_ACT_TANH, DML_CFG_ACT_GELU, DML_CFG_ACT_LEAKY_RELU } dml_cfg_act;
 typedef enum { DML_CFG_OUT_L2, DML_CFG_OUT_TANH, DML_CFG_OUT_NONE } dml_cfg_output;
-typedef enum {
-    DML_LOSS_CONTRASTIVE,
-    DML_LOSS_TRIPLET,
-    DML_LOSS_MNR,
-    DML_LOSS_COSINE_PAIR,
-    DML_LOSS_RECONSTRUCTION
-} dml_loss_type;
-typedef enum { DML_CFG_REDUCE_MEAN, DML_CFG_REDUCE_MEAN_NONZERO } dml_cfg_reduction;
 typedef enum { DML_RECON_MSE, DML_RECON_BCE } dml_recon_kind;
 
 /* "epoch" (0), a positive number of steps, or for validation and checkpoints "never" (also
@@ -86,17 +78,9 @@ typedef struct dml_config {
         int n_head;
     } model;
     struct {
-        dml_loss_type type;
-        dml_distance distance;
-        float margin;
-        dml_miner miner;
-        bool soft;
-        dml_cfg_reduction reduction; /* default: mean_nonzero for triplet with miner all, else mean */
-        float pos_margin, neg_margin;
-        int power;
-        float scale;
-        bool symmetric;
-        bool mask_same_label; /* mnr; applies when the data have labels */
+        const dml_loss_row *row;      /* loss.type */
+        float p[DML_LOSS_MAX_PARAMS]; /* loss.<key>: row's parameters, in its order */
+        /* the decoder's term: loss.type reconstruction's, and loss.reconstruction_weight's */
         dml_recon_kind reconstruction;
         float reconstruction_weight; /* > 0: reconstruct the unlabelled rows too (autoencoder) */
         struct {
@@ -109,6 +93,12 @@ typedef struct dml_config {
             int size;       /* cross-batch memory: the last size embeddings; 0 = off */
             int start_step; /* the step from which the loss uses them */
         } memory;
+        struct { /* mnr on two views: negatives mined from the training rows */
+            int k;                 /* extra negatives per anchor and step; 0 = off */
+            dml_every every;       /* steps between minings (0: an epoch) */
+            float relative_margin; /* keep cosines <= (1 - this) x the positive's */
+            int candidates;        /* the nearest rows each anchor's pool is filtered from */
+        } hard_negatives;
     } loss;
     struct {
         dml_sampler_kind type;
@@ -143,7 +133,8 @@ typedef struct dml_config {
     int n_keys;
 } dml_config;
 
-/* Every default of config.md (name "" and reduction mean: both are settled by the load). */
+/* Every default of config.md (name "" and the loss's fitted defaults: both are settled by the
+ * load). */
 void dml_config_defaults(dml_config *cfg);
 
 /* Reads the YAML file at path, applies sets[i] ("key.path=value", the value parsed as YAML, so
@@ -170,12 +161,17 @@ int dml_config_where(const dml_config *cfg, const char *key_path, int *line, int
 /* An error about a key found later (once the data are read): DML_ERR_CONFIG at the key's
  * position ("cfg.yaml:12:3: pq.k: <message>"; "--set: pq.k: ..." for an override; "cfg.yaml:
  * pq.k: ..." for a default). fmt's arguments may point into *err. Returns DML_ERR_CONFIG. */
-/* loss.reduction, when the config left it unset, for loss.type and loss.miner: the load's
- * default, again for a loss.type the trainer fits to the data. */
-void dml_config_settle_reduction(dml_config *cfg);
-
 dml_status dml_config_error(const dml_config *cfg, const char *key_path, dml_error *err,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Makes row the loss: its parameters at their defaults, but for those the config gave that
+ * row has too (same key and kind), kept; the given keys it lacks are forgotten. Then the
+ * defaults that depend on other parameters (row->fit_defaults). For --set loss.type, and a
+ * loss.type the trainer fits to the data. */
+void dml_config_set_loss(dml_config *cfg, const dml_loss_row *row);
+
+/* Parameter key's value in the config's loss (def when its row has no such parameter). */
+float dml_config_loss_param(const dml_config *cfg, const char *key, float def);
 
 /* The effective config as YAML, in config.md's order and sections, defaults filled in. Loading
  * it again gives the same config. */

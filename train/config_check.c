@@ -3,7 +3,24 @@
 #include "train/config.h"
 #include "train/loss_data.h"
 
+#include <stdio.h>
 #include <string.h>
+
+/* "contrastive, triplet and mnr": the losses whose needs (or combines, when combines is 1)
+ * hold flag. */
+static void losses_with(unsigned flag, int combines, char *out, size_t size)
+{
+    const char *names[64];
+    int n = 0;
+    for (int i = 0; i < dml_loss_row_count && n < 64; i++)
+        if ((combines ? dml_loss_rows[i]->combines : dml_loss_rows[i]->needs) & flag)
+            names[n++] = dml_loss_rows[i]->name;
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s",
+                                 i == 0 ? "" : i == n - 1 ? " and " : ", ", names[i]);
+}
 
 dml_status dml_config_check(const dml_config *c, dml_error *err)
 {
@@ -24,16 +41,22 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
                                 "expected a divisor of train.batch_size (%d) for the m_per_class "
                                 "sampler, got %d",
                                 c->train.batch_size, c->sampler.m);
-    if (c->loss.type == DML_LOSS_MNR && !pairs)
+    const dml_loss_row *row = c->loss.row;
+    char names[256];
+    if ((row->needs & DML_LOSS_NEEDS_PAIRS) && !pairs)
         return dml_config_error(c, "loss.type", err,
-                                "mnr needs pairs: set data.pairs to same_class, halves, file or augment");
+                                "%s needs pairs: set data.pairs to same_class, halves, file or "
+                                "augment", row->name);
     if (c->model.type == DML_NET_DUAL && !pairs)
         return dml_config_error(c, "model.type", err,
                                 "a dual encoder needs pairs: set data.pairs to halves or file");
-    if (pairs && c->loss.type != DML_LOSS_MNR)
+    unsigned takes_pairs = DML_LOSS_NEEDS_PAIRS | DML_LOSS_NEEDS_LABELS_OR_PAIRS;
+    if (pairs && !(row->needs & takes_pairs)) {
+        losses_with(takes_pairs, 0, names, sizeof names);
         return dml_config_error(c, "data.pairs", err,
-                                "pairs train with loss.type mnr: set data.pairs to none for this "
-                                "loss");
+                                "pairs train with loss.type %s: set data.pairs to none for this "
+                                "loss", names);
+    }
     if (c->data.pairs == DML_PAIRS_AUGMENT && !dml_augment_on(&c->data.augment))
         return dml_config_error(c, "data.pairs", err,
                                 "augment pairs are two augmented views of a row: set data.augment "
@@ -47,21 +70,43 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, c->data.augment.height > 0 ? "data.augment.height"
                                                               : "data.augment.width",
                                 err, "expected both data.augment.height and width, or neither");
-    if (c->loss.memory.size > 0 && c->loss.type != DML_LOSS_CONTRASTIVE &&
-        c->loss.type != DML_LOSS_TRIPLET && c->loss.type != DML_LOSS_MNR)
+    if (c->loss.memory.size > 0 && !(row->combines & DML_LOSS_WITH_MEMORY)) {
+        losses_with(DML_LOSS_WITH_MEMORY, 1, names, sizeof names);
         return dml_config_error(c, "loss.memory", err,
-                                "cross-batch memory serves loss.type contrastive, triplet and mnr: "
-                                "set loss.memory.size to 0 for this loss");
-    if (c->train.chunk_size > 0 && c->loss.type != DML_LOSS_MNR)
+                                "cross-batch memory serves loss.type %s: set loss.memory.size to 0 "
+                                "for this loss", names);
+    }
+    if (c->train.chunk_size > 0 && !(row->combines & DML_LOSS_WITH_GRADCACHE)) {
+        losses_with(DML_LOSS_WITH_GRADCACHE, 1, names, sizeof names);
         return dml_config_error(c, "train.chunk_size", err,
-                                "GradCache chunks serve loss.type mnr: set train.chunk_size to 0 "
-                                "for this loss");
+                                "GradCache chunks serve loss.type %s: set train.chunk_size to 0 "
+                                "for this loss", names);
+    }
+    if (c->loss.quantization.weight > 0.0f && !(row->combines & DML_LOSS_WITH_QUANTIZATION)) {
+        losses_with(DML_LOSS_WITH_QUANTIZATION, 1, names, sizeof names);
+        return dml_config_error(c, "loss.quantization.weight", err,
+                                "the joint quantization loss serves loss.type %s: set this to 0 "
+                                "for %s", names, row->name);
+    }
     if (c->train.chunk_size > 0 &&
         (c->loss.quantization.weight > 0.0f || c->loss.reconstruction_weight > 0.0f))
         return dml_config_error(c, "train.chunk_size", err,
                                 "GradCache chunks the mnr loss alone: set loss.quantization.weight "
                                 "and loss.reconstruction_weight to 0, or this to 0");
-    if (c->loss.type == DML_LOSS_RECONSTRUCTION && c->model.type != DML_NET_AUTOENCODER)
+    const int hard_k = c->loss.hard_negatives.k;
+    /* Mined negatives are other rows' second view: pairs whose positive is a row's own other
+     * view (halves, file), so that "not the positive" is well defined. */
+    if (hard_k > 0 && (!(row->combines & DML_LOSS_WITH_HARD_NEGATIVES) ||
+                       (c->data.pairs != DML_PAIRS_HALVES && c->data.pairs != DML_PAIRS_FILE)))
+        return dml_config_error(c, "loss.hard_negatives.k", err,
+                                "mined hard negatives serve loss.type mnr on data.pairs halves or "
+                                "file: set loss.hard_negatives.k to 0");
+    if (hard_k > c->loss.hard_negatives.candidates)
+        return dml_config_error(c, "loss.hard_negatives.k", err,
+                                "expected at most loss.hard_negatives.candidates (%d), got %d",
+                                c->loss.hard_negatives.candidates, hard_k);
+    /* reconstruction, the one loss without a build: the trainer composes it from the decoder */
+    if (!row->build && c->model.type != DML_NET_AUTOENCODER)
         return dml_config_error(c, "loss.type", err,
                                 "reconstruction needs a decoder: set model.type to autoencoder");
     if (c->loss.reconstruction_weight > 0.0f && c->model.type != DML_NET_AUTOENCODER)
@@ -78,10 +123,10 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
     /* model.head feeds the metric loss alone: reconstruction has none; the joint quantization
      * loss would quantize the head's output while the codebooks serve the encoder's; GradCache
      * caches the encoder's output as the loss's input. */
-    if (c->model.n_head > 0 && c->loss.type == DML_LOSS_RECONSTRUCTION)
+    if (c->model.n_head > 0 && !(row->combines & DML_LOSS_WITH_HEAD))
         return dml_config_error(c, "model.head", err,
-                                "a projection head feeds a metric loss, and reconstruction has "
-                                "none: set model.head to [] or loss.type to a metric loss");
+                                "a projection head feeds a metric loss, and %s has none: set "
+                                "model.head to [] or loss.type to a metric loss", row->name);
     if (c->model.n_head > 0 && c->loss.quantization.weight > 0.0f)
         return dml_config_error(c, "model.head", err,
                                 "the joint quantization loss would quantize the head's output, "

@@ -5,10 +5,24 @@
 
 #include <stdlib.h>
 
+int dml_loss_uses_pairs(const dml_config *c)
+{
+    unsigned needs = c->loss.row->needs;
+    return (needs & DML_LOSS_NEEDS_PAIRS) ||
+           ((needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS) && c->data.pairs != DML_PAIRS_NONE);
+}
+
 int dml_loss_needs_labels(const dml_config *c)
 {
-    return c->loss.type != DML_LOSS_RECONSTRUCTION &&
-           !(c->loss.type == DML_LOSS_MNR && c->data.pairs != DML_PAIRS_SAME_CLASS);
+    unsigned needs = c->loss.row->needs;
+    return (needs & DML_LOSS_NEEDS_LABELS) ||
+           (dml_loss_uses_pairs(c) && c->data.pairs == DML_PAIRS_SAME_CLASS) ||
+           ((needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS) && c->data.pairs == DML_PAIRS_NONE);
+}
+
+int dml_loss_reads_labels(const dml_config *c)
+{
+    return dml_loss_needs_labels(c) || (c->loss.row->needs & DML_LOSS_NEEDS_LABELS_OR_PAIRS);
 }
 
 /* What a loss needs, counted over the training rows; zero: nothing. */
@@ -22,24 +36,19 @@ typedef struct need {
 
 static need need_of(const dml_config *c)
 {
-    static const char *const pull = "it pulls a class's rows together and pushes other classes' "
-                                    "rows away";
-    switch (c->loss.type) {
-    case DML_LOSS_CONTRASTIVE:
-        return (need){"contrastive", 2, 1, 0, pull};
-    case DML_LOSS_TRIPLET:
-        return (need){"triplet", 2, 1, 0, pull};
-    case DML_LOSS_COSINE_PAIR:
-        return (need){"cosine_pair", 2, 1, 0, "it fits cosine +1 within a class and -1 across"};
-    case DML_LOSS_MNR:
-        if (c->data.pairs == DML_PAIRS_SAME_CLASS) /* masked: a negative is another class's pair */
-            return (need){"mnr", 2, c->loss.mask_same_label ? 2 : 1, 0,
-                          "its pairs are two rows of a class, and the batch's pairs of other "
-                          "classes are their negatives"};
-        return (need){"mnr", 0, 0, 2, "each anchor's negatives are the batch's other positives"};
-    default: /* DML_LOSS_RECONSTRUCTION: any row */
-        return (need){"reconstruction", 0, 0, 1, "it reconstructs rows"};
-    }
+    const dml_loss_row *row = c->loss.row;
+    if (dml_loss_needs_labels(c) && !dml_loss_uses_pairs(c))
+        return (need){row->name, 2, 1, 0,
+                      "it pulls a class's rows together and pushes other classes' rows away"};
+    if (dml_loss_uses_pairs(c) && c->data.pairs == DML_PAIRS_SAME_CLASS)
+        /* masked: a negative is another class's pair */
+        return (need){row->name, 2, dml_config_loss_param(c, "mask_same_label", 0) ? 2 : 1, 0,
+                      "its pairs are two rows of a class, and the batch's pairs of other "
+                      "classes are their negatives"};
+    if (dml_loss_uses_pairs(c))
+        return (need){row->name, 0, 0, 2,
+                      "each anchor's negatives are the batch's other positives"};
+    return (need){row->name, 0, 0, 1, "it reconstructs rows"}; /* reconstruction: any row */
 }
 
 int dml_count_labels(const dml_dataset *ds, const int32_t *rows, int n, int *paired, int *one)

@@ -10,9 +10,16 @@
 #include "data/dataset.h"
 #include "train/config.h"
 
-/* 1 when the configured loss reads the training rows' labels: every metric loss but mnr on
- * halves, file or augment pairs; reconstruction never. */
+/* 1 when the configured loss reads the training rows' labels, from its row's needs: a label
+ * loss, or a pair loss on same_class pairs (made from the labels); reconstruction never. The one
+ * place this is decided. */
 int dml_loss_needs_labels(const dml_config *c);
+/* 1 when the loss trains on pair batches: a pair loss, or one that takes labels or pairs
+ * (supcon) with data.pairs set. */
+int dml_loss_uses_pairs(const dml_config *c);
+/* 1 when the loss is given the batch's labels where the rows have them: those it needs, and a
+ * loss that takes labels or pairs reads them beside its pairs (supcon's views of a class). */
+int dml_loss_reads_labels(const dml_config *c);
 
 /* Checks that the loss can learn from rows[n] of train (the rows it samples, after the split):
  * label losses need two classes, one of them with two rows (same_class mnr masking its label:

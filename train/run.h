@@ -11,6 +11,7 @@
 #include "eval/eval.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
+#include "losses/loss_table.h"
 #include "train/comm.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -33,24 +34,50 @@ typedef struct dml_memory {
     int n, head;       /* slots in use; the next slot written */
     float *x;          /* [size, dim] */
     int32_t *y;        /* [size] their labels (0 when unlabelled) */
-    int32_t *refs;     /* [batch + size] a step's reference labels: the batch's, then y[0, n) */
     const float *held; /* [n_held, dim] the step's embeddings (in the arena) until pushed */
     const int32_t *held_y;
     int n_held;
 } dml_memory;
 
-dml_status dml_memory_init(dml_memory *m, int size, int dim, int batch, dml_error *err);
+dml_status dml_memory_init(dml_memory *m, int size, int dim, dml_error *err);
 void dml_memory_free(dml_memory *m);
 /* Arena bytes a step needs beyond the loss without memory. */
 size_t dml_memory_arena_bytes(int size, int dim, int batch);
 /* The rows in use as a leaf without gradient [n, dim]; NULL while empty. */
 dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g);
-/* The labels of the references [b + n]: batch_y[b], then the memory's. */
-const int32_t *dml_memory_ref_labels(dml_memory *m, const int32_t *batch_y, int b);
 /* Notes the step's embeddings z[b, dim] and labels (y may be NULL) for dml_memory_push. */
 void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b);
 /* Writes the held rows into the ring, oldest slots first once it is full. */
 void dml_memory_push(dml_memory *m);
+
+/* train/run_class_params.c: a loss row's learned per-class rows (class_rows > 0: proxies, class
+ * centres), trained like the network's weights and kept in checkpoint.h5, never exported. */
+typedef struct dml_class_params {
+    float *data, *grad; /* [n_classes * rows, dim]; NULL when the loss learns none */
+    int n_classes, rows, dim;
+    int param;           /* their view's index in r->params and the optimizer's */
+    float lr_multiplier; /* their learning rate over train.lr: the row's lr_multiplier */
+} dml_class_params;
+
+/* loss.hard_negatives (train/run_hard_negatives.c): each training row's pool of mined
+ * negatives, and a step's draw from the batch anchors' pools. k 0: off. */
+typedef struct dml_hard_negatives {
+    int k, pool;    /* negatives drawn per anchor; the pool's capacity (candidates) */
+    int period;     /* steps between minings */
+    int n_rows;     /* the training set's rows (the arrays' index) */
+    int32_t *cand;  /* [n_rows, pool] dataset rows, nearest first */
+    int32_t *count; /* [n_rows] candidates in each pool (0 for rows never mined) */
+    int32_t *rows;  /* [batch, k] the step's negatives: dataset rows */
+    float *x;       /* [batch * k, d_in_b] their positive views */
+    float *gc_z, *gc_g; /* [batch * k, dim] their embeddings and gradients (GradCache) */
+} dml_hard_negatives;
+
+/* The anchor's pool from its search results found[n] (positions in the searched rows, -1 past
+ * the end) and their cosine[n], nearest first: the first `pool` of them that are not `self`
+ * (its own positive) and score at most (1 - margin) * positive. Returns how many. */
+int dml_hard_negatives_filter(const int32_t *found, const float *cosine, int n, int self,
+                              float positive, float margin, int pool, int32_t *out);
+
 
 /* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
 typedef struct dml_run_lock {
@@ -105,6 +132,7 @@ typedef struct dml_run {
      * n_layers 0). Trained and checkpointed, never exported. */
     dml_mlp head;
     int dim_loss; /* the width of what the loss sees: the head's output, else model.dim */
+    dml_class_params cls; /* the loss's learned per-class rows (Proxy Anchor's proxies) */
     dml_param_view params[DML_MAX_PARAMS];
     int n_params;
     dml_optim optim;
@@ -127,6 +155,7 @@ typedef struct dml_run {
     float *aug_scratch; /* [d_in] */
     dml_rng rng_aug;
     dml_memory mem; /* loss.memory; mem.size == 0 when off */
+    dml_hard_negatives hn; /* loss.hard_negatives; hn.k == 0 when off */
     struct {
         float *za, *zp, *ga, *gp; /* [batch, dim] embeddings and their gradients (GradCache) */
     } gc;
@@ -139,6 +168,19 @@ typedef struct dml_run {
     int n_val;
     float *loss_curve; /* [total_steps] */
 } dml_run;
+
+/* train/run_class_params.c (dml_class_params above) */
+/* After the model is built (r->dim_loss set): allocated for the training labels' classes and
+ * drawn, their view appended to r->params, when the loss row (parameters p) has class rows. */
+dml_status dml_run_class_params_open(dml_run *r, const dml_loss_row *row, const float *p,
+                                     dml_error *err);
+/* After the optimizer is set up: their learning-rate scale. */
+void dml_run_class_params_lr(dml_run *r);
+/* Before the ranks' gradients are summed: only rank 0's gradient for them counts. */
+void dml_run_class_params_own(dml_run *r);
+/* A leaf over them for the step's loss (with their gradient buffer); NULL when none. */
+dml_tensor *dml_run_class_params_leaf(const dml_run *r, dml_graph *g);
+void dml_run_class_params_free(dml_class_params *cp);
 
 /* train/run_defaults.c: batch_size, sampler.m and pq.k fitted to the training rows where the
  * config left them at their defaults, each change noted in the log. DML_ERR_NOMEM when out of
@@ -191,6 +233,19 @@ void dml_run_embed_blocks(dml_graph *g, const dml_mlp *m, const float *x, int n,
 /* Embeddings [n, dim] (malloc'ed; NULL when out of memory) of rows[n] of ds (every row when
  * rows is NULL): the anchor tower, or (second) the positive tower on the second view. */
 float *dml_run_embed_rows(dml_run *r, const dml_dataset *ds, const int32_t *rows, int n, int second);
+
+/* train/run_hard_negatives.c */
+/* Sizes r->hn for the run (after the model and the sampler). Refuses streamed rows. */
+dml_status dml_hard_negatives_init(dml_run *r, dml_error *err);
+void dml_hard_negatives_free(dml_hard_negatives *h);
+/* Arena bytes a step needs for the extra negatives. */
+size_t dml_hard_negatives_arena_bytes(const dml_run *r);
+/* Mines every pool again when r->step is a positive multiple of the period (under mpirun on
+ * rank 0, which sends the pools to the others); else nothing. */
+dml_status dml_hard_negatives_mine(dml_run *r, dml_error *err);
+/* Draws k negatives for each of the batch's b anchors (r->idx) into r->hn.rows and their
+ * positive views into r->hn.x. Returns b * k, or 0 before the first mining. */
+int dml_hard_negatives_pick(dml_run *r, int b);
 
 /* train/run_comm.c: data-parallel training (nothing is called when r->comm is NULL). */
 /* A hash of a dataset's shape, rows and labels (in memory; a streamed one's shape and labels):

@@ -97,6 +97,11 @@ dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err)
     free(all);
     if (st != DML_OK)
         return st;
+    const dml_loss_row *row = r->cfg->loss.row;
+    if (!(row->combines & DML_LOSS_WITH_MPI))
+        return dml_config_error(r->cfg, "loss.type", err,
+                                "%s trains in one process: its ranks' models would differ from "
+                                "one process's; run it without mpirun", row->name);
     if (r->cfg->train.chunk_size > 0)
         return dml_config_error(r->cfg, "train.chunk_size", err,
                                 "GradCache runs in one process: under mpirun the ranks already "

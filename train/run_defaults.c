@@ -131,11 +131,10 @@ dml_status dml_run_fit_loss(dml_run *r, dml_error *err)
 {
     dml_config *c = &r->cfg_fitted;
     if (given(c, "loss.type") || r->train.y || c->model.type != DML_NET_AUTOENCODER ||
-        c->loss.type == DML_LOSS_RECONSTRUCTION)
+        !c->loss.row->build) /* reconstruction already */
         return DML_OK;
     fprintf(r->log, "# loss.type: reconstruction (the training data have no labels, which the "
                     "default loss needs)\n");
-    c->loss.type = DML_LOSS_RECONSTRUCTION;
-    dml_config_settle_reduction(c);
+    dml_config_set_loss(c, dml_loss_find("reconstruction"));
     return dml_config_check(c, err); /* as if the config had given it: model.head, say */
 }

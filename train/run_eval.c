@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval.h"
+#include "eval/metric_table.h"
 #include "train/run_output.h"
 
 static int32_t *labels_of(const dml_dataset *ds, const int32_t *rows, int n)
@@ -88,24 +88,25 @@ static dml_status final_metrics(dml_run *r, dml_eval_result *out, dml_error *err
     const dml_config *c = r->cfg;
     const char *p1[DML_CONFIG_MAX_METRICS], *p2[DML_CONFIG_MAX_METRICS];
     int n1 = 0, n2 = 0, labelled = r->test.y != NULL;
+    const unsigned label_needs = DML_METRIC_NEEDS_LABELS | DML_METRIC_NEEDS_Q_LABELS;
     for (int i = 0; i < c->eval.n_metrics; i++) {
-        const char *m = c->eval.metrics[i];
-        int db_metric = !strcmp(m, "map_all") || !strcmp(m, "knn_accuracy");
-        int pair_metric = !strcmp(m, "recall_at_k") || !strcmp(m, "mrr_at_10");
-        int pq_metric = !strcmp(m, "quantization_mse") || !strcmp(m, "pq_recall_at_r");
-        if (pair_metric && !paired(c))
+        int m = dml_metric_find(c->eval.metrics[i]);
+        DML_ASSERT(m >= 0); /* the config's parser took only the table's names */
+        const dml_metric_row *row = &dml_metric_rows[m];
+        if ((row->needs & DML_METRIC_NEEDS_PAIRS) && !paired(c))
             continue;
-        if (!pair_metric && !pq_metric && !labelled)
+        if ((row->needs & label_needs) && !labelled)
             continue;
-        if (db_metric && !paired(c))
-            p2[n2++] = m;
+        if (row->default_db && !paired(c))
+            p2[n2++] = row->name;
         else
-            p1[n1++] = m;
+            p1[n1++] = row->name;
     }
-    if (paired(c) && n1 == 0) { /* two-view data: retrieval of each anchor's own positive */
-        p1[n1++] = "recall_at_k";
-        p1[n1++] = "mrr_at_10";
-    }
+    /* two-view data without one of its metrics asked for: retrieval of each anchor's own
+     * positive */
+    for (int m = 0; paired(c) && n1 == 0 && m < DML_METRIC_COUNT; m++)
+        if (dml_metric_rows[m].needs & DML_METRIC_NEEDS_PAIRS)
+            p1[n1++] = dml_metric_rows[m].name;
     dml_status st = evaluate_set(r, &r->test, NULL, r->test.n, p1, n1, c->eval.pq, out, NULL, err);
     if (st != DML_OK || n2 == 0)
         return st;

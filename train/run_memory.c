@@ -12,7 +12,7 @@
 
 #include "train/run.h"
 
-dml_status dml_memory_init(dml_memory *m, int size, int dim, int batch, dml_error *err)
+dml_status dml_memory_init(dml_memory *m, int size, int dim, dml_error *err)
 {
     memset(m, 0, sizeof *m);
     if (size == 0)
@@ -21,8 +21,7 @@ dml_status dml_memory_init(dml_memory *m, int size, int dim, int batch, dml_erro
     m->dim = dim;
     m->x = malloc((size_t)size * dim * sizeof(float));
     m->y = calloc((size_t)size, sizeof *m->y);
-    m->refs = malloc(((size_t)batch + size) * sizeof *m->refs);
-    if (!m->x || !m->y || !m->refs)
+    if (!m->x || !m->y)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                              "out of memory for loss.memory (%d rows of %d)", size, dim);
     return DML_OK;
@@ -32,7 +31,6 @@ void dml_memory_free(dml_memory *m)
 {
     free(m->x);
     free(m->y);
-    free(m->refs);
     memset(m, 0, sizeof *m);
 }
 
@@ -40,22 +38,16 @@ size_t dml_memory_arena_bytes(int size, int dim, int batch)
 {
     /* The memory's part of a step's tape: the batch-by-memory scores and their gradient, their
      * concatenation with the batch's own (twice over, with the loss's saved softmax terms, or
-     * a triplet miner's three index lists), and the normalised memory rows with their gradient
-     * buffers. */
+     * a triplet miner's three index lists), the normalised memory rows with their gradient
+     * buffers, and the references' labels (losses/distance.c's dml_distance_refs). */
     size_t b = (size_t)batch, k = (size_t)size;
-    return sizeof(float) * (9 * b * (b + k) + 3 * k * (size_t)dim + 4 * k) + (1u << 16);
+    return sizeof(float) * (9 * b * (b + k) + 3 * k * (size_t)dim + 4 * k) +
+           sizeof(int32_t) * (b + k) + (1u << 16);
 }
 
 dml_tensor *dml_memory_refs(const dml_memory *m, dml_graph *g)
 {
     return m->n > 0 ? dml_leaf(g, m->x, NULL, m->n, m->dim) : NULL;
-}
-
-const int32_t *dml_memory_ref_labels(dml_memory *m, const int32_t *batch_y, int b)
-{
-    memcpy(m->refs, batch_y, (size_t)b * sizeof *m->refs);
-    memcpy(m->refs + b, m->y, (size_t)m->n * sizeof *m->refs);
-    return m->refs;
 }
 
 void dml_memory_hold(dml_memory *m, const float *z, const int32_t *y, int b)

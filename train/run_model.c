@@ -46,8 +46,8 @@ static dml_status borrow(const dml_run *r, const char *metrics_json, dml_model_f
     mf->scale = r->scale;
     mf->scale_b = r->scale_b;
     mf->pq = r->pq;
-    snprintf(mf->metric, sizeof mf->metric, "%s",
-             r->cfg->loss.distance == DML_DIST_COSINE ? "inner_product" : "l2");
+    int cosine = dml_config_loss_param(r->cfg, "distance", DML_DIST_EUCLIDEAN) == DML_DIST_COSINE;
+    snprintf(mf->metric, sizeof mf->metric, "%s", cosine ? "inner_product" : "l2");
     mf->config_yaml = dml_config_to_yaml(r->cfg);
     mf->metrics_json = (char *)metrics_json;
     mf->seed = r->cfg->seed;

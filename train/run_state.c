@@ -54,6 +54,9 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     add_mlp(es, "decoder", &r->net.decoder);
     add_mlp(es, "encoder_b", &r->net.encoder_b);
     add_mlp(es, "head", &r->head); /* model.head: in the checkpoint only */
+    if (r->cls.data) /* the loss's class rows: in the checkpoint only, as the head */
+        add(es, "class_params", DML_CKPT_F32, r->cls.data,
+            (size_t)r->cls.n_classes * r->cls.rows * r->cls.dim);
     int n_state = dml_optim_n_state(&r->optim);
     char name[64];
     for (int i = 0; i < r->optim.n_params; i++) {
@@ -78,6 +81,12 @@ static void collect(dml_run *r, entries *es, scalars *s, uint8_t *sampler_state,
     if (r->mem.size > 0) {
         add(es, "memory_x", DML_CKPT_F32, r->mem.x, (size_t)r->mem.size * r->mem.dim);
         add(es, "memory_y", DML_CKPT_U8, r->mem.y, (size_t)r->mem.size * sizeof *r->mem.y);
+    }
+    if (r->hn.k > 0) { /* the pools of the last mining: the next steps draw from them */
+        add(es, "hard_negatives", DML_CKPT_U8, r->hn.cand,
+            (size_t)r->hn.n_rows * r->hn.pool * sizeof *r->hn.cand);
+        add(es, "hard_negatives_count", DML_CKPT_U8, r->hn.count,
+            (size_t)r->hn.n_rows * sizeof *r->hn.count);
     }
     add(es, "pq_centroids", DML_CKPT_F32, r->pq.centroids, (size_t)r->pq.d * r->pq.ksub);
     add(es, "best_params", DML_CKPT_F32, r->best, r->n_floats);
@@ -168,6 +177,20 @@ static dml_status check_record(dml_run *r, const char *path, dml_error *err)
     return st;
 }
 
+/* Every pool's count and rows are in range (what a step indexes with them). */
+static int pools_fit(const dml_hard_negatives *h)
+{
+    for (int a = 0; a < h->n_rows; a++) {
+        if (h->count[a] < 0 || h->count[a] > h->pool)
+            return 0;
+        const int32_t *pool = h->cand + (size_t)a * h->pool;
+        for (int j = 0; j < h->count[a]; j++)
+            if (pool[j] < 0 || pool[j] >= h->n_rows)
+                return 0;
+    }
+    return 1;
+}
+
 dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
 {
     char path[1100];
@@ -209,6 +232,11 @@ dml_status dml_run_checkpoint_load(dml_run *r, dml_error *err)
                                "the cross-batch memory's position (%lld rows, slot %lld) does not "
                                "fit loss.memory.size %d", (long long)s.i[6], (long long)s.i[7],
                                r->mem.size);
+        else if (!pools_fit(&r->hn))
+            st = dml_error_set(err, DML_ERR_DATA, path, 0, 0,
+                               "the hard negatives' pools name rows outside the %d training rows, "
+                               "or hold more than loss.hard_negatives.candidates (%d)",
+                               r->hn.n_rows, r->hn.pool);
         for (int i = 0; i < r->n_val; i++) {
             r->val[i].step = b.val_steps[i];
             const double *m = b.val_metrics + VAL_FIELDS * i;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/loss_data.h"
 #include "train/run.h"
 
 /* x's rows of every rank, in rank order: the global batch (x itself in one process). */
@@ -26,12 +27,6 @@ static void shard(dml_run *r, int b)
 {
     r->n_local = r->comm ? b / r->comm->size : b;
     r->lo = r->comm ? r->comm->rank * r->n_local : 0;
-}
-
-static dml_reduction reduction(const dml_config *c)
-{
-    return c->loss.reduction == DML_CFG_REDUCE_MEAN_NONZERO ? DML_REDUCE_MEAN_NONZERO
-                                                            : DML_REDUCE_MEAN;
 }
 
 static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
@@ -154,49 +149,48 @@ static dml_tensor *memory_refs(dml_run *r, dml_graph *g, const dml_tensor *z)
     return refs;
 }
 
-/* The distances of the batch's embeddings z to its references: the batch itself, then the
- * memory's rows when it has some; *ref_labels gets the references' labels. */
-static dml_tensor *reference_distances(dml_run *r, dml_graph *g, dml_tensor *z,
-                                       const int32_t **ref_labels)
-{
-    dml_distance dist = r->cfg->loss.distance;
-    dml_tensor *d = dml_distance_matrix(g, z, z, dist);
-    dml_tensor *refs = memory_refs(r, g, z);
-    *ref_labels = r->labels;
-    if (!refs)
-        return d;
-    *ref_labels = dml_memory_ref_labels(&r->mem, r->labels, z->rows);
-    return dml_concat_cols(g, d, dml_distance_matrix(g, z, refs, dist));
-}
-
-static dml_tensor *contrastive(dml_run *r, dml_graph *g, dml_tensor *z)
+/* The configured loss through its row's build over the global batch z (the anchors of a pair
+ * loss, zp its positives; NULL otherwise), with the cross-batch memory's rows as references
+ * (for a pair loss, its earlier positives), and before them the mined hard negatives `hard`
+ * (NULL: none) as more candidates for every anchor. */
+static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tensor *zp,
+                               dml_tensor *hard)
 {
     const dml_config *c = r->cfg;
-    const int32_t *ref_labels;
-    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
-    return dml_loss_contrastive_refs(g, d, r->labels, ref_labels, c->loss.pos_margin,
-                                     c->loss.neg_margin, c->loss.power, reduction(c));
+    dml_tensor *refs = memory_refs(r, g, zp ? zp : z);
+    dml_loss_input in = {
+        .g = g,
+        .z = z,
+        .zp = zp,
+        .refs = refs,
+        /* a pair loss on halves, file or augment pairs reads no labels, even where the rows
+         * have some */
+        .labels = r->train.y && dml_loss_reads_labels(c) ? r->labels : NULL,
+        .ref_labels = refs ? r->mem.y : NULL,
+        .p = c->loss.p,
+        .class_params = dml_run_class_params_leaf(r, g), /* NULL unless the row learns some */
+        .n_classes = r->train.n_classes,
+    };
+    if (hard) { /* rows as labels: a mined negative that is an anchor's own positive is dropped
+                 * (hn.rows: the mined rows, then -1 for the memory's, dropped never) */
+        in.refs = refs ? dml_concat_rows(g, hard, refs) : hard;
+        in.labels = r->pos;
+        in.ref_labels = r->hn.rows;
+    }
+    return c->loss.row->build(&in);
 }
 
-/* Triplets of batch anchors whose positives and negatives come from all the references. */
-static dml_tensor *triplet(dml_run *r, dml_graph *g, dml_tensor *z)
+/* loss.hard_negatives: the batch anchors' mined negatives through the positive tower (and the
+ * head) on the tape, this rank's share then gathered; NULL before the first mining. */
+static dml_tensor *hard_negatives(dml_run *r, dml_graph *g, int b)
 {
-    const dml_config *c = r->cfg;
-    const int32_t *ref_labels;
-    dml_tensor *d = reference_distances(r, g, z, &ref_labels);
-    return dml_loss_triplet_refs(g, d, r->labels, ref_labels, c->loss.margin, c->loss.miner,
-                                 c->loss.soft, reduction(c));
-}
-
-/* MNR of anchors za against positives zp (and the memory's earlier positives: more candidates
- * for every anchor). */
-static dml_tensor *mnr(dml_run *r, dml_graph *g, dml_tensor *za, dml_tensor *zp)
-{
-    const dml_config *c = r->cfg;
-    int mask = c->loss.mask_same_label && r->train.y && c->data.pairs == DML_PAIRS_SAME_CLASS;
-    dml_tensor *refs = memory_refs(r, g, zp);
-    return dml_loss_mnr_extra(g, za, zp, refs, mask ? r->labels : NULL,
-                              refs && mask ? r->mem.y : NULL, c->loss.scale, c->loss.symmetric);
+    int e = dml_hard_negatives_pick(r, b), k = r->hn.k;
+    if (e == 0)
+        return NULL;
+    float *x = r->hn.x + (size_t)r->lo * k * r->d_in_b;
+    return global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                      dml_leaf(g, x, NULL, r->n_local * k,
+                                                               r->d_in_b))));
 }
 
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
@@ -205,10 +199,10 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     const dml_dataset *ds = &r->train;
     int b = r->batch;
     dml_tensor *z = NULL, *loss = NULL;
-    if (c->loss.type == DML_LOSS_MNR) {
+    if (dml_loss_uses_pairs(c)) {
         dml_tensor *zp;
         pair_batch(r, g, &z, &zp);
-        loss = mnr(r, g, z, zp);
+        loss = metric_loss(r, g, z, zp, r->hn.k > 0 && z ? hard_negatives(r, g, z->rows) : NULL);
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         shard(r, b);
@@ -221,20 +215,8 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
          * does not squeeze what the autoencoder can reconstruct. */
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
         z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
-        switch (c->loss.type) {
-        case DML_LOSS_TRIPLET:
-            loss = triplet(r, g, z);
-            break;
-        case DML_LOSS_CONTRASTIVE:
-            loss = contrastive(r, g, z);
-            break;
-        case DML_LOSS_COSINE_PAIR:
-            loss = dml_loss_cosine_pair(g, z, r->labels);
-            break;
-        default: /* DML_LOSS_RECONSTRUCTION */
-            loss = reconstruction(r, g, h, x);
-            break;
-        }
+        /* reconstruction, the one row without a build, is the decoder's term */
+        loss = c->loss.row->build ? metric_loss(r, g, z, NULL, NULL) : reconstruction(r, g, h, x);
     }
     /* Fine-tuning recipe: keep reconstructing the rows whose labels were set aside. */
     if (r->sampler_unl.n > 0) { /* set up only when unlabelled rows fill a batch */
@@ -290,18 +272,26 @@ dml_status dml_run_gradcache_step(dml_run *r, float *loss_value)
     size_t n_z = (size_t)b * r->cfg->model.dim;
     dml_run_embed_blocks(&r->graph, &r->net.encoder, r->xa, b, chunk, r->gc.za);
     dml_run_embed_blocks(&r->graph, tower_b, xb, b, chunk, r->gc.zp);
+    int e = dml_hard_negatives_pick(r, b); /* mined negatives: a third set of chunks */
+    if (e > 0) {
+        dml_run_embed_blocks(&r->graph, tower_b, r->hn.x, e, chunk, r->hn.gc_z);
+        memset(r->hn.gc_g, 0, (size_t)e * r->cfg->model.dim * sizeof(float));
+    }
     memset(r->gc.ga, 0, n_z * sizeof(float));
     memset(r->gc.gp, 0, n_z * sizeof(float));
     dml_graph *g = &r->graph;
     dml_tensor *za = dml_leaf(g, r->gc.za, r->gc.ga, b, r->cfg->model.dim);
     dml_tensor *zp = dml_leaf(g, r->gc.zp, r->gc.gp, b, r->cfg->model.dim);
-    dml_tensor *loss = mnr(r, g, za, zp);
+    dml_tensor *hard = e > 0 ? dml_leaf(g, r->hn.gc_z, r->hn.gc_g, e, r->cfg->model.dim) : NULL;
+    dml_tensor *loss = metric_loss(r, g, za, zp, hard);
     dml_status st = dml_backward(g, loss);
     if (st != DML_OK)
         return st;
     *loss_value = loss->data[0];
     if ((st = backprop_chunks(r, &r->net.encoder, r->xa, b, r->d_in, r->gc.ga)) == DML_OK)
         st = backprop_chunks(r, tower_b, xb, b, d_b, r->gc.gp);
+    if (st == DML_OK && e > 0)
+        st = backprop_chunks(r, tower_b, r->hn.x, e, r->d_in_b, r->hn.gc_g);
     return st;
 }
 

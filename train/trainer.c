@@ -12,8 +12,9 @@
 
 #define ARENA_BYTES (8u << 20)
 
-_Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) <= DML_MAX_PARAMS,
-               "r->params must hold every tower's and the head's weights and biases");
+_Static_assert(2 * (3 * (DML_CONFIG_MAX_HIDDEN + 1) + DML_CONFIG_MAX_HIDDEN) + 1 <= DML_MAX_PARAMS,
+               "r->params must hold every tower's and the head's weights and biases, and the "
+               "loss's class rows");
 
 /* ---- set-up: data ---- */
 static dml_status open_data(dml_run *r, dml_error *err)
@@ -42,8 +43,9 @@ static dml_status open_data(dml_run *r, dml_error *err)
                                 "loss.type to mnr with data.pairs halves, file or augment",
                                 c->data.train);
     if (supervised && !r->train.y)
-        return dml_config_error(c, "loss.type", err, "the %s loss needs labels, and %s has none",
-                                c->loss.type == DML_LOSS_MNR ? "mnr (same_class)" : "configured",
+        return dml_config_error(c, "loss.type", err, "the %s%s loss needs labels, and %s has none",
+                                c->loss.row->name,
+                                c->loss.row->needs & DML_LOSS_NEEDS_LABELS ? "" : " (same_class)",
                                 c->data.train);
     if (c->data.pairs == DML_PAIRS_FILE && !r->train.x_b)
         return dml_config_error(c, "data.pairs", err,
@@ -156,7 +158,7 @@ static dml_status build_model(dml_run *r, dml_error *err)
     }
     r->n_floats = dml_mlp_n_floats(&r->net.encoder) + dml_mlp_n_floats(&r->net.decoder) +
                   dml_mlp_n_floats(&r->net.encoder_b);
-    return DML_OK;
+    return dml_run_class_params_open(r, c->loss.row, c->loss.p, err);
 }
 
 /* data.augment: the image shape (a square when the config gives none and the width is one), its
@@ -197,6 +199,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     dml_status st = dml_optim_init(&r->optim, &os, r->params, r->n_params, err);
     if (st != DML_OK)
         return st;
+    dml_run_class_params_lr(r);
     r->batch = c->train.batch_size;
     dml_sampler_spec ss = {(dml_sampler_kind)c->sampler.type, DML_PAIR_MODE_NONE, r->batch,
                            c->sampler.m, !c->sampler.drop_last, 0, 0};
@@ -243,7 +246,7 @@ static dml_status build_training(dml_run *r, dml_error *err)
     if ((st = dml_pq_init(&r->pq, c->model.dim, c->pq.m, __builtin_ctz((unsigned)c->pq.k), err)))
         return st;
     r->best_score = -1.0;
-    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, r->dim_loss, r->batch, err)))
+    if ((st = dml_memory_init(&r->mem, c->loss.memory.size, r->dim_loss, err)))
         return st;
     if (c->train.chunk_size > 0) {
         size_t n_z = b * (size_t)c->model.dim;
@@ -254,10 +257,13 @@ static dml_status build_training(dml_run *r, dml_error *err)
         if (!r->gc.za || !r->gc.zp || !r->gc.ga || !r->gc.gp)
             return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for GradCache");
     }
-    dml_graph_init(&r->graph, ARENA_BYTES + (c->loss.memory.size > 0
-                                                 ? dml_memory_arena_bytes(c->loss.memory.size,
-                                                                          r->dim_loss, r->batch)
-                                                 : 0));
+    if ((st = dml_hard_negatives_init(r, err)))
+        return st;
+    dml_graph_init(&r->graph, ARENA_BYTES + dml_hard_negatives_arena_bytes(r) +
+                                  (c->loss.memory.size > 0
+                                       ? dml_memory_arena_bytes(c->loss.memory.size, r->dim_loss,
+                                                                r->batch)
+                                       : 0));
     return DML_OK;
 }
 
@@ -275,6 +281,7 @@ void dml_run_close(dml_run *r)
     dml_input_norm_free(&r->norm_b);
     dml_net_free(&r->net);
     dml_mlp_free(&r->head);
+    dml_run_class_params_free(&r->cls);
     dml_optim_free(&r->optim);
     dml_pq_free(&r->pq);
     dml_sampler_free(&r->sampler);
@@ -291,6 +298,7 @@ void dml_run_close(dml_run *r)
     free(r->loss_curve);
     free(r->aug_scratch);
     dml_memory_free(&r->mem);
+    dml_hard_negatives_free(&r->hn);
     free(r->gc.za);
     free(r->gc.zp);
     free(r->gc.ga);
@@ -397,9 +405,11 @@ static dml_status validate_now(dml_run *r, dml_progress *bar, dml_error *err)
 
 dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_error *err)
 {
+    dml_status st = dml_hard_negatives_mine(r, err);
+    if (st != DML_OK)
+        return st;
     dml_optim_zero_grad(&r->optim);
     float value = 0.0f;
-    dml_status st;
     if (r->cfg->train.chunk_size > 0) {
         st = dml_run_gradcache_step(r, &value);
     } else {
@@ -415,6 +425,7 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
         return st; /* the file failed under the batch: its message names the file */
     }
     /* The loss is the global batch's on every rank; the gradients are summed over the ranks. */
+    dml_run_class_params_own(r);
     int bad_rank = r->comm ? dml_run_comm_reduce(r) : -1;
     if (r->mem.size > 0) /* after backward, which read the memory as forward did */
         dml_memory_push(&r->mem);

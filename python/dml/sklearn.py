@@ -32,7 +32,9 @@ class DMLEncoder(TransformerMixin, BaseEstimator):
 
     Parameters (None: the value of `config`, else dml's default of docs/config.md, shown):
     dim (128), hidden (512, 256), activation ("relu"), output ("l2"), loss ("triplet"),
-    margin (0.2), miner ("all"), distance ("euclidean"), lr (1e-3), epochs (10), steps (0: use
+    margin (0.2), miner ("all"), distance ("euclidean") (margin and miner are the triplet loss's,
+    distance triplet's and contrastive's: another loss given one raises ConfigError), lr
+    (1e-3), epochs (10), steps (0: use
     epochs), batch_size (256, or fitted to fewer rows), optimizer ("adam"), threads (0: one
     per core); normalize: "standardize" here (per-feature mean and std of the training rows;
     dml's default "unit" divides by 255, for pixels); val_fraction: 0 here (every row
@@ -116,6 +118,8 @@ class DMLEncoder(TransformerMixin, BaseEstimator):
             mode, labels = "reconstruction", None
             overrides["model.type"] = "autoencoder"
             overrides["loss.type"] = "reconstruction"
+            for key in ("loss.margin", "loss.miner", "loss.distance"):
+                overrides.pop(key, None)  # the metric loss's parameters: reconstruction has none
             overrides.setdefault("data.unlabelled", True)
         self.model_ = train(self.config, X, labels, progress=False, **overrides)
         self.fit_mode_ = mode

@@ -117,6 +117,106 @@ def cosine_pair(z, y):
     return ((s - c)[off] ** 2).mean()
 
 
+# ---- Multi-Similarity and Circle (losses.md, "Losses to add"; PML's MultiSimilarityLoss with its
+# MultiSimilarityMiner, and CircleLoss), on cosines of the batch against itself and an optional
+# memory m whose labels follow the batch's in y ----
+def similarity_masks(z, mem, y):
+    """Cosines [B, B + K] and the positive and negative masks (a row's own column in neither)."""
+    b = z.shape[0]
+    refs = z if mem is None else torch.cat([z, mem])
+    s = l2n(z) @ l2n(refs).T
+    y = torch.tensor(y)
+    same = y[:b, None] == y[None, :]
+    own = torch.zeros_like(same)
+    own[:, :b] = torch.eye(b, dtype=torch.bool)
+    return s, same & ~own, ~same
+
+
+def masked_lse(x, mask, add_one):
+    """log(sum over the mask of exp(x)), with a 1 added inside when add_one."""
+    x = x.masked_fill(~mask, float("-inf"))
+    if add_one:
+        x = torch.cat([x, torch.zeros(x.shape[0], 1)], 1)
+    return torch.logsumexp(x, dim=1)
+
+
+def multi_similarity(z, mem, y, alpha, beta, base, miner, epsilon):
+    s, pos, neg = similarity_masks(z, mem, y)
+    both = pos.any(1) & neg.any(1)  # dml: a row lacking either adds 0 (counted in the mean)
+    if miner:  # keep positives below the hardest negative + eps, negatives above the hardest positive - eps
+        sd = s.detach()
+        hardest_neg = sd.masked_fill(~neg, float("-inf")).max(1).values
+        hardest_pos = sd.masked_fill(~pos, float("inf")).min(1).values
+        pos = pos & (sd - epsilon < hardest_neg[:, None])
+        neg = neg & (sd + epsilon > hardest_pos[:, None])
+    per_row = masked_lse(-alpha * (s - base), pos, True) / alpha + masked_lse(beta * (s - base), neg, True) / beta
+    return torch.where(both, per_row, torch.zeros_like(per_row)).mean()
+
+
+def circle(z, mem, y, m, gamma):
+    s, pos, neg = similarity_masks(z, mem, y)
+    rows = pos.any(1) & neg.any(1)
+    s, pos, neg = s[rows], pos[rows], neg[rows]
+    if s.shape[0] == 0:
+        return z.sum() * 0.0
+    a_p = (1 + m - s.detach()).clamp_min(0.0)  # the weights carry no gradient
+    a_n = (s.detach() + m).clamp_min(0.0)
+    logit_p = -gamma * a_p * (s - (1 - m))
+    logit_n = gamma * a_n * (s - m)
+    return torch.nn.functional.softplus(masked_lse(logit_p, pos, False) + masked_lse(logit_n, neg, False)).mean()
+
+
+def supcon(z, zp, y, temperature):
+    """SupCon (Khosla et al. 2020, L_out) as PML's SupConLoss (AvgNonZeroReducer): every row of
+    z, and of zp when given (row i's second view), an anchor; unlabelled, a row's views are its
+    only positives (NT-Xent)."""
+    b = z.shape[0]
+    y = torch.tensor(y) if y is not None else torch.arange(b)
+    e = z
+    if zp is not None:
+        e, y = torch.cat([z, zp]), torch.cat([y, y])
+    n = e.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    same = y[:, None] == y[None, :]
+    pos, neg = same & ~eye, ~same
+    v = (l2n(e) @ l2n(e).T) / temperature
+    if not pos.any() or not neg.any():
+        return v.sum() * 0.0
+    v = v.masked_fill(eye, float("-inf"))
+    log_prob = v - torch.logsumexp(v, dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp_min(1)
+    keep = per_anchor > 0
+    return per_anchor[keep].mean() if keep.any() else v.sum() * 0.0
+
+
+def margin_softmax(z, w, y, classes, sub_centers, kind, margin, scale):
+    """ArcFace / CosFace over class weights w [classes * sub_centers, D] (PML's ArcFaceLoss,
+    CosFaceLoss, SubCenterArcFaceLoss): a class's cosine the largest of its sub-centres'; the
+    true class's t becomes cos(acos(t) + m) or t - m; cross-entropy of scale * logits, mean."""
+    cos = (l2n(z) @ l2n(w).T).view(-1, classes, sub_centers).max(dim=2).values
+    y = torch.tensor(y)
+    rows = torch.arange(len(y))
+    t = cos[rows, y]
+    moved = torch.cos(torch.acos(t.clamp(-1.0, 1.0)) + margin) if kind == "arcface" else t - margin
+    onehot = torch.nn.functional.one_hot(y, classes).to(cos.dtype)
+    logits = cos + onehot * (moved - t)[:, None]
+    return torch.nn.functional.cross_entropy(scale * logits, y)
+
+
+def proxy_anchor(z, proxies, y, margin, alpha):
+    """Kim et al. 2020, PML's ProxyAnchorLoss: per proxy, log(1 + sum exp) over its positive rows
+    of -alpha (cos - margin), averaged over the proxies with a positive in the batch, plus the same
+    over its negative rows of alpha (cos + margin), averaged over every proxy."""
+    cos = l2n(z) @ l2n(proxies).T
+    c = proxies.shape[0]
+    pos = torch.nn.functional.one_hot(torch.tensor(y), c).bool()
+    one = torch.zeros(1, c)  # the log's 1: exp(0) in each log-sum-exp
+    pos_term = torch.logsumexp(torch.cat([torch.where(pos, -alpha * (cos - margin), float("-inf")), one]), 0)
+    neg_term = torch.logsumexp(torch.cat([torch.where(~pos, alpha * (cos + margin), float("-inf")), one]), 0)
+    return pos_term.sum() / pos.any(0).sum() + neg_term.sum() / c
+
+
 def quantization(z, centroids):
     m, k, dsub = centroids.shape
     q = []
@@ -155,6 +255,26 @@ CASES = [
     ("bce_logits", "bce_logits", 6, 5, {}, None),
     ("mse", "mse", 6, 5, {}, None),
     ("quantization_m3_k4", "quantization", 8, 6, dict(m=3, k=4), None),
+    ("ms_mined", "multi_similarity", 12, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=1, epsilon=0.1), labels3),
+    ("ms_all_pairs", "multi_similarity", 12, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=0, epsilon=0.1), labels3),
+    ("ms_mined_a1_b20_base0.3_eps0.2", "multi_similarity", 10, 5, dict(alpha=1.0, beta=20.0, base=0.3, miner=1, epsilon=0.2), labels3),
+    ("ms_memory_mined", "multi_similarity", 8, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=1, epsilon=0.1, memory=6), labels3),
+    ("ms_one_class", "multi_similarity", 8, 6, dict(alpha=2.0, beta=50.0, base=0.5, miner=0, epsilon=0.1), lambda b: [4] * b),
+    ("circle_m0.4_g80", "circle", 12, 6, dict(m=0.4, gamma=80.0), labels3),
+    ("circle_m0.25_g32", "circle", 10, 5, dict(m=0.25, gamma=32.0), labels3),
+    ("circle_memory", "circle", 8, 6, dict(m=0.4, gamma=80.0, memory=6), labels3),
+    ("circle_no_positive_pair", "circle", 8, 6, dict(m=0.4, gamma=80.0), lambda b: list(range(b))),
+    ("supcon_labels", "supcon", 10, 6, dict(temperature=0.1, views=0), labels3),
+    ("supcon_views_labels", "supcon", 8, 6, dict(temperature=0.1, views=1), labels3),
+    ("supcon_views_ntxent", "supcon", 8, 6, dict(temperature=0.5, views=1), None),
+    ("supcon_one_class", "supcon", 6, 5, dict(temperature=0.1, views=0), lambda b: [2] * b),
+    ("arcface", "arcface", 10, 6, dict(classes=4, sub_centers=1, margin=28.6, scale=64.0), labels3),
+    ("arcface_sub_centers", "arcface", 10, 6, dict(classes=3, sub_centers=3, margin=28.6, scale=64.0), labels3),
+    ("cosface", "cosface", 10, 6, dict(classes=4, sub_centers=1, margin=0.35, scale=64.0), labels3),
+    ("cosface_sub_centers", "cosface", 10, 6, dict(classes=3, sub_centers=2, margin=0.35, scale=16.0), labels3),
+    # four proxies, class 3 absent from the batch (negative terms only)
+    ("proxy_anchor", "proxy_anchor", 10, 6, dict(margin=0.1, alpha=32.0, classes=4), labels3),
+    ("proxy_anchor_alpha8_margin0", "proxy_anchor", 8, 5, dict(margin=0.0, alpha=8.0, classes=3), labels3),
 ]
 
 EXPLICIT = ([0, 1, 2, 3, 4, 5, 6, 7], [3, 4, 5, 6, 7, 2, 0, 1], [1, 2, 3, 4, 5, 0, 1, 2])
@@ -183,8 +303,27 @@ def build(name, loss, rows, cols, opt, y, seed):
         if opt["hard"]:
             x["n"] = draw(rows, cols, rng)
         f = lambda v: mnr(v["z"], v["p"], v.get("n"), y if opt["masked"] else None, opt["scale"], opt["symmetric"])
+    elif loss in ("multi_similarity", "circle"):
+        if opt.get("memory"):
+            x["m"] = draw(opt["memory"], cols, rng)
+        if loss == "circle":
+            f = lambda v: circle(v["z"], v.get("m"), y, opt["m"], opt["gamma"])
+        else:
+            f = lambda v: multi_similarity(v["z"], v.get("m"), y, opt["alpha"], opt["beta"], opt["base"], opt["miner"], opt["epsilon"])
+    elif loss == "supcon":
+        if opt["views"]:
+            x["p"] = draw(rows, cols, rng)
+        f = lambda v: supcon(v["z"], v.get("p"), y, opt["temperature"])
+    elif loss in ("arcface", "cosface"):
+        x["w"] = draw(opt["classes"] * opt["sub_centers"], cols, rng)
+        # PML takes ArcFace's margin in degrees
+        m = np.radians(opt["margin"]) if loss == "arcface" else opt["margin"]
+        f = lambda v: margin_softmax(v["z"], v["w"], y, opt["classes"], opt["sub_centers"], loss, m, opt["scale"])
     elif loss == "cosine_pair":
         f = lambda v: cosine_pair(v["z"], y)
+    elif loss == "proxy_anchor":
+        x["proxies"] = draw(opt["classes"], cols, rng)
+        f = lambda v: proxy_anchor(v["z"], v["proxies"], y, opt["margin"], opt["alpha"])
     elif loss == "bce_logits":
         x["t"] = torch.from_numpy(rng.uniform(0, 1, (rows, cols)).astype(np.float32).astype(np.float64))
         f = lambda v: (torch.clamp(v["z"], min=0) - v["z"] * v["t"] + torch.log1p(torch.exp(-v["z"].abs()))).mean()
@@ -225,7 +364,7 @@ def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/losses/torch.txt"
     lines = ["# dml loss fixtures: written by tests/scripts/torch_loss_fixtures.py (PyTorch %s, float64)" % torch.__version__]
     for index, (name, loss, rows, cols, opt, labels) in enumerate(CASES):
-        y = labels(rows) if labels else None
+        y = labels(rows + opt.get("memory", 0)) if labels else None  # a memory's labels follow the batch's
         for attempt in range(50):
             x, f, extra = build(name, loss, rows, cols, opt, y, 1000 * index + attempt)
             value, grads = evaluate(x, f)
