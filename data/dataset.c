@@ -260,6 +260,10 @@ dml_status dml_dataset_halves(const dml_dataset *src, dml_dataset *out, dml_erro
     if (src->d < 2)
         return dml_error_set(err, DML_ERR_DATA, src->source, 0, 0,
                              "pairs: halves needs at least 2 features per row, got %d", src->d);
+    if (!src->x) /* streamed: the rows stay in the file */
+        return dml_error_set(err, DML_ERR_USAGE, src->source, 0, 0,
+                             "pairs: halves splits rows held in memory, and these are read from "
+                             "the file in blocks: set data.in_memory to true");
     int d_a = src->d / 2, d_b = src->d - d_a;
     dml_status st = dml_dataset_alloc(out, src->n, d_a, src->y != NULL, err);
     if (st != DML_OK)

@@ -115,6 +115,11 @@ static void test_refusals(void **state)
     assert_int_equal(train("refused_q", "--set data.in_memory=false "
                                         "--set loss.quantization.weight=0.1"), 2);
     assert_true(log_has("refused_q", "the joint quantization loss"));
+    /* halves splits rows in memory (this crashed before it was refused) */
+    assert_int_equal(train("refused_halves", "--set data.in_memory=false --set loss.type=mnr "
+                                             "--set data.pairs=halves"),
+                     2);
+    assert_true(log_has("refused_halves", "halves splits rows held in memory"));
     char csv[600];
     snprintf(csv, sizeof csv, "%s/rows.csv", dir);
     FILE *f = fopen(csv, "w");
