@@ -207,34 +207,16 @@ static void keep_smallest(uint64_t *a, int n, int k)
     }
 }
 
-/* Max-heap of keys: moves h[i] down to its place among h[0, n). */
-static void sift(uint64_t *h, int i, int n)
-{
-    uint64_t v = h[i];
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && h[c + 1] > h[c])
-            c++;
-        if (h[c] <= v)
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = v;
-}
-
 /* a[n] in increasing order, in place (heap sort: glibc's qsort may allocate). */
 static void sort_keys(uint64_t *a, int n)
 {
     for (int i = n / 2 - 1; i >= 0; i--)
-        sift(a, i, n);
+        dml_select_sift(a, i, n);
     for (int last = n - 1; last > 0; last--) {
         uint64_t top = a[0];
         a[0] = a[last];
         a[last] = top;
-        sift(a, 0, last);
+        dml_select_sift(a, 0, last);
     }
 }
 

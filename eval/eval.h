@@ -48,6 +48,8 @@ int dml_select_k(const float *row, int n, int skip, int k, dml_select_buf *b, in
 
 /* (score, row) as one 64-bit key in (score, row) order: dml_select_k's order, one compare. */
 uint64_t dml_select_key(float score, int32_t row);
+/* A max-heap of such keys: moves h[i] down to its place among h[0, n). */
+void dml_select_sift(uint64_t *h, int i, int n);
 
 /* ADC top-k of up to DML_ADC_GROUP queries at once over 8-bit codes (eval/adc.c). */
 #define DML_ADC_GROUP 4 /* one SSE/NEON vector of floats */

@@ -56,11 +56,9 @@ uint64_t dml_select_key(float score, int32_t row)
 
 #define EMPTY_SLOT UINT64_MAX /* worse than any (score, row), +inf scores included */
 
-/* Max-heap of keys: moves h[0] down to its place among h[0, n). */
-static void sift_down(uint64_t *h, int n)
+void dml_select_sift(uint64_t *h, int i, int n)
 {
-    uint64_t v = h[0];
-    int i = 0;
+    uint64_t v = h[i];
     for (;;) {
         int c = 2 * i + 1;
         if (c >= n)
@@ -102,7 +100,7 @@ static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, f
             if (key >= heap[0])
                 continue;
             heap[0] = key;
-            sift_down(heap, k);
+            dml_select_sift(heap, 0, k);
             found++;
         }
     }
@@ -110,7 +108,7 @@ static int select_heap(const float *row, int n, int skip, int k, int32_t *idx, f
         uint64_t top = heap[0];
         heap[0] = heap[last];
         heap[last] = top;
-        sift_down(heap, last);
+        dml_select_sift(heap, 0, last);
     }
     found = found < k ? found : k;
     for (int t = 0; t < found; t++) {
