@@ -22,16 +22,14 @@ static char dir[256], data[512];
 static int setup(void **state)
 {
     (void)state;
-    tu_mkdtemp(dir, sizeof dir);
-    snprintf(data, sizeof data, "%s/blobs.h5", dir);
-    tu_write_blobs(data, N_ROWS, WIDTH, CLASSES);
+    tu_blobs_folder(dir, sizeof dir, data, sizeof data, N_ROWS, WIDTH, CLASSES);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tu_system("rm -rf '%s'", dir);
+    tu_remove_folder(dir);
     return 0;
 }
 

@@ -314,3 +314,16 @@ void tu_mpi_env(void)
     free(sp);
     setenv("LSAN_OPTIONS", supp, 0);
 }
+
+void tu_blobs_folder(char *dir, size_t dir_size, char *data, size_t data_size, int n, int d,
+                     int classes)
+{
+    tu_mkdtemp(dir, dir_size);
+    snprintf(data, data_size, "%s/blobs.h5", dir);
+    tu_write_blobs(data, n, d, classes);
+}
+
+void tu_remove_folder(const char *dir)
+{
+    tu_system("rm -rf '%s'", dir);
+}

@@ -47,6 +47,11 @@ const char *tu_fault_lib_path(void);
 /* n rows of width d in `classes` Gaussian classes (row i in class i % classes), seeded, as X
  * (float32) and y (int32) in a new HDF5 file. */
 void tu_write_blobs(const char *path, int n, int d, int classes);
+/* The trainer tests' fixture: a fresh temporary folder (dir) holding n blob rows in
+ * dir/blobs.h5 (data); tu_remove_folder removes it again. */
+void tu_blobs_folder(char *dir, size_t dir_size, char *data, size_t data_size, int n, int d,
+                     int classes);
+void tu_remove_folder(const char *dir);
 /* Monotonic seconds. */
 double tu_now(void);
 /* Run a shell command; returns its exit status (0-255), or -1. */
