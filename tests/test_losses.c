@@ -67,7 +67,7 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_triplet_refs(
             g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
                                dml_distance_matrix(g, z, in[2], c->dist)),
-            c->labels, WITH_MEMORY, 0.3f, c->miner, c->soft, c->reduction);
+            c->labels, WITH_MEMORY, 0.3f, c->miner, c->soft, c->reduction, NULL);
     if (!strcmp(c->op, "triplet"))
         return dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.3f, c->miner,
                                 c->soft, c->reduction);
@@ -75,10 +75,10 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_contrastive_refs(
             g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
                                dml_distance_matrix(g, z, in[2], c->dist)),
-            c->labels, WITH_MEMORY, 0.1f, 1.2f, c->power, c->reduction);
+            c->labels, WITH_MEMORY, 0.1f, 1.2f, c->power, c->reduction, NULL);
     if (!strcmp(c->op, "mnr") && c->memory)
         return dml_loss_mnr_extra(g, z, in[1], in[2], c->labels, WITH_MEMORY + B, 5.0f,
-                                  c->symmetric);
+                                  c->symmetric, NULL);
     if (!strcmp(c->op, "contrastive"))
         return dml_loss_contrastive(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.1f, 1.2f,
                                     c->power, c->reduction);
@@ -348,10 +348,10 @@ static float memory_loss(const char *op, const float *z, int b, const int32_t *l
                                     dml_distance_matrix(&g, x, m, DML_DIST_EUCLIDEAN));
     dml_tensor *loss =
         !strcmp(op, "contrastive")
-            ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN)
+            ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN, NULL)
         : !strcmp(op, "triplet")
-            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN)
-            : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0);
+            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN, NULL)
+            : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0, NULL);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);
     float v = loss->data[0];
@@ -512,7 +512,7 @@ static float call_loss(const row_call *c)
         int k = c->row->class_rows_key ? dml_loss_param_index(c->row, c->row->class_rows_key) : -1;
         if (k >= 0)
             p[k] = (float)(c->nw / c->n_classes);
-        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes};
+        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes, NULL};
         loss = c->row->build(&in);
     } else if (!strcmp(c->direct, "supcon")) {
         loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
