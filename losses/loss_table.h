@@ -105,8 +105,9 @@ void dml_loss_param_expect(const dml_loss_param *param, char *out, size_t size);
 /* x's rows [shard->lo, shard->lo + shard->n) as a tensor whose gradient lands in x's (x itself
  * without a shard): a rank's anchors of the gathered batch. */
 dml_tensor *dml_loss_shard_rows(dml_graph *g, dml_tensor *x, const dml_loss_shard *shard);
-/* The distances of in's batch z (its shard's anchors, with in->shard) to its references, the batch
- * itself then in->refs when given: D [B, B + K] ([n, B + K] with in->shard); *ref_labels gets their labels [B + K] (arena memory; in->ref_labels NULL: -1,
+/* The distances of in's batch z (its shard's anchors, with in->shard) to its references, the
+ * batch itself then in->refs when given: D [B, B + K] ([n, B + K] with in->shard); *ref_labels
+ * gets their labels [B + K] (arena memory; in->ref_labels NULL: -1,
  * no reference a positive). For the losses over a distance matrix with a cross-batch memory. */
 dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
                               const int32_t **ref_labels);

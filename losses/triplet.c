@@ -419,8 +419,8 @@ static void fit_defaults(float *p, const int *given)
         p[P_REDUCTION] = p[P_MINER] == DML_MINER_ALL ? DML_REDUCE_MEAN_NONZERO : DML_REDUCE_MEAN;
 }
 
-/* Triplets of batch anchors (this rank's, in a shard) whose positives and negatives come from the batch and the
- * cross-batch memory's rows. */
+/* Triplets of batch anchors (this rank's, in a shard) whose positives and negatives come from
+ * the batch and the cross-batch memory's rows. */
 static dml_tensor *build(const dml_loss_input *in)
 {
     const float *p = in->p;

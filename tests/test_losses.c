@@ -350,7 +350,8 @@ static float memory_loss(const char *op, const float *z, int b, const int32_t *l
         !strcmp(op, "contrastive")
             ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN, NULL)
         : !strcmp(op, "triplet")
-            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN, NULL)
+            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN,
+                                    NULL)
             : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0, NULL);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);

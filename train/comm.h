@@ -23,8 +23,8 @@ typedef struct dml_comm {
     void (*allgather)(void *ctx, const void *send, void *recv, size_t bytes);
     /* buf[bytes] of rank 0 into every rank's buf */
     void (*bcast)(void *ctx, void *buf, size_t bytes);
-    /* send[size * n] summed element-wise over the ranks, this rank's block of n into recv[n];
-     * NULL: dml_comm_gather_summed allreduces instead (N times the bytes) */
+    /* send[size * n] summed element-wise over the ranks, this rank's block of n into recv[n]
+     * (1/N of an allreduce's bytes) */
     void (*reduce_scatter)(void *ctx, const float *send, float *recv, size_t n);
 } dml_comm;
 

@@ -31,13 +31,8 @@ static void gather_summed_backward(dml_tensor *out)
     dml_tensor *x = out->src[0];
     const dml_comm *comm = out->ctx;
     size_t n = (size_t)x->rows * x->cols;
-    const float *sum = out->cache;
-    if (comm->reduce_scatter) {
-        comm->reduce_scatter(comm->ctx, out->grad, out->cache, n);
-    } else { /* out->grad is read by nothing after this node */
-        comm->allreduce_sum(comm->ctx, out->grad, n * (size_t)comm->size);
-        sum = out->grad + (size_t)comm->rank * n;
-    }
+    float *sum = out->cache;
+    comm->reduce_scatter(comm->ctx, out->grad, sum, n);
     if (x->grad)
         for (size_t i = 0; i < n; i++)
             x->grad[i] += sum[i];
