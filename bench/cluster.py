@@ -13,7 +13,9 @@ scale_mpi.c: the trainer's data-parallel step) under mpirun over TCP between the
   share one clock; no rank's compute or wait is in it), median over the long run's calls;
 
 against docs/scale.md's cost model: a ring allreduce sends 2 (N-1)/N of the P gradient floats a
-rank, the embedding allgather (N-1) b D floats (b = B/N rows a rank), each taking bytes / rate.
+rank, the embedding allgather (N-1) b D floats (b = B/N rows a rank), and the sharded loss's
+reduce-scatter of the gathered rows' gradient (the gather's backward, timed with it as "ag") as
+many again, each taking bytes / rate.
 Compute on 2 shared cores is no cluster: the time of a step is not reported, only its traffic.
 
     /usr/bin/python3 bench/cluster.py [--ranks 2 4 8] [--rate 100mbit] [--smoke]
@@ -85,13 +87,13 @@ def measure(n, args, work):
     frames = [(sent_l[r][1] - sent_s[r][1]) / k for r in range(n)]
     floats, batch = res_l["param_floats"], res_l["batch"]
     model_ar = 2 * (n - 1) / n * 4 * floats
-    model_ag = (n - 1) * (batch // n) * DIM * 4
+    model_ag = (n - 1) * (batch // n) * DIM * 4  # one allgather, or one reduce-scatter
     bits = rate_bits(args.rate)
     return {
         "ranks": n, "floats": floats, "batch": batch,
         "wire": statistics.mean(wire), "wire_min": min(wire), "wire_max": max(wire),
         "payload": statistics.mean(w - FRAME_HEADER * f for w, f in zip(wire, frames)),
-        "model": model_ar + model_ag,
+        "model": model_ar + 2 * model_ag,  # the triplet loss is sharded: both
         "ar_ms": comm_ms(calls, "ar"), "ag_ms": comm_ms(calls, "ag"),
         "ar_model_ms": 1e3 * 8 * model_ar / bits, "ag_model_ms": 1e3 * 8 * model_ag / bits,
     }

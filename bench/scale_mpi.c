@@ -3,7 +3,8 @@
  * runs the trainer's data-parallel step (dml_run_step over cli/mpi.c's communicator); rank 0
  * prints one JSON line: global samples/s over the timed steps and the share of the step spent
  * in the gradient allreduce and the embedding allgather (this rank's wall time in each call,
- * waits for slower ranks included). Without mpirun it is the one-process step.
+ * waits for slower ranks included; a sharded loss's reduce-scatter, the gather's backward, is
+ * counted with the allgather). Without mpirun it is the one-process step.
  * --times PREFIX: each rank also writes PREFIX.<rank>, one line per gradient allreduce ("ar") and
  * embedding allgather ("ag") of the timed steps: its CLOCK_MONOTONIC entry and exit times. The
  * ranks of bench/cluster.sh share one machine, hence one clock: from the last rank's entry to the
@@ -65,6 +66,17 @@ static void t_allgather(void *ctx, const void *send, void *recv, size_t bytes)
     record(t, 'g', t0, t1);
 }
 
+/* A sharded loss's gather backward (docs/scale.md): timed and recorded as the gather's. */
+static void t_reduce_scatter(void *ctx, const float *send, float *recv, size_t n)
+{
+    timed *t = ctx;
+    double t0 = now();
+    t->inner->reduce_scatter(t->inner->ctx, send, recv, n);
+    double t1 = now();
+    t->allgather_s += t1 - t0;
+    record(t, 'g', t0, t1);
+}
+
 static void t_allreduce_f64(void *ctx, double *buf, size_t n)
 {
     timed *t = ctx;
@@ -117,7 +129,7 @@ int main(int argc, char **argv)
                         : dml_config_load(config, n_sets, sets, cfg, &err);
     timed t = {mpi, 0.0, 0.0, NULL, NULL, 0, 0};
     dml_comm comm = {mpi ? mpi->rank : 0, mpi ? mpi->size : 1, &t, t_allreduce, t_allreduce_f64,
-                     t_allgather, t_bcast};
+                     t_allgather, t_bcast, t_reduce_scatter};
     FILE *quiet = fopen("/dev/null", "w");
     dml_train_opts opts = {.out_dir = "/nonexistent", .log = quiet, .comm = mpi ? &comm : NULL};
     dml_run *r = NULL;

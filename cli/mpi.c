@@ -45,6 +45,14 @@ static void bcast(void *ctx, void *buf, size_t bytes)
     MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
+static void reduce_scatter(void *ctx, const float *send, float *recv, size_t n)
+{
+    (void)ctx;
+    if (n > INT_MAX) /* a rank's embeddings: never near 8 GB */
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+}
+
 /* Point-to-point messages stay under this size whatever the rows add up to. */
 #define COLLECT_CHUNK ((size_t)64 << 20)
 
@@ -99,6 +107,7 @@ const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
     world.allreduce_sum_f64 = allreduce_sum_f64;
     world.allgather = allgather;
     world.bcast = bcast;
+    world.reduce_scatter = reduce_scatter;
     return world.size > 1 ? &world : NULL; /* mpirun -np 1: the single-process path */
 }
 

@@ -53,13 +53,16 @@ static void row_slopes(const pair_row *r, float g, float *restrict grad)
 typedef struct pair_labels {
     const int32_t *rows; /* [B] */
     const int32_t *refs; /* [N] */
+    const dml_loss_shard *shard; /* NULL: row i of d is the batch's row i */
 } pair_labels;
 
+/* Row i of d: the batch's row lo + i (lo = 0 but in a shard). */
 static pair_row row_of(const dml_tensor *out, int i)
 {
     const dml_tensor *d = out->src[0];
     const pair_labels *y = out->ctx;
-    return (pair_row){d->data + (size_t)i * d->cols, y->refs, y->rows[i], d->cols, i,
+    int self = y->shard ? y->shard->lo + i : i;
+    return (pair_row){d->data + (size_t)i * d->cols, y->refs, y->rows[self], d->cols, self,
                       out->iparam[0], out->fparam[0], out->fparam[1]};
 }
 
@@ -89,6 +92,14 @@ static void contrastive_forward(dml_tensor *out)
         }
     }
     long pairs = (long)rows * (b - 1);
+    const pair_labels *y = out->ctx;
+    if (y->shard) { /* every rank's anchors: the global sums and counts */
+        double v[3] = {sum, (double)nonzero, (double)pairs};
+        y->shard->sum(y->shard->ctx, v, 3);
+        sum = v[0];
+        nonzero = (long)v[1];
+        pairs = (long)v[2];
+    }
     *divisor = (float)(out->iparam[1] == DML_REDUCE_MEAN_NONZERO ? nonzero : pairs);
     out->data[0] = *divisor > 0.0f ? (float)(sum / *divisor) : 0.0f;
 }
@@ -110,7 +121,8 @@ const dml_op_def dml_op_contrastive = {"contrastive", contrastive_forward, contr
 
 dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
                                       const int32_t *ref_labels, float pos_margin,
-                                      float neg_margin, int power, dml_reduction reduction)
+                                      float neg_margin, int power, dml_reduction reduction,
+                                      const dml_loss_shard *shard)
 {
     if (!d)
         return NULL;
@@ -119,7 +131,7 @@ dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t
     pair_labels *y = out ? dml_graph_alloc(g, sizeof *y) : NULL;
     if (!y || !(out->cache = dml_graph_alloc(g, ((size_t)d->cols + 1) * sizeof(float))))
         return NULL;
-    *y = (pair_labels){labels, ref_labels};
+    *y = (pair_labels){labels, ref_labels, shard};
     out->ctx = y;
     out->fparam[0] = pos_margin;
     out->fparam[1] = neg_margin;
@@ -134,7 +146,7 @@ dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *lab
 {
     DML_ASSERT(!d || d->rows == d->cols);
     return dml_loss_contrastive_refs(g, d, labels, labels, pos_margin, neg_margin, power,
-                                     reduction);
+                                     reduction, NULL);
 }
 
 /* loss.type contrastive: the row's parameters in the order of p. */
@@ -152,7 +164,8 @@ static const dml_loss_param PARAMS[N_PARAMS] = {
                                              "pairs with a nonzero term"),
 };
 
-/* Every batch row against the batch and the cross-batch memory's rows. */
+/* Every batch row (this rank's, in a shard) against the batch and the cross-batch memory's
+ * rows. */
 static dml_tensor *build(const dml_loss_input *in)
 {
     const float *p = in->p;
@@ -160,7 +173,7 @@ static dml_tensor *build(const dml_loss_input *in)
     dml_tensor *d = dml_distance_refs(in, (dml_distance)p[P_DISTANCE], &ref_labels);
     return dml_loss_contrastive_refs(in->g, d, in->labels, ref_labels, p[P_POS_MARGIN],
                                      p[P_NEG_MARGIN], (int)p[P_POWER],
-                                     (dml_reduction)p[P_REDUCTION]);
+                                     (dml_reduction)p[P_REDUCTION], in->shard);
 }
 
 static const dml_op_def *const OPS[] = {&dml_op_contrastive};
@@ -170,7 +183,7 @@ const dml_loss_row dml_loss_row_contrastive = {
     .doc = "contrastive loss (Hadsell et al. 2006) over every pair of the batch",
     .needs = DML_LOSS_NEEDS_LABELS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
-                DML_LOSS_WITH_MPI,
+                DML_LOSS_WITH_MPI | DML_LOSS_WITH_SHARDING,
     .params = PARAMS,
     .n_params = N_PARAMS,
     .ops = OPS,

@@ -38,16 +38,25 @@ static const int32_t *reference_labels(const dml_loss_input *in)
     return y;
 }
 
+dml_tensor *dml_loss_shard_rows(dml_graph *g, dml_tensor *x, const dml_loss_shard *shard)
+{
+    if (!shard || !x)
+        return x;
+    size_t at = (size_t)shard->lo * x->cols;
+    return dml_leaf(g, x->data + at, x->grad ? x->grad + at : NULL, shard->n, x->cols);
+}
+
 dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
                               const int32_t **ref_labels)
 {
-    dml_tensor *d = dml_distance_matrix(in->g, in->z, in->z, dist);
+    dml_tensor *a = dml_loss_shard_rows(in->g, in->z, in->shard);
+    dml_tensor *d = dml_distance_matrix(in->g, a, in->z, dist);
     *ref_labels = in->labels;
     if (!in->refs || !d)
         return d;
     if (!(*ref_labels = reference_labels(in)))
         return NULL;
-    return dml_concat_cols(in->g, d, dml_distance_matrix(in->g, in->z, in->refs, dist));
+    return dml_concat_cols(in->g, d, dml_distance_matrix(in->g, a, in->refs, dist));
 }
 
 dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs)

@@ -40,10 +40,14 @@ enum {
     DML_LOSS_WITH_HEAD = 1u << 3,         /* model.head: a projection head before the loss */
     DML_LOSS_WITH_MPI = 1u << 4,          /* mpirun: ranks whose model equals one process's */
     DML_LOSS_WITH_HARD_NEGATIVES = 1u << 5, /* loss.hard_negatives: mined from the corpus */
+    /* the build honours dml_loss_input.shard: under mpirun each rank computes its own anchors'
+     * terms (docs/scale.md, "The sharded loss") */
+    DML_LOSS_WITH_SHARDING = 1u << 6,
 };
 
 /* One step's inputs to a loss's build function. Everything is the global batch (gathered over
- * ranks by the caller). */
+ * ranks by the caller); with shard (rows with DML_LOSS_WITH_SHARDING, under mpirun) the loss
+ * is this rank's anchors' share, the gradient of the gathered rows summed back by the caller. */
 typedef struct dml_loss_input {
     dml_graph *g;
     dml_tensor *z;  /* [B, D] the batch's embeddings; with NEEDS_PAIRS the anchors */
@@ -58,6 +62,7 @@ typedef struct dml_loss_input {
      * class c's rows at c * class_rows, updated by the optimizer like weights. NULL otherwise. */
     dml_tensor *class_params;
     int n_classes;
+    const dml_loss_shard *shard; /* NULL: every row of z an anchor (one process) */
 } dml_loss_input;
 
 typedef struct dml_loss_row {
@@ -97,8 +102,12 @@ int dml_loss_param_ok(const dml_loss_param *param, double v);
  * "one of all | hard | semihard". */
 void dml_loss_param_expect(const dml_loss_param *param, char *out, size_t size);
 
-/* The distances of in's batch z to its references, the batch itself then in->refs when given:
- * D [B, B + K]; *ref_labels gets their labels [B + K] (arena memory; in->ref_labels NULL: -1,
+/* x's rows [shard->lo, shard->lo + shard->n) as a tensor whose gradient lands in x's (x itself
+ * without a shard): a rank's anchors of the gathered batch. */
+dml_tensor *dml_loss_shard_rows(dml_graph *g, dml_tensor *x, const dml_loss_shard *shard);
+/* The distances of in's batch z (its shard's anchors, with in->shard) to its references, the
+ * batch itself then in->refs when given: D [B, B + K] ([n, B + K] with in->shard); *ref_labels
+ * gets their labels [B + K] (arena memory; in->ref_labels NULL: -1,
  * no reference a positive). For the losses over a distance matrix with a cross-batch memory. */
 dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
                               const int32_t **ref_labels);

@@ -32,6 +32,17 @@ dml_tensor *dml_distance_matrix(dml_graph *g, dml_tensor *a, dml_tensor *b, dml_
  * NULL: K = 0), all L2-normalised: the input of the similarity losses below. */
 dml_tensor *dml_cosine_sim_refs(dml_graph *g, dml_tensor *z, dml_tensor *refs);
 
+/* A loss computed over one rank's anchors (docs/scale.md, "The sharded loss"): the anchors are
+ * rows [lo, lo + n) of the global batch, the rows of its matrices against every candidate; the
+ * loss's sums and counts are summed over the ranks with sum (in place, v[n], the same on every
+ * rank), so each rank's value is the global loss. NULL wherever a loss takes one: every row an
+ * anchor, one process's arithmetic. */
+typedef struct dml_loss_shard {
+    int lo, n;
+    void (*sum)(void *ctx, double *v, int n);
+    void *ctx;
+} dml_loss_shard;
+
 /* Contrastive (Hadsell et al. 2006) over all ordered pairs i != j of d [B,B]:
  * positives [d - pos_margin]+^p, negatives [neg_margin - d]+^p. */
 dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *labels,
@@ -39,10 +50,11 @@ dml_tensor *dml_loss_contrastive(dml_graph *g, dml_tensor *d, const int32_t *lab
                                  dml_reduction reduction);
 /* The same over d [B, N] of the batch against N references whose first B are the batch itself
  * and the rest extra rows (a cross-batch memory), labelled ref_labels[N]: the pairs (i, j) for
- * j != i, B (N - 1) of them. */
+ * j != i, B (N - 1) of them. With shard, d's rows are the anchors lo.. of the batch. */
 dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
                                       const int32_t *ref_labels, float pos_margin,
-                                      float neg_margin, int power, dml_reduction reduction);
+                                      float neg_margin, int power, dml_reduction reduction,
+                                      const dml_loss_shard *shard);
 
 /* Triplet [d(a,p) - d(a,n) + margin]+ (or softplus when soft) over the triplets a miner picks
  * from d [B,B]: all (every valid triplet), hard (farthest positive, nearest negative per
@@ -52,10 +64,11 @@ dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels,
                              dml_miner miner, int soft, dml_reduction reduction);
 /* The same over d [B, N] of the batch against N references whose first B are the batch itself
  * and the rest extra rows (a cross-batch memory), labelled ref_labels[N]: each anchor's
- * positives and negatives are drawn from all N (a itself excluded). */
+ * positives and negatives are drawn from all N (a itself excluded). With shard, d's rows are
+ * the anchors lo.. of the batch. */
 dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
                                   const int32_t *ref_labels, float margin, dml_miner miner, int soft,
-                                  dml_reduction reduction);
+                                  dml_reduction reduction, const dml_loss_shard *shard);
 /* The same over explicit triplets: rows anchor[t], positive[t], negative[t] of d. */
 dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,
                                       const int32_t *positive, const int32_t *negative, int n,
@@ -69,10 +82,12 @@ dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor 
 /* The same with extra [K, D] candidates for every anchor (hard negatives, or a cross-batch
  * memory of earlier positives), labelled extra_labels[K] (NULL: none is dropped); with labels,
  * an extra candidate of the anchor's label is dropped, as the batch's other positives are.
- * symmetric's p_i -> a_i terms rank among the batch's anchors only. */
+ * symmetric's p_i -> a_i terms rank among the batch's anchors only. With shard, a and p are the
+ * whole batch and only the anchors (and, symmetric, the positives) lo .. lo + n are this rank's
+ * terms. */
 dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *extra,
                                const int32_t *labels, const int32_t *extra_labels, float scale,
-                               int symmetric);
+                               int symmetric, const dml_loss_shard *shard);
 
 /* Supervised contrastive (Khosla et al. 2020, L_out; PML's SupConLoss): over the rows of z, and
  * with zp (may be NULL) the rows of both views, the view i + B the second view of row i. Anchor

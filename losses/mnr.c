@@ -5,12 +5,17 @@
 #include "losses/loss_table.h"
 
 /* src[0] = S [B, C] of cosines (C = B + the extra candidates: hard negatives or a cross-batch
- * memory); fparam[0] = scale; iparam[0] = symmetric; ctx = the labels. Candidate j of anchor i
- * is dropped when it is another positive (j < B, j != i) of the anchor's label, or an extra
- * candidate (j >= B) labelled with it. */
+ * memory); fparam[0] = scale; iparam[0] = symmetric, iparam[1] = B; ctx = the labels. Candidate
+ * j of anchor i is dropped when it is another positive (j < B, j != i) of the anchor's label, or
+ * an extra candidate (j >= B) labelled with it.
+ *
+ * In a shard, S is [n, C], the rows of anchors lo .. lo + n, and with symmetric src[1] = T
+ * [n, B] holds the cosines of positives lo .. lo + n against every anchor: the columns of the
+ * whole S that are this rank's, as rows. Without a shard, symmetric walks S's columns. */
 typedef struct mnr_labels {
     const int32_t *batch; /* [B] or NULL: nothing is dropped */
     const int32_t *extra; /* [C - B] or NULL: no extra candidate is dropped */
+    const dml_loss_shard *shard;
 } mnr_labels;
 
 typedef struct mnr_cache {
@@ -80,24 +85,47 @@ static float softmax_terms(float *restrict e, const float *restrict s, size_t st
     return mx + (float)log(sum);
 }
 
+/* Where positive i's column of the whole S is (sym): its first element and stride, in the
+ * tensor col_src returns. */
+static const dml_tensor *col_src(const dml_tensor *out, int i, size_t *first, size_t *stride)
+{
+    const mnr_labels *y = out->ctx;
+    const dml_tensor *s = out->src[0];
+    if (y->shard) { /* T's row i */
+        *first = (size_t)i * out->src[1]->cols;
+        *stride = 1;
+        return out->src[1];
+    }
+    *first = (size_t)i;
+    *stride = (size_t)s->cols;
+    return s;
+}
+
 static void mnr_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
     const mnr_labels *y = out->ctx;
     mnr_cache *m = out->cache;
     float scale = out->fparam[0];
-    int b = s->rows, c = s->cols, sym = out->iparam[0];
+    int rows = s->rows, c = s->cols, sym = out->iparam[0], b = out->iparam[1];
+    int lo = y->shard ? y->shard->lo : 0;
     double total = 0.0;
-    for (int i = 0; i < b; i++) {
-        float target = scale * s->data[(size_t)i * c + i];
+    for (int i = 0; i < rows; i++) {
+        int self = lo + i;
+        float target = scale * s->data[(size_t)i * c + self];
         total += softmax_terms(m->row_e + (size_t)i * c, s->data + (size_t)i * c, 1, c, scale, y,
-                               i, b, &m->row_inv[i]) -
+                               self, b, &m->row_inv[i]) -
                  target;
-        if (sym)
-            total += softmax_terms(m->col_e + (size_t)i * b, s->data + i, (size_t)c, b, scale, y,
-                                   i, b, &m->col_inv[i]) -
-                     target;
+        if (sym) {
+            size_t first, stride;
+            const dml_tensor *t = col_src(out, i, &first, &stride);
+            total += softmax_terms(m->col_e + (size_t)i * b, t->data + first, stride, b, scale, y,
+                                   self, b, &m->col_inv[i]) -
+                     scale * t->data[first + (size_t)self * stride];
+        }
     }
+    if (y->shard) /* every rank's anchors */
+        y->shard->sum(y->shard->ctx, &total, 1);
     out->data[0] = b > 0 ? (float)(total / ((double)b * (sym ? 2 : 1))) : 0.0f;
 }
 
@@ -107,27 +135,31 @@ static void mnr_backward(dml_tensor *out)
 {
     dml_tensor *s = out->src[0];
     const mnr_cache *m = out->cache;
+    const mnr_labels *y = out->ctx;
     float scale = out->fparam[0];
-    int b = s->rows, sym = out->iparam[0], c = s->cols;
+    int rows = s->rows, sym = out->iparam[0], b = out->iparam[1], c = s->cols;
+    int lo = y->shard ? y->shard->lo : 0;
     if (b == 0)
         return;
     float g = out->grad[0] * scale / ((float)b * (sym ? 2.0f : 1.0f));
-    for (int i = 0; i < b; i++) {
+    for (int i = 0; i < rows; i++) {
         float *restrict dv = s->grad + (size_t)i * c;
         const float *restrict e = m->row_e + (size_t)i * c;
         float w = g * m->row_inv[i];
         for (int k = 0; k < c; k++)
             dv[k] += w * e[k];
-        dv[i] -= g;
+        dv[lo + i] -= g;
     }
     if (!sym)
         return;
-    for (int i = 0; i < b; i++) {
+    for (int i = 0; i < rows; i++) {
         const float *e = m->col_e + (size_t)i * b;
         float w = g * m->col_inv[i];
+        size_t first, stride;
+        float *dt = col_src(out, i, &first, &stride)->grad + first;
         for (int k = 0; k < b; k++)
-            s->grad[(size_t)k * c + i] += w * e[k];
-        s->grad[(size_t)i * c + i] -= g;
+            dt[(size_t)k * stride] += w * e[k];
+        dt[(size_t)(lo + i) * stride] -= g;
     }
 }
 
@@ -135,38 +167,42 @@ const dml_op_def dml_op_mnr = {"mnr", mnr_forward, mnr_backward};
 
 dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *extra,
                                const int32_t *labels, const int32_t *extra_labels, float scale,
-                               int symmetric)
+                               int symmetric, const dml_loss_shard *shard)
 {
     dml_tensor *an = dml_l2_normalize(g, a), *pn = dml_l2_normalize(g, p);
-    dml_tensor *s = dml_matmul(g, an, pn, 1);
+    dml_tensor *mine = dml_loss_shard_rows(g, an, shard); /* this rank's anchors (all: an) */
+    dml_tensor *s = dml_matmul(g, mine, pn, 1), *t = NULL;
     if (extra)
-        s = dml_concat_cols(g, s, dml_matmul(g, an, dml_l2_normalize(g, extra), 1));
-    if (!s)
+        s = dml_concat_cols(g, s, dml_matmul(g, mine, dml_l2_normalize(g, extra), 1));
+    if (shard && symmetric) /* this rank's positives against every anchor */
+        t = dml_matmul(g, dml_loss_shard_rows(g, pn, shard), an, 1);
+    if (!s || (shard && symmetric && !t))
         return NULL;
-    dml_tensor *out = dml_graph_node(g, &dml_op_mnr, 1, 1, s, NULL, NULL);
+    dml_tensor *out = dml_graph_node(g, &dml_op_mnr, 1, 1, s, t, NULL);
     mnr_cache *m = out ? dml_graph_alloc(g, sizeof *m) : NULL;
     mnr_labels *y = m ? dml_graph_alloc(g, sizeof *y) : NULL;
     if (!y)
         return NULL;
-    *y = (mnr_labels){labels, labels ? extra_labels : NULL};
-    size_t b = (size_t)s->rows;
-    m->row_e = dml_graph_alloc(g, b * (size_t)s->cols * sizeof(float));
-    m->row_inv = dml_graph_alloc(g, b * sizeof(float));
-    m->col_e = symmetric ? dml_graph_alloc(g, b * b * sizeof(float)) : NULL;
-    m->col_inv = symmetric ? dml_graph_alloc(g, b * sizeof(float)) : NULL;
+    *y = (mnr_labels){labels, labels ? extra_labels : NULL, shard};
+    size_t rows = (size_t)s->rows, b = (size_t)p->rows;
+    m->row_e = dml_graph_alloc(g, rows * (size_t)s->cols * sizeof(float));
+    m->row_inv = dml_graph_alloc(g, rows * sizeof(float));
+    m->col_e = symmetric ? dml_graph_alloc(g, rows * b * sizeof(float)) : NULL;
+    m->col_inv = symmetric ? dml_graph_alloc(g, rows * sizeof(float)) : NULL;
     if (!m->row_e || !m->row_inv || (symmetric && (!m->col_e || !m->col_inv)))
         return NULL;
     out->cache = m;
     out->ctx = y;
     out->fparam[0] = scale;
     out->iparam[0] = symmetric != 0;
+    out->iparam[1] = (int)b;
     return dml_graph_run(g, out);
 }
 
 dml_tensor *dml_loss_mnr(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_tensor *hard_neg,
                          const int32_t *labels, float scale, int symmetric)
 {
-    return dml_loss_mnr_extra(g, a, p, hard_neg, labels, NULL, scale, symmetric);
+    return dml_loss_mnr_extra(g, a, p, hard_neg, labels, NULL, scale, symmetric, NULL);
 }
 
 /* loss.type mnr: the row's parameters in the order of p. */
@@ -190,7 +226,7 @@ static dml_tensor *build(const dml_loss_input *in)
     const int32_t *labels = p[P_MASK_SAME_LABEL] != 0.0f ? in->labels : NULL;
     return dml_loss_mnr_extra(in->g, in->z, in->zp, in->refs, labels,
                               in->refs && labels ? in->ref_labels : NULL, p[P_SCALE],
-                              p[P_SYMMETRIC] != 0.0f);
+                              p[P_SYMMETRIC] != 0.0f, in->shard);
 }
 
 static const dml_op_def *const OPS[] = {&dml_op_mnr};
@@ -201,7 +237,8 @@ const dml_loss_row dml_loss_row_mnr = {
            "each anchor's negatives",
     .needs = DML_LOSS_NEEDS_PAIRS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_GRADCACHE | DML_LOSS_WITH_QUANTIZATION |
-                DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI | DML_LOSS_WITH_HARD_NEGATIVES,
+                DML_LOSS_WITH_HEAD | DML_LOSS_WITH_MPI | DML_LOSS_WITH_HARD_NEGATIVES |
+                DML_LOSS_WITH_SHARDING,
     .params = PARAMS,
     .n_params = N_PARAMS,
     .ops = OPS,

@@ -19,6 +19,8 @@ typedef struct triplet_ctx {
     int32_t *pos_idx, *neg_idx; /* [N] scratch for batch-all: one anchor's positives, negatives */
     float *neg_d, *neg_w;       /* [N] scratch: d(a, negative), summed slopes per negative */
     float denom;            /* what forward divided by (0: the loss is 0) */
+    const dml_loss_shard *shard; /* NULL: row a of d is the batch's anchor a */
+    int lo;                 /* the batch's row of d's first row (shard->lo, else 0) */
 } triplet_ctx;
 
 static float hinge(float x, int soft)
@@ -171,7 +173,7 @@ static void all_forward(const dml_tensor *out, forward_acc *acc)
     int b = out->src[0]->rows, n = out->src[0]->cols, np, nn;
     for (int a = 0; a < b; a++) {
         const float *row = out->src[0]->data + (size_t)a * n;
-        split_anchor(c, row, n, a, &np, &nn);
+        split_anchor(c, row, n, c->lo + a, &np, &nn);
         for (int i = 0; i < np; i++)
             acc->sum += hinge_sum(c->neg_d, nn, row[c->pos_idx[i]] + out->fparam[0], c->soft,
                                   &acc->nonzero);
@@ -188,7 +190,7 @@ static void all_backward(const dml_tensor *out, float g)
     for (int a = 0; a < b; a++) {
         const float *row = out->src[0]->data + (size_t)a * n;
         float *dd = out->src[0]->grad + (size_t)a * n;
-        split_anchor(c, row, n, a, &np, &nn);
+        split_anchor(c, row, n, c->lo + a, &np, &nn);
         memset(c->neg_w, 0, (size_t)nn * sizeof *c->neg_w);
         for (int i = 0; i < np; i++)
             dd[c->pos_idx[i]] += g * add_slopes(c->neg_d, c->neg_w, nn,
@@ -211,6 +213,13 @@ static void triplet_forward(dml_tensor *out)
         all_forward(out, &acc);
     else
         for_each_listed(out, forward_visit, &acc);
+    if (c->shard) { /* every rank's anchors: the global sums and counts */
+        double v[3] = {acc.sum, (double)acc.count, (double)acc.nonzero};
+        c->shard->sum(c->shard->ctx, v, 3);
+        acc.sum = v[0];
+        acc.count = (long)v[1];
+        acc.nonzero = (long)v[2];
+    }
     long denom = c->reduction == DML_REDUCE_MEAN_NONZERO && !c->soft ? acc.nonzero : acc.count;
     c->denom = (float)denom;
     out->data[0] = denom > 0 ? (float)(acc.sum / (double)denom) : 0.0f;
@@ -289,8 +298,8 @@ static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta,
     c->neg = tn;
     for (int a = 0; a < b; a++) {
         const float *row = d->data + (size_t)a * n;
-        int hardest_pos, hardest_neg;
-        hardest_of_row(row, ref, n, a, &hardest_pos, &hardest_neg);
+        int self = c->lo + a, hardest_pos, hardest_neg;
+        hardest_of_row(row, ref, n, self, &hardest_pos, &hardest_neg);
         if (hardest_pos < 0 || hardest_neg < 0)
             continue; /* no positive or no negative: this anchor has no triplet */
         if (c->miner == DML_MINER_HARD) {
@@ -300,11 +309,11 @@ static void mine(triplet_ctx *c, const dml_tensor *d, float margin, int32_t *ta,
             continue;
         }
         for (int p = 0; p < n; p++) {
-            if (p == a || ref[p] != ref[a])
+            if (p == self || ref[p] != ref[self])
                 continue;
             int semi = -1;
             for (int j = 0; j < n; j++)
-                if (ref[j] != ref[a] && row[j] > row[p] && row[j] < row[p] + margin &&
+                if (ref[j] != ref[self] && row[j] > row[p] && row[j] < row[p] + margin &&
                     (semi < 0 || row[j] < row[semi]))
                     semi = j;
             ta[c->n] = a;
@@ -330,7 +339,7 @@ static dml_tensor *triplet_node(dml_graph *g, dml_tensor *d, triplet_ctx **ctx)
 
 dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *labels,
                                   const int32_t *ref_labels, float margin, dml_miner miner, int soft,
-                                  dml_reduction reduction)
+                                  dml_reduction reduction, const dml_loss_shard *shard)
 {
     triplet_ctx *c;
     dml_tensor *out = triplet_node(g, d, &c);
@@ -342,6 +351,8 @@ dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *la
     c->miner = miner;
     c->soft = soft;
     c->reduction = reduction;
+    c->shard = shard;
+    c->lo = shard ? shard->lo : 0;
     out->fparam[0] = margin;
     if (miner == DML_MINER_ALL) {
         c->pos_idx = dml_graph_alloc(g, (size_t)n * sizeof(int32_t));
@@ -365,7 +376,7 @@ dml_tensor *dml_loss_triplet_refs(dml_graph *g, dml_tensor *d, const int32_t *la
 dml_tensor *dml_loss_triplet(dml_graph *g, dml_tensor *d, const int32_t *labels, float margin,
                              dml_miner miner, int soft, dml_reduction reduction)
 {
-    return dml_loss_triplet_refs(g, d, labels, labels, margin, miner, soft, reduction);
+    return dml_loss_triplet_refs(g, d, labels, labels, margin, miner, soft, reduction, NULL);
 }
 
 dml_tensor *dml_loss_triplet_explicit(dml_graph *g, dml_tensor *d, const int32_t *anchor,
@@ -408,8 +419,8 @@ static void fit_defaults(float *p, const int *given)
         p[P_REDUCTION] = p[P_MINER] == DML_MINER_ALL ? DML_REDUCE_MEAN_NONZERO : DML_REDUCE_MEAN;
 }
 
-/* Triplets of batch anchors whose positives and negatives come from the batch and the
- * cross-batch memory's rows. */
+/* Triplets of batch anchors (this rank's, in a shard) whose positives and negatives come from
+ * the batch and the cross-batch memory's rows. */
 static dml_tensor *build(const dml_loss_input *in)
 {
     const float *p = in->p;
@@ -419,7 +430,7 @@ static dml_tensor *build(const dml_loss_input *in)
         return NULL;
     return dml_loss_triplet_refs(in->g, d, in->labels, ref_labels, p[P_MARGIN],
                                  (dml_miner)p[P_MINER], p[P_SOFT] != 0.0f,
-                                 (dml_reduction)p[P_REDUCTION]);
+                                 (dml_reduction)p[P_REDUCTION], in->shard);
 }
 
 static const dml_op_def *const OPS[] = {&dml_op_triplet};
@@ -429,7 +440,7 @@ const dml_loss_row dml_loss_row_triplet = {
     .doc = "triplet loss (Weinberger & Saul 2009; FaceNet's miners, Schroff et al. 2015)",
     .needs = DML_LOSS_NEEDS_LABELS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
-                DML_LOSS_WITH_MPI,
+                DML_LOSS_WITH_MPI | DML_LOSS_WITH_SHARDING,
     .params = PARAMS,
     .n_params = N_PARAMS,
     .ops = OPS,

@@ -67,7 +67,7 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_triplet_refs(
             g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
                                dml_distance_matrix(g, z, in[2], c->dist)),
-            c->labels, WITH_MEMORY, 0.3f, c->miner, c->soft, c->reduction);
+            c->labels, WITH_MEMORY, 0.3f, c->miner, c->soft, c->reduction, NULL);
     if (!strcmp(c->op, "triplet"))
         return dml_loss_triplet(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.3f, c->miner,
                                 c->soft, c->reduction);
@@ -75,10 +75,10 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_contrastive_refs(
             g, dml_concat_cols(g, dml_distance_matrix(g, z, z, c->dist),
                                dml_distance_matrix(g, z, in[2], c->dist)),
-            c->labels, WITH_MEMORY, 0.1f, 1.2f, c->power, c->reduction);
+            c->labels, WITH_MEMORY, 0.1f, 1.2f, c->power, c->reduction, NULL);
     if (!strcmp(c->op, "mnr") && c->memory)
         return dml_loss_mnr_extra(g, z, in[1], in[2], c->labels, WITH_MEMORY + B, 5.0f,
-                                  c->symmetric);
+                                  c->symmetric, NULL);
     if (!strcmp(c->op, "contrastive"))
         return dml_loss_contrastive(g, dml_distance_matrix(g, z, z, c->dist), c->labels, 0.1f, 1.2f,
                                     c->power, c->reduction);
@@ -348,15 +348,133 @@ static float memory_loss(const char *op, const float *z, int b, const int32_t *l
                                     dml_distance_matrix(&g, x, m, DML_DIST_EUCLIDEAN));
     dml_tensor *loss =
         !strcmp(op, "contrastive")
-            ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN)
+            ? dml_loss_contrastive_refs(&g, d, labels, refs, 0.0f, 1.0f, 2, DML_REDUCE_MEAN, NULL)
         : !strcmp(op, "triplet")
-            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN)
-            : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0);
+            ? dml_loss_triplet_refs(&g, d, labels, refs, 1.0f, DML_MINER_ALL, 0, DML_REDUCE_MEAN,
+                                    NULL)
+            : dml_loss_mnr_extra(&g, x, x, m, labels, refs ? refs + b : NULL, 5.0f, 0, NULL);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);
     float v = loss->data[0];
     dml_graph_free(&g);
     return v;
+}
+
+/* ---- sharded losses (docs/scale.md): two ranks simulated in one process. Each rank's sum hook
+ * adds the other's partial sums, recorded in a first pass, as the ranks' allreduce would. */
+typedef struct two_ranks {
+    double part[2][4]; /* each shard's partial sums */
+    int me, recording;
+} two_ranks;
+
+static void two_ranks_sum(void *ctx, double *v, int n)
+{
+    two_ranks *t = ctx;
+    assert_true(n <= 4);
+    if (t->recording) {
+        memcpy(t->part[t->me], v, (size_t)n * sizeof *v);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        v[i] += t->part[1 - t->me][i];
+}
+
+/* row's loss over z [B, D] (zp, refs [B, D] when not NULL) with shard (NULL: the whole loss);
+ * the gradients of z and zp added into gz and gzp. */
+static float row_loss(const dml_loss_row *row, const float *p, const float *z, const float *zp,
+                      const float *refs, const dml_loss_shard *shard, float *gz, float *gzp)
+{
+    dml_graph g;
+    dml_graph_init(&g, 1 << 18);
+    dml_tensor *x = dml_leaf_copy(&g, z, B, D, 1);
+    dml_tensor *xp = zp ? dml_leaf_copy(&g, zp, B, D, 1) : NULL;
+    dml_tensor *m = refs ? dml_leaf_copy(&g, refs, B, D, 0) : NULL;
+    dml_loss_input in = {.g = &g, .z = x, .zp = xp, .refs = m, .labels = LABELS,
+                         .ref_labels = m ? WITH_MEMORY + B : NULL, .p = p, .shard = shard};
+    dml_tensor *loss = row->build(&in);
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    for (int i = 0; i < B * D; i++) {
+        gz[i] += x->grad[i];
+        if (xp)
+            gzp[i] += xp->grad[i];
+    }
+    float v = loss->data[0];
+    dml_graph_free(&g);
+    return v;
+}
+
+static float max_abs_diff(const float *a, const float *b, int n)
+{
+    float m = 0.0f;
+    for (int i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+/* The loss of each of two shards (anchors 0..3 and 4..7) is the whole loss, and the sum of
+ * their gradients (what the reduce-scatter adds up) is the whole loss's gradient. */
+static void check_two_shards(const char *name, const char *key, float value, int memory)
+{
+    const dml_loss_row *row = dml_loss_find(name);
+    assert_non_null(row);
+    assert_true(row->combines & DML_LOSS_WITH_SHARDING);
+    float p[DML_LOSS_MAX_PARAMS];
+    int given[DML_LOSS_MAX_PARAMS] = {0};
+    dml_loss_defaults(row, p);
+    if (key) {
+        int k = dml_loss_param_index(row, key);
+        assert_true(k >= 0);
+        p[k] = value;
+        given[k] = 1;
+    }
+    if (row->fit_defaults)
+        row->fit_defaults(p, given);
+    int pairs = (row->needs & DML_LOSS_NEEDS_PAIRS) != 0;
+    float z[B * D], zp[B * D], refs[B * D];
+    tu_fill_normal(z, B * D, 1.0f, 11);
+    tu_fill_normal(zp, B * D, 1.0f, 12);
+    tu_fill_normal(refs, B * D, 1.0f, 13);
+    float gz[B * D] = {0}, gzp[B * D] = {0}, sz[B * D] = {0}, szp[B * D] = {0};
+    float scratch[2][B * D] = {{0}};
+    const float *zp_in = pairs ? zp : NULL, *refs_in = memory ? refs : NULL;
+    float whole = row_loss(row, p, z, zp_in, refs_in, NULL, gz, gzp);
+    two_ranks t = {.recording = 1};
+    dml_loss_shard shard[2] = {{0, B / 2, two_ranks_sum, &t}, {B / 2, B / 2, two_ranks_sum, &t}};
+    for (t.me = 0; t.me < 2; t.me++)
+        row_loss(row, p, z, zp_in, refs_in, &shard[t.me], scratch[0], scratch[1]);
+    t.recording = 0;
+    float v[2];
+    for (t.me = 0; t.me < 2; t.me++)
+        v[t.me] = row_loss(row, p, z, zp_in, refs_in, &shard[t.me], sz, szp);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s=%g: loss of 2 shards vs whole", name, key ? key : "", value);
+    assert_true(whole > 0.0f);
+    assert_true(v[0] == v[1]);
+    tu_assert_measured(what, fabsf(v[0] - whole) / whole, 1e-5);
+    float scale = 0.0f;
+    for (int i = 0; i < B * D; i++)
+        scale = fmaxf(scale, fmaxf(fabsf(gz[i]), fabsf(gzp[i])));
+    assert_true(scale > 0.0f);
+    snprintf(what, sizeof what, "%s %s=%g: summed gradient of 2 shards vs whole", name,
+             key ? key : "", value);
+    tu_assert_measured(what, fmaxf(max_abs_diff(gz, sz, B * D), max_abs_diff(gzp, szp, B * D)) /
+                                 scale, 1e-5);
+}
+
+static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
+{
+    (void)state;
+    check_two_shards("contrastive", NULL, 0, 0); /* the defaults */
+    check_two_shards("contrastive", "distance", DML_DIST_COSINE, 0);
+    check_two_shards("contrastive", "reduction", DML_REDUCE_MEAN_NONZERO, 1);
+    check_two_shards("triplet", NULL, 0, 0);
+    check_two_shards("triplet", "miner", DML_MINER_HARD, 0);
+    check_two_shards("triplet", "miner", DML_MINER_SEMIHARD, 0);
+    check_two_shards("triplet", "soft", 1, 1);
+    check_two_shards("mnr", NULL, 0, 0);
+    check_two_shards("mnr", "symmetric", 1, 0);
+    check_two_shards("mnr", "mask_same_label", 0, 1);
 }
 
 static void test_memory_hand_computed(void **state)
@@ -512,7 +630,7 @@ static float call_loss(const row_call *c)
         int k = c->row->class_rows_key ? dml_loss_param_index(c->row, c->row->class_rows_key) : -1;
         if (k >= 0)
             p[k] = (float)(c->nw / c->n_classes);
-        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes};
+        dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes, NULL};
         loss = c->row->build(&in);
     } else if (!strcmp(c->direct, "supcon")) {
         loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
@@ -714,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_contrastive_hand_computed),
         cmocka_unit_test(test_mnr_hand_computed),
         cmocka_unit_test(test_memory_hand_computed),
+        cmocka_unit_test(test_sharded_rows_add_up_to_the_whole_loss),
         cmocka_unit_test(test_cosine_pair_hand_computed),
         cmocka_unit_test(test_proxy_anchor_hand_computed),
         cmocka_unit_test(test_duplicates_and_two_rows),

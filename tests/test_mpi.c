@@ -250,6 +250,76 @@ static void test_mnr_equals_one_process(void **state)
     check_loss("mnr", "--set loss.type=mnr --set data.pairs=same_class");
 }
 
+/* The sharded losses' other miners and forms (docs/scale.md, "The sharded loss"): each rank mines
+ * its own anchors' triplets among every gathered row, and MNR's symmetric terms rank this rank's
+ * positives among every anchor. */
+static void test_sharded_miners_equal_one_process(void **state)
+{
+    (void)state;
+    check_loss("triplet_hard", "--set loss.miner=hard");
+    check_loss("triplet_semihard", "--set loss.miner=semihard");
+    check_loss("mnr_symmetric", "--set loss.type=mnr --set data.pairs=same_class "
+                                "--set loss.symmetric=true");
+    check_loss("mnr_unmasked", "--set loss.type=mnr --set data.pairs=same_class "
+                               "--set loss.mask_same_label=false");
+}
+
+/* The bytes of a step's arena the metric loss took on a rank, as the trainer logs them from out's
+ * run (every rank the same, their shards being equal); 0 when not logged. */
+static double loss_bytes(const char *out)
+{
+    char path[700], line[512];
+    snprintf(path, sizeof path, "%s/%s.log", dir, out);
+    FILE *f = fopen(path, "r");
+    size_t bytes = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "# the metric loss took at most %zu bytes", &bytes) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (double)bytes;
+}
+
+/* A sharded loss holds a rank's anchors' rows against every candidate (b x B distances, their
+ * gradient and the op's scratch), where the whole loss held B x B on every rank: its memory on
+ * each of N ranks, times N, is one process's within bound (at a global batch of 192; the O(B)
+ * terms, the gathered embeddings and norms, keep it over 1). */
+static void check_loss_memory(const char *name, const char *extra, double bound)
+{
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed");
+    char one[64], many[64], args[512], what[128];
+    snprintf(args, sizeof args, "--set train.batch_size=192 --set sampler.m=48 "
+                                "--set train.steps=2 %s", extra);
+    snprintf(one, sizeof one, "%s_bytes_1", name);
+    assert_int_equal(train(0, one, args), 0);
+    double bytes_one = loss_bytes(one);
+    assert_true(bytes_one > 0.0);
+    printf("  measured %s loss memory, 1 process: %.0f bytes\n", name, bytes_one);
+    for (int np = 2; np <= 4; np *= 2) {
+        snprintf(many, sizeof many, "%s_bytes_%d", name, np);
+        assert_int_equal(train(np, many, args), 0);
+        double bytes = loss_bytes(many);
+        printf("  measured %s loss memory, %d ranks: %.0f bytes a rank\n", name, np, bytes);
+        snprintf(what, sizeof what, "%s loss memory x %d ranks / one process's", name, np);
+        assert_true(bytes > 0.0);
+        tu_assert_measured(what, bytes * np / bytes_one, bound);
+    }
+}
+
+static void test_sharded_loss_memory_falls_with_the_ranks(void **state)
+{
+    (void)state;
+    check_loss_memory("triplet", "", 1.3);
+    check_loss_memory("mnr", "--set loss.type=mnr --set data.pairs=same_class", 1.3);
+    /* One process walks the columns of its B x B similarities for the symmetric terms; a rank
+     * holds its positives' rows against every anchor as a second b x B matrix (and its
+     * gradient): 6 b B floats where one process holds 4 B^2, so N ranks x their memory is 1.5
+     * of one process's. */
+    check_loss_memory("mnr_symmetric", "--set loss.type=mnr --set data.pairs=same_class "
+                                       "--set loss.symmetric=true", 1.5 * 1.3);
+}
+
 /* Every rank pushes the gathered batch into its cross-batch memory, so the rings, and the
  * model, stay those of one process. */
 static void test_memory_equals_one_process(void **state)
@@ -830,6 +900,8 @@ int main(void)
         cmocka_unit_test(test_mnr_equals_one_process),
         cmocka_unit_test(test_multi_similarity_equals_one_process),
         cmocka_unit_test(test_circle_equals_one_process),
+        cmocka_unit_test(test_sharded_miners_equal_one_process),
+        cmocka_unit_test(test_sharded_loss_memory_falls_with_the_ranks),
         cmocka_unit_test(test_memory_equals_one_process),
         cmocka_unit_test(test_hard_negatives_equal_one_process),
         cmocka_unit_test(test_joint_quantization_equals_one_process),

@@ -23,6 +23,9 @@ typedef struct dml_comm {
     void (*allgather)(void *ctx, const void *send, void *recv, size_t bytes);
     /* buf[bytes] of rank 0 into every rank's buf */
     void (*bcast)(void *ctx, void *buf, size_t bytes);
+    /* send[size * n] summed element-wise over the ranks, this rank's block of n into recv[n]
+     * (1/N of an allreduce's bytes) */
+    void (*reduce_scatter)(void *ctx, const float *send, float *recv, size_t n);
 } dml_comm;
 
 /* A tape node: x[n, d] of every rank gathered in rank order into [size * n, d]. Its backward
@@ -31,5 +34,9 @@ typedef struct dml_comm {
  * rank back-propagates only its own rows' part through its encoder. x without a gradient (an
  * input) is gathered as data only. */
 dml_tensor *dml_comm_gather(dml_graph *g, const dml_comm *comm, dml_tensor *x);
+/* The same gather for a sharded loss (docs/scale.md), where each rank's loss is its own anchors'
+ * share: each rank's gradient of the gathered rows is a part of the whole, so the backward sums
+ * them over the ranks (a reduce-scatter) and hands this rank its rows' sum. */
+dml_tensor *dml_comm_gather_summed(dml_graph *g, const dml_comm *comm, dml_tensor *x);
 
 #endif

@@ -111,6 +111,9 @@ typedef struct dml_run {
     /* data-parallel training (train/run_comm.c): NULL for one process */
     const dml_comm *comm;
     int lo, n_local;  /* this rank's rows [lo, lo + n_local) of every global batch */
+    /* the loss's share when it is sharded (train/train_step.c): this rank's anchors */
+    dml_loss_shard loss_shard;
+    size_t loss_bytes; /* the most arena bytes a step's metric loss took (logged at the end) */
     float *flat;      /* [n_grad + 2 size]: the summed gradients, then per-rank flags */
     size_t n_grad;    /* trainable floats */
     int stop_any;     /* the largest stop flag of any rank (as of the last step's reduction) */

@@ -7,8 +7,11 @@
  * draws one process gives those rows) and runs its encoder on them only. Every loss term sees
  * the global batch: the embeddings (and the reconstruction's outputs and targets) are gathered
  * from all ranks by a tape node, the loss over all of them is computed on every rank, and
- * backward sends each rank only its own rows' gradient. The trainer sums the parameter
- * gradients over the ranks, which is then the one-process gradient. */
+ * backward sends each rank only its own rows' gradient. A loss whose row honours sharding
+ * (DML_LOSS_WITH_SHARDING) is computed instead over this rank's anchors against every gathered
+ * row, its sums and counts summed over the ranks, and the gathered rows' gradient summed back
+ * to their owners. The trainer sums the parameter gradients over the ranks, which is then the
+ * one-process gradient. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +22,31 @@
 static dml_tensor *global(const dml_run *r, dml_graph *g, dml_tensor *x)
 {
     return r->comm ? dml_comm_gather(g, r->comm, x) : x;
+}
+
+/* Whether the metric loss is computed over this rank's anchors only (docs/scale.md, "The sharded
+ * loss"): under mpirun, for the rows that honour it. The joint quantization term reads the
+ * gathered embeddings whole on every rank, which the summed gather would count N times: with
+ * it, the loss stays whole. */
+static int sharded(const dml_run *r)
+{
+    const dml_config *c = r->cfg;
+    return r->comm && c->loss.row->build && (c->loss.row->combines & DML_LOSS_WITH_SHARDING) &&
+           !(c->loss.quantization.weight > 0.0f);
+}
+
+/* x's rows of every rank for the metric loss: gathered as global() does, or, when the loss is
+ * sharded, by the gather whose backward sums each rank's part of the gradient. */
+static dml_tensor *global_for_loss(const dml_run *r, dml_graph *g, dml_tensor *x)
+{
+    return sharded(r) ? dml_comm_gather_summed(g, r->comm, x) : global(r, g, x);
+}
+
+/* The loss's scalar sums over the ranks (dml_loss_shard.sum), in double, rank order. */
+static void sum_over_ranks(void *ctx, double *v, int n)
+{
+    const dml_comm *comm = ((const dml_run *)ctx)->comm;
+    comm->allreduce_sum_f64(comm->ctx, v, (size_t)n);
 }
 
 /* This rank's share of a global batch of b rows (b divides by the ranks: train/run_comm.c
@@ -116,16 +144,17 @@ static void pair_batch(dml_run *r, dml_graph *g, dml_tensor **za, dml_tensor **z
             return;
         }
         size_t half = (size_t)b * z->cols;
-        *za = global(r, g, dml_leaf(g, z->data, z->grad, b, z->cols));
-        *zp = global(r, g, dml_leaf(g, z->data + half, z->grad + half, b, z->cols));
+        *za = global_for_loss(r, g, dml_leaf(g, z->data, z->grad, b, z->cols));
+        *zp = global_for_loss(r, g, dml_leaf(g, z->data + half, z->grad + half, b, z->cols));
         return;
     }
     float *xa = r->xa + (size_t)r->lo * r->d_in, *xb = r->xb + (size_t)r->lo * r->d_in_b;
     b = r->n_local;
-    *za = global(r, g, project(r, g, dml_mlp_forward(g, &r->net.encoder,
-                                                     dml_leaf(g, xa, NULL, b, r->d_in))));
-    *zp = global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
-                                                     dml_leaf(g, xb, NULL, b, r->d_in_b))));
+    *za = global_for_loss(r, g, project(r, g, dml_mlp_forward(g, &r->net.encoder,
+                                                              dml_leaf(g, xa, NULL, b, r->d_in))));
+    *zp = global_for_loss(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                              dml_leaf(g, xb, NULL, b,
+                                                                       r->d_in_b))));
 }
 
 static dml_tensor *reconstruction(dml_run *r, dml_graph *g, dml_tensor *h, dml_tensor *x)
@@ -177,7 +206,15 @@ static dml_tensor *metric_loss(dml_run *r, dml_graph *g, dml_tensor *z, dml_tens
         in.labels = r->pos;
         in.ref_labels = r->hn.rows;
     }
-    return c->loss.row->build(&in);
+    if (sharded(r)) { /* held in r: the loss's backward reads it too */
+        r->loss_shard = (dml_loss_shard){r->lo, r->n_local, sum_over_ranks, r};
+        in.shard = &r->loss_shard;
+    }
+    size_t before = g->arena.used; /* what the loss's tensors take, for the log */
+    dml_tensor *loss = c->loss.row->build(&in);
+    if (g->arena.used - before > r->loss_bytes)
+        r->loss_bytes = g->arena.used - before;
+    return loss;
 }
 
 /* loss.hard_negatives: the batch anchors' mined negatives through the positive tower (and the
@@ -188,9 +225,9 @@ static dml_tensor *hard_negatives(dml_run *r, dml_graph *g, int b)
     if (e == 0)
         return NULL;
     float *x = r->hn.x + (size_t)r->lo * k * r->d_in_b;
-    return global(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
-                                                      dml_leaf(g, x, NULL, r->n_local * k,
-                                                               r->d_in_b))));
+    return global_for_loss(r, g, project(r, g, dml_mlp_forward(g, positive_tower(r),
+                                                               dml_leaf(g, x, NULL, r->n_local * k,
+                                                                        r->d_in_b))));
 }
 
 dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
@@ -214,7 +251,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         /* The decoder reads the bottleneck before the embedding head, so an l2 or tanh head
          * does not squeeze what the autoencoder can reconstruct. */
         dml_tensor *h = dml_mlp_body(g, &r->net.encoder, x);
-        z = global(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
+        z = global_for_loss(r, g, project(r, g, dml_mlp_head(g, &r->net.encoder, h)));
         /* reconstruction, the one row without a build, is the decoder's term */
         loss = c->loss.row->build ? metric_loss(r, g, z, NULL, NULL) : reconstruction(r, g, h, x);
     }

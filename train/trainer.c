@@ -608,6 +608,10 @@ dml_status dml_run_train(dml_run *r, dml_error *err)
                 r->total_steps, r->steps_per_epoch);
         st = train_loop(r, err);
     }
+    if (st == DML_OK && r->loss_bytes > 0) /* docs/scale.md: sharded, it falls as 1/N */
+        fprintf(r->log, "# the metric loss took at most %zu bytes of a step's arena (rank %d: %d "
+                        "anchors of %d)\n", r->loss_bytes, r->comm ? r->comm->rank : 0,
+                r->n_local, r->comm ? r->n_local * r->comm->size : r->n_local);
     if (st == DML_OK && r->n_val > 0 && r->best_score >= 0.0)
         snapshot(r, 0); /* the model is the best validated one */
     /* Over several ranks the final codebooks' k-means runs on all of them (train/run_kmeans.c);
