@@ -120,6 +120,9 @@ typedef struct dml_run {
     int streamed;            /* train's rows stay in the file (train/run_stream.c): */
     dml_rows rows;           /* the file, */
     dml_row_cache cache;     /* the blocks held, train.cache */
+    int32_t *plan_rows;      /* under mpirun: this rank's rows of the sampler's shuffle, */
+    dml_rng plan_snap;       /* the shuffle they were planned from (sampler.snap), */
+    int planned;             /* set once the first plan is made */
     uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
@@ -204,6 +207,9 @@ dml_status dml_run_open_train(dml_run *r, dml_error *err);
 dml_status dml_run_stream_fit(dml_run *r, dml_error *err);
 /* Blocks a block-random window holds: an eighth of data.memory_limit of rows. */
 int dml_run_window_blocks(const dml_run *r);
+/* Streamed under mpirun, after each draw of the sampler: when it has shuffled since the last
+ * call, tells the cache this rank's rows of the new shuffle (the blocks then keep only those). */
+void dml_run_stream_plan(dml_run *r);
 /* Streamed: blocks are normalised with r->norm as they are loaded. */
 void dml_run_stream_normalise(dml_run *r);
 /* Validation rows used: split.n_val, capped when streamed. */
