@@ -120,7 +120,7 @@ typedef struct dml_run {
     int streamed;            /* train's rows stay in the file (train/run_stream.c): */
     dml_rows rows;           /* the file, */
     dml_row_cache cache;     /* the blocks held, train.cache */
-    int32_t *plan_rows;      /* under mpirun: this rank's rows of the sampler's shuffle, */
+    int32_t *plan_rows;      /* streamed under mpirun: this rank's rows of the shuffle, */
     dml_rng plan_snap;       /* the shuffle they were planned from (sampler.snap), */
     int planned;             /* set once the first plan is made */
     uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */

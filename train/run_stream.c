@@ -100,7 +100,8 @@ dml_status dml_run_stream_fit(dml_run *r, dml_error *err)
               * (a block drawing more, one in 3 million, grows the slots: dml_run_stream_plan) */
         double mean = (double)block / r->comm->size;
         int slot = (int)ceil(mean + 5.0 * sqrt(mean));
-        r->plan_rows = malloc((size_t)r->train.n * sizeof *r->plan_rows);
+        r->plan_rows = malloc(((size_t)r->train.n / (size_t)r->comm->size + 1) *
+                              sizeof *r->plan_rows); /* a rank's share of the rows */
         st = r->plan_rows ? dml_row_cache_init_shard(&r->cache, &r->rows, block, 2 * window,
                                                      slot < block ? slot : block, err)
                           : dml_error_set(err, DML_ERR_NOMEM, c->data.train, 0, 0,
