@@ -207,9 +207,11 @@ static const float *row_at(dml_row_cache *c, int row)
     if (c->status != DML_OK)
         return NULL;
     int b = row / c->block_rows;
-    if (c->place && c->place[row] < 0) /* not planned: from the scratch */
-        return read_piece(c, b, row) == 0 ? c->scratch + (size_t)(row - c->scratch_lo) * (size_t)c->d
-                                          : NULL;
+    if (c->place && c->place[row] < 0) { /* not planned: from the scratch */
+        if (read_piece(c, b, row) != 0)
+            return NULL;
+        return c->scratch + (size_t)(row - c->scratch_lo) * (size_t)c->d;
+    }
     int s = load(c, b);
     if (s < 0)
         return NULL;

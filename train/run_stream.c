@@ -2,7 +2,9 @@
  * file and are read in blocks of sampler.block_rows as the block-random sampler reaches them,
  * normalised as each block is loaded. Labels, the split and the sampler's indices are in
  * memory (a few ints a row, some 25 bytes in all); the rows themselves take at most a quarter of
- * the memory limit, which leaves the rest of it for those indices and the libraries. */
+ * the memory limit, which leaves the rest of it for those indices and the libraries. Under
+ * mpirun the limit is per rank, and each rank's cache keeps only its share of every batch's
+ * rows (dml_run_stream_plan), about 1/N of them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +99,7 @@ dml_status dml_run_stream_fit(dml_run *r, dml_error *err)
     if (!r->comm) {
         st = dml_row_cache_init(&r->cache, &r->rows, block, 2 * window, err);
     } else { /* a rank keeps its share of each block: the mean, five standard deviations over
-              * (a block drawing more, one in 3 million, grows the slots: dml_run_stream_plan) */
+              * (a block drawing more, one in 3.5 million, grows the slots: dml_run_stream_plan) */
         double mean = (double)block / r->comm->size;
         int slot = (int)ceil(mean + 5.0 * sqrt(mean));
         r->plan_rows = malloc(((size_t)r->train.n / (size_t)r->comm->size + 1) *

@@ -56,9 +56,9 @@ static void gather_own(dml_run *r, float *out, const int32_t *idx)
     dml_dataset_gather(out + (size_t)r->lo * r->d_in, &r->train, idx + r->lo, r->n_local);
 }
 
-/* A pair batch's inputs, gathered (this rank's rows) and augmented: the anchors in r->xa [b, d_in]; the positives
- * after them in r->xa when one encoder embeds both (*one_encoder = 1), else in r->xb. Returns
- * b. Augment pairs are a row twice, each copy augmented on its own. */
+/* A pair batch's inputs, this rank's rows gathered and augmented: the anchors in r->xa [b,
+ * d_in]; the positives after them in r->xa when one encoder embeds both (*one_encoder = 1),
+ * else in r->xb. Returns b. Augment pairs are a row twice, each copy augmented on its own. */
 static int pair_inputs(dml_run *r, int *one_encoder)
 {
     const dml_config *c = r->cfg;
