@@ -505,6 +505,13 @@ static void test_streamed_rows_equal_one_process(void **state)
 {
     (void)state;
     check_loss("streamed", streamed("--set train.steps=120"));
+    /* an autoencoder that also reconstructs the rows set aside: a second sampler's share in
+     * each rank's plan, the labelled rows' epoch of 41 steps crossed (drop_last set: the 2000
+     * rows' last 32 would be kept by one process and, not dividing by 3, dropped by 3 ranks) */
+    check_loss("streamed_unlabelled",
+               streamed("--set model.type=autoencoder --set loss.type=triplet "
+                        "--set loss.reconstruction_weight=0.5 --set data.labels_per_class=500 "
+                        "--set sampler.drop_last=true --set train.steps=50"));
     assert_true(log_has("streamed_2", "a rank (each rank keeps its share of the batches)"));
     assert_false(log_has("streamed_1", "each rank keeps its share"));
 }

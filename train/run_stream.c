@@ -117,20 +117,36 @@ dml_status dml_run_stream_fit(dml_run *r, dml_error *err)
     return st;
 }
 
+/* The shuffles a plan is made from: the sampler's, and the unlabelled rows' sampler's once it
+ * has drawn (its first draw shuffles). */
+static dml_run_plan_key plan_key(const dml_run *r)
+{
+    dml_run_plan_key k;
+    memset(&k, 0, sizeof k);
+    k.snap = r->sampler.snap;
+    k.unl_drawn = r->sampler_unl.n > 0 && r->sampler_unl.step > 0;
+    if (k.unl_drawn)
+        k.snap_unl = r->sampler_unl.snap;
+    return k;
+}
+
 void dml_run_stream_plan(dml_run *r)
 {
     if (!r->streamed || !r->comm)
         return;
-    const dml_sampler *s = &r->sampler;
-    if (r->planned && memcmp(&r->plan_snap, &s->snap, sizeof s->snap) == 0)
-        return; /* the same shuffle as the last plan's */
-    int n = dml_sampler_shard_rows(s, r->comm->size, r->comm->rank, r->plan_rows);
+    dml_run_plan_key key = plan_key(r);
+    if (r->planned && memcmp(&r->plan_key, &key, sizeof key) == 0)
+        return; /* the same shuffles as the last plan's */
+    int size = r->comm->size, rank = r->comm->rank;
+    int n = dml_sampler_shard_rows(&r->sampler, size, rank, r->plan_rows);
+    if (key.unl_drawn) /* a pool of other rows: the two shares fit n / size */
+        n += dml_sampler_shard_rows(&r->sampler_unl, size, rank, r->plan_rows + n);
     int slot = r->cache.slot_rows;
     dml_row_cache_plan(&r->cache, r->plan_rows, n);
     if (r->cache.slot_rows != slot)
         fprintf(r->log, "# a block drew %d rows of rank %d's share: %.3f MB of rows held\n",
-                r->cache.slot_rows, r->comm->rank, dml_row_cache_bytes(&r->cache) / 1048576.0);
-    r->plan_snap = s->snap;
+                r->cache.slot_rows, rank, dml_row_cache_bytes(&r->cache) / 1048576.0);
+    r->plan_key = key;
     r->planned = 1;
 }
 

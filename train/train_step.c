@@ -231,6 +231,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         int bu = dml_sampler_next(&r->sampler_unl, r->idx_unl);
         shard(r, bu);
         /* no augmentation draws here: this rank's rows alone keep the one-process stream */
+        dml_run_stream_plan(r);
         dml_dataset_gather(r->xu, ds, r->idx_unl + r->lo, r->n_local);
         dml_tensor *u = dml_leaf(g, r->xu, NULL, r->n_local, r->d_in);
         dml_tensor *rec = reconstruction(r, g, dml_mlp_body(g, &r->net.encoder, u), u);
