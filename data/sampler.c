@@ -340,6 +340,18 @@ int dml_sampler_next(dml_sampler *s, int32_t *idx)
     return count;
 }
 
+int dml_sampler_shard_rows(const dml_sampler *s, int ranks, int rank, int32_t *out)
+{
+    DML_ASSERT(s->spec.kind == DML_SAMPLER_RANDOM && ranks >= 1 && rank >= 0 && rank < ranks);
+    int n = 0, b = s->spec.batch_size;
+    for (int at = 0; at + batch_need(s) <= s->n_anchor; at += b) {
+        int count = s->n_anchor - at < b ? s->n_anchor - at : b, share = count / ranks;
+        for (int i = 0; i < share; i++)
+            out[n++] = s->rows[s->order[at + rank * share + i]];
+    }
+    return n;
+}
+
 int dml_sampler_next_pairs(dml_sampler *s, int32_t *anchor, int32_t *positive)
 {
     DML_ASSERT(s->spec.pairs != DML_PAIR_MODE_NONE);

@@ -84,6 +84,12 @@ int dml_sampler_next(dml_sampler *s, int32_t *idx);
 /* The next B pairs: anchors as RANDOM draws them; positive[i] per the pair mode. Returns B. */
 int dml_sampler_next_pairs(dml_sampler *s, int32_t *anchor, int32_t *positive);
 
+/* RANDOM: the dataset rows that rank `rank` of `ranks` gathers from the current shuffle (each
+ * batch's contiguous share [rank b / ranks, (rank + 1) b / ranks), b its rows, which divide by
+ * ranks), in order, into out (room for n_anchor / ranks rows; a pair's anchor only: its positive is
+ * the same row or another view). Returns how many were written. */
+int dml_sampler_shard_rows(const dml_sampler *s, int ranks, int rank, int32_t *out);
+
 /* RANDOM: n_anchor / B, rounded up with keep_last. M_PER_CLASS: n / B, at least 1. */
 int dml_sampler_steps_per_epoch(const dml_sampler *s);
 

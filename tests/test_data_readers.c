@@ -1002,6 +1002,60 @@ static void test_rows_ranges(void **state)
     expect_rows_match(at("rows.csv"), 0); /* read whole, served from memory */
 }
 
+static void add_one(const void *ctx, float *x, int n)
+{
+    (void)ctx;
+    for (int i = 0; i < 3 * n; i++)
+        x[i] += 1.0f;
+}
+
+/* A planned cache (a rank's rows under mpirun): planned rows from slots that keep only them,
+ * any other row from the scratch, each read once through the transform; a block that draws
+ * more planned rows than a slot holds grows the slots. 30 rows of 3 in blocks of 8 (the last
+ * 6), slots of 2 rows. */
+static void test_rows_cache_planned(void **state)
+{
+    (void)state;
+    float x[30 * 3];
+    for (int i = 0; i < 30 * 3; i++)
+        x[i] = (float)i;
+    hid_t f = h5_create(at("rows_plan.h5"));
+    hsize_t dims[2] = {30, 3};
+    h5_put(f, "X", H5T_NATIVE_FLOAT, 2, dims, x);
+    H5Fclose(f);
+    dml_rows r;
+    dml_error err = {0};
+    assert_int_equal(dml_rows_open(at("rows_plan.h5"), &r, &err), DML_OK);
+    dml_row_cache c;
+    assert_int_equal(dml_row_cache_init_shard(&c, &r, 8, 2, 2, &err), DML_OK);
+    dml_row_cache_set_transform(&c, add_one, NULL);
+    int32_t before[3] = {29, 0, 13}, plan[4] = {3, 28, 10, 24}, grow[5] = {16, 17, 18, 19, 20};
+    int32_t ask[10] = {3, 28, 10, 3, 24, 26, 5, 28, 9, 10};
+    float out[10 * 3];
+    dml_row_cache_gather(&c, out, before, 3); /* nothing planned yet: all from the scratch */
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            assert_true(out[3 * i + j] == x[3 * before[i] + j] + 1.0f);
+    dml_row_cache_plan(&c, plan, 4);
+    assert_int_equal(c.slot_rows, 2);
+    assert_int_equal(c.place[24], 1); /* block 3's second planned row */
+    assert_int_equal(c.place[26], -1);
+    dml_row_cache_gather(&c, out, ask, 10);
+    for (int i = 0; i < 10; i++)
+        for (int j = 0; j < 3; j++)
+            assert_true(out[3 * i + j] == x[3 * ask[i] + j] + 1.0f);
+    dml_row_cache_plan(&c, grow, 5); /* block 2 draws 5: slots of 5 */
+    assert_int_equal(c.slot_rows, 5);
+    dml_row_cache_gather(&c, out, grow, 5);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 3; j++)
+            assert_true(out[3 * i + j] == x[3 * grow[i] + j] + 1.0f);
+    assert_int_equal(dml_row_cache_status(&c, &err), DML_OK);
+    assert_true(dml_row_cache_bytes(&c) == (2.0 * 5 + 2) * 3 * sizeof(float));
+    dml_row_cache_free(&c);
+    dml_rows_close(&r);
+}
+
 /* A bad value is found when its range is read, named by its row in the file; a bad shape at
  * open, with the message dml_dataset_open gives. */
 static void test_rows_errors(void **state)
@@ -1056,6 +1110,7 @@ int main(void)
         cmocka_unit_test(test_hdf5_libhdf5_failures_are_the_files),
         cmocka_unit_test(test_rows_ranges),
         cmocka_unit_test(test_rows_errors),
+        cmocka_unit_test(test_rows_cache_planned),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -165,6 +165,44 @@ static void test_random_block_order(void **state)
     dml_dataset_free(&ds);
 }
 
+/* A rank's share of the current shuffle: of each batch of this epoch (6 of 8 rows and the 2
+ * left, kept), the rows [rank b / ranks, (rank + 1) b / ranks), in batch order; without
+ * keep_last the 2 left are no batch, and no rank's. */
+static void test_shard_rows(void **state)
+{
+    (void)state;
+    dml_dataset ds;
+    make_data(&ds);
+    int32_t pool[50], batches[7][8], share[50];
+    int sizes[7];
+    for (int i = 0; i < 50; i++)
+        pool[i] = 2 + i;
+    for (int keep = 0; keep <= 1; keep++) {
+        dml_sampler_spec spec = {DML_SAMPLER_RANDOM, DML_PAIR_MODE_NONE, 8, 0, keep, 5, 2};
+        dml_sampler s;
+        init_ok(&s, &spec, &ds, pool, 50, 9);
+        int n_batches = keep ? 7 : 6;
+        for (int k = 0; k < n_batches; k++)
+            sizes[k] = dml_sampler_next(&s, batches[k]);
+        assert_int_equal(sizes[n_batches - 1], keep ? 2 : 8);
+        for (int ranks = 1; ranks <= 2; ranks++)
+            for (int rank = 0; rank < ranks; rank++) {
+                int n = dml_sampler_shard_rows(&s, ranks, rank, share), at = 0;
+                for (int k = 0; k < n_batches; k++) {
+                    int part = sizes[k] / ranks;
+                    assert_true(at + part <= n);
+                    assert_memory_equal(share + at, batches[k] + rank * part,
+                                        (size_t)part * sizeof *share);
+                    at += part;
+                }
+                assert_int_equal(n, at);
+                assert_int_equal(n, (keep ? 50 : 48) / ranks);
+            }
+        dml_sampler_free(&s);
+    }
+    dml_dataset_free(&ds);
+}
+
 /* keep_last: each epoch ends with the rows left (50 = 6 x 8 + 2), every row exactly once;
  * pairs ignore it (their batches are always full). */
 static void test_random_keep_last(void **state)
@@ -395,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_random_epochs),
         cmocka_unit_test(test_random_block_order),
         cmocka_unit_test(test_random_keep_last),
+        cmocka_unit_test(test_shard_rows),
         cmocka_unit_test(test_m_per_class),
         cmocka_unit_test(test_same_class_pairs),
         cmocka_unit_test(test_save_restore),

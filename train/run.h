@@ -79,6 +79,12 @@ int dml_hard_negatives_filter(const int32_t *found, const float *cosine, int n, 
                               float positive, float margin, int pool, int32_t *out);
 
 
+/* train/run_stream.c: the samplers' shuffles a rank's rows were planned from (under mpirun). */
+typedef struct dml_run_plan_key {
+    dml_rng snap, snap_unl; /* sampler.snap, sampler_unl.snap (zero until it has drawn) */
+    int unl_drawn;
+} dml_run_plan_key;
+
 /* train/run_lock.c: the run folder's lock, DIR/.lock (fd -1 when not held). */
 typedef struct dml_run_lock {
     int fd;
@@ -123,6 +129,9 @@ typedef struct dml_run {
     int streamed;            /* train's rows stay in the file (train/run_stream.c): */
     dml_rows rows;           /* the file, */
     dml_row_cache cache;     /* the blocks held, train.cache */
+    int32_t *plan_rows;      /* streamed under mpirun: this rank's rows of the shuffles, */
+    dml_run_plan_key plan_key; /* the shuffles they were planned from, */
+    int planned;             /* set once the first plan is made */
     uint64_t data_hash; /* of the training rows as read (dml_run_data_hash), before normalising */
     dml_split split;
     dml_input_norm norm, norm_b; /* norm_b: the second view of file pairs */
@@ -207,6 +216,10 @@ dml_status dml_run_open_train(dml_run *r, dml_error *err);
 dml_status dml_run_stream_fit(dml_run *r, dml_error *err);
 /* Blocks a block-random window holds: an eighth of data.memory_limit of rows. */
 int dml_run_window_blocks(const dml_run *r);
+/* Streamed under mpirun, after each draw of the sampler: when it has shuffled since the last
+ * call, tells the cache this rank's rows of the new shuffle (the blocks then keep only those),
+ * with the unlabelled rows' sampler's share (loss.reconstruction_weight) once it has drawn. */
+void dml_run_stream_plan(dml_run *r);
 /* Streamed: blocks are normalised with r->norm as they are loaded. */
 void dml_run_stream_normalise(dml_run *r);
 /* Validation rows used: split.n_val, capped when streamed. */

@@ -2,8 +2,12 @@
  * file and are read in blocks of sampler.block_rows as the block-random sampler reaches them,
  * normalised as each block is loaded. Labels, the split and the sampler's indices are in
  * memory (a few ints a row, some 25 bytes in all); the rows themselves take at most a quarter of
- * the memory limit, which leaves the rest of it for those indices and the libraries. */
+ * the memory limit, which leaves the rest of it for those indices and the libraries. Under
+ * mpirun the limit is per rank, and each rank's cache keeps only its share of every batch's
+ * rows (dml_run_stream_plan), about 1/N of them. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "train/run.h"
 #include "train/run_output.h"
@@ -64,8 +68,7 @@ dml_status dml_run_stream_fit(dml_run *r, dml_error *err)
     dml_config *c = &r->cfg_fitted;
     if (!r->streamed)
         return DML_OK;
-    const char *refused = r->comm ? "training under mpirun"
-                          : c->data.pairs == DML_PAIRS_HALVES ? "data.pairs: halves"
+    const char *refused = c->data.pairs == DML_PAIRS_HALVES ? "data.pairs: halves"
                           : c->data.pairs == DML_PAIRS_SAME_CLASS ? "data.pairs: same_class"
                           : c->loss.quantization.weight > 0.0f ? "the joint quantization loss"
                                                               : NULL;
@@ -91,11 +94,60 @@ dml_status dml_run_stream_fit(dml_run *r, dml_error *err)
         c->sampler.shuffle = DML_SHUFFLE_BLOCK;
         fprintf(r->log, "# sampler.shuffle: block\n");
     }
-    int window = dml_run_window_blocks(r);
-    fprintf(r->log, "# %d blocks of %d rows a window, two windows held (%.0f MB)\n", window,
-            c->sampler.block_rows,
-            2.0 * window * c->sampler.block_rows * r->train.d * sizeof(float) / 1048576.0);
-    return dml_row_cache_init(&r->cache, &r->rows, c->sampler.block_rows, 2 * window, err);
+    int window = dml_run_window_blocks(r), block = c->sampler.block_rows;
+    dml_status st;
+    if (!r->comm) {
+        st = dml_row_cache_init(&r->cache, &r->rows, block, 2 * window, err);
+    } else { /* a rank keeps its share of each block: the mean, five standard deviations over
+              * (a block drawing more, one in 3.5 million, grows the slots: dml_run_stream_plan) */
+        double mean = (double)block / r->comm->size;
+        int slot = (int)ceil(mean + 5.0 * sqrt(mean));
+        r->plan_rows = malloc(((size_t)r->train.n / (size_t)r->comm->size + 1) *
+                              sizeof *r->plan_rows); /* a rank's share of the rows */
+        st = r->plan_rows ? dml_row_cache_init_shard(&r->cache, &r->rows, block, 2 * window,
+                                                     slot < block ? slot : block, err)
+                          : dml_error_set(err, DML_ERR_NOMEM, c->data.train, 0, 0,
+                                          "out of memory for the rows' plan");
+    }
+    if (st == DML_OK)
+        fprintf(r->log, "# %d blocks of %d rows a window, two windows held: %d rows a block "
+                        "in %.3f MB of rows%s\n", window, block, r->cache.slot_rows,
+                dml_row_cache_bytes(&r->cache) / 1048576.0,
+                r->comm ? " a rank (each rank keeps its share of the batches)" : "");
+    return st;
+}
+
+/* The shuffles a plan is made from: the sampler's, and the unlabelled rows' sampler's once it
+ * has drawn (its first draw shuffles). */
+static dml_run_plan_key plan_key(const dml_run *r)
+{
+    dml_run_plan_key k;
+    memset(&k, 0, sizeof k);
+    k.snap = r->sampler.snap;
+    k.unl_drawn = r->sampler_unl.n > 0 && r->sampler_unl.step > 0;
+    if (k.unl_drawn)
+        k.snap_unl = r->sampler_unl.snap;
+    return k;
+}
+
+void dml_run_stream_plan(dml_run *r)
+{
+    if (!r->streamed || !r->comm)
+        return;
+    dml_run_plan_key key = plan_key(r);
+    if (r->planned && memcmp(&r->plan_key, &key, sizeof key) == 0)
+        return; /* the same shuffles as the last plan's */
+    int size = r->comm->size, rank = r->comm->rank;
+    int n = dml_sampler_shard_rows(&r->sampler, size, rank, r->plan_rows);
+    if (key.unl_drawn) /* a pool of other rows: the two shares fit n / size */
+        n += dml_sampler_shard_rows(&r->sampler_unl, size, rank, r->plan_rows + n);
+    int slot = r->cache.slot_rows;
+    dml_row_cache_plan(&r->cache, r->plan_rows, n);
+    if (r->cache.slot_rows != slot)
+        fprintf(r->log, "# a block drew %d rows of rank %d's share: %.3f MB of rows held\n",
+                r->cache.slot_rows, rank, dml_row_cache_bytes(&r->cache) / 1048576.0);
+    r->plan_key = key;
+    r->planned = 1;
 }
 
 static void normalise_block(const void *ctx, float *x, int n)

@@ -76,9 +76,17 @@ static void augment(dml_run *r, float *x, int b, int pairs)
         augment_rows(r, seed, x, b + r->lo);
 }
 
-/* A pair batch's inputs, gathered and augmented: the anchors in r->xa [b, d_in]; the positives
- * after them in r->xa when one encoder embeds both (*one_encoder = 1), else in r->xb. Returns
- * b. Augment pairs are a row twice, each copy augmented on its own. */
+/* This rank's rows [lo, lo + n_local) of a global batch's dataset rows idx into their places
+ * in out [b, d_in] (one process: all of them): the others are read by the other ranks. */
+static void gather_own(dml_run *r, float *out, const int32_t *idx)
+{
+    dml_run_stream_plan(r); /* rows read in blocks: a new shuffle's share for the cache */
+    dml_dataset_gather(out + (size_t)r->lo * r->d_in, &r->train, idx + r->lo, r->n_local);
+}
+
+/* A pair batch's inputs, this rank's rows gathered and augmented: the anchors in r->xa [b,
+ * d_in]; the positives after them in r->xa when one encoder embeds both (*one_encoder = 1),
+ * else in r->xb. Returns b. Augment pairs are a row twice, each copy augmented on its own. */
 static int pair_inputs(dml_run *r, int *one_encoder)
 {
     const dml_config *c = r->cfg;
@@ -91,19 +99,19 @@ static int pair_inputs(dml_run *r, int *one_encoder)
         dml_sampler_next_pairs(&r->sampler, r->idx, r->pos);
     }
     shard(r, b);
-    dml_dataset_gather(r->xa, ds, r->idx, b);
+    gather_own(r, r->xa, r->idx);
     if (ds->y)
         dml_dataset_gather_labels(r->labels, ds, r->idx, b);
     *one_encoder = !ds->x_b && c->model.type != DML_NET_DUAL;
     if (*one_encoder) {
-        dml_dataset_gather(r->xa + (size_t)b * r->d_in, ds, r->pos, b);
+        gather_own(r, r->xa + (size_t)b * r->d_in, r->pos);
         augment(r, r->xa, b, 1);
         return b;
     }
     if (ds->x_b) /* two views: file pairs, or the halves of each row */
-        dml_dataset_gather_b(r->xb, ds, r->pos, b);
+        dml_dataset_gather_b(r->xb + (size_t)r->lo * r->d_in_b, ds, r->pos + r->lo, r->n_local);
     else /* two towers over one view */
-        dml_dataset_gather(r->xb, ds, r->pos, b);
+        gather_own(r, r->xb, r->pos);
     augment(r, r->xa, b, 0);
     if (r->d_in_b == r->d_in)
         augment(r, r->xb, b, 0);
@@ -243,7 +251,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
     } else {
         b = dml_sampler_next(&r->sampler, r->idx); /* fewer than B: an epoch's kept last batch */
         shard(r, b);
-        dml_dataset_gather(r->xa, ds, r->idx, b);
+        gather_own(r, r->xa, r->idx);
         augment(r, r->xa, b, 0);
         if (ds->y)
             dml_dataset_gather_labels(r->labels, ds, r->idx, b);
@@ -260,6 +268,7 @@ dml_tensor *dml_run_loss(dml_run *r, dml_graph *g)
         int bu = dml_sampler_next(&r->sampler_unl, r->idx_unl);
         shard(r, bu);
         /* no augmentation draws here: this rank's rows alone keep the one-process stream */
+        dml_run_stream_plan(r);
         dml_dataset_gather(r->xu, ds, r->idx_unl + r->lo, r->n_local);
         dml_tensor *u = dml_leaf(g, r->xu, NULL, r->n_local, r->d_in);
         dml_tensor *rec = reconstruction(r, g, dml_mlp_body(g, &r->net.encoder, u), u);

@@ -275,6 +275,7 @@ void dml_run_close(dml_run *r)
     dml_dataset_free(&r->test);
     dml_dataset_free(&r->val_rows);
     dml_row_cache_free(&r->cache);
+    free(r->plan_rows);
     dml_rows_close(&r->rows);
     dml_split_free(&r->split);
     dml_input_norm_free(&r->norm);
