@@ -53,6 +53,43 @@ static void reduce_scatter(void *ctx, const float *send, float *recv, size_t n)
     MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 
+/* The open nonblocking sums: the array grows in a run's first step only (as many as its
+ * buckets), then is reused. */
+static MPI_Request *open_req;
+static int n_open, cap_open;
+
+static void iallreduce_sum(void *ctx, float *buf, size_t n)
+{
+    (void)ctx;
+    if (n > INT_MAX) /* a bucket is a few MB */
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    if (n_open == cap_open) {
+        int cap = cap_open ? 2 * cap_open : 16;
+        MPI_Request *req = realloc(open_req, (size_t)cap * sizeof *req);
+        if (!req)
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        open_req = req;
+        cap_open = cap;
+    }
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                   &open_req[n_open++]);
+}
+
+static void progress(void *ctx)
+{
+    (void)ctx;
+    int done;
+    if (n_open)
+        MPI_Testall(n_open, open_req, &done, MPI_STATUSES_IGNORE);
+}
+
+static void wait_all(void *ctx)
+{
+    (void)ctx;
+    MPI_Waitall(n_open, open_req, MPI_STATUSES_IGNORE);
+    n_open = 0;
+}
+
 /* Point-to-point messages stay under this size whatever the rows add up to. */
 #define COLLECT_CHUNK ((size_t)64 << 20)
 
@@ -108,6 +145,9 @@ const dml_comm *dml_cli_mpi_open(int *argc, char ***argv)
     world.allgather = allgather;
     world.bcast = bcast;
     world.reduce_scatter = reduce_scatter;
+    world.iallreduce_sum = iallreduce_sum;
+    world.progress = progress;
+    world.wait_all = wait_all;
     return world.size > 1 ? &world : NULL; /* mpirun -np 1: the single-process path */
 }
 
@@ -116,4 +156,7 @@ void dml_cli_mpi_close(void)
     if (initialised)
         MPI_Finalize();
     initialised = 0;
+    free(open_req);
+    open_req = NULL;
+    n_open = cap_open = 0;
 }

@@ -137,6 +137,8 @@ dml_status dml_backward_from(dml_graph *g, dml_tensor *root)
         dml_tensor *t = g->tape[i];
         if (t->grad)
             t->op->backward(t);
+        if (g->after_backward)
+            g->after_backward(g->after_backward_ctx, i);
     }
     return DML_OK;
 }

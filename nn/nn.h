@@ -95,6 +95,10 @@ typedef struct dml_graph {
     dml_tensor **tape; /* [cap_tape], arena memory */
     int n_tape, cap_tape;
     dml_status status; /* DML_ERR_NOMEM once an allocation failed; constructors then return NULL */
+    /* NULL, or called by dml_backward_from after tape node i's backward (i descending): the
+     * gradient-overlap hook (train/run_overlap.c). dml_graph_init clears it, reset keeps it. */
+    void (*after_backward)(void *ctx, int i);
+    void *after_backward_ctx;
 } dml_graph;
 
 void dml_graph_init(dml_graph *g, size_t arena_bytes);

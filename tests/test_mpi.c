@@ -337,6 +337,25 @@ static void test_memory_equals_one_process(void **state)
     check_loss("triplet_memory", "--set 'loss.memory={size: 64, start_step: 3}'");
 }
 
+/* The gradient allreduce overlapped with backward (train.allreduce_bucket_mb, docs/scale.md):
+ * buckets of 1 KB split this model (16-32-8, 3.4 KB of gradients) into one per parameter
+ * tensor or two, started from backward's hook. Two ranks sum each element as a + b whatever
+ * the call, so the model is the blocking run's bit for bit; three ranks (OpenMPI's
+ * nonblocking collectives may add in another order) and Proxy Anchor's proxies (rank 0's
+ * class-row gradient alone enters the sum) equal one process within today's bound. */
+#define OVERLAP "--set train.allreduce_bucket_mb=0.001 "
+static void test_overlapped_allreduce_equals_blocking(void **state)
+{
+    (void)state;
+    if (!have_mpirun())
+        TU_SKIP("mpirun is not installed (make deps installs openmpi-bin)");
+    assert_int_equal(train(2, "blocking_2", SHORT_STEPS), 0);
+    assert_int_equal(train(2, "overlap_2", SHORT_STEPS OVERLAP), 0);
+    assert_true(model_rel_diff("blocking_2", "overlap_2") == 0.0);
+    check_loss("overlap", OVERLAP);
+    check_loss("proxy_anchor_overlap", OVERLAP "--set loss.type=proxy_anchor");
+}
+
 /* Mined hard negatives: rank 0 mines (at steps 4 and 8) and sends the pools, every rank draws
  * the same negatives and embeds its own anchors' share. Measured by hand: 7.6e-8 with 2 ranks
  * (and the hard negatives move the model by 5.7e-3 against in-batch negatives alone). */
@@ -1006,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_sharded_miners_equal_one_process),
         cmocka_unit_test(test_sharded_loss_memory_falls_with_the_ranks),
         cmocka_unit_test(test_memory_equals_one_process),
+        cmocka_unit_test(test_overlapped_allreduce_equals_blocking),
         cmocka_unit_test(test_hard_negatives_equal_one_process),
         cmocka_unit_test(test_joint_quantization_equals_one_process),
         cmocka_unit_test(test_augmented_triplet_equals_one_process),

@@ -26,6 +26,14 @@ typedef struct dml_comm {
     /* send[size * n] summed element-wise over the ranks, this rank's block of n into recv[n]
      * (1/N of an allreduce's bytes) */
     void (*reduce_scatter)(void *ctx, const float *send, float *recv, size_t n);
+    /* Nonblocking sums (train.allreduce_bucket_mb, docs/scale.md): iallreduce_sum starts
+     * allreduce_sum's sum of buf[n], complete only after wait_all returns (buf untouched until
+     * then); progress lets the open sums advance while the caller computes (MPI over TCP moves a
+     * nonblocking collective only inside MPI calls). NULL: the communicator has none, and the
+     * trainer sums in one blocking call. */
+    void (*iallreduce_sum)(void *ctx, float *buf, size_t n);
+    void (*progress)(void *ctx);
+    void (*wait_all)(void *ctx);
 } dml_comm;
 
 /* A tape node: x[n, d] of every rank gathered in rank order into [size * n, d]. Its backward

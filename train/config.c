@@ -149,6 +149,8 @@ static const field FIELDS[] = {
     CHOICE("train.schedule", train.schedule, SCHEDULE),
     NUM("train.warmup_steps", F_INT, train.warmup_steps, 0, BIG, 0, "an integer >= 0"),
     NUM("train.clip_grad_norm", F_FLOAT, train.clip_grad_norm, 0, INFINITY, 0, "a number >= 0"),
+    NUM("train.allreduce_bucket_mb", F_FLOAT, train.allreduce_bucket_mb, 0, INFINITY, 0,
+        "a number >= 0"),
     NUM("train.chunk_size", F_INT, train.chunk_size, 0, BIG, 0, "an integer >= 0"),
     EVERY_OR_NEVER("train.eval_every", train.eval_every),
     EVERY_OR_NEVER("train.checkpoint_every", train.checkpoint_every),

@@ -115,6 +115,7 @@ typedef struct dml_config {
         dml_schedule_kind schedule;
         int warmup_steps;
         float clip_grad_norm; /* 0 = off */
+        float allreduce_bucket_mb; /* under mpirun: overlap's gradient bucket size; 0 = off */
         int chunk_size;       /* GradCache: mnr's batch embedded in chunks of this many rows; 0 = off */
         dml_every eval_every, checkpoint_every;
         int early_stop_patience; /* 0 = off */

@@ -98,6 +98,18 @@ dml_status dml_run_lock_take(dml_run_lock *l, const char *dir, FILE *log, dml_er
 /* Removes the lock file and drops the lock; nothing when none is held. */
 void dml_run_lock_release(dml_run_lock *l);
 
+/* train/run_overlap.c: the gradient buckets (none when train.allreduce_bucket_mb is 0). Bucket
+ * k holds the parameters [bound[k + 1], bound[k]), in descending order at flat[off[k]..]. */
+typedef struct dml_run_overlap {
+    int n_buckets;
+    int *bound;       /* [n_params + 1] */
+    size_t *off;      /* [n_params + 1] */
+    int *ready;       /* [n_buckets]: this step's tape index after which the bucket is final */
+    int *first_use;   /* [n_params]: this step's first tape node reading each parameter */
+    int next;         /* the next bucket to start */
+    double ss;        /* this rank's squared gradient norm over the buckets copied */
+} dml_run_overlap;
+
 typedef struct dml_run {
     const dml_config *cfg;  /* &cfg_fitted */
     dml_config cfg_fitted;  /* the run's config: the caller's, the data's defaults filled in */
@@ -123,6 +135,7 @@ typedef struct dml_run {
     float *flat;      /* [n_grad + 2 size]: the summed gradients, then per-rank flags */
     size_t n_grad;    /* trainable floats */
     int stop_any;     /* the largest stop flag of any rank (as of the last step's reduction) */
+    dml_run_overlap ovl;
 
     /* data, normalised in place */
     dml_dataset train, test; /* test.n == 0 when data.test is empty */
@@ -272,10 +285,21 @@ uint64_t dml_run_data_hash(const dml_dataset *ds);
  * the ranks.
  * Allocates the gradient buffer. Every rank returns the same verdict. */
 dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err);
-/* Sums the parameter gradients over the ranks (one allreduce of one flat buffer), with each
+/* Sums the parameter gradients over the ranks (one allreduce of one flat buffer, or the
+ * overlapped buckets' wait), with each
  * rank's "non-finite gradient" and "asked to stop" flags. Returns the lowest rank whose own
  * gradient norm was NaN or Inf, or -1. */
 int dml_run_comm_reduce(dml_run *r);
+/* This rank's flags into flat[n_grad..]; returns their count (2 size). */
+size_t dml_run_comm_flags(dml_run *r, int finite);
+
+/* train/run_overlap.c: the buckets made (at dml_run_comm_open) and freed; begin (after the
+ * forward, before dml_backward) arms backward's hook; finish (in dml_run_comm_reduce) starts
+ * the buckets left, waits for all and copies the sums back into the gradients. */
+dml_status dml_run_overlap_open(dml_run *r, dml_error *err);
+void dml_run_overlap_free(dml_run_overlap *o);
+void dml_run_overlap_begin(dml_run *r);
+void dml_run_overlap_finish(dml_run *r);
 /* Rank 0's status (and its result, data[bytes], when given) on every rank: what rank 0 alone
  * did (validation, writing files), agreed so that all ranks go on or stop together. */
 dml_status dml_run_comm_agree(dml_run *r, dml_status st, void *data, size_t bytes,

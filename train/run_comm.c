@@ -1,7 +1,8 @@
 /* Data-parallel training over a communicator (docs/scale.md): every rank runs the same
  * sampler over the whole global batch and computes its contiguous share of the rows; coupled
  * losses see the global batch through gather nodes (train/comm_gather.c); the parameter
- * gradients are summed in one allreduce of one flat buffer per step. */
+ * gradients are summed in one allreduce of one flat buffer per step, or in buckets overlapped
+ * with backward (train/run_overlap.c). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,33 +128,44 @@ dml_status dml_run_comm_open(dml_run *r, dml_status st, dml_error *err)
     r->flat = malloc((r->n_grad + 2 * (size_t)c->size) * sizeof *r->flat);
     if (!r->flat)
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the gradients");
-    return DML_OK;
+    return dml_run_overlap_open(r, err);
+}
+
+size_t dml_run_comm_flags(dml_run *r, int finite)
+{
+    const dml_comm *c = r->comm;
+    float *bad = r->flat + r->n_grad, *stop = bad + c->size; /* [size] each */
+    memset(bad, 0, 2 * (size_t)c->size * sizeof *bad);
+    bad[c->rank] = !finite;
+    stop[c->rank] = r->stop ? (float)*r->stop : 0.0f; /* the signal's number, or 0 */
+    return 2 * (size_t)c->size;
 }
 
 int dml_run_comm_reduce(dml_run *r)
 {
     const dml_comm *c = r->comm;
-    float *p = r->flat;
-    double ss = 0.0; /* this rank's gradient norm, as dml_clip_grad_norm takes it */
-    for (int i = 0; i < r->n_params; i++) {
-        const float *g = r->params[i].grad;
-        for (size_t k = 0; k < r->params[i].n; k++) {
-            ss += (double)g[k] * g[k];
-            p[k] = g[k];
+    if (r->ovl.n_buckets) {
+        dml_run_overlap_finish(r);
+    } else {
+        float *p = r->flat;
+        double ss = 0.0; /* this rank's gradient norm, as dml_clip_grad_norm takes it */
+        for (int i = 0; i < r->n_params; i++) {
+            const float *g = r->params[i].grad;
+            for (size_t k = 0; k < r->params[i].n; k++) {
+                ss += (double)g[k] * g[k];
+                p[k] = g[k];
+            }
+            p += r->params[i].n;
         }
-        p += r->params[i].n;
+        size_t n = r->n_grad + dml_run_comm_flags(r, isfinite((float)sqrt(ss)) != 0);
+        c->allreduce_sum(c->ctx, r->flat, n);
+        p = r->flat;
+        for (int i = 0; i < r->n_params; i++) {
+            memcpy(r->params[i].grad, p, r->params[i].n * sizeof *p);
+            p += r->params[i].n;
+        }
     }
-    int finite = isfinite((float)sqrt(ss)) != 0;
-    float *bad = r->flat + r->n_grad, *stop = bad + c->size; /* [size] each */
-    memset(bad, 0, 2 * (size_t)c->size * sizeof *bad);
-    bad[c->rank] = !finite;
-    stop[c->rank] = r->stop ? (float)*r->stop : 0.0f; /* the signal's number, or 0 */
-    c->allreduce_sum(c->ctx, r->flat, r->n_grad + 2 * (size_t)c->size);
-    p = r->flat;
-    for (int i = 0; i < r->n_params; i++) {
-        memcpy(r->params[i].grad, p, r->params[i].n * sizeof *p);
-        p += r->params[i].n;
-    }
+    const float *bad = r->flat + r->n_grad, *stop = bad + c->size;
     r->stop_any = 0;
     for (int k = 0; k < c->size; k++)
         r->stop_any = stop[k] > (float)r->stop_any ? (int)stop[k] : r->stop_any;

@@ -305,6 +305,7 @@ void dml_run_close(dml_run *r)
     free(r->gc.ga);
     free(r->gc.gp);
     free(r->flat);
+    dml_run_overlap_free(&r->ovl);
     free(r->final_json);
     free(r);
 }
@@ -415,6 +416,8 @@ dml_status dml_run_step(dml_run *r, float *loss_value, float *grad_norm, dml_err
         st = dml_run_gradcache_step(r, &value);
     } else {
         dml_tensor *loss = dml_run_loss(r, &r->graph);
+        if (r->comm && loss)
+            dml_run_overlap_begin(r);
         if ((st = dml_backward(&r->graph, loss)) == DML_OK)
             value = loss->data[0];
     }
