@@ -2,7 +2,7 @@
  * ranks end with the model one process trains, for each coupled loss; resume after a rank is
  * killed; training rows read in blocks, each rank reading and keeping only its share (the
  * model, resume, the rows a rank holds); the errors that name a rank (a changed config on
- * --resume, a locked run folder);
+ * --resume, a locked run folder); the gradient allreduce overlapped with backward;
  * dml encode sharded over the ranks. Skipped (with a note) when mpirun is not installed.
  * As root, where network namespaces can be made: bench/cluster.py's 2-rank smoke over a cluster
  * of namespaces, and bench/cluster.sh leaving none behind when its run fails or is stopped. */
