@@ -793,15 +793,20 @@ static void test_divergence_stops_every_rank(void **state)
     (void)state;
     if (!have_mpirun())
         TU_SKIP("mpirun is not installed");
-    int rc = train(2, "diverge", "--set train.optimizer=sgd --set train.lr=1000 "
-                                 "--set train.steps=200 --set train.checkpoint_every=1 "
-                                 "--set model.output=none --set train.schedule=constant "
-                                 "--set loss.distance=squared_euclidean");
-    assert_int_equal(rc, 1);
-    /* every rank stops at the same step; mpirun may end the others before they print */
-    assert_true(log_has("diverge", "train (rank [01] of 2): step [0-9]*: the .* (.* rank"));
-    assert_true(file_exists("diverge", "checkpoint.h5"));
-    assert_false(file_exists("diverge", "model.h5"));
+    /* blocking, then overlapped (the flags ride in the last bucket) */
+    const char *out[] = {"diverge", "diverge_overlap"}, *extra[] = {"", OVERLAP};
+    for (int i = 0; i < 2; i++) {
+        char args[512];
+        snprintf(args, sizeof args, "--set train.optimizer=sgd --set train.lr=1000 "
+                 "--set train.steps=200 --set train.checkpoint_every=1 "
+                 "--set model.output=none --set train.schedule=constant "
+                 "--set loss.distance=squared_euclidean %s", extra[i]);
+        assert_int_equal(train(2, out[i], args), 1);
+        /* every rank stops at the same step; mpirun may end the others before they print */
+        assert_true(log_has(out[i], "train (rank [01] of 2): step [0-9]*: the .* (.* rank"));
+        assert_true(file_exists(out[i], "checkpoint.h5"));
+        assert_false(file_exists(out[i], "model.h5"));
+    }
 }
 
 /* Every byte of dataset name in file path (NULL when it is absent); *n gets the size. */
