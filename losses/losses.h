@@ -129,10 +129,12 @@ dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *lab
  *       + (1/beta) log(1 + sum_N exp(beta (s - base))),
  * L = (1/B) sum_i L_i (a row without a positive or a negative counts in B with 0). With mine,
  * the pairs are first those PML's MultiSimilarityMiner keeps: a positive with s - epsilon < the
- * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. */
+ * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. With
+ * shard, s's rows are the anchors lo.. of the batch and the mean is over every rank's rows. */
 dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
                                       const int32_t *ref_labels, float alpha, float beta,
-                                      float base, int mine, float epsilon);
+                                      float base, int mine, float epsilon,
+                                      const dml_loss_shard *shard);
 /* Circle loss (Sun et al. 2020), PML's CircleLoss: per row with both positives and negatives,
  * L_i = softplus(lse_N(gamma a_n (s - m)) + lse_P(-gamma a_p (s - 1 + m))), the weights
  * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean

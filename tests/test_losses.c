@@ -48,7 +48,7 @@ static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_cas
     dml_tensor *s = dml_cosine_sim_refs(g, in[0], refs);
     if (!strcmp(c->op, "multi_similarity"))
         return dml_loss_multi_similarity(g, s, c->labels, y, 2.0f, 50.0f, 0.5f,
-                                         c->miner == DML_MINER_HARD, 0.1f);
+                                         c->miner == DML_MINER_HARD, 0.1f, NULL);
     dml_tensor *at = NULL;
     if (circle_at)
         at = dml_cosine_sim_refs(g, dml_leaf_copy(g, circle_at[0], B, D, 0),
@@ -475,6 +475,9 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("mnr", NULL, 0, 0);
     check_two_shards("mnr", "symmetric", 1, 0);
     check_two_shards("mnr", "mask_same_label", 0, 1);
+    check_two_shards("multi_similarity", NULL, 0, 0);
+    check_two_shards("multi_similarity", "miner", 0, 0); /* every pair */
+    check_two_shards("multi_similarity", "epsilon", 0.3f, 1);
 }
 
 static void test_memory_hand_computed(void **state)
@@ -591,7 +594,7 @@ static float similarity_value(const char *op, int mine, const float *z, int rows
     dml_tensor *loss = !strcmp(op, "circle")
                            ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f)
                            : dml_loss_multi_similarity(&g, s, labels, labels, 2.0f, 50.0f, 0.5f,
-                                                       mine, 0.1f);
+                                                       mine, 0.1f, NULL);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);
     *grad_abs_sum = 0.0;

@@ -172,7 +172,7 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                                    (float)num(c, "gamma"));
         return dml_loss_multi_similarity(g, s, c->labels, c->labels, (float)num(c, "alpha"),
                                          (float)num(c, "beta"), (float)num(c, "base"),
-                                         (int)num(c, "miner"), (float)num(c, "epsilon"));
+                                         (int)num(c, "miner"), (float)num(c, "epsilon"), NULL);
     }
     if (!strcmp(loss, "supcon")) {
         input *p = find(c, "p");

@@ -301,7 +301,7 @@ static dml_tensor *cosine_pair(trainer *t, dml_graph *g, dml_tensor *x, const in
 static dml_tensor *multi_similarity(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
-    return dml_loss_multi_similarity(g, s, labels, labels, 2.0f, 50.0f, 0.5f, 1, 0.1f);
+    return dml_loss_multi_similarity(g, s, labels, labels, 2.0f, 50.0f, 0.5f, 1, 0.1f, NULL);
 }
 
 static dml_tensor *circle(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
