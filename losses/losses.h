@@ -140,9 +140,11 @@ dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t
  * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean
  * over those rows. The weights are computed from weights_at [B, N] when it is not NULL, else
  * from S: a gradient check fixes them there, at the point it checks, to see the function whose
- * gradient this is. */
+ * gradient this is. With shard, s's rows are the anchors lo.. of the batch and the mean is over
+ * every rank's rows with a loss. */
 dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
-                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma);
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma,
+                            const dml_loss_shard *shard);
 
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
  * computed stably from the logits. */

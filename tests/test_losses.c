@@ -56,7 +56,7 @@ static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_cas
     /* gamma 10, not the default 80: at 80 the logits reach ~100 and their float rounding,
      * over the step of the finite differences, is as large as the gradient's changes
      * (tests/test_losses_torch.c checks gamma 80 exactly) */
-    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f);
+    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f, NULL);
 }
 
 static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
@@ -478,6 +478,9 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("multi_similarity", NULL, 0, 0);
     check_two_shards("multi_similarity", "miner", 0, 0); /* every pair */
     check_two_shards("multi_similarity", "epsilon", 0.3f, 1);
+    check_two_shards("circle", NULL, 0, 0);
+    check_two_shards("circle", "gamma", 256.0f, 0);
+    check_two_shards("circle", "m", 0.25f, 1);
 }
 
 static void test_memory_hand_computed(void **state)
@@ -592,7 +595,7 @@ static float similarity_value(const char *op, int mine, const float *z, int rows
     dml_tensor *x = dml_leaf_copy(&g, z, rows, 2, 1);
     dml_tensor *s = dml_cosine_sim_refs(&g, x, NULL);
     dml_tensor *loss = !strcmp(op, "circle")
-                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f)
+                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f, NULL)
                            : dml_loss_multi_similarity(&g, s, labels, labels, 2.0f, 50.0f, 0.5f,
                                                        mine, 0.1f, NULL);
     assert_non_null(loss);

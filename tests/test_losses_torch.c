@@ -169,7 +169,7 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
         dml_tensor *s = dml_cosine_sim_refs(g, z, m ? t[m - c->in] : NULL);
         if (!strcmp(loss, "circle"))
             return dml_loss_circle(g, s, NULL, c->labels, c->labels, (float)num(c, "m"),
-                                   (float)num(c, "gamma"));
+                                   (float)num(c, "gamma"), NULL);
         return dml_loss_multi_similarity(g, s, c->labels, c->labels, (float)num(c, "alpha"),
                                          (float)num(c, "beta"), (float)num(c, "base"),
                                          (int)num(c, "miner"), (float)num(c, "epsilon"), NULL);

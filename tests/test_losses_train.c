@@ -307,7 +307,7 @@ static dml_tensor *multi_similarity(trainer *t, dml_graph *g, dml_tensor *x, con
 static dml_tensor *circle(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
-    return dml_loss_circle(g, s, NULL, labels, labels, 0.4f, 80.0f);
+    return dml_loss_circle(g, s, NULL, labels, labels, 0.4f, 80.0f, NULL);
 }
 
 /* DQN: the cosine loss plus lambda times the quantization error of the current codebooks. */
