@@ -94,9 +94,10 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
  * i's loss is -(1/|P(i)|) sum_{p in P(i)} log softmax_{a != i}(s_ia / temperature)_p, s the
  * cosines, P(i) the other rows and views of i's label (labels NULL: only i's other view, SimCLR's
  * NT-Xent). 0 when the batch has no positive or no negative pair; else the mean over the
- * anchors whose loss is > 0 (PML's AvgNonZeroReducer). */
+ * anchors whose loss is > 0 (PML's AvgNonZeroReducer). With shard, the anchors are rows lo.. of
+ * z (and of zp) against every row of both, the mean over every rank's anchors. */
 dml_tensor *dml_loss_supcon(dml_graph *g, dml_tensor *z, dml_tensor *zp, const int32_t *labels,
-                            float temperature);
+                            float temperature, const dml_loss_shard *shard);
 
 /* Additive angular (ArcFace, Deng et al. 2019) and additive cosine (CosFace, Wang et al. 2018)
  * margin softmax, PML's ArcFaceLoss, CosFaceLoss and SubCenterArcFaceLoss: cos = normalised(z)

@@ -92,7 +92,7 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
     if (!strcmp(c->op, "bce_logits"))
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
     if (!strcmp(c->op, "supcon"))
-        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f);
+        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f, NULL);
     if (!strcmp(c->op, "margin_softmax") && c->soft)
         return dml_loss_cosface(g, z, in[2], c->labels, B / c->power, c->power, 0.35f, 4.0f);
     if (!strcmp(c->op, "margin_softmax"))
@@ -413,8 +413,10 @@ static float max_abs_diff(const float *a, const float *b, int n)
 }
 
 /* The loss of each of two shards (anchors 0..3 and 4..7) is the whole loss, and the sum of
- * their gradients (what the reduce-scatter adds up) is the whole loss's gradient. */
-static void check_two_shards(const char *name, const char *key, float value, int memory)
+ * their gradients (what the reduce-scatter adds up) is the whole loss's gradient; with views,
+ * over a second view zp as well (the rows that need pairs always have it). */
+static void check_two_shards_views(const char *name, const char *key, float value, int memory,
+                                   int views)
 {
     const dml_loss_row *row = dml_loss_find(name);
     assert_non_null(row);
@@ -430,7 +432,7 @@ static void check_two_shards(const char *name, const char *key, float value, int
     }
     if (row->fit_defaults)
         row->fit_defaults(p, given);
-    int pairs = (row->needs & DML_LOSS_NEEDS_PAIRS) != 0;
+    int pairs = views || (row->needs & DML_LOSS_NEEDS_PAIRS);
     float z[B * D], zp[B * D], refs[B * D];
     tu_fill_normal(z, B * D, 1.0f, 11);
     tu_fill_normal(zp, B * D, 1.0f, 12);
@@ -462,6 +464,11 @@ static void check_two_shards(const char *name, const char *key, float value, int
                                  scale, 1e-5);
 }
 
+static void check_two_shards(const char *name, const char *key, float value, int memory)
+{
+    check_two_shards_views(name, key, value, memory, 0);
+}
+
 static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
 {
     (void)state;
@@ -481,6 +488,9 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("circle", NULL, 0, 0);
     check_two_shards("circle", "gamma", 256.0f, 0);
     check_two_shards("circle", "m", 0.25f, 1);
+    check_two_shards("supcon", NULL, 0, 0);
+    check_two_shards_views("supcon", NULL, 0, 0, 1);
+    check_two_shards_views("supcon", "temperature", 0.5f, 0, 1);
 }
 
 static void test_memory_hand_computed(void **state)
@@ -639,7 +649,7 @@ static float call_loss(const row_call *c)
         dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes, NULL};
         loss = c->row->build(&in);
     } else if (!strcmp(c->direct, "supcon")) {
-        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
+        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0, NULL);
     } else {
         loss = (!strcmp(c->direct, "arcface") ? dml_loss_arcface : dml_loss_cosface)(
             &g, z, w, c->labels, c->n_classes, c->nw / c->n_classes, c->p0, c->p1);

@@ -177,7 +177,7 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
     if (!strcmp(loss, "supcon")) {
         input *p = find(c, "p");
         return dml_loss_supcon(g, z, p ? t[p - c->in] : NULL, c->n_labels ? c->labels : NULL,
-                               (float)num(c, "temperature"));
+                               (float)num(c, "temperature"), NULL);
     }
     if (!strcmp(loss, "arcface") || !strcmp(loss, "cosface")) {
         dml_tensor *w = t[find(c, "w") - c->in];
