@@ -116,8 +116,10 @@ dml_tensor *dml_loss_proxy_anchor(dml_graph *g, dml_tensor *z, dml_tensor *proxi
                                   const int32_t *labels, float margin, float alpha);
 
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
- * same label, -1 otherwise. */
-dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
+ * same label, -1 otherwise. With shard, only rows lo.. of z are this rank's i, the mean still
+ * over the whole batch's pairs. */
+dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels,
+                                 const dml_loss_shard *shard);
 
 /* The similarity losses read S [B, N] of cosines of the batch's rows against N references
  * whose first B are the batch itself (column i of row i is never a pair) and the rest extra

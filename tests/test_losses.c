@@ -86,7 +86,7 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_mnr(g, z, in[1], c->miner == DML_MINER_HARD ? in[2] : NULL, c->labels, 5.0f,
                             c->symmetric);
     if (!strcmp(c->op, "cosine_pair"))
-        return dml_loss_cosine_pair(g, z, c->labels);
+        return dml_loss_cosine_pair(g, z, c->labels, NULL);
     if (!strcmp(c->op, "proxy_anchor")) /* in[1]: B proxies (classes 0..B-1); power: alpha */
         return dml_loss_proxy_anchor(g, z, in[1], c->labels, 0.1f, (float)c->power);
     if (!strcmp(c->op, "bce_logits"))
@@ -491,6 +491,7 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("supcon", NULL, 0, 0);
     check_two_shards_views("supcon", NULL, 0, 0, 1);
     check_two_shards_views("supcon", "temperature", 0.5f, 0, 1);
+    check_two_shards("cosine_pair", NULL, 0, 0);
 }
 
 static void test_memory_hand_computed(void **state)

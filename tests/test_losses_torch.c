@@ -190,7 +190,7 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                                 (float)(num(c, "margin") * 3.14159265358979323846 / 180.0), scale);
     }
     if (!strcmp(loss, "cosine_pair"))
-        return dml_loss_cosine_pair(g, z, c->labels);
+        return dml_loss_cosine_pair(g, z, c->labels, NULL);
     if (!strcmp(loss, "proxy_anchor"))
         return dml_loss_proxy_anchor(g, z, t[find(c, "proxies") - c->in], c->labels,
                                      (float)num(c, "margin"), (float)num(c, "alpha"));

@@ -294,7 +294,7 @@ static dml_tensor *mnr(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *l
 
 static dml_tensor *cosine_pair(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
-    return dml_loss_cosine_pair(g, encode(t, g, x), labels);
+    return dml_loss_cosine_pair(g, encode(t, g, x), labels, NULL);
 }
 
 /* Multi-Similarity with its miner and Circle, at PML's defaults, on the batch's cosines. */
@@ -314,7 +314,7 @@ static dml_tensor *circle(trainer *t, dml_graph *g, dml_tensor *x, const int32_t
 static dml_tensor *joint(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *z = encode(t, g, x);
-    dml_tensor *sim = dml_loss_cosine_pair(g, z, labels);
+    dml_tensor *sim = dml_loss_cosine_pair(g, z, labels, NULL);
     return dml_add(g, sim, dml_scale(g, dml_loss_quantization(g, z, &t->pq), 0.1f));
 }
 
