@@ -249,6 +249,21 @@ static void test_circle_equals_one_process(void **state)
     check_loss("circle", "--set loss.type=circle");
 }
 
+/* Supervised contrastive over the global batch, on labels and on two views: a rank's rows of
+ * each view are its anchors, ranked among every row of both. */
+static void test_supcon_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("supcon", "--set loss.type=supcon");
+    check_loss("supcon_views", "--set loss.type=supcon --set data.pairs=same_class");
+}
+
+static void test_cosine_pair_equals_one_process(void **state)
+{
+    (void)state;
+    check_loss("cosine_pair", "--set loss.type=cosine_pair");
+}
+
 static void test_mnr_equals_one_process(void **state)
 {
     (void)state;
@@ -1003,6 +1018,8 @@ int main(void)
         cmocka_unit_test(test_mnr_equals_one_process),
         cmocka_unit_test(test_multi_similarity_equals_one_process),
         cmocka_unit_test(test_circle_equals_one_process),
+        cmocka_unit_test(test_supcon_equals_one_process),
+        cmocka_unit_test(test_cosine_pair_equals_one_process),
         cmocka_unit_test(test_sharded_miners_equal_one_process),
         cmocka_unit_test(test_sharded_loss_memory_falls_with_the_ranks),
         cmocka_unit_test(test_memory_equals_one_process),
