@@ -332,6 +332,10 @@ static void test_sharded_loss_memory_falls_with_the_ranks(void **state)
     (void)state;
     check_loss_memory("triplet", "", 1.3);
     check_loss_memory("mnr", "--set loss.type=mnr --set data.pairs=same_class", 1.3);
+    check_loss_memory("multi_similarity", "--set loss.type=multi_similarity", 1.3);
+    check_loss_memory("circle", "--set loss.type=circle", 1.3);
+    check_loss_memory("supcon", "--set loss.type=supcon --set data.pairs=same_class", 1.3);
+    check_loss_memory("cosine_pair", "--set loss.type=cosine_pair", 1.3);
     /* One process walks the columns of its B x B similarities for the symmetric terms; a rank
      * holds its positives' rows against every anchor as a second b x B matrix (and its
      * gradient): 6 b B floats where one process holds 4 B^2, so N ranks x their memory is 1.5
