@@ -379,17 +379,18 @@ static void two_ranks_sum(void *ctx, double *v, int n)
         v[i] += t->part[1 - t->me][i];
 }
 
-/* row's loss over z [B, D] (zp, refs [B, D] when not NULL) with shard (NULL: the whole loss);
- * the gradients of z and zp added into gz and gzp. */
-static float row_loss(const dml_loss_row *row, const float *p, const float *z, const float *zp,
-                      const float *refs, const dml_loss_shard *shard, float *gz, float *gzp)
+/* row's loss over z [B, D] (zp, refs [B, D] when not NULL) labelled labels (NULL: unlabelled)
+ * with shard (NULL: the whole loss); the gradients of z and zp added into gz and gzp. */
+static float row_loss(const dml_loss_row *row, const float *p, const int32_t *labels,
+                      const float *z, const float *zp, const float *refs,
+                      const dml_loss_shard *shard, float *gz, float *gzp)
 {
     dml_graph g;
     dml_graph_init(&g, 1 << 18);
     dml_tensor *x = dml_leaf_copy(&g, z, B, D, 1);
     dml_tensor *xp = zp ? dml_leaf_copy(&g, zp, B, D, 1) : NULL;
     dml_tensor *m = refs ? dml_leaf_copy(&g, refs, B, D, 0) : NULL;
-    dml_loss_input in = {.g = &g, .z = x, .zp = xp, .refs = m, .labels = LABELS,
+    dml_loss_input in = {.g = &g, .z = x, .zp = xp, .refs = m, .labels = labels,
                          .ref_labels = m ? WITH_MEMORY + B : NULL, .p = p, .shard = shard};
     dml_tensor *loss = row->build(&in);
     assert_non_null(loss);
@@ -414,9 +415,10 @@ static float max_abs_diff(const float *a, const float *b, int n)
 
 /* The loss of each of two shards (anchors 0..3 and 4..7) is the whole loss, and the sum of
  * their gradients (what the reduce-scatter adds up) is the whole loss's gradient; with views,
- * over a second view zp as well (the rows that need pairs always have it). */
+ * over a second view zp as well (the rows that need pairs always have it), on labels (NULL:
+ * unlabelled). */
 static void check_two_shards_views(const char *name, const char *key, float value, int memory,
-                                   int views)
+                                   int views, const int32_t *labels)
 {
     const dml_loss_row *row = dml_loss_find(name);
     assert_non_null(row);
@@ -440,17 +442,19 @@ static void check_two_shards_views(const char *name, const char *key, float valu
     float gz[B * D] = {0}, gzp[B * D] = {0}, sz[B * D] = {0}, szp[B * D] = {0};
     float scratch[2][B * D] = {{0}};
     const float *zp_in = pairs ? zp : NULL, *refs_in = memory ? refs : NULL;
-    float whole = row_loss(row, p, z, zp_in, refs_in, NULL, gz, gzp);
+    float whole = row_loss(row, p, labels, z, zp_in, refs_in, NULL, gz, gzp);
     two_ranks t = {.recording = 1};
     dml_loss_shard shard[2] = {{0, B / 2, two_ranks_sum, &t}, {B / 2, B / 2, two_ranks_sum, &t}};
     for (t.me = 0; t.me < 2; t.me++)
-        row_loss(row, p, z, zp_in, refs_in, &shard[t.me], scratch[0], scratch[1]);
+        row_loss(row, p, labels, z, zp_in, refs_in, &shard[t.me], scratch[0], scratch[1]);
     t.recording = 0;
     float v[2];
     for (t.me = 0; t.me < 2; t.me++)
-        v[t.me] = row_loss(row, p, z, zp_in, refs_in, &shard[t.me], sz, szp);
+        v[t.me] = row_loss(row, p, labels, z, zp_in, refs_in, &shard[t.me], sz, szp);
     char what[96];
-    snprintf(what, sizeof what, "%s %s=%g: loss of 2 shards vs whole", name, key ? key : "", value);
+    const char *form = !labels ? " (two views, unlabelled)" : views ? " (two views)" : "";
+    snprintf(what, sizeof what, "%s%s %s=%g: loss of 2 shards vs whole", name, form,
+             key ? key : "", value);
     assert_true(whole > 0.0f);
     assert_true(v[0] == v[1]);
     tu_assert_measured(what, fabsf(v[0] - whole) / whole, 1e-5);
@@ -458,7 +462,7 @@ static void check_two_shards_views(const char *name, const char *key, float valu
     for (int i = 0; i < B * D; i++)
         scale = fmaxf(scale, fmaxf(fabsf(gz[i]), fabsf(gzp[i])));
     assert_true(scale > 0.0f);
-    snprintf(what, sizeof what, "%s %s=%g: summed gradient of 2 shards vs whole", name,
+    snprintf(what, sizeof what, "%s%s %s=%g: summed gradient of 2 shards vs whole", name, form,
              key ? key : "", value);
     tu_assert_measured(what, fmaxf(max_abs_diff(gz, sz, B * D), max_abs_diff(gzp, szp, B * D)) /
                                  scale, 1e-5);
@@ -466,7 +470,7 @@ static void check_two_shards_views(const char *name, const char *key, float valu
 
 static void check_two_shards(const char *name, const char *key, float value, int memory)
 {
-    check_two_shards_views(name, key, value, memory, 0);
+    check_two_shards_views(name, key, value, memory, 0, LABELS);
 }
 
 static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
@@ -489,8 +493,9 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("circle", "gamma", 256.0f, 0);
     check_two_shards("circle", "m", 0.25f, 1);
     check_two_shards("supcon", NULL, 0, 0);
-    check_two_shards_views("supcon", NULL, 0, 0, 1);
-    check_two_shards_views("supcon", "temperature", 0.5f, 0, 1);
+    check_two_shards_views("supcon", NULL, 0, 0, 1, LABELS);
+    check_two_shards_views("supcon", "temperature", 0.5f, 0, 1, LABELS);
+    check_two_shards_views("supcon", NULL, 0, 0, 1, NULL); /* SimCLR's NT-Xent */
     check_two_shards("cosine_pair", NULL, 0, 0);
 }
 
