@@ -6,10 +6,12 @@
 
 /* src[0] = S [B, N]; src[1] = the similarities the weights a_p, a_n are computed from, or NULL
  * (S itself); ctx: circle_ctx; cache: [B * N + 1], d(sum_i L_i)/dS filled by forward, then the
- * number of rows that have a loss (the divisor). */
+ * number of rows that have a loss (the divisor). In a shard S is [n, N], the rows of anchors
+ * lo .. lo + n, and the rows' losses and their number are summed over the ranks. */
 typedef struct circle_ctx {
     const int32_t *labels, *refs; /* [B], [N] */
     float m, gamma;
+    const dml_loss_shard *shard; /* NULL: row i of S is the batch's row i */
 } circle_ctx;
 
 static double softplus(double t)
@@ -77,16 +79,24 @@ static void circle_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
     const float *w = out->src[1] ? out->src[1]->data : s->data;
+    const circle_ctx *x = out->ctx;
     float *coef = out->cache, *divisor = coef + (size_t)s->rows * s->cols;
+    int lo = x->shard ? x->shard->lo : 0;
     double sum = 0.0;
     int rows = 0;
     for (int i = 0; i < s->rows; i++) {
         size_t at = (size_t)i * s->cols;
-        double l = circle_row(out->ctx, s->data + at, w + at, coef + at, s->cols, i);
+        double l = circle_row(x, s->data + at, w + at, coef + at, s->cols, lo + i);
         if (l >= 0.0) {
             sum += l;
             rows++;
         }
+    }
+    if (x->shard) { /* every rank's anchors: the global sum and count */
+        double v[2] = {sum, (double)rows};
+        x->shard->sum(x->shard->ctx, v, 2);
+        sum = v[0];
+        rows = (int)v[1];
     }
     *divisor = (float)rows;
     out->data[0] = rows ? (float)(sum / rows) : 0.0f;
@@ -107,7 +117,8 @@ static void circle_backward(dml_tensor *out)
 const dml_op_def dml_op_circle = {"circle", circle_forward, circle_backward};
 
 dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
-                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma)
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma,
+                            const dml_loss_shard *shard)
 {
     if (!s || !ref_labels)
         return NULL;
@@ -117,7 +128,7 @@ dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
     circle_ctx *x = out ? dml_graph_alloc(g, sizeof *x) : NULL;
     if (!x || !(out->cache = dml_graph_alloc(g, ((size_t)s->rows * s->cols + 1) * sizeof(float))))
         return NULL;
-    *x = (circle_ctx){labels, ref_labels, m, gamma};
+    *x = (circle_ctx){labels, ref_labels, m, gamma, shard};
     out->ctx = x;
     return dml_graph_run(g, out);
 }
@@ -128,7 +139,8 @@ static dml_tensor *circle_build(const dml_loss_input *in)
 {
     const int32_t *y = NULL;
     dml_tensor *s = dml_similarity_refs(in, &y);
-    return dml_loss_circle(in->g, s, NULL, in->labels, y, in->p[P_M], in->p[P_GAMMA]);
+    return dml_loss_circle(in->g, s, NULL, in->labels, y, in->p[P_M], in->p[P_GAMMA],
+                           in->shard);
 }
 
 static const dml_loss_param circle_params[] = {
@@ -146,7 +158,7 @@ const dml_loss_row dml_loss_row_circle = {
     .doc = "Circle loss on cosine similarities (Sun et al. 2020)",
     .needs = DML_LOSS_NEEDS_LABELS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
-                DML_LOSS_WITH_MPI,
+                DML_LOSS_WITH_MPI | DML_LOSS_WITH_SHARDING,
     .params = circle_params,
     .n_params = (int)(sizeof circle_params / sizeof circle_params[0]),
     .ops = circle_ops,

@@ -70,5 +70,12 @@ dml_tensor *dml_similarity_refs(const dml_loss_input *in, const int32_t **ref_la
 {
     if (!in->z || !(*ref_labels = reference_labels(in)))
         return NULL;
-    return dml_cosine_sim_refs(in->g, in->z, in->refs);
+    if (!in->shard)
+        return dml_cosine_sim_refs(in->g, in->z, in->refs);
+    /* the shard's anchors normalised on their own: the same rows as the whole batch's */
+    dml_graph *g = in->g;
+    dml_tensor *an = dml_l2_normalize(g, dml_loss_shard_rows(g, in->z, in->shard));
+    dml_tensor *s = dml_matmul(g, an, dml_l2_normalize(g, in->z), 1);
+    return in->refs ? dml_concat_cols(g, s, dml_matmul(g, an, dml_l2_normalize(g, in->refs), 1))
+                    : s;
 }

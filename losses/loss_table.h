@@ -111,8 +111,8 @@ dml_tensor *dml_loss_shard_rows(dml_graph *g, dml_tensor *x, const dml_loss_shar
  * no reference a positive). For the losses over a distance matrix with a cross-batch memory. */
 dml_tensor *dml_distance_refs(const dml_loss_input *in, dml_distance dist,
                               const int32_t **ref_labels);
-/* The same for the losses over cosine similarities: S [B, B + K] (dml_cosine_sim_refs) and the
- * references' labels as above. */
+/* The same for the losses over cosine similarities: S [B, B + K] (dml_cosine_sim_refs; [n, B + K]
+ * with in->shard) and the references' labels as above. */
 dml_tensor *dml_similarity_refs(const dml_loss_input *in, const int32_t **ref_labels);
 
 /* Parameters several rows share. */

@@ -94,9 +94,10 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
  * i's loss is -(1/|P(i)|) sum_{p in P(i)} log softmax_{a != i}(s_ia / temperature)_p, s the
  * cosines, P(i) the other rows and views of i's label (labels NULL: only i's other view, SimCLR's
  * NT-Xent). 0 when the batch has no positive or no negative pair; else the mean over the
- * anchors whose loss is > 0 (PML's AvgNonZeroReducer). */
+ * anchors whose loss is > 0 (PML's AvgNonZeroReducer). With shard, the anchors are rows lo.. of
+ * z (and of zp) against every row of both, the mean over every rank's anchors. */
 dml_tensor *dml_loss_supcon(dml_graph *g, dml_tensor *z, dml_tensor *zp, const int32_t *labels,
-                            float temperature);
+                            float temperature, const dml_loss_shard *shard);
 
 /* Additive angular (ArcFace, Deng et al. 2019) and additive cosine (CosFace, Wang et al. 2018)
  * margin softmax, PML's ArcFaceLoss, CosFaceLoss and SubCenterArcFaceLoss: cos = normalised(z)
@@ -115,8 +116,10 @@ dml_tensor *dml_loss_proxy_anchor(dml_graph *g, dml_tensor *z, dml_tensor *proxi
                                   const int32_t *labels, float margin, float alpha);
 
 /* DQN's pairwise cosine loss: mean over i != j of (s_ij - cos(z_i, z_j))^2, s = +1 for the
- * same label, -1 otherwise. */
-dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels);
+ * same label, -1 otherwise. With shard, only rows lo.. of z are this rank's i, the mean still
+ * over the whole batch's pairs. */
+dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *labels,
+                                 const dml_loss_shard *shard);
 
 /* The similarity losses read S [B, N] of cosines of the batch's rows against N references
  * whose first B are the batch itself (column i of row i is never a pair) and the rest extra
@@ -129,18 +132,22 @@ dml_tensor *dml_loss_cosine_pair(dml_graph *g, dml_tensor *z, const int32_t *lab
  *       + (1/beta) log(1 + sum_N exp(beta (s - base))),
  * L = (1/B) sum_i L_i (a row without a positive or a negative counts in B with 0). With mine,
  * the pairs are first those PML's MultiSimilarityMiner keeps: a positive with s - epsilon < the
- * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. */
+ * row's largest negative s, a negative with s + epsilon > the row's smallest positive s. With
+ * shard, s's rows are the anchors lo.. of the batch and the mean is over every rank's rows. */
 dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
                                       const int32_t *ref_labels, float alpha, float beta,
-                                      float base, int mine, float epsilon);
+                                      float base, int mine, float epsilon,
+                                      const dml_loss_shard *shard);
 /* Circle loss (Sun et al. 2020), PML's CircleLoss: per row with both positives and negatives,
  * L_i = softplus(lse_N(gamma a_n (s - m)) + lse_P(-gamma a_p (s - 1 + m))), the weights
  * a_p = [1 + m - s]+ and a_n = [s + m]+ held constant (no gradient through them); L the mean
  * over those rows. The weights are computed from weights_at [B, N] when it is not NULL, else
  * from S: a gradient check fixes them there, at the point it checks, to see the function whose
- * gradient this is. */
+ * gradient this is. With shard, s's rows are the anchors lo.. of the batch and the mean is over
+ * every rank's rows with a loss. */
 dml_tensor *dml_loss_circle(dml_graph *g, dml_tensor *s, dml_tensor *weights_at,
-                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma);
+                            const int32_t *labels, const int32_t *ref_labels, float m, float gamma,
+                            const dml_loss_shard *shard);
 
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], mean over elements,
  * computed stably from the logits. */

@@ -5,11 +5,15 @@
 
 #include "losses/loss_table.h"
 
-/* src[0] = S [B, N]; ctx: ms_ctx; cache: [B, N], d(sum_i L_i)/dS, filled by forward. */
+/* src[0] = S [B, N]; ctx: ms_ctx; cache: [B * N + 1], d(sum_i L_i)/dS filled by forward, then
+ * the number of rows the mean is over. In a shard S is [n, N], the rows of anchors lo .. lo + n
+ * (the miner is per anchor row, so it needs nothing else), and the sum of the rows' losses and
+ * their number are summed over the ranks. */
 typedef struct ms_ctx {
     const int32_t *labels, *refs; /* [B], [N] */
     float alpha, beta, base, epsilon;
     int mine;
+    const dml_loss_shard *shard; /* NULL: row i of S is the batch's row i */
 } ms_ctx;
 
 /* Row i's loss; writes d(L_i)/d(s_ij) into c[N]. The exponents go into c first (-inf for a
@@ -67,20 +71,29 @@ static double ms_row(const ms_ctx *x, const float *restrict s, float *restrict c
 static void ms_forward(dml_tensor *out)
 {
     const dml_tensor *s = out->src[0];
-    float *coef = out->cache;
-    double sum = 0.0;
+    const ms_ctx *x = out->ctx;
+    float *coef = out->cache, *divisor = coef + (size_t)s->rows * s->cols;
+    int lo = x->shard ? x->shard->lo : 0;
+    double sum = 0.0, rows = s->rows;
     for (int i = 0; i < s->rows; i++)
-        sum += ms_row(out->ctx, s->data + (size_t)i * s->cols, coef + (size_t)i * s->cols,
-                      s->cols, i);
-    out->data[0] = (float)(sum / s->rows);
+        sum += ms_row(x, s->data + (size_t)i * s->cols, coef + (size_t)i * s->cols, s->cols,
+                      lo + i);
+    if (x->shard) { /* every rank's anchors: the global sum and count */
+        double v[2] = {sum, rows};
+        x->shard->sum(x->shard->ctx, v, 2);
+        sum = v[0];
+        rows = v[1];
+    }
+    *divisor = (float)rows;
+    out->data[0] = (float)(sum / rows);
 }
 
 static void ms_backward(dml_tensor *out)
 {
     dml_tensor *s = out->src[0];
-    const float *coef = out->cache;
-    float g = out->grad[0] / (float)s->rows;
     size_t n = (size_t)s->rows * s->cols;
+    const float *coef = out->cache;
+    float g = out->grad[0] / coef[n];
     for (size_t k = 0; k < n; k++)
         s->grad[k] += g * coef[k];
 }
@@ -89,16 +102,17 @@ const dml_op_def dml_op_multi_similarity = {"multi_similarity", ms_forward, ms_b
 
 dml_tensor *dml_loss_multi_similarity(dml_graph *g, dml_tensor *s, const int32_t *labels,
                                       const int32_t *ref_labels, float alpha, float beta,
-                                      float base, int mine, float epsilon)
+                                      float base, int mine, float epsilon,
+                                      const dml_loss_shard *shard)
 {
     if (!s || !ref_labels)
         return NULL;
     DML_ASSERT(labels && s->rows <= s->cols && s->rows > 0 && alpha > 0.0f && beta > 0.0f);
     dml_tensor *out = dml_graph_node(g, &dml_op_multi_similarity, 1, 1, s, NULL, NULL);
     ms_ctx *x = out ? dml_graph_alloc(g, sizeof *x) : NULL;
-    if (!x || !(out->cache = dml_graph_alloc(g, (size_t)s->rows * s->cols * sizeof(float))))
+    if (!x || !(out->cache = dml_graph_alloc(g, ((size_t)s->rows * s->cols + 1) * sizeof(float))))
         return NULL;
-    *x = (ms_ctx){labels, ref_labels, alpha, beta, base, epsilon, mine};
+    *x = (ms_ctx){labels, ref_labels, alpha, beta, base, epsilon, mine, shard};
     out->ctx = x;
     return dml_graph_run(g, out);
 }
@@ -112,7 +126,7 @@ static dml_tensor *ms_build(const dml_loss_input *in)
     dml_tensor *s = dml_similarity_refs(in, &y);
     const float *p = in->p;
     return dml_loss_multi_similarity(in->g, s, in->labels, y, p[P_ALPHA], p[P_BETA], p[P_BASE],
-                                     (int)p[P_MINER] == MINER_MS, p[P_EPSILON]);
+                                     (int)p[P_MINER] == MINER_MS, p[P_EPSILON], in->shard);
 }
 
 /* loss.miner, as triplet's: which pairs the loss sees (the value is the index). */
@@ -141,7 +155,7 @@ const dml_loss_row dml_loss_row_multi_similarity = {
     .doc = "Multi-Similarity loss with its pair miner on cosine similarities (Wang et al. 2019)",
     .needs = DML_LOSS_NEEDS_LABELS,
     .combines = DML_LOSS_WITH_MEMORY | DML_LOSS_WITH_QUANTIZATION | DML_LOSS_WITH_HEAD |
-                DML_LOSS_WITH_MPI,
+                DML_LOSS_WITH_MPI | DML_LOSS_WITH_SHARDING,
     .params = ms_params,
     .n_params = (int)(sizeof ms_params / sizeof ms_params[0]),
     .ops = ms_ops,

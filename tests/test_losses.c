@@ -48,7 +48,7 @@ static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_cas
     dml_tensor *s = dml_cosine_sim_refs(g, in[0], refs);
     if (!strcmp(c->op, "multi_similarity"))
         return dml_loss_multi_similarity(g, s, c->labels, y, 2.0f, 50.0f, 0.5f,
-                                         c->miner == DML_MINER_HARD, 0.1f);
+                                         c->miner == DML_MINER_HARD, 0.1f, NULL);
     dml_tensor *at = NULL;
     if (circle_at)
         at = dml_cosine_sim_refs(g, dml_leaf_copy(g, circle_at[0], B, D, 0),
@@ -56,7 +56,7 @@ static dml_tensor *similarity_loss(dml_graph *g, dml_tensor **in, const loss_cas
     /* gamma 10, not the default 80: at 80 the logits reach ~100 and their float rounding,
      * over the step of the finite differences, is as large as the gradient's changes
      * (tests/test_losses_torch.c checks gamma 80 exactly) */
-    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f);
+    return dml_loss_circle(g, s, at, c->labels, y, 0.4f, 10.0f, NULL);
 }
 
 static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
@@ -86,13 +86,13 @@ static dml_tensor *build(dml_graph *g, dml_tensor **in, void *ctx)
         return dml_loss_mnr(g, z, in[1], c->miner == DML_MINER_HARD ? in[2] : NULL, c->labels, 5.0f,
                             c->symmetric);
     if (!strcmp(c->op, "cosine_pair"))
-        return dml_loss_cosine_pair(g, z, c->labels);
+        return dml_loss_cosine_pair(g, z, c->labels, NULL);
     if (!strcmp(c->op, "proxy_anchor")) /* in[1]: B proxies (classes 0..B-1); power: alpha */
         return dml_loss_proxy_anchor(g, z, in[1], c->labels, 0.1f, (float)c->power);
     if (!strcmp(c->op, "bce_logits"))
         return dml_loss_bce_logits(g, z, dml_sigmoid(g, in[1]));
     if (!strcmp(c->op, "supcon"))
-        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f);
+        return dml_loss_supcon(g, z, c->symmetric ? in[1] : NULL, c->labels, 0.5f, NULL);
     if (!strcmp(c->op, "margin_softmax") && c->soft)
         return dml_loss_cosface(g, z, in[2], c->labels, B / c->power, c->power, 0.35f, 4.0f);
     if (!strcmp(c->op, "margin_softmax"))
@@ -379,17 +379,18 @@ static void two_ranks_sum(void *ctx, double *v, int n)
         v[i] += t->part[1 - t->me][i];
 }
 
-/* row's loss over z [B, D] (zp, refs [B, D] when not NULL) with shard (NULL: the whole loss);
- * the gradients of z and zp added into gz and gzp. */
-static float row_loss(const dml_loss_row *row, const float *p, const float *z, const float *zp,
-                      const float *refs, const dml_loss_shard *shard, float *gz, float *gzp)
+/* row's loss over z [B, D] (zp, refs [B, D] when not NULL) labelled labels (NULL: unlabelled)
+ * with shard (NULL: the whole loss); the gradients of z and zp added into gz and gzp. */
+static float row_loss(const dml_loss_row *row, const float *p, const int32_t *labels,
+                      const float *z, const float *zp, const float *refs,
+                      const dml_loss_shard *shard, float *gz, float *gzp)
 {
     dml_graph g;
     dml_graph_init(&g, 1 << 18);
     dml_tensor *x = dml_leaf_copy(&g, z, B, D, 1);
     dml_tensor *xp = zp ? dml_leaf_copy(&g, zp, B, D, 1) : NULL;
     dml_tensor *m = refs ? dml_leaf_copy(&g, refs, B, D, 0) : NULL;
-    dml_loss_input in = {.g = &g, .z = x, .zp = xp, .refs = m, .labels = LABELS,
+    dml_loss_input in = {.g = &g, .z = x, .zp = xp, .refs = m, .labels = labels,
                          .ref_labels = m ? WITH_MEMORY + B : NULL, .p = p, .shard = shard};
     dml_tensor *loss = row->build(&in);
     assert_non_null(loss);
@@ -413,8 +414,11 @@ static float max_abs_diff(const float *a, const float *b, int n)
 }
 
 /* The loss of each of two shards (anchors 0..3 and 4..7) is the whole loss, and the sum of
- * their gradients (what the reduce-scatter adds up) is the whole loss's gradient. */
-static void check_two_shards(const char *name, const char *key, float value, int memory)
+ * their gradients (what the reduce-scatter adds up) is the whole loss's gradient; with views,
+ * over a second view zp as well (the rows that need pairs always have it), on labels (NULL:
+ * unlabelled). */
+static void check_two_shards_views(const char *name, const char *key, float value, int memory,
+                                   int views, const int32_t *labels)
 {
     const dml_loss_row *row = dml_loss_find(name);
     assert_non_null(row);
@@ -430,7 +434,7 @@ static void check_two_shards(const char *name, const char *key, float value, int
     }
     if (row->fit_defaults)
         row->fit_defaults(p, given);
-    int pairs = (row->needs & DML_LOSS_NEEDS_PAIRS) != 0;
+    int pairs = views || (row->needs & DML_LOSS_NEEDS_PAIRS);
     float z[B * D], zp[B * D], refs[B * D];
     tu_fill_normal(z, B * D, 1.0f, 11);
     tu_fill_normal(zp, B * D, 1.0f, 12);
@@ -438,17 +442,19 @@ static void check_two_shards(const char *name, const char *key, float value, int
     float gz[B * D] = {0}, gzp[B * D] = {0}, sz[B * D] = {0}, szp[B * D] = {0};
     float scratch[2][B * D] = {{0}};
     const float *zp_in = pairs ? zp : NULL, *refs_in = memory ? refs : NULL;
-    float whole = row_loss(row, p, z, zp_in, refs_in, NULL, gz, gzp);
+    float whole = row_loss(row, p, labels, z, zp_in, refs_in, NULL, gz, gzp);
     two_ranks t = {.recording = 1};
     dml_loss_shard shard[2] = {{0, B / 2, two_ranks_sum, &t}, {B / 2, B / 2, two_ranks_sum, &t}};
     for (t.me = 0; t.me < 2; t.me++)
-        row_loss(row, p, z, zp_in, refs_in, &shard[t.me], scratch[0], scratch[1]);
+        row_loss(row, p, labels, z, zp_in, refs_in, &shard[t.me], scratch[0], scratch[1]);
     t.recording = 0;
     float v[2];
     for (t.me = 0; t.me < 2; t.me++)
-        v[t.me] = row_loss(row, p, z, zp_in, refs_in, &shard[t.me], sz, szp);
+        v[t.me] = row_loss(row, p, labels, z, zp_in, refs_in, &shard[t.me], sz, szp);
     char what[96];
-    snprintf(what, sizeof what, "%s %s=%g: loss of 2 shards vs whole", name, key ? key : "", value);
+    const char *form = !labels ? " (two views, unlabelled)" : views ? " (two views)" : "";
+    snprintf(what, sizeof what, "%s%s %s=%g: loss of 2 shards vs whole", name, form,
+             key ? key : "", value);
     assert_true(whole > 0.0f);
     assert_true(v[0] == v[1]);
     tu_assert_measured(what, fabsf(v[0] - whole) / whole, 1e-5);
@@ -456,10 +462,15 @@ static void check_two_shards(const char *name, const char *key, float value, int
     for (int i = 0; i < B * D; i++)
         scale = fmaxf(scale, fmaxf(fabsf(gz[i]), fabsf(gzp[i])));
     assert_true(scale > 0.0f);
-    snprintf(what, sizeof what, "%s %s=%g: summed gradient of 2 shards vs whole", name,
+    snprintf(what, sizeof what, "%s%s %s=%g: summed gradient of 2 shards vs whole", name, form,
              key ? key : "", value);
     tu_assert_measured(what, fmaxf(max_abs_diff(gz, sz, B * D), max_abs_diff(gzp, szp, B * D)) /
                                  scale, 1e-5);
+}
+
+static void check_two_shards(const char *name, const char *key, float value, int memory)
+{
+    check_two_shards_views(name, key, value, memory, 0, LABELS);
 }
 
 static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
@@ -475,6 +486,17 @@ static void test_sharded_rows_add_up_to_the_whole_loss(void **state)
     check_two_shards("mnr", NULL, 0, 0);
     check_two_shards("mnr", "symmetric", 1, 0);
     check_two_shards("mnr", "mask_same_label", 0, 1);
+    check_two_shards("multi_similarity", NULL, 0, 0);
+    check_two_shards("multi_similarity", "miner", 0, 0); /* every pair */
+    check_two_shards("multi_similarity", "epsilon", 0.3f, 1);
+    check_two_shards("circle", NULL, 0, 0);
+    check_two_shards("circle", "gamma", 256.0f, 0);
+    check_two_shards("circle", "m", 0.25f, 1);
+    check_two_shards("supcon", NULL, 0, 0);
+    check_two_shards_views("supcon", NULL, 0, 0, 1, LABELS);
+    check_two_shards_views("supcon", "temperature", 0.5f, 0, 1, LABELS);
+    check_two_shards_views("supcon", NULL, 0, 0, 1, NULL); /* SimCLR's NT-Xent */
+    check_two_shards("cosine_pair", NULL, 0, 0);
 }
 
 static void test_memory_hand_computed(void **state)
@@ -589,9 +611,9 @@ static float similarity_value(const char *op, int mine, const float *z, int rows
     dml_tensor *x = dml_leaf_copy(&g, z, rows, 2, 1);
     dml_tensor *s = dml_cosine_sim_refs(&g, x, NULL);
     dml_tensor *loss = !strcmp(op, "circle")
-                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f)
+                           ? dml_loss_circle(&g, s, NULL, labels, labels, 0.4f, 80.0f, NULL)
                            : dml_loss_multi_similarity(&g, s, labels, labels, 2.0f, 50.0f, 0.5f,
-                                                       mine, 0.1f);
+                                                       mine, 0.1f, NULL);
     assert_non_null(loss);
     assert_int_equal(dml_backward(&g, loss), DML_OK);
     *grad_abs_sum = 0.0;
@@ -633,7 +655,7 @@ static float call_loss(const row_call *c)
         dml_loss_input in = {&g, z, zp, NULL, c->labels, NULL, p, w, c->n_classes, NULL};
         loss = c->row->build(&in);
     } else if (!strcmp(c->direct, "supcon")) {
-        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0);
+        loss = dml_loss_supcon(&g, z, zp, c->labels, c->p0, NULL);
     } else {
         loss = (!strcmp(c->direct, "arcface") ? dml_loss_arcface : dml_loss_cosface)(
             &g, z, w, c->labels, c->n_classes, c->nw / c->n_classes, c->p0, c->p1);

@@ -169,15 +169,15 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
         dml_tensor *s = dml_cosine_sim_refs(g, z, m ? t[m - c->in] : NULL);
         if (!strcmp(loss, "circle"))
             return dml_loss_circle(g, s, NULL, c->labels, c->labels, (float)num(c, "m"),
-                                   (float)num(c, "gamma"));
+                                   (float)num(c, "gamma"), NULL);
         return dml_loss_multi_similarity(g, s, c->labels, c->labels, (float)num(c, "alpha"),
                                          (float)num(c, "beta"), (float)num(c, "base"),
-                                         (int)num(c, "miner"), (float)num(c, "epsilon"));
+                                         (int)num(c, "miner"), (float)num(c, "epsilon"), NULL);
     }
     if (!strcmp(loss, "supcon")) {
         input *p = find(c, "p");
         return dml_loss_supcon(g, z, p ? t[p - c->in] : NULL, c->n_labels ? c->labels : NULL,
-                               (float)num(c, "temperature"));
+                               (float)num(c, "temperature"), NULL);
     }
     if (!strcmp(loss, "arcface") || !strcmp(loss, "cosface")) {
         dml_tensor *w = t[find(c, "w") - c->in];
@@ -190,7 +190,7 @@ static dml_tensor *build(dml_graph *g, fixture_case *c, dml_tensor **t, dml_pq *
                                 (float)(num(c, "margin") * 3.14159265358979323846 / 180.0), scale);
     }
     if (!strcmp(loss, "cosine_pair"))
-        return dml_loss_cosine_pair(g, z, c->labels);
+        return dml_loss_cosine_pair(g, z, c->labels, NULL);
     if (!strcmp(loss, "proxy_anchor"))
         return dml_loss_proxy_anchor(g, z, t[find(c, "proxies") - c->in], c->labels,
                                      (float)num(c, "margin"), (float)num(c, "alpha"));

@@ -294,27 +294,27 @@ static dml_tensor *mnr(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *l
 
 static dml_tensor *cosine_pair(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
-    return dml_loss_cosine_pair(g, encode(t, g, x), labels);
+    return dml_loss_cosine_pair(g, encode(t, g, x), labels, NULL);
 }
 
 /* Multi-Similarity with its miner and Circle, at PML's defaults, on the batch's cosines. */
 static dml_tensor *multi_similarity(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
-    return dml_loss_multi_similarity(g, s, labels, labels, 2.0f, 50.0f, 0.5f, 1, 0.1f);
+    return dml_loss_multi_similarity(g, s, labels, labels, 2.0f, 50.0f, 0.5f, 1, 0.1f, NULL);
 }
 
 static dml_tensor *circle(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *s = dml_cosine_sim_refs(g, encode(t, g, x), NULL);
-    return dml_loss_circle(g, s, NULL, labels, labels, 0.4f, 80.0f);
+    return dml_loss_circle(g, s, NULL, labels, labels, 0.4f, 80.0f, NULL);
 }
 
 /* DQN: the cosine loss plus lambda times the quantization error of the current codebooks. */
 static dml_tensor *joint(trainer *t, dml_graph *g, dml_tensor *x, const int32_t *labels)
 {
     dml_tensor *z = encode(t, g, x);
-    dml_tensor *sim = dml_loss_cosine_pair(g, z, labels);
+    dml_tensor *sim = dml_loss_cosine_pair(g, z, labels, NULL);
     return dml_add(g, sim, dml_scale(g, dml_loss_quantization(g, z, &t->pq), 0.1f));
 }
 

@@ -60,7 +60,7 @@ static float train_step(dml_graph *g, dml_mlp *mlp, dml_optim *opt, const float 
     loss = dml_add(g, loss, dml_loss_triplet(g, d, labels, 0.2f, DML_MINER_SEMIHARD, 0, DML_REDUCE_MEAN));
     loss = dml_add(g, loss, dml_loss_contrastive(g, d, labels, 0.0f, 1.0f, 2, DML_REDUCE_MEAN));
     loss = dml_add(g, loss, dml_loss_mnr(g, z, z, NULL, labels, 20.0f, 1));
-    loss = dml_add(g, loss, dml_loss_cosine_pair(g, z, labels));
+    loss = dml_add(g, loss, dml_loss_cosine_pair(g, z, labels, NULL));
     loss = dml_add(g, loss, dml_loss_quantization(g, z, &pq));
     assert_int_equal(dml_backward(g, loss), DML_OK);
     dml_clip_grad_norm(opt->params, opt->n_params, 1.0f);
