@@ -655,6 +655,9 @@ static void test_impossible_combinations(void **state)
         {"data:\n  pairs: same_class\nloss:\n  type: mnr\n", "loss.hard_negatives.k=2", 0, 0,
          "loss.hard_negatives.k: mined hard negatives serve loss.type mnr on data.pairs halves or "
          "file: set loss.hard_negatives.k to 0"},
+        {HN "  mask_same_label: false\n  hard_negatives:\n    k: 2\n", NULL, 7, 20,
+         "loss.mask_same_label: mined hard negatives drop an anchor's own positive from the other "
+         "anchors' negatives through this mask: leave it true"},
         {HN "  hard_negatives:\n    k: 12\n", NULL, 8, 8,
          "loss.hard_negatives.k: expected at most loss.hard_negatives.candidates (10), got 12"},
         {HN, "loss.hard_negatives.relative_margin=1", 0, 0,

@@ -101,6 +101,12 @@ dml_status dml_config_check(const dml_config *c, dml_error *err)
         return dml_config_error(c, "loss.hard_negatives.k", err,
                                 "mined hard negatives serve loss.type mnr on data.pairs halves or "
                                 "file: set loss.hard_negatives.k to 0");
+    /* a mined negative that is another anchor's positive row is dropped through mnr's label
+     * mask, the rows' identities standing for labels */
+    if (hard_k > 0 && dml_config_loss_param(c, "mask_same_label", 1) == 0.0f)
+        return dml_config_error(c, "loss.mask_same_label", err,
+                                "mined hard negatives drop an anchor's own positive from the other "
+                                "anchors' negatives through this mask: leave it true");
     if (hard_k > c->loss.hard_negatives.candidates)
         return dml_config_error(c, "loss.hard_negatives.k", err,
                                 "expected at most loss.hard_negatives.candidates (%d), got %d",
