@@ -939,6 +939,21 @@ static void cut_key(char *json, const char *key)
         memmove(at, end + 2, strlen(end + 2) + 1);
 }
 
+/* A copy of json to compare (static, one of two used in turn): for a twins case without the
+ * metrics read from the float ranking, whose tied twins' order is the kernel's rounding. */
+static const char *ref_cut(const char *json, int twins)
+{
+    static const char *const float_ranked[] = {"precision_at_1", "r_precision", "map_at_r",
+                                               "map_all", "knn_accuracy", "pq_recall_at_r"};
+    static char copies[2][8192];
+    static int turn;
+    char *copy = copies[turn ^= 1];
+    snprintf(copy, sizeof copies[0], "%s", json);
+    for (int i = 0; twins && i < (int)(sizeof float_ranked / sizeof *float_ranked); i++)
+        cut_key(copy, float_ranked[i]);
+    return copy;
+}
+
 /* Each rank embeds its slice of the rows and ranks its queries among every rank's references,
  * merging the ranks' top-k lists (eval/shard.c): 2 and 3 ranks print one process's numbers.
  * 3000 queries (three search blocks) against the 600 rows and among themselves (protocol 1),
@@ -947,7 +962,8 @@ static void cut_key(char *json, const char *key)
  * tied twins (write_ties) among themselves, where 3 ranks leave rank 0 without rows, and as the
  * database; a dual encoder's pairs (each query's second view its reference: recall_at_k,
  * mrr_at_10). Rankings are exact: every metric but quantization_mse (a sum over the references,
- * added per rank then over the ranks) must print the same digits. */
+ * added per rank then over the ranks) must print the same digits, except, with twins, those
+ * read from the float ranking (below). */
 static void test_sharded_eval_equals_one_process(void **state)
 {
     (void)state;
@@ -994,7 +1010,13 @@ static void test_sharded_eval_equals_one_process(void **state)
             snprintf(what, sizeof what, "eval case %d quantization_mse, %d ranks vs 1", m, np);
             tu_assert_measured(what, fabs(v - qmse) / qmse, 1e-6);
             cut_key(got, "quantization_mse");
-            assert_string_equal(ref, got);
+            /* The twins' float scores tie but for rounding, which a kernel may do differently
+             * for another GEMM shape (a rank's slice), so which twin ranks first is the
+             * kernel's: under Prescott 36 of 3000 queries' top row changed. The metrics read
+             * from the float ranking are left out for them; their ADC scores tie exactly (one
+             * code), which is the tie-break this case is for, and stay compared. */
+            int twins = cases[m].data == ties || cases[m].db == ties;
+            assert_string_equal(ref_cut(ref, twins), ref_cut(got, twins));
             free(got);
         }
         free(ref);
