@@ -48,14 +48,10 @@ static int teardown(void **state)
     "--set train.batch_size=32 --set train.threads=1 --set sampler.type=random "                  \
     "--set loss.type=proxy_anchor"
 
-/* The command that trains configs/demo.yaml into dir/out with extra arguments (exec'ed, so that
- * a background run's pid is dml's). */
+/* The command that trains configs/demo.yaml on the blobs into dir/out with extra arguments. */
 static void command(char *cmd, size_t n, const char *out, const char *extra)
 {
-    snprintf(cmd, n,
-             "exec %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
-             PROXY_ARGS " %s >%s/%s.log 2>&1",
-             tu_dml_path(), dir, out, data, data, extra, dir, out);
+    tu_demo_train_command(cmd, n, dir, out, data, PROXY_ARGS, extra);
 }
 
 static int train(const char *out, const char *extra)

@@ -50,14 +50,10 @@ static int teardown(void **state)
     "--set data.unlabelled=true --set data.pairs=augment --set 'data.augment={noise: 0.3}' "     \
     "--set loss.type=mnr --set loss.symmetric=true --set loss.scale=10 --set sampler.type=random"
 
-/* The command that trains configs/demo.yaml into dir/out with extra arguments (exec'ed, so that
- * a background run's pid is dml's). */
+/* The command that trains configs/demo.yaml on the blobs into dir/out with extra arguments. */
 static void command(char *cmd, size_t n, const char *out, const char *extra)
 {
-    snprintf(cmd, n,
-             "exec %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
-             BASE_ARGS " %s >%s/%s.log 2>&1",
-             tu_dml_path(), dir, out, data, data, extra, dir, out);
+    tu_demo_train_command(cmd, n, dir, out, data, BASE_ARGS, extra);
 }
 
 static int train(const char *out, const char *extra)

@@ -327,3 +327,12 @@ void tu_remove_folder(const char *dir)
 {
     tu_system("rm -rf '%s'", dir);
 }
+
+void tu_demo_train_command(char *cmd, size_t n, const char *dir, const char *out,
+                           const char *data, const char *args, const char *extra)
+{
+    snprintf(cmd, n,
+             "exec %s train configs/demo.yaml --out %s/%s --set data.train=%s --set data.test=%s "
+             "%s %s >%s/%s.log 2>&1",
+             tu_dml_path(), dir, out, data, data, args, extra, dir, out);
+}

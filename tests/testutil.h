@@ -52,6 +52,10 @@ void tu_write_blobs(const char *path, int n, int d, int classes);
 void tu_blobs_folder(char *dir, size_t dir_size, char *data, size_t data_size, int n, int d,
                      int classes);
 void tu_remove_folder(const char *dir);
+/* The shell command that trains configs/demo.yaml on data into dir/out, with args and then
+ * extra, logging to dir/out.log; exec'ed, so that a background run's pid is dml's. */
+void tu_demo_train_command(char *cmd, size_t n, const char *dir, const char *out,
+                           const char *data, const char *args, const char *extra);
 /* Monotonic seconds. */
 double tu_now(void);
 /* Run a shell command; returns its exit status (0-255), or -1. */
