@@ -27,16 +27,19 @@ import torch
 
 import peer_data
 import torch_peer
+import torch_recipe
 
 HIDDEN, DIM, BATCH, LR, EPOCHS = 128, 32, 64, 3e-3, 30
-LOSSES = {  # dml's --set values, and the same loss in PyTorch
-    "cosine_pair": (["loss.type=cosine_pair"], lambda z, y: torch_peer.cosine_pair(z, y)),
-    "triplet_hard": (["loss.type=triplet", "loss.miner=hard", "loss.margin=0.2"],
-                     lambda z, y: torch_peer.triplet_hard(torch_peer.pdist(z), y, {"margin": 0.2})),
-    "contrastive": (["loss.type=contrastive"],
-                    lambda z, y: torch_peer.contrastive(
-                        torch_peer.pdist(z), y,
-                        {"power": 2, "pos_margin": 0.0, "neg_margin": 1.0, "reduction": "mean"})),
+LOSSES = {  # dml's --set values; PyTorch trains the loss section of the effective config dml ran
+    "cosine_pair": ["loss.type=cosine_pair"],
+    "triplet_hard": ["loss.type=triplet", "loss.miner=hard", "loss.margin=0.2"],
+    "contrastive": ["loss.type=contrastive"],
+    "multi_similarity": ["loss.type=multi_similarity"],
+    "circle": ["loss.type=circle"],
+    "supcon": ["loss.type=supcon"],
+    "proxy_anchor": ["loss.type=proxy_anchor"],
+    "arcface": ["loss.type=arcface"],
+    "cosface": ["loss.type=cosface"],
 }
 
 
@@ -114,7 +117,7 @@ def dml_sets(train, test, loss, seed, epochs, extra):
             "sampler.type=random", f"train.batch_size={BATCH}", f"train.epochs={epochs}",
             f"train.lr={LR}", "train.optimizer=adam", "train.threads=1",
             "train.eval_every=never", "train.checkpoint_every=never",
-            "pq.m=4", "pq.k=16", "eval.pq=false", "eval.metrics=[map_at_r]"] + LOSSES[loss][0] + extra
+            "pq.m=4", "pq.k=16", "eval.pq=false", "eval.metrics=[map_at_r]"] + LOSSES[loss] + extra
 
 
 def set_args(sets):
@@ -122,6 +125,7 @@ def set_args(sets):
 
 
 def run_dml(args, work, sets):
+    """map_at_r on the test rows, and the effective config of the run (model.h5)."""
     out = tempfile.mkdtemp(dir=work)
     cfg = os.path.join(work, "empty.yaml")
     proc = subprocess.run([args.dml, "train", cfg, "--out", out] + set_args(sets),
@@ -130,7 +134,7 @@ def run_dml(args, work, sets):
         raise SystemExit(f"parity: dml train failed:\n{proc.stderr[-2000:]}")
     with open(os.path.join(out, "metrics.jsonl")) as f:
         final = [json.loads(line) for line in f if '"final"' in line][-1]["final"]
-    return final["map_at_r"]
+    return final["map_at_r"], torch_recipe.effective_config(os.path.join(out, "model.h5"))
 
 
 def dml_init_weights(args, work, sets):
@@ -146,7 +150,8 @@ def dml_init_weights(args, work, sets):
 
 
 # ---- PyTorch: the plain script a user would write ----
-def run_torch(train, test, loss, seed, epochs, init=None):
+def run_torch(train, test, loss_cfg, seed, epochs, init=None):
+    """loss_cfg: the `loss:` section dml ran, every parameter filled in."""
     torch.manual_seed(seed)
     x, y = (torch.from_numpy(a) for a in peer_data.load_spec(train, "none"))
     xt, yt = (torch.from_numpy(a) for a in peer_data.load_spec(test, "none"))
@@ -156,10 +161,13 @@ def run_torch(train, test, loss, seed, epochs, init=None):
             for lin, (w, b) in zip([m for m in net if isinstance(m, torch.nn.Linear)], init):
                 lin.weight.copy_(torch.from_numpy(w))
                 lin.bias.copy_(torch.from_numpy(b))
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    lossf = torch_recipe.Loss(loss_cfg, int(y.max()) + 1, DIM)
+    groups = [{"params": list(net.parameters())}]
+    if lossf.w is not None:  # proxies or class weights, at their learning-rate multiplier
+        groups.append({"params": [lossf.w], "lr": LR * lossf.lr_multiplier()})
+    opt = torch.optim.Adam(groups, lr=LR)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH,
                                          shuffle=True)
-    lossf = LOSSES[loss][1]
     for _ in range(epochs):
         for xb, yb in loader:
             opt.zero_grad()
@@ -226,17 +234,22 @@ def run(args, work, seeds, epochs, variants):
             continue
         train, test = write_set(work, f"{name}-train", x, y, tr), write_set(work, f"{name}-test", x, y, te)
         for loss in args.losses.split(","):
-            torch_maps = [run_torch(train, test, loss, s, epochs) for s in seeds]
+            dml_maps, configs = {}, []
+            for vname, extra in variants:
+                done = [run_dml(args, work, dml_sets(train, test, loss, s, epochs, extra)) for s in seeds]
+                dml_maps[vname] = [m for m, _ in done]
+                configs = configs or [c for _, c in done]
+            torch_maps = [run_torch(train, test, c["loss"], s, epochs) for s, c in zip(seeds, configs)]
             row = [f"{name} ({x.shape[1]}-d, {len(tr)}/{len(te)})", loss, cell(torch_maps)]
             runs = {"set": name, "loss": loss, "seeds": seeds, "PyTorch": torch_maps}
             if args.same_init:
-                same = [run_torch(train, test, loss, s, epochs,
+                same = [run_torch(train, test, c["loss"], s, epochs,
                                   dml_init_weights(args, work, dml_sets(train, test, loss, s, epochs, [])))
-                        for s in seeds]
+                        for s, c in zip(seeds, configs)]
                 row.append(cell(same))
                 runs["PyTorch, dml's init"] = same
-            for vname, extra in variants:
-                maps = [run_dml(args, work, dml_sets(train, test, loss, s, epochs, extra)) for s in seeds]
+            for vname, _ in variants:
+                maps = dml_maps[vname]
                 runs[vname] = maps
                 delta = summary(maps)[0] - summary(torch_maps)[0]
                 row.append(f"{cell(maps)} ({delta:+.3f})")
