@@ -76,6 +76,11 @@ typedef struct dml_loss_row {
      * parameter named class_rows_key when set, e.g. "sub_centers", else class_rows); 0: none. */
     int class_rows;
     const char *class_rows_key;
+    /* Their initial values, N(0, class_rows_std^2) each, as PML draws them: 0 means kaiming's
+     * sqrt(2 / rows) (ProxyAnchorLoss), 1 is torch.nn.init.normal_ (ArcFace's and CosFace's
+     * weights). The scale matters: Adam moves every coordinate by about the learning rate, so
+     * a row's direction turns faster the shorter the row. */
+    float class_rows_std;
     /* The row's ops, for the gradient checks tests/test_losses.c walks. */
     const dml_op_def *const *ops;
     int n_ops;

@@ -45,13 +45,12 @@ dml_status dml_run_class_params_open(dml_run *r, const dml_loss_row *row, const 
         return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0,
                              "out of memory for loss.type %s's %zu x %d class parameters",
                              row->name, n_rows, cp->dim);
-    /* PML's ProxyAnchorLoss: torch.nn.init.kaiming_normal_(mode="fan_out") on [classes, dim],
-     * N(0, 2 / fan_out), fan_out its number of rows. The losses see them through cosines, so
-     * what matters is their directions (isotropic, as under any normal init, PML's ArcFace's
-     * too) and their scale against the learning rate. */
+    /* As PML draws them (the row's class_rows_std): ProxyAnchorLoss's kaiming_normal_(mode=
+     * "fan_out") on [classes, dim] is N(0, 2 / fan_out), fan_out its number of rows; ArcFace's
+     * and CosFace's weights are normal_, N(0, 1). */
     dml_rng rng;
     dml_rng_seed(&rng, (uint64_t)r->cfg->seed ^ 0x636c6173736573ull); /* "classes" */
-    float std = sqrtf(2.0f / (float)n_rows);
+    float std = row->class_rows_std > 0.0f ? row->class_rows_std : sqrtf(2.0f / (float)n_rows);
     for (size_t i = 0; i < n_rows; i++)
         dml_rng_normals(&rng, cp->data + i * cp->dim, cp->dim);
     for (size_t i = 0; i < n; i++)
