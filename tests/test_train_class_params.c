@@ -1,6 +1,6 @@
 /* A loss's learned per-class rows (train/run_class_params.c; Proxy Anchor's proxies): their
- * set-up on a bare run (sizes, sub-centres, initial scale, the rank that owns their gradient),
- * then through the dml CLI on Gaussian blobs: the proxies are kept in checkpoint.h5 and model.h5 holds the
+ * set-up on a bare run (sizes, sub-centres, initial scale as PML draws it, the rank that owns
+ * their gradient), then through the dml CLI on Gaussian blobs: the proxies are kept in checkpoint.h5 and model.h5 holds the
  * encoder alone; trained, each proxy points at its own class's embeddings; the row's
  * lr_multiplier reaches the optimizer; a killed and resumed run ends with the uninterrupted
  * run's model to the bit; 2 ranks under mpirun train the model one process does.
@@ -85,7 +85,7 @@ static hssize_t read_h5(const char *path, const char *name, hid_t type, void *ou
     return n;
 }
 
-extern const dml_loss_row dml_loss_row_proxy_anchor;
+extern const dml_loss_row dml_loss_row_proxy_anchor, dml_loss_row_arcface;
 
 /* The set-up on a bare run: [classes * rows, dim] appended to r->params, drawn N(0, 2 / rows)
  * (PML's kaiming_normal_, fan_out), rows per class from the row's class_rows_key parameter when
@@ -102,14 +102,17 @@ static void test_set_up_on_a_bare_run(void **state)
     sub.params = sub_param;
     sub.n_params = 2;
     sub.class_rows_key = "sub_centers";
+    /* want_std: PML's draws, kaiming's fan-out for proxies (0), normal_ for ArcFace's weights */
     const struct {
         const dml_loss_row *row;
-        float p[3];
+        float p[4];
         int rows;
         float lr;
-    } cases[2] = {{&dml_loss_row_proxy_anchor, {0.1f, 32.0f, 100.0f}, 1, 100.0f},
-                  {&sub, {40.0f, 3.0f}, 40, 3.0f}};
-    for (int k = 0; k < 2; k++) {
+        double want_std;
+    } cases[3] = {{&dml_loss_row_proxy_anchor, {0.1f, 32.0f, 100.0f}, 1, 100.0f, 0.0},
+                  {&sub, {40.0f, 3.0f}, 40, 3.0f, 0.0},
+                  {&dml_loss_row_arcface, {28.6f, 64.0f, 2.0f, 1.0f}, 2, 1.0f, 1.0}};
+    for (int k = 0; k < 3; k++) {
         dml_run *r = calloc(1, sizeof *r);
         assert_non_null(r);
         r->cfg = &r->cfg_fitted;
@@ -139,8 +142,10 @@ static void test_set_up_on_a_bare_run(void **state)
         double ss = 0.0;
         for (size_t i = 0; i < n; i++)
             ss += (double)cp->data[i] * cp->data[i];
-        double std = sqrt(ss / (double)n), want = sqrt(2.0 / n_rows);
-        print_message("  %d rows of 64: std %.4f, kaiming fan_out %.4f\n", n_rows, std, want);
+        double std = sqrt(ss / (double)n);
+        double want = cases[k].want_std > 0.0 ? cases[k].want_std : sqrt(2.0 / n_rows);
+        print_message("  %s, %d rows of 64: std %.4f, PML's %.4f\n", cases[k].row->name, n_rows, std,
+                      want);
         assert_true(fabs(std / want - 1.0) < 0.1);
         dml_optim_spec os = {.kind = DML_OPTIM_ADAM};
         assert_int_equal(dml_optim_init(&r->optim, &os, r->params, r->n_params, NULL), DML_OK);
