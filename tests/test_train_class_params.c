@@ -1,9 +1,10 @@
 /* A loss's learned per-class rows (train/run_class_params.c; Proxy Anchor's proxies): their
  * set-up on a bare run (sizes, sub-centres, initial scale as PML draws it, the rank that owns
- * their gradient), then through the dml CLI on Gaussian blobs: the proxies are kept in checkpoint.h5 and model.h5 holds the
- * encoder alone; trained, each proxy points at its own class's embeddings; the row's
- * lr_multiplier reaches the optimizer; a killed and resumed run ends with the uninterrupted
- * run's model to the bit; 2 ranks under mpirun train the model one process does.
+ * their gradient), then through the dml CLI on Gaussian blobs: the proxies are kept in
+ * checkpoint.h5 and model.h5 holds the encoder alone; trained, each proxy points at its own
+ * class's embeddings; the row's lr_multiplier reaches the optimizer; a killed and resumed run
+ * ends with the uninterrupted run's model to the bit; 2 ranks under mpirun train the model one
+ * process does.
  *
  * The loss's own gradients (for the embeddings and the proxies) are checked in
  * tests/test_losses.c and against PyTorch in tests/test_losses_torch.c. */
