@@ -968,7 +968,7 @@ static void test_similarity_loss_keys(void **state)
     assert_string_equal(c->loss.row->name, "multi_similarity");
     assert_float_equal(lp(c, "alpha"), 2.0f, 0.0);
     assert_float_equal(lp(c, "beta"), 40.0f, 0.0);
-    assert_float_equal(lp(c, "base"), 0.5f, 0.0);
+    assert_float_equal(lp(c, "base"), 0.7f, 0.0); /* the shipped config's */
     assert_float_equal(lp(c, "miner"), 0, 0.0); /* all */
     assert_float_equal(lp(c, "epsilon"), 0.1f, 0.0);
     assert_int_equal(load("loss:\n  type: multi_similarity\n", 0, NULL, c, &err), DML_OK);
