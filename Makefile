@@ -13,6 +13,7 @@
 #   make demo       train and evaluate configs/demo.yaml (the README's first command)
 #   make bench      dml against PyTorch and FAISS, side by side, and the Python API against C (bench/)
 #   make parity     dml's defaults against PyTorch's on small data sets (bench/parity.py)
+#   make losses     each loss's shipped config against its PyTorch recipe on Fashion-MNIST (bench/losses.py)
 #   make cluster    the trainer's traffic on a cluster of network namespaces (bench/cluster.py; root)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -50,7 +51,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity cluster \
+.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity losses cluster \
         deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
@@ -188,6 +189,12 @@ bench: all $(BUILD)/bench_dml $(BUILD)/bench_scale $(BUILD)/bench_encode
 # (docs/parity.md). PARITY_ARGS=--quick for a smoke run; not part of `make test`.
 parity: all $(BUILD)/bench_dml
 	$(PYTHON) bench/parity.py --dml $(BUILD)/dml --bench $(BUILD)/bench_dml $(PARITY_ARGS)
+
+# Each loss's configs/fmnist-<loss>.yaml against the same recipe in PyTorch, 3 seeds, every label
+# and 20 per class (docs/results.md). LOSSES_ARGS="--losses supcon --seeds 1" narrows it; runs
+# go to runs/losses/, and a finished run there is read, not trained again.
+losses: all
+	$(PYTHON) bench/losses.py --dml $(BUILD)/dml $(LOSSES_ARGS)
 
 # The bytes a rank sends per step and the communication time on 2, 4 and 8 nodes, each a network
 # namespace with a tbf-limited link (bench/cluster.sh), against docs/scale.md's cost model.
