@@ -481,7 +481,7 @@ def report(r, checks, train, pq, ev, rss):
         d0, p0 = res["dml"][0], res["peer"][0]
         finite = d0["finite"] and p0["finite"]
         falling = d0["loss_last"] < d0["loss_first"] and p0["loss_last"] < p0["loss_first"]
-        nonzero = d0["spec"]["reduction"] == "mean_nonzero" and d0["loss"].startswith("triplet")
+        nonzero = d0["spec"].get("reduction") == "mean_nonzero" and d0["loss"].startswith("triplet")
         verdict_text = "NOT finite" if not finite else "finite, falling" if falling else \
             "finite (mean over active triplets)" if nonzero else "finite, NOT falling"
         valid.add(f"loss, mean of the first -> last 5 steps, {name}",
