@@ -2,7 +2,8 @@
 (float64, autograd) on fixed float32 inputs, for tests/test_losses_torch.c to compare dml against.
 Run with Debian's interpreter: /usr/bin/python3 tests/scripts/torch_loss_fixtures.py [OUT]
 
-The losses are written here from their definitions (losses.md), independently of the C code.
+The losses are written from their definitions (losses.md), independently of the C code: here, and
+the newer ones in bench/torch_losses.py, which the PyTorch recipes of bench/ train with.
 Inputs are drawn so that no hinge, miner choice or nearest centroid sits within a hair of a tie:
 a case whose gradient moves under a 1e-5 nudge of its inputs is redrawn with the next seed, so
 float32 (dml) and float64 (here) agree on every discrete choice.
