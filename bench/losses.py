@@ -33,6 +33,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"  # before numpy and torch load OpenBLAS
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 import peer_data  # noqa: E402
 import torch_peer  # noqa: E402
@@ -72,8 +73,8 @@ def overrides(loss, setting, seed, work, few_steps):
                  f"train.batch_size={FEW_PER_CLASS * 10}", f"train.steps={few_steps}",
                  "pq.k=16"]  # the codebooks are trained (not measured) and need k <= rows
         with open(config_path(loss)) as f:
-            if "m_per_class" in f.read():
-                sets.append(f"sampler.m={FEW_PER_CLASS}")
+            if yaml.safe_load(f).get("sampler", {}).get("type") == "m_per_class":
+                sets.append(f"sampler.m={FEW_PER_CLASS}")  # 10 classes of 20: the whole set
     return sets
 
 

@@ -12,12 +12,10 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dml.h"
@@ -252,20 +250,10 @@ static void test_resume_with_proxies_equals_uninterrupted(void **state)
     const char *args = "--set train.steps=3000 --set train.checkpoint_every=20 "
                        "--set train.eval_every=100";
     assert_int_equal(train("whole", args), 0);
-    char cmd[4096];
+    char cmd[4096], path[700];
     command(cmd, sizeof cmd, "killed", args);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    char path[700];
-    snprintf(path, sizeof path, "%s/killed/checkpoint.h5", dir);
-    tu_wait_for_file(path, 120);
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
+    snprintf(path, sizeof path, "%s/killed", dir);
+    tu_kill_after_checkpoint(cmd, path);
     snprintf(path, sizeof path, "%s/killed/model.h5", dir);
     struct stat st;
     assert_true(stat(path, &st) != 0); /* it was killed mid-run */

@@ -11,12 +11,10 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "serve/serve.h"
@@ -175,20 +173,10 @@ static void test_resume_with_a_head_equals_uninterrupted(void **state)
     const char *args = SIMCLR_ARGS " --set model.head=[24,6] --set train.steps=3000 "
                                    "--set train.checkpoint_every=20 --set train.eval_every=100";
     assert_int_equal(train("whole", args), 0);
-    char cmd[4096];
+    char cmd[4096], path[700];
     command(cmd, sizeof cmd, "killed", args);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    char path[700];
-    snprintf(path, sizeof path, "%s/killed/checkpoint.h5", dir);
-    tu_wait_for_file(path, 120);
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
+    snprintf(path, sizeof path, "%s/killed", dir);
+    tu_kill_after_checkpoint(cmd, path);
     assert_false(file_exists("killed", "model.h5")); /* it was killed mid-run */
     char resume[600];
     snprintf(resume, sizeof resume, "--resume %s", args);

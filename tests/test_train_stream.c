@@ -5,11 +5,9 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 
@@ -84,18 +82,9 @@ static void test_streamed_resume_after_kill(void **state)
     snprintf(cmd, sizeof cmd, "exec " ARGS(file), tu_dml_path(), dir, "killed", data, data,
              "--set data.in_memory=false --set train.steps=3000", dir, "killed");
     assert_int_equal(train("whole", "--set data.in_memory=false --set train.steps=3000"), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    char ckpt[700];
-    snprintf(ckpt, sizeof ckpt, "%s/killed/checkpoint.h5", dir);
-    tu_wait_for_file(ckpt, 120); /* a loaded machine */
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
+    char run_dir[700];
+    snprintf(run_dir, sizeof run_dir, "%s/killed", dir);
+    tu_kill_after_checkpoint(cmd, run_dir);
     assert_int_equal(train("killed", "--resume --set data.in_memory=false --set train.steps=3000"), 0);
     assert_same_model("whole", "killed");
 }

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,22 @@ void tu_wait_for_file(const char *path, double seconds)
         nanosleep(&(struct timespec){0, 10000000}, NULL);
     if (access(path, F_OK) != 0)
         fail_msg("%s did not appear within %.0f s", path, seconds);
+}
+
+void tu_kill_after_checkpoint(const char *cmd, const char *run_dir)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", run_dir);
+    tu_wait_for_file(path, 120);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
 }
 
 void tu_mpi_env(void)

@@ -80,6 +80,11 @@ void tu_assert_measured(const char *what, double value, double bound);
 /* Waits up to `seconds` for a file to exist; fails the test otherwise. */
 void tu_wait_for_file(const char *path, double seconds);
 
+/* Runs the shell command cmd (a `dml train ... --out run_dir`) in the background and SIGKILLs it
+ * once run_dir/checkpoint.h5 exists (up to 120 s: a loaded machine), then reaps it: the first
+ * half of a killed-and-resumed test. */
+void tu_kill_after_checkpoint(const char *cmd, const char *run_dir);
+
 /* The environment mpirun runs under in the tests: OpenMPI's shared-memory transport without
  * cross-process copies (containers forbid them), idle ranks yielding their core, and, under make
  * sanitize, OpenMPI's own exit-time memory suppressed by library (tests/lsan_openmpi.supp) with
