@@ -163,7 +163,8 @@ fuzz-run: fuzz
 KERNEL_TESTS := test_mpi test_train test_train_head test_train_stream test_encode_stream \
     test_eval_stream test_eval_search test_eval_ann test_losses_torch test_nn_pq test_nn_kmeans \
     test_api_threads
-test-kernels: all $(KERNEL_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/openblas_core
+test-kernels: all $(KERNEL_TESTS:%=$(BUILD)/tests/%) $(BUILD)/tests/openblas_core $(FAULT_LIB) \
+    $(BUILD)/bench_scale
 	@DML=$(BUILD)/dml PYTHON=$(PYTHON) sh tests/scripts/test_kernels.sh $(BUILD) \
 	    $(KERNEL_TESTS:%=$(BUILD)/tests/%)
 
