@@ -113,12 +113,13 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 sanitize:
 	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" test
 
-# ThreadSanitizer (gcc's) over the library and the API's threads test; any report fails it.
+# ThreadSanitizer (gcc's) over the library, the API's threads test and dml's own threads (the
+# pool: products, Adam and the norm on 1-3 threads); any report fails it.
 TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_TESTS := build-tsan/tests/test_api_threads build-tsan/tests/test_nn_pool
 tsan:
-	$(MAKE) BUILD=build-tsan CC=gcc OPT="$(TSAN_FLAGS)" LDFLAGS=-fsanitize=thread \
-	    build-tsan/tests/test_api_threads
-	TSAN_OPTIONS="halt_on_error=1 exitcode=66" sh tests/run.sh build-tsan/tests/test_api_threads
+	$(MAKE) BUILD=build-tsan CC=gcc OPT="$(TSAN_FLAGS)" LDFLAGS=-fsanitize=thread $(TSAN_TESTS)
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" sh tests/run.sh $(TSAN_TESTS)
 
 # libFuzzer harnesses: every tests/fuzz/fuzz_<name>.c becomes build-fuzz/fuzz_<name>, built with
 # clang over the library compiled the same way; its corpus is tests/fuzz/corpus/<name>/.

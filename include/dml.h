@@ -252,8 +252,8 @@ typedef struct dml_train_options {
  * DML_ERR_DIVERGED, or DML_ERR_INTERRUPTED when a stop was asked: with a run folder its
  * checkpoint.h5 is written at that step, which resume (or dml train --resume) continues.
  * Not thread-safe with other dml_train or HDF5 calls (it may read and write HDF5). Like dml
- * train, it sets OpenBLAS's thread count for the whole process to train.threads (0: one per
- * core), and leaves it so. */
+ * train, it sets the whole process's threads to train.threads (0: one per core) and leaves them
+ * so: dml's own threads for products and passes, OpenBLAS on one thread. */
 DML_API dml_status dml_train(const char *config, const char *const *sets, int n_sets,
                              const dml_train_data *data, const dml_train_options *opts,
                              dml_model **model, char *errbuf, size_t errlen);

@@ -1,34 +1,38 @@
 /* The one place dml calls cblas_sgemm, so transposes and leading dimensions are worked
- * out once. OpenBLAS threads are set here too, deliberately, never implicitly. */
+ * out once. Threads are set here too, deliberately, never implicitly.
+ *
+ * Once dml_set_threads has been called, OpenBLAS runs on one thread and dml splits a large
+ * product itself: C's rows (or columns) in one block per thread of dml's pool (nn/pool.c), each
+ * block one single-threaded cblas_sgemm. Two things follow.
+ * - The second core is dml's between products as well as during them, so the element-wise passes
+ *   can use it (OpenBLAS's threads would sit in its idle loop there). The split products also ran
+ *   faster than OpenBLAS's own two threads at a training step's shapes (bench/README.md).
+ * - Every element of C is summed as OpenBLAS's single-threaded code sums it, whatever the thread
+ *   count: OpenBLAS's threaded driver blocks the k loop differently (K = 784 splits 384 + 200 +
+ *   200 there, 384 + 208 + 192 on one thread), so a run's results used to depend on its thread
+ *   count, and now do not. */
 #include <cblas.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "nn/nn.h"
 
-/* Products under this many multiply-adds run on one thread. Below it, waking OpenBLAS's
- * other threads costs more than they save: on the 2-core development machine a 64x128x64
- * product (the small fine-tuning model's layers) takes 13 us on one thread and 31 us on two,
- * and at 1M multiply-adds two threads start to win (18 against 25 us). OpenBLAS's own cut-off
- * (256K) sits below that. */
-#define SERIAL_MULTIPLY_ADDS (1 << 20)
+/* Products under this many multiply-adds run whole on the calling thread: below it, handing
+ * half to another thread costs more than it saves. */
+#define SPLIT_MULTIPLY_ADDS (1 << 20)
+/* Blocks of C start at multiples of this many rows or columns (a multiple of every kernel's
+ * register tile). */
+#define SPLIT_ALIGN 16
 
-/* The count dml_set_threads chose (0: never called, OpenBLAS left as it is) and the count
- * OpenBLAS has now. Atomic because encoders may run dml_gemm on several threads at once. */
+/* The count dml_set_threads chose (0: never called, OpenBLAS left as it is). */
 static atomic_int threads_chosen;
-static atomic_int threads_now;
 
-/* Returns the thread count the product will run on. */
-static int use_threads(int m, int n, int k)
-{
-    int chosen = atomic_load_explicit(&threads_chosen, memory_order_relaxed);
-    if (chosen <= 1)
-        return 1;
-    int want = (double)m * n * k < SERIAL_MULTIPLY_ADDS ? 1 : chosen;
-    if (atomic_exchange_explicit(&threads_now, want, memory_order_relaxed) != want)
-        openblas_set_num_threads(want);
-    return want;
-}
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc, split_rows;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} product;
 
 static void zero_rows(float *c, int m, int n, int ldc)
 {
@@ -40,29 +44,60 @@ static void zero_rows(float *c, int m, int n, int ldc)
         memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof(float));
 }
 
+static void multiply(const product *p)
+{
+    if (p->m == 0 || p->n == 0)
+        return;
+    cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
+                p->trans_b ? CblasTrans : CblasNoTrans, p->m, p->n, p->k, p->alpha, p->a, p->lda,
+                p->b, p->ldb, p->beta, p->c, p->ldc);
+}
+
+/* One thread's block of C: rows [s, e) of C and op(A), or columns [s, e) of C and op(B). */
+static void multiply_part(void *ctx, int part, int parts)
+{
+    product q = *(const product *)ctx;
+    size_t s, e;
+    if (q.split_rows) {
+        dml_pool_range((size_t)q.m, SPLIT_ALIGN, part, parts, &s, &e);
+        q.m = (int)(e - s);
+        q.a += q.trans_a ? s : s * (size_t)q.lda;
+        q.c += s * (size_t)q.ldc;
+    } else {
+        dml_pool_range((size_t)q.n, SPLIT_ALIGN, part, parts, &s, &e);
+        q.n = (int)(e - s);
+        q.b += q.trans_b ? s * (size_t)q.ldb : s;
+        q.c += s;
+    }
+    /* beta 0: C is zeroed here and the product added onto it (beta 1), as OpenBLAS itself does,
+     * so the bits are the same; and no block falls to OpenBLAS's beta-0-only small-matrix path,
+     * which sums k in another order. */
+    if (q.beta == 0.0f && q.m > 0 && q.n > 0) {
+        zero_rows(q.c, q.m, q.n, q.ldc);
+        q.beta = 1.0f;
+    }
+    multiply(&q);
+}
+
 void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m == 0 || n == 0)
         return;
-    /* beta 0 on several threads: C is zeroed here and the product added onto it (beta 1), which
-     * is what OpenBLAS does too, so the result is the same to the bit; but its threaded zeroing
-     * pass was the slower (k-means' 4096 x 256 x 16 blocks: 320 us against 271 on two cores). */
-    if (use_threads(m, n, k) > 1 && beta == 0.0f) {
-        zero_rows(c, m, n, ldc);
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    product p = {trans_a, trans_b, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
+    if (atomic_load_explicit(&threads_chosen, memory_order_relaxed) == 0 ||
+        (double)m * n * k < SPLIT_MULTIPLY_ADDS)
+        multiply(&p);
+    else
+        dml_pool_run(multiply_part, &p); /* on one thread, the same blocks' arithmetic */
 }
 
 int dml_set_threads(int n)
 {
     if (n <= 0)
         n = openblas_get_num_procs();
-    openblas_set_num_threads(n);
-    n = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    n = dml_pool_resize(n);
     atomic_store(&threads_chosen, n);
-    atomic_store(&threads_now, n);
     return n;
 }

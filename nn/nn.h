@@ -18,9 +18,28 @@
  * C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, op(X) = X or X^T. */
 void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
-/* Threads for OpenBLAS; n <= 0 means one per core. Returns the count in use. After it, small
- * products (under 1M multiply-adds) run on one thread, where more cost more than they save. */
+/* Threads for dml's products and passes; n <= 0 means one per core. Returns the count in use.
+ * After it OpenBLAS runs on one thread, and dml_gemm splits products of 1M multiply-adds or more
+ * over dml's pool (below); the results do not depend on the count. */
 int dml_set_threads(int n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pool: dml's worker threads (nn/pool.c). A job is split into `parts` parts, one per thread, the
+ * caller doing part 0; dml_pool_run returns when every part is done. A job started while another
+ * runs (from another thread, or from inside a part) runs whole on its caller: task(ctx, 0, 1).
+ * A part must not depend on how many parts there are for its results (split work so that each
+ * element's arithmetic is the same), so that results do not depend on the thread count. */
+typedef void (*dml_pool_task)(void *ctx, int part, int parts);
+void dml_pool_run(dml_pool_task task, void *ctx);
+/* A job cut into n_chunks chunks that the threads take in turn as each finishes one: for work
+ * whose cost per element differs between threads (memory a thread's cache does not hold).
+ * task(ctx, chunk, n_chunks) must give the same bits whichever thread runs it. */
+typedef void (*dml_pool_chunk_task)(void *ctx, int chunk, int n_chunks);
+void dml_pool_run_chunks(dml_pool_chunk_task task, void *ctx, int n_chunks);
+/* Starts or stops workers so that jobs run on `threads` threads; returns the count reached. */
+int dml_pool_resize(int threads);
+/* Part `part` of `parts` of [0, n): [*start, *end), starting at a multiple of `align`. */
+void dml_pool_range(size_t n, size_t align, int part, int parts, size_t *start, size_t *end);
 
 /* Marks a function whose loops are worth wider vectors than the baseline x86-64 build has
  * (square roots and divisions, as in Adam): compiled also for AVX2 and AVX-512, the best chosen

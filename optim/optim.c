@@ -61,27 +61,89 @@ void dml_optim_free(dml_optim *o)
     memset(o, 0, sizeof *o);
 }
 
+/* The element-wise passes run on dml's threads (nn/pool.c), each thread taking one stretch of
+ * all the parameters' elements laid end to end; an element's arithmetic does not depend on
+ * which thread does it. */
+typedef void (*param_pass)(dml_optim *o, int i, size_t start, size_t end, float lr);
+typedef struct {
+    dml_optim *o;
+    param_pass pass;
+    float lr;
+} pass_job;
+
+static size_t total_elements(const dml_param_view *params, int n_params)
+{
+    size_t total = 0;
+    for (int i = 0; i < n_params; i++)
+        total += params[i].n;
+    return total;
+}
+
+/* Calls piece(ctx, i, lo, hi) for each parameter i's elements [lo, hi) that fall in [start, end)
+ * of all the parameters' elements laid end to end, in order. */
+static void for_each_piece(const dml_param_view *params, int n_params, size_t start, size_t end,
+                           void (*piece)(void *ctx, int i, size_t lo, size_t hi), void *ctx)
+{
+    size_t offset = 0;
+    for (int i = 0; i < n_params && offset < end; i++) {
+        size_t n = params[i].n, lo = start > offset ? start - offset : 0,
+               hi = end - offset < n ? end - offset : n;
+        if (lo < hi)
+            piece(ctx, i, lo, hi);
+        offset += n;
+    }
+}
+
+static void pass_piece(void *ctx, int i, size_t lo, size_t hi)
+{
+    const pass_job *job = ctx;
+    job->pass(job->o, i, lo, hi, job->lr * job->o->lr_scale[i]);
+}
+
+/* Chunks for the threads to take in turn: the threads' halves of the same work took 190 and
+ * 250 us in Adam (the slow half stayed slow on either thread), so halves would wait. */
+enum { PASS_CHUNKS = 16 };
+
+static void pass_chunk(void *ctx, int chunk, int n_chunks)
+{
+    const pass_job *job = ctx;
+    size_t s, e;
+    dml_pool_range(total_elements(job->o->params, job->o->n_params), 16, chunk, n_chunks, &s, &e);
+    for_each_piece(job->o->params, job->o->n_params, s, e, pass_piece, ctx);
+}
+
+static void run_pass(dml_optim *o, param_pass pass, float lr)
+{
+    pass_job job = {o, pass, lr};
+    dml_pool_run_chunks(pass_chunk, &job, PASS_CHUNKS);
+}
+
+static void zero_grad(dml_optim *o, int i, size_t start, size_t end, float lr)
+{
+    (void)lr;
+    memset(o->params[i].grad + start, 0, (end - start) * sizeof(float));
+}
+
 void dml_optim_zero_grad(dml_optim *o)
 {
-    for (int i = 0; i < o->n_params; i++)
-        memset(o->params[i].grad, 0, o->params[i].n * sizeof(float));
+    run_pass(o, zero_grad, 0.0f);
 }
 
 /* torch.optim.SGD: g += wd p; buf = mu buf + g; nesterov: g + mu buf.
  * The loops take restrict locals and no per-element branch, so they vectorise. */
-static void sgd_update(dml_optim *o, int i, float lr)
+static void sgd_update(dml_optim *o, int i, size_t start, size_t end, float lr)
 {
     const dml_param_view *p = &o->params[i];
-    float *restrict w = p->data;
-    const float *restrict grad = p->grad;
+    float *restrict w = p->data + start;
+    const float *restrict grad = p->grad + start;
     const float mu = o->spec.momentum, wd = o->spec.weight_decay;
-    const size_t n = p->n;
+    const size_t n = end - start;
     if (mu == 0.0f) {
         for (size_t k = 0; k < n; k++)
             w[k] -= lr * (grad[k] + wd * w[k]);
         return;
     }
-    float *restrict buf = o->m[i];
+    float *restrict buf = o->m[i] + start;
     const float keep = o->step == 1 ? 0.0f : mu; /* buf = g on the first step */
     const int nesterov = o->spec.nesterov;
     for (size_t k = 0; k < n; k++) {
@@ -94,11 +156,11 @@ static void sgd_update(dml_optim *o, int i, float lr)
 
 /* torch.optim.Adam / AdamW with bias correction; AdamW decays the weight before the update.
  * Both are one branch-free loop: Adam's decay adds l2 * w to the gradient, AdamW's scales w. */
-DML_SIMD_CLONES static void adam_update(dml_optim *o, int i, float lr)
+DML_SIMD_CLONES static void adam_update(dml_optim *o, int i, size_t start, size_t end, float lr)
 {
     const dml_param_view *p = &o->params[i];
-    float *restrict w = p->data, *restrict m = o->m[i], *restrict v = o->v[i];
-    const float *restrict grad = p->grad;
+    float *restrict w = p->data + start, *restrict m = o->m[i] + start, *restrict v = o->v[i] + start;
+    const float *restrict grad = p->grad + start;
     const float b1 = o->spec.beta1, b2 = o->spec.beta2, eps = o->spec.eps, wd = o->spec.weight_decay;
     const int decoupled = o->spec.kind == DML_OPTIM_ADAMW;
     const float l2 = decoupled ? 0.0f : wd, shrink = decoupled ? 1.0f - lr * wd : 1.0f;
@@ -106,7 +168,7 @@ DML_SIMD_CLONES static void adam_update(dml_optim *o, int i, float lr)
     /* torch divides sqrt(v) by sqrt(bc2); multiplying by its inverse instead differs by at most
      * an ulp and leaves one division per element, which is what bounds this loop. */
     const float step_size = lr / bc1, inv_bc2_sqrt = 1.0f / sqrtf(bc2);
-    for (size_t k = 0, n = p->n; k < n; k++) {
+    for (size_t k = 0, n = end - start; k < n; k++) {
         float g = grad[k] + l2 * w[k];
         float mk = b1 * m[k] + (1.0f - b1) * g;
         float vk = b2 * v[k] + (1.0f - b2) * g * g;
@@ -125,12 +187,7 @@ void dml_optim_set_lr_scale(dml_optim *o, int i, float scale)
 void dml_optim_step(dml_optim *o, float lr)
 {
     o->step++;
-    for (int i = 0; i < o->n_params; i++) {
-        if (o->spec.kind == DML_OPTIM_SGD)
-            sgd_update(o, i, lr * o->lr_scale[i]);
-        else
-            adam_update(o, i, lr * o->lr_scale[i]);
-    }
+    run_pass(o, o->spec.kind == DML_OPTIM_SGD ? sgd_update : adam_update, lr);
 }
 
 /* Sum of squares in float over short blocks (so the loop vectorises), each block's sum added in
@@ -153,20 +210,63 @@ static double sum_squares(const float *restrict x, size_t n)
     return total;
 }
 
+/* The norm's sum is cut into a fixed number of stretches, whatever the thread count, each summed
+ * on its own and the stretches' sums added in order: the same bits on any number of threads. */
+enum { NORM_STRETCHES = 64 };
+typedef struct {
+    dml_param_view *params;
+    int n_params;
+    size_t total;
+    float scale; /* clipping: each gradient times this */
+    double sums[NORM_STRETCHES];
+    double *sum; /* the stretch being summed */
+} norm_job;
+
+static void square_piece(void *ctx, int i, size_t lo, size_t hi)
+{
+    norm_job *job = ctx;
+    *job->sum += sum_squares(job->params[i].grad + lo, hi - lo);
+}
+
+static void norm_stretch(void *ctx, int k, int n_stretches)
+{
+    norm_job job = *(norm_job *)ctx, *shared = ctx; /* own copy: `sum` differs by thread */
+    size_t s, e;
+    dml_pool_range(job.total, 256, k, n_stretches, &s, &e);
+    shared->sums[k] = 0.0;
+    job.sum = &shared->sums[k];
+    for_each_piece(job.params, job.n_params, s, e, square_piece, &job);
+}
+
+static void scale_piece(void *ctx, int i, size_t lo, size_t hi)
+{
+    const norm_job *job = ctx;
+    float *restrict g = job->params[i].grad;
+    for (size_t k = lo; k < hi; k++)
+        g[k] *= job->scale;
+}
+
+static void scale_chunk(void *ctx, int chunk, int n_chunks)
+{
+    const norm_job *job = ctx;
+    size_t s, e;
+    dml_pool_range(job->total, 16, chunk, n_chunks, &s, &e);
+    for_each_piece(job->params, job->n_params, s, e, scale_piece, ctx);
+}
+
 float dml_clip_grad_norm(dml_param_view *params, int n_params, float max_norm)
 {
+    norm_job job = {.params = params, .n_params = n_params,
+                    .total = total_elements(params, n_params)};
+    dml_pool_run_chunks(norm_stretch, &job, NORM_STRETCHES);
     double ss = 0.0;
-    for (int i = 0; i < n_params; i++)
-        ss += sum_squares(params[i].grad, params[i].n);
+    for (int k = 0; k < NORM_STRETCHES; k++)
+        ss += job.sums[k];
     float norm = (float)sqrt(ss);
     if (max_norm > 0.0f && norm > max_norm) {
         /* torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm. */
-        float s = max_norm / (norm + 1e-6f);
-        for (int i = 0; i < n_params; i++) {
-            float *restrict g = params[i].grad;
-            for (size_t k = 0, n = params[i].n; k < n; k++)
-                g[k] *= s;
-        }
+        job.scale = max_norm / (norm + 1e-6f);
+        dml_pool_run_chunks(scale_chunk, &job, PASS_CHUNKS);
     }
     return norm;
 }

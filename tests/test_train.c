@@ -511,6 +511,28 @@ static void test_unlabelled_data_default_loss(void **state)
     assert_true(log_has("mlp", "set model.type to autoencoder"));
 }
 
+/* A step's products are split over dml's threads by rows or columns, never over k, so a run
+ * ends with the same model to the bit on 1, 2 or 3 threads. 784 inputs and batch 256 make the
+ * first layer's product one OpenBLAS's own threads would have summed in other blocks. */
+static void test_thread_count_does_not_change_the_model(void **state)
+{
+    (void)state;
+    char wide[512];
+    snprintf(wide, sizeof wide, "%s/wide.h5", dir);
+    tu_write_blobs(wide, 512, 784, 4);
+    static const char *const runs[3] = {"threads1", "threads2", "threads3"};
+    for (int t = 0; t < 3; t++) {
+        char args[1400];
+        snprintf(args, sizeof args, "--set data.train=%s --set data.test=%s --set model.hidden=[512] "
+                 "--set model.dim=128 --set train.batch_size=256 --set sampler.m=64 "
+                 "--set train.steps=6 --set train.eval_every=never --set train.threads=%d",
+                 wide, wide, t + 1);
+        assert_int_equal(train(runs[t], args), 0);
+    }
+    assert_same_model("threads1", "threads2");
+    assert_same_model("threads1", "threads3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_exits_2_before_writing),
         cmocka_unit_test(test_defaults_fit_the_data),
         cmocka_unit_test(test_unlabelled_data_default_loss),
+        cmocka_unit_test(test_thread_count_does_not_change_the_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -78,10 +78,30 @@ static void augment(dml_run *r, float *x, int b, int pairs)
 
 /* This rank's rows [lo, lo + n_local) of a global batch's dataset rows idx into their places
  * in out [b, d_in] (one process: all of them): the others are read by the other ranks. */
+typedef struct {
+    const dml_dataset *ds;
+    float *out;
+    const int32_t *idx;
+    int n;
+} gather_job;
+
+/* Rows held in memory are copied on every thread: the copies wait on memory, not arithmetic. */
+static void gather_part(void *ctx, int part, int parts)
+{
+    const gather_job *job = ctx;
+    size_t s, e;
+    dml_pool_range((size_t)job->n, 1, part, parts, &s, &e);
+    dml_dataset_gather(job->out + s * (size_t)job->ds->d, job->ds, job->idx + s, (int)(e - s));
+}
+
 static void gather_own(dml_run *r, float *out, const int32_t *idx)
 {
     dml_run_stream_plan(r); /* rows read in blocks: a new shuffle's share for the cache */
-    dml_dataset_gather(out + (size_t)r->lo * r->d_in, &r->train, idx + r->lo, r->n_local);
+    gather_job job = {&r->train, out + (size_t)r->lo * r->d_in, idx + r->lo, r->n_local};
+    if (r->train.x)
+        dml_pool_run(gather_part, &job);
+    else /* the row cache reads its file on one thread */
+        gather_part(&job, 0, 1);
 }
 
 /* A pair batch's inputs, this rank's rows gathered and augmented: the anchors in r->xa [b,

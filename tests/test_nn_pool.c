@@ -1,0 +1,196 @@
+/* dml's threads (nn/pool.c) and what runs on them: every part and chunk of a job runs once, a
+ * job started inside a job runs on its caller, and products, Adam and the gradient norm give the
+ * same bits on 1, 2 and 3 threads. */
+#include "tests/testutil.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim.h"
+
+static void test_range_covers_once_and_aligned(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 15, 16, 17, 100, 784, 1000};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++)
+        for (int parts = 1; parts <= 5; parts++) {
+            size_t expect = 0, s, e;
+            for (int p = 0; p < parts; p++) {
+                dml_pool_range(sizes[t], 16, p, parts, &s, &e);
+                assert_true(s <= e);
+                if (s < e) {
+                    assert_int_equal(s, expect); /* contiguous, in order */
+                    assert_int_equal(s % 16, 0);
+                    expect = e;
+                }
+            }
+            assert_int_equal(expect, sizes[t]);
+        }
+}
+
+/* Parts run on the workers too, so they count and flag; the test asserts afterwards. */
+typedef struct {
+    atomic_int runs[8];
+    atomic_int nested_parts;
+    atomic_int bad;
+} counts;
+
+static void nested(void *ctx, int part, int parts)
+{
+    counts *c = ctx;
+    if (part != 0 || parts != 1)
+        atomic_store(&c->bad, 1);
+    atomic_fetch_add(&c->nested_parts, 1);
+}
+
+static void count_part(void *ctx, int part, int parts)
+{
+    counts *c = ctx;
+    if (part < 0 || part >= parts || parts > 8) {
+        atomic_store(&c->bad, 1);
+        return;
+    }
+    atomic_fetch_add(&c->runs[part], 1);
+    dml_pool_run(nested, ctx); /* the pool is busy: runs whole here */
+}
+
+static void count_chunk(void *ctx, int chunk, int n_chunks)
+{
+    counts *c = ctx;
+    if (n_chunks != 8 || chunk < 0 || chunk >= 8) {
+        atomic_store(&c->bad, 1);
+        return;
+    }
+    atomic_fetch_add(&c->runs[chunk], 1);
+}
+
+static void test_every_part_and_chunk_runs_once(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 3; threads++) {
+        assert_int_equal(dml_set_threads(threads), threads);
+        for (int job = 0; job < 50; job++) {
+            counts c = {0};
+            dml_pool_run(count_part, &c);
+            assert_int_equal(atomic_load(&c.bad), 0);
+            for (int p = 0; p < 8; p++)
+                assert_int_equal(atomic_load(&c.runs[p]), p < threads ? 1 : 0);
+            assert_int_equal(atomic_load(&c.nested_parts), threads);
+            counts d = {0};
+            dml_pool_run_chunks(count_chunk, &d, 8);
+            assert_int_equal(atomic_load(&d.bad), 0);
+            for (int k = 0; k < 8; k++)
+                assert_int_equal(atomic_load(&d.runs[k]), 1);
+        }
+    }
+}
+
+typedef struct {
+    int ta, tb, m, n, k, ldc_pad;
+    float beta;
+} shape;
+
+/* Each shape's C on `threads` threads. K = 784 is the case OpenBLAS's own threads sum in other
+ * blocks than its single thread; odd sizes leave a short last block. */
+static float *product_on(int threads, const shape *s, const float *a, const float *b)
+{
+    dml_set_threads(threads);
+    int ldc = s->n + s->ldc_pad;
+    float *c = malloc(sizeof(float) * (size_t)s->m * ldc);
+    tu_fill_normal(c, (size_t)s->m * ldc, 1.0f, 9);
+    dml_gemm(s->ta, s->tb, s->m, s->n, s->k, 0.5f, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n,
+             s->beta, c, ldc);
+    return c;
+}
+
+static void test_products_same_bits_on_any_thread_count(void **state)
+{
+    (void)state;
+    static const shape shapes[] = {{0, 1, 256, 512, 784, 0, 0.0f}, {1, 0, 512, 784, 256, 0, 1.0f},
+                                   {0, 0, 300, 97, 784, 3, 0.0f},  {1, 1, 77, 333, 500, 0, 1.0f},
+                                   {0, 1, 1024, 64, 48, 5, 0.0f},  {0, 0, 40, 40, 40, 0, 0.0f}};
+    float *a = malloc(sizeof(float) * 1024 * 784), *b = malloc(sizeof(float) * 1024 * 784);
+    tu_fill_normal(a, 1024 * 784, 1.0f, 1);
+    tu_fill_normal(b, 1024 * 784, 1.0f, 2);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const shape *s = &shapes[i];
+        size_t bytes = sizeof(float) * (size_t)s->m * (s->n + s->ldc_pad);
+        float *one = product_on(1, s, a, b);
+        for (int threads = 2; threads <= 3; threads++) {
+            float *many = product_on(threads, s, a, b);
+            assert_memory_equal(one, many, bytes);
+            free(many);
+        }
+        free(one);
+    }
+    free(a);
+    free(b);
+}
+
+/* Three parameters of awkward sizes; the state after 3 Adam steps (and the norms on the way)
+ * on `threads` threads. */
+enum { N_A = 100003, N_B = 17, N_C = 40000 };
+static void adam_on(int threads, float *out, float *norms)
+{
+    dml_set_threads(threads);
+    static const size_t n[3] = {N_A, N_B, N_C};
+    float *w[3], *g[3];
+    dml_param_view views[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = malloc(n[i] * sizeof(float));
+        g[i] = malloc(n[i] * sizeof(float));
+        tu_fill_normal(w[i], n[i], 1.0f, 10 + (uint64_t)i);
+        views[i] = (dml_param_view){.data = w[i], .grad = g[i], .n = n[i]};
+    }
+    dml_optim o;
+    dml_optim_spec spec = {.kind = DML_OPTIM_ADAMW, .weight_decay = 0.01f};
+    dml_error err = {0};
+    assert_int_equal(dml_optim_init(&o, &spec, views, 3, &err), DML_OK);
+    dml_optim_set_lr_scale(&o, 1, 10.0f);
+    for (int step = 0; step < 3; step++) {
+        dml_optim_zero_grad(&o);
+        for (int i = 0; i < 3; i++) {
+            for (size_t k = 0; k < n[i]; k++)
+                assert_true(g[i][k] == 0.0f);
+            tu_fill_normal(g[i], n[i], 3.0f, 100 + (uint64_t)(step * 3 + i));
+        }
+        norms[step] = dml_clip_grad_norm(views, 3, 50.0f);
+        dml_optim_step(&o, 1e-3f);
+    }
+    for (int i = 0, at = 0; i < 3; i++) {
+        memcpy(out + at, w[i], n[i] * sizeof(float));
+        at += (int)n[i];
+        free(w[i]);
+        free(g[i]);
+    }
+    dml_optim_free(&o);
+}
+
+static void test_adam_and_norm_same_bits_on_any_thread_count(void **state)
+{
+    (void)state;
+    size_t total = N_A + N_B + N_C;
+    float *one = malloc(total * sizeof(float)), *many = malloc(total * sizeof(float));
+    float norms_one[3], norms_many[3];
+    adam_on(1, one, norms_one);
+    assert_true(norms_one[0] > 50.0f); /* the clipping path runs too */
+    for (int threads = 2; threads <= 3; threads++) {
+        adam_on(threads, many, norms_many);
+        assert_memory_equal(norms_one, norms_many, sizeof norms_one);
+        assert_memory_equal(one, many, total * sizeof(float));
+    }
+    free(one);
+    free(many);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_range_covers_once_and_aligned),
+        cmocka_unit_test(test_every_part_and_chunk_runs_once),
+        cmocka_unit_test(test_products_same_bits_on_any_thread_count),
+        cmocka_unit_test(test_adam_and_norm_same_bits_on_any_thread_count),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
