@@ -44,9 +44,11 @@ TRAIN_CASES = [
 # data.test= : no test set, the config's (784 wide) would not match the small rows (64 wide).
 SMALL_SETS = ["data.test=", "data.normalize=none", "data.val_fraction=0", "model.hidden=[128, 64]",
               "model.dim=32", "loss.miner=hard", "sampler.m=4", "train.batch_size=64"]
-TRAIN_TARGET = 1.5    # dml samples/s over PyTorch's best, every case-1 loss
-CEILING_TARGET = 0.8  # fraction of the GEMM ceiling, the triplet case
-SMALL_TARGET = 8.0    # PyTorch's us/step over dml's, the small model
+# Issue #30's targets.
+TRAIN_TARGET = 2.0      # dml samples/s over PyTorch's best, every standard case
+CEILING_TARGET = 0.85   # fraction of the GEMM ceiling, every standard case
+BATCH_ALL_TARGET = 40.0  # triplet_all (batch-all mining) over PyTorch's
+SMALL_TARGET = 10.0     # PyTorch's us/step over dml's, the small model
 # Issue #15: dml against itself on the MNR step. fmnist-simclr.yaml's augmentation:
 MNR = "configs/fmnist-mnr.yaml"
 AUGMENT = (
@@ -409,15 +411,16 @@ def report(r, checks, train, pq, ev, rss):
             main.add(f"{name}: us/step (batch {batch})", fmt(du), fmt(pu), f"{row['ratio']:.2f}x",
                      row["rounds"], f">= {SMALL_TARGET:g}x", verdict(row["ratio"], SMALL_TARGET))
         else:
+            want = BATCH_ALL_TARGET if name == "triplet_all" else TRAIN_TARGET
             main.add(f"train {name}: samples/s", fmt(d), fmt(p), f"{row['ratio']:.2f}x", row["rounds"],
-                     f">= {TRAIN_TARGET:g}x", verdict(row["ratio"], TRAIN_TARGET))
+                     f">= {want:g}x", verdict(row["ratio"], want))
         d, p = (median([x["samples_per_s"] for x in res[side]]) for side in ("dml", "peer"))
         gemm_s = median([x["gemm"]["seconds_per_step"] for x in res["dml"]])
         flops = res["dml"][0]["gemm"]["flops_per_step"]
         d_step, p_step = batch / d, batch / p
         frac = gemm_s / d_step
         target = f" (target {100 * CEILING_TARGET:.0f}%: {verdict(frac, CEILING_TARGET)})" \
-            if name == "triplet_hard" else ""
+            if not small and name != "triplet_all" else ""
         ceiling.add(name, f"{flops / 1e9:.3f}", fmt(flops / gemm_s / 1e9), f"{1e3 * d_step:.2f}",
                     f"{100 * frac:.0f}%{target}", f"{1e3 * p_step:.2f}", f"{100 * gemm_s / p_step:.0f}%",
                     f"{1e3 * (d_step - gemm_s):.2f} ms ({100 * (1 - frac):.0f}%)")

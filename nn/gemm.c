@@ -20,9 +20,6 @@
 /* Products under this many multiply-adds run whole on the calling thread: below it, handing
  * half to another thread costs more than it saves. */
 #define SPLIT_MULTIPLY_ADDS (1 << 20)
-/* Blocks of C start at multiples of this many rows or columns (a multiple of every kernel's
- * register tile). */
-#define SPLIT_ALIGN 16
 
 /* The count dml_set_threads chose (0: never called, OpenBLAS left as it is). */
 static atomic_int threads_chosen;
@@ -59,12 +56,12 @@ static void multiply_part(void *ctx, int part, int parts)
     product q = *(const product *)ctx;
     size_t s, e;
     if (q.split_rows) {
-        dml_pool_range((size_t)q.m, SPLIT_ALIGN, part, parts, &s, &e);
+        dml_pool_range((size_t)q.m, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
         q.m = (int)(e - s);
         q.a += q.trans_a ? s : s * (size_t)q.lda;
         q.c += s * (size_t)q.ldc;
     } else {
-        dml_pool_range((size_t)q.n, SPLIT_ALIGN, part, parts, &s, &e);
+        dml_pool_range((size_t)q.n, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
         q.n = (int)(e - s);
         q.b += q.trans_b ? s * (size_t)q.ldb : s;
         q.c += s;
@@ -79,14 +76,23 @@ static void multiply_part(void *ctx, int part, int parts)
     multiply(&q);
 }
 
+dml_gemm_blocks dml_gemm_blocking(int m, int n, int k)
+{
+    if (atomic_load_explicit(&threads_chosen, memory_order_relaxed) == 0 ||
+        (double)m * n * k < SPLIT_MULTIPLY_ADDS)
+        return DML_GEMM_WHOLE;
+    return m >= n ? DML_GEMM_BY_ROWS : DML_GEMM_BY_COLS;
+}
+
 void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m == 0 || n == 0)
         return;
-    product p = {trans_a, trans_b, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
-    if (atomic_load_explicit(&threads_chosen, memory_order_relaxed) == 0 ||
-        (double)m * n * k < SPLIT_MULTIPLY_ADDS)
+    dml_gemm_blocks split = dml_gemm_blocking(m, n, k);
+    product p = {trans_a, trans_b, m, n, k, lda, ldb, ldc, split == DML_GEMM_BY_ROWS, alpha, beta,
+                 a, b, c};
+    if (split == DML_GEMM_WHOLE)
         multiply(&p);
     else
         dml_pool_run(multiply_part, &p); /* on one thread, the same blocks' arithmetic */

@@ -59,13 +59,12 @@ DML_SIMD_CLONES static void mask_clamped(float *restrict dy, const float *restri
     }
 }
 
-/* db[j] += sum_i dy[i, j], row by row, so each sum keeps one order on every machine */
-DML_SIMD_CLONES static void add_column_sums(float *restrict db, const float *restrict dy,
-                                            size_t rows, size_t cols)
+/* db[j] += dy_row[j]: the bias gradient summed row by row, so each sum keeps one order on
+ * every machine */
+DML_SIMD_CLONES static void add_row(float *restrict db, const float *restrict dy_row, size_t n)
 {
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < cols; j++)
-            db[j] += dy[i * cols + j];
+    for (size_t j = 0; j < n; j++)
+        db[j] += dy_row[j];
 }
 
 /* ---- dense: out = x W^T + b; x [n, in], W [out, in], b [1, out]. One node where a matmul and
@@ -80,18 +79,55 @@ static int applies_relu(const dml_tensor *out)
     return out->op == &dml_op_dense_relu;
 }
 
-static void dense_forward(dml_tensor *out)
+/* Dense's passes on a block of its output: rows [r0, r1), columns [c0, c1). A large layer's
+ * output is split between dml's threads as dml_gemm would split its product, and each thread does
+ * the passes on its block too, while the block is in that thread's cache. */
+typedef struct {
+    size_t r0, r1, c0, c1;
+} block;
+
+static void run_on_blocks(dml_tensor *out, dml_gemm_blocks split,
+                          void (*on_block)(dml_tensor *out, block b));
+
+/* Bias rows, then the GEMM adds onto them, then relu. */
+static void dense_forward_block(dml_tensor *out, block bl)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
     const float *b = out->src[2]->data;
     float *y = out->data;
-    const size_t cols = (size_t)out->cols, n = (size_t)out->rows * cols;
-    for (size_t i = 0; i < (size_t)out->rows; i++)
-        memcpy(y + i * cols, b, cols * sizeof(float));
-    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f, y,
-             out->cols);
-    if (applies_relu(out))
-        relu_in_place(y, n);
+    const size_t cols = (size_t)out->cols, k = (size_t)x->cols, width = bl.c1 - bl.c0;
+    for (size_t i = bl.r0; i < bl.r1; i++)
+        memcpy(y + i * cols + bl.c0, b + bl.c0, width * sizeof(float));
+    dml_gemm(0, 1, (int)(bl.r1 - bl.r0), (int)width, (int)k, 1.0f, x->data + bl.r0 * k, (int)k,
+             w->data + bl.c0 * k, (int)k, 1.0f, y + bl.r0 * cols + bl.c0, (int)cols);
+    if (!applies_relu(out))
+        return;
+    if (width == cols)
+        relu_in_place(y + bl.r0 * cols, (bl.r1 - bl.r0) * cols);
+    else
+        for (size_t i = bl.r0; i < bl.r1; i++)
+            relu_in_place(y + i * cols + bl.c0, width);
+}
+
+static void dense_forward(dml_tensor *out)
+{
+    run_on_blocks(out, dml_gemm_blocking(out->rows, out->cols, out->src[0]->cols),
+                  dense_forward_block);
+}
+
+/* Through relu, dy masked in place (every consumer of this node has already run); then the bias
+ * gradient, column by column over the rows in order. */
+static void dense_mask_and_bias_block(dml_tensor *out, block bl)
+{
+    float *dy = out->grad, *db = out->src[2]->grad;
+    const size_t cols = (size_t)out->cols, width = bl.c1 - bl.c0;
+    for (size_t i = bl.r0; i < bl.r1; i++) {
+        float *row = dy + i * cols + bl.c0;
+        if (applies_relu(out))
+            mask_clamped(row, out->data + i * cols + bl.c0, width);
+        if (db)
+            add_row(db + bl.c0, row, width);
+    }
 }
 
 static void dense_backward(dml_tensor *out)
@@ -99,15 +135,47 @@ static void dense_backward(dml_tensor *out)
     dml_tensor *x = out->src[0], *w = out->src[1];
     int n = out->rows, d_out = out->cols, d_in = x->cols;
     float *dy = out->grad;
-    /* Through relu: masked in place, as every consumer of this node has already run. */
-    if (applies_relu(out))
-        mask_clamped(dy, out->data, (size_t)n * d_out);
+    if (applies_relu(out) || out->src[2]->grad) /* by columns: each bias sum on one thread */
+        run_on_blocks(out, dml_gemm_blocking(n, d_in, d_out) == DML_GEMM_WHOLE ? DML_GEMM_WHOLE
+                                                                              : DML_GEMM_BY_COLS,
+                      dense_mask_and_bias_block);
     if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
         dml_gemm(0, 0, n, d_in, d_out, 1.0f, dy, d_out, w->data, d_in, 1.0f, x->grad, d_in);
     if (w->grad) /* dW[out, in] += dy^T[out, n] @ x[n, in] */
         dml_gemm(1, 0, d_out, d_in, n, 1.0f, dy, d_out, x->data, d_in, 1.0f, w->grad, d_in);
-    if (out->src[2]->grad)
-        add_column_sums(out->src[2]->grad, dy, (size_t)n, (size_t)d_out);
+}
+
+typedef struct {
+    dml_tensor *out;
+    dml_gemm_blocks split;
+    void (*on_block)(dml_tensor *out, block b);
+} block_job;
+
+static void block_part(void *ctx, int part, int parts)
+{
+    const block_job *job = ctx;
+    size_t rows = (size_t)job->out->rows, cols = (size_t)job->out->cols, s, e;
+    if (job->split == DML_GEMM_BY_ROWS) {
+        dml_pool_range(rows, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
+        if (s < e)
+            job->on_block(job->out, (block){s, e, 0, cols});
+    } else {
+        dml_pool_range(cols, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
+        if (s < e)
+            job->on_block(job->out, (block){0, rows, s, e});
+    }
+}
+
+/* on_block over out's blocks, one per thread, split as `split` says. */
+static void run_on_blocks(dml_tensor *out, dml_gemm_blocks split,
+                          void (*on_block)(dml_tensor *out, block b))
+{
+    if (split == DML_GEMM_WHOLE) {
+        on_block(out, (block){0, (size_t)out->rows, 0, (size_t)out->cols});
+        return;
+    }
+    block_job job = {out, split, on_block};
+    dml_pool_run(block_part, &job);
 }
 
 const dml_op_def dml_op_dense = {"dense", dense_forward, dense_backward};

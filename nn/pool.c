@@ -197,8 +197,11 @@ static void claim_chunks(void *ctx, int part, int parts)
         job->task(job->ctx, k, job->n_chunks);
 }
 
-void dml_pool_run_chunks(dml_pool_chunk_task task, void *ctx, int n_chunks)
+void dml_pool_run_chunks(dml_pool_chunk_task task, void *ctx, int n_chunks, size_t elements)
 {
     chunk_job job = {task, ctx, n_chunks, 0};
-    dml_pool_run(claim_chunks, &job);
+    if (elements < DML_POOL_MIN_ELEMENTS)
+        claim_chunks(&job, 0, 1);
+    else
+        dml_pool_run(claim_chunks, &job);
 }

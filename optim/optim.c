@@ -115,7 +115,7 @@ static void pass_chunk(void *ctx, int chunk, int n_chunks)
 static void run_pass(dml_optim *o, param_pass pass, float lr)
 {
     pass_job job = {o, pass, lr};
-    dml_pool_run_chunks(pass_chunk, &job, PASS_CHUNKS);
+    dml_pool_run_chunks(pass_chunk, &job, PASS_CHUNKS, total_elements(o->params, o->n_params));
 }
 
 static void zero_grad(dml_optim *o, int i, size_t start, size_t end, float lr)
@@ -219,23 +219,27 @@ typedef struct {
     size_t total;
     float scale; /* clipping: each gradient times this */
     double sums[NORM_STRETCHES];
-    double *sum; /* the stretch being summed */
 } norm_job;
+
+typedef struct {
+    const dml_param_view *params;
+    double *sum; /* the stretch's */
+} stretch;
 
 static void square_piece(void *ctx, int i, size_t lo, size_t hi)
 {
-    norm_job *job = ctx;
-    *job->sum += sum_squares(job->params[i].grad + lo, hi - lo);
+    const stretch *st = ctx;
+    *st->sum += sum_squares(st->params[i].grad + lo, hi - lo);
 }
 
 static void norm_stretch(void *ctx, int k, int n_stretches)
 {
-    norm_job job = *(norm_job *)ctx, *shared = ctx; /* own copy: `sum` differs by thread */
+    norm_job *job = ctx;
     size_t s, e;
-    dml_pool_range(job.total, 256, k, n_stretches, &s, &e);
-    shared->sums[k] = 0.0;
-    job.sum = &shared->sums[k];
-    for_each_piece(job.params, job.n_params, s, e, square_piece, &job);
+    dml_pool_range(job->total, 256, k, n_stretches, &s, &e);
+    job->sums[k] = 0.0;
+    stretch st = {job->params, &job->sums[k]};
+    for_each_piece(job->params, job->n_params, s, e, square_piece, &st);
 }
 
 static void scale_piece(void *ctx, int i, size_t lo, size_t hi)
@@ -258,7 +262,7 @@ float dml_clip_grad_norm(dml_param_view *params, int n_params, float max_norm)
 {
     norm_job job = {.params = params, .n_params = n_params,
                     .total = total_elements(params, n_params)};
-    dml_pool_run_chunks(norm_stretch, &job, NORM_STRETCHES);
+    dml_pool_run_chunks(norm_stretch, &job, NORM_STRETCHES, job.total);
     double ss = 0.0;
     for (int k = 0; k < NORM_STRETCHES; k++)
         ss += job.sums[k];
@@ -266,7 +270,7 @@ float dml_clip_grad_norm(dml_param_view *params, int n_params, float max_norm)
     if (max_norm > 0.0f && norm > max_norm) {
         /* torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm. */
         job.scale = max_norm / (norm + 1e-6f);
-        dml_pool_run_chunks(scale_chunk, &job, PASS_CHUNKS);
+        dml_pool_run_chunks(scale_chunk, &job, PASS_CHUNKS, job.total);
     }
     return norm;
 }

@@ -78,7 +78,7 @@ static void test_every_part_and_chunk_runs_once(void **state)
                 assert_int_equal(atomic_load(&c.runs[p]), p < threads ? 1 : 0);
             assert_int_equal(atomic_load(&c.nested_parts), threads);
             counts d = {0};
-            dml_pool_run_chunks(count_chunk, &d, 8);
+            dml_pool_run_chunks(count_chunk, &d, 8, DML_POOL_MIN_ELEMENTS);
             assert_int_equal(atomic_load(&d.bad), 0);
             for (int k = 0; k < 8; k++)
                 assert_int_equal(atomic_load(&d.runs[k]), 1);

@@ -98,9 +98,9 @@ static void gather_own(dml_run *r, float *out, const int32_t *idx)
 {
     dml_run_stream_plan(r); /* rows read in blocks: a new shuffle's share for the cache */
     gather_job job = {&r->train, out + (size_t)r->lo * r->d_in, idx + r->lo, r->n_local};
-    if (r->train.x)
+    if (r->train.x && (size_t)job.n * r->d_in >= DML_POOL_MIN_ELEMENTS)
         dml_pool_run(gather_part, &job);
-    else /* the row cache reads its file on one thread */
+    else /* the row cache reads its file on one thread; a few rows are not worth handing out */
         gather_part(&job, 0, 1);
 }
 
