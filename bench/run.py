@@ -655,8 +655,10 @@ def main():
          "the replay, run after the steps, found the machine slower than they did.", where_t),
         ("Fraction of the GEMM ceiling", "Fraction of the GEMM ceiling",
          "The ceiling: the same step's GEMM calls (every `dml_gemm` the step makes, noted by wrapping "
-         "it) replayed through `cblas_sgemm` in the same run, median of 20 replays. % of ceiling = "
-         "GEMM time at those shapes / step time.", ceil_t),
+         "it) replayed through `dml_gemm` in the same run, median of 20 replays: blocks of rows or "
+         "columns on dml's threads, one single-threaded `cblas_sgemm` each, which was faster than "
+         "OpenBLAS's own threads at these shapes. % of ceiling = GEMM time at those shapes / step "
+         "time.", ceil_t),
         ("PQ quality (same data, same iterations)", "PQ quality", "", qual_t),
         ("Validation", "Validation (before timing)", "", valid_t)) if s[3].rows]
     print("\n" + head + "\n")
