@@ -3,14 +3,15 @@
  *
  * Once dml_set_threads has been called, OpenBLAS runs on one thread and dml splits a large
  * product itself: C's rows (or columns) in one block per thread of dml's pool (nn/pool.c), each
- * block one single-threaded cblas_sgemm. Two things follow.
- * - The second core is dml's between products as well as during them, so the element-wise passes
- *   can use it (OpenBLAS's threads would sit in its idle loop there). The split products also ran
- *   faster than OpenBLAS's own two threads at a training step's shapes (bench/README.md).
- * - Every element of C is summed as OpenBLAS's single-threaded code sums it, whatever the thread
- *   count: OpenBLAS's threaded driver blocks the k loop differently (K = 784 splits 384 + 200 +
- *   200 there, 384 + 208 + 192 on one thread), so a run's results used to depend on its thread
- *   count, and now do not. */
+ * block one single-threaded cblas_sgemm. The second core is then dml's between products as well
+ * as during them, so the element-wise passes can use it (OpenBLAS's threads would sit in its idle
+ * loop there).
+ *
+ * Rounding: the same thread count gives the same bits. Another count moves the blocks' edges,
+ * which under OpenBLAS's SkylakeX kernel changes nothing, but under its Haswell and Zen kernels
+ * sums the elements near an edge another way (an edge inside a register tile): results move at
+ * the rounding level, as they did under OpenBLAS's own threads (whose driver also cuts the k loop
+ * differently from its single thread: K = 784 as 384 + 200 + 200 against 384 + 208 + 192). */
 #include <cblas.h>
 #include <stdatomic.h>
 #include <string.h>

@@ -20,7 +20,7 @@ void dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
               const float *b, int ldb, float beta, float *c, int ldc);
 /* Threads for dml's products and passes; n <= 0 means one per core. Returns the count in use.
  * After it OpenBLAS runs on one thread, and dml_gemm splits products of 1M multiply-adds or more
- * over dml's pool (below); the results do not depend on the count. */
+ * over dml's pool (below). Another count moves results at the rounding level (nn/gemm.c). */
 int dml_set_threads(int n);
 
 /* How dml_gemm splits C[m, n] (a product over k) between dml's threads: whole on the caller
@@ -35,8 +35,8 @@ dml_gemm_blocks dml_gemm_blocking(int m, int n, int k);
  * Pool: dml's worker threads (nn/pool.c). A job is split into `parts` parts, one per thread, the
  * caller doing part 0; dml_pool_run returns when every part is done. A job started while another
  * runs (from another thread, or from inside a part) runs whole on its caller: task(ctx, 0, 1).
- * A part must not depend on how many parts there are for its results (split work so that each
- * element's arithmetic is the same), so that results do not depend on the thread count. */
+ * Split work so that each element's arithmetic is the same whichever part does it (the
+ * element-wise passes: the same bits on any thread count). */
 typedef void (*dml_pool_task)(void *ctx, int part, int parts);
 void dml_pool_run(dml_pool_task task, void *ctx);
 /* A job cut into n_chunks chunks that the threads take in turn as each finishes one: for work
