@@ -3,6 +3,7 @@
  * own dml_run_open, timed; the same step's GEMM shapes replayed through dml_gemm for
  * the machine's ceiling; and a briefly trained encoder's embeddings for the search cases. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,16 @@
 /* ---- GEMM shapes of one step ----
  * The bench links with -Wl,--wrap=dml_gemm (the Makefile's bench recipe): every call the library
  * makes to dml_gemm comes here first, so a real step's GEMMs are noted exactly as the ops issue
- * them, without this file knowing the ops. The names are the linker's convention. */
+ * them, without this file knowing the ops. The names are the linker's convention. The count is
+ * atomic: a call may come from any of dml's threads. */
 typedef struct gemm_call {
     int ta, tb, m, n, k, lda, ldb, ldc;
     float alpha, beta;
 } gemm_call;
 
 static gemm_call calls[MAX_GEMMS];
-static int n_calls, recording;
+static atomic_int n_calls;
+static int recording;
 
 void __real_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                      int lda, const float *b, int ldb, float beta, float *c, int ldc);
@@ -35,8 +38,11 @@ void __wrap_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 void __wrap_dml_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    if (recording && m > 0 && n > 0 && n_calls < MAX_GEMMS)
-        calls[n_calls++] = (gemm_call){trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta};
+    if (recording && m > 0 && n > 0) {
+        int at = atomic_fetch_add(&n_calls, 1);
+        if (at < MAX_GEMMS)
+            calls[at] = (gemm_call){trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta};
+    }
     __real_dml_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -215,6 +221,8 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
     n_calls = 0;
     dml_status st = dml_run_step(r, &loss, &norm, err);
     recording = 0;
+    if (n_calls > MAX_GEMMS)
+        n_calls = MAX_GEMMS;
     if (st != DML_OK)
         return st;
     size_t na = 1, nb = 1, nc = 1;

@@ -656,8 +656,8 @@ def main():
         ("Fraction of the GEMM ceiling", "Fraction of the GEMM ceiling",
          "The ceiling: the same step's GEMM calls (every `dml_gemm` the step makes, noted by wrapping "
          "it) replayed through `dml_gemm` in the same run, median of 20 replays: blocks of rows or "
-         "columns on dml's threads, one single-threaded `cblas_sgemm` each, which was faster than "
-         "OpenBLAS's own threads at these shapes. % of ceiling = GEMM time at those shapes / step "
+         "columns on dml's threads, one single-threaded `cblas_sgemm` each (about as fast as "
+         "OpenBLAS's own threads at these shapes). % of ceiling = GEMM time at those shapes / step "
          "time.", ceil_t),
         ("PQ quality (same data, same iterations)", "PQ quality", "", qual_t),
         ("Validation", "Validation (before timing)", "", valid_t)) if s[3].rows]

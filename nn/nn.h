@@ -25,8 +25,8 @@ int dml_set_threads(int n);
 
 /* How dml_gemm splits C[m, n] (a product over k) between dml's threads: whole on the caller
  * (products under 1M multiply-adds, or before dml_set_threads), or in blocks of C's rows or of its
- * columns, each block starting at a multiple of DML_GEMM_BLOCK_ALIGN. An op that does more than the
- * product on C's blocks (dense: bias, product, relu) splits them the same way. */
+ * columns, each block starting at a multiple of DML_GEMM_BLOCK_ALIGN. Ops ask it whether a pass
+ * beside a product is worth splitting too. */
 typedef enum dml_gemm_blocks { DML_GEMM_WHOLE, DML_GEMM_BY_ROWS, DML_GEMM_BY_COLS } dml_gemm_blocks;
 #define DML_GEMM_BLOCK_ALIGN 16
 dml_gemm_blocks dml_gemm_blocking(int m, int n, int k);

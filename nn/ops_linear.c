@@ -79,55 +79,43 @@ static int applies_relu(const dml_tensor *out)
     return out->op == &dml_op_dense_relu;
 }
 
-/* Dense's passes on a block of its output: rows [r0, r1), columns [c0, c1). A large layer's
- * output is split between dml's threads as dml_gemm would split its product, and each thread does
- * the passes on its block too, while the block is in that thread's cache. */
-typedef struct {
-    size_t r0, r1, c0, c1;
-} block;
-
-static void run_on_blocks(dml_tensor *out, dml_gemm_blocks split,
-                          void (*on_block)(dml_tensor *out, block b));
-
-/* Bias rows, then the GEMM adds onto them, then relu. */
-static void dense_forward_block(dml_tensor *out, block bl)
+static void dense_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
     const float *b = out->src[2]->data;
     float *y = out->data;
-    const size_t cols = (size_t)out->cols, k = (size_t)x->cols, width = bl.c1 - bl.c0;
-    for (size_t i = bl.r0; i < bl.r1; i++)
-        memcpy(y + i * cols + bl.c0, b + bl.c0, width * sizeof(float));
-    dml_gemm(0, 1, (int)(bl.r1 - bl.r0), (int)width, (int)k, 1.0f, x->data + bl.r0 * k, (int)k,
-             w->data + bl.c0 * k, (int)k, 1.0f, y + bl.r0 * cols + bl.c0, (int)cols);
-    if (!applies_relu(out))
-        return;
-    if (width == cols)
-        relu_in_place(y + bl.r0 * cols, (bl.r1 - bl.r0) * cols);
-    else
-        for (size_t i = bl.r0; i < bl.r1; i++)
-            relu_in_place(y + i * cols + bl.c0, width);
-}
-
-static void dense_forward(dml_tensor *out)
-{
-    run_on_blocks(out, dml_gemm_blocking(out->rows, out->cols, out->src[0]->cols),
-                  dense_forward_block);
+    const size_t cols = (size_t)out->cols, n = (size_t)out->rows * cols;
+    for (size_t i = 0; i < (size_t)out->rows; i++)
+        memcpy(y + i * cols, b, cols * sizeof(float));
+    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f, y,
+             out->cols);
+    if (applies_relu(out))
+        relu_in_place(y, n);
 }
 
 /* Through relu, dy masked in place (every consumer of this node has already run); then the bias
- * gradient, column by column over the rows in order. */
-static void dense_mask_and_bias_block(dml_tensor *out, block bl)
+ * gradient, summed over the rows in order. Columns [c0, c1) of every row: a large layer's
+ * columns are split between dml's threads, each bias sum on one thread. */
+static void mask_and_bias_columns(dml_tensor *out, size_t c0, size_t c1)
 {
     float *dy = out->grad, *db = out->src[2]->grad;
-    const size_t cols = (size_t)out->cols, width = bl.c1 - bl.c0;
-    for (size_t i = bl.r0; i < bl.r1; i++) {
-        float *row = dy + i * cols + bl.c0;
+    const size_t cols = (size_t)out->cols;
+    for (size_t i = 0; i < (size_t)out->rows; i++) {
+        float *row = dy + i * cols + c0;
         if (applies_relu(out))
-            mask_clamped(row, out->data + i * cols + bl.c0, width);
+            mask_clamped(row, out->data + i * cols + c0, c1 - c0);
         if (db)
-            add_row(db + bl.c0, row, width);
+            add_row(db + c0, row, c1 - c0);
     }
+}
+
+static void mask_and_bias_part(void *ctx, int part, int parts)
+{
+    dml_tensor *out = ctx;
+    size_t s, e;
+    dml_pool_range((size_t)out->cols, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
+    if (s < e)
+        mask_and_bias_columns(out, s, e);
 }
 
 static void dense_backward(dml_tensor *out)
@@ -135,47 +123,16 @@ static void dense_backward(dml_tensor *out)
     dml_tensor *x = out->src[0], *w = out->src[1];
     int n = out->rows, d_out = out->cols, d_in = x->cols;
     float *dy = out->grad;
-    if (applies_relu(out) || out->src[2]->grad) /* by columns: each bias sum on one thread */
-        run_on_blocks(out, dml_gemm_blocking(n, d_in, d_out) == DML_GEMM_WHOLE ? DML_GEMM_WHOLE
-                                                                              : DML_GEMM_BY_COLS,
-                      dense_mask_and_bias_block);
+    if (applies_relu(out) || out->src[2]->grad) {
+        if (dml_gemm_blocking(n, d_in, d_out) == DML_GEMM_WHOLE) /* a small layer */
+            mask_and_bias_columns(out, 0, (size_t)d_out);
+        else
+            dml_pool_run(mask_and_bias_part, out);
+    }
     if (x->grad) /* dx[n, in] += dy[n, out] @ W[out, in] */
         dml_gemm(0, 0, n, d_in, d_out, 1.0f, dy, d_out, w->data, d_in, 1.0f, x->grad, d_in);
     if (w->grad) /* dW[out, in] += dy^T[out, n] @ x[n, in] */
         dml_gemm(1, 0, d_out, d_in, n, 1.0f, dy, d_out, x->data, d_in, 1.0f, w->grad, d_in);
-}
-
-typedef struct {
-    dml_tensor *out;
-    dml_gemm_blocks split;
-    void (*on_block)(dml_tensor *out, block b);
-} block_job;
-
-static void block_part(void *ctx, int part, int parts)
-{
-    const block_job *job = ctx;
-    size_t rows = (size_t)job->out->rows, cols = (size_t)job->out->cols, s, e;
-    if (job->split == DML_GEMM_BY_ROWS) {
-        dml_pool_range(rows, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
-        if (s < e)
-            job->on_block(job->out, (block){s, e, 0, cols});
-    } else {
-        dml_pool_range(cols, DML_GEMM_BLOCK_ALIGN, part, parts, &s, &e);
-        if (s < e)
-            job->on_block(job->out, (block){0, rows, s, e});
-    }
-}
-
-/* on_block over out's blocks, one per thread, split as `split` says. */
-static void run_on_blocks(dml_tensor *out, dml_gemm_blocks split,
-                          void (*on_block)(dml_tensor *out, block b))
-{
-    if (split == DML_GEMM_WHOLE) {
-        on_block(out, (block){0, (size_t)out->rows, 0, (size_t)out->cols});
-        return;
-    }
-    block_job job = {out, split, on_block};
-    dml_pool_run(block_part, &job);
 }
 
 const dml_op_def dml_op_dense = {"dense", dense_forward, dense_backward};
