@@ -63,10 +63,13 @@ static unsigned wait_for_job(unsigned seen)
         if (i % 256 == 0 && seconds_now() > give_up)
             break;
     }
+    /* Going to sleep: announce_job bumps the job number, then looks for sleepers; this thread
+     * counts itself a sleeper, then looks at the job number. Both pairs are sequentially
+     * consistent, so at least one side sees the other's write: no wake-up is lost. */
     pthread_mutex_lock(&pool.lock);
     atomic_fetch_add(&pool.sleepers, 1);
     unsigned now;
-    while ((now = atomic_load_explicit(&pool.job_number, memory_order_acquire)) == seen)
+    while ((now = atomic_load(&pool.job_number)) == seen)
         pthread_cond_wait(&pool.wake, &pool.lock);
     atomic_fetch_sub(&pool.sleepers, 1);
     pthread_mutex_unlock(&pool.lock);
@@ -81,8 +84,7 @@ static void *worker_main(void *arg)
         seen = wait_for_job(seen);
         if (atomic_load_explicit(&pool.quit, memory_order_acquire))
             return NULL;
-        if (part < pool.parts)
-            pool.task(pool.ctx, part, pool.parts);
+        pool.task(pool.ctx, part, pool.parts);
         atomic_fetch_sub_explicit(&pool.parts_left, 1, memory_order_release);
     }
 }
@@ -90,7 +92,7 @@ static void *worker_main(void *arg)
 /* Publishes a new job number and wakes any worker that went to sleep. */
 static void announce_job(void)
 {
-    atomic_fetch_add_explicit(&pool.job_number, 1, memory_order_release);
+    atomic_fetch_add(&pool.job_number, 1); /* sequentially consistent: see wait_for_job */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);

@@ -69,6 +69,7 @@ typedef struct {
     dml_optim *o;
     param_pass pass;
     float lr;
+    size_t total; /* elements of all the parameters */
 } pass_job;
 
 static size_t total_elements(const dml_param_view *params, int n_params)
@@ -108,14 +109,14 @@ static void pass_chunk(void *ctx, int chunk, int n_chunks)
 {
     const pass_job *job = ctx;
     size_t s, e;
-    dml_pool_range(total_elements(job->o->params, job->o->n_params), 16, chunk, n_chunks, &s, &e);
+    dml_pool_range(job->total, 16, chunk, n_chunks, &s, &e);
     for_each_piece(job->o->params, job->o->n_params, s, e, pass_piece, ctx);
 }
 
 static void run_pass(dml_optim *o, param_pass pass, float lr)
 {
-    pass_job job = {o, pass, lr};
-    dml_pool_run_chunks(pass_chunk, &job, PASS_CHUNKS, total_elements(o->params, o->n_params));
+    pass_job job = {o, pass, lr, total_elements(o->params, o->n_params)};
+    dml_pool_run_chunks(pass_chunk, &job, PASS_CHUNKS, job.total);
 }
 
 static void zero_grad(dml_optim *o, int i, size_t start, size_t end, float lr)

@@ -76,8 +76,6 @@ static void augment(dml_run *r, float *x, int b, int pairs)
         augment_rows(r, seed, x, b + r->lo);
 }
 
-/* This rank's rows [lo, lo + n_local) of a global batch's dataset rows idx into their places
- * in out [b, d_in] (one process: all of them): the others are read by the other ranks. */
 typedef struct {
     const dml_dataset *ds;
     float *out;
@@ -94,6 +92,8 @@ static void gather_part(void *ctx, int part, int parts)
     dml_dataset_gather(job->out + s * (size_t)job->ds->d, job->ds, job->idx + s, (int)(e - s));
 }
 
+/* This rank's rows [lo, lo + n_local) of a global batch's dataset rows idx into their places
+ * in out [b, d_in] (one process: all of them): the others are read by the other ranks. */
 static void gather_own(dml_run *r, float *out, const int32_t *idx)
 {
     dml_run_stream_plan(r); /* rows read in blocks: a new shuffle's share for the cache */
