@@ -6,8 +6,7 @@
 
 /* src[0] = d [B, N]: row i against reference j, the first B references being the batch itself
  * (so column i is row i's own distance, never a pair). fparam: pos_margin, neg_margin; iparam:
- * power, reduction; ctx: the row and reference labels; cache: [N + 1], a row of scratch then
- * the divisor.
+ * power, reduction; ctx: the row and reference labels; cache: a contrastive_cache.
  *
  * The pair term of d with s = 1 (same label) or 0: h = s (d - pm) + (1 - s) (nm - d), the loss
  * [h]+ or [h]+^2. Written with s as a number rather than a branch, one row at a time, so the
@@ -66,14 +65,22 @@ static pair_row row_of(const dml_tensor *out, int i)
                       out->iparam[0], out->fparam[0], out->fparam[1]};
 }
 
-static void contrastive_forward(dml_tensor *out)
+typedef struct contrastive_cache {
+    float *terms;        /* [B, N]: each row's terms, scratch */
+    float *part, *count; /* [B, LANES]: each row's partial sums and nonzero counts */
+    float divisor;
+} contrastive_cache;
+
+/* Rows [first, end): each row's terms summed in LANES partial sums (a row pass: the rows' sums
+ * are added in order afterwards, whatever the threads). */
+static void sum_rows(void *ctx, int first, int end)
 {
-    int rows = out->src[0]->rows, b = out->src[0]->cols;
-    float *t = out->cache, *divisor = t + b;
-    double sum = 0.0;
-    long nonzero = 0;
-    for (int i = 0; i < rows; i++) {
+    const dml_tensor *out = ctx;
+    const contrastive_cache *c = out->cache;
+    int b = out->src[0]->cols;
+    for (int i = first; i < end; i++) {
         pair_row r = row_of(out, i);
+        float *restrict t = c->terms + (size_t)i * b;
         row_terms(&r, t);
         float part[LANES] = {0}, count[LANES] = {0};
         int j = 0;
@@ -87,9 +94,23 @@ static void contrastive_forward(dml_tensor *out)
             count[0] += (float)(t[j] > 0.0f);
         }
         for (int k = 0; k < LANES; k++) {
-            sum += part[k];
-            nonzero += (long)count[k];
+            c->part[(size_t)i * LANES + k] = part[k];
+            c->count[(size_t)i * LANES + k] = count[k];
         }
+    }
+}
+
+static void contrastive_forward(dml_tensor *out)
+{
+    int rows = out->src[0]->rows, b = out->src[0]->cols;
+    contrastive_cache *c = out->cache;
+    float *divisor = &c->divisor;
+    dml_pool_run_rows(sum_rows, out, rows, b);
+    double sum = 0.0;
+    long nonzero = 0;
+    for (size_t k = 0; k < (size_t)rows * LANES; k++) {
+        sum += c->part[k];
+        nonzero += (long)c->count[k];
     }
     long pairs = (long)rows * (b - 1);
     const pair_labels *y = out->ctx;
@@ -104,17 +125,24 @@ static void contrastive_forward(dml_tensor *out)
     out->data[0] = *divisor > 0.0f ? (float)(sum / *divisor) : 0.0f;
 }
 
-static void contrastive_backward(dml_tensor *out)
+static void slope_rows(void *ctx, int first, int end)
 {
+    const dml_tensor *out = ctx;
+    const contrastive_cache *c = out->cache;
     dml_tensor *d = out->src[0];
-    const float *divisor = (float *)out->cache + d->cols;
-    if (*divisor == 0.0f)
-        return;
-    float g = out->grad[0] / *divisor;
-    for (int i = 0; i < d->rows; i++) {
+    float g = out->grad[0] / c->divisor;
+    for (int i = first; i < end; i++) {
         pair_row r = row_of(out, i);
         row_slopes(&r, g, d->grad + (size_t)i * d->cols);
     }
+}
+
+static void contrastive_backward(dml_tensor *out)
+{
+    const dml_tensor *d = out->src[0];
+    if (((const contrastive_cache *)out->cache)->divisor == 0.0f)
+        return;
+    dml_pool_run_rows(slope_rows, out, d->rows, d->cols);
 }
 
 const dml_op_def dml_op_contrastive = {"contrastive", contrastive_forward, contrastive_backward};
@@ -129,8 +157,13 @@ dml_tensor *dml_loss_contrastive_refs(dml_graph *g, dml_tensor *d, const int32_t
     DML_ASSERT(d->rows <= d->cols && (power == 1 || power == 2));
     dml_tensor *out = dml_graph_node(g, &dml_op_contrastive, 1, 1, d, NULL, NULL);
     pair_labels *y = out ? dml_graph_alloc(g, sizeof *y) : NULL;
-    if (!y || !(out->cache = dml_graph_alloc(g, ((size_t)d->cols + 1) * sizeof(float))))
+    contrastive_cache *c = y ? dml_graph_alloc(g, sizeof *c) : NULL;
+    size_t rows = (size_t)d->rows;
+    if (!c || !(c->terms = dml_graph_alloc(g, rows * (size_t)d->cols * sizeof(float))) ||
+        !(c->part = dml_graph_alloc(g, rows * LANES * sizeof(float))) ||
+        !(c->count = dml_graph_alloc(g, rows * LANES * sizeof(float))))
         return NULL;
+    out->cache = c;
     *y = (pair_labels){labels, ref_labels, shard};
     out->ctx = y;
     out->fparam[0] = pos_margin;

@@ -24,6 +24,7 @@ typedef struct mnr_cache {
      * candidate in all, where recomputing them in backward doubled the loss's cost. */
     float *row_e, *col_e;     /* [B, C], [B, B] */
     float *row_inv, *col_inv; /* [B] each */
+    float *terms;             /* [B] or [B, 2]: each anchor's log-sum-exp - target (and its column's) */
 } mnr_cache;
 
 /* e[k] = scale * s[k * stride] for anchor i's n candidates (its row: stride 1; its column:
@@ -101,29 +102,43 @@ static const dml_tensor *col_src(const dml_tensor *out, int i, size_t *first, si
     return s;
 }
 
-static void mnr_forward(dml_tensor *out)
+/* Anchors [first, end): their softmaxes and terms, each row on its own (a row pass). */
+static void mnr_rows(void *ctx, int first, int end)
 {
+    dml_tensor *out = ctx;
     const dml_tensor *s = out->src[0];
     const mnr_labels *y = out->ctx;
     mnr_cache *m = out->cache;
     float scale = out->fparam[0];
-    int rows = s->rows, c = s->cols, sym = out->iparam[0], b = out->iparam[1];
+    int c = s->cols, sym = out->iparam[0], b = out->iparam[1];
     int lo = y->shard ? y->shard->lo : 0;
-    double total = 0.0;
-    for (int i = 0; i < rows; i++) {
+    for (int i = first; i < end; i++) {
         int self = lo + i;
+        float *term = m->terms + (size_t)i * (sym ? 2 : 1);
         float target = scale * s->data[(size_t)i * c + self];
-        total += softmax_terms(m->row_e + (size_t)i * c, s->data + (size_t)i * c, 1, c, scale, y,
-                               self, b, &m->row_inv[i]) -
-                 target;
+        term[0] = softmax_terms(m->row_e + (size_t)i * c, s->data + (size_t)i * c, 1, c, scale, y,
+                                self, b, &m->row_inv[i]) -
+                  target;
         if (sym) {
-            size_t first, stride;
-            const dml_tensor *t = col_src(out, i, &first, &stride);
-            total += softmax_terms(m->col_e + (size_t)i * b, t->data + first, stride, b, scale, y,
-                                   self, b, &m->col_inv[i]) -
-                     scale * t->data[first + (size_t)self * stride];
+            size_t first_col, stride;
+            const dml_tensor *t = col_src(out, i, &first_col, &stride);
+            term[1] = softmax_terms(m->col_e + (size_t)i * b, t->data + first_col, stride, b,
+                                    scale, y, self, b, &m->col_inv[i]) -
+                      scale * t->data[first_col + (size_t)self * stride];
         }
     }
+}
+
+static void mnr_forward(dml_tensor *out)
+{
+    const dml_tensor *s = out->src[0];
+    const mnr_labels *y = out->ctx;
+    const mnr_cache *m = out->cache;
+    int rows = s->rows, sym = out->iparam[0], b = out->iparam[1];
+    dml_pool_run_rows(mnr_rows, out, rows, s->cols * (sym ? 2 : 1));
+    double total = 0.0; /* in the anchors' order, whatever the threads */
+    for (size_t i = 0; i < (size_t)rows * (sym ? 2 : 1); i++)
+        total += m->terms[i];
     if (y->shard) /* every rank's anchors */
         y->shard->sum(y->shard->ctx, &total, 1);
     out->data[0] = b > 0 ? (float)(total / ((double)b * (sym ? 2 : 1))) : 0.0f;
@@ -189,7 +204,8 @@ dml_tensor *dml_loss_mnr_extra(dml_graph *g, dml_tensor *a, dml_tensor *p, dml_t
     m->row_inv = dml_graph_alloc(g, rows * sizeof(float));
     m->col_e = symmetric ? dml_graph_alloc(g, rows * b * sizeof(float)) : NULL;
     m->col_inv = symmetric ? dml_graph_alloc(g, rows * sizeof(float)) : NULL;
-    if (!m->row_e || !m->row_inv || (symmetric && (!m->col_e || !m->col_inv)))
+    m->terms = dml_graph_alloc(g, rows * (symmetric ? 2 : 1) * sizeof(float));
+    if (!m->row_e || !m->row_inv || !m->terms || (symmetric && (!m->col_e || !m->col_inv)))
         return NULL;
     out->cache = m;
     out->ctx = y;

@@ -1,6 +1,7 @@
 /* The pairwise distance matrix of two row sets from one GEMM, shared by every loss and
  * miner that needs distances: D[i,j]^2 = |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0. */
 #include <math.h>
+#include <string.h>
 
 #include "nn/nn.h"
 
@@ -9,15 +10,29 @@ typedef struct dist_cache {
     float *w;           /* [n, m]: backward scratch, d(loss)/d(squared distance) */
 } dist_cache;
 
+/* Each row's squared norm: one float chain per row, the order the distances were always
+ * computed in (so the chain is spread over rows, not cut). */
+typedef struct {
+    float *out;
+    const dml_tensor *x;
+} sq_norms_job;
+
+static void sq_norm_rows(void *ctx, int first, int end)
+{
+    const sq_norms_job *job = ctx;
+    for (int i = first; i < end; i++) {
+        const float *r = job->x->data + (size_t)i * job->x->cols;
+        float s = 0.0f;
+        for (int j = 0; j < job->x->cols; j++)
+            s += r[j] * r[j];
+        job->out[i] = s;
+    }
+}
+
 static void row_sq_norms(float *out, const dml_tensor *x)
 {
-    for (int i = 0; i < x->rows; i++) {
-        const float *r = x->data + (size_t)i * x->cols;
-        float s = 0.0f;
-        for (int j = 0; j < x->cols; j++)
-            s += r[j] * r[j];
-        out[i] = s;
-    }
+    sq_norms_job job = {out, x};
+    dml_pool_run_rows(sq_norm_rows, &job, x->rows, x->cols);
 }
 
 /* row[j] = -2 a.b_j + |a|^2 + |b_j|^2 clamped at 0, or its square root. */
@@ -42,34 +57,60 @@ DML_SIMD_CLONES static void squared_distance_grad(float *restrict w, const float
     }
 }
 
-static void pairwise_dist_forward(dml_tensor *out)
+static void finish_rows(void *ctx, int first, int end)
 {
-    dml_tensor *a = out->src[0], *b = out->src[1];
-    dist_cache *c = out->cache;
-    int n = out->rows, m = out->cols, squared = out->iparam[0], self = a == b;
-    row_sq_norms(c->sq_a, a);
-    row_sq_norms(c->sq_b, b);
-    dml_gemm(0, 1, n, m, a->cols, -2.0f, a->data, a->cols, b->data, b->cols, 0.0f, out->data, m);
-    for (int i = 0; i < n; i++) {
+    dml_tensor *out = ctx;
+    const dist_cache *c = out->cache;
+    int m = out->cols, self = out->src[0] == out->src[1];
+    for (int i = first; i < end; i++) {
         float *row = out->data + (size_t)i * m;
-        finish_row(row, c->sq_a[i], c->sq_b, m, squared);
+        finish_row(row, c->sq_a[i], c->sq_b, m, out->iparam[0]);
         if (self)
             row[i] = 0.0f; /* exactly, where rounding leaves a little */
     }
 }
 
-/* 2 s_i x_i added to dx_i, s_i the sum of row i of w [n, m]. */
-static void add_row_sums(float *restrict dx, const float *restrict x, const float *restrict w,
-                         int n, int m, int d)
+static void pairwise_dist_forward(dml_tensor *out)
 {
-    for (int i = 0; i < n; i++) {
-        const float *wi = w + (size_t)i * m;
+    dml_tensor *a = out->src[0], *b = out->src[1];
+    dist_cache *c = out->cache;
+    int n = out->rows, m = out->cols;
+    row_sq_norms(c->sq_a, a);
+    if (b == a)
+        memcpy(c->sq_b, c->sq_a, (size_t)n * sizeof(float));
+    else
+        row_sq_norms(c->sq_b, b);
+    dml_gemm(0, 1, n, m, a->cols, -2.0f, a->data, a->cols, b->data, b->cols, 0.0f, out->data, m);
+    dml_pool_run_rows(finish_rows, out, n, m);
+}
+
+/* 2 s_i x_i added to dx_i, s_i the sum of row i of w [n, m]: rows [first, end). */
+typedef struct {
+    float *dx;
+    const float *x, *w;
+    int m, d;
+} row_sums_job;
+
+static void add_row_sums_rows(void *ctx, int first, int end)
+{
+    const row_sums_job *job = ctx;
+    const int m = job->m, d = job->d;
+    for (int i = first; i < end; i++) {
+        const float *wi = job->w + (size_t)i * m;
         float s = 0.0f;
         for (int j = 0; j < m; j++)
             s += wi[j];
+        float *restrict dx = job->dx + (size_t)i * d;
+        const float *restrict x = job->x + (size_t)i * d;
         for (int k = 0; k < d; k++)
-            dx[(size_t)i * d + k] += 2.0f * s * x[(size_t)i * d + k];
+            dx[k] += 2.0f * s * x[k];
     }
+}
+
+static void add_row_sums(float *dx, const float *x, const float *w, int n, int m, int d)
+{
+    row_sums_job job = {dx, x, w, m, d};
+    dml_pool_run_rows(add_row_sums_rows, &job, n, m);
 }
 
 /* w = w + w^T in place, tile by tile: a plain walk of the upper triangle reads w^T a column at a

@@ -79,18 +79,30 @@ static int applies_relu(const dml_tensor *out)
     return out->op == &dml_op_dense_relu;
 }
 
+/* Rows [first, end) of the output set to the bias, before the GEMM adds onto them. */
+static void bias_rows(void *ctx, int first, int end)
+{
+    dml_tensor *out = ctx;
+    const size_t cols = (size_t)out->cols;
+    for (size_t i = (size_t)first; i < (size_t)end; i++)
+        memcpy(out->data + i * cols, out->src[2]->data, cols * sizeof(float));
+}
+
+static void relu_rows(void *ctx, int first, int end)
+{
+    dml_tensor *out = ctx;
+    const size_t cols = (size_t)out->cols;
+    relu_in_place(out->data + (size_t)first * cols, (size_t)(end - first) * cols);
+}
+
 static void dense_forward(dml_tensor *out)
 {
     const dml_tensor *x = out->src[0], *w = out->src[1];
-    const float *b = out->src[2]->data;
-    float *y = out->data;
-    const size_t cols = (size_t)out->cols, n = (size_t)out->rows * cols;
-    for (size_t i = 0; i < (size_t)out->rows; i++)
-        memcpy(y + i * cols, b, cols * sizeof(float));
-    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f, y,
-             out->cols);
+    dml_pool_run_rows(bias_rows, out, out->rows, out->cols);
+    dml_gemm(0, 1, out->rows, out->cols, x->cols, 1.0f, x->data, x->cols, w->data, w->cols, 1.0f,
+             out->data, out->cols);
     if (applies_relu(out))
-        relu_in_place(y, n);
+        dml_pool_run_rows(relu_rows, out, out->rows, out->cols);
 }
 
 /* Through relu, dy masked in place (every consumer of this node has already run); then the bias

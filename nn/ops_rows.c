@@ -44,11 +44,12 @@ DML_SIMD_CLONES static void add_normalize_grad(float *restrict dx, const float *
         dx[j] += (dy[j] - y[j] * dot) / divisor;
 }
 
-static void l2_normalize_forward(dml_tensor *out)
+static void l2_normalize_rows(void *ctx, int first, int end)
 {
+    dml_tensor *out = ctx;
     const dml_tensor *x = out->src[0];
     float *divisor = out->cache;
-    for (int i = 0; i < out->rows; i++) {
+    for (int i = first; i < end; i++) {
         const float *xi = x->data + (size_t)i * x->cols;
         float norm = (float)sqrt(sum_squares(xi, x->cols));
         divisor[i] = norm > DML_NORM_EPS ? norm : DML_NORM_EPS;
@@ -56,13 +57,19 @@ static void l2_normalize_forward(dml_tensor *out)
     }
 }
 
+static void l2_normalize_forward(dml_tensor *out)
+{
+    dml_pool_run_rows(l2_normalize_rows, out, out->rows, out->cols);
+}
+
 /* Where the norm is above eps: dx = (dy - y (y.dy)) / |x|. Below it the op is x / eps, a
  * linear map, so dx = dy / eps. */
-static void l2_normalize_backward(dml_tensor *out)
+static void l2_normalize_grad_rows(void *ctx, int first, int end)
 {
+    dml_tensor *out = ctx;
     dml_tensor *x = out->src[0];
     const float *divisor = out->cache;
-    for (int i = 0; i < out->rows; i++) {
+    for (int i = first; i < end; i++) {
         const float *y = out->data + (size_t)i * out->cols, *dy = out->grad + (size_t)i * out->cols;
         float dot = 0.0f; /* one float chain: the order the gradients were always computed in */
         if (divisor[i] > DML_NORM_EPS)
@@ -70,6 +77,11 @@ static void l2_normalize_backward(dml_tensor *out)
                 dot += y[j] * dy[j];
         add_normalize_grad(x->grad + (size_t)i * x->cols, dy, y, dot, divisor[i], out->cols);
     }
+}
+
+static void l2_normalize_backward(dml_tensor *out)
+{
+    dml_pool_run_rows(l2_normalize_grad_rows, out, out->rows, out->cols);
 }
 
 const dml_op_def dml_op_l2_normalize = {"l2_normalize", l2_normalize_forward,

@@ -207,3 +207,28 @@ void dml_pool_run_chunks(dml_pool_chunk_task task, void *ctx, int n_chunks, size
     else
         dml_pool_run(claim_chunks, &job);
 }
+
+/* Row passes: a handful of chunks per thread, so that a thread whose rows sit in the other
+ * core's cache does not hold the other back. */
+enum { ROW_CHUNKS = 8 };
+
+typedef struct {
+    dml_pool_rows_task task;
+    void *ctx;
+    int rows;
+} rows_job;
+
+static void rows_chunk(void *ctx, int chunk, int n_chunks)
+{
+    const rows_job *job = ctx;
+    size_t s, e;
+    dml_pool_range((size_t)job->rows, 1, chunk, n_chunks, &s, &e);
+    if (s < e)
+        job->task(job->ctx, (int)s, (int)e);
+}
+
+void dml_pool_run_rows(dml_pool_rows_task task, void *ctx, int rows, int cols)
+{
+    rows_job job = {task, ctx, rows};
+    dml_pool_run_chunks(rows_chunk, &job, ROW_CHUNKS, (size_t)rows * (size_t)cols);
+}

@@ -1,7 +1,7 @@
 /* dml's threads (nn/pool.c) and what runs on them: every part and chunk of a job runs once, a
- * job started inside a job runs on its caller; Adam and the gradient norm give the same bits on
- * 1, 2 and 3 threads, and a product split between threads is within float rounding of the whole
- * one (the same bits under some OpenBLAS kernels, not under others). */
+ * job started inside a job runs on its caller; Adam, the gradient norm and the ops' row passes
+ * give the same bits on 1, 2 and 3 threads, and a product split between threads is within float
+ * rounding of the whole one (the same bits under some OpenBLAS kernels, not under others). */
 #include <float.h>
 #include <math.h>
 #include "tests/testutil.h"
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "losses/losses.h"
 #include "optim/optim.h"
 
 static void test_range_covers_once_and_aligned(void **state)
@@ -222,6 +223,90 @@ static void test_adam_and_norm_same_bits_on_any_thread_count(void **state)
     free(many);
 }
 
+/* The ops whose row passes go to the pool, at sizes that hand them out (32K elements and more)
+ * while every product stays under the split (1M multiply-adds), so that each thread count must
+ * give the same bits: dense + relu and l2_normalize over [256, 128], the distance matrix with
+ * the contrastive loss over it, and MNR, all backpropagated. */
+enum { ROWS = 256, WIDE = 128, NARROW = 8 };
+/* the three losses, the six inputs' gradients, the normalised layer, the distance matrix */
+enum {
+    ROW_PASS_FLOATS = 3 + ROWS * NARROW * 4 + WIDE * NARROW + WIDE + ROWS * WIDE + ROWS * ROWS
+};
+
+/* Every part waits for all the others: when it returns, every worker has just finished a part
+ * and is spinning, so the jobs right after it are shared out, not done by the caller alone
+ * while a sleeping worker wakes. */
+static void meet(void *ctx, int part, int parts)
+{
+    (void)part;
+    atomic_int *arrived = ctx;
+    atomic_fetch_add(arrived, 1);
+    while (atomic_load(arrived) < parts)
+        ;
+}
+
+static void row_passes_on(int threads, float *out)
+{
+    dml_set_threads(threads);
+    static float x[ROWS * NARROW], w[WIDE * NARROW], b[WIDE], e[ROWS * NARROW], a[ROWS * NARROW],
+        p[ROWS * NARROW], target[ROWS * WIDE];
+    float *data[] = {x, w, b, e, a, p};
+    const size_t n[] = {ROWS * NARROW, WIDE * NARROW, WIDE, ROWS * NARROW, ROWS * NARROW,
+                        ROWS * NARROW};
+    for (int i = 0; i < 6; i++)
+        tu_fill_normal(data[i], n[i], 1.0f, 20 + (uint64_t)i);
+    tu_fill_normal(target, ROWS * WIDE, 0.1f, 30);
+    int32_t labels[ROWS];
+    for (int i = 0; i < ROWS; i++)
+        labels[i] = i % 10;
+    dml_graph g;
+    dml_graph_init(&g, 1 << 22);
+    dml_tensor *in[6];
+    for (int i = 0; i < 6; i++)
+        in[i] = dml_leaf_copy(&g, data[i], i == 1 ? WIDE : i == 2 ? 1 : ROWS,
+                              i == 1 ? NARROW : i == 2 ? WIDE : NARROW, 1);
+    atomic_int arrived = 0;
+    dml_pool_run(meet, &arrived);
+    dml_tensor *h = dml_l2_normalize(&g, dml_dense_relu(&g, in[0], in[1], in[2]));
+    dml_tensor *rec = dml_mse(&g, h, dml_leaf_copy(&g, target, ROWS, WIDE, 0));
+    dml_tensor *d = dml_pairwise_dist(&g, in[3], in[3], 0);
+    dml_tensor *pairs = dml_loss_contrastive(&g, d, labels, 0.0f, 1.0f, 2, DML_REDUCE_MEAN);
+    dml_tensor *mnr = dml_loss_mnr(&g, in[4], in[5], NULL, labels, 20.0f, 1);
+    dml_tensor *loss = dml_add(&g, rec, dml_add(&g, pairs, mnr));
+    assert_non_null(loss);
+    assert_int_equal(dml_backward(&g, loss), DML_OK);
+    size_t at = 0;
+    out[at++] = rec->data[0];
+    out[at++] = pairs->data[0];
+    out[at++] = mnr->data[0];
+    for (int i = 0; i < 6; i++) {
+        memcpy(out + at, in[i]->grad, n[i] * sizeof(float));
+        at += n[i];
+    }
+    memcpy(out + at, h->data, (size_t)ROWS * WIDE * sizeof(float));
+    at += (size_t)ROWS * WIDE;
+    memcpy(out + at, d->data, (size_t)ROWS * ROWS * sizeof(float));
+    assert_int_equal(at + (size_t)ROWS * ROWS, ROW_PASS_FLOATS);
+    dml_graph_free(&g);
+}
+
+static void test_row_passes_same_bits_on_any_thread_count(void **state)
+{
+    (void)state;
+    size_t total = ROW_PASS_FLOATS;
+    float *one = calloc(total, sizeof(float)), *many = calloc(total, sizeof(float));
+    row_passes_on(1, one);
+    for (int k = 0; k < 3; k++)
+        assert_true(isfinite(one[k]) && one[k] > 0.0f);
+    for (int threads = 2; threads <= 3; threads++) {
+        memset(many, 0, total * sizeof(float));
+        row_passes_on(threads, many);
+        assert_memory_equal(one, many, total * sizeof(float));
+    }
+    free(one);
+    free(many);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_every_part_and_chunk_runs_once),
         cmocka_unit_test(test_products_on_any_thread_count),
         cmocka_unit_test(test_adam_and_norm_same_bits_on_any_thread_count),
+        cmocka_unit_test(test_row_passes_same_bits_on_any_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
