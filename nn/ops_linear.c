@@ -278,7 +278,9 @@ dml_tensor *dml_mean(dml_graph *g, dml_tensor *x)
 }
 
 /* ---- mse: mean((a - b)^2) ---- */
-double dml_sum_sq_diff(const float *restrict x, const float *restrict y, size_t n)
+
+/* sum (x - y)^2 over [0, n) in double, over LANES partial sums that do not wait on each other */
+static double sum_sq_diff_stretch(const float *restrict x, const float *restrict y, size_t n)
 {
     enum { LANES = 8 };
     double lane[LANES] = {0}, sum = 0.0;
@@ -297,6 +299,34 @@ double dml_sum_sq_diff(const float *restrict x, const float *restrict y, size_t 
     return sum;
 }
 
+/* The sum is cut into a fixed number of stretches whatever the thread count, each summed on its
+ * own and their sums added in order: the same bits on any number of threads (as the gradient
+ * norm's, optim/optim.c). */
+enum { SQ_DIFF_STRETCHES = 16 };
+typedef struct {
+    const float *x, *y;
+    size_t n;
+    double sums[SQ_DIFF_STRETCHES];
+} sq_diff_job;
+
+static void sq_diff_stretch(void *ctx, int k, int n_stretches)
+{
+    sq_diff_job *job = ctx;
+    size_t s, e;
+    dml_pool_range(job->n, 16, k, n_stretches, &s, &e);
+    job->sums[k] = sum_sq_diff_stretch(job->x + s, job->y + s, e - s);
+}
+
+double dml_sum_sq_diff(const float *x, const float *y, size_t n)
+{
+    sq_diff_job job = {x, y, n, {0}};
+    dml_pool_run_chunks(sq_diff_stretch, &job, SQ_DIFF_STRETCHES, n);
+    double sum = 0.0;
+    for (int k = 0; k < SQ_DIFF_STRETCHES; k++)
+        sum += job.sums[k];
+    return sum;
+}
+
 static void mse_forward(dml_tensor *out)
 {
     dml_tensor *a = out->src[0], *b = out->src[1];
@@ -304,20 +334,30 @@ static void mse_forward(dml_tensor *out)
     out->data[0] = N(a) > 0 ? (float)(acc / (double)N(a)) : 0.0f;
 }
 
-static void mse_backward(dml_tensor *out)
+enum { MSE_GRAD_CHUNKS = 16 };
+
+static void mse_grad_chunk(void *ctx, int chunk, int n_chunks)
 {
-    dml_tensor *a = out->src[0], *b = out->src[1];
-    if (N(a) == 0)
-        return;
+    const dml_tensor *out = ctx, *a = out->src[0], *b = out->src[1];
+    size_t s, e;
+    dml_pool_range(N(a), 16, chunk, n_chunks, &s, &e);
     const float k = 2.0f * out->grad[0] / (float)N(a);
     const float *restrict x = a->data, *restrict t = b->data;
     float *restrict dx = a->grad, *restrict dt = b->grad;
     if (dx)
-        for (size_t i = 0, n = N(a); i < n; i++)
+        for (size_t i = s; i < e; i++)
             dx[i] += k * (x[i] - t[i]);
     if (dt)
-        for (size_t i = 0, n = N(a); i < n; i++)
+        for (size_t i = s; i < e; i++)
             dt[i] -= k * (x[i] - t[i]);
+}
+
+static void mse_backward(dml_tensor *out)
+{
+    const dml_tensor *a = out->src[0];
+    if (N(a) == 0)
+        return;
+    dml_pool_run_chunks(mse_grad_chunk, out, MSE_GRAD_CHUNKS, N(a));
 }
 
 const dml_op_def dml_op_mse = {"mse", mse_forward, mse_backward};
