@@ -191,21 +191,23 @@ void dml_optim_step(dml_optim *o, float lr)
     run_pass(o, o->spec.kind == DML_OPTIM_SGD ? sgd_update : adam_update, lr);
 }
 
-/* Sum of squares in float over short blocks (so the loop vectorises), each block's sum added in
- * double (so a large model's norm keeps its precision). */
-static double sum_squares(const float *restrict x, size_t n)
+/* Sum of squares in float over blocks, in LANES partial sums (so the loop vectorises, with
+ * several vector additions in flight: with 8 the pass waited on one addition chain, at about an
+ * element a cycle), each block's sums added in double (so a large model's norm keeps its
+ * precision). */
+DML_SIMD_CLONES static double sum_squares(const float *restrict x, size_t n)
 {
-    enum { BLOCK = 256 };
+    enum { BLOCK = 1024, LANES = 32 };
     double total = 0.0;
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t end = start + BLOCK < n ? start + BLOCK : n;
-        float s[8] = {0};
-        for (size_t k = start; k + 8 <= end; k += 8)
-            for (int j = 0; j < 8; j++)
+        float s[LANES] = {0};
+        for (size_t k = start; k + LANES <= end; k += LANES)
+            for (int j = 0; j < LANES; j++)
                 s[j] += x[k + j] * x[k + j];
-        for (size_t k = start + (end - start) / 8 * 8; k < end; k++)
+        for (size_t k = start + (end - start) / LANES * LANES; k < end; k++)
             s[0] += x[k] * x[k];
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < LANES; j++)
             total += s[j];
     }
     return total;
