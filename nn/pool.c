@@ -191,10 +191,17 @@ typedef struct {
     atomic_int next;
 } chunk_job;
 
+/* On one thread the chunks are taken in order without the atomic counter: a locked addition
+ * per chunk cost the small model's step (a few hundred chunks, all on the caller) 6%. */
 static void claim_chunks(void *ctx, int part, int parts)
 {
-    (void)part, (void)parts;
+    (void)part;
     chunk_job *job = ctx;
+    if (parts == 1) {
+        for (int k = 0; k < job->n_chunks; k++)
+            job->task(job->ctx, k, job->n_chunks);
+        return;
+    }
     for (int k; (k = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < job->n_chunks;)
         job->task(job->ctx, k, job->n_chunks);
 }
@@ -230,5 +237,8 @@ static void rows_chunk(void *ctx, int chunk, int n_chunks)
 void dml_pool_run_rows(dml_pool_rows_task task, void *ctx, int rows, int cols)
 {
     rows_job job = {task, ctx, rows};
-    dml_pool_run_chunks(rows_chunk, &job, ROW_CHUNKS, (size_t)rows * (size_t)cols);
+    if ((size_t)rows * (size_t)cols < DML_POOL_MIN_ELEMENTS)
+        task(ctx, 0, rows); /* the rows are independent: one range is the chunks' arithmetic */
+    else
+        dml_pool_run_chunks(rows_chunk, &job, ROW_CHUNKS, (size_t)rows * (size_t)cols);
 }
