@@ -49,9 +49,9 @@ void dml_pool_run(dml_pool_task task, void *ctx);
 typedef void (*dml_pool_chunk_task)(void *ctx, int chunk, int n_chunks);
 void dml_pool_run_chunks(dml_pool_chunk_task task, void *ctx, int n_chunks, size_t elements);
 /* A row-wise pass over a [rows, cols] matrix: task(ctx, first, end) over consecutive ranges of
- * rows that the threads take in turn (dml_pool_run_chunks, so under DML_POOL_MIN_ELEMENTS
- * elements all on the caller). Each row must be computed the same way whichever range it falls
- * in. */
+ * rows that the threads take in turn (dml_pool_run_chunks); under DML_POOL_MIN_ELEMENTS
+ * elements, task(ctx, 0, rows) on the caller. Each row must be computed the same way whichever
+ * range it falls in, and a result summed over rows is added up in row order afterwards. */
 typedef void (*dml_pool_rows_task)(void *ctx, int first, int end);
 void dml_pool_run_rows(dml_pool_rows_task task, void *ctx, int rows, int cols);
 /* Starts or stops workers so that jobs run on `threads` threads; returns the count reached. */
