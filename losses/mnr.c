@@ -24,7 +24,8 @@ typedef struct mnr_cache {
      * candidate in all, where recomputing them in backward doubled the loss's cost. */
     float *row_e, *col_e;     /* [B, C], [B, B] */
     float *row_inv, *col_inv; /* [B] each */
-    float *terms;             /* [B] or [B, 2]: each anchor's log-sum-exp - target (and its column's) */
+    float *terms;             /* [B] or [B, 2]: each anchor's log-sum-exp - target (and
+                               * its column's, with symmetric) */
 } mnr_cache;
 
 /* e[k] = scale * s[k * stride] for anchor i's n candidates (its row: stride 1; its column:
