@@ -177,7 +177,7 @@ typedef struct dml_run {
     dml_rng rng;
     /* data.augment: its own generator, so that batches are the same with or without it */
     int augment_on;
-    float *aug_scratch; /* [d_in] */
+    float *aug_scratch; /* [batch, d_in] */
     dml_rng rng_aug;
     dml_memory mem; /* loss.memory; mem.size == 0 when off */
     dml_hard_negatives hn; /* loss.hard_negatives; hn.k == 0 when off */

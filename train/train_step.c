@@ -57,10 +57,27 @@ static void shard(dml_run *r, int b)
     r->lo = r->comm ? r->comm->rank * r->n_local : 0;
 }
 
+typedef struct {
+    const dml_run *r;
+    uint64_t seed;
+    float *x; /* the batch's row `first` */
+    int first;
+} augment_job;
+
+/* Each row's generator is seeded from the batch's draw and the row's index, so rows can be
+ * augmented on any thread, each with its own row of scratch. */
+static void augment_part(void *ctx, int r0, int r1)
+{
+    const augment_job *job = ctx;
+    size_t d = (size_t)job->r->d_in;
+    dml_augment_rows(&job->r->cfg->data.augment, job->seed, job->first + r0,
+                     job->x + (size_t)r0 * d, r1 - r0, (int)d, job->r->aug_scratch + (size_t)r0 * d);
+}
+
 static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
 {
-    dml_augment_rows(&r->cfg->data.augment, seed, first, x + (size_t)first * r->d_in, r->n_local,
-                     r->d_in, r->aug_scratch);
+    augment_job job = {r, seed, x + (size_t)first * r->d_in, first};
+    dml_pool_run_rows(augment_part, &job, r->n_local, r->d_in);
 }
 
 /* data.augment on this rank's rows [lo, lo + n_local) of a gathered batch x (one process: all of

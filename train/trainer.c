@@ -184,7 +184,8 @@ static dml_status build_augment(dml_run *r, dml_error *err)
                                 "%d x %d images, but the encoder's rows have width %d", a->height,
                                 a->width, r->d_in);
     dml_rng_seed(&r->rng_aug, (uint64_t)r->cfg->seed ^ 0x6175676d656e74ull); /* "augment" */
-    r->aug_scratch = malloc((size_t)r->d_in * sizeof(float));
+    /* a row of scratch for each row of a batch: the rows are augmented on dml's threads */
+    r->aug_scratch = malloc((size_t)r->cfg->train.batch_size * (size_t)r->d_in * sizeof(float));
     return r->aug_scratch ? DML_OK
                           : dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the run");
 }
