@@ -41,26 +41,24 @@ void *dml_graph_alloc(dml_graph *g, size_t bytes)
 /* A node's gradient is zeroed where it is made (backward adds into it, and a leaf may alias it),
  * a large one on dml's threads: the forward's nodes at batch 256 came to ~1.3 MB of zeroing on
  * one thread. */
-enum { ZERO_CHUNKS = 8 };
 typedef struct {
     float *p;
-    size_t n;
+    int cols;
 } zero_job;
 
-static void zero_chunk(void *ctx, int chunk, int n_chunks)
+static void zero_rows(void *ctx, int first, int end)
 {
     const zero_job *job = ctx;
-    size_t s, e;
-    dml_pool_range(job->n, 16, chunk, n_chunks, &s, &e);
-    memset(job->p + s, 0, (e - s) * sizeof(float));
+    size_t cols = (size_t)job->cols;
+    memset(job->p + (size_t)first * cols, 0, (size_t)(end - first) * cols * sizeof(float));
 }
 
-static float *alloc_floats(dml_graph *g, size_t n, int zero)
+static float *alloc_floats(dml_graph *g, int rows, int cols, int zero)
 {
-    float *p = dml_graph_alloc(g, n * sizeof(float));
+    float *p = dml_graph_alloc(g, (size_t)rows * cols * sizeof(float));
     if (p && zero) {
-        zero_job job = {p, n};
-        dml_pool_run_chunks(zero_chunk, &job, ZERO_CHUNKS, n);
+        zero_job job = {p, cols};
+        dml_pool_run_rows(zero_rows, &job, rows, cols);
     }
     return p;
 }
@@ -90,10 +88,10 @@ dml_tensor *dml_leaf_copy(dml_graph *g, const float *data, int rows, int cols, i
 {
     size_t n = (size_t)rows * cols;
     dml_tensor *t = tensor_new(g, rows, cols);
-    if (!t || !(t->data = alloc_floats(g, n, 0)))
+    if (!t || !(t->data = alloc_floats(g, rows, cols, 0)))
         return NULL;
     memcpy(t->data, data, n * sizeof(float));
-    if (want_grad && !(t->grad = alloc_floats(g, n, 1)))
+    if (want_grad && !(t->grad = alloc_floats(g, rows, cols, 1)))
         return NULL;
     return t;
 }
@@ -126,9 +124,9 @@ dml_tensor *dml_graph_node(dml_graph *g, const dml_op_def *def, int rows, int co
         needs_grad |= src[i]->grad != NULL;
     }
     dml_tensor *t = tensor_new(g, rows, cols);
-    if (!t || !(t->data = alloc_floats(g, (size_t)rows * cols, 0)))
+    if (!t || !(t->data = alloc_floats(g, rows, cols, 0)))
         return NULL;
-    if (needs_grad && !(t->grad = alloc_floats(g, (size_t)rows * cols, 1)))
+    if (needs_grad && !(t->grad = alloc_floats(g, rows, cols, 1)))
         return NULL;
     t->op = def;
     memcpy(t->src, src, sizeof src);

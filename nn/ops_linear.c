@@ -334,13 +334,11 @@ static void mse_forward(dml_tensor *out)
     out->data[0] = N(a) > 0 ? (float)(acc / (double)N(a)) : 0.0f;
 }
 
-enum { MSE_GRAD_CHUNKS = 16 };
-
-static void mse_grad_chunk(void *ctx, int chunk, int n_chunks)
+/* The gradient of rows [first, end): element-wise, a row pass. */
+static void mse_grad_rows(void *ctx, int first, int end)
 {
     const dml_tensor *out = ctx, *a = out->src[0], *b = out->src[1];
-    size_t s, e;
-    dml_pool_range(N(a), 16, chunk, n_chunks, &s, &e);
+    const size_t s = (size_t)first * a->cols, e = (size_t)end * a->cols;
     const float k = 2.0f * out->grad[0] / (float)N(a);
     const float *restrict x = a->data, *restrict t = b->data;
     float *restrict dx = a->grad, *restrict dt = b->grad;
@@ -357,7 +355,7 @@ static void mse_backward(dml_tensor *out)
     const dml_tensor *a = out->src[0];
     if (N(a) == 0)
         return;
-    dml_pool_run_chunks(mse_grad_chunk, out, MSE_GRAD_CHUNKS, N(a));
+    dml_pool_run_rows(mse_grad_rows, out, a->rows, a->cols);
 }
 
 const dml_op_def dml_op_mse = {"mse", mse_forward, mse_backward};

@@ -71,7 +71,8 @@ static void augment_part(void *ctx, int r0, int r1)
     const augment_job *job = ctx;
     size_t d = (size_t)job->r->d_in;
     dml_augment_rows(&job->r->cfg->data.augment, job->seed, job->first + r0,
-                     job->x + (size_t)r0 * d, r1 - r0, (int)d, job->r->aug_scratch + (size_t)r0 * d);
+                     job->x + (size_t)r0 * d, r1 - r0, (int)d,
+                     job->r->aug_scratch + (size_t)r0 * d);
 }
 
 static void augment_rows(dml_run *r, uint64_t seed, float *x, int first)
@@ -97,16 +98,14 @@ typedef struct {
     const dml_dataset *ds;
     float *out;
     const int32_t *idx;
-    int n;
 } gather_job;
 
 /* Rows held in memory are copied on every thread: the copies wait on memory, not arithmetic. */
-static void gather_part(void *ctx, int part, int parts)
+static void gather_part(void *ctx, int first, int end)
 {
     const gather_job *job = ctx;
-    size_t s, e;
-    dml_pool_range((size_t)job->n, 1, part, parts, &s, &e);
-    dml_dataset_gather(job->out + s * (size_t)job->ds->d, job->ds, job->idx + s, (int)(e - s));
+    dml_dataset_gather(job->out + (size_t)first * job->ds->d, job->ds, job->idx + first,
+                       end - first);
 }
 
 /* This rank's rows [lo, lo + n_local) of a global batch's dataset rows idx into their places
@@ -114,11 +113,11 @@ static void gather_part(void *ctx, int part, int parts)
 static void gather_own(dml_run *r, float *out, const int32_t *idx)
 {
     dml_run_stream_plan(r); /* rows read in blocks: a new shuffle's share for the cache */
-    gather_job job = {&r->train, out + (size_t)r->lo * r->d_in, idx + r->lo, r->n_local};
-    if (r->train.x && (size_t)job.n * r->d_in >= DML_POOL_MIN_ELEMENTS)
-        dml_pool_run(gather_part, &job);
-    else /* the row cache reads its file on one thread; a few rows are not worth handing out */
-        gather_part(&job, 0, 1);
+    gather_job job = {&r->train, out + (size_t)r->lo * r->d_in, idx + r->lo};
+    if (r->train.x)
+        dml_pool_run_rows(gather_part, &job, r->n_local, r->d_in);
+    else /* the row cache reads its file on one thread */
+        gather_part(&job, 0, r->n_local);
 }
 
 /* A pair batch's inputs, this rank's rows gathered and augmented: the anchors in r->xa [b,
