@@ -283,6 +283,32 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
     return st;
 }
 
+/* The work every step does over all the parameters outside GEMM, alone: the gradient norm, the
+ * optimizer step and the zeroing, as dml_run_step does them, `reps` times back to back (after the
+ * run: the weights it moves are not used again). Nothing else runs between them, so their data
+ * is as warm as it gets: a lower bound on what they take inside a step. Prints a JSON object. */
+static void parameter_passes(dml_run *r, int reps)
+{
+    double *rep = malloc((size_t)reps * sizeof *rep);
+    if (!rep)
+        return;
+    size_t elements = 0;
+    for (int i = 0; i < r->n_params; i++)
+        elements += r->params[i].n;
+    for (int k = -2; k < reps; k++) { /* two reps to warm up */
+        double t0 = dml_bench_now();
+        dml_clip_grad_norm(r->params, r->n_params, r->cfg->train.clip_grad_norm);
+        dml_optim_step(&r->optim, r->cfg->train.lr);
+        dml_optim_zero_grad(&r->optim);
+        if (k >= 0)
+            rep[k] = dml_bench_now() - t0;
+    }
+    qsort(rep, (size_t)reps, sizeof *rep, by_value);
+    printf("{\"elements\": %zu, \"seconds_per_step\": %.9f}", elements,
+           reps % 2 ? rep[reps / 2] : 0.5 * (rep[reps / 2 - 1] + rep[reps / 2]));
+    free(rep);
+}
+
 /* train: warm-up steps, then `steps` timed steps; with --reps, the GEMM ceiling after them
  * (the gemm sub-command is the same with no timed steps). */
 static int train_case(const dml_bench_args *a, const char *what)
@@ -338,6 +364,8 @@ static int train_case(const dml_bench_args *a, const char *what)
         if (a->reps > 0) {
             printf(", \"gemm\": ");
             st = gemm_ceiling(r, a->reps, &err);
+            printf(", \"parameter_passes\": ");
+            parameter_passes(r, a->reps);
         }
         printf("}\n");
     }

@@ -398,7 +398,8 @@ def verdict(ratio, target):
 def report(r, checks, train, pq, ev, rss):
     main = Table(["case", "dml", "peer", "dml vs peer", "rounds", "target", "result"])
     ceiling = Table(["case", "GEMM GFLOP/step", "GEMM ceiling GFLOP/s", "dml step ms",
-                     "dml % of ceiling", "peer step ms", "peer % of ceiling", "dml time outside GEMM"])
+                     "dml % of ceiling", "peer step ms", "peer % of ceiling", "dml time outside GEMM",
+                     "parameter passes alone", "only them outside GEMM: % of ceiling, vs peer"])
     notes = []
     for name, res in train.items():
         row = paired(res["dml"], res["peer"], "samples_per_s", "higher")
@@ -417,13 +418,16 @@ def report(r, checks, train, pq, ev, rss):
         d, p = (median([x["samples_per_s"] for x in res[side]]) for side in ("dml", "peer"))
         gemm_s = median([x["gemm"]["seconds_per_step"] for x in res["dml"]])
         flops = res["dml"][0]["gemm"]["flops_per_step"]
+        passes_s = median([x["parameter_passes"]["seconds_per_step"] for x in res["dml"]])
         d_step, p_step = batch / d, batch / p
         frac = gemm_s / d_step
         target = f" (target {100 * CEILING_TARGET:.0f}%: {verdict(frac, CEILING_TARGET)})" \
             if not small and name != "triplet_all" else ""
         ceiling.add(name, f"{flops / 1e9:.3f}", fmt(flops / gemm_s / 1e9), f"{1e3 * d_step:.2f}",
                     f"{100 * frac:.0f}%{target}", f"{1e3 * p_step:.2f}", f"{100 * gemm_s / p_step:.0f}%",
-                    f"{1e3 * (d_step - gemm_s):.2f} ms ({100 * (1 - frac):.0f}%)")
+                    f"{1e3 * (d_step - gemm_s):.2f} ms ({100 * (1 - frac):.0f}%)",
+                    f"{1e3 * passes_s:.2f} ms",
+                    f"{100 * gemm_s / (gemm_s + passes_s):.0f}%, {p_step / (gemm_s + passes_s):.2f}x")
         notes.append(f"{name}: PyTorch's faster intra-op thread count, round by round: {intra}")
         # Rounds alternate the two sides, so a round's ratio compares runs made seconds apart:
         # their spread shows how much the machine's other load moved the medians.
@@ -658,7 +662,12 @@ def main():
          "it) replayed through `dml_gemm` in the same run, median of 20 replays: blocks of rows or "
          "columns on dml's threads, one single-threaded `cblas_sgemm` each (about as fast as "
          "OpenBLAS's own threads at these shapes). % of ceiling = GEMM time at those shapes / step "
-         "time.", ceil_t),
+         "time. Parameter passes alone: the gradient norm, the optimizer step and the zeroing over "
+         "all the parameters, as the step does them, timed back to back after the run (median of 20, "
+         "data as warm as it gets): a floor for them inside a step; the last column is what a step "
+         "would reach if nothing else ran outside GEMM (the batch gather, the layers' and the loss's "
+         "passes) and its products ran at the replay's rate: its fraction of the ceiling, and the "
+         "peer's step over it.", ceil_t),
         ("PQ quality (same data, same iterations)", "PQ quality", "", qual_t),
         ("Validation", "Validation (before timing)", "", valid_t)) if s[3].rows]
     print("\n" + head + "\n")
