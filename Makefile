@@ -51,8 +51,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/testutil.o
 
-.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run bench parity losses cluster \
-        deps demo install uninstall clean valgrind
+.PHONY: all test python-test test-kernels unit-test sanitize tsan fuzz fuzz-bins fuzz-replay fuzz-run \
+        bench bench-onednn parity losses cluster deps demo install uninstall clean valgrind
 # Keep test objects: they are intermediate files make would otherwise delete after every link.
 .SECONDARY:
 all: $(BUILD)/libdml.a $(BUILD)/libdml.so $(BUILD)/dml
@@ -220,6 +220,17 @@ $(BUILD)/bench_encode: bench/encode_api.c include/dml.h $(BUILD)/libdml.a
 $(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/scale_mpi.c \
 	    $(BUILD)/cli/mpi.o $(BUILD)/libdml.a $(LIBS) $(MPI_LIBS)
+
+# Issue #30's question, outside make bench: dml's dense layers (OpenBLAS) against oneDNN's inner
+# products at the bench's training shapes (bench/onednn_layers.c). Needs libdnnl-dev, which
+# nothing else in dml does, so neither make deps nor CI installs it.
+$(BUILD)/bench_onednn: bench/onednn_layers.c $(BUILD)/libdml.a
+	@test -f /usr/include/dnnl.h || { echo "bench-onednn: needs oneDNN: apt-get install libdnnl-dev"; exit 2; }
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/onednn_layers.c \
+	    $(BUILD)/libdml.a $(LIBS) -ldnnl
+
+bench-onednn: $(BUILD)/bench_onednn
+	$(PYTHON) bench/onednn_layers.py --bench $(BUILD)/bench_onednn $(ONEDNN_ARGS)
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libhdf5-dev libyaml-dev libcmocka-dev \
     zlib1g-dev dataset-fashion-mnist valgrind python3-numpy python3-torch python3-faiss \
