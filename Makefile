@@ -224,10 +224,10 @@ $(BUILD)/bench_scale: bench/scale_mpi.c $(BUILD)/cli/mpi.o $(BUILD)/libdml.a
 # Issue #30's question, outside make bench: dml's dense layers (OpenBLAS) against oneDNN's inner
 # products at the bench's training shapes (bench/onednn_layers.c). Needs libdnnl-dev, which
 # nothing else in dml does, so neither make deps nor CI installs it.
-$(BUILD)/bench_onednn: bench/onednn_layers.c $(BUILD)/libdml.a
+$(BUILD)/bench_onednn: bench/onednn_layers.c bench/bench_time.c bench/bench.h $(BUILD)/libdml.a
 	@test -f /usr/include/dnnl.h || { echo "bench-onednn: needs oneDNN: apt-get install libdnnl-dev"; exit 2; }
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ bench/onednn_layers.c \
-	    $(BUILD)/libdml.a $(LIBS) -ldnnl
+	    bench/bench_time.c $(BUILD)/libdml.a $(LIBS) -ldnnl
 
 bench-onednn: $(BUILD)/bench_onednn
 	$(PYTHON) bench/onednn_layers.py --bench $(BUILD)/bench_onednn $(ONEDNN_ARGS)

@@ -23,6 +23,8 @@ typedef struct dml_bench_args {
 
 /* Seconds on a monotonic clock. */
 double dml_bench_now(void);
+/* The median of v[0..n), n > 0, which it sorts in place (v[0] is then the least). */
+double dml_bench_median(double *v, int n);
 /* rows x cols values (cols 0: a vector of rows) as .npy, float32 or int32, written atomically. */
 dml_status dml_bench_write_npy(const char *path, const void *data, int rows, int cols, int is_int,
                                dml_error *err);

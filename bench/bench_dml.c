@@ -14,18 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cblas.h>
 
 #include "bench/bench.h"
-
-double dml_bench_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 dml_status dml_bench_write_npy(const char *path, const void *data, int rows, int cols, int is_int,
                                dml_error *err)

@@ -204,12 +204,6 @@ static size_t need(int rows, int ld)
     return (size_t)rows * (size_t)ld;
 }
 
-static int by_value(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* The machine's ceiling for this step: one more step with its GEMM calls noted, then the same
  * calls (shapes, transposes, leading dimensions, alpha, beta) replayed `reps` times through the
  * real dml_gemm on buffers of random values. Prints a JSON object (no newline): the step's GEMM
@@ -262,8 +256,7 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
             if (k >= 0)
                 rep[k] = dml_bench_now() - t0;
         }
-        qsort(rep, (size_t)reps, sizeof *rep, by_value);
-        double med = reps % 2 ? rep[reps / 2] : 0.5 * (rep[reps / 2 - 1] + rep[reps / 2]);
+        double med = dml_bench_median(rep, reps);
         printf("{\"calls_per_step\": %d, \"flops_per_step\": %.0f, \"seconds_per_step\": %.9f, "
                "\"best_seconds_per_step\": %.9f, \"gflops\": %.3f, \"calls\": [",
                n_calls, flops, med, rep[0], 1e-9 * flops / med);
@@ -303,9 +296,8 @@ static void parameter_passes(dml_run *r, int reps)
         if (k >= 0)
             rep[k] = dml_bench_now() - t0;
     }
-    qsort(rep, (size_t)reps, sizeof *rep, by_value);
     printf("{\"elements\": %zu, \"seconds_per_step\": %.9f}", elements,
-           reps % 2 ? rep[reps / 2] : 0.5 * (rep[reps / 2 - 1] + rep[reps / 2]));
+           dml_bench_median(rep, reps));
     free(rep);
 }
 

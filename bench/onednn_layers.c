@@ -20,9 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "nn/nn.h"
+#include "bench/bench.h"
 
 #define MAX_LAYERS 16
 #define WARMUP 10
@@ -36,13 +35,6 @@ typedef struct {
     float *w[MAX_LAYERS], *b[MAX_LAYERS], *gw[MAX_LAYERS], *gb[MAX_LAYERS];
     float *act[MAX_LAYERS + 1], *gact[MAX_LAYERS + 1], *gpre[MAX_LAYERS];
 } mlp;
-
-static double seconds_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -229,12 +221,6 @@ static void onednn_pass(const onednn *o, const mlp *m)
 
 /* ---- timing ---- */
 
-static int by_value(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 _Noreturn static void usage(void)
 {
     fputs("usage: bench_onednn dml|onednn|onednn-gemm [--threads N] [--iters N] BATCH W0 ... Wn\n"
@@ -309,16 +295,15 @@ int main(int argc, char **argv)
     if (!t)
         die("out of memory");
     for (int k = -WARMUP; k < iters; k++) {
-        double t0 = seconds_now();
+        double t0 = dml_bench_now();
         if (s == SIDE_DML)
             dml_pass(&m, &graph);
         else
             onednn_pass(&o, &m);
         if (k >= 0)
-            t[k] = seconds_now() - t0;
+            t[k] = dml_bench_now() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, by_value);
-    double med = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+    double med = dml_bench_median(t, iters);
     printf("{\"side\": \"%s\", \"batch\": %d, \"layers\": %d, \"gflop\": %.4f, "
            "\"median_us\": %.1f, \"best_us\": %.1f, \"gflops_median\": %.1f}\n",
            argv[1], m.batch, m.n_layers, 1e-9 * flops, 1e6 * med, 1e6 * t[0], 1e-9 * flops / med);
