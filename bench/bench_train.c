@@ -279,12 +279,12 @@ static dml_status gemm_ceiling(dml_run *r, int reps, dml_error *err)
 /* The work every step does over all the parameters outside GEMM, alone: the gradient norm, the
  * optimizer step and the zeroing, as dml_run_step does them, `reps` times back to back (after the
  * run: the weights it moves are not used again). Nothing else runs between them, so their data
- * is as warm as it gets: a lower bound on what they take inside a step. Prints a JSON object. */
-static void parameter_passes(dml_run *r, int reps)
+ * is as warm as it gets: a lower bound on what they take inside a step. Prints its JSON key. */
+static dml_status parameter_passes(dml_run *r, int reps, dml_error *err)
 {
     double *rep = malloc((size_t)reps * sizeof *rep);
     if (!rep)
-        return;
+        return dml_error_set(err, DML_ERR_NOMEM, NULL, 0, 0, "out of memory for the timings");
     size_t elements = 0;
     for (int i = 0; i < r->n_params; i++)
         elements += r->params[i].n;
@@ -296,9 +296,10 @@ static void parameter_passes(dml_run *r, int reps)
         if (k >= 0)
             rep[k] = dml_bench_now() - t0;
     }
-    printf("{\"elements\": %zu, \"seconds_per_step\": %.9f}", elements,
+    printf(", \"parameter_passes\": {\"elements\": %zu, \"seconds_per_step\": %.9f}", elements,
            dml_bench_median(rep, reps));
     free(rep);
+    return DML_OK;
 }
 
 /* train: warm-up steps, then `steps` timed steps; with --reps, the GEMM ceiling after them
@@ -356,8 +357,8 @@ static int train_case(const dml_bench_args *a, const char *what)
         if (a->reps > 0) {
             printf(", \"gemm\": ");
             st = gemm_ceiling(r, a->reps, &err);
-            printf(", \"parameter_passes\": ");
-            parameter_passes(r, a->reps);
+            if (st == DML_OK)
+                st = parameter_passes(r, a->reps, &err);
         }
         printf("}\n");
     }
